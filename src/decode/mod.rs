@@ -1,0 +1,53 @@
+//! Pure, stateless parsers: each takes bytes and returns a validated representation or an error.
+//! None of them panics on any input (see `fuzz/`); state (reassembly, flows) lives in `flow/`.
+
+pub mod dns;
+pub mod http;
+pub mod link;
+pub mod quic;
+pub mod tls;
+pub mod tunnel;
+
+/// Render a DNS-style name as shadowgate reports it: lower-case ASCII, no trailing dot, bytes that
+/// are not printable ASCII (and `\`) as RFC 1035 `\DDD` decimal escapes.
+pub fn render_name(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len());
+    push_name_bytes(&mut s, bytes);
+    while s.ends_with('.') && !s.ends_with("\\.") {
+        s.pop();
+    }
+    s
+}
+
+/// Append one label (or a whole dotted name) to `s` with the escaping of [`render_name`].
+pub fn push_name_bytes(s: &mut String, bytes: &[u8]) {
+    for &b in bytes {
+        match b {
+            b'\\' => s.push_str("\\092"),
+            0x21..=0x7e => s.push(b.to_ascii_lowercase() as char),
+            _ => {
+                use std::fmt::Write;
+                let _ = write!(s, "\\{b:03}");
+            }
+        }
+    }
+}
+
+/// Read a big-endian u16 at `at`, if present.
+#[inline]
+pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_lowercased_escaped_and_trimmed() {
+        assert_eq!(render_name(b"Claude.AI."), "claude.ai");
+        assert_eq!(render_name(b"a\x04b c"), "a\\004b\\032c");
+        assert_eq!(render_name(b"x\\y"), "x\\092y");
+        assert_eq!(render_name(b""), "");
+    }
+}

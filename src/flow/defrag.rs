@@ -1,0 +1,113 @@
+//! IP fragment reassembly with `etherparse`'s `IpDefragBuf`, held in a bounded table with a
+//! timeout (etherparse's own pool is unbounded). Completed datagrams are handed back whole.
+
+use std::net::IpAddr;
+
+use etherparse::defrag::IpDefragBuf;
+use etherparse::{IpFragOffset, IpNumber};
+
+use super::table::{Aged, BoundedMap};
+
+#[derive(Hash, PartialEq, Eq, Clone, Copy, Debug)]
+struct FragKey {
+    src: IpAddr,
+    dst: IpAddr,
+    id: u32,
+    proto: u8,
+}
+
+struct Pending {
+    buf: IpDefragBuf,
+    last_ns: u64,
+}
+
+impl Aged for Pending {
+    fn last_seen(&self) -> u64 {
+        self.last_ns
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy, serde::Serialize)]
+pub struct DefragStats {
+    pub fragments: u64,
+    pub reassembled: u64,
+    pub invalid: u64,
+    pub evicted: u64,
+    pub expired: u64,
+}
+
+pub struct Defrag {
+    table: BoundedMap<FragKey, Pending>,
+    timeout_ns: u64,
+    pub stats: DefragStats,
+}
+
+/// One fragment as read from the IP layer.
+pub struct Fragment<'a> {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub id: u32,
+    pub proto: u8,
+    pub offset: IpFragOffset,
+    pub more: bool,
+    pub payload: &'a [u8],
+}
+
+impl Defrag {
+    pub fn new(max_pending: usize, timeout_s: u64) -> Self {
+        Defrag {
+            table: BoundedMap::new(max_pending),
+            timeout_ns: timeout_s * 1_000_000_000,
+            stats: DefragStats::default(),
+        }
+    }
+
+    /// Add a fragment; returns the whole transport payload once every fragment is in.
+    pub fn add(&mut self, f: Fragment<'_>, now_ns: u64) -> Option<Vec<u8>> {
+        self.stats.fragments += 1;
+        let key = FragKey {
+            src: f.src,
+            dst: f.dst,
+            id: f.id,
+            proto: f.proto,
+        };
+        let pending = match self.table.get_mut(&key) {
+            Some(p) => p,
+            None => {
+                let buf = IpDefragBuf::new(IpNumber(f.proto), Vec::new(), Vec::new());
+                let (p, evicted) = self.table.insert(
+                    key,
+                    Pending {
+                        buf,
+                        last_ns: now_ns,
+                    },
+                );
+                if evicted {
+                    self.stats.evicted += 1;
+                }
+                p
+            }
+        };
+        pending.last_ns = now_ns;
+        if pending.buf.add(f.offset, f.more, f.payload).is_err() {
+            self.stats.invalid += 1;
+            self.table.remove(&key);
+            return None;
+        }
+        if pending.buf.is_complete() {
+            let p = self.table.remove(&key)?;
+            self.stats.reassembled += 1;
+            return Some(p.buf.take_bufs().0);
+        }
+        None
+    }
+
+    pub fn expire(&mut self, now_ns: u64) {
+        let n = self.table.expire(now_ns.saturating_sub(self.timeout_ns));
+        self.stats.expired += n as u64;
+    }
+
+    pub fn pending(&self) -> usize {
+        self.table.len()
+    }
+}

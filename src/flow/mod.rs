@@ -1,0 +1,12 @@
+//! Stateful middle of the pipeline: flow table, first-flight reassembly, IP defragmentation,
+//! QUIC CRYPTO assembly and the DNS name cache. [`Sensor`] turns frames into observations.
+
+pub mod defrag;
+pub mod names;
+pub mod observation;
+pub mod reassembly;
+pub mod sensor;
+pub mod table;
+
+pub use observation::{Flag, Kind, Observation};
+pub use sensor::{Config, Sensor, Stats};

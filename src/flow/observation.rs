@@ -1,0 +1,156 @@
+//! What the sensor reports: one observation per DNS question/answer, TLS or QUIC ClientHello and
+//! HTTP request. `kind` and `name` are the stable fields scripts rely on (see README "Schema").
+
+use std::net::IpAddr;
+
+use serde::{Serialize, Serializer};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    DnsQuery,
+    DnsAnswer,
+    TlsClientHello,
+    QuicInitial,
+    HttpRequest,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::DnsQuery => "dns_query",
+            Kind::DnsAnswer => "dns_answer",
+            Kind::TlsClientHello => "tls_client_hello",
+            Kind::QuicInitial => "quic_initial",
+            Kind::HttpRequest => "http_request",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoint {
+    pub ip: IpAddr,
+    pub port: u16,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_mac")]
+    pub mac: Option<[u8; 6]>,
+}
+
+fn ser_mac<S: Serializer>(m: &Option<[u8; 6]>, s: S) -> Result<S::Ok, S::Error> {
+    match m {
+        Some(m) => s.serialize_str(&format!(
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )),
+        None => s.serialize_none(),
+    }
+}
+
+/// Observation flags (serialised as lower-case words).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Flag {
+    /// ClientHello carries the Encrypted Client Hello extension (or a DNS answer an ECH config).
+    Ech,
+    /// ClientHello carries the draft encrypted SNI extension.
+    Esni,
+    /// `inferred_names` come from earlier DNS answers for the server address.
+    Inferred,
+    /// The message was reassembled from several TCP segments.
+    Segmented,
+    /// The ClientHello spanned several TLS records.
+    MultiRecord,
+    /// The QUIC ClientHello was reassembled from several Initial packets.
+    MultiPacket,
+    /// The packet was reassembled from IP fragments.
+    Fragmented,
+    /// The packet was carried in a tunnel (IP-in-IP, GRE, VXLAN, Teredo, GTP-U).
+    Tunneled,
+    /// Only part of the message could be decoded (e.g. DNS questions without answers).
+    Partial,
+    /// DNS over TCP.
+    DnsTcp,
+    /// A non-standard port for the protocol (recognised by content).
+    OffPort,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TlsInfo {
+    pub versions: Vec<String>,
+    pub alpn: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuicInfo {
+    pub version: String,
+    pub dcid: String,
+    pub versions: Vec<String>,
+    pub alpn: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsAnswer {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub rtype: String,
+    pub ttl: u32,
+    pub data: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DnsInfo {
+    pub id: u16,
+    pub qtype: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rcode: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<DnsAnswer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HttpInfo {
+    pub method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Observation {
+    #[serde(serialize_with = "ser_ts")]
+    pub ts: u64,
+    pub kind: Kind,
+    /// Name as seen on the wire: DNS question, SNI or HTTP Host (lower-case, no trailing dot).
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inferred_names: Vec<String>,
+    pub transport: Transport,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    pub flags: Vec<Flag>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quic: Option<QuicInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpInfo>,
+    /// 1-based frame number in the capture (0 for live capture).
+    pub frame: u64,
+}
+
+/// RFC 3339 UTC with microseconds.
+pub fn format_ts(ns: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+fn ser_ts<S: Serializer>(ns: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_ts(*ns))
+}

@@ -1,0 +1,1067 @@
+//! The sensor: frames in, observations out. A flow is classified by content once (TLS, HTTP,
+//! DNS over TCP, QUIC, DNS on an odd port); once it has yielded its names it is marked done and
+//! its later packets cost one table lookup. All state is bounded (see [`Config`]).
+
+use std::net::IpAddr;
+
+use etherparse::{
+    Ipv6ExtensionSlice, LaxNetSlice, LaxSlicedPacket, LinkSlice, TcpSlice, TransportSlice, UdpSlice,
+};
+use serde::Serialize;
+
+use crate::capture::Frame;
+use crate::decode::{dns, http, link, quic, tls, tunnel};
+
+use super::defrag::{Defrag, DefragStats, Fragment};
+use super::names::NameCache;
+use super::observation::*;
+use super::reassembly::{Insert, SparseBuf};
+use super::table::{Aged, BoundedMap};
+
+/// Limits of the sensor's state. Defaults suit a clinic gateway (a few hundred devices).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub max_flows: usize,
+    pub tcp_idle_s: u64,
+    pub udp_idle_s: u64,
+    pub max_names: usize,
+    pub name_grace_s: u64,
+    pub max_fragments: usize,
+    pub fragment_timeout_s: u64,
+    /// Largest TCP first flight buffered per direction (TLS ClientHello, HTTP request head).
+    pub stream_cap: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_flows: 262_144,
+            tcp_idle_s: 300,
+            udp_idle_s: 60,
+            max_names: 65_536,
+            name_grace_s: 120,
+            max_fragments: 1024,
+            fragment_timeout_s: 30,
+            stream_cap: tls::MAX_HELLO + 1024,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Malformed {
+    pub link: u64,
+    pub ip: u64,
+    pub tcp: u64,
+    pub udp: u64,
+    pub dns: u64,
+    pub tls: u64,
+    pub quic: u64,
+    pub http: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FlowStats {
+    pub created: u64,
+    pub expired: u64,
+    pub evicted: u64,
+    pub active: u64,
+    pub reassembly_overflow: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct QuicStats {
+    pub initials: u64,
+    pub decrypted: u64,
+    pub decrypt_failed: u64,
+    pub unsupported_version: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct NameStats {
+    pub inserted: u64,
+    pub evicted: u64,
+    pub active: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct KindCounts {
+    pub dns_query: u64,
+    pub dns_answer: u64,
+    pub tls_client_hello: u64,
+    pub quic_initial: u64,
+    pub http_request: u64,
+}
+
+/// Counters: what was seen, skipped, malformed and evicted.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Stats {
+    pub frames: u64,
+    pub bytes: u64,
+    pub non_ip: u64,
+    pub unsupported_link: u64,
+    pub tunneled: u64,
+    pub malformed: Malformed,
+    pub flows: FlowStats,
+    pub fragments: DefragStats,
+    pub quic: QuicStats,
+    pub names: NameStats,
+    pub observations: KindCounts,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    New,
+    Tls,
+    Http,
+    DnsTcp,
+    DnsUdp,
+    Quic,
+    Done,
+}
+
+#[derive(Hash, PartialEq, Eq, Clone, Copy)]
+struct FlowKey {
+    a: IpAddr,
+    b: IpAddr,
+    pa: u16,
+    pb: u16,
+    proto: u8,
+}
+
+impl FlowKey {
+    /// Canonical key and whether the source is endpoint `a`.
+    #[inline]
+    fn new(src: IpAddr, sp: u16, dst: IpAddr, dp: u16, proto: u8) -> (FlowKey, bool) {
+        if (src, sp) <= (dst, dp) {
+            (
+                FlowKey {
+                    a: src,
+                    b: dst,
+                    pa: sp,
+                    pb: dp,
+                    proto,
+                },
+                true,
+            )
+        } else {
+            (
+                FlowKey {
+                    a: dst,
+                    b: src,
+                    pa: dp,
+                    pb: sp,
+                    proto,
+                },
+                false,
+            )
+        }
+    }
+}
+
+struct Stream {
+    /// Sequence number of `buf` offset 0.
+    base: u32,
+    buf: SparseBuf,
+    segments: u16,
+    consumed: bool,
+}
+
+struct QuicConn {
+    dcid: Vec<u8>,
+    version: u32,
+    keys: quic::InitialKeys,
+    crypto: SparseBuf,
+    packets: u8,
+}
+
+struct Flow {
+    last_ns: u64,
+    state: State,
+    udp: bool,
+    /// Is endpoint `a` the client? Learned from SYN, or from who speaks a client protocol first.
+    client_a: Option<bool>,
+    tries: u8,
+    /// Sequence number of the first data byte per direction (ISN + 1), from the SYNs.
+    isn: [Option<u32>; 2],
+    streams: [Option<Box<Stream>>; 2],
+    quic: Option<Box<QuicConn>>,
+    /// HTTP: requests seen and a hash of the last Host, to report each new host once per flow.
+    last_host: u64,
+}
+
+impl Aged for Flow {
+    fn last_seen(&self) -> u64 {
+        self.last_ns
+    }
+}
+
+impl Flow {
+    fn new(now: u64, udp: bool) -> Flow {
+        Flow {
+            last_ns: now,
+            state: State::New,
+            udp,
+            client_a: None,
+            tries: 0,
+            isn: [None, None],
+            streams: [None, None],
+            quic: None,
+            last_host: 0,
+        }
+    }
+
+    fn finish(&mut self) {
+        self.state = State::Done;
+        self.streams = [None, None];
+        self.quic = None;
+    }
+}
+
+/// Per-packet context handed down the layers.
+#[derive(Clone, Copy)]
+struct Ctx {
+    ts: u64,
+    frame: u64,
+    src: IpAddr,
+    dst: IpAddr,
+    src_mac: Option<[u8; 6]>,
+    dst_mac: Option<[u8; 6]>,
+    tunneled: bool,
+    fragmented: bool,
+}
+
+/// Ports, transport and context of one segment or datagram.
+#[derive(Clone, Copy)]
+struct Seg {
+    cx: Ctx,
+    sp: u16,
+    dp: u16,
+    transport: Transport,
+}
+
+impl Seg {
+    fn observation(&self, kind: Kind, client_is_src: bool, name: Option<String>) -> Observation {
+        let s = Endpoint {
+            ip: self.cx.src,
+            port: self.sp,
+            mac: self.cx.src_mac,
+        };
+        let d = Endpoint {
+            ip: self.cx.dst,
+            port: self.dp,
+            mac: self.cx.dst_mac,
+        };
+        let (client, server) = if client_is_src { (s, d) } else { (d, s) };
+        let mut flags = Vec::new();
+        if self.cx.tunneled {
+            flags.push(Flag::Tunneled);
+        }
+        if self.cx.fragmented {
+            flags.push(Flag::Fragmented);
+        }
+        Observation {
+            ts: self.cx.ts,
+            kind,
+            name,
+            inferred_names: Vec::new(),
+            transport: self.transport,
+            client,
+            server,
+            flags,
+            dns: None,
+            tls: None,
+            quic: None,
+            http: None,
+            frame: self.cx.frame,
+        }
+    }
+}
+
+const MAX_DEPTH: u8 = 3;
+const SEC: u64 = 1_000_000_000;
+
+#[inline]
+fn is_dns_port(p: u16) -> bool {
+    matches!(p, 53 | 5353 | 5355)
+}
+
+pub struct Sensor {
+    cfg: Config,
+    flows: BoundedMap<FlowKey, Flow>,
+    names: NameCache,
+    defrag: Defrag,
+    stats: Stats,
+    frame_no: u64,
+    next_sweep: u64,
+}
+
+/// The mutable parts one segment handler needs besides its flow (split borrows).
+struct Sinks<'a> {
+    names: &'a mut NameCache,
+    stats: &'a mut Stats,
+    out: &'a mut Vec<Observation>,
+}
+
+impl Sinks<'_> {
+    fn emit(&mut self, o: Observation) {
+        let c = &mut self.stats.observations;
+        match o.kind {
+            Kind::DnsQuery => c.dns_query += 1,
+            Kind::DnsAnswer => c.dns_answer += 1,
+            Kind::TlsClientHello => c.tls_client_hello += 1,
+            Kind::QuicInitial => c.quic_initial += 1,
+            Kind::HttpRequest => c.http_request += 1,
+        }
+        self.out.push(o);
+    }
+
+    /// Names that resolved to `server` when the wire shows none (no SNI, ECH).
+    fn infer(&self, o: &mut Observation) {
+        let names = self.names.lookup(&o.server.ip, o.ts);
+        if !names.is_empty() {
+            o.inferred_names = names;
+            o.flags.push(Flag::Inferred);
+        }
+    }
+
+    /// Decode one DNS message and report each question (and feed the name cache from answers).
+    fn dns(&mut self, seg: &Seg, msg: &[u8], extra: &[Flag]) {
+        let m = match dns::parse(msg) {
+            Ok(m) => m,
+            Err(_) => {
+                self.stats.malformed.dns += 1;
+                return;
+            }
+        };
+        if m.response && m.rcode == 0 {
+            let qname = m.questions.first().map(|q| q.name.as_str());
+            for a in &m.answers {
+                let ip = match a.data {
+                    dns::RecordData::A(v4) => IpAddr::V4(v4),
+                    dns::RecordData::Aaaa(v6) => IpAddr::V6(v6),
+                    _ => continue,
+                };
+                self.names.insert(ip, &a.name, a.ttl, seg.cx.ts);
+                if let Some(q) = qname.filter(|q| *q != a.name) {
+                    self.names.insert(ip, q, a.ttl, seg.cx.ts);
+                }
+            }
+        }
+        let answers: Vec<DnsAnswer> = m
+            .answers
+            .iter()
+            .map(|a| DnsAnswer {
+                name: a.name.clone(),
+                rtype: dns::type_name(a.rtype),
+                ttl: a.ttl,
+                data: match &a.data {
+                    dns::RecordData::A(ip) => ip.to_string(),
+                    dns::RecordData::Aaaa(ip) => ip.to_string(),
+                    dns::RecordData::Cname(n) => n.clone(),
+                    dns::RecordData::Svcb {
+                        priority,
+                        target,
+                        ech,
+                        alpn,
+                    } => {
+                        format!("{priority} {target} alpn={} ech={ech}", alpn.join(","))
+                    }
+                    dns::RecordData::Other => String::new(),
+                },
+            })
+            .collect();
+        let kind = if m.response {
+            Kind::DnsAnswer
+        } else {
+            Kind::DnsQuery
+        };
+        let mut flags: Vec<Flag> = extra.to_vec();
+        if m.partial {
+            flags.push(Flag::Partial);
+        }
+        if m.ech() {
+            flags.push(Flag::Ech);
+        }
+        let questions: Vec<Option<&dns::Question>> = if m.questions.is_empty() {
+            vec![None]
+        } else {
+            m.questions.iter().map(Some).collect()
+        };
+        for q in questions {
+            let mut o = seg.observation(kind, !m.response, q.map(|q| q.name.clone()));
+            o.flags.extend_from_slice(&flags);
+            o.dns = Some(DnsInfo {
+                id: m.id,
+                qtype: q.map(|q| dns::type_name(q.qtype)).unwrap_or_default(),
+                rcode: m.response.then(|| dns::rcode_name(m.rcode)),
+                answers: answers.clone(),
+            });
+            self.emit(o);
+        }
+    }
+}
+
+impl Sensor {
+    pub fn new(cfg: Config) -> Sensor {
+        Sensor {
+            flows: BoundedMap::new(cfg.max_flows),
+            names: NameCache::new(cfg.max_names, cfg.name_grace_s),
+            defrag: Defrag::new(cfg.max_fragments, cfg.fragment_timeout_s),
+            cfg,
+            stats: Stats::default(),
+            frame_no: 0,
+            next_sweep: 0,
+        }
+    }
+
+    /// Counters so far (gauges filled in).
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.flows.active = self.flows.len() as u64;
+        s.fragments = self.defrag.stats;
+        s.names.inserted = self.names.inserted;
+        s.names.evicted = self.names.evicted;
+        s.names.active = self.names.len() as u64;
+        s
+    }
+
+    /// Process one frame; observations are appended to `out`.
+    pub fn process(&mut self, frame: &Frame<'_>, out: &mut Vec<Observation>) {
+        self.frame_no += 1;
+        self.stats.frames += 1;
+        self.stats.bytes += frame.data.len() as u64;
+        if frame.ts_ns >= self.next_sweep {
+            self.sweep(frame.ts_ns);
+        }
+        match link::slice(frame.linktype, frame.data) {
+            Ok(p) => {
+                let (src_mac, dst_mac) = match &p.link {
+                    Some(LinkSlice::Ethernet2(e)) => (Some(e.source()), Some(e.destination())),
+                    _ => (None, None),
+                };
+                let cx = Ctx {
+                    ts: frame.ts_ns,
+                    frame: self.frame_no,
+                    src: IpAddr::from([0u8; 4]),
+                    dst: IpAddr::from([0u8; 4]),
+                    src_mac,
+                    dst_mac,
+                    tunneled: false,
+                    fragmented: false,
+                };
+                self.ip_packet(&p, cx, 0, out);
+            }
+            Err(link::LinkError::NotIp) => self.stats.non_ip += 1,
+            Err(link::LinkError::Unsupported(_)) => self.stats.unsupported_link += 1,
+            Err(link::LinkError::Malformed) => self.stats.malformed.link += 1,
+        }
+    }
+
+    /// Expire idle flows, fragments and names (run once per second of capture time).
+    fn sweep(&mut self, now: u64) {
+        self.next_sweep = now + SEC;
+        let (tcp_idle, udp_idle) = (self.cfg.tcp_idle_s * SEC, self.cfg.udp_idle_s * SEC);
+        let n = self
+            .flows
+            .retain(|f| f.last_ns + if f.udp { udp_idle } else { tcp_idle } >= now);
+        self.stats.flows.expired += n as u64;
+        self.defrag.expire(now);
+        self.names.expire(now);
+    }
+
+    fn ip_packet(
+        &mut self,
+        p: &LaxSlicedPacket<'_>,
+        mut cx: Ctx,
+        depth: u8,
+        out: &mut Vec<Observation>,
+    ) {
+        let frag = match &p.net {
+            Some(LaxNetSlice::Ipv4(v4)) => {
+                let h = v4.header();
+                cx.src = IpAddr::V4(h.source_addr());
+                cx.dst = IpAddr::V4(h.destination_addr());
+                let pl = v4.payload();
+                pl.fragmented.then(|| Fragment {
+                    src: cx.src,
+                    dst: cx.dst,
+                    id: h.identification() as u32,
+                    proto: pl.ip_number.0,
+                    offset: h.fragments_offset(),
+                    more: h.more_fragments(),
+                    payload: pl.payload,
+                })
+            }
+            Some(LaxNetSlice::Ipv6(v6)) => {
+                let h = v6.header();
+                cx.src = IpAddr::V6(h.source_addr());
+                cx.dst = IpAddr::V6(h.destination_addr());
+                let pl = v6.payload();
+                if pl.fragmented {
+                    v6.extensions().clone().into_iter().find_map(|e| match e {
+                        Ipv6ExtensionSlice::Fragment(f) => Some(Fragment {
+                            src: cx.src,
+                            dst: cx.dst,
+                            id: f.identification(),
+                            proto: pl.ip_number.0,
+                            offset: f.fragment_offset(),
+                            more: f.more_fragments(),
+                            payload: pl.payload,
+                        }),
+                        _ => None,
+                    })
+                } else {
+                    None
+                }
+            }
+            _ => {
+                self.stats.non_ip += 1;
+                return;
+            }
+        };
+        if let Some(f) = frag {
+            let proto = f.proto;
+            if let Some(whole) = self.defrag.add(f, cx.ts) {
+                cx.fragmented = true;
+                self.reassembled(proto, &whole, cx, depth, out);
+            }
+            return;
+        }
+        match &p.transport {
+            Some(TransportSlice::Tcp(t)) => self.tcp(cx, t, out),
+            Some(TransportSlice::Udp(u)) => self.udp(cx, u, depth, out),
+            Some(_) => {}
+            None => {
+                if let Some(pl) = p.ip_payload() {
+                    if depth < MAX_DEPTH {
+                        if let Some(inner) = tunnel::from_ip_payload(pl.ip_number.0, pl.payload) {
+                            self.stats.tunneled += 1;
+                            cx.tunneled = true;
+                            self.ip_packet(&inner, cx, depth + 1, out);
+                            return;
+                        }
+                    }
+                }
+                if let Some((_, layer)) = &p.stop_err {
+                    use etherparse::err::Layer;
+                    match layer {
+                        Layer::TcpHeader => self.stats.malformed.tcp += 1,
+                        Layer::UdpHeader => self.stats.malformed.udp += 1,
+                        _ => self.stats.malformed.ip += 1,
+                    }
+                }
+            }
+        }
+    }
+
+    /// A datagram rebuilt from fragments: decode its transport header from the owned bytes.
+    fn reassembled(
+        &mut self,
+        proto: u8,
+        bytes: &[u8],
+        cx: Ctx,
+        depth: u8,
+        out: &mut Vec<Observation>,
+    ) {
+        match proto {
+            6 => match TcpSlice::from_slice(bytes) {
+                Ok(t) => self.tcp(cx, &t, out),
+                Err(_) => self.stats.malformed.tcp += 1,
+            },
+            17 => match UdpSlice::from_slice_lax(bytes) {
+                Ok(u) => self.udp(cx, &u, depth, out),
+                Err(_) => self.stats.malformed.udp += 1,
+            },
+            p if depth < MAX_DEPTH => {
+                if let Some(inner) = tunnel::from_ip_payload(p, bytes) {
+                    let mut cx = cx;
+                    cx.tunneled = true;
+                    self.ip_packet(&inner, cx, depth + 1, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn udp(&mut self, mut cx: Ctx, u: &UdpSlice<'_>, depth: u8, out: &mut Vec<Observation>) {
+        let (sp, dp, payload) = (u.source_port(), u.destination_port(), u.payload());
+        if depth < MAX_DEPTH {
+            if let Some(inner) = tunnel::from_udp(sp, dp, payload) {
+                self.stats.tunneled += 1;
+                cx.tunneled = true;
+                self.ip_packet(&inner, cx, depth + 1, out);
+                return;
+            }
+        }
+        let seg = Seg {
+            cx,
+            sp,
+            dp,
+            transport: Transport::Udp,
+        };
+        let mut sinks = Sinks {
+            names: &mut self.names,
+            stats: &mut self.stats,
+            out,
+        };
+        if is_dns_port(sp) || is_dns_port(dp) {
+            // DNS on its own ports is stateless: no flow entry per query.
+            sinks.dns(&seg, payload, &[]);
+            return;
+        }
+        if payload.is_empty() {
+            return;
+        }
+        let (key, src_a) = FlowKey::new(cx.src, sp, cx.dst, dp, 17);
+        let flow = match self.flows.get_mut(&key) {
+            Some(f) => f,
+            None => {
+                sinks.stats.flows.created += 1;
+                let (f, evicted) = self.flows.insert(key, Flow::new(cx.ts, true));
+                if evicted {
+                    sinks.stats.flows.evicted += 1;
+                }
+                f
+            }
+        };
+        flow.last_ns = cx.ts;
+        if flow.state == State::New {
+            if quic::looks_like_quic_long(payload) {
+                flow.state = State::Quic;
+                flow.client_a = Some(src_a);
+            } else if dns::looks_like_dns(payload) && dns::parse(payload).is_ok_and(|m| !m.partial)
+            {
+                flow.state = State::DnsUdp;
+            } else {
+                flow.tries += 1;
+                if flow.tries >= 4 {
+                    flow.finish();
+                }
+                return;
+            }
+        }
+        match flow.state {
+            State::DnsUdp => sinks.dns(&seg, payload, &[Flag::OffPort]),
+            State::Quic if flow.client_a == Some(src_a) => {
+                quic_datagram(flow, &seg, payload, &mut sinks)
+            }
+            _ => {}
+        }
+    }
+
+    fn tcp(&mut self, cx: Ctx, t: &TcpSlice<'_>, out: &mut Vec<Observation>) {
+        let (sp, dp, payload) = (t.source_port(), t.destination_port(), t.payload());
+        let (key, src_a) = FlowKey::new(cx.src, sp, cx.dst, dp, 6);
+        let dir = if src_a { 0 } else { 1 };
+        let flow = match self.flows.get_mut(&key) {
+            Some(f) => {
+                f.last_ns = cx.ts;
+                if f.state == State::Done {
+                    return;
+                }
+                f
+            }
+            None => {
+                if payload.is_empty() && !t.syn() {
+                    return;
+                }
+                self.stats.flows.created += 1;
+                let (f, evicted) = self.flows.insert(key, Flow::new(cx.ts, false));
+                if evicted {
+                    self.stats.flows.evicted += 1;
+                }
+                f
+            }
+        };
+        let mut seq = t.sequence_number();
+        if t.syn() {
+            seq = seq.wrapping_add(1);
+            flow.isn[dir] = Some(seq);
+            if flow.client_a.is_none() {
+                flow.client_a = Some(if t.ack() { !src_a } else { src_a });
+            }
+        }
+        if payload.is_empty() || t.rst() {
+            return;
+        }
+        let from_client = flow.client_a.map(|c| c == src_a);
+        match flow.state {
+            State::New | State::Tls | State::Http if from_client == Some(false) => return,
+            State::Done | State::Quic | State::DnsUdp => return,
+            _ => {}
+        }
+        let seg = Seg {
+            cx,
+            sp,
+            dp,
+            transport: Transport::Tcp,
+        };
+        let mut sinks = Sinks {
+            names: &mut self.names,
+            stats: &mut self.stats,
+            out,
+        };
+        // HTTP after the first request: each later request head is read from its own segment.
+        if flow.state == State::Http && flow.last_host != 0 {
+            if http::looks_like_request(payload) {
+                if let http::HttpParse::Request(r) = http::parse_request(payload) {
+                    http_observation(flow, &seg, r, false, &mut sinks);
+                }
+            }
+            return;
+        }
+        let cap = match flow.state {
+            State::DnsTcp => 65_537,
+            _ => self.cfg.stream_cap,
+        };
+        // Fast path: the segment starts the stream and nothing is buffered yet: parse in place.
+        if flow.streams[dir].is_none() {
+            let base = flow.isn[dir].unwrap_or(seq);
+            if base == seq {
+                let (used, more) = on_stream(flow, dir, src_a, payload, false, &seg, &mut sinks);
+                if !more {
+                    return;
+                }
+                let mut buf = SparseBuf::new(cap);
+                buf.insert(0, &payload[used..]);
+                flow.streams[dir] = Some(Box::new(Stream {
+                    base: seq.wrapping_add(used as u32),
+                    buf,
+                    segments: 1,
+                    consumed: used > 0,
+                }));
+                return;
+            }
+            flow.streams[dir] = Some(Box::new(Stream {
+                base,
+                buf: SparseBuf::new(cap),
+                segments: 0,
+                consumed: false,
+            }));
+        }
+        let isn_known = flow.isn[dir].is_some();
+        let Some(st) = flow.streams[dir].as_mut() else {
+            return;
+        };
+        let rel = seq.wrapping_sub(st.base) as i32;
+        let ins = if rel >= 0 {
+            st.buf.insert(rel as usize, payload)
+        } else {
+            let back = rel.unsigned_abs() as usize;
+            if !st.consumed && !isn_known && back < cap {
+                // An earlier segment than the one we took as the start (reordering, no SYN seen).
+                st.base = seq;
+                match st.buf.shift_right(back) {
+                    Insert::Stored => st.buf.insert(0, payload),
+                    o => o,
+                }
+            } else if back < payload.len() {
+                st.buf.insert(0, &payload[back..])
+            } else {
+                return; // retransmission of consumed bytes
+            }
+        };
+        st.segments = st.segments.saturating_add(1);
+        if ins == Insert::Overflow {
+            sinks.stats.flows.reassembly_overflow += 1;
+        }
+        let segmented = st.segments > 1;
+        let prefix = std::mem::take(&mut st.buf);
+        let (used, more) = on_stream(
+            flow,
+            dir,
+            src_a,
+            prefix.contiguous(),
+            segmented,
+            &seg,
+            &mut sinks,
+        );
+        if let Some(st) = flow.streams[dir].as_mut() {
+            st.buf = prefix;
+            if used > 0 {
+                st.buf.consume(used);
+                st.base = st.base.wrapping_add(used as u32);
+                st.consumed = true;
+            }
+            if more && st.buf.end() >= cap && used == 0 {
+                sinks.stats.flows.reassembly_overflow += 1;
+                flow.finish();
+            }
+        }
+        if !more {
+            flow.finish_unless_ongoing();
+        }
+    }
+}
+
+impl Flow {
+    /// After a stream parser says "no more": DNS over TCP and HTTP keep going, others are done.
+    fn finish_unless_ongoing(&mut self) {
+        if !matches!(self.state, State::DnsTcp | State::Http) {
+            self.finish();
+        }
+    }
+}
+
+/// Look at the contiguous start of a TCP direction. Returns (bytes consumed, want more data).
+fn on_stream(
+    flow: &mut Flow,
+    dir: usize,
+    src_a: bool,
+    data: &[u8],
+    segmented: bool,
+    seg: &Seg,
+    sinks: &mut Sinks<'_>,
+) -> (usize, bool) {
+    if flow.state == State::New {
+        if data.len() < 3 {
+            return (0, true);
+        }
+        if tls::looks_like_tls(data) {
+            flow.state = State::Tls;
+        } else if http::looks_like_request(data) {
+            flow.state = State::Http;
+        } else if is_dns_port(seg.sp) || is_dns_port(seg.dp) || looks_like_dns_tcp(data) {
+            flow.state = State::DnsTcp;
+        } else {
+            flow.finish();
+            return (0, false);
+        }
+        if flow.state != State::DnsTcp && flow.client_a.is_none() {
+            flow.client_a = Some(src_a);
+        }
+        // The other direction may hold server bytes buffered before we knew who the client was.
+        if flow.state != State::DnsTcp {
+            flow.streams[1 - dir] = None;
+        }
+    }
+    match flow.state {
+        State::Tls => match tls::parse_first_flight(data) {
+            tls::FirstFlight::NeedMore => (0, true),
+            tls::FirstFlight::NotTls => (0, false),
+            tls::FirstFlight::Malformed(_) => {
+                sinks.stats.malformed.tls += 1;
+                (0, false)
+            }
+            tls::FirstFlight::Hello(ch) => {
+                let mut o = seg.observation(Kind::TlsClientHello, true, ch.sni.clone());
+                if segmented {
+                    o.flags.push(Flag::Segmented);
+                }
+                if ch.multi_record {
+                    o.flags.push(Flag::MultiRecord);
+                }
+                hello_flags(&mut o, &ch, sinks);
+                o.tls = Some(TlsInfo {
+                    versions: ch.versions.iter().map(|v| tls::version_name(*v)).collect(),
+                    alpn: ch.alpn,
+                });
+                sinks.emit(o);
+                (data.len(), false)
+            }
+        },
+        State::Http => match http::parse_request(data) {
+            http::HttpParse::NeedMore => (0, true),
+            http::HttpParse::NotHttp => (0, false),
+            http::HttpParse::Request(r) => {
+                http_observation(flow, seg, r, segmented, sinks);
+                (data.len(), false)
+            }
+        },
+        State::DnsTcp => {
+            let mut used = 0;
+            while let Some(len) = crate::decode::be16(data, used) {
+                let len = len as usize;
+                let Some(msg) = data.get(used + 2..used + 2 + len) else {
+                    break;
+                };
+                let mut flags = vec![Flag::DnsTcp];
+                if segmented {
+                    flags.push(Flag::Segmented);
+                }
+                if !(is_dns_port(seg.sp) || is_dns_port(seg.dp)) {
+                    flags.push(Flag::OffPort);
+                }
+                sinks.dns(seg, msg, &flags);
+                used += 2 + len;
+            }
+            (used, true)
+        }
+        _ => (0, false),
+    }
+}
+
+fn looks_like_dns_tcp(data: &[u8]) -> bool {
+    let Some(len) = crate::decode::be16(data, 0) else {
+        return false;
+    };
+    len as usize >= 17
+        && dns::looks_like_dns(&data[2..])
+        && (data.len() - 2 <= len as usize || data.len() > 2 + len as usize)
+}
+
+fn hello_flags(o: &mut Observation, ch: &tls::ClientHello, sinks: &Sinks<'_>) {
+    if ch.ech {
+        o.flags.push(Flag::Ech);
+    }
+    if ch.esni {
+        o.flags.push(Flag::Esni);
+    }
+    if ch.sni.is_none() || ch.ech || ch.esni {
+        sinks.infer(o);
+    }
+}
+
+fn http_observation(
+    flow: &mut Flow,
+    seg: &Seg,
+    r: http::Request,
+    segmented: bool,
+    sinks: &mut Sinks<'_>,
+) {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(1).build_hasher();
+    r.host.hash(&mut h);
+    let hv = h.finish() | 1;
+    if hv == flow.last_host {
+        return;
+    }
+    flow.last_host = hv;
+    let mut o = seg.observation(Kind::HttpRequest, true, r.name.clone());
+    if segmented {
+        o.flags.push(Flag::Segmented);
+    }
+    if seg.dp != 80 && seg.dp != 8080 {
+        o.flags.push(Flag::OffPort);
+    }
+    if r.name.is_none() {
+        sinks.infer(&mut o);
+    }
+    o.http = Some(HttpInfo {
+        method: r.method,
+        host: r.host,
+    });
+    sinks.emit(o);
+}
+
+/// Client datagram of a QUIC flow: walk coalesced long-header packets, decrypt Initials, gather
+/// CRYPTO data until the ClientHello is complete.
+fn quic_datagram(flow: &mut Flow, seg: &Seg, payload: &[u8], sinks: &mut Sinks<'_>) {
+    let mut rest = payload;
+    for _ in 0..8 {
+        if rest.len() < 7 || rest[0] & 0x80 == 0 {
+            return;
+        }
+        let hdr = match quic::parse_long_header(rest) {
+            Ok(h) => h,
+            Err(quic::QuicError::UnknownVersion(_)) => {
+                sinks.stats.quic.unsupported_version += 1;
+                return;
+            }
+            Err(_) => {
+                sinks.stats.malformed.quic += 1;
+                return;
+            }
+        };
+        if hdr.ptype == quic::PacketType::Retry {
+            return;
+        }
+        let plen = hdr.packet_len();
+        if hdr.ptype == quic::PacketType::Initial {
+            sinks.stats.quic.initials += 1;
+            if quic_initial(flow, seg, &rest[..plen], &hdr, sinks) {
+                flow.finish();
+                return;
+            }
+        }
+        rest = &rest[plen..];
+    }
+}
+
+/// One client Initial packet. Returns true once the flow has yielded its ClientHello.
+fn quic_initial(
+    flow: &mut Flow,
+    seg: &Seg,
+    pkt: &[u8],
+    hdr: &quic::LongHeader<'_>,
+    sinks: &mut Sinks<'_>,
+) -> bool {
+    // Later client Initials keep the keys of the first DCID; a new DCID after a Retry brings new keys.
+    let mut plain = None;
+    if let Some(c) = flow.quic.as_ref().filter(|c| c.version == hdr.version) {
+        plain = c.keys.decrypt(pkt, hdr).ok();
+    }
+    if plain.is_none() {
+        let Some(keys) = quic::InitialKeys::client(hdr.version, hdr.dcid) else {
+            return false;
+        };
+        match keys.decrypt(pkt, hdr) {
+            Ok(p) => {
+                plain = Some(p);
+                flow.quic = Some(Box::new(QuicConn {
+                    dcid: hdr.dcid.to_vec(),
+                    version: hdr.version,
+                    keys,
+                    crypto: SparseBuf::new(tls::MAX_HELLO + 4),
+                    packets: 0,
+                }));
+            }
+            Err(_) => {
+                sinks.stats.quic.decrypt_failed += 1;
+                return false;
+            }
+        }
+    }
+    let (Some(plain), Some(conn)) = (plain, flow.quic.as_mut()) else {
+        return false;
+    };
+    sinks.stats.quic.decrypted += 1;
+    let frames = match quic::crypto_frames(&plain) {
+        Ok(f) => f,
+        Err(_) => {
+            sinks.stats.malformed.quic += 1;
+            return false;
+        }
+    };
+    if frames.is_empty() {
+        return false;
+    }
+    conn.packets = conn.packets.saturating_add(1);
+    for (off, data) in frames {
+        if conn.crypto.insert(off as usize, data) == Insert::Overflow {
+            sinks.stats.flows.reassembly_overflow += 1;
+        }
+    }
+    let hs = conn.crypto.contiguous();
+    let Some(need) = tls::handshake_len(hs) else {
+        return false;
+    };
+    if need > tls::MAX_HELLO + 4 {
+        sinks.stats.malformed.quic += 1;
+        return true;
+    }
+    if hs.len() < need {
+        return false;
+    }
+    match tls::parse_handshake(&hs[..need]) {
+        Ok(ch) => {
+            let mut o = seg.observation(Kind::QuicInitial, true, ch.sni.clone());
+            if conn.packets > 1 {
+                o.flags.push(Flag::MultiPacket);
+            }
+            if seg.dp != 443 {
+                o.flags.push(Flag::OffPort);
+            }
+            hello_flags(&mut o, &ch, sinks);
+            o.quic = Some(QuicInfo {
+                version: quic::version_name(conn.version),
+                dcid: conn.dcid.iter().map(|b| format!("{b:02x}")).collect(),
+                versions: ch.versions.iter().map(|v| tls::version_name(*v)).collect(),
+                alpn: ch.alpn,
+            });
+            sinks.emit(o);
+        }
+        Err(_) => sinks.stats.malformed.tls += 1,
+    }
+    true
+}
