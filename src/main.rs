@@ -140,6 +140,14 @@ fn replay(
             }
         }
     }
+    shadowgate::replay::finish(&mut sensor, |o| {
+        observations += 1;
+        if write_err.is_none() {
+            if let Err(e) = w.write(o) {
+                write_err = Some(e);
+            }
+        }
+    });
     if let Err(e) = w.flush() {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             eprintln!("shadowgate: cannot write output: {e}");

@@ -57,3 +57,12 @@ pub fn replay_file(
     progress(frames.position());
     Ok(sum)
 }
+
+/// Flush what the sensor still holds at the end of the input (incomplete fragments).
+pub fn finish(sensor: &mut Sensor, mut on_obs: impl FnMut(&Observation)) {
+    let mut out = Vec::new();
+    sensor.finish(&mut out);
+    for o in &out {
+        on_obs(o);
+    }
+}

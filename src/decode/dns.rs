@@ -1,10 +1,13 @@
-//! DNS messages via `simple-dns`: questions, response code, answers (A, AAAA, CNAME, HTTPS/SVCB
-//! with ECH) and TTLs. A message whose answer section is broken still yields its questions.
+//! DNS messages via `hickory-proto`: questions, response code, answers (A, AAAA, CNAME,
+//! HTTPS/SVCB with ECH) and TTLs. Sections are read record by record, so a message whose answer
+//! section is broken still yields its questions and the answers before the damage.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use simple_dns::rdata::{RData, SVCParam};
-use simple_dns::Packet;
+use hickory_proto::op::{Header, Message as HMessage};
+use hickory_proto::rr::rdata::svcb::{SvcParamKey, SvcParamValue, SVCB};
+use hickory_proto::rr::{Name, RData, Record as HRecord};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::be16;
 
@@ -46,7 +49,7 @@ pub struct Message {
     pub truncated_flag: bool,
     pub questions: Vec<Question>,
     pub answers: Vec<Record>,
-    /// Only the header and questions could be read; the record sections are broken.
+    /// Some of the declared answers could not be read.
     pub partial: bool,
 }
 
@@ -94,45 +97,47 @@ pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
     if msg.len() < HEADER {
         return Err(DnsError::TooShort);
     }
-    let id = be16(msg, 0).unwrap_or(0);
     let flags = be16(msg, 2).unwrap_or(0);
+    let mut d = BinDecoder::new(msg);
+    let header = Header::read(&mut d).map_err(|_| DnsError::TooShort)?;
+    let queries = HMessage::read_queries(&mut d, header.counts.queries as usize)
+        .map_err(|_| DnsError::Malformed)?;
     let mut m = Message {
-        id,
+        id: header.metadata.id,
         response: flags & 0x8000 != 0,
         opcode: ((flags >> 11) & 0xf) as u8,
         rcode: (flags & 0xf) as u8,
         truncated_flag: flags & 0x0200 != 0,
-        questions: Vec::new(),
+        questions: queries
+            .iter()
+            .map(|q| Question {
+                name: name_string(&q.name),
+                qtype: u16::from(q.query_type),
+            })
+            .collect(),
         answers: Vec::new(),
         partial: false,
     };
-    match Packet::parse(msg) {
-        Ok(p) => {
-            fill(&mut m, &p);
-            Ok(m)
-        }
-        Err(_) => {
-            // Broken records: zero the record counts and read just the questions.
-            let mut head = msg.to_vec();
-            head[6..12].fill(0);
-            let p = Packet::parse(&head).map_err(|_| DnsError::Malformed)?;
-            if p.questions.is_empty() {
-                return Err(DnsError::Malformed);
+    let declared = header.counts.answers as usize;
+    for _ in 0..declared {
+        match HRecord::read(&mut d) {
+            Ok(rr) => m.answers.push(record(&rr)),
+            Err(_) => {
+                m.partial = true;
+                break;
             }
-            fill(&mut m, &p);
-            m.partial = true;
-            Ok(m)
         }
     }
+    Ok(m)
 }
 
-fn name_string(n: &simple_dns::Name<'_>) -> String {
+fn name_string(n: &Name) -> String {
     let mut s = String::new();
-    for (i, l) in n.get_labels().iter().enumerate() {
+    for (i, l) in n.iter().enumerate() {
         if i > 0 {
             s.push('.');
         }
-        for &b in l.as_ref() {
+        for &b in l {
             if b == b'.' {
                 s.push_str("\\046");
             } else {
@@ -140,53 +145,42 @@ fn name_string(n: &simple_dns::Name<'_>) -> String {
             }
         }
     }
+    if s.is_empty() {
+        s.push('.');
+    }
     s
 }
 
-fn fill(m: &mut Message, p: &Packet<'_>) {
-    m.questions = p
-        .questions
-        .iter()
-        .map(|q| Question {
-            name: name_string(&q.qname),
-            qtype: u16::from(q.qtype),
-        })
-        .collect();
-    m.answers = p
-        .answers
-        .iter()
-        .map(|rr| {
-            let data = match &rr.rdata {
-                RData::A(a) => RecordData::A(Ipv4Addr::from(a.address)),
-                RData::AAAA(a) => RecordData::Aaaa(Ipv6Addr::from(a.address)),
-                RData::CNAME(c) => RecordData::Cname(name_string(&c.0)),
-                RData::HTTPS(s) => svcb(&s.0),
-                RData::SVCB(s) => svcb(s),
-                _ => RecordData::Other,
-            };
-            Record {
-                name: name_string(&rr.name),
-                rtype: u16::from(rr.rdata.type_code()),
-                ttl: rr.ttl,
-                data,
-            }
-        })
-        .collect();
+fn record(rr: &HRecord) -> Record {
+    let data = match &rr.data {
+        RData::A(a) => RecordData::A(a.0),
+        RData::AAAA(a) => RecordData::Aaaa(a.0),
+        RData::CNAME(c) => RecordData::Cname(name_string(&c.0)),
+        RData::HTTPS(s) => svcb(&s.0),
+        RData::SVCB(s) => svcb(s),
+        _ => RecordData::Other,
+    };
+    Record {
+        name: name_string(&rr.name),
+        rtype: u16::from(rr.record_type()),
+        ttl: rr.ttl,
+        data,
+    }
 }
 
-fn svcb(s: &simple_dns::rdata::SVCB<'_>) -> RecordData {
+fn svcb(s: &SVCB) -> RecordData {
     let mut ech = false;
     let mut alpn = Vec::new();
-    for p in s.iter_params() {
-        match p {
-            SVCParam::Ech(_) => ech = true,
-            SVCParam::Alpn(ids) => alpn = ids.iter().map(|c| c.to_string()).collect(),
+    for (k, v) in &s.svc_params {
+        match (k, v) {
+            (SvcParamKey::EchConfigList, _) => ech = true,
+            (_, SvcParamValue::Alpn(a)) => alpn = a.0.clone(),
             _ => {}
         }
     }
     RecordData::Svcb {
-        priority: s.priority,
-        target: name_string(&s.target),
+        priority: s.svc_priority,
+        target: name_string(&s.target_name),
         ech,
         alpn,
     }
@@ -303,5 +297,8 @@ pub(crate) mod tests {
         m[12] = 0xc0;
         m[13] = 12; // pointer loop onto itself
         assert!(parse(&m).is_err());
+        // Unknown query types are kept, not rejected.
+        let q = parse(&message(2, false, "mon.lbl.gov", 44, &[])).unwrap();
+        assert_eq!(q.questions[0].qtype, 44);
     }
 }

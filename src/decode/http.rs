@@ -1,26 +1,8 @@
 //! HTTP/1.x request line and Host header on cleartext TCP, via `httparse` (no allocation
 //! while parsing). The request path is deliberately not kept: URLs can carry patient data.
 
-/// Request methods recognised at the start of a client stream.
-const METHODS: &[&[u8]] = &[
-    b"GET ",
-    b"POST ",
-    b"HEAD ",
-    b"PUT ",
-    b"DELETE ",
-    b"OPTIONS ",
-    b"CONNECT ",
-    b"PATCH ",
-    b"TRACE ",
-    b"PROPFIND ",
-    b"PROPPATCH ",
-    b"MKCOL ",
-    b"COPY ",
-    b"MOVE ",
-    b"LOCK ",
-    b"UNLOCK ",
-    b"REPORT ",
-];
+/// Longest method token accepted (WebDAV and RPC-over-HTTP use long ones: `RPC_OUT_DATA`).
+const MAX_METHOD: usize = 20;
 
 /// Largest request head searched for a Host header.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -42,15 +24,21 @@ pub enum HttpParse {
     Request(Request),
 }
 
-/// Cheap test: does the stream start with an HTTP request method?
+/// Cheap test: does the stream start with a method token (upper-case letters, `_` or `-`)
+/// followed by a space? `httparse` then checks the rest of the request line.
 #[inline]
 pub fn looks_like_request(b: &[u8]) -> bool {
     if b.len() < 4 || !b[0].is_ascii_uppercase() {
         return false;
     }
-    METHODS
-        .iter()
-        .any(|m| b.starts_with(m) || (b.len() < m.len() && m.starts_with(b)))
+    for (i, &c) in b.iter().take(MAX_METHOD + 1).enumerate() {
+        match c {
+            b'A'..=b'Z' | b'_' | b'-' => {}
+            b' ' => return i >= 3,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// Parse a request head at the start of `b`.
@@ -122,8 +110,23 @@ mod tests {
             HttpParse::NeedMore
         );
         assert_eq!(parse_request(b"GE"), HttpParse::NotHttp);
-        assert!(looks_like_request(b"POST"));
+        assert!(looks_like_request(b"RPC_IN_DATA /rpc HTTP/1.1"));
+        assert!(!looks_like_request(b"POSTX"));
         assert_eq!(parse_request(b"\x16\x03\x01\x00"), HttpParse::NotHttp);
         assert_eq!(host_name("[2001:DB8::1]:80"), "2001:db8::1");
+    }
+}
+
+#[cfg(test)]
+mod rpc_tests {
+    use super::*;
+
+    #[test]
+    fn rpc_over_http_method() {
+        let r = parse_request(b"RPC_IN_DATA /rpc/rpcproxy.dll?MAIL.example.com:6001 HTTP/1.1\r\nHost: mail.example.com\r\nContent-Length: 1073741824\r\n\r\n");
+        let HttpParse::Request(r) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(r.name.as_deref(), Some("mail.example.com"));
     }
 }

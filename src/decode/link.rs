@@ -2,7 +2,7 @@
 //! (NULL), raw IP, Linux cooked capture v1 (SLL) and v2 (SLL2), NFLOG, plus PPPoE sessions and
 //! MPLS label stacks found under Ethernet.
 
-use etherparse::{EtherType, LaxSlicedPacket, LinuxSllSlice};
+use etherparse::{EtherType, LaxSlicedPacket};
 
 pub const LINKTYPE_NULL: u32 = 0;
 pub const LINKTYPE_ETHERNET: u32 = 1;
@@ -49,9 +49,11 @@ pub fn slice(linktype: u32, data: &[u8]) -> Result<LaxSlicedPacket<'_>, LinkErro
             }
         }
         LINKTYPE_LINUX_SLL => {
-            let s = LinuxSllSlice::from_slice(data).map_err(|_| LinkError::Malformed)?;
-            let proto = u16::from_be_bytes([data[14], data[15]]);
-            from_ether_type(EtherType(proto), s.payload_slice(), 0)
+            // 16-byte header, protocol last. (etherparse's SLL slice rejects some ARPHRD types,
+            // e.g. loopback captures, so only the protocol field is read here.)
+            let hdr = data.get(..16).ok_or(LinkError::Malformed)?;
+            let proto = u16::from_be_bytes([hdr[14], hdr[15]]);
+            from_ether_type(EtherType(proto), &data[16..], 0)
         }
         LINKTYPE_LINUX_SLL2 => {
             let hdr = data.get(..20).ok_or(LinkError::Malformed)?;

@@ -5,6 +5,7 @@ pub mod dns;
 pub mod http;
 pub mod link;
 pub mod quic;
+pub mod socks;
 pub mod tls;
 pub mod tunnel;
 

@@ -19,6 +19,18 @@ struct FragKey {
 struct Pending {
     buf: IpDefragBuf,
     last_ns: u64,
+    frame: u64,
+}
+
+/// A datagram that never completed but whose start is present (e.g. the later fragments were
+/// lost or cut by the snap length): its first bytes, for a best-effort partial decode.
+pub struct Incomplete {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub data: Vec<u8>,
+    pub last_ns: u64,
+    pub frame: u64,
 }
 
 impl Aged for Pending {
@@ -63,7 +75,7 @@ impl Defrag {
     }
 
     /// Add a fragment; returns the whole transport payload once every fragment is in.
-    pub fn add(&mut self, f: Fragment<'_>, now_ns: u64) -> Option<Vec<u8>> {
+    pub fn add(&mut self, f: Fragment<'_>, now_ns: u64, frame: u64) -> Option<Vec<u8>> {
         self.stats.fragments += 1;
         let key = FragKey {
             src: f.src,
@@ -80,6 +92,7 @@ impl Defrag {
                     Pending {
                         buf,
                         last_ns: now_ns,
+                        frame,
                     },
                 );
                 if evicted {
@@ -102,9 +115,28 @@ impl Defrag {
         None
     }
 
-    pub fn expire(&mut self, now_ns: u64) {
-        let n = self.table.expire(now_ns.saturating_sub(self.timeout_ns));
+    /// Drop datagrams idle past the timeout; return the starts of those that had one.
+    pub fn expire(&mut self, now_ns: u64) -> Vec<Incomplete> {
+        let cutoff = now_ns.saturating_sub(self.timeout_ns);
+        let mut starts = Vec::new();
+        let n = self.table.drain_where(
+            |p| p.last_ns < cutoff,
+            |k, p| {
+                if let Some(first) = p.buf.sections().iter().find(|r| r.start == 0) {
+                    let end = (first.end as usize).min(p.buf.data().len());
+                    starts.push(Incomplete {
+                        src: k.src,
+                        dst: k.dst,
+                        proto: k.proto,
+                        data: p.buf.data()[..end].to_vec(),
+                        last_ns: p.last_ns,
+                        frame: p.frame,
+                    });
+                }
+            },
+        );
         self.stats.expired += n as u64;
+        starts
     }
 
     pub fn pending(&self) -> usize {

@@ -78,6 +78,8 @@ pub enum Flag {
     DnsTcp,
     /// A non-standard port for the protocol (recognised by content).
     OffPort,
+    /// Seen inside a SOCKS proxy connection.
+    Proxied,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

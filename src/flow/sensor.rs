@@ -10,7 +10,7 @@ use etherparse::{
 use serde::Serialize;
 
 use crate::capture::Frame;
-use crate::decode::{dns, http, link, quic, tls, tunnel};
+use crate::decode::{dns, http, link, quic, socks, tls, tunnel};
 
 use super::defrag::{Defrag, DefragStats, Fragment};
 use super::names::NameCache;
@@ -116,6 +116,7 @@ enum State {
     DnsTcp,
     DnsUdp,
     Quic,
+    Socks,
     Done,
 }
 
@@ -187,6 +188,8 @@ struct Flow {
     quic: Option<Box<QuicConn>>,
     /// HTTP: requests seen and a hash of the last Host, to report each new host once per flow.
     last_host: u64,
+    /// The stream passed through a SOCKS handshake: what follows is proxied.
+    proxied: bool,
 }
 
 impl Aged for Flow {
@@ -207,6 +210,7 @@ impl Flow {
             streams: [None, None],
             quic: None,
             last_host: 0,
+            proxied: false,
         }
     }
 
@@ -283,6 +287,12 @@ const SEC: u64 = 1_000_000_000;
 #[inline]
 fn is_dns_port(p: u16) -> bool {
     matches!(p, 53 | 5353 | 5355)
+}
+
+/// NetBIOS name service uses the DNS wire format with encoded names; it is not DNS.
+#[inline]
+fn is_netbios(sp: u16, dp: u16) -> bool {
+    matches!(sp, 137 | 138) || matches!(dp, 137 | 138)
 }
 
 pub struct Sensor {
@@ -431,7 +441,7 @@ impl Sensor {
         self.stats.frames += 1;
         self.stats.bytes += frame.data.len() as u64;
         if frame.ts_ns >= self.next_sweep {
-            self.sweep(frame.ts_ns);
+            self.sweep(frame.ts_ns, out);
         }
         match link::slice(frame.linktype, frame.data) {
             Ok(p) => {
@@ -458,15 +468,52 @@ impl Sensor {
     }
 
     /// Expire idle flows, fragments and names (run once per second of capture time).
-    fn sweep(&mut self, now: u64) {
+    fn sweep(&mut self, now: u64, out: &mut Vec<Observation>) {
         self.next_sweep = now + SEC;
         let (tcp_idle, udp_idle) = (self.cfg.tcp_idle_s * SEC, self.cfg.udp_idle_s * SEC);
         let n = self
             .flows
             .retain(|f| f.last_ns + if f.udp { udp_idle } else { tcp_idle } >= now);
         self.stats.flows.expired += n as u64;
-        self.defrag.expire(now);
+        let incomplete = self.defrag.expire(now);
+        self.incomplete_datagrams(incomplete, out);
         self.names.expire(now);
+    }
+
+    /// End of input: datagrams still waiting for fragments are decoded from what arrived.
+    pub fn finish(&mut self, out: &mut Vec<Observation>) {
+        let incomplete = self.defrag.expire(u64::MAX);
+        self.incomplete_datagrams(incomplete, out);
+    }
+
+    /// UDP datagrams whose later fragments never came: decode the start (DNS questions survive).
+    fn incomplete_datagrams(
+        &mut self,
+        list: Vec<super::defrag::Incomplete>,
+        out: &mut Vec<Observation>,
+    ) {
+        for inc in list {
+            if inc.proto != 17 {
+                continue;
+            }
+            let cx = Ctx {
+                ts: inc.last_ns,
+                frame: inc.frame,
+                src: inc.src,
+                dst: inc.dst,
+                src_mac: None,
+                dst_mac: None,
+                tunneled: false,
+                fragmented: true,
+            };
+            let before = out.len();
+            self.reassembled(17, &inc.data, cx, MAX_DEPTH, out);
+            for o in &mut out[before..] {
+                if !o.flags.contains(&Flag::Partial) {
+                    o.flags.push(Flag::Partial);
+                }
+            }
+        }
     }
 
     fn ip_packet(
@@ -521,7 +568,24 @@ impl Sensor {
         };
         if let Some(f) = frag {
             let proto = f.proto;
-            if let Some(whole) = self.defrag.add(f, cx.ts) {
+            if f.offset.value() == 0
+                && proto == 17
+                && p.ip_payload().is_some_and(|pl| pl.incomplete)
+            {
+                // The snap length cut the first fragment: the rest can never be put together.
+                // Decode what was captured (DNS questions survive) instead of waiting for it.
+                let inc = super::defrag::Incomplete {
+                    src: cx.src,
+                    dst: cx.dst,
+                    proto,
+                    data: f.payload.to_vec(),
+                    last_ns: cx.ts,
+                    frame: cx.frame,
+                };
+                self.incomplete_datagrams(vec![inc], out);
+                return;
+            }
+            if let Some(whole) = self.defrag.add(f, cx.ts, cx.frame) {
                 cx.fragmented = true;
                 self.reassembled(proto, &whole, cx, depth, out);
             }
@@ -629,7 +693,9 @@ impl Sensor {
             if quic::looks_like_quic_long(payload) {
                 flow.state = State::Quic;
                 flow.client_a = Some(src_a);
-            } else if dns::looks_like_dns(payload) && dns::parse(payload).is_ok_and(|m| !m.partial)
+            } else if !is_netbios(sp, dp)
+                && dns::looks_like_dns(payload)
+                && dns::parse(payload).is_ok_and(|m| !m.partial)
             {
                 flow.state = State::DnsUdp;
             } else {
@@ -821,6 +887,8 @@ fn on_stream(
             flow.state = State::Tls;
         } else if http::looks_like_request(data) {
             flow.state = State::Http;
+        } else if !flow.proxied && socks::looks_like_socks(data) {
+            flow.state = State::Socks;
         } else if is_dns_port(seg.sp) || is_dns_port(seg.dp) || looks_like_dns_tcp(data) {
             flow.state = State::DnsTcp;
         } else {
@@ -845,6 +913,9 @@ fn on_stream(
             }
             tls::FirstFlight::Hello(ch) => {
                 let mut o = seg.observation(Kind::TlsClientHello, true, ch.sni.clone());
+                if flow.proxied {
+                    o.flags.push(Flag::Proxied);
+                }
                 if segmented {
                     o.flags.push(Flag::Segmented);
                 }
@@ -866,6 +937,18 @@ fn on_stream(
             http::HttpParse::Request(r) => {
                 http_observation(flow, seg, r, segmented, sinks);
                 (data.len(), false)
+            }
+        },
+        State::Socks => match socks::parse(data) {
+            socks::SocksParse::NeedMore => (0, true),
+            socks::SocksParse::NotSocks => (0, false),
+            socks::SocksParse::Connect(c) => {
+                // What follows the handshake is the proxied stream: classify it afresh.
+                flow.state = State::New;
+                flow.proxied = true;
+                let (used, more) =
+                    on_stream(flow, dir, src_a, &data[c.consumed..], segmented, seg, sinks);
+                (c.consumed + used, more)
             }
         },
         State::DnsTcp => {
@@ -928,6 +1011,9 @@ fn http_observation(
     }
     flow.last_host = hv;
     let mut o = seg.observation(Kind::HttpRequest, true, r.name.clone());
+    if flow.proxied {
+        o.flags.push(Flag::Proxied);
+    }
     if segmented {
         o.flags.push(Flag::Segmented);
     }

@@ -104,6 +104,27 @@ impl<K: Hash + Eq, V: Aged> BoundedMap<K, V> {
         before - self.map.len()
     }
 
+    /// Remove the entries `drop` selects, handing each to `sink`; returns how many.
+    pub fn drain_where(
+        &mut self,
+        mut drop: impl FnMut(&V) -> bool,
+        mut sink: impl FnMut(&K, V),
+    ) -> usize {
+        let mut n = 0;
+        let mut i = 0;
+        while i < self.map.len() {
+            if self.map.get_index(i).is_some_and(|(_, v)| drop(v)) {
+                if let Some((k, v)) = self.map.swap_remove_index(i) {
+                    sink(&k, v);
+                    n += 1;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        n
+    }
+
     /// Drop entries for which `keep` says no; returns how many.
     pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) -> usize {
         let before = self.map.len();
