@@ -1,0 +1,139 @@
+//! Replays every capture under `pcaps/` that has a `.truth.json` (what tshark extracts from it)
+//! and checks, per file and per kind, that shadowgate reports every SNI, QUIC SNI, DNS question
+//! name and HTTP host in the truth file, and no name that is not there. Known differences are
+//! listed in EXCEPTIONS with their reason; an exception that no longer applies fails the test.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use shadowgate::flow::{Config, Kind, Sensor};
+
+/// (file suffix, category, name, reason): names tshark reports that shadowgate does not.
+const MISSING_OK: &[(&str, &str, &str, &str)] = &[
+    ("ndpi/malformed-dns.pcap", "dns", "<name too long>", "tshark prints a placeholder for a name over 255 bytes; shadowgate counts the message as malformed DNS"),
+    ("tcpdump/dns-fwdptr.pcap", "dns", "<name too long>", "forward compression pointers make an over-long name; counted as malformed DNS"),
+    ("zeek/dns-invalid-names.pcap", "dns", "<name contains a pointer that loops>", "compression loop; counted as malformed DNS"),
+    ("suricata-verify/dns-over-http2-get.pcap", "dns", "*", "DNS inside cleartext HTTP/2 (h2c DoH) is not decoded; DoH in practice runs over TLS and is seen by its resolver SNI"),
+    ("suricata-verify/dns-over-http2-post.pcap", "dns", "*", "DNS inside cleartext HTTP/2 (h2c DoH) is not decoded; see above"),
+];
+
+/// (file suffix, category, name, reason): names shadowgate reports that tshark does not.
+const EXTRA_OK: &[(&str, &str, &str, &str)] = &[];
+
+fn norm(n: &str) -> String {
+    if n == "<Root>" {
+        return ".".into();
+    }
+    let n = n.to_ascii_lowercase();
+    n.strip_suffix('.').unwrap_or(&n).to_string()
+}
+
+fn host(h: &str) -> String {
+    let h = h.trim();
+    let h = if let Some(r) = h.strip_prefix('[') {
+        r.split(']').next().unwrap_or("").to_string()
+    } else if h.matches(':').count() == 1 {
+        h.split(':').next().unwrap_or("").to_string()
+    } else {
+        h.to_string()
+    };
+    norm(&h)
+}
+
+fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            captures(&p, out);
+        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("pcap" | "pcapng")) {
+            out.push(p);
+        }
+    }
+}
+
+fn truth_path(p: &Path) -> PathBuf {
+    p.with_extension("truth.json")
+}
+
+const CATS: [&str; 4] = ["sni", "quic_sni", "dns", "http"];
+
+#[test]
+fn every_capture_matches_its_truth() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps");
+    let mut files = Vec::new();
+    captures(&root, &mut files);
+    files.sort();
+    let files: Vec<PathBuf> = files.into_iter().filter(|p| truth_path(p).exists()).collect();
+    assert!(files.len() >= 79, "expected the bundled corpus under pcaps/, found {} captures", files.len());
+    let mut used_missing = BTreeSet::new();
+    let mut failures = Vec::new();
+    for f in &files {
+        let rel = f.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
+        let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(truth_path(f)).unwrap()).unwrap();
+        let list = |k: &str| -> Vec<String> {
+            truth[k].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
+        };
+        let expected: [BTreeSet<String>; 4] = [
+            list("sni").iter().map(|s| norm(s)).collect(),
+            list("quic_sni").iter().map(|s| norm(s)).collect(),
+            list("dns_queries").iter().map(|s| norm(s)).collect(),
+            list("http_hosts").iter().map(|s| host(s)).collect(),
+        ];
+        let mut got: [BTreeSet<String>; 4] = Default::default();
+        let mut sensor = Sensor::new(Config::default());
+        let mut record = |o: &shadowgate::flow::Observation| {
+            let i = match o.kind {
+                Kind::TlsClientHello => 0,
+                Kind::QuicInitial => 1,
+                Kind::DnsQuery | Kind::DnsAnswer => 2,
+                Kind::HttpRequest => 3,
+            };
+            if let Some(n) = &o.name {
+                got[i].insert(n.clone());
+            }
+        };
+        let _ = shadowgate::replay::replay_file(f, &mut sensor, &mut record, |_| {});
+        shadowgate::replay::finish(&mut sensor, &mut record);
+        for (i, cat) in CATS.iter().enumerate() {
+            for name in expected[i].difference(&got[i]) {
+                let ok = MISSING_OK.iter().position(|(file, c, n, _)| rel.ends_with(file) && c == cat && (*n == name || *n == "*"));
+                match ok {
+                    Some(k) => {
+                        used_missing.insert(k);
+                    }
+                    None => failures.push(format!("{rel}: {cat} {name:?} is in the truth file but was not reported")),
+                }
+            }
+            for name in got[i].difference(&expected[i]) {
+                if !EXTRA_OK.iter().any(|(file, c, n, _)| rel.ends_with(file) && c == cat && n == name) {
+                    failures.push(format!("{rel}: {cat} {name:?} was reported but is not in the truth file"));
+                }
+            }
+        }
+    }
+    for (k, (file, cat, name, _)) in MISSING_OK.iter().enumerate() {
+        if !used_missing.contains(&k) {
+            failures.push(format!("exception no longer needed, remove it: {file} {cat} {name}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} mismatches over {} captures:\n{}", failures.len(), files.len(), failures.join("\n"));
+}
+
+#[test]
+fn inferred_names_for_ech_and_no_sni() {
+    // Real ECH: outer SNI is the public name; the DNS answers earlier in the same capture are
+    // not there, so check a capture with DNS + QUIC/TLS where the hello carries ECH.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/public");
+    let mut sensor = Sensor::new(Config::default());
+    let mut obs = Vec::new();
+    let f = root.join("retina/quic-chrome-dns.pcap");
+    shadowgate::replay::replay_file(&f, &mut sensor, |o| obs.push(o.clone()), |_| {}).unwrap();
+    let ech: Vec<_> = obs.iter().filter(|o| o.kind == Kind::QuicInitial).collect();
+    assert!(!ech.is_empty());
+    for o in ech {
+        assert!(o.flags.contains(&shadowgate::flow::Flag::Ech), "{o:?}");
+        // The SNI was resolved by DNS in the same capture: the cache names it as well.
+        assert!(o.inferred_names.contains(o.name.as_ref().unwrap()), "{o:?}");
+    }
+}
