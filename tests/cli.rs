@@ -117,5 +117,5 @@ fn every_bundled_capture_replays_without_panic() {
             }
         }
     }
-    assert!(n >= 79);
+    assert!(n >= 82);
 }
