@@ -12,7 +12,13 @@ use shadowgate::capture::Frame;
 use shadowgate::flow::{Config, Sensor};
 
 fn frame(data: &[u8], ts: u64) -> Frame<'_> {
-    Frame { ts_ns: ts, linktype: 1, data, orig_len: data.len() as u32, offset: 0 }
+    Frame {
+        ts_ns: ts,
+        linktype: 1,
+        data,
+        orig_len: data.len() as u32,
+        offset: 0,
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -60,7 +66,10 @@ fn bench(c: &mut Criterion) {
         })
         .collect();
     let mut k = 0usize;
-    let mut s2 = Sensor::new(Config { max_flows: 1024, ..Config::default() });
+    let mut s2 = Sensor::new(Config {
+        max_flows: 1024,
+        ..Config::default()
+    });
     g.bench_function("syn_plus_client_hello_new_flow", |b| {
         b.iter(|| {
             let (syn, ch) = &hellos[k % hellos.len()];
@@ -72,9 +81,20 @@ fn bench(c: &mut Criterion) {
     });
 
     let quic: Vec<Vec<u8>> = (0..4096u32)
-        .map(|i| synth::udp([10, 3, (i >> 8) as u8, i as u8], [142, 250, 1, 1], 50_000, 443, &synth::quic_initial()))
+        .map(|i| {
+            synth::udp(
+                [10, 3, (i >> 8) as u8, i as u8],
+                [142, 250, 1, 1],
+                50_000,
+                443,
+                &synth::quic_initial(),
+            )
+        })
         .collect();
-    let mut s3 = Sensor::new(Config { max_flows: 1024, ..Config::default() });
+    let mut s3 = Sensor::new(Config {
+        max_flows: 1024,
+        ..Config::default()
+    });
     let mut q = 0usize;
     g.bench_function("quic_initial_decrypt_new_flow", |b| {
         b.iter(|| {

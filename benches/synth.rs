@@ -11,9 +11,22 @@ const CLIENT_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 1];
 const GW_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 2];
 
 pub const SNIS: &[&str] = &[
-    "claude.ai", "chatgpt.com", "gemini.google.com", "copilot.microsoft.com", "www.perplexity.ai",
-    "chat.deepseek.com", "chat.mistral.ai", "grok.com", "www.meta.ai", "poe.com", "character.ai",
-    "www.google.com", "outlook.office365.com", "teams.microsoft.com", "www.epic.com", "cdn.jsdelivr.net",
+    "claude.ai",
+    "chatgpt.com",
+    "gemini.google.com",
+    "copilot.microsoft.com",
+    "www.perplexity.ai",
+    "chat.deepseek.com",
+    "chat.mistral.ai",
+    "grok.com",
+    "www.meta.ai",
+    "poe.com",
+    "character.ai",
+    "www.google.com",
+    "outlook.office365.com",
+    "teams.microsoft.com",
+    "www.epic.com",
+    "cdn.jsdelivr.net",
 ];
 
 /// A TLS record carrying a ClientHello for `sni`, padded to about `size` bytes.
@@ -30,7 +43,13 @@ pub fn client_hello(sni: &str, size: usize) -> Vec<u8> {
     sn.extend_from_slice(&(n.len() as u16).to_be_bytes());
     sn.extend_from_slice(n);
     push(&mut exts, 0, &sn);
-    push(&mut exts, 16, &[0, 12, 2, b'h', b'2', 8, b'h', b't', b't', b'p', b'/', b'1', b'.', b'1']);
+    push(
+        &mut exts,
+        16,
+        &[
+            0, 12, 2, b'h', b'2', 8, b'h', b't', b't', b'p', b'/', b'1', b'.', b'1',
+        ],
+    );
     push(&mut exts, 43, &[4, 3, 4, 3, 3]);
     push(&mut exts, 10, &[0, 6, 0x11, 0xec, 0, 0x1d, 0, 0x17]);
     let base = 5 + 4 + 2 + 32 + 1 + 4 + 2 + 2 + exts.len();
@@ -71,14 +90,34 @@ pub fn dns(id: u16, name: &str, answer: Option<[u8; 4]>) -> Vec<u8> {
 
 /// The RFC 9001 Appendix A.2 client Initial (1200 bytes, SNI example.com).
 pub fn quic_initial() -> Vec<u8> {
-    let hex: String = include_str!("../tests/data/rfc9001_a2.hex").split_whitespace().collect();
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+    let hex: String = include_str!("../tests/data/rfc9001_a2.hex")
+        .split_whitespace()
+        .collect();
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
 }
 
-pub fn tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, seq: u32, ack: u32, flags: &str, payload: &[u8]) -> Vec<u8> {
+pub fn tcp(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sp: u16,
+    dp: u16,
+    seq: u32,
+    ack: u32,
+    flags: &str,
+    payload: &[u8],
+) -> Vec<u8> {
     let to_server = dp == 443 || dp == 53;
-    let (sm, dm) = if to_server { (CLIENT_MAC, GW_MAC) } else { (GW_MAC, CLIENT_MAC) };
-    let mut b = PacketBuilder::ethernet2(sm, dm).ipv4(src, dst, 64).tcp(sp, dp, seq, 64240);
+    let (sm, dm) = if to_server {
+        (CLIENT_MAC, GW_MAC)
+    } else {
+        (GW_MAC, CLIENT_MAC)
+    };
+    let mut b = PacketBuilder::ethernet2(sm, dm)
+        .ipv4(src, dst, 64)
+        .tcp(sp, dp, seq, 64240);
     if flags.contains('S') {
         b = b.syn();
     }
@@ -95,9 +134,17 @@ pub fn tcp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, seq: u32, ack: u32, fla
 
 pub fn udp(src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16, payload: &[u8]) -> Vec<u8> {
     let to_server = dp == 443 || dp == 53;
-    let (sm, dm) = if to_server { (CLIENT_MAC, GW_MAC) } else { (GW_MAC, CLIENT_MAC) };
+    let (sm, dm) = if to_server {
+        (CLIENT_MAC, GW_MAC)
+    } else {
+        (GW_MAC, CLIENT_MAC)
+    };
     let mut v = Vec::with_capacity(payload.len() + 64);
-    PacketBuilder::ethernet2(sm, dm).ipv4(src, dst, 64).udp(sp, dp).write(&mut v, payload).unwrap();
+    PacketBuilder::ethernet2(sm, dm)
+        .ipv4(src, dst, 64)
+        .udp(sp, dp)
+        .write(&mut v, payload)
+        .unwrap();
     v
 }
 
@@ -109,8 +156,20 @@ pub fn flow(i: u32, bulk: u32, out: &mut Vec<Vec<u8>>) {
     let resolver = [10, 0, 0, 53];
     let sp = 20_000 + (i % 40_000) as u16;
     let sni = SNIS[i as usize % SNIS.len()];
-    out.push(udp(client, resolver, sp.wrapping_add(7), 53, &dns(i as u16, sni, None)));
-    out.push(udp(resolver, client, 53, sp.wrapping_add(7), &dns(i as u16, sni, Some(server))));
+    out.push(udp(
+        client,
+        resolver,
+        sp.wrapping_add(7),
+        53,
+        &dns(i as u16, sni, None),
+    ));
+    out.push(udp(
+        resolver,
+        client,
+        53,
+        sp.wrapping_add(7),
+        &dns(i as u16, sni, Some(server)),
+    ));
     let payload = [0x17u8; 1448];
     if i % 5 == 4 {
         // QUIC: the client Initial, then short-header packets both ways.

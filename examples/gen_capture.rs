@@ -9,7 +9,10 @@ use std::io::{BufWriter, Write};
 fn main() -> std::io::Result<()> {
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| "bench.pcap".into());
-    let target: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(2_000_000);
+    let target: u64 = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2_000_000);
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
     w.write_all(&0xa1b2c3d4u32.to_le_bytes())?;
     w.write_all(&2u16.to_le_bytes())?;

@@ -9,7 +9,9 @@ fn bin() -> Command {
 }
 
 fn pcap(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/public").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("pcaps/public")
+        .join(rel)
 }
 
 fn run(args: &[&str]) -> Output {
@@ -30,11 +32,21 @@ fn json_lines_have_the_stable_fields() {
     let out = run(&["replay", "-q", f.to_str().unwrap()]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert!(!lines.is_empty());
     for l in &lines {
         let kind = l["kind"].as_str().unwrap();
-        assert!(["dns_query", "dns_answer", "tls_client_hello", "quic_initial", "http_request"].contains(&kind));
+        assert!([
+            "dns_query",
+            "dns_answer",
+            "tls_client_hello",
+            "quic_initial",
+            "http_request"
+        ]
+        .contains(&kind));
         assert!(l.get("name").is_some());
         assert!(l["ts"].as_str().unwrap().ends_with('Z'));
         assert!(l["client"]["ip"].is_string() && l["server"]["port"].is_u64());
@@ -59,7 +71,10 @@ fn corrupt_file_names_file_and_offset_and_fails() {
     let out = run(&["replay", "-q", f.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("tls-DER-incomplete-header.pcap") && err.contains("byte offset 5035"), "{err}");
+    assert!(
+        err.contains("tls-DER-incomplete-header.pcap") && err.contains("byte offset 5035"),
+        "{err}"
+    );
     // The frames before the damage were still reported.
     assert!(!out.stdout.is_empty());
 }
@@ -68,10 +83,18 @@ fn corrupt_file_names_file_and_offset_and_fails() {
 fn keep_going_counts_what_was_skipped() {
     let bad = pcap("suricata-verify/tls-DER-incomplete-header.pcap");
     let good = pcap("ndpi/quic-29.pcap");
-    let out = run(&["replay", "--keep-going", bad.to_str().unwrap(), good.to_str().unwrap()]);
+    let out = run(&[
+        "replay",
+        "--keep-going",
+        bad.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("warning") && err.contains("skipped 661 bytes in 1 damaged file"), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("skipped 661 bytes in 1 damaged file"),
+        "{err}"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("quic_initial"));
 }
 
@@ -82,7 +105,10 @@ fn truncated_and_foreign_files() {
     let out = run(&["replay", "-q", cut.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("truncated capture") && err.contains("needs 10 more bytes"), "{err}");
+    assert!(
+        err.contains("truncated capture") && err.contains("needs 10 more bytes"),
+        "{err}"
+    );
 
     let text = tmp("notes.txt", b"patient notes, not a capture");
     let out = run(&["replay", text.to_str().unwrap()]);
@@ -108,11 +134,18 @@ fn every_bundled_capture_replays_without_panic() {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if matches!(p.extension().and_then(|e| e.to_str()), Some("pcap" | "pcapng")) {
+            } else if matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("pcap" | "pcapng")
+            ) {
                 let out = run(&["replay", "-q", "--stats", p.to_str().unwrap()]);
                 let err = String::from_utf8_lossy(&out.stderr);
                 assert!(!err.contains("panicked"), "{}: {err}", p.display());
-                assert!(out.status.code().is_some(), "{} killed by a signal", p.display());
+                assert!(
+                    out.status.code().is_some(),
+                    "{} killed by a signal",
+                    p.display()
+                );
                 n += 1;
             }
         }

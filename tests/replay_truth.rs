@@ -41,12 +41,17 @@ fn host(h: &str) -> String {
 }
 
 fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         if p.is_dir() {
             captures(&p, out);
-        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("pcap" | "pcapng")) {
+        } else if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("pcap" | "pcapng")
+        ) {
             out.push(p);
         }
     }
@@ -64,15 +69,34 @@ fn every_capture_matches_its_truth() {
     let mut files = Vec::new();
     captures(&root, &mut files);
     files.sort();
-    let files: Vec<PathBuf> = files.into_iter().filter(|p| truth_path(p).exists()).collect();
-    assert!(files.len() >= 82, "expected the bundled corpus under pcaps/, found {} captures", files.len());
+    let files: Vec<PathBuf> = files
+        .into_iter()
+        .filter(|p| truth_path(p).exists())
+        .collect();
+    assert!(
+        files.len() >= 82,
+        "expected the bundled corpus under pcaps/, found {} captures",
+        files.len()
+    );
     let mut used_missing = BTreeSet::new();
     let mut failures = Vec::new();
     for f in &files {
-        let rel = f.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
-        let truth: serde_json::Value = serde_json::from_slice(&std::fs::read(truth_path(f)).unwrap()).unwrap();
+        let rel = f
+            .strip_prefix(&root)
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        let truth: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(truth_path(f)).unwrap()).unwrap();
         let list = |k: &str| -> Vec<String> {
-            truth[k].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default()
+            truth[k]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
         };
         let expected: [BTreeSet<String>; 4] = [
             list("sni").iter().map(|s| norm(s)).collect(),
@@ -97,27 +121,44 @@ fn every_capture_matches_its_truth() {
         shadowgate::replay::finish(&mut sensor, &mut record);
         for (i, cat) in CATS.iter().enumerate() {
             for name in expected[i].difference(&got[i]) {
-                let ok = MISSING_OK.iter().position(|(file, c, n, _)| rel.ends_with(file) && c == cat && (*n == name || *n == "*"));
+                let ok = MISSING_OK.iter().position(|(file, c, n, _)| {
+                    rel.ends_with(file) && c == cat && (*n == name || *n == "*")
+                });
                 match ok {
                     Some(k) => {
                         used_missing.insert(k);
                     }
-                    None => failures.push(format!("{rel}: {cat} {name:?} is in the truth file but was not reported")),
+                    None => failures.push(format!(
+                        "{rel}: {cat} {name:?} is in the truth file but was not reported"
+                    )),
                 }
             }
             for name in got[i].difference(&expected[i]) {
-                if !EXTRA_OK.iter().any(|(file, c, n, _)| rel.ends_with(file) && c == cat && n == name) {
-                    failures.push(format!("{rel}: {cat} {name:?} was reported but is not in the truth file"));
+                if !EXTRA_OK
+                    .iter()
+                    .any(|(file, c, n, _)| rel.ends_with(file) && c == cat && n == name)
+                {
+                    failures.push(format!(
+                        "{rel}: {cat} {name:?} was reported but is not in the truth file"
+                    ));
                 }
             }
         }
     }
     for (k, (file, cat, name, _)) in MISSING_OK.iter().enumerate() {
         if !used_missing.contains(&k) {
-            failures.push(format!("exception no longer needed, remove it: {file} {cat} {name}"));
+            failures.push(format!(
+                "exception no longer needed, remove it: {file} {cat} {name}"
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} mismatches over {} captures:\n{}", failures.len(), files.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches over {} captures:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]

@@ -891,6 +891,11 @@ fn on_stream(
             flow.state = State::Socks;
         } else if is_dns_port(seg.sp) || is_dns_port(seg.dp) || looks_like_dns_tcp(data) {
             flow.state = State::DnsTcp;
+        } else if flow.isn[dir].is_none() && flow.tries < 2 {
+            // No SYN seen: this may be a later segment that overtook the stream's first one.
+            // Keep it a little while for an earlier segment to complete the picture.
+            flow.tries += 1;
+            return (0, true);
         } else {
             flow.finish();
             return (0, false);

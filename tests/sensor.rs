@@ -1,0 +1,292 @@
+//! The sensor on synthetic traffic with exactly the hard cases: ClientHellos split, reordered
+//! and retransmitted, no SYN seen, DNS over TCP framing, IP fragments, floods against the limits,
+//! and names inferred from DNS when the hello shows none.
+
+#[path = "../benches/synth.rs"]
+mod synth;
+
+use shadowgate::capture::Frame;
+use shadowgate::flow::{Config, Flag, Kind, Observation, Sensor};
+
+const C: [u8; 4] = [10, 9, 0, 5];
+const S: [u8; 4] = [160, 79, 104, 10];
+
+fn feed(sensor: &mut Sensor, frames: &[Vec<u8>]) -> Vec<Observation> {
+    let mut out = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        let fr = Frame {
+            ts_ns: 1_700_000_000_000_000_000 + i as u64 * 1_000_000,
+            linktype: 1,
+            data: f,
+            orig_len: f.len() as u32,
+            offset: 0,
+        };
+        sensor.process(&fr, &mut out);
+    }
+    sensor.finish(&mut out);
+    out
+}
+
+fn hello_segments(
+    sni: &str,
+    size: usize,
+    parts: usize,
+    with_syn: bool,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let ch = synth::client_hello(sni, size);
+    let mut hs = Vec::new();
+    if with_syn {
+        hs.push(synth::tcp(C, S, 51000, 443, 999, 0, "S", &[]));
+        hs.push(synth::tcp(S, C, 443, 51000, 5000, 1000, "SA", &[]));
+        hs.push(synth::tcp(C, S, 51000, 443, 1000, 5001, "A", &[]));
+    }
+    let chunk = ch.len().div_ceil(parts);
+    let segs = ch
+        .chunks(chunk)
+        .enumerate()
+        .map(|(i, c)| synth::tcp(C, S, 51000, 443, 1000 + (i * chunk) as u32, 5001, "PA", c))
+        .collect();
+    (hs, segs)
+}
+
+fn only_hello(obs: &[Observation]) -> &Observation {
+    let h: Vec<_> = obs
+        .iter()
+        .filter(|o| o.kind == Kind::TlsClientHello)
+        .collect();
+    assert_eq!(h.len(), 1, "{obs:?}");
+    h[0]
+}
+
+#[test]
+fn hello_in_order_reordered_and_retransmitted() {
+    for order in [[0, 1, 2], [2, 0, 1], [1, 2, 0], [2, 1, 0]] {
+        let (mut frames, segs) = hello_segments("claude.ai", 1800, 3, true);
+        for &i in &order {
+            frames.push(segs[i].clone());
+            frames.push(segs[i].clone()); // every segment retransmitted
+        }
+        let obs = feed(&mut Sensor::new(Config::default()), &frames);
+        let o = only_hello(&obs);
+        assert_eq!(o.name.as_deref(), Some("claude.ai"), "order {order:?}");
+        assert!(o.flags.contains(&Flag::Segmented));
+        assert_eq!(o.client.ip.to_string(), "10.9.0.5");
+        assert_eq!(o.server.port, 443);
+    }
+}
+
+#[test]
+fn hello_without_syn_and_reordered_start() {
+    let (_, segs) = hello_segments("chatgpt.com", 1800, 2, false);
+    let obs = feed(
+        &mut Sensor::new(Config::default()),
+        &[segs[1].clone(), segs[0].clone()],
+    );
+    assert_eq!(only_hello(&obs).name.as_deref(), Some("chatgpt.com"));
+}
+
+#[test]
+fn overlapping_retransmission_with_different_cut() {
+    let ch = synth::client_hello("gemini.google.com", 1500);
+    let (mut frames, _) = hello_segments("x", 100, 1, true);
+    frames.push(synth::tcp(C, S, 51000, 443, 1000, 5001, "PA", &ch[..700]));
+    frames.push(synth::tcp(
+        C,
+        S,
+        51000,
+        443,
+        1000 + 500,
+        5001,
+        "PA",
+        &ch[500..1100],
+    ));
+    frames.push(synth::tcp(
+        C,
+        S,
+        51000,
+        443,
+        1000 + 1100,
+        5001,
+        "PA",
+        &ch[1100..],
+    ));
+    let obs = feed(&mut Sensor::new(Config::default()), &frames);
+    assert_eq!(only_hello(&obs).name.as_deref(), Some("gemini.google.com"));
+}
+
+#[test]
+fn tls_on_port_80_and_http_on_443_by_content() {
+    let ch = synth::client_hello("claude.ai", 400);
+    let mut frames = vec![synth::tcp(C, S, 52000, 80, 1, 0, "PA", &ch)];
+    frames.push(synth::tcp(
+        C,
+        S,
+        52001,
+        443,
+        1,
+        0,
+        "PA",
+        b"GET / HTTP/1.1\r\nHost: chatgpt.com\r\n\r\n",
+    ));
+    let obs = feed(&mut Sensor::new(Config::default()), &frames);
+    assert!(obs
+        .iter()
+        .any(|o| o.kind == Kind::TlsClientHello && o.name.as_deref() == Some("claude.ai")));
+    let h = obs.iter().find(|o| o.kind == Kind::HttpRequest).unwrap();
+    assert_eq!(h.name.as_deref(), Some("chatgpt.com"));
+    assert!(h.flags.contains(&Flag::OffPort));
+}
+
+#[test]
+fn dns_over_tcp_pipelined_and_split() {
+    let mut stream = Vec::new();
+    for (i, n) in ["claude.ai", "chatgpt.com", "gemini.google.com"]
+        .iter()
+        .enumerate()
+    {
+        let m = synth::dns(i as u16, n, None);
+        stream.extend_from_slice(&(m.len() as u16).to_be_bytes());
+        stream.extend_from_slice(&m);
+    }
+    // Segment boundaries: two messages and a half, then the rest.
+    let cut = stream.len() - 10;
+    let frames = vec![
+        synth::tcp(C, S, 53000, 53, 99, 0, "S", &[]),
+        synth::tcp(C, S, 53000, 53, 100, 1, "PA", &stream[..cut]),
+        synth::tcp(C, S, 53000, 53, 100 + cut as u32, 1, "PA", &stream[cut..]),
+    ];
+    let obs = feed(&mut Sensor::new(Config::default()), &frames);
+    let names: Vec<_> = obs
+        .iter()
+        .filter(|o| o.kind == Kind::DnsQuery)
+        .map(|o| o.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["claude.ai", "chatgpt.com", "gemini.google.com"]);
+    assert!(obs[2].flags.contains(&Flag::DnsTcp) && obs[2].flags.contains(&Flag::Segmented));
+}
+
+/// Ethernet + IPv4 fragment of `datagram` (UDP header + payload) at byte `off`.
+fn fragment(datagram: &[u8], off: usize, len: usize, more: bool) -> Vec<u8> {
+    let mut v = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+    let part = &datagram[off..(off + len).min(datagram.len())];
+    let total = 20 + part.len();
+    let flags_off = ((more as u16) << 13) | (off / 8) as u16;
+    v.extend_from_slice(&[0x45, 0, (total >> 8) as u8, total as u8, 0x12, 0x34]);
+    v.extend_from_slice(&flags_off.to_be_bytes());
+    v.extend_from_slice(&[64, 17, 0, 0]);
+    v.extend_from_slice(&S);
+    v.extend_from_slice(&C);
+    v.extend_from_slice(part);
+    v
+}
+
+#[test]
+fn fragmented_dns_answer_is_reassembled_in_any_order() {
+    let msg = synth::dns(7, "claude.ai", Some(S));
+    let mut dgram = Vec::new();
+    dgram.extend_from_slice(&53u16.to_be_bytes());
+    dgram.extend_from_slice(&5353u16.to_be_bytes());
+    dgram.extend_from_slice(&((8 + msg.len()) as u16).to_be_bytes());
+    dgram.extend_from_slice(&[0, 0]);
+    dgram.extend_from_slice(&msg);
+    let frags = [
+        fragment(&dgram, 0, 40, true),
+        fragment(&dgram, 40, 8, true),
+        fragment(&dgram, 48, 100, false),
+    ];
+    let obs = feed(
+        &mut Sensor::new(Config::default()),
+        &[frags[2].clone(), frags[0].clone(), frags[1].clone()],
+    );
+    assert_eq!(obs.len(), 1, "{obs:?}");
+    assert_eq!(obs[0].kind, Kind::DnsAnswer);
+    assert!(obs[0].flags.contains(&Flag::Fragmented));
+    assert_eq!(
+        obs[0].dns.as_ref().unwrap().answers[0].data,
+        "160.79.104.10"
+    );
+    // Only the first fragment: the questions are still reported, flagged partial.
+    let obs = feed(&mut Sensor::new(Config::default()), &[frags[0].clone()]);
+    assert_eq!(obs.len(), 1, "{obs:?}");
+    assert_eq!(obs[0].name.as_deref(), Some("claude.ai"));
+    assert!(obs[0].flags.contains(&Flag::Partial));
+}
+
+#[test]
+fn name_inferred_from_dns_when_hello_has_no_sni_or_ech() {
+    let mut frames = vec![synth::udp(
+        S,
+        C,
+        53,
+        40000,
+        &synth::dns(1, "claude.ai", Some(S)),
+    )];
+    // An empty host_name reads as "no SNI", which is what a bare-IP connection sends.
+    let ch = synth::client_hello("", 300);
+    frames.push(synth::tcp(C, S, 51000, 443, 1, 0, "PA", &ch));
+    let obs = feed(&mut Sensor::new(Config::default()), &frames);
+    let h = only_hello(&obs);
+    assert_eq!(h.name, None);
+    assert_eq!(h.inferred_names, ["claude.ai"]);
+    assert!(h.flags.contains(&Flag::Inferred));
+}
+
+#[test]
+fn flood_of_flows_stays_within_the_table() {
+    let mut sensor = Sensor::new(Config {
+        max_flows: 1000,
+        ..Config::default()
+    });
+    let mut frames = Vec::new();
+    for i in 0..20_000u32 {
+        let c = [10, 50, (i >> 8) as u8, i as u8];
+        frames.push(synth::tcp(
+            c,
+            S,
+            1024 + (i % 60000) as u16,
+            443,
+            i,
+            0,
+            "S",
+            &[],
+        ));
+    }
+    // One real hello at the end must still be seen.
+    let (mut hs, segs) = hello_segments("claude.ai", 1800, 2, true);
+    frames.append(&mut hs);
+    frames.extend(segs);
+    let obs = feed(&mut sensor, &frames);
+    assert_eq!(only_hello(&obs).name.as_deref(), Some("claude.ai"));
+    let st = sensor.stats();
+    assert!(st.flows.active <= 1000, "{st:?}");
+    assert!(st.flows.evicted >= 19_000, "{st:?}");
+}
+
+#[test]
+fn endless_hello_is_cut_at_the_buffer_cap() {
+    // A record header announcing a 16 KiB handshake, then 40 KiB of filler in 1 KiB segments.
+    let mut frames = vec![synth::tcp(C, S, 51000, 443, 0, 0, "S", &[])];
+    let mut first = vec![0x16, 3, 1, 0x40, 0x00, 1, 0, 0x3f, 0xfc];
+    first.resize(1000, 0x41);
+    frames.push(synth::tcp(C, S, 51000, 443, 1, 0, "PA", &first));
+    for i in 1..40u32 {
+        frames.push(synth::tcp(
+            C,
+            S,
+            51000,
+            443,
+            1 + i * 1000,
+            0,
+            "PA",
+            &[0x41; 1000],
+        ));
+    }
+    let mut sensor = Sensor::new(Config::default());
+    let obs = feed(&mut sensor, &frames);
+    assert!(obs.is_empty());
+    let st = sensor.stats();
+    assert!(
+        st.flows.reassembly_overflow >= 1 || st.malformed.tls >= 1,
+        "{st:?}"
+    );
+}
