@@ -290,3 +290,39 @@ fn endless_hello_is_cut_at_the_buffer_cap() {
         "{st:?}"
     );
 }
+
+#[test]
+fn flood_of_half_sent_hellos_stays_within_the_reassembly_budget() {
+    let budget = 256 * 1024;
+    let mut sensor = Sensor::new(Config {
+        reassembly_budget: budget,
+        ..Config::default()
+    });
+    let mut frames = Vec::new();
+    // 2,000 flows each sending the first 1,000 bytes of a 16 KiB "ClientHello" and stalling.
+    for i in 0..2_000u32 {
+        let c = [10, 60, (i >> 8) as u8, i as u8];
+        let mut first = vec![0x16, 3, 1, 0x40, 0x00, 1, 0, 0x3f, 0xfc];
+        first.resize(1000, 0x41);
+        frames.push(synth::tcp(c, S, 40_000, 443, 0, 0, "S", &[]));
+        frames.push(synth::tcp(c, S, 40_000, 443, 1, 0, "PA", &first));
+    }
+    // A single-segment hello needs no buffer and is still seen.
+    frames.push(synth::tcp(
+        C,
+        S,
+        51000,
+        443,
+        1,
+        0,
+        "PA",
+        &synth::client_hello("claude.ai", 500),
+    ));
+    let obs = feed(&mut sensor, &frames);
+    assert_eq!(only_hello(&obs).name.as_deref(), Some("claude.ai"));
+    let st = sensor.stats();
+    assert!(st.flows.reassembly_bytes <= budget as u64, "{st:?}");
+    assert!(st.flows.reassembly_budget_exceeded >= 1_700, "{st:?}");
+    // Dropping the sensor's flows gives the bytes back.
+    drop(sensor);
+}

@@ -1,13 +1,51 @@
 //! Bounded, offset-addressed reassembly buffer used for TCP streams and QUIC CRYPTO streams:
 //! segments may arrive out of order, overlap or repeat; data past the cap is dropped and counted.
+//! All buffers of a sensor draw on one shared [`Budget`], so a flood of half-sent hellos cannot
+//! hold more than the budget however many flows it opens.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Bytes all reassembly buffers of one sensor may hold together.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    used: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl Budget {
+    pub fn new(max: usize) -> Budget {
+        Budget {
+            used: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn try_charge(&self, n: usize) -> bool {
+        if self.used.fetch_add(n, Ordering::Relaxed) + n > self.max {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    fn release(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::Relaxed);
+    }
+}
 
 /// Bytes at stream offsets `[0, cap)`; tracks which ranges are filled.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct SparseBuf {
     data: Vec<u8>,
     /// Filled ranges, sorted, non-overlapping, non-adjacent.
     ranges: Vec<(usize, usize)>,
     cap: usize,
+    budget: Option<Budget>,
 }
 
 /// What became of an insert.
@@ -16,6 +54,16 @@ pub enum Insert {
     Stored,
     /// Part or all of the data lay beyond the cap and was dropped.
     Overflow,
+    /// The shared budget is spent: nothing was stored.
+    OverBudget,
+}
+
+impl Drop for SparseBuf {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.release(self.data.len());
+        }
+    }
 }
 
 /// Most out-of-order holes tracked before new fragments are refused.
@@ -27,6 +75,17 @@ impl SparseBuf {
             data: Vec::new(),
             ranges: Vec::new(),
             cap,
+            budget: None,
+        }
+    }
+
+    /// A buffer whose bytes count against `budget` while it holds them.
+    pub fn with_budget(cap: usize, budget: &Budget) -> Self {
+        SparseBuf {
+            data: Vec::new(),
+            ranges: Vec::new(),
+            cap,
+            budget: Some(budget.clone()),
         }
     }
 
@@ -37,6 +96,20 @@ impl SparseBuf {
     /// Highest offset written + 1.
     pub fn end(&self) -> usize {
         self.ranges.last().map_or(0, |r| r.1)
+    }
+
+    /// Grow `data` to `len` bytes if the budget allows.
+    fn grow(&mut self, len: usize) -> bool {
+        if len <= self.data.len() {
+            return true;
+        }
+        if let Some(b) = &self.budget {
+            if !b.try_charge(len - self.data.len()) {
+                return false;
+            }
+        }
+        self.data.resize(len, 0);
+        true
     }
 
     /// Store `bytes` at `offset` (later copies of the same bytes overwrite earlier ones).
@@ -54,8 +127,8 @@ impl SparseBuf {
         {
             return Insert::Overflow;
         }
-        if self.data.len() < end {
-            self.data.resize(end, 0);
+        if !self.grow(end) {
+            return Insert::OverBudget;
         }
         self.data[offset..end].copy_from_slice(&bytes[..end - offset]);
         let mut new = (offset, end);
@@ -91,6 +164,9 @@ impl SparseBuf {
             return;
         }
         self.data.drain(..n);
+        if let Some(b) = &self.budget {
+            b.release(n);
+        }
         self.ranges.retain_mut(|r| {
             r.0 = r.0.saturating_sub(n);
             r.1 -= n;
@@ -103,9 +179,12 @@ impl SparseBuf {
         if self.end() + n > self.cap {
             return Insert::Overflow;
         }
-        let mut v = vec![0u8; n];
-        v.extend_from_slice(&self.data);
-        self.data = v;
+        let old = self.data.len();
+        if !self.grow(old + n) {
+            return Insert::OverBudget;
+        }
+        self.data.copy_within(..old, n);
+        self.data[..n].fill(0);
         for r in &mut self.ranges {
             r.0 += n;
             r.1 += n;
@@ -114,13 +193,11 @@ impl SparseBuf {
     }
 
     pub fn clear(&mut self) {
+        if let Some(b) = &self.budget {
+            b.release(self.data.len());
+        }
         self.data.clear();
         self.ranges.clear();
-    }
-
-    /// Heap bytes held.
-    pub fn heap_bytes(&self) -> usize {
-        self.data.capacity() + self.ranges.capacity() * 16
     }
 }
 
@@ -142,6 +219,23 @@ mod tests {
         b.consume(3);
         assert_eq!(b.contiguous(), b"defghij");
         assert_eq!(b.insert(100, b"x"), Insert::Overflow);
+    }
+
+    #[test]
+    fn budget_is_shared_and_returned_on_drop() {
+        let budget = Budget::new(100);
+        let mut a = SparseBuf::with_budget(1000, &budget);
+        let mut b = SparseBuf::with_budget(1000, &budget);
+        assert_eq!(a.insert(0, &[1; 60]), Insert::Stored);
+        assert_eq!(b.insert(0, &[1; 60]), Insert::OverBudget);
+        assert_eq!(b.insert(0, &[1; 40]), Insert::Stored);
+        assert_eq!(budget.used(), 100);
+        a.consume(10);
+        assert_eq!(budget.used(), 90);
+        drop(a);
+        assert_eq!(budget.used(), 40);
+        b.clear();
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]

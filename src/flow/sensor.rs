@@ -15,7 +15,7 @@ use crate::decode::{dns, http, link, quic, socks, tls, tunnel};
 use super::defrag::{Defrag, DefragStats, Fragment};
 use super::names::NameCache;
 use super::observation::*;
-use super::reassembly::{Insert, SparseBuf};
+use super::reassembly::{Budget, Insert, SparseBuf};
 use super::table::{Aged, BoundedMap};
 
 /// Limits of the sensor's state. Defaults suit a clinic gateway (a few hundred devices).
@@ -30,6 +30,8 @@ pub struct Config {
     pub fragment_timeout_s: u64,
     /// Largest TCP first flight buffered per direction (TLS ClientHello, HTTP request head).
     pub stream_cap: usize,
+    /// Bytes all reassembly buffers (TCP streams, QUIC CRYPTO) may hold together.
+    pub reassembly_budget: usize,
 }
 
 impl Default for Config {
@@ -43,6 +45,7 @@ impl Default for Config {
             max_fragments: 1024,
             fragment_timeout_s: 30,
             stream_cap: tls::MAX_HELLO + 1024,
+            reassembly_budget: 64 << 20,
         }
     }
 }
@@ -66,6 +69,10 @@ pub struct FlowStats {
     pub evicted: u64,
     pub active: u64,
     pub reassembly_overflow: u64,
+    /// Flows given up because all reassembly buffers together reached the budget.
+    pub reassembly_budget_exceeded: u64,
+    /// Bytes held in reassembly buffers now.
+    pub reassembly_bytes: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -300,6 +307,7 @@ pub struct Sensor {
     flows: BoundedMap<FlowKey, Flow>,
     names: NameCache,
     defrag: Defrag,
+    budget: Budget,
     stats: Stats,
     frame_no: u64,
     next_sweep: u64,
@@ -307,6 +315,7 @@ pub struct Sensor {
 
 /// The mutable parts one segment handler needs besides its flow (split borrows).
 struct Sinks<'a> {
+    budget: &'a Budget,
     names: &'a mut NameCache,
     stats: &'a mut Stats,
     out: &'a mut Vec<Observation>,
@@ -417,6 +426,7 @@ impl Sensor {
             flows: BoundedMap::new(cfg.max_flows),
             names: NameCache::new(cfg.max_names, cfg.name_grace_s),
             defrag: Defrag::new(cfg.max_fragments, cfg.fragment_timeout_s),
+            budget: Budget::new(cfg.reassembly_budget),
             cfg,
             stats: Stats::default(),
             frame_no: 0,
@@ -428,6 +438,7 @@ impl Sensor {
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
         s.flows.active = self.flows.len() as u64;
+        s.flows.reassembly_bytes = self.budget.used() as u64;
         s.fragments = self.defrag.stats;
         s.names.inserted = self.names.inserted;
         s.names.evicted = self.names.evicted;
@@ -664,6 +675,7 @@ impl Sensor {
             transport: Transport::Udp,
         };
         let mut sinks = Sinks {
+            budget: &self.budget,
             names: &mut self.names,
             stats: &mut self.stats,
             out,
@@ -763,6 +775,7 @@ impl Sensor {
             transport: Transport::Tcp,
         };
         let mut sinks = Sinks {
+            budget: &self.budget,
             names: &mut self.names,
             stats: &mut self.stats,
             out,
@@ -788,8 +801,12 @@ impl Sensor {
                 if !more {
                     return;
                 }
-                let mut buf = SparseBuf::new(cap);
-                buf.insert(0, &payload[used..]);
+                let mut buf = SparseBuf::with_budget(cap, &self.budget);
+                if buf.insert(0, &payload[used..]) == Insert::OverBudget {
+                    sinks.stats.flows.reassembly_budget_exceeded += 1;
+                    flow.finish();
+                    return;
+                }
                 flow.streams[dir] = Some(Box::new(Stream {
                     base: seq.wrapping_add(used as u32),
                     buf,
@@ -800,7 +817,7 @@ impl Sensor {
             }
             flow.streams[dir] = Some(Box::new(Stream {
                 base,
-                buf: SparseBuf::new(cap),
+                buf: SparseBuf::with_budget(cap, &self.budget),
                 segments: 0,
                 consumed: false,
             }));
@@ -828,8 +845,15 @@ impl Sensor {
             }
         };
         st.segments = st.segments.saturating_add(1);
-        if ins == Insert::Overflow {
-            sinks.stats.flows.reassembly_overflow += 1;
+        match ins {
+            Insert::Stored => {}
+            Insert::Overflow => sinks.stats.flows.reassembly_overflow += 1,
+            Insert::OverBudget => {
+                // Every buffer together is at the budget: give this flow up rather than grow.
+                sinks.stats.flows.reassembly_budget_exceeded += 1;
+                flow.finish();
+                return;
+            }
         }
         let segmented = st.segments > 1;
         let prefix = std::mem::take(&mut st.buf);
@@ -1093,7 +1117,7 @@ fn quic_initial(
                     dcid: hdr.dcid.to_vec(),
                     version: hdr.version,
                     keys,
-                    crypto: SparseBuf::new(tls::MAX_HELLO + 4),
+                    crypto: SparseBuf::with_budget(tls::MAX_HELLO + 4, sinks.budget),
                     packets: 0,
                 }));
             }
@@ -1119,8 +1143,13 @@ fn quic_initial(
     }
     conn.packets = conn.packets.saturating_add(1);
     for (off, data) in frames {
-        if conn.crypto.insert(off as usize, data) == Insert::Overflow {
-            sinks.stats.flows.reassembly_overflow += 1;
+        match conn.crypto.insert(off as usize, data) {
+            Insert::Stored => {}
+            Insert::Overflow => sinks.stats.flows.reassembly_overflow += 1,
+            Insert::OverBudget => {
+                sinks.stats.flows.reassembly_budget_exceeded += 1;
+                return true;
+            }
         }
     }
     let hs = conn.crypto.contiguous();
