@@ -99,6 +99,7 @@ pub fn quic_initial() -> Vec<u8> {
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn tcp(
     src: [u8; 4],
     dst: [u8; 4],

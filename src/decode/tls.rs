@@ -147,11 +147,9 @@ pub fn parse_handshake(hs: &[u8]) -> Result<ClientHello, &'static str> {
             _ => continue,
         }
         match tls_parser::parse_tls_extension(one) {
-            Ok((_, TlsExtension::SNI(list))) => {
-                if ch.sni.is_none() {
-                    if let Some((_, name)) = list.iter().find(|(t, _)| *t == SNIType::HostName) {
-                        ch.sni = Some(crate::decode::render_name(name));
-                    }
+            Ok((_, TlsExtension::SNI(list))) if ch.sni.is_none() => {
+                if let Some((_, name)) = list.iter().find(|(t, _)| *t == SNIType::HostName) {
+                    ch.sni = Some(crate::decode::render_name(name));
                 }
             }
             Ok((_, TlsExtension::ALPN(list))) => {

@@ -1031,10 +1031,8 @@ fn http_observation(
     segmented: bool,
     sinks: &mut Sinks<'_>,
 ) {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    let mut h = foldhash::fast::FixedState::with_seed(1).build_hasher();
-    r.host.hash(&mut h);
-    let hv = h.finish() | 1;
+    use std::hash::BuildHasher;
+    let hv = foldhash::fast::FixedState::with_seed(1).hash_one(&r.host) | 1;
     if hv == flow.last_host {
         return;
     }
