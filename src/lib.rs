@@ -7,4 +7,5 @@ pub mod capture;
 pub mod decode;
 pub mod flow;
 pub mod output;
+pub mod policy;
 pub mod replay;

@@ -4,10 +4,12 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use shadowgate::capture::CaptureFile;
 use shadowgate::flow::{Config, Sensor};
 use shadowgate::output::{Format, Writer};
+use shadowgate::policy::reload::PolicyHandle;
+use shadowgate::policy::{Client, Policy};
 
 #[derive(Parser)]
 #[command(
@@ -46,6 +48,52 @@ enum Cmd {
         /// Do not print the one-line summary on stderr.
         #[arg(short, long)]
         quiet: bool,
+        /// Decide about each observation with the policy in this directory (policy.toml and
+        /// catalog/). It is reloaded on SIGHUP and when its files change.
+        #[arg(long, value_name = "DIR")]
+        policy: Option<PathBuf>,
+        /// With --policy: print every observation (with its decision when there is one), or only
+        /// the decision events.
+        #[arg(long, value_enum, default_value = "all", requires = "policy")]
+        emit: Emit,
+    },
+    /// Validate or query a policy directory.
+    Policy {
+        #[command(subcommand)]
+        cmd: PolicyCmd,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Emit {
+    All,
+    Decisions,
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Check the catalogue and the policy (exit 0 if valid, 1 with file:line:column errors if not).
+    Check {
+        /// Policy directory.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Show the service a name matches, the rule that fires for a client, the action, and why.
+    Explain {
+        /// Host name (SNI, DNS question or HTTP Host).
+        name: String,
+        /// Client IP address (selects client groups).
+        #[arg(long)]
+        client: Option<std::net::IpAddr>,
+        /// Client MAC address.
+        #[arg(long)]
+        mac: Option<String>,
+        /// Client DHCP host name.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Policy directory.
+        #[arg(long, default_value = "policies")]
+        dir: PathBuf,
     },
 }
 
@@ -60,17 +108,124 @@ fn main() -> ExitCode {
             max_flows,
             max_names,
             quiet,
+            policy,
+            emit,
         } => {
             let cfg = Config {
                 max_flows,
                 max_names,
                 ..Config::default()
             };
-            replay(&files, format, keep_going, stats, quiet, cfg)
+            let handle = match policy.as_deref().map(PolicyHandle::load).transpose() {
+                Ok(h) => h,
+                Err(e) => {
+                    eprintln!("{e}\nshadowgate: the policy is not valid, nothing replayed");
+                    return ExitCode::FAILURE;
+                }
+            };
+            // Keep the watcher alive for the whole replay (SIGHUP / file changes reload).
+            let _watch = handle.as_ref().and_then(|h| {
+                h.watch()
+                    .map_err(|e| eprintln!("shadowgate: warning: no policy hot reload: {e}"))
+                    .ok()
+            });
+            replay(
+                &files,
+                format,
+                keep_going,
+                stats,
+                quiet,
+                cfg,
+                handle.as_deref(),
+                emit,
+            )
+        }
+        Cmd::Policy {
+            cmd: PolicyCmd::Check { dir },
+        } => match Policy::load(&dir) {
+            Ok(p) => {
+                println!(
+                    "shadowgate: policy {}: {} services ({} domain patterns), {} rules: syntax is ok, test is successful",
+                    dir.display(),
+                    p.services().len(),
+                    p.pattern_count(),
+                    p.rule_count()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                eprintln!(
+                    "shadowgate: policy {}: test failed ({} error{})",
+                    dir.display(),
+                    e.0.len(),
+                    if e.0.len() == 1 { "" } else { "s" }
+                );
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Policy {
+            cmd:
+                PolicyCmd::Explain {
+                    name,
+                    client,
+                    mac,
+                    hostname,
+                    dir,
+                },
+        } => {
+            let p = match Policy::load(&dir) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!(
+                        "{e}\nshadowgate: fix the policy first (`shadowgate policy check {}`)",
+                        dir.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            };
+            let mac = match mac.as_deref().map(parse_mac).transpose() {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("shadowgate: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            print!(
+                "{}",
+                p.explain(
+                    &name,
+                    &Client {
+                        ip: client,
+                        mac,
+                        hostname: hostname.as_deref()
+                    },
+                    now
+                )
+            );
+            ExitCode::SUCCESS
         }
     }
 }
 
+fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    let bad = || format!("{s:?} is not a MAC address (write 02:1a:2b:3c:4d:5e)");
+    let parts: Vec<&str> = s.split([':', '-']).collect();
+    if parts.len() != 6 {
+        return Err(bad());
+    }
+    let mut m = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        m[i] = u8::from_str_radix(p, 16).map_err(|_| bad())?;
+    }
+    Ok(m)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn replay(
     files: &[PathBuf],
     format: Format,
@@ -78,6 +233,8 @@ fn replay(
     stats: bool,
     quiet: bool,
     cfg: Config,
+    policy: Option<&PolicyHandle>,
+    emit: Emit,
 ) -> ExitCode {
     let mut sensor = Sensor::new(cfg);
     let stdout = std::io::stdout().lock();
@@ -106,7 +263,7 @@ fn replay(
             |o| {
                 observations += 1;
                 if write_err.is_none() {
-                    if let Err(e) = w.write(o) {
+                    if let Err(e) = emit_event(&mut w, o, policy, emit) {
                         write_err = Some(e);
                     }
                 }
@@ -143,7 +300,7 @@ fn replay(
     shadowgate::replay::finish(&mut sensor, |o| {
         observations += 1;
         if write_err.is_none() {
-            if let Err(e) = w.write(o) {
+            if let Err(e) = emit_event(&mut w, o, policy, emit) {
                 write_err = Some(e);
             }
         }
@@ -184,4 +341,19 @@ fn replay(
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Write one observation, deciding about it first when a policy is loaded.
+fn emit_event<W: Write>(
+    w: &mut Writer<W>,
+    o: &shadowgate::flow::Observation,
+    policy: Option<&PolicyHandle>,
+    emit: Emit,
+) -> std::io::Result<()> {
+    let Some(h) = policy else { return w.write(o) };
+    let d = h.current().decide_observation(o);
+    if emit == Emit::Decisions && d.is_none() {
+        return Ok(());
+    }
+    w.write_event(o, d.as_ref())
 }

@@ -2,7 +2,20 @@
 
 use std::io::{self, Write};
 
+use serde::Serialize;
+
 use crate::flow::observation::{format_ts, Observation};
+use crate::policy::Decision;
+
+/// An observation with the policy's decision about it (JSON: the observation's fields plus
+/// `decision`).
+#[derive(Serialize)]
+struct Event<'a> {
+    #[serde(flatten)]
+    observation: &'a Observation,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decision: Option<&'a Decision>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -26,9 +39,20 @@ impl<W: Write> Writer<W> {
     }
 
     pub fn write(&mut self, o: &Observation) -> io::Result<()> {
+        self.write_event(o, None)
+    }
+
+    /// Write an observation with the decision about it, if any.
+    pub fn write_event(&mut self, o: &Observation, d: Option<&Decision>) -> io::Result<()> {
         match self.format {
             Format::Json => {
-                serde_json::to_writer(&mut self.w, o)?;
+                serde_json::to_writer(
+                    &mut self.w,
+                    &Event {
+                        observation: o,
+                        decision: d,
+                    },
+                )?;
                 self.w.write_all(b"\n")
             }
             Format::Table => {
@@ -36,8 +60,8 @@ impl<W: Write> Writer<W> {
                     self.header_done = true;
                     writeln!(
                         self.w,
-                        "{:<27} {:<16} {:<5} {:<40} {:<40} {:<40} FLAGS",
-                        "TIME", "KIND", "PROTO", "CLIENT", "SERVER", "NAME"
+                        "{:<27} {:<16} {:<5} {:<40} {:<40} {:<40} {:<30} FLAGS",
+                        "TIME", "KIND", "PROTO", "CLIENT", "SERVER", "NAME", "DECISION"
                     )?;
                 }
                 let name = match (&o.name, o.inferred_names.first()) {
@@ -55,9 +79,18 @@ impl<W: Write> Writer<W> {
                             .unwrap_or_default()
                     })
                     .collect();
+                let decision = match d {
+                    Some(d) => format!(
+                        "{} {} ({})",
+                        d.action.as_str(),
+                        d.service.as_deref().unwrap_or("-"),
+                        d.rule_id
+                    ),
+                    None => "-".into(),
+                };
                 writeln!(
                     self.w,
-                    "{:<27} {:<16} {:<5} {:<40} {:<40} {:<40} {}",
+                    "{:<27} {:<16} {:<5} {:<40} {:<40} {:<40} {:<30} {}",
                     format_ts(o.ts),
                     o.kind.as_str(),
                     if o.transport == crate::flow::observation::Transport::Tcp {
@@ -68,6 +101,7 @@ impl<W: Write> Writer<W> {
                     endpoint(&o.client.ip, o.client.port),
                     endpoint(&o.server.ip, o.server.port),
                     name,
+                    decision,
                     flags.join(",")
                 )
             }

@@ -1,0 +1,151 @@
+//! The on-disk form of the policy directory (serde types): `catalog/*.toml` (services) and
+//! `policy.toml` (groups, rules, defaults). Spans are kept so errors can point at the source.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogFile {
+    #[serde(default)]
+    pub service: Vec<Spanned<ServiceDef>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    /// Consumer generative AI: no BAA for personal accounts.
+    ConsumerAi,
+    /// Enterprise AI API endpoints that can be covered by a BAA.
+    EnterpriseAiApi,
+    /// The clinic's approved, BAA-covered route.
+    ApprovedRoute,
+    /// Public DNS-over-HTTPS / DNS-over-TLS resolvers (DNS bypass).
+    DnsResolver,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::ConsumerAi => "consumer_ai",
+            Category::EnterpriseAiApi => "enterprise_ai_api",
+            Category::ApprovedRoute => "approved_route",
+            Category::DnsResolver => "dns_resolver",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDef {
+    pub id: String,
+    pub name: String,
+    pub vendor: String,
+    pub category: Category,
+    /// Sub-kind: chat, assistant, image, coding, notetaker, api, doh, ...
+    pub kind: String,
+    #[serde(default)]
+    pub domains: Vec<Spanned<String>>,
+    /// Patterns with a `{region}` placeholder expanded over `regions`.
+    #[serde(default)]
+    pub templates: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub regions: Vec<String>,
+    /// BAA status in a sentence, and where that fact comes from.
+    pub baa: String,
+    pub baa_source: String,
+    /// Set when business/enterprise tenants use the same host names as personal accounts.
+    #[serde(default)]
+    pub shared_tenant: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    #[serde(default)]
+    pub settings: Settings,
+    #[serde(default)]
+    pub approved_route: Option<SteerDef>,
+    #[serde(default)]
+    pub group: Vec<Spanned<GroupDef>>,
+    #[serde(default)]
+    pub rule: Vec<Spanned<RuleDef>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Action for a catalogued service that no rule matches (default `alert`).
+    pub default_action: Option<Spanned<String>>,
+    pub default_severity: Option<Spanned<String>>,
+    /// IANA time zone for rule schedules (default: the system's).
+    pub timezone: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SteerDef {
+    pub url: String,
+    pub instruction: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupDef {
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub cidrs: Vec<Spanned<String>>,
+    /// Full MAC addresses or prefixes ending in `*` (`02:1a:2b:*`).
+    #[serde(default)]
+    pub macs: Vec<Spanned<String>>,
+    /// DHCP host name glob patterns (`*` and `?`).
+    #[serde(default)]
+    pub hostnames: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    pub id: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub services: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub categories: Vec<Category>,
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Extra domain patterns (exact or `*.` wildcard) matched by this rule.
+    #[serde(default)]
+    pub domains: Vec<Spanned<String>>,
+    /// Client groups the rule applies to (empty: everyone).
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+    /// Client groups the rule never applies to.
+    #[serde(default)]
+    pub except_groups: Vec<Spanned<String>>,
+    pub action: Spanned<String>,
+    pub severity: Option<Spanned<String>>,
+    /// `approved` (the policy's approved route) or an explicit target.
+    pub steer_to: Option<SteerTarget>,
+    pub schedule: Option<Spanned<ScheduleDef>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum SteerTarget {
+    Named(String),
+    Explicit(SteerDef),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleDef {
+    /// `mon`..`sun`.
+    pub days: Vec<String>,
+    /// `HH:MM`, local time in the policy's time zone; `to` may be earlier than `from` (overnight).
+    pub from: String,
+    pub to: String,
+}

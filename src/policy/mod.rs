@@ -1,0 +1,1024 @@
+//! Decide: the service catalogue and the clinic's policy, compiled from `policies/` into a
+//! matcher (see [`matcher`]) and an ordered rule list. An observation's name (or, failing that,
+//! a name inferred from DNS) is matched to a service; the first rule that selects it and the
+//! client wins; a catalogued service no rule selects gets the default action.
+
+pub mod config;
+pub mod error;
+pub mod matcher;
+pub mod reload;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+pub use config::{Category, SteerDef};
+pub use error::{PolicyError, PolicyErrors};
+use matcher::{normalize, DomainTrie};
+
+use crate::flow::{Kind, Observation};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Alert,
+    Block,
+    Steer,
+    Coach,
+}
+
+impl Action {
+    fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "allow" => Action::Allow,
+            "alert" => Action::Alert,
+            "block" => Action::Block,
+            "steer" => Action::Steer,
+            "coach" => Action::Coach,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Alert => "alert",
+            Action::Block => "block",
+            Action::Steer => "steer",
+            Action::Coach => "coach",
+        }
+    }
+}
+
+const ACTIONS: [&str; 5] = ["allow", "alert", "block", "steer", "coach"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+const SEVERITIES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        SEVERITIES[self as usize]
+    }
+
+    fn parse(s: &str) -> Option<Severity> {
+        Some(match s {
+            "info" => Severity::Info,
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            _ => return None,
+        })
+    }
+}
+
+/// A catalogued service.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub id: String,
+    pub name: String,
+    pub vendor: String,
+    pub category: Category,
+    pub kind: String,
+    pub baa: String,
+    pub baa_source: String,
+    pub shared_tenant: Option<String>,
+    pub file: PathBuf,
+}
+
+/// What the catalogue says about a name.
+#[derive(Debug, Clone, Copy)]
+pub struct CatalogMatch<'a> {
+    pub service: &'a Service,
+    index: usize,
+    /// The catalogue pattern that matched (`api.anthropic.com`, `*.claude.ai`).
+    pub pattern: &'a str,
+}
+
+#[derive(Debug, Clone)]
+struct MacPattern {
+    bytes: [u8; 6],
+    len: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    id: String,
+    nets: Vec<IpNet>,
+    macs: Vec<MacPattern>,
+    hostnames: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    /// Bit 0 = Monday.
+    days: u8,
+    from_min: u16,
+    to_min: u16,
+}
+
+#[derive(Debug, Clone)]
+struct Rule {
+    id: String,
+    services: HashSet<usize>,
+    categories: Vec<Category>,
+    kinds: Vec<String>,
+    domains: DomainTrie<()>,
+    groups: Vec<usize>,
+    except_groups: Vec<usize>,
+    action: Action,
+    severity: Severity,
+    steer_to: Option<SteerDef>,
+    schedule: Option<Schedule>,
+}
+
+/// The client a decision is about.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Client<'a> {
+    pub ip: Option<IpAddr>,
+    pub mac: Option<[u8; 6]>,
+    pub hostname: Option<&'a str>,
+}
+
+/// How the name that drove the decision was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    Dns,
+    Tls,
+    Quic,
+    Http,
+    /// From the DNS name cache (no readable SNI: ECH, bare IP).
+    Inferred,
+    /// `policy explain` on a name typed by a person.
+    Manual,
+}
+
+/// A policy decision about one name for one client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// Catalogued service, if the name is in the catalogue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<Category>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_kind: Option<String>,
+    /// The name matched, and the pattern it matched.
+    pub matched_name: String,
+    pub pattern: String,
+    pub via: Via,
+    /// Rule id, or `default` when no rule selected a catalogued service.
+    pub rule_id: String,
+    pub action: Action,
+    pub severity: Severity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steer_to: Option<SteerDef>,
+    /// Client groups the client belongs to.
+    pub groups: Vec<String>,
+    /// The service shares host names between personal and enterprise tenants.
+    pub shared_tenant: bool,
+}
+
+/// The compiled policy directory.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub dir: PathBuf,
+    services: Vec<Service>,
+    catalog: DomainTrie<(usize, usize)>,
+    patterns: Vec<String>,
+    groups: Vec<Group>,
+    rules: Vec<Rule>,
+    default_action: Action,
+    default_severity: Severity,
+    tz: jiff::tz::TimeZone,
+    approved: Option<SteerDef>,
+}
+
+fn read(path: &Path) -> Result<String, PolicyError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        PolicyError::new(path, format!("cannot read: {e}"))
+            .hint("check the path and that the file is readable by shadowgate")
+    })
+}
+
+fn toml_error(path: &Path, text: &str, e: toml::de::Error) -> PolicyError {
+    let mut err = PolicyError::new(path, e.message().trim().to_string());
+    if let Some(span) = e.span() {
+        err = err.at(text, span.start);
+    }
+    err.hint("fix the TOML at that position; `shadowgate policy check` validates without applying")
+}
+
+/// Validate and normalise one domain pattern.
+fn pattern(p: &str) -> Result<String, String> {
+    let (wild, rest) = match p.strip_prefix("*.") {
+        Some(r) => (true, r),
+        None => (false, p),
+    };
+    if rest.contains('*') {
+        return Err(format!(
+            "{p:?}: `*` is only allowed as a leading `*.` (suffix wildcard)"
+        ));
+    }
+    let n = normalize(rest).map_err(|e| format!("{p:?}: {e}"))?;
+    if n.split('.').any(|l| l.is_empty() || l.len() > 63) {
+        return Err(format!("{p:?}: empty or over-long label"));
+    }
+    if !wild && !n.contains('.') {
+        return Err(format!(
+            "{p:?}: a bare top-level domain would match too much"
+        ));
+    }
+    Ok(if wild {
+        format!("*.{n}")
+    } else {
+        n.into_owned()
+    })
+}
+
+fn parse_mac(s: &str) -> Option<MacPattern> {
+    let (body, prefix) = match s.strip_suffix(":*") {
+        Some(b) => (b, true),
+        None => (s, false),
+    };
+    let mut bytes = [0u8; 6];
+    let mut len = 0;
+    for part in body.split([':', '-']) {
+        if len == 6 || part.len() != 2 {
+            return None;
+        }
+        bytes[len] = u8::from_str_radix(part, 16).ok()?;
+        len += 1;
+    }
+    if (!prefix && len != 6) || len == 0 {
+        return None;
+    }
+    Some(MacPattern { bytes, len })
+}
+
+fn parse_hhmm(s: &str) -> Option<u16> {
+    let (h, m) = s.split_once(':')?;
+    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+    (h < 24 && m < 60 || (h == 24 && m == 0)).then_some(h * 60 + m)
+}
+
+fn glob(pattern: &str, s: &str) -> bool {
+    let (p, s) = (pattern.as_bytes(), s.as_bytes());
+    let (mut pi, mut si, mut star, mut mark) = (0, 0, None, 0);
+    while si < s.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi].eq_ignore_ascii_case(&s[si])) {
+            pi += 1;
+            si += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some(pi);
+            mark = si;
+            pi += 1;
+        } else if let Some(st) = star {
+            pi = st + 1;
+            mark += 1;
+            si = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+impl Policy {
+    /// Load and validate `dir` (`policy.toml` and `catalog/*.toml`). All errors are collected.
+    pub fn load(dir: &Path) -> Result<Policy, PolicyErrors> {
+        let mut errs = Vec::new();
+        let mut services = Vec::new();
+        let mut catalog = DomainTrie::new();
+        let mut patterns = Vec::new();
+        let mut owner: HashMap<String, (usize, PathBuf)> = HashMap::new();
+        let mut ids: HashMap<String, usize> = HashMap::new();
+
+        let cat_dir = dir.join("catalog");
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&cat_dir) {
+            Ok(rd) => rd
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+                .collect(),
+            Err(e) => {
+                errs.push(
+                    PolicyError::new(&cat_dir, format!("cannot read the catalogue directory: {e}"))
+                        .hint("a policy directory holds policy.toml and catalog/*.toml (see policies/ in the source tree)"),
+                );
+                Vec::new()
+            }
+        };
+        files.sort();
+        for f in &files {
+            let text = match read(f) {
+                Ok(t) => t,
+                Err(e) => {
+                    errs.push(e);
+                    continue;
+                }
+            };
+            let file: config::CatalogFile = match toml::from_str(&text) {
+                Ok(v) => v,
+                Err(e) => {
+                    errs.push(toml_error(f, &text, e));
+                    continue;
+                }
+            };
+            for sdef in file.service {
+                let span = sdef.span();
+                let s = sdef.into_inner();
+                if let Some(&prev) = ids.get(&s.id) {
+                    let other: &Service = &services[prev];
+                    errs.push(
+                        PolicyError::new(f, format!("service id {:?} is defined twice", s.id))
+                            .at(&text, span.start)
+                            .hint(format!(
+                                "the other definition is in {}; ids must be unique",
+                                other.file.display()
+                            )),
+                    );
+                    continue;
+                }
+                let idx = services.len();
+                let mut all: Vec<(String, usize)> = s
+                    .domains
+                    .iter()
+                    .map(|d| (d.get_ref().clone(), d.span().start))
+                    .collect();
+                for t in &s.templates {
+                    if !t.get_ref().contains("{region}") || s.regions.is_empty() {
+                        errs.push(
+                            PolicyError::new(f, format!("template {:?} needs a {{region}} placeholder and a `regions` list", t.get_ref()))
+                                .at(&text, t.span().start),
+                        );
+                        continue;
+                    }
+                    for r in &s.regions {
+                        all.push((t.get_ref().replace("{region}", r), t.span().start));
+                    }
+                }
+                if all.is_empty() && s.category != Category::ApprovedRoute {
+                    errs.push(
+                        PolicyError::new(f, format!("service {:?} has no domains", s.id))
+                            .at(&text, span.start),
+                    );
+                }
+                for (d, at) in all {
+                    match pattern(&d) {
+                        Ok(p) => {
+                            if let Some((other, ofile)) = owner.get(&p) {
+                                if *other != idx {
+                                    errs.push(
+                                        PolicyError::new(f, format!("domain {p:?} of service {:?} is already claimed by service {:?}", s.id, services[*other].id))
+                                            .at(&text, at)
+                                            .hint(format!("a name belongs to one service; remove it from one of them (other: {})", ofile.display())),
+                                    );
+                                }
+                                continue;
+                            }
+                            owner.insert(p.clone(), (idx, f.clone()));
+                            patterns.push(p.clone());
+                            catalog.insert(&p, (idx, patterns.len() - 1));
+                        }
+                        Err(m) => {
+                            errs.push(PolicyError::new(f, m).at(&text, at).hint(
+                                "use exact names (claude.ai) or suffix wildcards (*.claude.ai)",
+                            ))
+                        }
+                    }
+                }
+                ids.insert(s.id.clone(), idx);
+                services.push(Service {
+                    id: s.id,
+                    name: s.name,
+                    vendor: s.vendor,
+                    category: s.category,
+                    kind: s.kind,
+                    baa: s.baa,
+                    baa_source: s.baa_source,
+                    shared_tenant: s.shared_tenant,
+                    file: f.clone(),
+                });
+            }
+        }
+
+        let pfile = dir.join("policy.toml");
+        let mut policy = Policy {
+            dir: dir.into(),
+            services,
+            catalog,
+            patterns,
+            groups: Vec::new(),
+            rules: Vec::new(),
+            default_action: Action::Alert,
+            default_severity: Severity::Medium,
+            tz: jiff::tz::TimeZone::system(),
+            approved: None,
+        };
+        match read(&pfile) {
+            Err(e) => errs.push(e),
+            Ok(text) => match toml::from_str::<config::PolicyFile>(&text) {
+                Err(e) => errs.push(toml_error(&pfile, &text, e)),
+                Ok(pf) => policy.compile_rules(&pfile, &text, pf, &ids, &mut errs),
+            },
+        }
+        if errs.is_empty() {
+            Ok(policy)
+        } else {
+            Err(PolicyErrors(errs))
+        }
+    }
+
+    fn compile_rules(
+        &mut self,
+        f: &Path,
+        text: &str,
+        pf: config::PolicyFile,
+        ids: &HashMap<String, usize>,
+        errs: &mut Vec<PolicyError>,
+    ) {
+        let s = pf.settings;
+        if let Some(a) = s.default_action {
+            match Action::parse(a.get_ref()) {
+                Some(x) => self.default_action = x,
+                None => errs.push(bad_word(f, text, "action", &a, &ACTIONS)),
+            }
+        }
+        if let Some(v) = s.default_severity {
+            match Severity::parse(v.get_ref()) {
+                Some(x) => self.default_severity = x,
+                None => errs.push(bad_word(f, text, "severity", &v, &SEVERITIES)),
+            }
+        }
+        if let Some(tz) = s.timezone {
+            match jiff::tz::TimeZone::get(tz.get_ref()) {
+                Ok(z) => self.tz = z,
+                Err(e) => errs.push(
+                    PolicyError::new(f, format!("unknown time zone {:?}: {e}", tz.get_ref()))
+                        .at(text, tz.span().start)
+                        .hint("use an IANA name such as America/New_York"),
+                ),
+            }
+        }
+        self.approved = pf.approved_route;
+        let mut group_ids: HashMap<String, usize> = HashMap::new();
+        for g in pf.group {
+            let span = g.span();
+            let g = g.into_inner();
+            if group_ids.contains_key(&g.id) {
+                errs.push(
+                    PolicyError::new(f, format!("group id {:?} is defined twice", g.id))
+                        .at(text, span.start),
+                );
+                continue;
+            }
+            let mut nets = Vec::new();
+            for c in &g.cidrs {
+                match c
+                    .get_ref()
+                    .parse::<IpNet>()
+                    .or_else(|_| c.get_ref().parse::<IpAddr>().map(IpNet::from))
+                {
+                    Ok(n) => nets.push(n),
+                    Err(_) => errs.push(
+                        PolicyError::new(f, format!("{:?} is not an IP network", c.get_ref()))
+                            .at(text, c.span().start)
+                            .hint("write e.g. 10.20.0.0/16 or fd00:1::/64"),
+                    ),
+                }
+            }
+            let mut macs = Vec::new();
+            for m in &g.macs {
+                match parse_mac(m.get_ref()) {
+                    Some(p) => macs.push(p),
+                    None => errs.push(
+                        PolicyError::new(
+                            f,
+                            format!("{:?} is not a MAC address or prefix", m.get_ref()),
+                        )
+                        .at(text, m.span().start)
+                        .hint("write 02:1a:2b:3c:4d:5e, or a prefix such as 02:1a:2b:*"),
+                    ),
+                }
+            }
+            group_ids.insert(g.id.clone(), self.groups.len());
+            self.groups.push(Group {
+                id: g.id,
+                nets,
+                macs,
+                hostnames: g.hostnames,
+            });
+        }
+        let mut rule_ids = HashSet::new();
+        for r in pf.rule {
+            let span = r.span();
+            let r = r.into_inner();
+            if !rule_ids.insert(r.id.clone()) {
+                errs.push(
+                    PolicyError::new(f, format!("rule id {:?} is used twice", r.id))
+                        .at(text, span.start)
+                        .hint("rule ids are the audit trail's key: keep them unique and stable"),
+                );
+            }
+            let mut services = HashSet::new();
+            for s in &r.services {
+                match ids.get(s.get_ref()) {
+                    Some(&i) => {
+                        services.insert(i);
+                    }
+                    None => {
+                        let mut e = PolicyError::new(
+                            f,
+                            format!("rule {:?} names unknown service {:?}", r.id, s.get_ref()),
+                        )
+                        .at(text, s.span().start);
+                        e = match error::closest(s.get_ref(), ids.keys().map(String::as_str)) {
+                            Some(c) => e.hint(format!(
+                                "did you mean {c:?}? services are defined in catalog/*.toml"
+                            )),
+                            None => e.hint("services are defined in catalog/*.toml"),
+                        };
+                        errs.push(e);
+                    }
+                }
+            }
+            let mut domains = DomainTrie::new();
+            for d in &r.domains {
+                match pattern(d.get_ref()) {
+                    Ok(p) => {
+                        domains.insert(&p, ());
+                    }
+                    Err(m) => errs.push(PolicyError::new(f, m).at(text, d.span().start)),
+                }
+            }
+            let resolve = |list: &[toml::Spanned<String>],
+                           errs: &mut Vec<PolicyError>|
+             -> Vec<usize> {
+                let mut out = Vec::new();
+                for g in list {
+                    match group_ids.get(g.get_ref()) {
+                        Some(&i) => out.push(i),
+                        None => errs.push(
+                            PolicyError::new(
+                                f,
+                                format!("rule {:?} names unknown group {:?}", r.id, g.get_ref()),
+                            )
+                            .at(text, g.span().start)
+                            .hint("define it with a [[group]] table (id, cidrs, macs, hostnames)"),
+                        ),
+                    }
+                }
+                out
+            };
+            let groups = resolve(&r.groups, errs);
+            let except_groups = resolve(&r.except_groups, errs);
+            if r.services.is_empty()
+                && r.categories.is_empty()
+                && r.kinds.is_empty()
+                && r.domains.is_empty()
+            {
+                errs.push(
+                    PolicyError::new(f, format!("rule {:?} selects nothing", r.id))
+                        .at(text, span.start)
+                        .hint("give it services, categories, kinds or domains"),
+                );
+            }
+            let action = match Action::parse(r.action.get_ref()) {
+                Some(a) => a,
+                None => {
+                    errs.push(bad_word(f, text, "action", &r.action, &ACTIONS));
+                    Action::Alert
+                }
+            };
+            let severity = match &r.severity {
+                None => self.default_severity,
+                Some(v) => Severity::parse(v.get_ref()).unwrap_or_else(|| {
+                    errs.push(bad_word(f, text, "severity", v, &SEVERITIES));
+                    Severity::Medium
+                }),
+            };
+            let steer_to = match r.steer_to {
+                Some(config::SteerTarget::Explicit(s)) => Some(s),
+                Some(config::SteerTarget::Named(n)) if n == "approved" => match &self.approved {
+                    Some(a) => Some(a.clone()),
+                    None => {
+                        errs.push(PolicyError::new(f, format!("rule {:?} steers to \"approved\" but there is no [approved_route]", r.id)).at(text, span.start).hint("add [approved_route] with url and instruction"));
+                        None
+                    }
+                },
+                Some(config::SteerTarget::Named(n)) => {
+                    errs.push(PolicyError::new(f, format!("rule {:?}: steer_to {n:?} is neither \"approved\" nor {{ url, instruction }}", r.id)).at(text, span.start));
+                    None
+                }
+                None if action == Action::Steer => match &self.approved {
+                    Some(a) => Some(a.clone()),
+                    None => {
+                        errs.push(
+                            PolicyError::new(
+                                f,
+                                format!("rule {:?} steers but names no target", r.id),
+                            )
+                            .at(text, span.start)
+                            .hint("set steer_to, or define [approved_route]"),
+                        );
+                        None
+                    }
+                },
+                None => None,
+            };
+            let schedule = r.schedule.and_then(|sd| {
+                let at = sd.span().start;
+                let sd = sd.into_inner();
+                let mut days = 0u8;
+                for d in &sd.days {
+                    match ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+                        .iter()
+                        .position(|x| x.eq_ignore_ascii_case(d))
+                    {
+                        Some(i) => days |= 1 << i,
+                        None => errs.push(
+                            PolicyError::new(f, format!("{d:?} is not a day"))
+                                .at(text, at)
+                                .hint("use mon, tue, wed, thu, fri, sat, sun"),
+                        ),
+                    }
+                }
+                match (parse_hhmm(&sd.from), parse_hhmm(&sd.to)) {
+                    (Some(from_min), Some(to_min)) => Some(Schedule {
+                        days,
+                        from_min,
+                        to_min,
+                    }),
+                    _ => {
+                        errs.push(
+                            PolicyError::new(
+                                f,
+                                format!("schedule times {:?}-{:?} are not HH:MM", sd.from, sd.to),
+                            )
+                            .at(text, at),
+                        );
+                        None
+                    }
+                }
+            });
+            self.rules.push(Rule {
+                id: r.id,
+                services,
+                categories: r.categories,
+                kinds: r.kinds,
+                domains,
+                groups,
+                except_groups,
+                action,
+                severity,
+                steer_to,
+                schedule,
+            });
+        }
+    }
+
+    pub fn services(&self) -> &[Service] {
+        &self.services
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn pattern_count(&self) -> usize {
+        self.patterns.len()
+    }
+
+    /// Catalogue lookup of an already normalised name (no allocation).
+    #[inline]
+    pub fn classify(&self, name: &str) -> Option<CatalogMatch<'_>> {
+        self.catalog.lookup(name).map(|m| CatalogMatch {
+            service: &self.services[m.value.0],
+            index: m.value.0,
+            pattern: &self.patterns[m.value.1],
+        })
+    }
+
+    fn client_groups(&self, c: &Client<'_>) -> Vec<usize> {
+        (0..self.groups.len())
+            .filter(|&i| {
+                let g = &self.groups[i];
+                c.ip.is_some_and(|ip| g.nets.iter().any(|n| n.contains(&ip)))
+                    || c.mac
+                        .is_some_and(|m| g.macs.iter().any(|p| m[..p.len] == p.bytes[..p.len]))
+                    || c.hostname
+                        .is_some_and(|h| g.hostnames.iter().any(|p| glob(p, h)))
+            })
+            .collect()
+    }
+
+    fn schedule_active(&self, s: &Schedule, ts_ns: u64) -> bool {
+        let Ok(ts) = jiff::Timestamp::from_nanosecond(ts_ns as i128) else {
+            return false;
+        };
+        let z = ts.to_zoned(self.tz.clone());
+        let day = z.weekday().to_monday_zero_offset() as u8;
+        let min = z.hour() as u16 * 60 + z.minute() as u16;
+        let prev_day = (day + 6) % 7;
+        if s.from_min <= s.to_min {
+            s.days & (1 << day) != 0 && (s.from_min..s.to_min).contains(&min)
+        } else {
+            // Overnight: the part after midnight belongs to the previous day's window.
+            (s.days & (1 << day) != 0 && min >= s.from_min)
+                || (s.days & (1 << prev_day) != 0 && min < s.to_min)
+        }
+    }
+
+    /// Why each rule did or did not fire, in order, ending with the one that fired.
+    fn evaluate(
+        &self,
+        name: &str,
+        client: &Client<'_>,
+        ts_ns: u64,
+    ) -> (
+        Option<CatalogMatch<'_>>,
+        Vec<usize>,
+        Vec<(usize, Result<(), String>)>,
+    ) {
+        let cat = self.classify(name);
+        let groups = self.client_groups(client);
+        let mut trail = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let selects = cat.is_some_and(|c| {
+                r.services.contains(&c.index)
+                    || r.categories.contains(&c.service.category)
+                    || r.kinds.iter().any(|k| *k == c.service.kind)
+            }) || r.domains.lookup(name).is_some();
+            if !selects {
+                continue;
+            }
+            let verdict = if !r.groups.is_empty() && !r.groups.iter().any(|g| groups.contains(g)) {
+                Err(format!(
+                    "client is not in {}",
+                    r.groups
+                        .iter()
+                        .map(|&g| self.groups[g].id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            } else if let Some(g) = r.except_groups.iter().find(|g| groups.contains(g)) {
+                Err(format!(
+                    "client is in excepted group {}",
+                    self.groups[*g].id
+                ))
+            } else if r.schedule.is_some_and(|s| !self.schedule_active(&s, ts_ns)) {
+                Err("outside the rule's schedule".to_string())
+            } else {
+                Ok(())
+            };
+            let fired = verdict.is_ok();
+            trail.push((i, verdict));
+            if fired {
+                break;
+            }
+        }
+        (cat, groups, trail)
+    }
+
+    /// Decide about one normalised name for a client at a time.
+    pub fn decide(
+        &self,
+        name: &str,
+        client: &Client<'_>,
+        ts_ns: u64,
+        via: Via,
+    ) -> Option<Decision> {
+        let (cat, groups, trail) = self.evaluate(name, client, ts_ns);
+        let fired = trail
+            .last()
+            .filter(|(_, v)| v.is_ok())
+            .map(|(i, _)| &self.rules[*i]);
+        if fired.is_none() && cat.is_none() {
+            return None;
+        }
+        let pattern = match (cat, fired) {
+            (Some(c), _) => c.pattern.to_string(),
+            (None, _) => name.to_string(),
+        };
+        let (rule_id, action, severity, steer_to) = match fired {
+            Some(r) => (r.id.clone(), r.action, r.severity, r.steer_to.clone()),
+            None => (
+                "default".to_string(),
+                self.default_action,
+                self.default_severity,
+                (self.default_action == Action::Steer)
+                    .then(|| self.approved.clone())
+                    .flatten(),
+            ),
+        };
+        Some(Decision {
+            service: cat.map(|c| c.service.id.clone()),
+            service_name: cat.map(|c| c.service.name.clone()),
+            category: cat.map(|c| c.service.category),
+            service_kind: cat.map(|c| c.service.kind.clone()),
+            matched_name: name.to_string(),
+            pattern,
+            via,
+            rule_id,
+            action,
+            severity,
+            steer_to,
+            groups: groups.iter().map(|&g| self.groups[g].id.clone()).collect(),
+            shared_tenant: cat.is_some_and(|c| c.service.shared_tenant.is_some()),
+        })
+    }
+
+    /// Decide about an observation: its wire name first, then names inferred from DNS.
+    pub fn decide_observation(&self, o: &Observation) -> Option<Decision> {
+        let client = Client {
+            ip: Some(o.client.ip),
+            mac: o.client.mac,
+            hostname: None,
+        };
+        let via = match o.kind {
+            Kind::DnsQuery | Kind::DnsAnswer => Via::Dns,
+            Kind::TlsClientHello => Via::Tls,
+            Kind::QuicInitial => Via::Quic,
+            Kind::HttpRequest => Via::Http,
+        };
+        if let Some(n) = o.name.as_deref() {
+            if let Ok(n) = normalize(n) {
+                if let Some(d) = self.decide(&n, &client, o.ts, via) {
+                    return Some(d);
+                }
+            }
+        }
+        o.inferred_names.iter().find_map(|n| {
+            normalize(n)
+                .ok()
+                .and_then(|n| self.decide(&n, &client, o.ts, Via::Inferred))
+        })
+    }
+
+    /// A human explanation of the decision for `name` (and optionally a client).
+    pub fn explain(&self, raw: &str, client: &Client<'_>, ts_ns: u64) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let name = match normalize(raw) {
+            Ok(n) => n.into_owned(),
+            Err(e) => return format!("{raw:?}: {e}\n"),
+        };
+        let _ = writeln!(
+            s,
+            "name:      {name}{}",
+            if name != raw {
+                format!("   (normalised from {raw:?})")
+            } else {
+                String::new()
+            }
+        );
+        let (cat, groups, trail) = self.evaluate(&name, client, ts_ns);
+        match cat {
+            Some(c) => {
+                let sv = c.service;
+                let _ = writeln!(
+                    s,
+                    "service:   {} ({}; vendor {})",
+                    sv.id, sv.name, sv.vendor
+                );
+                let _ = writeln!(s, "category:  {} / {}", sv.category.as_str(), sv.kind);
+                let _ = writeln!(
+                    s,
+                    "matched:   catalogue entry {:?} in {} (the most specific entry wins)",
+                    c.pattern,
+                    sv.file.display()
+                );
+                let _ = writeln!(s, "BAA:       {}", sv.baa);
+                let _ = writeln!(s, "source:    {}", sv.baa_source);
+                if let Some(t) = &sv.shared_tenant {
+                    let _ = writeln!(s, "LIMIT:     {t}");
+                    let _ = writeln!(s, "           shadowgate sees host names, not accounts: it cannot tell a BAA-covered enterprise");
+                    let _ = writeln!(s, "           account from a personal one on these hosts. Allow the service only for the client");
+                    let _ = writeln!(s, "           groups enrolled in the enterprise plan, and steer or alert for everyone else.");
+                }
+            }
+            None => {
+                let _ = writeln!(s, "service:   none: {name:?} is not in the catalogue");
+            }
+        }
+        match client.ip {
+            Some(ip) => {
+                let g: Vec<&str> = groups.iter().map(|&g| self.groups[g].id.as_str()).collect();
+                let _ = writeln!(
+                    s,
+                    "client:    {ip}, groups: {}",
+                    if g.is_empty() {
+                        "none".to_string()
+                    } else {
+                        g.join(", ")
+                    }
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "client:    not given (rules limited to groups are skipped; pass --client IP)"
+                );
+            }
+        }
+        for (i, v) in &trail {
+            let r = &self.rules[*i];
+            match v {
+                Ok(()) => {}
+                Err(why) => {
+                    let _ = writeln!(
+                        s,
+                        "skipped:   rule {} would select this name, but {why}",
+                        r.id
+                    );
+                }
+            }
+        }
+        match trail.last() {
+            Some((i, Ok(()))) => {
+                let r = &self.rules[*i];
+                let _ = writeln!(s, "rule:      {} (first rule in policy.toml that selects the name and the client)", r.id);
+                let _ = writeln!(
+                    s,
+                    "action:    {} (severity {})",
+                    r.action.as_str(),
+                    r.severity.as_str()
+                );
+                if let Some(t) = &r.steer_to {
+                    let _ = writeln!(s, "steer to:  {}  - {}", t.url, t.instruction);
+                }
+            }
+            _ if cat.is_some() => {
+                let _ = writeln!(s, "rule:      default (no rule selects it)");
+                let _ = writeln!(
+                    s,
+                    "action:    {} (severity {})",
+                    self.default_action.as_str(),
+                    self.default_severity.as_str()
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    s,
+                    "action:    none (not a catalogued service and no rule names it)"
+                );
+            }
+        }
+        s
+    }
+}
+
+fn bad_word(
+    f: &Path,
+    text: &str,
+    what: &str,
+    v: &toml::Spanned<String>,
+    allowed: &[&str],
+) -> PolicyError {
+    PolicyError::new(f, format!("{:?} is not a valid {what}", v.get_ref()))
+        .at(text, v.span().start)
+        .hint(format!("use one of: {}", allowed.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_and_macs() {
+        assert!(glob("dr-*", "DR-Smith-laptop"));
+        assert!(glob("nurse-??", "nurse-07"));
+        assert!(!glob("nurse-??", "nurse-007"));
+        let m = parse_mac("02:1a:2b:*").unwrap();
+        assert_eq!(m.len, 3);
+        assert!(parse_mac("02:1a:2b").is_none());
+        assert!(parse_mac("zz:1a:2b:3c:4d:5e").is_none());
+        assert_eq!(parse_hhmm("07:30"), Some(450));
+        assert_eq!(parse_hhmm("25:00"), None);
+    }
+
+    #[test]
+    fn patterns() {
+        assert_eq!(pattern("*.Claude.AI").unwrap(), "*.claude.ai");
+        assert!(pattern("claude.*").is_err());
+        assert!(pattern("com").is_err());
+        assert!(pattern("*.com").is_ok());
+    }
+}
