@@ -106,5 +106,39 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Catalogue lookups with the full bundled catalogue (target: under 100 ns).
+fn policy(c: &mut Criterion) {
+    use shadowgate::policy::{Client, Policy, Via};
+    let p = Policy::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
+        .expect("bundled policy");
+    let mut g = c.benchmark_group("policy");
+    g.throughput(Throughput::Elements(1));
+    for name in [
+        "claude.ai",
+        "bedrock-runtime.eu-central-1.amazonaws.com",
+        "a.b.cdn.oaistatic.com",
+        "www.example.org",
+        "claude.ai.evil.example",
+    ] {
+        g.bench_function(format!("classify/{name}"), |b| {
+            b.iter(|| black_box(p.classify(black_box(name)).is_some()))
+        });
+    }
+    g.bench_function("normalize+classify/Claude.AI.", |b| {
+        b.iter(|| {
+            let n = shadowgate::policy::matcher::normalize(black_box("Claude.AI.")).unwrap();
+            black_box(p.classify(&n).is_some())
+        })
+    });
+    let client = Client {
+        ip: Some("10.20.1.2".parse().unwrap()),
+        ..Default::default()
+    };
+    g.bench_function("decide/claude.ai", |b| {
+        b.iter(|| black_box(p.decide(black_box("claude.ai"), &client, 0, Via::Tls)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, policy);
 criterion_main!(benches);

@@ -1,0 +1,585 @@
+//! The bundled policy directory: matching edge cases, decisions for client groups (including the
+//! shared-tenant limit), explain output, validation errors with positions, schedules, and hot
+//! reload with a broken file while decisions continue.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use shadowgate::policy::matcher::normalize;
+use shadowgate::policy::reload::PolicyHandle;
+use shadowgate::policy::{Action, Category, Client, Policy, Via};
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+fn policy() -> Policy {
+    Policy::load(&dir()).unwrap_or_else(|e| panic!("bundled policy invalid:\n{e}"))
+}
+
+fn client(ip: &str) -> Client<'static> {
+    Client {
+        ip: Some(ip.parse().unwrap()),
+        ..Default::default()
+    }
+}
+
+fn service(p: &Policy, name: &str) -> Option<String> {
+    p.classify(&normalize(name).unwrap())
+        .map(|m| m.service.id.clone())
+}
+
+/// A scratch copy of the bundled policy directory.
+fn scratch(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sg-policy-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("catalog")).unwrap();
+    for e in std::fs::read_dir(dir().join("catalog")).unwrap().flatten() {
+        std::fs::copy(e.path(), d.join("catalog").join(e.file_name())).unwrap();
+    }
+    std::fs::copy(dir().join("policy.toml"), d.join("policy.toml")).unwrap();
+    d
+}
+
+#[test]
+fn catalogue_covers_what_the_issue_asks() {
+    let p = policy();
+    let consumer = p
+        .services()
+        .iter()
+        .filter(|s| s.category == Category::ConsumerAi)
+        .count();
+    assert!(consumer >= 40, "{consumer} consumer AI services");
+    for s in p.services() {
+        assert!(
+            !s.baa.is_empty() && !s.baa_source.is_empty(),
+            "{} lacks its BAA note or source",
+            s.id
+        );
+    }
+    for name in [
+        "claude.ai",
+        "chatgpt.com",
+        "gemini.google.com",
+        "copilot.microsoft.com",
+        "www.perplexity.ai",
+        "chat.deepseek.com",
+        "chat.mistral.ai",
+        "grok.com",
+        "www.meta.ai",
+        "poe.com",
+        "character.ai",
+        "cdn.oaistatic.com",
+    ] {
+        assert!(service(&p, name).is_some(), "{name} not catalogued");
+    }
+    // Bedrock in every region, Vertex AI regional hosts, Azure OpenAI resources.
+    assert_eq!(
+        service(&p, "bedrock-runtime.eu-central-1.amazonaws.com").as_deref(),
+        Some("aws-bedrock")
+    );
+    assert_eq!(
+        service(&p, "bedrock-runtime.us-gov-west-1.amazonaws.com").as_deref(),
+        Some("aws-bedrock")
+    );
+    assert_eq!(
+        service(&p, "europe-west4-aiplatform.googleapis.com").as_deref(),
+        Some("google-vertex")
+    );
+    assert_eq!(
+        service(&p, "clinic-prod.openai.azure.com").as_deref(),
+        Some("azure-openai")
+    );
+    assert_eq!(service(&p, "dns.google").as_deref(), Some("google-dns"));
+    assert_eq!(
+        service(&p, "mozilla.cloudflare-dns.com").as_deref(),
+        Some("mozilla-trr")
+    );
+}
+
+#[test]
+fn most_specific_entry_wins_and_false_friends_do_not_match() {
+    let p = policy();
+    assert_eq!(
+        service(&p, "api.anthropic.com").as_deref(),
+        Some("anthropic-api")
+    );
+    assert_eq!(
+        service(&p, "www.anthropic.com").as_deref(),
+        Some("anthropic-web")
+    );
+    assert_eq!(service(&p, "api.openai.com").as_deref(), Some("openai-api"));
+    assert_eq!(service(&p, "chat.openai.com").as_deref(), Some("chatgpt"));
+    assert_eq!(
+        service(&p, "platform.openai.com").as_deref(),
+        Some("openai-web")
+    );
+    for n in [
+        "gemini.com",
+        "www.gemini.com",
+        "claude.ai.evil.example",
+        "notclaude.ai",
+        "claude.ai-login.example",
+        "chatgpt.com.example.net",
+        "example.com",
+    ] {
+        assert_eq!(service(&p, n), None, "{n} must not match");
+    }
+    // Case, trailing dot and IDN are normalised before matching.
+    assert_eq!(service(&p, "CLAUDE.AI.").as_deref(), Some("claude"));
+    assert_eq!(
+        normalize("Bücher.Example").unwrap(),
+        "xn--bcher-kva.example"
+    );
+    // A homograph of claude.ai becomes punycode and does not match the real one.
+    assert!(normalize("çlaude.ai").unwrap().starts_with("xn--"));
+    assert_eq!(service(&p, "çlaude.ai"), None);
+}
+
+#[test]
+fn shared_tenant_service_is_allowed_only_for_the_enrolled_group() {
+    let p = policy();
+    let enrolled = p
+        .decide("claude.ai", &client("10.20.5.7"), 0, Via::Tls)
+        .unwrap();
+    assert_eq!(
+        (enrolled.action, enrolled.rule_id.as_str()),
+        (Action::Allow, "SG-110-claude-enterprise")
+    );
+    assert!(enrolled.shared_tenant);
+    let other = p
+        .decide("claude.ai", &client("10.20.1.2"), 0, Via::Tls)
+        .unwrap();
+    assert_eq!(
+        (other.action, other.rule_id.as_str()),
+        (Action::Steer, "SG-300-consumer-ai")
+    );
+    assert_eq!(
+        other.steer_to.as_ref().unwrap().url,
+        "https://ai.clinic.example/"
+    );
+    // Group membership by DHCP host name and MAC prefix.
+    let by_host = Client {
+        hostname: Some("AI-PILOT-07"),
+        ..Default::default()
+    };
+    assert_eq!(
+        p.decide("claude.ai", &by_host, 0, Via::Dns).unwrap().action,
+        Action::Allow
+    );
+    let admin = Client {
+        mac: Some([0x02, 0, 0x5e, 0x10, 0, 0x42]),
+        ..Default::default()
+    };
+    let d = p.decide("api.openai.com", &admin, 0, Via::Tls).unwrap();
+    assert_eq!(
+        d.rule_id, "default",
+        "it-admin is excepted from SG-200: {d:?}"
+    );
+    // Approved route and the clinic's Bedrock account: allowed; DoH resolvers: alert.
+    assert_eq!(
+        p.decide("ai.clinic.example", &client("10.20.1.2"), 0, Via::Tls)
+            .unwrap()
+            .action,
+        Action::Allow
+    );
+    assert_eq!(
+        p.decide(
+            "bedrock-runtime.us-east-1.amazonaws.com",
+            &client("10.20.1.2"),
+            0,
+            Via::Tls
+        )
+        .unwrap()
+        .action,
+        Action::Allow
+    );
+    let doh = p
+        .decide("cloudflare-dns.com", &client("10.20.1.2"), 0, Via::Tls)
+        .unwrap();
+    assert_eq!(
+        (doh.action, doh.rule_id.as_str()),
+        (Action::Alert, "SG-400-dns-bypass")
+    );
+    // Not AI, not in any rule: no decision at all.
+    assert!(p
+        .decide("www.epic.com", &client("10.20.1.2"), 0, Via::Tls)
+        .is_none());
+}
+
+#[test]
+fn explain_says_which_rule_and_why() {
+    let p = policy();
+    let e = p.explain("Claude.AI.", &client("10.20.1.2"), 0);
+    for needle in [
+        "name:      claude.ai",
+        "service:   claude",
+        "catalogue entry \"claude.ai\"",
+        "skipped:   rule SG-110-claude-enterprise would select this name, but client is not in enterprise-claude",
+        "rule:      SG-300-consumer-ai",
+        "action:    steer",
+        "steer to:  https://ai.clinic.example/",
+        "LIMIT:",
+        "cannot tell a BAA-covered enterprise",
+    ] {
+        assert!(e.contains(needle), "missing {needle:?} in:\n{e}");
+    }
+    let e = p.explain("gemini.com", &client("10.20.1.2"), 0);
+    assert!(
+        e.contains("not in the catalogue") && e.contains("action:    none"),
+        "{e}"
+    );
+}
+
+fn check(d: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_shadowgate"))
+        .args(["policy", "check"])
+        .arg(d)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn policy_check_reports_file_line_column_and_a_hint() {
+    let (ok, out) = check(&dir());
+    assert!(ok && out.contains("test is successful"), "{out}");
+
+    let d = scratch("check");
+    let pf = d.join("policy.toml");
+    let text = std::fs::read_to_string(&pf).unwrap();
+    std::fs::write(
+        &pf,
+        text.replace("services = [\"claude\"]", "services = [\"claud\"]"),
+    )
+    .unwrap();
+    let (ok, out) = check(&d);
+    assert!(!ok);
+    let line = text
+        .lines()
+        .position(|l| l.contains("services = [\"claude\"]"))
+        .unwrap()
+        + 1;
+    assert!(out.contains(&format!("policy.toml:{line}:13: rule \"SG-110-claude-enterprise\" names unknown service \"claud\"")), "{out}");
+    assert!(
+        out.contains("did you mean \"claude\"") && out.contains("test failed"),
+        "{out}"
+    );
+
+    std::fs::write(&pf, "[settings]\ndefault_action = \"alert\n").unwrap();
+    let (ok, out) = check(&d);
+    assert!(!ok && out.contains("policy.toml:2:"), "{out}");
+
+    std::fs::write(
+        &pf,
+        text.replace("action = \"steer\"", "action = \"redirect\""),
+    )
+    .unwrap();
+    let (ok, out) = check(&d);
+    assert!(
+        !ok && out.contains("\"redirect\" is not a valid action")
+            && out.contains("use one of: allow, alert, block, steer, coach"),
+        "{out}"
+    );
+
+    // A catalogue mistake: a domain claimed twice, and a pattern with a middle wildcard.
+    std::fs::write(&pf, &text).unwrap();
+    std::fs::write(d.join("catalog/extra.toml"), "[[service]]\nid = \"x\"\nname = \"X\"\nvendor = \"X\"\ncategory = \"consumer_ai\"\nkind = \"chat\"\ndomains = [\"claude.ai\", \"chat.*.example\"]\nbaa = \"none\"\nbaa_source = \"test\"\n").unwrap();
+    let (ok, out) = check(&d);
+    assert!(
+        !ok && out.contains("extra.toml:7:")
+            && out.contains("already claimed by service \"claude\"")
+            && out.contains("only allowed as a leading"),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn schedules_follow_the_policy_time_zone() {
+    let d = scratch("sched");
+    let pf = d.join("policy.toml");
+    let text = std::fs::read_to_string(&pf).unwrap();
+    let text = text.replace("[settings]\n", "[settings]\ntimezone = \"UTC\"\n").replace(
+        "[[rule]]\nid = \"SG-300-consumer-ai\"",
+        "[[rule]]\nid = \"SG-250-office-hours-block\"\ncategories = [\"consumer_ai\"]\naction = \"block\"\nschedule = { days = [\"mon\", \"tue\", \"wed\", \"thu\", \"fri\"], from = \"08:00\", to = \"18:00\" }\n\n[[rule]]\nid = \"SG-300-consumer-ai\"",
+    );
+    std::fs::write(&pf, text).unwrap();
+    let p = Policy::load(&d).unwrap();
+    let c = client("10.20.1.2");
+    // 2026-11-23 is a Monday.
+    let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_nanosecond() as u64;
+    assert_eq!(
+        p.decide("chatgpt.com", &c, at("2026-11-23T09:00:00Z"), Via::Tls)
+            .unwrap()
+            .action,
+        Action::Block
+    );
+    assert_eq!(
+        p.decide("chatgpt.com", &c, at("2026-11-23T18:30:00Z"), Via::Tls)
+            .unwrap()
+            .action,
+        Action::Steer
+    );
+    assert_eq!(
+        p.decide("chatgpt.com", &c, at("2026-11-22T09:00:00Z"), Via::Tls)
+            .unwrap()
+            .action,
+        Action::Steer
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn hot_reload_rejects_a_broken_file_and_keeps_deciding() {
+    let d = scratch("reload");
+    let pf = d.join("policy.toml");
+    let good = std::fs::read_to_string(&pf).unwrap();
+    let h = PolicyHandle::load(&d).unwrap();
+    let _w = h.watch().unwrap();
+    let c = client("10.20.1.2");
+    let action = |h: &PolicyHandle| {
+        h.current()
+            .decide("chatgpt.com", &c, 0, Via::Tls)
+            .unwrap()
+            .action
+    };
+    assert_eq!(action(&h), Action::Steer);
+
+    // A broken file: rejected, counted, and the old policy keeps deciding.
+    std::fs::write(
+        &pf,
+        good.replace("action = \"steer\"", "action = \"stear\""),
+    )
+    .unwrap();
+    wait_for("the reload failure", || {
+        h.reload_failures.load(Ordering::Relaxed) >= 1
+    });
+    assert!(h
+        .last_error()
+        .unwrap()
+        .contains("\"stear\" is not a valid action"));
+    for _ in 0..1000 {
+        assert_eq!(action(&h), Action::Steer);
+    }
+
+    // A good change: swapped in whole.
+    std::fs::write(
+        &pf,
+        good.replace("action = \"steer\"", "action = \"block\""),
+    )
+    .unwrap();
+    wait_for("the reload", || h.reloads.load(Ordering::Relaxed) >= 1);
+    wait_for("the new action", || action(&h) == Action::Block);
+    assert!(h.last_error().is_none());
+
+    // SIGHUP reloads too (the handler is installed by watch()).
+    let before = h.reloads.load(Ordering::Relaxed);
+    signal_hook::low_level::raise(signal_hook::consts::SIGHUP).unwrap();
+    wait_for("the SIGHUP reload", || {
+        h.reloads.load(Ordering::Relaxed) > before
+    });
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn replay_with_policy_gives_the_expected_decisions_for_the_ai_captures() {
+    let p = policy();
+    let caps = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/generated");
+    let mut got = Vec::new();
+    for f in ["curl-dig.pcap", "aioquic.pcap", "chromium-ai.pcap"] {
+        let mut sensor = shadowgate::flow::Sensor::new(Default::default());
+        shadowgate::replay::replay_file(
+            &caps.join(f),
+            &mut sensor,
+            |o| {
+                if let Some(d) = p.decide_observation(o) {
+                    got.push((
+                        f,
+                        o.kind.as_str(),
+                        d.matched_name,
+                        d.service.unwrap_or_default(),
+                        d.rule_id,
+                        d.action.as_str(),
+                        d.via,
+                    ));
+                }
+            },
+            |_| {},
+        )
+        .unwrap();
+    }
+    got.dedup();
+    let want = [
+        (
+            "curl-dig.pcap",
+            "dns_query",
+            "claude.ai",
+            "claude",
+            "SG-300-consumer-ai",
+            "steer",
+            Via::Dns,
+        ),
+        (
+            "curl-dig.pcap",
+            "dns_answer",
+            "claude.ai",
+            "claude",
+            "SG-300-consumer-ai",
+            "steer",
+            Via::Dns,
+        ),
+        (
+            "curl-dig.pcap",
+            "dns_query",
+            "chatgpt.com",
+            "chatgpt",
+            "SG-300-consumer-ai",
+            "steer",
+            Via::Dns,
+        ),
+        (
+            "curl-dig.pcap",
+            "dns_answer",
+            "chatgpt.com",
+            "chatgpt",
+            "SG-300-consumer-ai",
+            "steer",
+            Via::Dns,
+        ),
+        (
+            "curl-dig.pcap",
+            "dns_query",
+            "api.anthropic.com",
+            "anthropic-api",
+            "SG-200-enterprise-api",
+            "alert",
+            Via::Dns,
+        ),
+        (
+            "curl-dig.pcap",
+            "dns_answer",
+            "api.anthropic.com",
+            "anthropic-api",
+            "SG-200-enterprise-api",
+            "alert",
+            Via::Dns,
+        ),
+        (
+            "curl-dig.pcap",
+            "tls_client_hello",
+            "copilot.microsoft.com",
+            "copilot-consumer",
+            "SG-300-consumer-ai",
+            "steer",
+            Via::Tls,
+        ),
+        (
+            "curl-dig.pcap",
+            "tls_client_hello",
+            "api.anthropic.com",
+            "anthropic-api",
+            "SG-200-enterprise-api",
+            "alert",
+            Via::Tls,
+        ),
+        (
+            "curl-dig.pcap",
+            "http_request",
+            "chatgpt.com",
+            "chatgpt",
+            "SG-300-consumer-ai",
+            "steer",
+            Via::Http,
+        ),
+        // The bare-IP connection: no SNI, named by the DNS answers for its address.
+        (
+            "curl-dig.pcap",
+            "tls_client_hello",
+            "chatgpt.com",
+            "chatgpt",
+            "SG-300-consumer-ai",
+            "steer",
+            Via::Inferred,
+        ),
+        (
+            "aioquic.pcap",
+            "quic_initial",
+            "gemini.google.com",
+            "gemini",
+            "SG-300-consumer-ai",
+            "steer",
+            Via::Quic,
+        ),
+        (
+            "aioquic.pcap",
+            "quic_initial",
+            "chatgpt.com",
+            "chatgpt",
+            "SG-300-consumer-ai",
+            "steer",
+            Via::Quic,
+        ),
+        (
+            "aioquic.pcap",
+            "quic_initial",
+            "claude.ai",
+            "claude",
+            "SG-300-consumer-ai",
+            "steer",
+            Via::Quic,
+        ),
+        (
+            "chromium-ai.pcap",
+            "tls_client_hello",
+            "claude.ai",
+            "claude",
+            "SG-300-consumer-ai",
+            "steer",
+            Via::Tls,
+        ),
+        (
+            "chromium-ai.pcap",
+            "tls_client_hello",
+            "chatgpt.com",
+            "chatgpt",
+            "SG-300-consumer-ai",
+            "steer",
+            Via::Tls,
+        ),
+    ];
+    let got: Vec<_> = got
+        .into_iter()
+        .map(|(f, k, n, s, r, a, v)| (f, k, n, s, r, a, v))
+        .collect();
+    for w in &want {
+        assert!(
+            got.iter().any(|g| g.0 == w.0
+                && g.1 == w.1
+                && g.2 == w.2
+                && g.3 == w.3
+                && g.4 == w.4
+                && g.5 == w.5
+                && g.6 == w.6),
+            "missing {w:?} in {got:#?}"
+        );
+    }
+    // Chromium's own background hosts (accounts.google.com, update.googleapis.com) are not AI.
+    assert!(got.iter().all(|g| g.3 != ""), "{got:#?}");
+}
