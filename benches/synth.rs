@@ -191,7 +191,7 @@ pub fn flow(i: u32, bulk: u32, out: &mut Vec<Vec<u8>>) {
     out.push(tcp(client, server, sp, 443, cs, 0, "S", &[]));
     out.push(tcp(server, client, 443, sp, ss, cs + 1, "SA", &[]));
     out.push(tcp(client, server, sp, 443, cs + 1, ss + 1, "A", &[]));
-    let ch = client_hello(sni, if i % 2 == 0 { 1_800 } else { 520 });
+    let ch = client_hello(sni, if i.is_multiple_of(2) { 1_800 } else { 520 });
     let mut seq = cs + 1;
     for part in ch.chunks(1448) {
         out.push(tcp(client, server, sp, 443, seq, ss + 1, "PA", part));

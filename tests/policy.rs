@@ -564,10 +564,6 @@ fn replay_with_policy_gives_the_expected_decisions_for_the_ai_captures() {
             Via::Tls,
         ),
     ];
-    let got: Vec<_> = got
-        .into_iter()
-        .map(|(f, k, n, s, r, a, v)| (f, k, n, s, r, a, v))
-        .collect();
     for w in &want {
         assert!(
             got.iter().any(|g| g.0 == w.0
@@ -581,5 +577,5 @@ fn replay_with_policy_gives_the_expected_decisions_for_the_ai_captures() {
         );
     }
     // Chromium's own background hosts (accounts.google.com, update.googleapis.com) are not AI.
-    assert!(got.iter().all(|g| g.3 != ""), "{got:#?}");
+    assert!(got.iter().all(|g| !g.3.is_empty()), "{got:#?}");
 }

@@ -145,6 +145,9 @@ struct Rule {
     schedule: Option<Schedule>,
 }
 
+/// Rules that selected a name, in order, with why each did not apply; the last one may have fired.
+type Trail = Vec<(usize, Result<(), String>)>;
+
 /// The client a decision is about.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Client<'a> {
@@ -752,11 +755,7 @@ impl Policy {
         name: &str,
         client: &Client<'_>,
         ts_ns: u64,
-    ) -> (
-        Option<CatalogMatch<'_>>,
-        Vec<usize>,
-        Vec<(usize, Result<(), String>)>,
-    ) {
+    ) -> (Option<CatalogMatch<'_>>, Vec<usize>, Trail) {
         let cat = self.classify(name);
         let groups = self.client_groups(client);
         let mut trail = Vec::new();
@@ -764,7 +763,7 @@ impl Policy {
             let selects = cat.is_some_and(|c| {
                 r.services.contains(&c.index)
                     || r.categories.contains(&c.service.category)
-                    || r.kinds.iter().any(|k| *k == c.service.kind)
+                    || r.kinds.contains(&c.service.kind)
             }) || r.domains.lookup(name).is_some();
             if !selects {
                 continue;
