@@ -579,3 +579,82 @@ fn replay_with_policy_gives_the_expected_decisions_for_the_ai_captures() {
     // Chromium's own background hosts (accounts.google.com, update.googleapis.com) are not AI.
     assert!(got.iter().all(|g| !g.3.is_empty()), "{got:#?}");
 }
+
+#[path = "../benches/synth.rs"]
+mod synth;
+
+/// A DHCP message from `mac` (request with a host name, or the server's ACK of `ip`).
+fn dhcp(mac: [u8; 6], hostname: Option<&str>, ack_ip: Option<[u8; 4]>) -> Vec<u8> {
+    use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode};
+    use dhcproto::{Encodable, Encoder};
+    let mut m = Message::default();
+    m.set_flags(Flags::default()).set_chaddr(&mac);
+    let to_server = ack_ip.is_none();
+    m.set_opcode(if to_server {
+        Opcode::BootRequest
+    } else {
+        Opcode::BootReply
+    });
+    if let Some(ip) = ack_ip {
+        m.set_yiaddr(ip);
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(MessageType::Ack));
+    } else {
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(MessageType::Request));
+    }
+    if let Some(h) = hostname {
+        m.opts_mut().insert(DhcpOption::Hostname(h.to_string()));
+    }
+    let mut buf = Vec::new();
+    m.encode(&mut Encoder::new(&mut buf)).unwrap();
+    if to_server {
+        synth::udp([0, 0, 0, 0], [255, 255, 255, 255], 68, 67, &buf)
+    } else {
+        synth::udp([10, 20, 0, 1], [10, 20, 9, 9], 67, 68, &buf)
+    }
+}
+
+#[test]
+fn dhcp_host_names_select_policy_groups() {
+    use shadowgate::capture::Frame;
+    // The synthetic client MAC of synth::tcp/udp is 02:00:00:00:00:01.
+    let mac = [2, 0, 0, 0, 0, 1];
+    let frames = [
+        dhcp(mac, Some("AI-Pilot-03"), None),
+        dhcp(mac, None, Some([10, 20, 9, 9])),
+        synth::tcp(
+            [10, 20, 9, 9],
+            [160, 79, 104, 10],
+            50000,
+            443,
+            1,
+            0,
+            "PA",
+            &synth::client_hello("claude.ai", 600),
+        ),
+    ];
+    let mut sensor = shadowgate::flow::Sensor::new(Default::default());
+    let mut out = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        sensor.process(
+            &Frame {
+                ts_ns: i as u64,
+                linktype: 1,
+                data: f,
+                orig_len: f.len() as u32,
+                offset: 0,
+            },
+            &mut out,
+        );
+    }
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].client.hostname.as_deref(), Some("ai-pilot-03"));
+    let d = policy().decide_observation(&out[0]).unwrap();
+    assert_eq!(
+        (d.action, d.rule_id.as_str()),
+        (Action::Allow, "SG-110-claude-enterprise"),
+        "{d:?}"
+    );
+    assert_eq!(d.groups, ["clinical", "enterprise-claude"]);
+}

@@ -1,6 +1,7 @@
 //! Pure, stateless parsers: each takes bytes and returns a validated representation or an error.
 //! None of them panics on any input (see `fuzz/`); state (reassembly, flows) lives in `flow/`.
 
+pub mod dhcp;
 pub mod dns;
 pub mod http;
 pub mod link;

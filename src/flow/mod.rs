@@ -2,6 +2,7 @@
 //! QUIC CRYPTO assembly and the DNS name cache. [`Sensor`] turns frames into observations.
 
 pub mod defrag;
+pub mod hosts;
 pub mod names;
 pub mod observation;
 pub mod reassembly;

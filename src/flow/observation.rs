@@ -40,6 +40,9 @@ pub struct Endpoint {
     pub port: u16,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_mac")]
     pub mac: Option<[u8; 6]>,
+    /// DHCP host name of the client, when DHCP was seen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 fn ser_mac<S: Serializer>(m: &Option<[u8; 6]>, s: S) -> Result<S::Ok, S::Error> {

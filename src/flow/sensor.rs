@@ -10,9 +10,10 @@ use etherparse::{
 use serde::Serialize;
 
 use crate::capture::Frame;
-use crate::decode::{dns, http, link, quic, socks, tls, tunnel};
+use crate::decode::{dhcp, dns, http, link, quic, socks, tls, tunnel};
 
 use super::defrag::{Defrag, DefragStats, Fragment};
+use super::hosts::HostNames;
 use super::names::NameCache;
 use super::observation::*;
 use super::reassembly::{Budget, Insert, SparseBuf};
@@ -88,6 +89,8 @@ pub struct NameStats {
     pub inserted: u64,
     pub evicted: u64,
     pub active: u64,
+    /// Client host names learnt from DHCP.
+    pub dhcp_hosts: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -256,11 +259,13 @@ impl Seg {
             ip: self.cx.src,
             port: self.sp,
             mac: self.cx.src_mac,
+            hostname: None,
         };
         let d = Endpoint {
             ip: self.cx.dst,
             port: self.dp,
             mac: self.cx.dst_mac,
+            hostname: None,
         };
         let (client, server) = if client_is_src { (s, d) } else { (d, s) };
         let mut flags = Vec::new();
@@ -307,6 +312,7 @@ pub struct Sensor {
     flows: BoundedMap<FlowKey, Flow>,
     names: NameCache,
     defrag: Defrag,
+    hosts: HostNames,
     budget: Budget,
     stats: Stats,
     frame_no: u64,
@@ -316,13 +322,17 @@ pub struct Sensor {
 /// The mutable parts one segment handler needs besides its flow (split borrows).
 struct Sinks<'a> {
     budget: &'a Budget,
+    hosts: &'a HostNames,
     names: &'a mut NameCache,
     stats: &'a mut Stats,
     out: &'a mut Vec<Observation>,
 }
 
 impl Sinks<'_> {
-    fn emit(&mut self, o: Observation) {
+    fn emit(&mut self, mut o: Observation) {
+        if let Some(h) = self.hosts.lookup(&o.client.ip, o.client.mac) {
+            o.client.hostname = Some(h.to_string());
+        }
         let c = &mut self.stats.observations;
         match o.kind {
             Kind::DnsQuery => c.dns_query += 1,
@@ -427,6 +437,7 @@ impl Sensor {
             names: NameCache::new(cfg.max_names, cfg.name_grace_s),
             defrag: Defrag::new(cfg.max_fragments, cfg.fragment_timeout_s),
             budget: Budget::new(cfg.reassembly_budget),
+            hosts: HostNames::new(cfg.max_names),
             cfg,
             stats: Stats::default(),
             frame_no: 0,
@@ -443,6 +454,7 @@ impl Sensor {
         s.names.inserted = self.names.inserted;
         s.names.evicted = self.names.evicted;
         s.names.active = self.names.len() as u64;
+        s.names.dhcp_hosts = self.hosts.len() as u64;
         s
     }
 
@@ -668,6 +680,13 @@ impl Sensor {
                 return;
             }
         }
+        if matches!((sp, dp), (68, 67) | (67, 68)) {
+            match dhcp::parse(payload) {
+                Some(lease) => self.hosts.learn(&lease, cx.ts),
+                None => self.stats.malformed.udp += 1,
+            }
+            return;
+        }
         let seg = Seg {
             cx,
             sp,
@@ -676,6 +695,7 @@ impl Sensor {
         };
         let mut sinks = Sinks {
             budget: &self.budget,
+            hosts: &self.hosts,
             names: &mut self.names,
             stats: &mut self.stats,
             out,
@@ -776,6 +796,7 @@ impl Sensor {
         };
         let mut sinks = Sinks {
             budget: &self.budget,
+            hosts: &self.hosts,
             names: &mut self.names,
             stats: &mut self.stats,
             out,

@@ -849,7 +849,7 @@ impl Policy {
         let client = Client {
             ip: Some(o.client.ip),
             mac: o.client.mac,
-            hostname: None,
+            hostname: o.client.hostname.as_deref(),
         };
         let via = match o.kind {
             Kind::DnsQuery | Kind::DnsAnswer => Via::Dns,
