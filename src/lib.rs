@@ -8,4 +8,5 @@ pub mod decode;
 pub mod flow;
 pub mod output;
 pub mod policy;
+pub mod record;
 pub mod replay;

@@ -20,8 +20,12 @@ pub struct Lease {
 /// about an Ethernet client.
 pub fn parse(payload: &[u8]) -> Option<Lease> {
     let msg = Message::decode(&mut Decoder::new(payload)).ok()?;
+    // Check hlen first: dhcproto's chaddr() slices by it and panics past 16 (found by fuzzing).
+    if msg.hlen() != 6 {
+        return None;
+    }
     let chaddr = msg.chaddr();
-    if msg.hlen() != 6 || chaddr.len() < 6 {
+    if chaddr.len() < 6 {
         return None;
     }
     let mut mac = [0u8; 6];
@@ -36,4 +40,21 @@ pub fn parse(payload: &[u8]) -> Option<Lease> {
         _ => None,
     };
     Some(Lease { mac, hostname, ip })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A BOOTP header claiming a 85-byte hardware address (fuzzer find): rejected, no panic.
+    #[test]
+    fn absurd_hardware_length_is_rejected() {
+        let mut m = vec![1u8, 1, 85, 0];
+        m.resize(236, 0);
+        m.extend_from_slice(&[99, 130, 83, 99, 53, 1, 3, 255]);
+        assert_eq!(parse(&m), None);
+        m[2] = 6;
+        m[28..34].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        assert_eq!(parse(&m).map(|l| l.mac), Some([2, 0, 0, 0, 0, 1]));
+    }
 }

@@ -1,0 +1,83 @@
+//! Event -> Elastic Common Schema document (`@timestamp`, `event.*`, `source.*`,
+//! `destination.*`, `dns.question.name`, `tls.client.server_name`, `url.domain`, `rule.id`, ...).
+//! Fields ECS has no place for live under `shadowgate.*`.
+
+use serde_json::{json, Map, Value};
+
+use super::event::Event;
+
+/// ECS `event.severity` (numeric) for a policy severity word.
+pub fn severity_number(s: &str) -> u8 {
+    match s {
+        "info" => 1,
+        "low" => 3,
+        "medium" => 5,
+        "high" => 8,
+        "critical" => 10,
+        _ => 5,
+    }
+}
+
+pub fn document(e: &Event) -> Value {
+    let mut d = Map::new();
+    d.insert("@timestamp".into(), json!(e.time()));
+    d.insert(
+        "event".into(),
+        json!({
+            "id": e.id,
+            "kind": if e.action == "allow" { "event" } else { "alert" },
+            "category": ["network"],
+            "type": [if e.action == "block" { "denied" } else if e.action == "allow" { "allowed" } else { "info" }],
+            "action": e.action,
+            "severity": severity_number(&e.severity),
+            "dataset": "shadowgate.decision",
+            "module": "shadowgate",
+            "sequence": e.seq,
+        }),
+    );
+    let mut source = json!({ "ip": e.client_ip, "port": e.client_port });
+    if let Some(m) = &e.client_mac {
+        source["mac"] = json!(m.replace(':', "-").to_ascii_uppercase());
+    }
+    if let Some(h) = &e.client_hostname {
+        source["domain"] = json!(h);
+    }
+    d.insert("source".into(), source);
+    d.insert("destination".into(), json!({ "ip": e.server_ip, "port": e.server_port, "domain": e.name }));
+    let proto = match e.seen_via.as_str() {
+        "dns" => "dns",
+        "http" => "http",
+        "quic" => "quic",
+        _ => "tls",
+    };
+    d.insert("network".into(), json!({ "transport": e.transport, "protocol": proto }));
+    match e.kind.as_str() {
+        "dns_query" | "dns_answer" => {
+            d.insert("dns".into(), json!({ "question": { "name": e.name } }));
+        }
+        "tls_client_hello" | "quic_initial" => {
+            d.insert("tls".into(), json!({ "client": { "server_name": e.name } }));
+        }
+        "http_request" => {
+            d.insert("url".into(), json!({ "domain": e.name }));
+        }
+        _ => {}
+    }
+    d.insert("rule".into(), json!({ "id": e.rule_id, "ruleset": "shadowgate-policy" }));
+    d.insert("observer".into(), json!({ "name": e.sensor, "type": "sensor", "vendor": "shadowgate", "product": "shadowgate" }));
+    d.insert(
+        "shadowgate".into(),
+        json!({
+            "service": e.service,
+            "service_name": e.service_name,
+            "category": e.category,
+            "seen_via": e.seen_via,
+            "observation": e.kind,
+            "client_groups": if e.client_groups.is_empty() { vec![] } else { e.client_groups.split(',').collect::<Vec<_>>() },
+            "steer_url": e.steer_url,
+            "shared_tenant": e.shared_tenant,
+            "repeat_count": e.repeat_count,
+        }),
+    );
+    Value::Object(d)
+}

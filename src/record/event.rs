@@ -1,0 +1,85 @@
+//! The event: one policy decision about one observation, as the clinic audits it. Sortable id
+//! (ULID), sensor, client (IP, MAC, DHCP host name, groups), service, name and how it was seen,
+//! action, rule, steer target, flow addresses and a repeat count (aggregated alerts).
+
+use serde::{Deserialize, Serialize};
+
+use crate::flow::Observation;
+use crate::policy::Decision;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// ULID: sortable by creation time, unique across sensors.
+    pub id: String,
+    /// Store sequence number (0 until stored); sinks deliver in this order.
+    #[serde(default)]
+    pub seq: i64,
+    /// Event time: the observation's capture time, ns since the Unix epoch.
+    pub ts: u64,
+    pub sensor: String,
+    pub client_ip: String,
+    pub client_port: u16,
+    pub client_mac: Option<String>,
+    pub client_hostname: Option<String>,
+    /// Client groups, comma-separated, in policy order.
+    pub client_groups: String,
+    pub server_ip: String,
+    pub server_port: u16,
+    pub transport: String,
+    /// Observation kind (`dns_query`, `tls_client_hello`, ...).
+    pub kind: String,
+    /// The name the decision is about, and how it was seen (`dns`, `tls`, `quic`, `http`, `inferred`).
+    pub name: String,
+    pub seen_via: String,
+    pub service: Option<String>,
+    pub service_name: Option<String>,
+    pub category: Option<String>,
+    pub action: String,
+    pub severity: String,
+    pub rule_id: String,
+    pub steer_url: Option<String>,
+    pub shared_tenant: bool,
+    /// Events folded into this one (1 for a single event).
+    pub repeat_count: u32,
+}
+
+fn mac_string(m: &[u8; 6]) -> String {
+    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+impl Event {
+    pub fn from_decision(o: &Observation, d: &Decision, sensor: &str) -> Event {
+        let via = serde_json::to_value(d.via).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        Event {
+            id: ulid::Ulid::from_datetime(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(o.ts)).to_string(),
+            seq: 0,
+            ts: o.ts,
+            sensor: sensor.to_string(),
+            client_ip: o.client.ip.to_string(),
+            client_port: o.client.port,
+            client_mac: o.client.mac.as_ref().map(mac_string),
+            client_hostname: o.client.hostname.clone(),
+            client_groups: d.groups.join(","),
+            server_ip: o.server.ip.to_string(),
+            server_port: o.server.port,
+            transport: if o.transport == crate::flow::observation::Transport::Tcp { "tcp" } else { "udp" }.to_string(),
+            kind: o.kind.as_str().to_string(),
+            name: d.matched_name.clone(),
+            seen_via: via,
+            service: d.service.clone(),
+            service_name: d.service_name.clone(),
+            category: d.category.map(|c| c.as_str().to_string()),
+            action: d.action.as_str().to_string(),
+            severity: d.severity.as_str().to_string(),
+            rule_id: d.rule_id.clone(),
+            steer_url: d.steer_to.as_ref().map(|s| s.url.clone()),
+            shared_tenant: d.shared_tenant,
+            repeat_count: 1,
+        }
+    }
+
+    /// RFC 3339 time of the event.
+    pub fn time(&self) -> String {
+        crate::flow::observation::format_ts(self.ts)
+    }
+}

@@ -1,0 +1,287 @@
+//! SIEM sinks: JSON lines with ECS fields (file or TCP), syslog RFC 5424 with a CEF payload
+//! (UDP, TCP with RFC 6587 octet counting, TLS per RFC 5425) and an HTTP(S) webhook posting JSON
+//! arrays. A sink either delivers a whole batch or fails; the caller retries from its cursor.
+
+use std::io::Write;
+use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::ecs;
+use super::event::Event;
+
+pub trait Sink: Send {
+    fn name(&self) -> &str;
+    /// Deliver all of `batch` (in order) or return why not.
+    fn deliver(&mut self, batch: &[Event]) -> Result<(), String>;
+}
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn connect(addr: &str) -> Result<TcpStream, String> {
+    let sa = addr.to_socket_addrs().map_err(|e| format!("{addr}: {e}"))?.next().ok_or_else(|| format!("{addr}: no address"))?;
+    let s = TcpStream::connect_timeout(&sa, TIMEOUT).map_err(|e| format!("{addr}: {e}"))?;
+    s.set_write_timeout(Some(TIMEOUT)).ok();
+    s.set_nodelay(true).ok();
+    Ok(s)
+}
+
+/// ECS JSON, one document per line, appended to a file or written to a TCP peer.
+pub struct JsonLines {
+    name: String,
+    target: JsonTarget,
+    tcp: Option<TcpStream>,
+}
+
+pub enum JsonTarget {
+    File(PathBuf),
+    Tcp(String),
+}
+
+impl JsonLines {
+    pub fn new(name: &str, target: JsonTarget) -> Self {
+        JsonLines { name: name.into(), target, tcp: None }
+    }
+}
+
+impl Sink for JsonLines {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver(&mut self, batch: &[Event]) -> Result<(), String> {
+        let mut buf = Vec::with_capacity(batch.len() * 600);
+        for e in batch {
+            serde_json::to_writer(&mut buf, &ecs::document(e)).map_err(|e| e.to_string())?;
+            buf.push(b'\n');
+        }
+        match &self.target {
+            JsonTarget::File(p) => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(p)
+                    .map_err(|e| format!("{}: {e}", p.display()))?;
+                f.write_all(&buf).and_then(|_| f.sync_data()).map_err(|e| format!("{}: {e}", p.display()))
+            }
+            JsonTarget::Tcp(addr) => {
+                if self.tcp.is_none() {
+                    self.tcp = Some(connect(addr)?);
+                }
+                let r = self.tcp.as_mut().map(|s| s.write_all(&buf).and_then(|_| s.flush()));
+                match r {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(e)) => {
+                        self.tcp = None;
+                        Err(format!("{addr}: {e}"))
+                    }
+                    None => Err(format!("{addr}: not connected")),
+                }
+            }
+        }
+    }
+}
+
+/// Escape a CEF header field (`|` and `\`).
+fn cef_header(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('|', "\\|").replace(['\r', '\n'], " ")
+}
+
+/// Escape a CEF extension value (`=`, `\`, newlines).
+fn cef_value(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('=', "\\=").replace('\r', "\\r").replace('\n', "\\n")
+}
+
+/// The CEF payload of one event.
+pub fn cef(e: &Event) -> String {
+    let name = format!("{} {} ({})", e.action, e.service.as_deref().unwrap_or(&e.name), e.category.as_deref().unwrap_or("uncatalogued"));
+    let mut ext = vec![
+        format!("rt={}", e.ts / 1_000_000),
+        format!("externalId={}", e.id),
+        format!("src={}", e.client_ip),
+        format!("spt={}", e.client_port),
+        format!("dst={}", e.server_ip),
+        format!("dpt={}", e.server_port),
+        format!("dhost={}", cef_value(&e.name)),
+        format!("proto={}", e.transport.to_ascii_uppercase()),
+        format!("act={}", e.action),
+        format!("cnt={}", e.repeat_count),
+        format!("cs1Label=service cs1={}", cef_value(e.service.as_deref().unwrap_or(""))),
+        format!("cs2Label=category cs2={}", cef_value(e.category.as_deref().unwrap_or(""))),
+        format!("cs3Label=seenVia cs3={}", e.seen_via),
+        format!("cs4Label=clientGroups cs4={}", cef_value(&e.client_groups)),
+    ];
+    if let Some(m) = &e.client_mac {
+        ext.push(format!("smac={m}"));
+    }
+    if let Some(h) = &e.client_hostname {
+        ext.push(format!("shost={}", cef_value(h)));
+    }
+    if let Some(u) = &e.steer_url {
+        ext.push(format!("cs5Label=steerTo cs5={}", cef_value(u)));
+    }
+    format!(
+        "CEF:0|shadowgate|shadowgate|{}|{}|{}|{}|{}",
+        env!("CARGO_PKG_VERSION"),
+        cef_header(&e.rule_id),
+        cef_header(&name),
+        ecs::severity_number(&e.severity),
+        ext.join(" ")
+    )
+}
+
+/// RFC 5424 message: facility local4 (20), severity from the event.
+pub fn syslog_line(e: &Event, hostname: &str) -> String {
+    let sev = match e.severity.as_str() {
+        "critical" => 2,
+        "high" => 3,
+        "medium" => 4,
+        "low" => 5,
+        _ => 6,
+    };
+    let pri = 20 * 8 + sev;
+    let host = if hostname.is_empty() { "-" } else { hostname };
+    format!("<{pri}>1 {} {host} shadowgate {} decision - {}", e.time(), std::process::id(), cef(e))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SyslogTransport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+pub struct Syslog {
+    name: String,
+    addr: String,
+    transport: SyslogTransport,
+    hostname: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    server_name: String,
+    conn: Option<Box<dyn Write + Send>>,
+}
+
+impl Syslog {
+    /// `ca_file`: PEM CA bundle for TLS (default: the public web roots); `server_name`: name to
+    /// verify (default: the host part of `addr`).
+    pub fn new(name: &str, addr: &str, transport: SyslogTransport, ca_file: Option<&std::path::Path>, server_name: Option<&str>) -> Result<Self, String> {
+        let tls = if transport == SyslogTransport::Tls {
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            match ca_file {
+                Some(p) => {
+                    for c in rustls::pki_types::CertificateDer::pem_file_iter(p).map_err(|e| format!("{}: {e}", p.display()))? {
+                        roots.add(c.map_err(|e| format!("{}: {e}", p.display()))?).map_err(|e| format!("{}: {e}", p.display()))?;
+                    }
+                }
+                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            }
+            let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            Some(Arc::new(cfg))
+        } else {
+            None
+        };
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
+        Ok(Syslog {
+            name: name.into(),
+            addr: addr.into(),
+            transport,
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
+            tls,
+            server_name: server_name.unwrap_or(host).to_string(),
+            conn: None,
+        })
+    }
+
+    fn open(&self) -> Result<Box<dyn Write + Send>, String> {
+        let tcp = connect(&self.addr)?;
+        match &self.tls {
+            None => Ok(Box::new(tcp)),
+            Some(cfg) => {
+                let sn = rustls::pki_types::ServerName::try_from(self.server_name.clone()).map_err(|e| format!("{}: {e}", self.server_name))?;
+                let conn = rustls::ClientConnection::new(cfg.clone(), sn).map_err(|e| e.to_string())?;
+                Ok(Box::new(rustls::StreamOwned::new(conn, tcp)))
+            }
+        }
+    }
+}
+
+impl Sink for Syslog {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver(&mut self, batch: &[Event]) -> Result<(), String> {
+        if self.transport == SyslogTransport::Udp {
+            let sock = UdpSocket::bind(if self.addr.starts_with('[') { "[::]:0" } else { "0.0.0.0:0" }).map_err(|e| e.to_string())?;
+            for e in batch {
+                sock.send_to(syslog_line(e, &self.hostname).as_bytes(), &self.addr).map_err(|er| format!("{}: {er}", self.addr))?;
+            }
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        for e in batch {
+            let line = syslog_line(e, &self.hostname);
+            // RFC 6587 / RFC 5425 octet counting: "LEN SP MSG".
+            buf.extend_from_slice(format!("{} ", line.len()).as_bytes());
+            buf.extend_from_slice(line.as_bytes());
+        }
+        if self.conn.is_none() {
+            self.conn = Some(self.open()?);
+        }
+        let r = self.conn.as_mut().map(|c| c.write_all(&buf).and_then(|_| c.flush()));
+        match r {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => {
+                self.conn = None;
+                Err(format!("{}: {e}", self.addr))
+            }
+            None => Err(format!("{}: not connected", self.addr)),
+        }
+    }
+}
+
+/// POSTs each batch as a JSON array of ECS documents; any 2xx is success.
+pub struct Webhook {
+    name: String,
+    url: String,
+    headers: Vec<(String, String)>,
+    agent: ureq::Agent,
+}
+
+impl Webhook {
+    pub fn new(name: &str, url: &str, headers: Vec<(String, String)>) -> Self {
+        let agent = ureq::Agent::config_builder().timeout_global(Some(TIMEOUT)).http_status_as_error(false).build().into();
+        Webhook { name: name.into(), url: url.into(), headers, agent }
+    }
+}
+
+impl Sink for Webhook {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn deliver(&mut self, batch: &[Event]) -> Result<(), String> {
+        let docs: Vec<serde_json::Value> = batch.iter().map(ecs::document).collect();
+        let body = serde_json::to_vec(&docs).map_err(|e| e.to_string())?;
+        let mut req = self.agent.post(&self.url).header("content-type", "application/json");
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        let resp = req.send(&body[..]).map_err(|e| format!("{}: {e}", self.url))?;
+        let status = resp.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("{}: HTTP {status}", self.url))
+        }
+    }
+}
