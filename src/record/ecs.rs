@@ -43,14 +43,20 @@ pub fn document(e: &Event) -> Value {
         source["domain"] = json!(h);
     }
     d.insert("source".into(), source);
-    d.insert("destination".into(), json!({ "ip": e.server_ip, "port": e.server_port, "domain": e.name }));
+    d.insert(
+        "destination".into(),
+        json!({ "ip": e.server_ip, "port": e.server_port, "domain": e.name }),
+    );
     let proto = match e.seen_via.as_str() {
         "dns" => "dns",
         "http" => "http",
         "quic" => "quic",
         _ => "tls",
     };
-    d.insert("network".into(), json!({ "transport": e.transport, "protocol": proto }));
+    d.insert(
+        "network".into(),
+        json!({ "transport": e.transport, "protocol": proto }),
+    );
     match e.kind.as_str() {
         "dns_query" | "dns_answer" => {
             d.insert("dns".into(), json!({ "question": { "name": e.name } }));
@@ -63,7 +69,10 @@ pub fn document(e: &Event) -> Value {
         }
         _ => {}
     }
-    d.insert("rule".into(), json!({ "id": e.rule_id, "ruleset": "shadowgate-policy" }));
+    d.insert(
+        "rule".into(),
+        json!({ "id": e.rule_id, "ruleset": "shadowgate-policy" }),
+    );
     d.insert("observer".into(), json!({ "name": e.sensor, "type": "sensor", "vendor": "shadowgate", "product": "shadowgate" }));
     d.insert(
         "shadowgate".into(),

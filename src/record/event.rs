@@ -44,14 +44,23 @@ pub struct Event {
 }
 
 fn mac_string(m: &[u8; 6]) -> String {
-    format!("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
 }
 
 impl Event {
     pub fn from_decision(o: &Observation, d: &Decision, sensor: &str) -> Event {
-        let via = serde_json::to_value(d.via).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        let via = serde_json::to_value(d.via)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         Event {
-            id: ulid::Ulid::from_datetime(std::time::UNIX_EPOCH + std::time::Duration::from_nanos(o.ts)).to_string(),
+            id: ulid::Ulid::from_datetime(
+                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(o.ts),
+            )
+            .to_string(),
             seq: 0,
             ts: o.ts,
             sensor: sensor.to_string(),
@@ -62,7 +71,12 @@ impl Event {
             client_groups: d.groups.join(","),
             server_ip: o.server.ip.to_string(),
             server_port: o.server.port,
-            transport: if o.transport == crate::flow::observation::Transport::Tcp { "tcp" } else { "udp" }.to_string(),
+            transport: if o.transport == crate::flow::observation::Transport::Tcp {
+                "tcp"
+            } else {
+                "udp"
+            }
+            .to_string(),
             kind: o.kind.as_str().to_string(),
             name: d.matched_name.clone(),
             seen_via: via,

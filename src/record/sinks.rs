@@ -20,7 +20,11 @@ pub trait Sink: Send {
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 fn connect(addr: &str) -> Result<TcpStream, String> {
-    let sa = addr.to_socket_addrs().map_err(|e| format!("{addr}: {e}"))?.next().ok_or_else(|| format!("{addr}: no address"))?;
+    let sa = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("{addr}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{addr}: no address"))?;
     let s = TcpStream::connect_timeout(&sa, TIMEOUT).map_err(|e| format!("{addr}: {e}"))?;
     s.set_write_timeout(Some(TIMEOUT)).ok();
     s.set_nodelay(true).ok();
@@ -41,7 +45,11 @@ pub enum JsonTarget {
 
 impl JsonLines {
     pub fn new(name: &str, target: JsonTarget) -> Self {
-        JsonLines { name: name.into(), target, tcp: None }
+        JsonLines {
+            name: name.into(),
+            target,
+            tcp: None,
+        }
     }
 }
 
@@ -65,13 +73,18 @@ impl Sink for JsonLines {
                     .mode(0o600)
                     .open(p)
                     .map_err(|e| format!("{}: {e}", p.display()))?;
-                f.write_all(&buf).and_then(|_| f.sync_data()).map_err(|e| format!("{}: {e}", p.display()))
+                f.write_all(&buf)
+                    .and_then(|_| f.sync_data())
+                    .map_err(|e| format!("{}: {e}", p.display()))
             }
             JsonTarget::Tcp(addr) => {
                 if self.tcp.is_none() {
                     self.tcp = Some(connect(addr)?);
                 }
-                let r = self.tcp.as_mut().map(|s| s.write_all(&buf).and_then(|_| s.flush()));
+                let r = self
+                    .tcp
+                    .as_mut()
+                    .map(|s| s.write_all(&buf).and_then(|_| s.flush()));
                 match r {
                     Some(Ok(())) => Ok(()),
                     Some(Err(e)) => {
@@ -87,17 +100,27 @@ impl Sink for JsonLines {
 
 /// Escape a CEF header field (`|` and `\`).
 fn cef_header(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('|', "\\|").replace(['\r', '\n'], " ")
+    s.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\r', '\n'], " ")
 }
 
 /// Escape a CEF extension value (`=`, `\`, newlines).
 fn cef_value(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('=', "\\=").replace('\r', "\\r").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('=', "\\=")
+        .replace('\r', "\\r")
+        .replace('\n', "\\n")
 }
 
 /// The CEF payload of one event.
 pub fn cef(e: &Event) -> String {
-    let name = format!("{} {} ({})", e.action, e.service.as_deref().unwrap_or(&e.name), e.category.as_deref().unwrap_or("uncatalogued"));
+    let name = format!(
+        "{} {} ({})",
+        e.action,
+        e.service.as_deref().unwrap_or(&e.name),
+        e.category.as_deref().unwrap_or("uncatalogued")
+    );
     let mut ext = vec![
         format!("rt={}", e.ts / 1_000_000),
         format!("externalId={}", e.id),
@@ -109,8 +132,14 @@ pub fn cef(e: &Event) -> String {
         format!("proto={}", e.transport.to_ascii_uppercase()),
         format!("act={}", e.action),
         format!("cnt={}", e.repeat_count),
-        format!("cs1Label=service cs1={}", cef_value(e.service.as_deref().unwrap_or(""))),
-        format!("cs2Label=category cs2={}", cef_value(e.category.as_deref().unwrap_or(""))),
+        format!(
+            "cs1Label=service cs1={}",
+            cef_value(e.service.as_deref().unwrap_or(""))
+        ),
+        format!(
+            "cs2Label=category cs2={}",
+            cef_value(e.category.as_deref().unwrap_or(""))
+        ),
         format!("cs3Label=seenVia cs3={}", e.seen_via),
         format!("cs4Label=clientGroups cs4={}", cef_value(&e.client_groups)),
     ];
@@ -144,7 +173,12 @@ pub fn syslog_line(e: &Event, hostname: &str) -> String {
     };
     let pri = 20 * 8 + sev;
     let host = if hostname.is_empty() { "-" } else { hostname };
-    format!("<{pri}>1 {} {host} shadowgate {} decision - {}", e.time(), std::process::id(), cef(e))
+    format!(
+        "<{pri}>1 {} {host} shadowgate {} decision - {}",
+        e.time(),
+        std::process::id(),
+        cef(e)
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
@@ -168,33 +202,50 @@ pub struct Syslog {
 impl Syslog {
     /// `ca_file`: PEM CA bundle for TLS (default: the public web roots); `server_name`: name to
     /// verify (default: the host part of `addr`).
-    pub fn new(name: &str, addr: &str, transport: SyslogTransport, ca_file: Option<&std::path::Path>, server_name: Option<&str>) -> Result<Self, String> {
+    pub fn new(
+        name: &str,
+        addr: &str,
+        transport: SyslogTransport,
+        ca_file: Option<&std::path::Path>,
+        server_name: Option<&str>,
+    ) -> Result<Self, String> {
         let tls = if transport == SyslogTransport::Tls {
             use rustls::pki_types::pem::PemObject;
             let mut roots = rustls::RootCertStore::empty();
             match ca_file {
                 Some(p) => {
-                    for c in rustls::pki_types::CertificateDer::pem_file_iter(p).map_err(|e| format!("{}: {e}", p.display()))? {
-                        roots.add(c.map_err(|e| format!("{}: {e}", p.display()))?).map_err(|e| format!("{}: {e}", p.display()))?;
+                    for c in rustls::pki_types::CertificateDer::pem_file_iter(p)
+                        .map_err(|e| format!("{}: {e}", p.display()))?
+                    {
+                        roots
+                            .add(c.map_err(|e| format!("{}: {e}", p.display()))?)
+                            .map_err(|e| format!("{}: {e}", p.display()))?;
                     }
                 }
                 None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
             }
-            let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
+            let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
             Some(Arc::new(cfg))
         } else {
             None
         };
-        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
+        let host = addr
+            .rsplit_once(':')
+            .map_or(addr, |(h, _)| h)
+            .trim_matches(['[', ']']);
         Ok(Syslog {
             name: name.into(),
             addr: addr.into(),
             transport,
-            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
+            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
             tls,
             server_name: server_name.unwrap_or(host).to_string(),
             conn: None,
@@ -206,8 +257,10 @@ impl Syslog {
         match &self.tls {
             None => Ok(Box::new(tcp)),
             Some(cfg) => {
-                let sn = rustls::pki_types::ServerName::try_from(self.server_name.clone()).map_err(|e| format!("{}: {e}", self.server_name))?;
-                let conn = rustls::ClientConnection::new(cfg.clone(), sn).map_err(|e| e.to_string())?;
+                let sn = rustls::pki_types::ServerName::try_from(self.server_name.clone())
+                    .map_err(|e| format!("{}: {e}", self.server_name))?;
+                let conn =
+                    rustls::ClientConnection::new(cfg.clone(), sn).map_err(|e| e.to_string())?;
                 Ok(Box::new(rustls::StreamOwned::new(conn, tcp)))
             }
         }
@@ -221,9 +274,15 @@ impl Sink for Syslog {
 
     fn deliver(&mut self, batch: &[Event]) -> Result<(), String> {
         if self.transport == SyslogTransport::Udp {
-            let sock = UdpSocket::bind(if self.addr.starts_with('[') { "[::]:0" } else { "0.0.0.0:0" }).map_err(|e| e.to_string())?;
+            let sock = UdpSocket::bind(if self.addr.starts_with('[') {
+                "[::]:0"
+            } else {
+                "0.0.0.0:0"
+            })
+            .map_err(|e| e.to_string())?;
             for e in batch {
-                sock.send_to(syslog_line(e, &self.hostname).as_bytes(), &self.addr).map_err(|er| format!("{}: {er}", self.addr))?;
+                sock.send_to(syslog_line(e, &self.hostname).as_bytes(), &self.addr)
+                    .map_err(|er| format!("{}: {er}", self.addr))?;
             }
             return Ok(());
         }
@@ -237,7 +296,10 @@ impl Sink for Syslog {
         if self.conn.is_none() {
             self.conn = Some(self.open()?);
         }
-        let r = self.conn.as_mut().map(|c| c.write_all(&buf).and_then(|_| c.flush()));
+        let r = self
+            .conn
+            .as_mut()
+            .map(|c| c.write_all(&buf).and_then(|_| c.flush()));
         match r {
             Some(Ok(())) => Ok(()),
             Some(Err(e)) => {
@@ -259,8 +321,17 @@ pub struct Webhook {
 
 impl Webhook {
     pub fn new(name: &str, url: &str, headers: Vec<(String, String)>) -> Self {
-        let agent = ureq::Agent::config_builder().timeout_global(Some(TIMEOUT)).http_status_as_error(false).build().into();
-        Webhook { name: name.into(), url: url.into(), headers, agent }
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Webhook {
+            name: name.into(),
+            url: url.into(),
+            headers,
+            agent,
+        }
     }
 }
 
@@ -272,11 +343,16 @@ impl Sink for Webhook {
     fn deliver(&mut self, batch: &[Event]) -> Result<(), String> {
         let docs: Vec<serde_json::Value> = batch.iter().map(ecs::document).collect();
         let body = serde_json::to_vec(&docs).map_err(|e| e.to_string())?;
-        let mut req = self.agent.post(&self.url).header("content-type", "application/json");
+        let mut req = self
+            .agent
+            .post(&self.url)
+            .header("content-type", "application/json");
         for (k, v) in &self.headers {
             req = req.header(k, v);
         }
-        let resp = req.send(&body[..]).map_err(|e| format!("{}: {e}", self.url))?;
+        let resp = req
+            .send(&body[..])
+            .map_err(|e| format!("{}: {e}", self.url))?;
         let status = resp.status();
         if status.is_success() {
             Ok(())

@@ -123,13 +123,24 @@ impl Store {
                 std::fs::create_dir_all(dir).map_err(io)?;
             }
             // Created 0600 before SQLite opens it; SQLite gives its -wal/-shm files the same mode.
-            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io)?;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io)?;
         }
         let conn = Connection::open(path).map_err(sql)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(sql)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(sql)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
-        let mut s = Store { path: path.into(), conn };
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        let mut s = Store {
+            path: path.into(),
+            conn,
+        };
         s.migrate()?;
         Ok(s)
     }
@@ -139,21 +150,32 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
-        let v: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.sql(e))?;
+        let v: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
         if v as usize > MIGRATIONS.len() {
             return Err(StoreError::TooNew(self.path.clone(), v));
         }
         for (i, m) in MIGRATIONS.iter().enumerate().skip(v as usize) {
-            let tx = self.conn.transaction().map_err(|e| StoreError::Sql(self.path.clone(), e))?;
-            tx.execute_batch(m).map_err(|e| StoreError::Sql(self.path.clone(), e))?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| StoreError::Sql(self.path.clone(), e))?;
-            tx.commit().map_err(|e| StoreError::Sql(self.path.clone(), e))?;
+            let tx = self
+                .conn
+                .transaction()
+                .map_err(|e| StoreError::Sql(self.path.clone(), e))?;
+            tx.execute_batch(m)
+                .map_err(|e| StoreError::Sql(self.path.clone(), e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|e| StoreError::Sql(self.path.clone(), e))?;
+            tx.commit()
+                .map_err(|e| StoreError::Sql(self.path.clone(), e))?;
         }
         Ok(())
     }
 
     pub fn schema_version(&self) -> i64 {
-        self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap_or(0)
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap_or(0)
     }
 
     pub fn path(&self) -> &Path {
@@ -176,9 +198,29 @@ impl Store {
                 .map_err(sql)?;
             for e in events.iter_mut() {
                 st.execute(params![
-                    e.id, e.ts as i64, e.sensor, e.client_ip, e.client_port, e.client_mac, e.client_hostname, e.client_groups,
-                    e.server_ip, e.server_port, e.transport, e.kind, e.name, e.seen_via, e.service, e.service_name, e.category,
-                    e.action, e.severity, e.rule_id, e.steer_url, e.shared_tenant, e.repeat_count
+                    e.id,
+                    e.ts as i64,
+                    e.sensor,
+                    e.client_ip,
+                    e.client_port,
+                    e.client_mac,
+                    e.client_hostname,
+                    e.client_groups,
+                    e.server_ip,
+                    e.server_port,
+                    e.transport,
+                    e.kind,
+                    e.name,
+                    e.seen_via,
+                    e.service,
+                    e.service_name,
+                    e.category,
+                    e.action,
+                    e.severity,
+                    e.rule_id,
+                    e.steer_url,
+                    e.shared_tenant,
+                    e.repeat_count
                 ])
                 .map_err(sql)?;
                 last = tx.last_insert_rowid();
@@ -191,8 +233,15 @@ impl Store {
 
     /// Events after `seq`, in order (what a sink delivers next).
     pub fn after(&self, seq: i64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        let mut st = self.conn.prepare_cached(&format!("SELECT {COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")).map_err(|e| self.sql(e))?;
-        let rows = st.query_map(params![seq, limit as i64], row).map_err(|e| self.sql(e))?;
+        let mut st = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))
+            .map_err(|e| self.sql(e))?;
+        let rows = st
+            .query_map(params![seq, limit as i64], row)
+            .map_err(|e| self.sql(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
     }
 
@@ -226,21 +275,31 @@ impl Store {
             sql += &format!(" LIMIT {l}");
         }
         let mut st = self.conn.prepare(&sql).map_err(|e| self.sql(e))?;
-        let rows = st.query_map(rusqlite::params_from_iter(args), row).map_err(|e| self.sql(e))?;
+        let rows = st
+            .query_map(rusqlite::params_from_iter(args), row)
+            .map_err(|e| self.sql(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
     }
 
     pub fn count(&self) -> Result<i64, StoreError> {
-        self.conn.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0)).map_err(|e| self.sql(e))
+        self.conn
+            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))
     }
 
     pub fn last_seq(&self) -> Result<i64, StoreError> {
-        self.conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0)).map_err(|e| self.sql(e))
+        self.conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))
     }
 
     pub fn cursor(&self, sink: &str) -> Result<i64, StoreError> {
         self.conn
-            .query_row("SELECT seq FROM sink_cursors WHERE sink = ?1", [sink], |r| r.get(0))
+            .query_row(
+                "SELECT seq FROM sink_cursors WHERE sink = ?1",
+                [sink],
+                |r| r.get(0),
+            )
             .optional()
             .map(|v| v.unwrap_or(0))
             .map_err(|e| self.sql(e))
