@@ -4,6 +4,7 @@
 //! flows, reassembly, DNS name cache; emits observations) -> [`output`] (JSON lines, table).
 
 pub mod capture;
+pub mod config;
 pub mod decode;
 pub mod flow;
 pub mod output;

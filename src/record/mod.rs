@@ -1,8 +1,10 @@
 //! Record: decisions become events in the embedded store, and sinks deliver them to the SIEM
 //! from their own cursors (at-least-once, in order).
 
+pub mod deliver;
 pub mod ecs;
 pub mod event;
+pub mod recorder;
 pub mod sinks;
 pub mod store;
 

@@ -1,0 +1,291 @@
+//! Delivery: each sink reads the store from its own cursor, in sequence order, and moves the
+//! cursor only after the SIEM accepted a batch (at-least-once: a crash between the two repeats
+//! that batch). Failures back off exponentially and retry the same events, so a SIEM that is
+//! down loses nothing. Optionally repeats of one (client, service, action) within a window are
+//! folded into one alert with a count; the store still keeps every event.
+
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+
+use super::event::Event;
+use super::sinks::Sink;
+use super::store::{Store, StoreError};
+
+/// Folds repeats of (client, service, action) within `window` of event time.
+pub struct Aggregator {
+    window_ns: u64,
+    open: IndexMap<(String, String, String), Open>,
+}
+
+struct Open {
+    ev: Event,
+    count: u32,
+    opened: Instant,
+}
+
+impl Aggregator {
+    pub fn new(window: Duration) -> Self {
+        Aggregator {
+            window_ns: window.as_nanos() as u64,
+            open: IndexMap::new(),
+        }
+    }
+
+    fn key(e: &Event) -> (String, String, String) {
+        (
+            e.client_ip.clone(),
+            e.service.clone().unwrap_or_else(|| e.name.clone()),
+            e.action.clone(),
+        )
+    }
+
+    /// Add an event; alerts whose window ended before it are appended to `out`.
+    pub fn push(&mut self, e: Event, out: &mut Vec<Event>) {
+        self.close(|o, w| o.ev.ts + w <= e.ts, out);
+        match self.open.get_mut(&Self::key(&e)) {
+            Some(o) => o.count += e.repeat_count,
+            None => {
+                let count = e.repeat_count;
+                self.open.insert(
+                    Self::key(&e),
+                    Open {
+                        ev: e,
+                        count,
+                        opened: Instant::now(),
+                    },
+                );
+            }
+        }
+    }
+
+    fn close(&mut self, mut done: impl FnMut(&Open, u64) -> bool, out: &mut Vec<Event>) {
+        let w = self.window_ns;
+        let mut i = 0;
+        while i < self.open.len() {
+            if done(&self.open[i], w) {
+                if let Some((_, mut o)) = self.open.shift_remove_index(i) {
+                    o.ev.repeat_count = o.count;
+                    out.push(o.ev);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// Close windows open longer than the window in wall-clock time (a quiet live feed).
+    pub fn flush_idle(&mut self, out: &mut Vec<Event>) {
+        let w = Duration::from_nanos(self.window_ns);
+        self.close(|o, _| o.opened.elapsed() >= w, out);
+    }
+
+    pub fn flush_all(&mut self, out: &mut Vec<Event>) {
+        self.close(|_, _| true, out);
+    }
+
+    /// Lowest store sequence still held in an open window.
+    pub fn min_open_seq(&self) -> Option<i64> {
+        self.open.values().map(|o| o.ev.seq).min()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+}
+
+/// What one step of a sink's delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    Delivered(usize),
+    Idle,
+    /// The sink failed; it will retry after the backoff.
+    Failed(String),
+    Waiting,
+}
+
+pub struct Deliverer {
+    sink: Box<dyn Sink>,
+    agg: Option<Aggregator>,
+    batch: usize,
+    /// Last sequence pulled from the store (into `pending` or the aggregator).
+    fetched: i64,
+    pending: Vec<Event>,
+    /// Cursor to record once `pending` is delivered.
+    pending_cursor: i64,
+    backoff: Duration,
+    max_backoff: Duration,
+    next_try: Instant,
+    pub delivered: u64,
+    pub failures: u64,
+    pub last_error: Option<String>,
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+
+impl Deliverer {
+    pub fn new(
+        sink: Box<dyn Sink>,
+        store: &Store,
+        batch: usize,
+        aggregate: Option<Duration>,
+    ) -> Result<Self, StoreError> {
+        let cursor = store.cursor(sink.name())?;
+        Ok(Deliverer {
+            sink,
+            agg: aggregate.filter(|w| !w.is_zero()).map(Aggregator::new),
+            batch: batch.max(1),
+            fetched: cursor,
+            pending: Vec::new(),
+            pending_cursor: cursor,
+            backoff: MIN_BACKOFF,
+            max_backoff: Duration::from_secs(30),
+            next_try: Instant::now(),
+            delivered: 0,
+            failures: 0,
+            last_error: None,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        self.sink.name()
+    }
+
+    /// Has every stored event been delivered (and no alert is held in a window)?
+    pub fn caught_up(&self, store: &Store) -> Result<bool, StoreError> {
+        Ok(self.pending.is_empty()
+            && self.agg.as_ref().is_none_or(|a| a.is_empty())
+            && store.cursor(self.sink.name())? >= store.last_seq()?)
+    }
+
+    fn cursor_after_fetch(&self) -> i64 {
+        match self.agg.as_ref().and_then(|a| a.min_open_seq()) {
+            Some(s) => s - 1,
+            None => self.fetched,
+        }
+    }
+
+    /// Fetch what is new, then try to deliver. `draining`: close every aggregation window
+    /// (end of input).
+    pub fn step(&mut self, store: &Store, draining: bool) -> Result<Step, StoreError> {
+        if self.pending.is_empty() {
+            let events = store.after(self.fetched, self.batch)?;
+            let got = events.len();
+            for e in events {
+                self.fetched = e.seq;
+                match &mut self.agg {
+                    Some(a) => a.push(e, &mut self.pending),
+                    None => self.pending.push(e),
+                }
+            }
+            if let Some(a) = &mut self.agg {
+                if draining {
+                    a.flush_all(&mut self.pending);
+                } else if got == 0 {
+                    a.flush_idle(&mut self.pending);
+                }
+            }
+            self.pending_cursor = self.cursor_after_fetch();
+            if self.pending.is_empty() {
+                if got > 0 {
+                    store.set_cursor(self.sink.name(), self.pending_cursor)?;
+                }
+                return Ok(Step::Idle);
+            }
+        }
+        if Instant::now() < self.next_try {
+            return Ok(Step::Waiting);
+        }
+        match self.sink.deliver(&self.pending) {
+            Ok(()) => {
+                let n = self.pending.len();
+                self.pending.clear();
+                store.set_cursor(self.sink.name(), self.pending_cursor)?;
+                self.delivered += n as u64;
+                self.backoff = MIN_BACKOFF;
+                self.last_error = None;
+                Ok(Step::Delivered(n))
+            }
+            Err(e) => {
+                self.failures += 1;
+                self.next_try = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(self.max_backoff);
+                self.last_error = Some(e.clone());
+                Ok(Step::Failed(e))
+            }
+        }
+    }
+
+    /// Step until caught up or `deadline`. Returns whether it caught up.
+    pub fn drain(&mut self, store: &Store, deadline: Instant) -> Result<bool, StoreError> {
+        loop {
+            if self.caught_up(store)? {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            match self.step(store, true)? {
+                Step::Delivered(_) => {}
+                Step::Idle => {}
+                Step::Failed(_) | Step::Waiting => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(seq: i64, ts_s: u64, client: &str, service: &str) -> Event {
+        Event {
+            id: format!("id{seq}"),
+            seq,
+            ts: ts_s * 1_000_000_000,
+            sensor: "t".into(),
+            client_ip: client.into(),
+            client_port: 1,
+            client_mac: None,
+            client_hostname: None,
+            client_groups: String::new(),
+            server_ip: "192.0.2.1".into(),
+            server_port: 443,
+            transport: "tcp".into(),
+            kind: "tls_client_hello".into(),
+            name: format!("{service}.example"),
+            seen_via: "tls".into(),
+            service: Some(service.into()),
+            service_name: None,
+            category: None,
+            action: "steer".into(),
+            severity: "medium".into(),
+            rule_id: "r".into(),
+            steer_url: None,
+            shared_tenant: false,
+            repeat_count: 1,
+        }
+    }
+
+    #[test]
+    fn folds_repeats_within_the_window() {
+        let mut a = Aggregator::new(Duration::from_secs(60));
+        let mut out = Vec::new();
+        for (i, t) in [0u64, 10, 20, 59].iter().enumerate() {
+            a.push(ev(i as i64 + 1, *t, "10.0.0.1", "claude"), &mut out);
+        }
+        a.push(ev(5, 30, "10.0.0.2", "claude"), &mut out);
+        assert!(out.is_empty());
+        assert_eq!(a.min_open_seq(), Some(1));
+        // An event a window later closes the first window.
+        a.push(ev(6, 61, "10.0.0.1", "claude"), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].seq, out[0].repeat_count), (1, 4));
+        a.flush_all(&mut out);
+        assert_eq!(
+            out.iter().map(|e| e.repeat_count).collect::<Vec<_>>(),
+            [4, 1, 1]
+        );
+        assert!(a.is_empty());
+    }
+}
