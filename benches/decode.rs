@@ -140,5 +140,54 @@ fn policy(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, policy);
+/// Events per second into the store: batches of 1,000 in one transaction each (WAL,
+/// synchronous=FULL: every batch is durable when `append` returns). Target: 50,000/s.
+fn store(c: &mut Criterion) {
+    use shadowgate::policy::{Client, Policy, Via};
+    use shadowgate::record::{Event, Store};
+    let p = Policy::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
+        .expect("bundled policy");
+    let mut frames = Vec::new();
+    synth::flow(0, 0, &mut frames);
+    let mut sensor = Sensor::new(Config::default());
+    let mut obs = Vec::new();
+    for f in &frames {
+        sensor.process(&frame(f, 0), &mut obs);
+    }
+    let o = obs
+        .iter()
+        .find(|o| o.kind == shadowgate::flow::Kind::TlsClientHello)
+        .expect("a hello")
+        .clone();
+    let d = p
+        .decide(
+            "claude.ai",
+            &Client {
+                ip: Some(o.client.ip),
+                ..Default::default()
+            },
+            0,
+            Via::Tls,
+        )
+        .expect("decision");
+    let dir = std::env::temp_dir().join(format!("sg-bench-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut st = Store::open(&dir.join("events.db")).unwrap();
+    let mut g = c.benchmark_group("store");
+    g.throughput(Throughput::Elements(1000));
+    g.sample_size(20);
+    g.bench_function("append_batch_of_1000", |b| {
+        b.iter(|| {
+            let mut batch: Vec<Event> = (0..1000)
+                .map(|_| Event::from_decision(&o, &d, "bench"))
+                .collect();
+            st.append(&mut batch).unwrap()
+        })
+    });
+    g.finish();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+criterion_group!(benches, bench, policy, store);
 criterion_main!(benches);

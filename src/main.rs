@@ -158,6 +158,12 @@ enum PolicyCmd {
 }
 
 fn main() -> ExitCode {
+    // Everything shadowgate writes (event store, SIEM spool files) names staff devices: keep
+    // it private to the service account.
+    // SAFETY: umask only changes this process's file creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Replay {

@@ -14,7 +14,7 @@ const MIGRATIONS: &[&str] = &[
     // 1: events and sink cursors.
     "CREATE TABLE events (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        id TEXT NOT NULL UNIQUE,
+        id TEXT NOT NULL,
         ts INTEGER NOT NULL,
         sensor TEXT NOT NULL,
         client_ip TEXT NOT NULL,
@@ -314,7 +314,9 @@ impl Store {
 
     /// Delete events older than `days` before `now_ns`, but never ones a sink has yet to deliver.
     pub fn apply_retention(&self, days: u32, now_ns: u64) -> Result<usize, StoreError> {
-        let cutoff = now_ns.saturating_sub(days as u64 * 86_400 * 1_000_000_000) as i64;
+        let cutoff = now_ns
+            .saturating_sub(days as u64 * 86_400 * 1_000_000_000)
+            .min(i64::MAX as u64) as i64;
         self.conn
             .execute(
                 "DELETE FROM events WHERE ts < ?1 AND seq <= (SELECT COALESCE(MIN(seq), (SELECT MAX(seq) FROM events)) FROM sink_cursors)",
