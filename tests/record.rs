@@ -538,3 +538,59 @@ fn webhook_retries_until_the_server_accepts_and_aggregation_folds_repeats() {
     keys.dedup();
     assert_eq!(keys.len(), n, "one alert per key within the window");
 }
+
+#[test]
+fn a_full_disk_gives_a_clear_error_and_keeps_what_was_committed() {
+    let d = tmpdir("full");
+    let mnt = d.join("tiny");
+    std::fs::create_dir_all(&mnt).unwrap();
+    // A 256 KiB tmpfs (we are root in CI); skip where mounting is not allowed.
+    let ok = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let cfg = d.join("shadowgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[policy]\ndir = \"{}\"\n[store]\npath = \"tiny/events.db\"\nbatch = 200\n",
+            policies()
+        ),
+    )
+    .unwrap();
+    let pcap = ai_capture(&d, 3_000);
+    let out = bin()
+        .args(["replay", "-q", "--emit", "decisions", "--config"])
+        .arg(&cfg)
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("events could not be recorded") && err.contains("disk is full"),
+        "{err}"
+    );
+    // The batches committed before the disk filled are intact and readable.
+    let q = bin()
+        .args(["events", "--format", "json", "--store"])
+        .arg(mnt.join("events.db"))
+        .output()
+        .unwrap();
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    let n = String::from_utf8_lossy(&q.stdout).lines().count();
+    assert!(n >= 200, "{n} events survived");
+}
