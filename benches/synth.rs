@@ -207,23 +207,32 @@ pub fn flow(i: u32, bulk: u32, out: &mut Vec<Vec<u8>>) {
     }
 }
 
-/// Write Ethernet frames as a pcap file (1 ms apart).
-pub fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+/// pcap file header (microsecond timestamps, Ethernet).
+pub fn pcap_header(w: &mut impl std::io::Write) -> std::io::Result<()> {
     w.write_all(&0xa1b2c3d4u32.to_le_bytes())?;
     w.write_all(&2u16.to_le_bytes())?;
     w.write_all(&4u16.to_le_bytes())?;
     w.write_all(&[0; 8])?;
     w.write_all(&65535u32.to_le_bytes())?;
-    w.write_all(&1u32.to_le_bytes())?;
+    w.write_all(&1u32.to_le_bytes())
+}
+
+/// One pcap record at `ts_us` microseconds since the epoch.
+pub fn pcap_record(w: &mut impl std::io::Write, ts_us: u64, frame: &[u8]) -> std::io::Result<()> {
+    w.write_all(&((ts_us / 1_000_000) as u32).to_le_bytes())?;
+    w.write_all(&((ts_us % 1_000_000) as u32).to_le_bytes())?;
+    w.write_all(&(frame.len() as u32).to_le_bytes())?;
+    w.write_all(&(frame.len() as u32).to_le_bytes())?;
+    w.write_all(frame)
+}
+
+/// Write Ethernet frames as a pcap file (1 ms apart).
+pub fn write_pcap(path: &std::path::Path, frames: &[Vec<u8>]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
+    pcap_header(&mut w)?;
     for (i, f) in frames.iter().enumerate() {
-        let t = 1_700_000_000_000u64 + i as u64;
-        w.write_all(&((t / 1000) as u32).to_le_bytes())?;
-        w.write_all(&(((t % 1000) * 1000) as u32).to_le_bytes())?;
-        w.write_all(&(f.len() as u32).to_le_bytes())?;
-        w.write_all(&(f.len() as u32).to_le_bytes())?;
-        w.write_all(f)?;
+        pcap_record(&mut w, 1_700_000_000_000_000 + i as u64 * 1000, f)?;
     }
     w.flush()
 }

@@ -14,12 +14,7 @@ fn main() -> std::io::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2_000_000);
     let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(&path)?);
-    w.write_all(&0xa1b2c3d4u32.to_le_bytes())?;
-    w.write_all(&2u16.to_le_bytes())?;
-    w.write_all(&4u16.to_le_bytes())?;
-    w.write_all(&[0; 8])?;
-    w.write_all(&65535u32.to_le_bytes())?;
-    w.write_all(&1u32.to_le_bytes())?;
+    synth::pcap_header(&mut w)?;
     let (mut n, mut bytes, mut flows) = (0u64, 0u64, 0u32);
     let mut frames = Vec::new();
     let mut ts_us: u64 = 1_700_000_000_000_000;
@@ -40,11 +35,7 @@ fn main() -> std::io::Result<()> {
                 if let Some(f) = it.next() {
                     live = true;
                     ts_us += 7;
-                    w.write_all(&((ts_us / 1_000_000) as u32).to_le_bytes())?;
-                    w.write_all(&((ts_us % 1_000_000) as u32).to_le_bytes())?;
-                    w.write_all(&(f.len() as u32).to_le_bytes())?;
-                    w.write_all(&(f.len() as u32).to_le_bytes())?;
-                    w.write_all(&f)?;
+                    synth::pcap_record(&mut w, ts_us, &f)?;
                     n += 1;
                     bytes += f.len() as u64;
                     if n >= target {
