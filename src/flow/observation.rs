@@ -45,12 +45,17 @@ pub struct Endpoint {
     pub hostname: Option<String>,
 }
 
+/// `02:1a:2b:3c:4d:5e`.
+pub fn mac_string(m: &[u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}
+
 fn ser_mac<S: Serializer>(m: &Option<[u8; 6]>, s: S) -> Result<S::Ok, S::Error> {
     match m {
-        Some(m) => s.serialize_str(&format!(
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )),
+        Some(m) => s.serialize_str(&mac_string(m)),
         None => s.serialize_none(),
     }
 }

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::flow::observation::mac_string;
 use crate::flow::Observation;
 use crate::policy::Decision;
 
@@ -41,13 +42,6 @@ pub struct Event {
     pub shared_tenant: bool,
     /// Events folded into this one (1 for a single event).
     pub repeat_count: u32,
-}
-
-fn mac_string(m: &[u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
 }
 
 impl Event {

@@ -31,11 +31,25 @@ fn connect(addr: &str) -> Result<TcpStream, String> {
     Ok(s)
 }
 
+/// Write `buf` to the open stream; on failure drop the stream so the next try reconnects.
+fn send(conn: &mut Option<Box<dyn Write + Send>>, buf: &[u8], addr: &str) -> Result<(), String> {
+    let Some(c) = conn.as_mut() else {
+        return Err(format!("{addr}: not connected"));
+    };
+    match c.write_all(buf).and_then(|_| c.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            *conn = None;
+            Err(format!("{addr}: {e}"))
+        }
+    }
+}
+
 /// ECS JSON, one document per line, appended to a file or written to a TCP peer.
 pub struct JsonLines {
     name: String,
     target: JsonTarget,
-    tcp: Option<TcpStream>,
+    tcp: Option<Box<dyn Write + Send>>,
 }
 
 pub enum JsonTarget {
@@ -79,20 +93,9 @@ impl Sink for JsonLines {
             }
             JsonTarget::Tcp(addr) => {
                 if self.tcp.is_none() {
-                    self.tcp = Some(connect(addr)?);
+                    self.tcp = Some(Box::new(connect(addr)?));
                 }
-                let r = self
-                    .tcp
-                    .as_mut()
-                    .map(|s| s.write_all(&buf).and_then(|_| s.flush()));
-                match r {
-                    Some(Ok(())) => Ok(()),
-                    Some(Err(e)) => {
-                        self.tcp = None;
-                        Err(format!("{addr}: {e}"))
-                    }
-                    None => Err(format!("{addr}: not connected")),
-                }
+                send(&mut self.tcp, &buf, addr)
             }
         }
     }
@@ -296,18 +299,7 @@ impl Sink for Syslog {
         if self.conn.is_none() {
             self.conn = Some(self.open()?);
         }
-        let r = self
-            .conn
-            .as_mut()
-            .map(|c| c.write_all(&buf).and_then(|_| c.flush()));
-        match r {
-            Some(Ok(())) => Ok(()),
-            Some(Err(e)) => {
-                self.conn = None;
-                Err(format!("{}: {e}", self.addr))
-            }
-            None => Err(format!("{}: not connected", self.addr)),
-        }
+        send(&mut self.conn, &buf, &self.addr)
     }
 }
 
