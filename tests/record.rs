@@ -135,6 +135,7 @@ fn store_file_is_private_and_versioned() {
     let deleted = st.apply_retention(0, u64::MAX).unwrap();
     assert_eq!(deleted, 10);
     assert_eq!(st.count().unwrap(), n - 10);
+    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -216,6 +217,7 @@ fn sigkill_during_a_burst_keeps_every_acknowledged_event_and_delivers_it() {
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["event"]["sequence"], i as i64 + 1);
     }
+    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// Accept one TCP connection at a time on `port`, collecting all bytes until each peer closes.
@@ -291,6 +293,7 @@ fn siem_down_then_back_gets_everything_in_order() {
         .collect();
     assert_eq!(seqs, (1..=total).collect::<Vec<_>>());
     assert_eq!(st.cursor("siem").unwrap(), total);
+    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// Split RFC 6587 octet-counted frames.
@@ -401,6 +404,7 @@ fn syslog_over_udp_tcp_and_tls_with_cef() {
             "{what}"
         );
     }
+    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -537,6 +541,7 @@ fn webhook_retries_until_the_server_accepts_and_aggregation_folds_repeats() {
     keys.sort();
     keys.dedup();
     assert_eq!(keys.len(), n, "one alert per key within the window");
+    let _ = std::fs::remove_dir_all(&d);
 }
 
 #[test]
@@ -593,4 +598,6 @@ fn a_full_disk_gives_a_clear_error_and_keeps_what_was_committed() {
     assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
     let n = String::from_utf8_lossy(&q.stdout).lines().count();
     assert!(n >= 200, "{n} events survived");
+    drop(_guard);
+    let _ = std::fs::remove_dir_all(&d);
 }
