@@ -54,6 +54,25 @@ fn config(dir: &Path, sinks: &str) -> PathBuf {
     c
 }
 
+/// `shadowgate replay` of `pcap` with the configuration, deciding and recording; sinks are drained
+/// for up to `drain_s` seconds.
+fn replay_with(cfg: &Path, pcap: &Path, drain_s: u32) -> std::process::Output {
+    bin()
+        .args([
+            "replay",
+            "-q",
+            "--emit",
+            "decisions",
+            "--drain-timeout",
+            &drain_s.to_string(),
+            "--config",
+        ])
+        .arg(cfg)
+        .arg(pcap)
+        .output()
+        .unwrap()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -68,12 +87,7 @@ fn store_file_is_private_and_versioned() {
     let d = tmpdir("store");
     let cfg = config(&d, "");
     let pcap = ai_capture(&d, 50);
-    let out = bin()
-        .args(["replay", "-q", "--emit", "decisions", "--config"])
-        .arg(&cfg)
-        .arg(&pcap)
-        .output()
-        .unwrap();
+    let out = replay_with(&cfg, &pcap, 30);
     assert!(
         out.status.success(),
         "{}",
@@ -244,20 +258,7 @@ fn siem_down_then_back_gets_everything_in_order() {
         &format!("[[sink]]\nname = \"siem\"\ntype = \"jsonl\"\naddress = \"127.0.0.1:{port}\"\n"),
     );
     let pcap = ai_capture(&d, 300);
-    let out = bin()
-        .args([
-            "replay",
-            "-q",
-            "--emit",
-            "decisions",
-            "--drain-timeout",
-            "1",
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg(&pcap)
-        .output()
-        .unwrap();
+    let out = replay_with(&cfg, &pcap, 1);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -369,20 +370,7 @@ fn syslog_over_udp_tcp_and_tls_with_cef() {
         ),
     );
     let pcap = ai_capture(&d, 20);
-    let out = bin()
-        .args([
-            "replay",
-            "-q",
-            "--emit",
-            "decisions",
-            "--drain-timeout",
-            "10",
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg(&pcap)
-        .output()
-        .unwrap();
+    let out = replay_with(&cfg, &pcap, 10);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !err.contains("warning"), "{err}");
     let total = Store::open(&d.join("events.db")).unwrap().count().unwrap() as usize;
@@ -474,20 +462,7 @@ fn webhook_retries_until_the_server_accepts_and_aggregation_folds_repeats() {
         ),
     );
     let pcap = ai_capture(&d, 64);
-    let out = bin()
-        .args([
-            "replay",
-            "-q",
-            "--emit",
-            "decisions",
-            "--drain-timeout",
-            "10",
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg(&pcap)
-        .output()
-        .unwrap();
+    let out = replay_with(&cfg, &pcap, 10);
     assert!(
         out.status.success(),
         "{}",
@@ -577,12 +552,7 @@ fn a_full_disk_gives_a_clear_error_and_keeps_what_was_committed() {
     )
     .unwrap();
     let pcap = ai_capture(&d, 3_000);
-    let out = bin()
-        .args(["replay", "-q", "--emit", "decisions", "--config"])
-        .arg(&cfg)
-        .arg(&pcap)
-        .output()
-        .unwrap();
+    let out = replay_with(&cfg, &pcap, 30);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
