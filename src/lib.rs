@@ -1,13 +1,18 @@
 //! shadowgate: a clinic gateway sensor for consumer generative-AI use.
 //!
-//! Data flows one way: [`capture`] (frames) -> [`decode`] (pure parsers) -> [`flow`] (state:
-//! flows, reassembly, DNS name cache; emits observations) -> [`output`] (JSON lines, table).
+//! Data flows one way: [`capture`] (frames from files) -> [`decode`] (pure parsers) -> [`flow`]
+//! (state: flows, reassembly, DNS name cache; emits observations) -> [`policy`] (catalogue,
+//! rules, decisions) -> outputs: the stdout writer and [`record`] (event store, then the SIEM
+//! feed). [`pipeline::Pipeline`] is that chain as one type; [`cmd`] holds the commands of the
+//! binary, [`config`] the configuration file and [`time`] the clock and time formats.
 
 pub mod capture;
+pub mod cmd;
 pub mod config;
 pub mod decode;
 pub mod flow;
-pub mod output;
+pub mod pipeline;
 pub mod policy;
 pub mod record;
 pub mod replay;
+pub mod time;

@@ -157,8 +157,7 @@ pub struct Observation {
 
 /// RFC 3339 UTC with microseconds.
 pub fn format_ts(ns: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns);
-    humantime::format_rfc3339_micros(t).to_string()
+    crate::time::rfc3339_micros(ns)
 }
 
 fn ser_ts<S: Serializer>(ns: &u64, s: S) -> Result<S::Ok, S::Error> {

@@ -18,6 +18,16 @@ pub fn severity_number(s: &str) -> u8 {
     }
 }
 
+/// ECS `event.type` for an action: stopped traffic (block, steer, coach) is `denied`, allowed
+/// traffic `allowed`, an alert (let through, reported) `info`.
+pub fn event_type(action: &str) -> &'static str {
+    match action {
+        "block" | "steer" | "coach" => "denied",
+        "allow" => "allowed",
+        _ => "info",
+    }
+}
+
 pub fn document(e: &Event) -> Value {
     let mut d = Map::new();
     d.insert("@timestamp".into(), json!(e.time()));
@@ -27,7 +37,7 @@ pub fn document(e: &Event) -> Value {
             "id": e.id,
             "kind": if e.action == "allow" { "event" } else { "alert" },
             "category": ["network"],
-            "type": [if e.action == "block" { "denied" } else if e.action == "allow" { "allowed" } else { "info" }],
+            "type": [event_type(&e.action)],
             "action": e.action,
             "severity": severity_number(&e.severity),
             "dataset": "shadowgate.decision",
@@ -89,4 +99,22 @@ pub fn document(e: &Event) -> Value {
         }),
     );
     Value::Object(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stopped_traffic_is_denied_and_allowed_traffic_allowed() {
+        for (a, t) in [
+            ("block", "denied"),
+            ("steer", "denied"),
+            ("coach", "denied"),
+            ("allow", "allowed"),
+            ("alert", "info"),
+        ] {
+            assert_eq!(event_type(a), t, "{a}");
+        }
+    }
 }

@@ -51,10 +51,7 @@ impl Event {
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
         Event {
-            id: ulid::Ulid::from_datetime(
-                std::time::UNIX_EPOCH + std::time::Duration::from_nanos(o.ts),
-            )
-            .to_string(),
+            id: ulid::Ulid::from_datetime(crate::time::ns_to_system(o.ts)).to_string(),
             seq: 0,
             ts: o.ts,
             sensor: sensor.to_string(),

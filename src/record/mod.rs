@@ -4,6 +4,7 @@
 pub mod deliver;
 pub mod ecs;
 pub mod event;
+pub mod feed;
 pub mod recorder;
 pub mod sinks;
 pub mod store;

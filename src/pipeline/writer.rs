@@ -1,4 +1,5 @@
-//! Writers for observations on stdout: JSON lines (stable schema, see README) or a table.
+//! The stdout output: observations (with their decisions) as JSON lines (stable schema, see
+//! README) or as a table for people.
 
 use std::io::{self, Write};
 
@@ -10,7 +11,7 @@ use crate::policy::Decision;
 /// An observation with the policy's decision about it (JSON: the observation's fields plus
 /// `decision`).
 #[derive(Serialize)]
-struct Event<'a> {
+struct Decided<'a> {
     #[serde(flatten)]
     observation: &'a Observation,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -48,7 +49,7 @@ impl<W: Write> Writer<W> {
             Format::Json => {
                 serde_json::to_writer(
                     &mut self.w,
-                    &Event {
+                    &Decided {
                         observation: o,
                         decision: d,
                     },

@@ -1,0 +1,136 @@
+//! `shadowgate events`: query the event store by time, service, client and action, as a table,
+//! JSON lines or CSV.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::record::{Event, Query};
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventFormat {
+    Table,
+    Json,
+    Csv,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Event store file (or give --config).
+    #[arg(long, value_name = "FILE")]
+    store: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// From this time (RFC 3339, or an age such as 7d, 24h).
+    #[arg(long)]
+    since: Option<String>,
+    /// Until this time (RFC 3339, or an age).
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long)]
+    service: Option<String>,
+    /// Client IP, MAC or host name.
+    #[arg(long)]
+    client: Option<String>,
+    #[arg(long)]
+    action: Option<String>,
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long, value_enum, default_value = "table")]
+    format: EventFormat,
+}
+
+pub fn run(a: Args) -> ExitCode {
+    let st = match super::open_existing_store(a.store, a.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("shadowgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut q = Query {
+        service: a.service,
+        client: a.client,
+        action: a.action,
+        limit: a.limit,
+        ..Query::default()
+    };
+    let now = crate::time::now_ns();
+    for (arg, slot) in [(a.since, &mut q.since_ns), (a.until, &mut q.until_ns)] {
+        if let Some(arg) = arg {
+            match crate::time::parse_since(&arg, now) {
+                Ok(t) => *slot = Some(t),
+                Err(e) => {
+                    eprintln!("shadowgate: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    }
+    let events = match st.query(&q) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("shadowgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match write_events(&mut out, &events, a.format).and_then(|_| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shadowgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_events(out: &mut dyn Write, events: &[Event], format: EventFormat) -> std::io::Result<()> {
+    match format {
+        EventFormat::Json => {
+            for e in events {
+                serde_json::to_writer(&mut *out, e)?;
+                writeln!(out)?;
+            }
+        }
+        EventFormat::Csv => {
+            let mut w = csv::Writer::from_writer(&mut *out);
+            for e in events {
+                w.serialize(e).map_err(std::io::Error::other)?;
+            }
+            w.flush()?;
+        }
+        EventFormat::Table => {
+            let row = |o: &mut dyn Write, c: [&str; 8]| {
+                writeln!(
+                    o,
+                    "{:<8} {:<27} {:<16} {:<22} {:<34} {:<8} {:<26} {}",
+                    c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+                )
+            };
+            row(
+                out,
+                [
+                    "SEQ", "TIME", "CLIENT", "SERVICE", "NAME", "ACTION", "RULE", "COUNT",
+                ],
+            )?;
+            for e in events {
+                let (seq, time, count) = (e.seq.to_string(), e.time(), e.repeat_count.to_string());
+                row(
+                    out,
+                    [
+                        &seq,
+                        &time,
+                        &e.client_ip,
+                        e.service.as_deref().unwrap_or("-"),
+                        &e.name,
+                        &e.action,
+                        &e.rule_id,
+                        &count,
+                    ],
+                )?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! The commands of the `shadowgate` binary, one module each: their arguments (clap) and what they
+//! run. `main.rs` only parses the command line and calls `run` of the chosen command.
+
+pub mod deliver;
+pub mod events;
+pub mod policy;
+pub mod replay;
+
+use std::path::{Path, PathBuf};
+
+use crate::record::Store;
+
+/// Load the configuration file, if one was given.
+pub(crate) fn load_config(path: Option<&Path>) -> Result<Option<crate::config::Config>, String> {
+    path.map(crate::config::Config::load)
+        .transpose()
+        .map_err(|e| e.to_string())
+}
+
+/// The event store named by `--store`, or by `[store]` of `--config`; it must exist.
+pub(crate) fn open_existing_store(
+    store: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<Store, String> {
+    let path = match (store, config) {
+        (Some(p), _) => p,
+        (None, Some(c)) => crate::config::Config::load(&c)
+            .map_err(|e| e.to_string())?
+            .store
+            .map(|s| s.path)
+            .ok_or_else(|| format!("{}: no [store] section", c.display()))?,
+        (None, None) => return Err("give --store FILE or --config FILE".into()),
+    };
+    if !path.exists() {
+        return Err(format!("{}: no such event store", path.display()));
+    }
+    Store::open(&path).map_err(|e| e.to_string())
+}

@@ -1,0 +1,105 @@
+//! `shadowgate policy check|explain`: validate a policy directory, or show for one name and
+//! client which service matches, which rule fires, the action and why.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::policy::{Client, Policy};
+
+#[derive(clap::Subcommand)]
+pub enum Args {
+    /// Check the catalogue and the policy (exit 0 if valid, 1 with file:line:column errors if not).
+    Check {
+        /// Policy directory.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Show the service a name matches, the rule that fires for a client, the action, and why.
+    Explain {
+        /// Host name (SNI, DNS question or HTTP Host).
+        name: String,
+        /// Client IP address (selects client groups).
+        #[arg(long)]
+        client: Option<std::net::IpAddr>,
+        /// Client MAC address.
+        #[arg(long)]
+        mac: Option<String>,
+        /// Client DHCP host name.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Policy directory.
+        #[arg(long, default_value = "policies")]
+        dir: PathBuf,
+    },
+}
+
+pub fn run(a: Args) -> ExitCode {
+    match a {
+        Args::Check { dir } => check(&dir),
+        Args::Explain {
+            name,
+            client,
+            mac,
+            hostname,
+            dir,
+        } => explain(&name, client, mac.as_deref(), hostname.as_deref(), &dir),
+    }
+}
+
+fn check(dir: &std::path::Path) -> ExitCode {
+    match Policy::load(dir) {
+        Ok(p) => {
+            println!(
+                "shadowgate: policy {}: {} services ({} domain patterns), {} rules: syntax is ok, test is successful",
+                dir.display(),
+                p.services().len(),
+                p.pattern_count(),
+                p.rule_count()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!(
+                "shadowgate: policy {}: test failed ({} error{})",
+                dir.display(),
+                e.0.len(),
+                if e.0.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn explain(
+    name: &str,
+    client: Option<std::net::IpAddr>,
+    mac: Option<&str>,
+    hostname: Option<&str>,
+    dir: &std::path::Path,
+) -> ExitCode {
+    let p = match Policy::load(dir) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!(
+                "{e}\nshadowgate: fix the policy first (`shadowgate policy check {}`)",
+                dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let mac = match mac.map(crate::policy::parse_mac_exact).transpose() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("shadowgate: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let c = Client {
+        ip: client,
+        mac,
+        hostname,
+    };
+    print!("{}", p.explain(name, &c, crate::time::now_ns()));
+    ExitCode::SUCCESS
+}
