@@ -88,7 +88,7 @@ fn explain(
             return ExitCode::FAILURE;
         }
     };
-    let mac = match mac.map(crate::policy::parse_mac_exact).transpose() {
+    let mac = match mac.map(crate::policy::parse_mac).transpose() {
         Ok(m) => m,
         Err(e) => {
             eprintln!("shadowgate: {e}");

@@ -1021,17 +1021,3 @@ mod tests {
         assert!(pattern("*.com").is_ok());
     }
 }
-
-/// TEMPORARY until the policy split lands (it brings the one MAC parser).
-pub fn parse_mac_exact(s: &str) -> Result<[u8; 6], String> {
-    let bad = || format!("{s:?} is not a MAC address (write 02:1a:2b:3c:4d:5e)");
-    let parts: Vec<&str> = s.split([':', '-']).collect();
-    if parts.len() != 6 {
-        return Err(bad());
-    }
-    let mut m = [0u8; 6];
-    for (i, p) in parts.iter().enumerate() {
-        m[i] = u8::from_str_radix(p, 16).map_err(|_| bad())?;
-    }
-    Ok(m)
-}
