@@ -6,6 +6,7 @@
 pub mod config;
 pub mod error;
 pub mod matcher;
+mod model;
 pub mod reload;
 
 use std::collections::{HashMap, HashSet};
@@ -13,100 +14,14 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ipnet::IpNet;
-use serde::Serialize;
 
 pub use config::{Category, SteerDef};
 pub use error::{PolicyError, PolicyErrors};
 use matcher::{normalize, DomainTrie};
+pub use model::{Action, CatalogMatch, Decision, Service, Severity, Via};
+use model::{Rule, ACTIONS, SEVERITIES};
 
 use crate::flow::{Kind, Observation};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Allow,
-    Alert,
-    Block,
-    Steer,
-    Coach,
-}
-
-impl Action {
-    fn parse(s: &str) -> Option<Action> {
-        Some(match s {
-            "allow" => Action::Allow,
-            "alert" => Action::Alert,
-            "block" => Action::Block,
-            "steer" => Action::Steer,
-            "coach" => Action::Coach,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Allow => "allow",
-            Action::Alert => "alert",
-            Action::Block => "block",
-            Action::Steer => "steer",
-            Action::Coach => "coach",
-        }
-    }
-}
-
-const ACTIONS: [&str; 5] = ["allow", "alert", "block", "steer", "coach"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-const SEVERITIES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        SEVERITIES[self as usize]
-    }
-
-    fn parse(s: &str) -> Option<Severity> {
-        Some(match s {
-            "info" => Severity::Info,
-            "low" => Severity::Low,
-            "medium" => Severity::Medium,
-            "high" => Severity::High,
-            "critical" => Severity::Critical,
-            _ => return None,
-        })
-    }
-}
-
-/// A catalogued service.
-#[derive(Debug, Clone)]
-pub struct Service {
-    pub id: String,
-    pub name: String,
-    pub vendor: String,
-    pub category: Category,
-    pub kind: String,
-    pub baa: String,
-    pub baa_source: String,
-    pub shared_tenant: Option<String>,
-    pub file: PathBuf,
-}
-
-/// What the catalogue says about a name.
-#[derive(Debug, Clone, Copy)]
-pub struct CatalogMatch<'a> {
-    pub service: &'a Service,
-    index: usize,
-    /// The catalogue pattern that matched (`api.anthropic.com`, `*.claude.ai`).
-    pub pattern: &'a str,
-}
 
 #[derive(Debug, Clone)]
 struct MacPattern {
@@ -130,21 +45,6 @@ struct Schedule {
     to_min: u16,
 }
 
-#[derive(Debug, Clone)]
-struct Rule {
-    id: String,
-    services: HashSet<usize>,
-    categories: Vec<Category>,
-    kinds: Vec<String>,
-    domains: DomainTrie<()>,
-    groups: Vec<usize>,
-    except_groups: Vec<usize>,
-    action: Action,
-    severity: Severity,
-    steer_to: Option<SteerDef>,
-    schedule: Option<Schedule>,
-}
-
 /// Rules that selected a name, in order, with why each did not apply; the last one may have fired.
 type Trail = Vec<(usize, Result<(), String>)>;
 
@@ -154,48 +54,6 @@ pub struct Client<'a> {
     pub ip: Option<IpAddr>,
     pub mac: Option<[u8; 6]>,
     pub hostname: Option<&'a str>,
-}
-
-/// How the name that drove the decision was seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Via {
-    Dns,
-    Tls,
-    Quic,
-    Http,
-    /// From the DNS name cache (no readable SNI: ECH, bare IP).
-    Inferred,
-    /// `policy explain` on a name typed by a person.
-    Manual,
-}
-
-/// A policy decision about one name for one client.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Decision {
-    /// Catalogued service, if the name is in the catalogue.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub category: Option<Category>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service_kind: Option<String>,
-    /// The name matched, and the pattern it matched.
-    pub matched_name: String,
-    pub pattern: String,
-    pub via: Via,
-    /// Rule id, or `default` when no rule selected a catalogued service.
-    pub rule_id: String,
-    pub action: Action,
-    pub severity: Severity,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub steer_to: Option<SteerDef>,
-    /// Client groups the client belongs to.
-    pub groups: Vec<String>,
-    /// The service shares host names between personal and enterprise tenants.
-    pub shared_tenant: bool,
 }
 
 /// The compiled policy directory.
