@@ -8,6 +8,7 @@ pub mod error;
 pub mod matcher;
 mod model;
 pub mod reload;
+mod schedule;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -20,6 +21,7 @@ pub use error::{PolicyError, PolicyErrors};
 use matcher::{normalize, DomainTrie};
 pub use model::{Action, CatalogMatch, Decision, Service, Severity, Via};
 use model::{Rule, ACTIONS, SEVERITIES};
+use schedule::Schedule;
 
 use crate::flow::{Kind, Observation};
 
@@ -35,14 +37,6 @@ struct Group {
     nets: Vec<IpNet>,
     macs: Vec<MacPattern>,
     hostnames: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Schedule {
-    /// Bit 0 = Monday.
-    days: u8,
-    from_min: u16,
-    to_min: u16,
 }
 
 /// Rules that selected a name, in order, with why each did not apply; the last one may have fired.
@@ -131,12 +125,6 @@ fn parse_mac(s: &str) -> Option<MacPattern> {
         return None;
     }
     Some(MacPattern { bytes, len })
-}
-
-fn parse_hhmm(s: &str) -> Option<u16> {
-    let (h, m) = s.split_once(':')?;
-    let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-    (h < 24 && m < 60 || (h == 24 && m == 0)).then_some(h * 60 + m)
 }
 
 fn glob(pattern: &str, s: &str) -> bool {
@@ -504,41 +492,9 @@ impl Policy {
                 },
                 None => None,
             };
-            let schedule = r.schedule.and_then(|sd| {
-                let at = sd.span().start;
-                let sd = sd.into_inner();
-                let mut days = 0u8;
-                for d in &sd.days {
-                    match ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-                        .iter()
-                        .position(|x| x.eq_ignore_ascii_case(d))
-                    {
-                        Some(i) => days |= 1 << i,
-                        None => errs.push(
-                            PolicyError::new(f, format!("{d:?} is not a day"))
-                                .at(text, at)
-                                .hint("use mon, tue, wed, thu, fri, sat, sun"),
-                        ),
-                    }
-                }
-                match (parse_hhmm(&sd.from), parse_hhmm(&sd.to)) {
-                    (Some(from_min), Some(to_min)) => Some(Schedule {
-                        days,
-                        from_min,
-                        to_min,
-                    }),
-                    _ => {
-                        errs.push(
-                            PolicyError::new(
-                                f,
-                                format!("schedule times {:?}-{:?} are not HH:MM", sd.from, sd.to),
-                            )
-                            .at(text, at),
-                        );
-                        None
-                    }
-                }
-            });
+            let schedule = r
+                .schedule
+                .and_then(|sd| Schedule::compile(sd, f, text, errs));
             self.rules.push(Rule {
                 id: r.id,
                 services,
@@ -588,23 +544,6 @@ impl Policy {
                         .is_some_and(|h| g.hostnames.iter().any(|p| glob(p, h)))
             })
             .collect()
-    }
-
-    fn schedule_active(&self, s: &Schedule, ts_ns: u64) -> bool {
-        let Ok(ts) = jiff::Timestamp::from_nanosecond(ts_ns as i128) else {
-            return false;
-        };
-        let z = ts.to_zoned(self.tz.clone());
-        let day = z.weekday().to_monday_zero_offset() as u8;
-        let min = z.hour() as u16 * 60 + z.minute() as u16;
-        let prev_day = (day + 6) % 7;
-        if s.from_min <= s.to_min {
-            s.days & (1 << day) != 0 && (s.from_min..s.to_min).contains(&min)
-        } else {
-            // Overnight: the part after midnight belongs to the previous day's window.
-            (s.days & (1 << day) != 0 && min >= s.from_min)
-                || (s.days & (1 << prev_day) != 0 && min < s.to_min)
-        }
     }
 
     /// Why each rule did or did not fire, in order, ending with the one that fired.
@@ -867,8 +806,6 @@ mod tests {
         assert_eq!(m.len, 3);
         assert!(parse_mac("02:1a:2b").is_none());
         assert!(parse_mac("zz:1a:2b:3c:4d:5e").is_none());
-        assert_eq!(parse_hhmm("07:30"), Some(450));
-        assert_eq!(parse_hhmm("25:00"), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::config::{Category, SteerDef};
 use super::matcher::DomainTrie;
-use super::Schedule;
+use super::schedule::Schedule;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
