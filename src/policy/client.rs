@@ -52,7 +52,7 @@ impl Group {
         }
         let mut macs = Vec::new();
         for m in &g.macs {
-            match parse_mac(m.get_ref()) {
+            match MacPattern::parse(m.get_ref()) {
                 Some(p) => macs.push(p),
                 None => errs.push(
                     PolicyError::new(
@@ -73,24 +73,48 @@ impl Group {
     }
 }
 
-fn parse_mac(s: &str) -> Option<MacPattern> {
-    let (body, prefix) = match s.strip_suffix(":*") {
-        Some(b) => (b, true),
-        None => (s, false),
-    };
-    let mut bytes = [0u8; 6];
-    let mut len = 0;
-    for part in body.split([':', '-']) {
-        if len == 6 || part.len() != 2 {
+/// Parse an exact MAC address: six hex octets separated by `:` or `-` (`02:1a:2b:3c:4d:5e`).
+pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
+    match octets(s) {
+        Some((m, 6)) => Ok(m),
+        _ => Err(format!(
+            "{s:?} is not a MAC address (write 02:1a:2b:3c:4d:5e)"
+        )),
+    }
+}
+
+/// Up to six hex octets separated by `:` or `-`, and how many there are; `None` when there are
+/// more than six or one is not hex.
+fn octets(s: &str) -> Option<([u8; 6], usize)> {
+    let mut m = [0u8; 6];
+    let mut n = 0;
+    for part in s.split([':', '-']) {
+        if n == 6 {
             return None;
         }
-        bytes[len] = u8::from_str_radix(part, 16).ok()?;
-        len += 1;
+        m[n] = u8::from_str_radix(part, 16).ok()?;
+        n += 1;
     }
-    if (!prefix && len != 6) || len == 0 {
-        return None;
+    Some((m, n))
+}
+
+impl MacPattern {
+    /// A group's MAC: an exact address, or a prefix of one to six octets ending in `:*`
+    /// (`02:1a:2b:*`). Unlike [`parse_mac`], every octet must be written with two digits.
+    fn parse(s: &str) -> Option<MacPattern> {
+        let (body, prefix) = match s.strip_suffix(":*") {
+            Some(b) => (b, true),
+            None => (s, false),
+        };
+        if body.split([':', '-']).any(|part| part.len() != 2) {
+            return None;
+        }
+        let (bytes, len) = octets(body)?;
+        if (!prefix && len != 6) || len == 0 {
+            return None;
+        }
+        Some(MacPattern { bytes, len })
     }
-    Some(MacPattern { bytes, len })
 }
 
 fn glob(pattern: &str, s: &str) -> bool {
@@ -140,9 +164,34 @@ mod tests {
         assert!(glob("dr-*", "DR-Smith-laptop"));
         assert!(glob("nurse-??", "nurse-07"));
         assert!(!glob("nurse-??", "nurse-007"));
-        let m = parse_mac("02:1a:2b:*").unwrap();
+        let m = MacPattern::parse("02:1a:2b:*").unwrap();
         assert_eq!(m.len, 3);
-        assert!(parse_mac("02:1a:2b").is_none());
-        assert!(parse_mac("zz:1a:2b:3c:4d:5e").is_none());
+        assert!(MacPattern::parse("02:1a:2b").is_none());
+        assert!(MacPattern::parse("zz:1a:2b:3c:4d:5e").is_none());
+    }
+
+    #[test]
+    fn exact_macs() {
+        let m = [0x02, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e];
+        assert_eq!(parse_mac("02:1a:2b:3c:4d:5e"), Ok(m));
+        assert_eq!(parse_mac("02-1A-2B-3C-4D-5E"), Ok(m));
+        assert_eq!(parse_mac("2:1a:2b:3c:4d:5e"), Ok(m));
+        for bad in [
+            "02:1a:2b:*",
+            "02:1a:2b:3c:4d",
+            "02:1a:2b:3c:4d:5e:6f",
+            "02:1a:2b:3c:4d:zz",
+            "",
+        ] {
+            assert_eq!(
+                parse_mac(bad),
+                Err(format!(
+                    "{bad:?} is not a MAC address (write 02:1a:2b:3c:4d:5e)"
+                ))
+            );
+        }
+        // Group MACs keep their stricter two-digit octets; both share the octet parsing.
+        assert!(MacPattern::parse("2:1a:2b:3c:4d:5e").is_none());
+        assert_eq!(MacPattern::parse("02-1a-2b-3c-4d-5e").unwrap().bytes, m);
     }
 }

@@ -17,8 +17,8 @@ mod schedule;
 
 use std::path::PathBuf;
 
-pub use client::Client;
 use client::Group;
+pub use client::{parse_mac, Client};
 pub use config::{Category, SteerDef};
 pub use error::{PolicyError, PolicyErrors};
 use matcher::DomainTrie;
