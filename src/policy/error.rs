@@ -83,3 +83,33 @@ pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
     }
     best.map(|(_, c)| c)
 }
+
+/// Read a policy file, or say why not.
+pub(super) fn read(path: &Path) -> Result<String, PolicyError> {
+    std::fs::read_to_string(path).map_err(|e| {
+        PolicyError::new(path, format!("cannot read: {e}"))
+            .hint("check the path and that the file is readable by shadowgate")
+    })
+}
+
+/// A TOML syntax or shape error, at its position.
+pub(super) fn toml_error(path: &Path, text: &str, e: toml::de::Error) -> PolicyError {
+    let mut err = PolicyError::new(path, e.message().trim().to_string());
+    if let Some(span) = e.span() {
+        err = err.at(text, span.start);
+    }
+    err.hint("fix the TOML at that position; `shadowgate policy check` validates without applying")
+}
+
+/// A word (action, severity) that is not one of `allowed`.
+pub(super) fn bad_word(
+    f: &Path,
+    text: &str,
+    what: &str,
+    v: &toml::Spanned<String>,
+    allowed: &[&str],
+) -> PolicyError {
+    PolicyError::new(f, format!("{:?} is not a valid {what}", v.get_ref()))
+        .at(text, v.span().start)
+        .hint(format!("use one of: {}", allowed.join(", ")))
+}

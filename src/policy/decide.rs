@@ -1,0 +1,133 @@
+//! Deciding: which rules select a name, which of them apply to the client at that time, and the
+//! resulting decision for a name or for an observation (wire name first, then DNS-inferred names).
+
+use super::matcher::normalize;
+use super::{Action, CatalogMatch, Client, Decision, Policy, Via};
+use crate::flow::{Kind, Observation};
+
+/// Rules that selected a name, in order, with why each did not apply; the last one may have fired.
+type Trail = Vec<(usize, Result<(), String>)>;
+
+impl Policy {
+    /// Why each rule did or did not fire, in order, ending with the one that fired.
+    pub(super) fn evaluate(
+        &self,
+        name: &str,
+        client: &Client<'_>,
+        ts_ns: u64,
+    ) -> (Option<CatalogMatch<'_>>, Vec<usize>, Trail) {
+        let cat = self.classify(name);
+        let groups = self.client_groups(client);
+        let mut trail = Vec::new();
+        for (i, r) in self.rules.iter().enumerate() {
+            let selects = cat.is_some_and(|c| {
+                r.services.contains(&c.index)
+                    || r.categories.contains(&c.service.category)
+                    || r.kinds.contains(&c.service.kind)
+            }) || r.domains.lookup(name).is_some();
+            if !selects {
+                continue;
+            }
+            let verdict = if !r.groups.is_empty() && !r.groups.iter().any(|g| groups.contains(g)) {
+                Err(format!(
+                    "client is not in {}",
+                    r.groups
+                        .iter()
+                        .map(|&g| self.groups[g].id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            } else if let Some(g) = r.except_groups.iter().find(|g| groups.contains(g)) {
+                Err(format!(
+                    "client is in excepted group {}",
+                    self.groups[*g].id
+                ))
+            } else if r.schedule.is_some_and(|s| !self.schedule_active(&s, ts_ns)) {
+                Err("outside the rule's schedule".to_string())
+            } else {
+                Ok(())
+            };
+            let fired = verdict.is_ok();
+            trail.push((i, verdict));
+            if fired {
+                break;
+            }
+        }
+        (cat, groups, trail)
+    }
+
+    /// Decide about one normalised name for a client at a time.
+    pub fn decide(
+        &self,
+        name: &str,
+        client: &Client<'_>,
+        ts_ns: u64,
+        via: Via,
+    ) -> Option<Decision> {
+        let (cat, groups, trail) = self.evaluate(name, client, ts_ns);
+        let fired = trail
+            .last()
+            .filter(|(_, v)| v.is_ok())
+            .map(|(i, _)| &self.rules[*i]);
+        if fired.is_none() && cat.is_none() {
+            return None;
+        }
+        let pattern = match (cat, fired) {
+            (Some(c), _) => c.pattern.to_string(),
+            (None, _) => name.to_string(),
+        };
+        let (rule_id, action, severity, steer_to) = match fired {
+            Some(r) => (r.id.clone(), r.action, r.severity, r.steer_to.clone()),
+            None => (
+                "default".to_string(),
+                self.default_action,
+                self.default_severity,
+                (self.default_action == Action::Steer)
+                    .then(|| self.approved.clone())
+                    .flatten(),
+            ),
+        };
+        Some(Decision {
+            service: cat.map(|c| c.service.id.clone()),
+            service_name: cat.map(|c| c.service.name.clone()),
+            category: cat.map(|c| c.service.category),
+            service_kind: cat.map(|c| c.service.kind.clone()),
+            matched_name: name.to_string(),
+            pattern,
+            via,
+            rule_id,
+            action,
+            severity,
+            steer_to,
+            groups: groups.iter().map(|&g| self.groups[g].id.clone()).collect(),
+            shared_tenant: cat.is_some_and(|c| c.service.shared_tenant.is_some()),
+        })
+    }
+
+    /// Decide about an observation: its wire name first, then names inferred from DNS.
+    pub fn decide_observation(&self, o: &Observation) -> Option<Decision> {
+        let client = Client {
+            ip: Some(o.client.ip),
+            mac: o.client.mac,
+            hostname: o.client.hostname.as_deref(),
+        };
+        let via = match o.kind {
+            Kind::DnsQuery | Kind::DnsAnswer => Via::Dns,
+            Kind::TlsClientHello => Via::Tls,
+            Kind::QuicInitial => Via::Quic,
+            Kind::HttpRequest => Via::Http,
+        };
+        if let Some(n) = o.name.as_deref() {
+            if let Ok(n) = normalize(n) {
+                if let Some(d) = self.decide(&n, &client, o.ts, via) {
+                    return Some(d);
+                }
+            }
+        }
+        o.inferred_names.iter().find_map(|n| {
+            normalize(n)
+                .ok()
+                .and_then(|n| self.decide(&n, &client, o.ts, Via::Inferred))
+        })
+    }
+}

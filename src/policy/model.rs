@@ -1,0 +1,156 @@
+//! The policy's data model: actions, severities, catalogued services, compiled rules and the
+//! decisions made about names (what `replay --policy` and the event store write out).
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::config::{Category, SteerDef};
+use super::matcher::DomainTrie;
+use super::schedule::Schedule;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Allow,
+    Alert,
+    Block,
+    Steer,
+    Coach,
+}
+
+impl Action {
+    pub(super) fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "allow" => Action::Allow,
+            "alert" => Action::Alert,
+            "block" => Action::Block,
+            "steer" => Action::Steer,
+            "coach" => Action::Coach,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Alert => "alert",
+            Action::Block => "block",
+            Action::Steer => "steer",
+            Action::Coach => "coach",
+        }
+    }
+}
+
+pub(super) const ACTIONS: [&str; 5] = ["allow", "alert", "block", "steer", "coach"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+pub(super) const SEVERITIES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        SEVERITIES[self as usize]
+    }
+
+    pub(super) fn parse(s: &str) -> Option<Severity> {
+        Some(match s {
+            "info" => Severity::Info,
+            "low" => Severity::Low,
+            "medium" => Severity::Medium,
+            "high" => Severity::High,
+            "critical" => Severity::Critical,
+            _ => return None,
+        })
+    }
+}
+
+/// A catalogued service.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub id: String,
+    pub name: String,
+    pub vendor: String,
+    pub category: Category,
+    pub kind: String,
+    pub baa: String,
+    pub baa_source: String,
+    pub shared_tenant: Option<String>,
+    pub file: PathBuf,
+}
+
+/// What the catalogue says about a name.
+#[derive(Debug, Clone, Copy)]
+pub struct CatalogMatch<'a> {
+    pub service: &'a Service,
+    pub(super) index: usize,
+    /// The catalogue pattern that matched (`api.anthropic.com`, `*.claude.ai`).
+    pub pattern: &'a str,
+}
+
+/// A rule of `policy.toml`, compiled: what it selects, for whom, when, and what it does.
+#[derive(Debug, Clone)]
+pub(super) struct Rule {
+    pub(super) id: String,
+    pub(super) services: HashSet<usize>,
+    pub(super) categories: Vec<Category>,
+    pub(super) kinds: Vec<String>,
+    pub(super) domains: DomainTrie<()>,
+    pub(super) groups: Vec<usize>,
+    pub(super) except_groups: Vec<usize>,
+    pub(super) action: Action,
+    pub(super) severity: Severity,
+    pub(super) steer_to: Option<SteerDef>,
+    pub(super) schedule: Option<Schedule>,
+}
+
+/// How the name that drove the decision was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    Dns,
+    Tls,
+    Quic,
+    Http,
+    /// From the DNS name cache (no readable SNI: ECH, bare IP).
+    Inferred,
+    /// `policy explain` on a name typed by a person.
+    Manual,
+}
+
+/// A policy decision about one name for one client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// Catalogued service, if the name is in the catalogue.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<Category>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_kind: Option<String>,
+    /// The name matched, and the pattern it matched.
+    pub matched_name: String,
+    pub pattern: String,
+    pub via: Via,
+    /// Rule id, or `default` when no rule selected a catalogued service.
+    pub rule_id: String,
+    pub action: Action,
+    pub severity: Severity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steer_to: Option<SteerDef>,
+    /// Client groups the client belongs to.
+    pub groups: Vec<String>,
+    /// The service shares host names between personal and enterprise tenants.
+    pub shared_tenant: bool,
+}
