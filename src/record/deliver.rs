@@ -42,7 +42,12 @@ impl Aggregator {
 
     /// Add an event; alerts whose window ended before it are appended to `out`.
     pub fn push(&mut self, e: Event, out: &mut Vec<Event>) {
-        self.close(|o, w| o.ev.ts + w <= e.ts, out);
+        self.close(|o, w| o.ev.ts.saturating_add(w) <= e.ts, out);
+        if e.is_system() {
+            // The system's own events are never folded: each outage or reload counts.
+            out.push(e);
+            return;
+        }
         match self.open.get_mut(&Self::key(&e)) {
             Some(o) => o.count += e.repeat_count,
             None => {
@@ -264,6 +269,7 @@ mod tests {
             steer_url: None,
             shared_tenant: false,
             repeat_count: 1,
+            detail: None,
         }
     }
 

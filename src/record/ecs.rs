@@ -28,7 +28,56 @@ pub fn event_type(action: &str) -> &'static str {
     }
 }
 
+/// ECS `event.category` and `event.type` of a system event kind.
+fn system_category(kind: &str) -> (&'static str, &'static str) {
+    match kind {
+        "sensor_start" => ("process", "start"),
+        "sensor_stop" => ("process", "end"),
+        "policy_reload" => ("configuration", "change"),
+        "policy_rejected" => ("configuration", "error"),
+        "retention" => ("database", "deletion"),
+        // Capture gaps, kernel drops, sink outages and recoveries: the sensor's own health.
+        _ => ("host", "info"),
+    }
+}
+
+/// The ECS document of a system event (`event.dataset` = `shadowgate.system`).
+fn system_document(e: &Event) -> Value {
+    let (category, typ) = system_category(&e.kind);
+    let outcome = match e.kind.as_str() {
+        "policy_rejected" | "sink_down" | "capture_gap" | "kernel_drops" => "failure",
+        _ => "success",
+    };
+    let detail: Value = e
+        .detail
+        .as_deref()
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or(Value::Null);
+    json!({
+        "@timestamp": e.time(),
+        "event": {
+            "id": e.id,
+            "kind": "event",
+            "category": [category],
+            "type": [typ],
+            "action": e.kind,
+            "outcome": outcome,
+            "severity": severity_number(&e.severity),
+            "dataset": "shadowgate.system",
+            "module": "shadowgate",
+            "sequence": e.seq,
+        },
+        "message": e.name,
+        "rule": { "id": e.rule_id, "ruleset": "shadowgate-system" },
+        "observer": { "name": e.sensor, "type": "sensor", "vendor": "shadowgate", "product": "shadowgate" },
+        "shadowgate": { "system": e.kind, "detail": detail },
+    })
+}
+
 pub fn document(e: &Event) -> Value {
+    if e.is_system() {
+        return system_document(e);
+    }
     let mut d = Map::new();
     d.insert("@timestamp".into(), json!(e.time()));
     d.insert(
@@ -116,5 +165,26 @@ mod tests {
         ] {
             assert_eq!(event_type(a), t, "{a}");
         }
+    }
+
+    #[test]
+    fn system_events_have_their_own_dataset_and_category() {
+        use crate::record::event::SystemKind;
+        let e = Event::system(
+            SystemKind::PolicyRejected,
+            1_700_000_000_000_000_000,
+            "gw1",
+            "policy reload rejected: 1 error",
+            json!({"errors": ["policy.toml:3:1: unknown action"]}),
+        );
+        let d = document(&e);
+        assert_eq!(d["event"]["dataset"], "shadowgate.system");
+        assert_eq!(d["event"]["category"][0], "configuration");
+        assert_eq!(d["event"]["outcome"], "failure");
+        assert_eq!(d["event"]["action"], "policy_rejected");
+        assert_eq!(
+            d["shadowgate"]["detail"]["errors"][0],
+            "policy.toml:3:1: unknown action"
+        );
     }
 }

@@ -42,7 +42,61 @@ pub struct Event {
     pub shared_tenant: bool,
     /// Events folded into this one (1 for a single event).
     pub repeat_count: u32,
+    /// System events: what happened, as a JSON object (errors, counts, digests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
+
+/// The system's own events (`seen_via` = `system`): coverage and changes for the report and SIEM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SystemKind {
+    /// The sensor started (version, policy digest).
+    SensorStart,
+    /// The sensor stopped (how, counters).
+    SensorStop,
+    /// A new policy was accepted (digests, what changed).
+    PolicyReload,
+    /// A policy failed validation; the previous one stays in force (errors).
+    PolicyRejected,
+    /// Part of the input was not seen (damaged capture, recorder behind).
+    CaptureGap,
+    /// The kernel dropped packets in an interval.
+    KernelDrops,
+    /// A SIEM sink failed; events wait in the store.
+    SinkDown,
+    /// A SIEM sink delivers again.
+    SinkUp,
+    /// Retention deleted old events.
+    Retention,
+}
+
+impl SystemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SystemKind::SensorStart => "sensor_start",
+            SystemKind::SensorStop => "sensor_stop",
+            SystemKind::PolicyReload => "policy_reload",
+            SystemKind::PolicyRejected => "policy_rejected",
+            SystemKind::CaptureGap => "capture_gap",
+            SystemKind::KernelDrops => "kernel_drops",
+            SystemKind::SinkDown => "sink_down",
+            SystemKind::SinkUp => "sink_up",
+            SystemKind::Retention => "retention",
+        }
+    }
+
+    /// Severity word for the event (failures and gaps matter to the compliance officer).
+    fn severity(self) -> &'static str {
+        match self {
+            SystemKind::PolicyRejected | SystemKind::CaptureGap | SystemKind::SinkDown => "high",
+            SystemKind::KernelDrops => "medium",
+            _ => "info",
+        }
+    }
+}
+
+/// `seen_via` of system events.
+pub const SYSTEM: &str = "system";
 
 impl Event {
     pub fn from_decision(o: &Observation, d: &Decision, sensor: &str) -> Event {
@@ -80,7 +134,51 @@ impl Event {
             steer_url: d.steer_to.as_ref().map(|s| s.url.clone()),
             shared_tenant: d.shared_tenant,
             repeat_count: 1,
+            detail: None,
         }
+    }
+
+    /// A system event at `ts_ns`: `summary` is one line for people (stored as `name`), `detail`
+    /// a JSON object for machines.
+    pub fn system(
+        kind: SystemKind,
+        ts_ns: u64,
+        sensor: &str,
+        summary: &str,
+        detail: serde_json::Value,
+    ) -> Event {
+        Event {
+            id: ulid::Ulid::from_datetime(crate::time::ns_to_system(ts_ns)).to_string(),
+            seq: 0,
+            ts: ts_ns,
+            sensor: sensor.to_string(),
+            client_ip: String::new(),
+            client_port: 0,
+            client_mac: None,
+            client_hostname: None,
+            client_groups: String::new(),
+            server_ip: String::new(),
+            server_port: 0,
+            transport: String::new(),
+            kind: kind.as_str().to_string(),
+            name: summary.to_string(),
+            seen_via: SYSTEM.to_string(),
+            service: None,
+            service_name: None,
+            category: None,
+            action: "info".to_string(),
+            severity: kind.severity().to_string(),
+            rule_id: format!("system.{}", kind.as_str()),
+            steer_url: None,
+            shared_tenant: false,
+            repeat_count: 1,
+            detail: Some(detail.to_string()),
+        }
+    }
+
+    /// Is this one of the system's own events (not a traffic decision)?
+    pub fn is_system(&self) -> bool {
+        self.seen_via == SYSTEM
     }
 
     /// RFC 3339 time of the event.

@@ -8,6 +8,7 @@ pub mod feed;
 pub mod recorder;
 pub mod sinks;
 pub mod store;
+pub mod system;
 
-pub use event::Event;
+pub use event::{Event, SystemKind};
 pub use store::{Query, Store, StoreError};

@@ -44,6 +44,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX events_service_ts ON events (service, ts);
      CREATE INDEX events_client_ts ON events (client_ip, ts);
      CREATE INDEX events_action_ts ON events (action, ts);",
+    // 3: system events carry a JSON detail (errors, digests, counts).
+    "ALTER TABLE events ADD COLUMN detail TEXT;",
 ];
 
 #[derive(Debug)]
@@ -81,7 +83,7 @@ pub struct Store {
     conn: Connection,
 }
 
-const COLUMNS: &str = "seq, id, ts, sensor, client_ip, client_port, client_mac, client_hostname, client_groups, server_ip, server_port, transport, kind, name, seen_via, service, service_name, category, action, severity, rule_id, steer_url, shared_tenant, repeat_count";
+const COLUMNS: &str = "seq, id, ts, sensor, client_ip, client_port, client_mac, client_hostname, client_groups, server_ip, server_port, transport, kind, name, seen_via, service, service_name, category, action, severity, rule_id, steer_url, shared_tenant, repeat_count, detail";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     Ok(Event {
@@ -109,6 +111,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
         steer_url: r.get(21)?,
         shared_tenant: r.get(22)?,
         repeat_count: r.get(23)?,
+        detail: r.get(24)?,
     })
 }
 
@@ -192,8 +195,8 @@ impl Store {
         {
             let mut st = tx
                 .prepare_cached(
-                    "INSERT INTO events (id, ts, sensor, client_ip, client_port, client_mac, client_hostname, client_groups, server_ip, server_port, transport, kind, name, seen_via, service, service_name, category, action, severity, rule_id, steer_url, shared_tenant, repeat_count)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+                    "INSERT INTO events (id, ts, sensor, client_ip, client_port, client_mac, client_hostname, client_groups, server_ip, server_port, transport, kind, name, seen_via, service, service_name, category, action, severity, rule_id, steer_url, shared_tenant, repeat_count, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
                 )
                 .map_err(sql)?;
             for e in events.iter_mut() {
@@ -220,7 +223,8 @@ impl Store {
                     e.rule_id,
                     e.steer_url,
                     e.shared_tenant,
-                    e.repeat_count
+                    e.repeat_count,
+                    e.detail
                 ])
                 .map_err(sql)?;
                 last = tx.last_insert_rowid();
