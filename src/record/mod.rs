@@ -5,6 +5,7 @@ pub mod deliver;
 pub mod ecs;
 pub mod event;
 pub mod recorder;
+pub mod relp;
 pub mod sinks;
 pub mod store;
 
