@@ -821,6 +821,13 @@ mod tests {
         let e = c.deliver(&b, || plain(&addr)).unwrap_err();
         assert!(e.contains("did not answer in time"), "{e}");
         assert!(t.elapsed() < Duration::from_secs(3));
+        // One that accepts the connection and never answers the open.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let mut c = Client::new(8, Duration::from_millis(300));
+        let e = c.deliver(&b, || plain(&addr)).unwrap_err();
+        assert!(e.contains("did not answer in time"), "{e}");
+        drop(l);
         // One that drops the connection.
         let (addr, _rx) = fake_server(|_, _| None);
         let mut c = Client::new(8, Duration::from_secs(5));

@@ -315,6 +315,8 @@ impl Syslog {
     /// A TCP connection, wrapped in TLS for the TLS transports.
     fn open_stream(&self) -> Result<super::relp::Connected, String> {
         let tcp = connect(&self.addr)?;
+        // Also bounds the TLS handshake, which reads inside the first write.
+        tcp.set_read_timeout(Some(TIMEOUT)).ok();
         let raw = tcp.try_clone().map_err(|e| format!("{}: {e}", self.addr))?;
         let stream: Box<dyn super::relp::Stream> = match &self.tls {
             None => Box::new(tcp),
