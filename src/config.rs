@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::policy::error::PolicyError;
-use crate::record::sinks::{JsonLines, JsonTarget, Sink, Syslog, SyslogTransport, Webhook};
+use crate::record::sinks::{
+    JsonLines, JsonTarget, Sink, Syslog, SyslogTransport, TlsFiles, Webhook,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,11 +78,16 @@ pub enum SinkKind {
         path: Option<PathBuf>,
         address: Option<String>,
     },
+    /// RFC 5424 with CEF over `udp`, `tcp`, `tls`, `relp` or `relp-tls`.
     Syslog {
         address: String,
         transport: SyslogTransport,
+        /// TLS transports: CA bundle to verify the server (default: public web roots).
         ca_file: Option<PathBuf>,
         server_name: Option<String>,
+        /// TLS transports: client certificate and key (rsyslog's imrelp over TLS requires one).
+        cert_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
     },
     Webhook {
         url: String,
@@ -127,13 +134,30 @@ impl SinkConf {
                 transport,
                 ca_file,
                 server_name,
-            } => Box::new(Syslog::new(
-                &self.name,
-                address,
-                *transport,
-                ca_file.as_deref(),
-                server_name.as_deref(),
-            )?),
+                cert_file,
+                key_file,
+            } => {
+                if !transport.is_tls() && (cert_file.is_some() || key_file.is_some()) {
+                    return Err(format!(
+                        "sink {:?}: `cert_file` and `key_file` need transport \"tls\" or \"relp-tls\"",
+                        self.name
+                    ));
+                }
+                Box::new(
+                    Syslog::new(
+                        &self.name,
+                        address,
+                        *transport,
+                        TlsFiles {
+                            ca_file: ca_file.as_deref(),
+                            cert_file: cert_file.as_deref(),
+                            key_file: key_file.as_deref(),
+                        },
+                        server_name.as_deref(),
+                    )
+                    .map_err(|e| format!("sink {:?}: {e}", self.name))?,
+                )
+            }
             SinkKind::Webhook { url, headers } => Box::new(Webhook::new(
                 &self.name,
                 url,
@@ -175,8 +199,19 @@ impl Config {
             fix(&mut s.path);
         }
         for s in &mut c.sink {
-            if let SinkKind::Jsonl { path: Some(p), .. } = &mut s.kind {
-                fix(p);
+            match &mut s.kind {
+                SinkKind::Jsonl { path: Some(p), .. } => fix(p),
+                SinkKind::Syslog {
+                    ca_file,
+                    cert_file,
+                    key_file,
+                    ..
+                } => {
+                    for p in [ca_file, cert_file, key_file].into_iter().flatten() {
+                        fix(p);
+                    }
+                }
+                _ => {}
             }
         }
         let mut names = std::collections::HashSet::new();
@@ -191,5 +226,96 @@ impl Config {
             s.build().map_err(|e| PolicyError::new(path, e))?;
         }
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sg-config-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn load(d: &Path, sink: &str) -> Result<Config, String> {
+        let p = d.join("shadowgate.toml");
+        std::fs::write(
+            &p,
+            format!("[[sink]]\nname = \"s\"\ntype = \"syslog\"\n{sink}"),
+        )
+        .unwrap();
+        Config::load(&p).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn relp_transports_and_tls_files_relative_to_the_file() {
+        let d = dir("relp");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(d.join("ca.pem"), cert.pem()).unwrap();
+        std::fs::write(d.join("me.pem"), cert.pem()).unwrap();
+        std::fs::write(d.join("me.key"), key.serialize_pem()).unwrap();
+
+        let c = load(&d, "transport = \"relp\"\naddress = \"127.0.0.1:2514\"\n").unwrap();
+        assert!(matches!(
+            c.sink[0].kind,
+            SinkKind::Syslog {
+                transport: SyslogTransport::Relp,
+                ..
+            }
+        ));
+        let c = load(
+            &d,
+            "transport = \"relp-tls\"\naddress = \"siem.example:2515\"\nca_file = \"ca.pem\"\ncert_file = \"me.pem\"\nkey_file = \"me.key\"\n",
+        )
+        .unwrap();
+        match &c.sink[0].kind {
+            SinkKind::Syslog {
+                transport: SyslogTransport::RelpTls,
+                ca_file: Some(ca),
+                cert_file: Some(cert),
+                key_file: Some(key),
+                ..
+            } => {
+                assert_eq!(ca, &d.join("ca.pem"));
+                assert_eq!(cert, &d.join("me.pem"));
+                assert_eq!(key, &d.join("me.key"));
+            }
+            k => panic!("{k:?}"),
+        }
+        // The plain TLS transport takes a client certificate too.
+        load(
+            &d,
+            "transport = \"tls\"\naddress = \"siem.example:6514\"\nca_file = \"ca.pem\"\ncert_file = \"me.pem\"\nkey_file = \"me.key\"\n",
+        )
+        .unwrap();
+
+        let e = load(&d, "transport = \"relptls\"\naddress = \"a:1\"\n").unwrap_err();
+        assert!(e.contains("relp-tls"), "{e}");
+        let e = load(
+            &d,
+            "transport = \"relp-tls\"\naddress = \"a:1\"\ncert_file = \"me.pem\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("key_file"), "{e}");
+        let e = load(
+            &d,
+            "transport = \"relp\"\naddress = \"a:1\"\ncert_file = \"me.pem\"\nkey_file = \"me.key\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("need transport"), "{e}");
+        let e = load(
+            &d,
+            "transport = \"relp-tls\"\naddress = \"a:1\"\nca_file = \"missing.pem\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("missing.pem"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -6,6 +6,7 @@ pub mod ecs;
 pub mod event;
 pub mod feed;
 pub mod recorder;
+pub mod relp;
 pub mod sinks;
 pub mod store;
 pub mod system;

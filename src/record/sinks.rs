@@ -1,6 +1,10 @@
 //! SIEM sinks: JSON lines with ECS fields (file or TCP), syslog RFC 5424 with a CEF payload
-//! (UDP, TCP with RFC 6587 octet counting, TLS per RFC 5425) and an HTTP(S) webhook posting JSON
-//! arrays. A sink either delivers a whole batch or fails; the caller retries from its cursor.
+//! (UDP, TCP with RFC 6587 octet counting, TLS per RFC 5425, RELP plain or over TLS) and an
+//! HTTP(S) webhook posting JSON arrays. A sink either delivers a whole batch or fails; the
+//! caller retries from its cursor.
+//!
+//! What "delivered" means differs: UDP is best effort; TCP and TLS mean written to the socket;
+//! RELP means the receiver acknowledged each message; the webhook means the server answered 2xx.
 
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs, UdpSocket};
@@ -190,6 +194,76 @@ pub enum SyslogTransport {
     Udp,
     Tcp,
     Tls,
+    /// RELP: every message acknowledged by the receiver (see `relp.rs`).
+    Relp,
+    /// RELP over TLS.
+    #[serde(rename = "relp-tls")]
+    RelpTls,
+}
+
+impl SyslogTransport {
+    pub fn is_tls(self) -> bool {
+        matches!(self, SyslogTransport::Tls | SyslogTransport::RelpTls)
+    }
+
+    pub fn is_relp(self) -> bool {
+        matches!(self, SyslogTransport::Relp | SyslogTransport::RelpTls)
+    }
+}
+
+/// The TLS settings of a syslog sink.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TlsFiles<'a> {
+    /// PEM CA bundle to verify the server with (default: the public web roots).
+    pub ca_file: Option<&'a std::path::Path>,
+    /// PEM client certificate (chain) and its private key, for servers that authenticate
+    /// clients (rsyslog's imrelp with TLS always does).
+    pub cert_file: Option<&'a std::path::Path>,
+    pub key_file: Option<&'a std::path::Path>,
+}
+
+fn tls_config(files: TlsFiles<'_>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match files.ca_file {
+        Some(p) => {
+            for c in
+                CertificateDer::pem_file_iter(p).map_err(|e| format!("{}: {e}", p.display()))?
+            {
+                roots
+                    .add(c.map_err(|e| format!("{}: {e}", p.display()))?)
+                    .map_err(|e| format!("{}: {e}", p.display()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots);
+    match (files.cert_file, files.key_file) {
+        (None, None) => Ok(builder.with_no_client_auth()),
+        (Some(c), Some(k)) => {
+            let chain = CertificateDer::pem_file_iter(c)
+                .map_err(|e| format!("{}: {e}", c.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{}: {e}", c.display()))?;
+            if chain.is_empty() {
+                return Err(format!("{}: no certificate in the file", c.display()));
+            }
+            let key =
+                PrivateKeyDer::from_pem_file(k).map_err(|e| format!("{}: {e}", k.display()))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("{} / {}: {e}", c.display(), k.display()))
+        }
+        _ => {
+            Err("give both `cert_file` and `key_file` (the client certificate and its key)".into())
+        }
+    }
 }
 
 pub struct Syslog {
@@ -200,41 +274,21 @@ pub struct Syslog {
     tls: Option<Arc<rustls::ClientConfig>>,
     server_name: String,
     conn: Option<Box<dyn Write + Send>>,
+    relp: Option<super::relp::Client>,
 }
 
 impl Syslog {
-    /// `ca_file`: PEM CA bundle for TLS (default: the public web roots); `server_name`: name to
+    /// `tls`: CA bundle and client certificate for the TLS transports; `server_name`: name to
     /// verify (default: the host part of `addr`).
     pub fn new(
         name: &str,
         addr: &str,
         transport: SyslogTransport,
-        ca_file: Option<&std::path::Path>,
+        tls: TlsFiles<'_>,
         server_name: Option<&str>,
     ) -> Result<Self, String> {
-        let tls = if transport == SyslogTransport::Tls {
-            use rustls::pki_types::pem::PemObject;
-            let mut roots = rustls::RootCertStore::empty();
-            match ca_file {
-                Some(p) => {
-                    for c in rustls::pki_types::CertificateDer::pem_file_iter(p)
-                        .map_err(|e| format!("{}: {e}", p.display()))?
-                    {
-                        roots
-                            .add(c.map_err(|e| format!("{}: {e}", p.display()))?)
-                            .map_err(|e| format!("{}: {e}", p.display()))?;
-                    }
-                }
-                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-            }
-            let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-                rustls::crypto::ring::default_provider(),
-            ))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-            Some(Arc::new(cfg))
+        let tls = if transport.is_tls() {
+            Some(Arc::new(tls_config(tls)?))
         } else {
             None
         };
@@ -252,21 +306,33 @@ impl Syslog {
             tls,
             server_name: server_name.unwrap_or(host).to_string(),
             conn: None,
+            relp: transport
+                .is_relp()
+                .then(|| super::relp::Client::new(super::relp::DEFAULT_WINDOW, TIMEOUT)),
         })
     }
 
-    fn open(&self) -> Result<Box<dyn Write + Send>, String> {
+    /// A TCP connection, wrapped in TLS for the TLS transports.
+    fn open_stream(&self) -> Result<super::relp::Connected, String> {
         let tcp = connect(&self.addr)?;
-        match &self.tls {
-            None => Ok(Box::new(tcp)),
+        // Also bounds the TLS handshake, which reads inside the first write.
+        tcp.set_read_timeout(Some(TIMEOUT)).ok();
+        let raw = tcp.try_clone().map_err(|e| format!("{}: {e}", self.addr))?;
+        let stream: Box<dyn super::relp::Stream> = match &self.tls {
+            None => Box::new(tcp),
             Some(cfg) => {
                 let sn = rustls::pki_types::ServerName::try_from(self.server_name.clone())
                     .map_err(|e| format!("{}: {e}", self.server_name))?;
                 let conn =
                     rustls::ClientConnection::new(cfg.clone(), sn).map_err(|e| e.to_string())?;
-                Ok(Box::new(rustls::StreamOwned::new(conn, tcp)))
+                Box::new(rustls::StreamOwned::new(conn, tcp))
             }
-        }
+        };
+        Ok(super::relp::Connected { stream, tcp: raw })
+    }
+
+    fn open(&self) -> Result<Box<dyn Write + Send>, String> {
+        Ok(Box::new(self.open_stream()?.stream))
     }
 }
 
@@ -288,6 +354,16 @@ impl Sink for Syslog {
                     .map_err(|er| format!("{}: {er}", self.addr))?;
             }
             return Ok(());
+        }
+        if let Some(mut relp) = self.relp.take() {
+            // Delivered only once the receiver acknowledged every message.
+            let msgs: Vec<(&str, Vec<u8>)> = batch
+                .iter()
+                .map(|e| (e.id.as_str(), syslog_line(e, &self.hostname).into_bytes()))
+                .collect();
+            let r = relp.deliver(&msgs, || self.open_stream());
+            self.relp = Some(relp);
+            return r.map_err(|e| format!("{}: {e}", self.addr));
         }
         let mut buf = Vec::new();
         for e in batch {
