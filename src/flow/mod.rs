@@ -1,12 +1,14 @@
 //! Stateful middle of the pipeline: flow table, first-flight reassembly, IP defragmentation,
 //! QUIC CRYPTO assembly and the DNS name cache. [`Sensor`] turns frames into observations.
 
+mod config;
 pub mod defrag;
 pub mod hosts;
 pub mod names;
 pub mod observation;
 pub mod reassembly;
 pub mod sensor;
+mod stats;
 pub mod table;
 
 pub use observation::{Flag, Kind, Observation};

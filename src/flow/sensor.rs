@@ -7,116 +7,18 @@ use std::net::IpAddr;
 use etherparse::{
     Ipv6ExtensionSlice, LaxNetSlice, LaxSlicedPacket, LinkSlice, TcpSlice, TransportSlice, UdpSlice,
 };
-use serde::Serialize;
 
 use crate::capture::Frame;
 use crate::decode::{dhcp, dns, http, link, quic, socks, tls, tunnel};
 
-use super::defrag::{Defrag, DefragStats, Fragment};
+pub use super::config::Config;
+use super::defrag::{Defrag, Fragment};
 use super::hosts::HostNames;
 use super::names::NameCache;
 use super::observation::*;
 use super::reassembly::{Budget, Insert, SparseBuf};
+pub use super::stats::{FlowStats, KindCounts, Malformed, NameStats, QuicStats, Stats};
 use super::table::{Aged, BoundedMap};
-
-/// Limits of the sensor's state. Defaults suit a clinic gateway (a few hundred devices).
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub max_flows: usize,
-    pub tcp_idle_s: u64,
-    pub udp_idle_s: u64,
-    pub max_names: usize,
-    pub name_grace_s: u64,
-    pub max_fragments: usize,
-    pub fragment_timeout_s: u64,
-    /// Largest TCP first flight buffered per direction (TLS ClientHello, HTTP request head).
-    pub stream_cap: usize,
-    /// Bytes all reassembly buffers (TCP streams, QUIC CRYPTO) may hold together.
-    pub reassembly_budget: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            max_flows: 262_144,
-            tcp_idle_s: 300,
-            udp_idle_s: 60,
-            max_names: 65_536,
-            name_grace_s: 120,
-            max_fragments: 1024,
-            fragment_timeout_s: 30,
-            stream_cap: tls::MAX_HELLO + 1024,
-            reassembly_budget: 64 << 20,
-        }
-    }
-}
-
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Malformed {
-    pub link: u64,
-    pub ip: u64,
-    pub tcp: u64,
-    pub udp: u64,
-    pub dns: u64,
-    pub tls: u64,
-    pub quic: u64,
-    pub http: u64,
-}
-
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct FlowStats {
-    pub created: u64,
-    pub expired: u64,
-    pub evicted: u64,
-    pub active: u64,
-    pub reassembly_overflow: u64,
-    /// Flows given up because all reassembly buffers together reached the budget.
-    pub reassembly_budget_exceeded: u64,
-    /// Bytes held in reassembly buffers now.
-    pub reassembly_bytes: u64,
-}
-
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct QuicStats {
-    pub initials: u64,
-    pub decrypted: u64,
-    pub decrypt_failed: u64,
-    pub unsupported_version: u64,
-}
-
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct NameStats {
-    pub inserted: u64,
-    pub evicted: u64,
-    pub active: u64,
-    /// Client host names learnt from DHCP.
-    pub dhcp_hosts: u64,
-}
-
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct KindCounts {
-    pub dns_query: u64,
-    pub dns_answer: u64,
-    pub tls_client_hello: u64,
-    pub quic_initial: u64,
-    pub http_request: u64,
-}
-
-/// Counters: what was seen, skipped, malformed and evicted.
-#[derive(Debug, Default, Clone, Serialize)]
-pub struct Stats {
-    pub frames: u64,
-    pub bytes: u64,
-    pub non_ip: u64,
-    pub unsupported_link: u64,
-    pub tunneled: u64,
-    pub malformed: Malformed,
-    pub flows: FlowStats,
-    pub fragments: DefragStats,
-    pub quic: QuicStats,
-    pub names: NameStats,
-    pub observations: KindCounts,
-}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum State {
