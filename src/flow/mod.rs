@@ -8,6 +8,7 @@ pub mod names;
 pub mod observation;
 pub mod reassembly;
 pub mod sensor;
+mod state;
 mod stats;
 pub mod table;
 

@@ -17,121 +17,9 @@ use super::hosts::HostNames;
 use super::names::NameCache;
 use super::observation::*;
 use super::reassembly::{Budget, Insert, SparseBuf};
+use super::state::{Flow, FlowKey, QuicConn, State, Stream};
 pub use super::stats::{FlowStats, KindCounts, Malformed, NameStats, QuicStats, Stats};
-use super::table::{Aged, BoundedMap};
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum State {
-    New,
-    Tls,
-    Http,
-    DnsTcp,
-    DnsUdp,
-    Quic,
-    Socks,
-    Done,
-}
-
-#[derive(Hash, PartialEq, Eq, Clone, Copy)]
-struct FlowKey {
-    a: IpAddr,
-    b: IpAddr,
-    pa: u16,
-    pb: u16,
-    proto: u8,
-}
-
-impl FlowKey {
-    /// Canonical key and whether the source is endpoint `a`.
-    #[inline]
-    fn new(src: IpAddr, sp: u16, dst: IpAddr, dp: u16, proto: u8) -> (FlowKey, bool) {
-        if (src, sp) <= (dst, dp) {
-            (
-                FlowKey {
-                    a: src,
-                    b: dst,
-                    pa: sp,
-                    pb: dp,
-                    proto,
-                },
-                true,
-            )
-        } else {
-            (
-                FlowKey {
-                    a: dst,
-                    b: src,
-                    pa: dp,
-                    pb: sp,
-                    proto,
-                },
-                false,
-            )
-        }
-    }
-}
-
-struct Stream {
-    /// Sequence number of `buf` offset 0.
-    base: u32,
-    buf: SparseBuf,
-    segments: u16,
-    consumed: bool,
-}
-
-struct QuicConn {
-    dcid: Vec<u8>,
-    version: u32,
-    keys: quic::InitialKeys,
-    crypto: SparseBuf,
-    packets: u8,
-}
-
-struct Flow {
-    last_ns: u64,
-    state: State,
-    udp: bool,
-    /// Is endpoint `a` the client? Learned from SYN, or from who speaks a client protocol first.
-    client_a: Option<bool>,
-    tries: u8,
-    /// Sequence number of the first data byte per direction (ISN + 1), from the SYNs.
-    isn: [Option<u32>; 2],
-    streams: [Option<Box<Stream>>; 2],
-    quic: Option<Box<QuicConn>>,
-    /// HTTP: requests seen and a hash of the last Host, to report each new host once per flow.
-    last_host: u64,
-    /// The stream passed through a SOCKS handshake: what follows is proxied.
-    proxied: bool,
-}
-
-impl Aged for Flow {
-    fn last_seen(&self) -> u64 {
-        self.last_ns
-    }
-}
-
-impl Flow {
-    fn new(now: u64, udp: bool) -> Flow {
-        Flow {
-            last_ns: now,
-            state: State::New,
-            udp,
-            client_a: None,
-            tries: 0,
-            isn: [None, None],
-            streams: [None, None],
-            quic: None,
-            last_host: 0,
-            proxied: false,
-        }
-    }
-
-    fn finish(&mut self) {
-        self.state = State::Done;
-        self.streams = [None, None];
-        self.quic = None;
-    }
-}
+use super::table::BoundedMap;
 
 /// Per-packet context handed down the layers.
 #[derive(Clone, Copy)]
@@ -803,15 +691,6 @@ impl Sensor {
         }
         if !more {
             flow.finish_unless_ongoing();
-        }
-    }
-}
-
-impl Flow {
-    /// After a stream parser says "no more": DNS over TCP and HTTP keep going, others are done.
-    fn finish_unless_ongoing(&mut self) {
-        if !matches!(self.state, State::DnsTcp | State::Http) {
-            self.finish();
         }
     }
 }
