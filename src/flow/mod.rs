@@ -3,6 +3,7 @@
 
 mod config;
 pub mod defrag;
+mod emit;
 pub mod hosts;
 pub mod names;
 pub mod observation;

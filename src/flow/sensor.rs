@@ -13,6 +13,7 @@ use crate::decode::{dhcp, dns, http, link, quic, socks, tls, tunnel};
 
 pub use super::config::Config;
 use super::defrag::{Defrag, Fragment};
+use super::emit::{Ctx, Seg, Sinks};
 use super::hosts::HostNames;
 use super::names::NameCache;
 use super::observation::*;
@@ -20,68 +21,6 @@ use super::reassembly::{Budget, Insert, SparseBuf};
 use super::state::{Flow, FlowKey, QuicConn, State, Stream};
 pub use super::stats::{FlowStats, KindCounts, Malformed, NameStats, QuicStats, Stats};
 use super::table::BoundedMap;
-
-/// Per-packet context handed down the layers.
-#[derive(Clone, Copy)]
-struct Ctx {
-    ts: u64,
-    frame: u64,
-    src: IpAddr,
-    dst: IpAddr,
-    src_mac: Option<[u8; 6]>,
-    dst_mac: Option<[u8; 6]>,
-    tunneled: bool,
-    fragmented: bool,
-}
-
-/// Ports, transport and context of one segment or datagram.
-#[derive(Clone, Copy)]
-struct Seg {
-    cx: Ctx,
-    sp: u16,
-    dp: u16,
-    transport: Transport,
-}
-
-impl Seg {
-    fn observation(&self, kind: Kind, client_is_src: bool, name: Option<String>) -> Observation {
-        let s = Endpoint {
-            ip: self.cx.src,
-            port: self.sp,
-            mac: self.cx.src_mac,
-            hostname: None,
-        };
-        let d = Endpoint {
-            ip: self.cx.dst,
-            port: self.dp,
-            mac: self.cx.dst_mac,
-            hostname: None,
-        };
-        let (client, server) = if client_is_src { (s, d) } else { (d, s) };
-        let mut flags = Vec::new();
-        if self.cx.tunneled {
-            flags.push(Flag::Tunneled);
-        }
-        if self.cx.fragmented {
-            flags.push(Flag::Fragmented);
-        }
-        Observation {
-            ts: self.cx.ts,
-            kind,
-            name,
-            inferred_names: Vec::new(),
-            transport: self.transport,
-            client,
-            server,
-            flags,
-            dns: None,
-            tls: None,
-            quic: None,
-            http: None,
-            frame: self.cx.frame,
-        }
-    }
-}
 
 const MAX_DEPTH: u8 = 3;
 const SEC: u64 = 1_000_000_000;
@@ -107,117 +46,6 @@ pub struct Sensor {
     stats: Stats,
     frame_no: u64,
     next_sweep: u64,
-}
-
-/// The mutable parts one segment handler needs besides its flow (split borrows).
-struct Sinks<'a> {
-    budget: &'a Budget,
-    hosts: &'a HostNames,
-    names: &'a mut NameCache,
-    stats: &'a mut Stats,
-    out: &'a mut Vec<Observation>,
-}
-
-impl Sinks<'_> {
-    fn emit(&mut self, mut o: Observation) {
-        if let Some(h) = self.hosts.lookup(&o.client.ip, o.client.mac) {
-            o.client.hostname = Some(h.to_string());
-        }
-        let c = &mut self.stats.observations;
-        match o.kind {
-            Kind::DnsQuery => c.dns_query += 1,
-            Kind::DnsAnswer => c.dns_answer += 1,
-            Kind::TlsClientHello => c.tls_client_hello += 1,
-            Kind::QuicInitial => c.quic_initial += 1,
-            Kind::HttpRequest => c.http_request += 1,
-        }
-        self.out.push(o);
-    }
-
-    /// Names that resolved to `server` when the wire shows none (no SNI, ECH).
-    fn infer(&self, o: &mut Observation) {
-        let names = self.names.lookup(&o.server.ip, o.ts);
-        if !names.is_empty() {
-            o.inferred_names = names;
-            o.flags.push(Flag::Inferred);
-        }
-    }
-
-    /// Decode one DNS message and report each question (and feed the name cache from answers).
-    fn dns(&mut self, seg: &Seg, msg: &[u8], extra: &[Flag]) {
-        let m = match dns::parse(msg) {
-            Ok(m) => m,
-            Err(_) => {
-                self.stats.malformed.dns += 1;
-                return;
-            }
-        };
-        if m.response && m.rcode == 0 {
-            let qname = m.questions.first().map(|q| q.name.as_str());
-            for a in &m.answers {
-                let ip = match a.data {
-                    dns::RecordData::A(v4) => IpAddr::V4(v4),
-                    dns::RecordData::Aaaa(v6) => IpAddr::V6(v6),
-                    _ => continue,
-                };
-                self.names.insert(ip, &a.name, a.ttl, seg.cx.ts);
-                if let Some(q) = qname.filter(|q| *q != a.name) {
-                    self.names.insert(ip, q, a.ttl, seg.cx.ts);
-                }
-            }
-        }
-        let answers: Vec<DnsAnswer> = m
-            .answers
-            .iter()
-            .map(|a| DnsAnswer {
-                name: a.name.clone(),
-                rtype: dns::type_name(a.rtype),
-                ttl: a.ttl,
-                data: match &a.data {
-                    dns::RecordData::A(ip) => ip.to_string(),
-                    dns::RecordData::Aaaa(ip) => ip.to_string(),
-                    dns::RecordData::Cname(n) => n.clone(),
-                    dns::RecordData::Svcb {
-                        priority,
-                        target,
-                        ech,
-                        alpn,
-                    } => {
-                        format!("{priority} {target} alpn={} ech={ech}", alpn.join(","))
-                    }
-                    dns::RecordData::Other => String::new(),
-                },
-            })
-            .collect();
-        let kind = if m.response {
-            Kind::DnsAnswer
-        } else {
-            Kind::DnsQuery
-        };
-        let mut flags: Vec<Flag> = extra.to_vec();
-        if m.partial {
-            flags.push(Flag::Partial);
-        }
-        if m.ech() {
-            flags.push(Flag::Ech);
-        }
-        let questions: Vec<Option<&dns::Question>> = if m.questions.is_empty() {
-            vec![None]
-        } else {
-            m.questions.iter().map(Some).collect()
-        };
-        for q in questions {
-            let mut o = seg.observation(kind, !m.response, q.map(|q| q.name.clone()));
-            o.flags.extend_from_slice(&flags);
-            o.dns = Some(DnsInfo {
-                id: m.id,
-                qtype: q.map(|q| dns::type_name(q.qtype)).unwrap_or_default(),
-                rcode: m.response.then(|| dns::rcode_name(m.rcode)),
-                answers: answers.clone(),
-            });
-            self.emit(o);
-        }
-    }
 }
 
 impl Sensor {
