@@ -7,10 +7,12 @@ mod emit;
 pub mod hosts;
 pub mod names;
 pub mod observation;
+mod quic;
 pub mod reassembly;
 pub mod sensor;
 mod state;
 mod stats;
+mod stream;
 pub mod table;
 
 pub use observation::{Flag, Kind, Observation};
