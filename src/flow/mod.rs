@@ -5,6 +5,7 @@ mod config;
 pub mod defrag;
 mod emit;
 pub mod hosts;
+mod l3;
 pub mod names;
 pub mod observation;
 mod quic;
@@ -14,6 +15,8 @@ mod state;
 mod stats;
 mod stream;
 pub mod table;
+mod tcp;
+mod udp;
 
 pub use observation::{Flag, Kind, Observation};
 pub use sensor::{Config, Sensor, Stats};

@@ -5,8 +5,8 @@ use crate::decode::{dns, http, socks, tls};
 
 use super::emit::{Seg, Sinks};
 use super::observation::*;
-use super::sensor::is_dns_port;
 use super::state::{Flow, State};
+use super::udp::is_dns_port;
 
 /// Look at the contiguous start of a TCP direction. Returns (bytes consumed, want more data).
 pub(super) fn on_stream(
