@@ -1,6 +1,5 @@
-//! The sensor: frames in, observations out. A flow is classified by content once (TLS, HTTP,
-//! DNS over TCP, QUIC, DNS on an odd port); once it has yielded its names it is marked done and
-//! its later packets cost one table lookup. All state is bounded (see [`Config`]).
+//! The sensor's core: frames in, observations out; all state bounded (see [`Config`]) and swept of
+//! idle entries once a second of capture time. Each layer's handling lives in its own file.
 
 use std::net::IpAddr;
 

@@ -1,5 +1,5 @@
-//! UDP datagrams: tunnels, DHCP (client host names), DNS on its ports without flow state, and
-//! per-flow classification of the rest as QUIC or DNS on an odd port.
+//! UDP datagrams: tunnels (VXLAN, Teredo, GTP-U), DHCP (client host names), stateless DNS on its
+//! ports, and per-flow classification of the rest as QUIC or DNS on an odd port.
 
 use etherparse::UdpSlice;
 
