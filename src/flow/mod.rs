@@ -1,12 +1,29 @@
-//! Stateful middle of the pipeline: flow table, first-flight reassembly, IP defragmentation,
-//! QUIC CRYPTO assembly and the DNS name cache. [`Sensor`] turns frames into observations.
+//! Stateful middle of the pipeline: [`Sensor`] turns frames into observations. A flow is classified
+//! by content once (TLS, HTTP, SOCKS, DNS, QUIC); once done, its later packets cost one lookup.
 
+// The sensor (process, sweep, finish, stats), what it reports and the state it keeps:
+// config (limits), stats (counters), state (flow key, flow, stream and QUIC buffers),
+// emit (packet context; labelling, counting and collecting observations, DNS messages).
+mod config;
+mod emit;
+pub mod observation;
+pub mod sensor;
+mod state;
+mod stats;
+
+// Per layer: l3 (IPv4/IPv6, fragments, IP tunnels) hands segments to tcp (reassembly driver) and
+// udp (UDP tunnels, DHCP, DNS); stream classifies TCP streams and quic handles QUIC Initials.
+mod l3;
+mod quic;
+mod stream;
+mod tcp;
+mod udp;
+
+// Bounded building blocks.
 pub mod defrag;
 pub mod hosts;
 pub mod names;
-pub mod observation;
 pub mod reassembly;
-pub mod sensor;
 pub mod table;
 
 pub use observation::{Flag, Kind, Observation};

@@ -1,0 +1,129 @@
+//! Per-flow state: the canonical flow key, what a flow has been classified as, and the TCP
+//! stream and QUIC CRYPTO buffers it holds until it has yielded its names.
+
+use std::net::IpAddr;
+
+use crate::decode::quic;
+
+use super::reassembly::SparseBuf;
+use super::table::Aged;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum State {
+    New,
+    Tls,
+    Http,
+    DnsTcp,
+    DnsUdp,
+    Quic,
+    Socks,
+    Done,
+}
+
+#[derive(Hash, PartialEq, Eq, Clone, Copy)]
+pub(super) struct FlowKey {
+    a: IpAddr,
+    b: IpAddr,
+    pa: u16,
+    pb: u16,
+    proto: u8,
+}
+
+impl FlowKey {
+    /// Canonical key and whether the source is endpoint `a`.
+    #[inline]
+    pub(super) fn new(src: IpAddr, sp: u16, dst: IpAddr, dp: u16, proto: u8) -> (FlowKey, bool) {
+        if (src, sp) <= (dst, dp) {
+            (
+                FlowKey {
+                    a: src,
+                    b: dst,
+                    pa: sp,
+                    pb: dp,
+                    proto,
+                },
+                true,
+            )
+        } else {
+            (
+                FlowKey {
+                    a: dst,
+                    b: src,
+                    pa: dp,
+                    pb: sp,
+                    proto,
+                },
+                false,
+            )
+        }
+    }
+}
+
+pub(super) struct Stream {
+    /// Sequence number of `buf` offset 0.
+    pub(super) base: u32,
+    pub(super) buf: SparseBuf,
+    pub(super) segments: u16,
+    pub(super) consumed: bool,
+}
+
+pub(super) struct QuicConn {
+    pub(super) dcid: Vec<u8>,
+    pub(super) version: u32,
+    pub(super) keys: quic::InitialKeys,
+    pub(super) crypto: SparseBuf,
+    pub(super) packets: u8,
+}
+
+pub(super) struct Flow {
+    pub(super) last_ns: u64,
+    pub(super) state: State,
+    pub(super) udp: bool,
+    /// Is endpoint `a` the client? Learned from SYN, or from who speaks a client protocol first.
+    pub(super) client_a: Option<bool>,
+    pub(super) tries: u8,
+    /// Sequence number of the first data byte per direction (ISN + 1), from the SYNs.
+    pub(super) isn: [Option<u32>; 2],
+    pub(super) streams: [Option<Box<Stream>>; 2],
+    pub(super) quic: Option<Box<QuicConn>>,
+    /// HTTP: requests seen and a hash of the last Host, to report each new host once per flow.
+    pub(super) last_host: u64,
+    /// The stream passed through a SOCKS handshake: what follows is proxied.
+    pub(super) proxied: bool,
+}
+
+impl Aged for Flow {
+    fn last_seen(&self) -> u64 {
+        self.last_ns
+    }
+}
+
+impl Flow {
+    pub(super) fn new(now: u64, udp: bool) -> Flow {
+        Flow {
+            last_ns: now,
+            state: State::New,
+            udp,
+            client_a: None,
+            tries: 0,
+            isn: [None, None],
+            streams: [None, None],
+            quic: None,
+            last_host: 0,
+            proxied: false,
+        }
+    }
+
+    pub(super) fn finish(&mut self) {
+        self.state = State::Done;
+        self.streams = [None, None];
+        self.quic = None;
+    }
+
+    /// After a stream parser says "no more": DNS over TCP and HTTP keep going, others are done.
+    pub(super) fn finish_unless_ongoing(&mut self) {
+        if !matches!(self.state, State::DnsTcp | State::Http) {
+            self.finish();
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Classifying a TCP stream by its first bytes (TLS, HTTP, SOCKS, DNS over TCP) and turning a
+//! ClientHello or HTTP request head into an observation.
+
+use crate::decode::{dns, http, socks, tls};
+
+use super::emit::{Seg, Sinks};
+use super::observation::*;
+use super::state::{Flow, State};
+use super::udp::is_dns_port;
+
+/// Look at the contiguous start of a TCP direction. Returns (bytes consumed, want more data).
+pub(super) fn on_stream(
+    flow: &mut Flow,
+    dir: usize,
+    src_a: bool,
+    data: &[u8],
+    segmented: bool,
+    seg: &Seg,
+    sinks: &mut Sinks<'_>,
+) -> (usize, bool) {
+    if flow.state == State::New {
+        if data.len() < 3 {
+            return (0, true);
+        }
+        if tls::looks_like_tls(data) {
+            flow.state = State::Tls;
+        } else if http::looks_like_request(data) {
+            flow.state = State::Http;
+        } else if !flow.proxied && socks::looks_like_socks(data) {
+            flow.state = State::Socks;
+        } else if is_dns_port(seg.sp) || is_dns_port(seg.dp) || looks_like_dns_tcp(data) {
+            flow.state = State::DnsTcp;
+        } else if flow.isn[dir].is_none() && flow.tries < 2 {
+            // No SYN seen: this may be a later segment that overtook the stream's first one.
+            // Keep it a little while for an earlier segment to complete the picture.
+            flow.tries += 1;
+            return (0, true);
+        } else {
+            flow.finish();
+            return (0, false);
+        }
+        if flow.state != State::DnsTcp && flow.client_a.is_none() {
+            flow.client_a = Some(src_a);
+        }
+        // The other direction may hold server bytes buffered before we knew who the client was.
+        if flow.state != State::DnsTcp {
+            flow.streams[1 - dir] = None;
+        }
+    }
+    match flow.state {
+        State::Tls => match tls::parse_first_flight(data) {
+            tls::FirstFlight::NeedMore => (0, true),
+            tls::FirstFlight::NotTls => (0, false),
+            tls::FirstFlight::Malformed(_) => {
+                sinks.stats.malformed.tls += 1;
+                (0, false)
+            }
+            tls::FirstFlight::Hello(ch) => {
+                let mut o = seg.observation(Kind::TlsClientHello, true, ch.sni.clone());
+                if flow.proxied {
+                    o.flags.push(Flag::Proxied);
+                }
+                if segmented {
+                    o.flags.push(Flag::Segmented);
+                }
+                if ch.multi_record {
+                    o.flags.push(Flag::MultiRecord);
+                }
+                hello_flags(&mut o, &ch, sinks);
+                o.tls = Some(TlsInfo {
+                    versions: ch.versions.iter().map(|v| tls::version_name(*v)).collect(),
+                    alpn: ch.alpn,
+                });
+                sinks.emit(o);
+                (data.len(), false)
+            }
+        },
+        State::Http => match http::parse_request(data) {
+            http::HttpParse::NeedMore => (0, true),
+            http::HttpParse::NotHttp => (0, false),
+            http::HttpParse::Request(r) => {
+                http_observation(flow, seg, r, segmented, sinks);
+                (data.len(), false)
+            }
+        },
+        State::Socks => match socks::parse(data) {
+            socks::SocksParse::NeedMore => (0, true),
+            socks::SocksParse::NotSocks => (0, false),
+            socks::SocksParse::Connect(c) => {
+                // What follows the handshake is the proxied stream: classify it afresh.
+                flow.state = State::New;
+                flow.proxied = true;
+                let (used, more) =
+                    on_stream(flow, dir, src_a, &data[c.consumed..], segmented, seg, sinks);
+                (c.consumed + used, more)
+            }
+        },
+        State::DnsTcp => {
+            let mut used = 0;
+            while let Some(len) = crate::decode::be16(data, used) {
+                let len = len as usize;
+                let Some(msg) = data.get(used + 2..used + 2 + len) else {
+                    break;
+                };
+                let mut flags = vec![Flag::DnsTcp];
+                if segmented {
+                    flags.push(Flag::Segmented);
+                }
+                if !(is_dns_port(seg.sp) || is_dns_port(seg.dp)) {
+                    flags.push(Flag::OffPort);
+                }
+                sinks.dns(seg, msg, &flags);
+                used += 2 + len;
+            }
+            (used, true)
+        }
+        _ => (0, false),
+    }
+}
+
+fn looks_like_dns_tcp(data: &[u8]) -> bool {
+    let Some(len) = crate::decode::be16(data, 0) else {
+        return false;
+    };
+    len as usize >= 17
+        && dns::looks_like_dns(&data[2..])
+        && (data.len() - 2 <= len as usize || data.len() > 2 + len as usize)
+}
+
+/// ECH/ESNI flags of a ClientHello (TLS or QUIC); names inferred when it shows no plain SNI.
+pub(super) fn hello_flags(o: &mut Observation, ch: &tls::ClientHello, sinks: &Sinks<'_>) {
+    if ch.ech {
+        o.flags.push(Flag::Ech);
+    }
+    if ch.esni {
+        o.flags.push(Flag::Esni);
+    }
+    if ch.sni.is_none() || ch.ech || ch.esni {
+        sinks.infer(o);
+    }
+}
+
+pub(super) fn http_observation(
+    flow: &mut Flow,
+    seg: &Seg,
+    r: http::Request,
+    segmented: bool,
+    sinks: &mut Sinks<'_>,
+) {
+    use std::hash::BuildHasher;
+    let hv = foldhash::fast::FixedState::with_seed(1).hash_one(&r.host) | 1;
+    if hv == flow.last_host {
+        return;
+    }
+    flow.last_host = hv;
+    let mut o = seg.observation(Kind::HttpRequest, true, r.name.clone());
+    if flow.proxied {
+        o.flags.push(Flag::Proxied);
+    }
+    if segmented {
+        o.flags.push(Flag::Segmented);
+    }
+    if seg.dp != 80 && seg.dp != 8080 {
+        o.flags.push(Flag::OffPort);
+    }
+    if r.name.is_none() {
+        sinks.infer(&mut o);
+    }
+    o.http = Some(HttpInfo {
+        method: r.method,
+        host: r.host,
+    });
+    sinks.emit(o);
+}

@@ -1,0 +1,252 @@
+//! The TCP reassembly driver: flow lookup, SYN bookkeeping and buffering of each direction's first
+//! flight until the stream classifier (`stream.rs`) has what it needs.
+
+use etherparse::TcpSlice;
+
+use crate::decode::http;
+
+use super::emit::{Ctx, Seg, Sinks};
+use super::observation::*;
+use super::reassembly::{Insert, SparseBuf};
+use super::sensor::Sensor;
+use super::state::{Flow, FlowKey, State, Stream};
+use super::stream::{http_observation, on_stream};
+
+/// Where a segment's data goes: its direction, its sequence number and the buffer cap.
+#[derive(Clone, Copy)]
+struct Place {
+    /// Index into the flow's per-direction state: 0 when the source is endpoint `a`.
+    dir: usize,
+    src_a: bool,
+    /// Sequence number of the segment's first data byte.
+    seq: u32,
+    /// Largest buffer for this direction (DNS over TCP takes whole messages).
+    cap: usize,
+}
+
+impl Sensor {
+    /// One TCP segment: find or make its flow, note SYNs, and feed client data to the stream
+    /// classifier, in place when it starts the stream, else through the direction's buffer.
+    pub(super) fn tcp(&mut self, cx: Ctx, t: &TcpSlice<'_>, out: &mut Vec<Observation>) {
+        let (sp, dp, payload) = (t.source_port(), t.destination_port(), t.payload());
+        let (key, src_a) = FlowKey::new(cx.src, sp, cx.dst, dp, 6);
+        let dir = if src_a { 0 } else { 1 };
+        let flow = match self.flows.get_mut(&key) {
+            Some(f) => {
+                f.last_ns = cx.ts;
+                if f.state == State::Done {
+                    return;
+                }
+                f
+            }
+            None => {
+                if payload.is_empty() && !t.syn() {
+                    return;
+                }
+                self.stats.flows.created += 1;
+                let (f, evicted) = self.flows.insert(key, Flow::new(cx.ts, false));
+                if evicted {
+                    self.stats.flows.evicted += 1;
+                }
+                f
+            }
+        };
+        let seq = note_syn(flow, t, dir, src_a);
+        if payload.is_empty() || t.rst() || !wants_data(flow, src_a) {
+            return;
+        }
+        let seg = Seg {
+            cx,
+            sp,
+            dp,
+            transport: Transport::Tcp,
+        };
+        let mut sinks = Sinks {
+            budget: &self.budget,
+            hosts: &self.hosts,
+            names: &mut self.names,
+            stats: &mut self.stats,
+            out,
+        };
+        // HTTP after the first request: each later request head is read from its own segment.
+        if flow.state == State::Http && flow.last_host != 0 {
+            later_http_request(flow, &seg, payload, &mut sinks);
+            return;
+        }
+        let cap = match flow.state {
+            State::DnsTcp => 65_537,
+            _ => self.cfg.stream_cap,
+        };
+        let at = Place {
+            dir,
+            src_a,
+            seq,
+            cap,
+        };
+        if flow.streams[dir].is_none() && start_stream(flow, at, payload, &seg, &mut sinks) {
+            return;
+        }
+        buffered_segment(flow, at, payload, &seg, &mut sinks);
+    }
+}
+
+/// SYN bookkeeping: the stream's first sequence number and, if not yet known, which side is the
+/// client. Returns the sequence number of the segment's first data byte.
+fn note_syn(flow: &mut Flow, t: &TcpSlice<'_>, dir: usize, src_a: bool) -> u32 {
+    let mut seq = t.sequence_number();
+    if t.syn() {
+        seq = seq.wrapping_add(1);
+        flow.isn[dir] = Some(seq);
+        if flow.client_a.is_none() {
+            flow.client_a = Some(if t.ack() { !src_a } else { src_a });
+        }
+    }
+    seq
+}
+
+/// Does the flow want this side's data? A new, TLS or HTTP flow only takes the client's; DNS over
+/// TCP and SOCKS take both sides; a flow done or claimed by a UDP protocol takes none.
+fn wants_data(flow: &Flow, src_a: bool) -> bool {
+    let from_client = flow.client_a.map(|c| c == src_a);
+    match flow.state {
+        State::New | State::Tls | State::Http if from_client == Some(false) => false,
+        State::Done | State::Quic | State::DnsUdp => false,
+        _ => true,
+    }
+}
+
+/// A later request on an HTTP connection (keep-alive): its head is parsed from this segment alone.
+fn later_http_request(flow: &mut Flow, seg: &Seg, payload: &[u8], sinks: &mut Sinks<'_>) {
+    if http::looks_like_request(payload) {
+        if let http::HttpParse::Request(r) = http::parse_request(payload) {
+            http_observation(flow, seg, r, false, sinks);
+        }
+    }
+}
+
+/// The first data segment of a direction without a buffer. Fast path: the segment starts the
+/// stream, so parse it in place and buffer only what is left when the parser wants more; returns
+/// true (done with the segment). Otherwise open an empty buffer at the stream start; false.
+fn start_stream(
+    flow: &mut Flow,
+    at: Place,
+    payload: &[u8],
+    seg: &Seg,
+    sinks: &mut Sinks<'_>,
+) -> bool {
+    let base = flow.isn[at.dir].unwrap_or(at.seq);
+    if base == at.seq {
+        let (used, more) = on_stream(flow, at.dir, at.src_a, payload, false, seg, sinks);
+        if !more {
+            return true;
+        }
+        let mut buf = SparseBuf::with_budget(at.cap, sinks.budget);
+        if buf.insert(0, &payload[used..]) == Insert::OverBudget {
+            sinks.stats.flows.reassembly_budget_exceeded += 1;
+            flow.finish();
+            return true;
+        }
+        flow.streams[at.dir] = Some(Box::new(Stream {
+            base: at.seq.wrapping_add(used as u32),
+            buf,
+            segments: 1,
+            consumed: used > 0,
+        }));
+        return true;
+    }
+    flow.streams[at.dir] = Some(Box::new(Stream {
+        base,
+        buf: SparseBuf::with_budget(at.cap, sinks.budget),
+        segments: 0,
+        consumed: false,
+    }));
+    false
+}
+
+/// A segment for a direction with a buffer: store it in place, then let the classifier look at
+/// the contiguous start again.
+fn buffered_segment(flow: &mut Flow, at: Place, payload: &[u8], seg: &Seg, sinks: &mut Sinks<'_>) {
+    let isn_known = flow.isn[at.dir].is_some();
+    let Some(st) = flow.streams[at.dir].as_mut() else {
+        return;
+    };
+    let Some(ins) = insert_segment(st, at, payload, isn_known) else {
+        return; // retransmission of consumed bytes
+    };
+    st.segments = st.segments.saturating_add(1);
+    match ins {
+        Insert::Stored => {}
+        Insert::Overflow => sinks.stats.flows.reassembly_overflow += 1,
+        Insert::OverBudget => {
+            // Every buffer together is at the budget: give this flow up rather than grow.
+            sinks.stats.flows.reassembly_budget_exceeded += 1;
+            flow.finish();
+            return;
+        }
+    }
+    let segmented = st.segments > 1;
+    let prefix = std::mem::take(&mut st.buf);
+    reclassify(flow, at, prefix, segmented, seg, sinks);
+}
+
+/// Store a segment at its offset in the direction's buffer. A segment before the buffer start
+/// moves the start back (reordering with no SYN seen, nothing consumed yet) or gives its bytes
+/// past the start. None: a retransmission of bytes already consumed.
+fn insert_segment(st: &mut Stream, at: Place, payload: &[u8], isn_known: bool) -> Option<Insert> {
+    let rel = at.seq.wrapping_sub(st.base) as i32;
+    let ins = if rel >= 0 {
+        st.buf.insert(rel as usize, payload)
+    } else {
+        let back = rel.unsigned_abs() as usize;
+        if !st.consumed && !isn_known && back < at.cap {
+            // An earlier segment than the one we took as the start (reordering, no SYN seen).
+            st.base = at.seq;
+            match st.buf.shift_right(back) {
+                Insert::Stored => st.buf.insert(0, payload),
+                o => o,
+            }
+        } else if back < payload.len() {
+            st.buf.insert(0, &payload[back..])
+        } else {
+            return None;
+        }
+    };
+    Some(ins)
+}
+
+/// Run the classifier over the buffer's contiguous start (`prefix`, taken out of the stream), put
+/// the buffer back without the bytes it consumed, and give the flow up when a full buffer yielded
+/// nothing or the classifier wants no more.
+fn reclassify(
+    flow: &mut Flow,
+    at: Place,
+    prefix: SparseBuf,
+    segmented: bool,
+    seg: &Seg,
+    sinks: &mut Sinks<'_>,
+) {
+    let (used, more) = on_stream(
+        flow,
+        at.dir,
+        at.src_a,
+        prefix.contiguous(),
+        segmented,
+        seg,
+        sinks,
+    );
+    if let Some(st) = flow.streams[at.dir].as_mut() {
+        st.buf = prefix;
+        if used > 0 {
+            st.buf.consume(used);
+            st.base = st.base.wrapping_add(used as u32);
+            st.consumed = true;
+        }
+        if more && st.buf.end() >= at.cap && used == 0 {
+            sinks.stats.flows.reassembly_overflow += 1;
+            flow.finish();
+        }
+    }
+    if !more {
+        flow.finish_unless_ongoing();
+    }
+}

@@ -1,0 +1,109 @@
+//! UDP datagrams: tunnels (VXLAN, Teredo, GTP-U), DHCP (client host names), stateless DNS on its
+//! ports, and per-flow classification of the rest as QUIC or DNS on an odd port.
+
+use etherparse::UdpSlice;
+
+use crate::decode::{dhcp, dns, quic, tunnel};
+
+use super::emit::{Ctx, Seg, Sinks};
+use super::l3::MAX_DEPTH;
+use super::observation::*;
+use super::quic::quic_datagram;
+use super::sensor::Sensor;
+use super::state::{Flow, FlowKey, State};
+
+#[inline]
+pub(super) fn is_dns_port(p: u16) -> bool {
+    matches!(p, 53 | 5353 | 5355)
+}
+
+/// NetBIOS name service uses the DNS wire format with encoded names; it is not DNS.
+#[inline]
+fn is_netbios(sp: u16, dp: u16) -> bool {
+    matches!(sp, 137 | 138) || matches!(dp, 137 | 138)
+}
+
+impl Sensor {
+    pub(super) fn udp(
+        &mut self,
+        mut cx: Ctx,
+        u: &UdpSlice<'_>,
+        depth: u8,
+        out: &mut Vec<Observation>,
+    ) {
+        let (sp, dp, payload) = (u.source_port(), u.destination_port(), u.payload());
+        if depth < MAX_DEPTH {
+            if let Some(inner) = tunnel::from_udp(sp, dp, payload) {
+                self.stats.tunneled += 1;
+                cx.tunneled = true;
+                self.ip_packet(&inner, cx, depth + 1, out);
+                return;
+            }
+        }
+        if matches!((sp, dp), (68, 67) | (67, 68)) {
+            match dhcp::parse(payload) {
+                Some(lease) => self.hosts.learn(&lease, cx.ts),
+                None => self.stats.malformed.udp += 1,
+            }
+            return;
+        }
+        let seg = Seg {
+            cx,
+            sp,
+            dp,
+            transport: Transport::Udp,
+        };
+        let mut sinks = Sinks {
+            budget: &self.budget,
+            hosts: &self.hosts,
+            names: &mut self.names,
+            stats: &mut self.stats,
+            out,
+        };
+        if is_dns_port(sp) || is_dns_port(dp) {
+            // DNS on its own ports is stateless: no flow entry per query.
+            sinks.dns(&seg, payload, &[]);
+            return;
+        }
+        if payload.is_empty() {
+            return;
+        }
+        let (key, src_a) = FlowKey::new(cx.src, sp, cx.dst, dp, 17);
+        let flow = match self.flows.get_mut(&key) {
+            Some(f) => f,
+            None => {
+                sinks.stats.flows.created += 1;
+                let (f, evicted) = self.flows.insert(key, Flow::new(cx.ts, true));
+                if evicted {
+                    sinks.stats.flows.evicted += 1;
+                }
+                f
+            }
+        };
+        flow.last_ns = cx.ts;
+        if flow.state == State::New {
+            if quic::looks_like_quic_long(payload) {
+                flow.state = State::Quic;
+                flow.client_a = Some(src_a);
+            } else if !is_netbios(sp, dp)
+                && dns::looks_like_dns(payload)
+                && dns::parse(payload).is_ok_and(|m| !m.partial)
+            {
+                flow.state = State::DnsUdp;
+            } else {
+                flow.tries += 1;
+                if flow.tries >= 4 {
+                    flow.finish();
+                }
+                return;
+            }
+        }
+        match flow.state {
+            State::DnsUdp => sinks.dns(&seg, payload, &[Flag::OffPort]),
+            State::Quic if flow.client_a == Some(src_a) => {
+                quic_datagram(flow, &seg, payload, &mut sinks)
+            }
+            _ => {}
+        }
+    }
+}
