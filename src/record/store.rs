@@ -45,7 +45,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX events_client_ts ON events (client_ip, ts);
      CREATE INDEX events_action_ts ON events (action, ts);",
     // 3: system events carry a JSON detail (errors, digests, counts).
-    "ALTER TABLE events ADD COLUMN detail TEXT;",
+    "ALTER TABLE events ADD COLUMN detail TEXT;
+     ALTER TABLE sink_cursors ADD COLUMN down_since INTEGER;",
 ];
 
 #[derive(Debug)]
@@ -312,6 +313,28 @@ impl Store {
     pub fn set_cursor(&self, sink: &str, seq: i64) -> Result<(), StoreError> {
         self.conn
             .execute("INSERT INTO sink_cursors (sink, seq) VALUES (?1, ?2) ON CONFLICT(sink) DO UPDATE SET seq = excluded.seq", params![sink, seq])
+            .map(|_| ())
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Since when (ns) the sink has been failing, if it is: kept across runs so that a
+    /// recovery in a later process is still reported as one.
+    pub fn sink_down_since(&self, sink: &str) -> Result<Option<i64>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT down_since FROM sink_cursors WHERE sink = ?1",
+                [sink],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Mark the sink as failing since `since` (ns), or as healthy (`None`).
+    pub fn set_sink_down(&self, sink: &str, since: Option<i64>) -> Result<(), StoreError> {
+        self.conn
+            .execute("INSERT INTO sink_cursors (sink, seq, down_since) VALUES (?1, 0, ?2) ON CONFLICT(sink) DO UPDATE SET down_since = excluded.down_since", params![sink, since])
             .map(|_| ())
             .map_err(|e| self.sql(e))
     }
