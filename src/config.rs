@@ -70,7 +70,7 @@ fn default_batch() -> usize {
     1000
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
 pub enum SinkKind {
     /// ECS JSON lines to a file (`path`) or a TCP peer (`address`).
@@ -96,7 +96,7 @@ pub enum SinkKind {
     },
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct SinkConf {
     pub name: String,
     /// Fold repeats of (client, service, action) within this many seconds into one alert.

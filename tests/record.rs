@@ -113,7 +113,7 @@ fn store_file_is_private_and_versioned() {
             "{f} is readable by others"
         );
     }
-    assert_eq!(st.schema_version(), 2);
+    assert_eq!(st.schema_version(), 3);
     let n = st.count().unwrap();
     assert!(n >= 50, "{n}");
     let claude = st

@@ -41,7 +41,12 @@ pub fn run(a: Args) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if !a.follow {
-        let reports = feed::drain(&sc.path, &conf.sink, Duration::from_secs(a.timeout));
+        let reports = feed::drain(
+            &sc.path,
+            &conf.sink,
+            Duration::from_secs(a.timeout),
+            &conf.sensor.id,
+        );
         return if feed::report(&reports, false) {
             ExitCode::SUCCESS
         } else {
@@ -49,7 +54,7 @@ pub fn run(a: Args) -> ExitCode {
         };
     }
     let stop = AtomicBool::new(false);
-    match feed::follow(&sc.path, &conf.sink, &stop) {
+    match feed::follow(&sc.path, &conf.sink, &stop, &conf.sensor.id) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("shadowgate: {e}");

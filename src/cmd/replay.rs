@@ -11,7 +11,9 @@ use crate::flow::Config;
 use crate::pipeline::{Emit, Format, Pipeline};
 use crate::policy::reload::PolicyHandle;
 use crate::record::recorder::Recorder;
-use crate::record::{feed, Store};
+use crate::record::system::SystemLog;
+use crate::record::{feed, Store, SystemKind};
+use serde_json::json;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -93,22 +95,41 @@ pub fn run(a: Args) -> ExitCode {
         eprintln!("shadowgate: recording events needs a policy (--policy DIR or [policy] in the configuration)");
         return ExitCode::from(2);
     }
-    let recorder = match store_path.as_deref().map(Store::open).transpose() {
-        Ok(s) => s.map(|st| {
-            if let Err(e) = st.apply_retention(
-                store_conf.map_or(400, |s| s.retention_days),
-                crate::time::now_ns(),
-            ) {
-                eprintln!("shadowgate: warning: retention not applied: {e}");
+    let sensor_id = conf
+        .as_ref()
+        .map(|c| c.sensor.id.clone())
+        .unwrap_or_default();
+    let opened = store_path.as_deref().map(|p| {
+        let st = Store::open(p)?;
+        let log = SystemLog::open(p, &sensor_id)?;
+        Ok::<_, crate::record::StoreError>((st, log))
+    });
+    let (recorder, system) = match opened.transpose() {
+        Ok(Some((st, log))) => {
+            log.sensor_start(
+                "replay",
+                handle.as_deref(),
+                json!({ "files": a.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>() }),
+            );
+            if let Some(h) = &handle {
+                log.watch_policy(h);
             }
-            let sensor_id = conf
-                .as_ref()
-                .map(|c| c.sensor.id.clone())
-                .unwrap_or_default();
+            let days = store_conf.map_or(400, |s| s.retention_days);
+            match st.apply_retention(days, crate::time::now_ns()) {
+                Ok(n) => {
+                    let _ = log.record(
+                        SystemKind::Retention,
+                        &format!("retention ({days} days) deleted {n} events"),
+                        json!({ "days": days, "deleted": n }),
+                    );
+                }
+                Err(e) => eprintln!("shadowgate: warning: retention not applied: {e}"),
+            }
             let mut r = Recorder::new(st, store_conf.map_or(1000, |s| s.batch), &sensor_id);
             r.print_commits = a.print_commits;
-            r
-        }),
+            (Some(r), Some(log))
+        }
+        Ok(None) => (None, None),
         Err(e) => {
             eprintln!("shadowgate: cannot open the event store: {e}");
             return ExitCode::FAILURE;
@@ -129,7 +150,7 @@ pub fn run(a: Args) -> ExitCode {
         p = p.with_recorder(r);
     }
     let sinks = conf.map(|c| c.sink).unwrap_or_default();
-    replay(&a.files, p, &a, &sinks)
+    replay(&a.files, p, &a, &sinks, system.as_deref())
 }
 
 /// A progress bar on a terminal for files over 64 MB.
@@ -153,6 +174,7 @@ fn replay(
     mut p: Pipeline,
     a: &Args,
     sinks: &[crate::config::SinkConf],
+    system: Option<&SystemLog>,
 ) -> ExitCode {
     let mut failed = false;
     let mut skipped_files = 0u64;
@@ -174,8 +196,21 @@ fn replay(
             eprintln!("shadowgate: cannot write output: {e}");
             return ExitCode::FAILURE;
         }
-        if let Err((e, sum)) = res {
+        if let Err((e, sum)) = &res {
             p.flush_writer();
+            if let Some(log) = system {
+                let _ = log.record(
+                    SystemKind::CaptureGap,
+                    &format!(
+                        "{}: {} bytes not read (damaged capture)",
+                        path.display(),
+                        sum.skipped_bytes
+                    ),
+                    json!({ "file": path.display().to_string(), "skipped_bytes": sum.skipped_bytes, "error": e.to_string() }),
+                );
+            }
+        }
+        if let Err((e, sum)) = res {
             if a.keep_going {
                 eprintln!("shadowgate: warning: {e}");
                 skipped_files += 1;
@@ -224,6 +259,21 @@ fn replay(
         let _ = serde_json::to_writer_pretty(&mut e, &s);
         let _ = writeln!(e);
     }
+    if let Some(log) = system {
+        let m = &s.malformed;
+        log.sensor_stop(
+            if failed { "error" } else { "end of input" },
+            json!({
+                "frames": s.frames,
+                "observations": p.counts().observations,
+                "decisions": p.counts().decisions,
+                "recorded": p.recorder().map(|r| r.recorded),
+                "malformed": m,
+                "skipped_files": skipped_files,
+                "skipped_bytes": skipped_bytes,
+            }),
+        );
+    }
     if let Some(rec) = p.recorder() {
         // Not a failure when a sink is behind: the events wait in the store for the next
         // delivery run.
@@ -231,6 +281,7 @@ fn replay(
             rec.store.path(),
             sinks,
             Duration::from_secs(a.drain_timeout),
+            system.map_or("", |l| l.sensor()),
         );
         feed::report(&reports, a.quiet);
     }

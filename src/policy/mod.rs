@@ -4,6 +4,7 @@
 //! client wins; a catalogued service no rule selects gets the default action.
 
 mod catalog;
+pub mod change;
 mod client;
 mod compile;
 pub mod config;
@@ -51,5 +52,33 @@ impl Policy {
 
     pub fn pattern_count(&self) -> usize {
         self.patterns.len()
+    }
+
+    /// Each rule's id with a fingerprint of what it does (selection, groups, action, schedule),
+    /// in rule order: what a reload summary compares.
+    pub fn rule_fingerprints(&self) -> Vec<(String, String)> {
+        self.rules
+            .iter()
+            .map(|r| {
+                let mut services: Vec<&str> = r
+                    .services
+                    .iter()
+                    .filter_map(|&i| self.services.get(i).map(|s| s.id.as_str()))
+                    .collect();
+                services.sort_unstable();
+                let fp = format!(
+                    "{services:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+                    r.categories,
+                    r.kinds,
+                    r.groups,
+                    r.except_groups,
+                    r.action,
+                    r.severity,
+                    r.steer_to.as_ref().map(|s| &s.url),
+                    r.schedule
+                );
+                (r.id.clone(), fp)
+            })
+            .collect()
     }
 }

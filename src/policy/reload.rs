@@ -4,19 +4,39 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use super::change::{self, Changes};
 use super::{Policy, PolicyErrors};
+
+/// What one reload did, as told to the reload hook (the system events of the record).
+#[derive(Debug, Clone)]
+pub enum ReloadOutcome {
+    Accepted {
+        old_digest: String,
+        new_digest: String,
+        changes: Changes,
+    },
+    Rejected {
+        digest_in_force: String,
+        errors: Vec<String>,
+    },
+}
+
+/// Called after every reload attempt, from the thread that reloaded.
+pub type ReloadHook = Box<dyn Fn(&ReloadOutcome) + Send + Sync>;
 
 pub struct PolicyHandle {
     dir: PathBuf,
     current: ArcSwap<Policy>,
+    digest: Mutex<String>,
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
-    last_error: std::sync::Mutex<Option<String>>,
+    last_error: Mutex<Option<String>>,
+    hook: Mutex<Option<ReloadHook>>,
 }
 
 impl PolicyHandle {
@@ -26,10 +46,37 @@ impl PolicyHandle {
         Ok(Arc::new(PolicyHandle {
             dir: dir.into(),
             current: ArcSwap::from_pointee(p),
+            digest: Mutex::new(change::digest(dir)),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
-            last_error: std::sync::Mutex::new(None),
+            last_error: Mutex::new(None),
+            hook: Mutex::new(None),
         }))
+    }
+
+    /// SHA-256 of the policy files in force (see [`change::digest`]).
+    pub fn digest(&self) -> String {
+        self.digest.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
+    /// The policy directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Be told of every reload attempt (e.g. to record it as a system event).
+    pub fn on_reload(&self, hook: ReloadHook) {
+        if let Ok(mut h) = self.hook.lock() {
+            *h = Some(hook);
+        }
+    }
+
+    fn tell(&self, outcome: &ReloadOutcome) {
+        if let Ok(h) = self.hook.lock() {
+            if let Some(h) = h.as_ref() {
+                h(outcome);
+            }
+        }
     }
 
     /// The policy in force (cheap; hold it for one decision or a batch).
@@ -39,9 +86,23 @@ impl PolicyHandle {
 
     /// Validate the directory again and swap it in if it is good.
     pub fn reload(&self) -> Result<(), PolicyErrors> {
+        // The digest is taken before loading: a file changed during the load gives another
+        // reload (the watcher sees the change), never a digest of files that were not loaded.
+        let new_digest = change::digest(&self.dir);
         match Policy::load(&self.dir) {
             Ok(p) => {
+                let changes = Changes::between(&self.current(), &p);
                 self.current.store(Arc::new(p));
+                let old_digest = self
+                    .digest
+                    .lock()
+                    .map(|mut d| std::mem::replace(&mut *d, new_digest.clone()))
+                    .unwrap_or_default();
+                self.tell(&ReloadOutcome::Accepted {
+                    old_digest,
+                    new_digest,
+                    changes,
+                });
                 self.reloads.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut e) = self.last_error.lock() {
                     *e = None;
@@ -57,6 +118,10 @@ impl PolicyHandle {
                 if let Ok(mut le) = self.last_error.lock() {
                     *le = Some(e.to_string());
                 }
+                self.tell(&ReloadOutcome::Rejected {
+                    digest_in_force: self.digest(),
+                    errors: e.0.iter().map(|x| x.to_string()).collect(),
+                });
                 Err(e)
             }
         }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use indexmap::IndexMap;
 
-use super::event::Event;
+use super::event::{Event, SystemKind};
 use super::sinks::Sink;
 use super::store::{Store, StoreError};
 
@@ -124,6 +124,10 @@ pub struct Deliverer {
     pub delivered: u64,
     pub failures: u64,
     pub last_error: Option<String>,
+    /// Sensor id for the sink's own outage and recovery events.
+    sensor: String,
+    /// Since when (ns) the sink has been failing, as recorded in the store.
+    down_since: Option<i64>,
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
@@ -136,6 +140,7 @@ impl Deliverer {
         aggregate: Option<Duration>,
     ) -> Result<Self, StoreError> {
         let cursor = store.cursor(sink.name())?;
+        let down_since = store.sink_down_since(sink.name())?;
         Ok(Deliverer {
             sink,
             agg: aggregate.filter(|w| !w.is_zero()).map(Aggregator::new),
@@ -149,11 +154,57 @@ impl Deliverer {
             delivered: 0,
             failures: 0,
             last_error: None,
+            sensor: String::new(),
+            down_since,
         })
+    }
+
+    /// The sensor id that the sink's outage and recovery events carry.
+    pub fn with_sensor(mut self, sensor: &str) -> Self {
+        self.sensor = sensor.to_string();
+        self
     }
 
     pub fn name(&self) -> &str {
         self.sink.name()
+    }
+
+    /// The first failure after success records a `sink_down` event; the first success after
+    /// a failure (in this process or an earlier one) a `sink_up` event with the outage's length.
+    fn note_health(&mut self, store: &mut Store, error: Option<&str>) -> Result<(), StoreError> {
+        let now = crate::time::now_ns();
+        let name = self.sink.name().to_string();
+        if error.is_some() && self.down_since.is_none() {
+            // Another process (or a drain that gave up on this sink) may have recorded it.
+            self.down_since = store.sink_down_since(&name)?;
+        }
+        let ev = match (error, self.down_since) {
+            (Some(e), None) => {
+                self.down_since = Some(now.min(i64::MAX as u64) as i64);
+                Event::system(
+                    SystemKind::SinkDown,
+                    now,
+                    &self.sensor,
+                    &format!("sink {name} is failing: {e}; events wait in the store"),
+                    serde_json::json!({ "sink": name, "error": e }),
+                )
+            }
+            (None, Some(since)) => {
+                self.down_since = None;
+                let secs = now.saturating_sub(since.max(0) as u64) / 1_000_000_000;
+                Event::system(
+                    SystemKind::SinkUp,
+                    now,
+                    &self.sensor,
+                    &format!("sink {name} delivers again after {secs} s"),
+                    serde_json::json!({ "sink": name, "down_since": crate::time::rfc3339_micros(since.max(0) as u64), "down_seconds": secs }),
+                )
+            }
+            _ => return Ok(()),
+        };
+        store.set_sink_down(&name, self.down_since)?;
+        store.append(&mut [ev])?;
+        Ok(())
     }
 
     /// Has every stored event been delivered (and no alert is held in a window)?
@@ -172,7 +223,7 @@ impl Deliverer {
 
     /// Fetch what is new, then try to deliver. `draining`: close every aggregation window
     /// (end of input).
-    pub fn step(&mut self, store: &Store, draining: bool) -> Result<Step, StoreError> {
+    pub fn step(&mut self, store: &mut Store, draining: bool) -> Result<Step, StoreError> {
         if self.pending.is_empty() {
             let events = store.after(self.fetched, self.batch)?;
             let got = events.len();
@@ -209,9 +260,11 @@ impl Deliverer {
                 self.delivered += n as u64;
                 self.backoff = MIN_BACKOFF;
                 self.last_error = None;
+                self.note_health(store, None)?;
                 Ok(Step::Delivered(n))
             }
             Err(e) => {
+                self.note_health(store, Some(&e))?;
                 self.failures += 1;
                 self.next_try = Instant::now() + self.backoff;
                 self.backoff = (self.backoff * 2).min(self.max_backoff);
@@ -222,7 +275,7 @@ impl Deliverer {
     }
 
     /// Step until caught up or `deadline`. Returns whether it caught up.
-    pub fn drain(&mut self, store: &Store, deadline: Instant) -> Result<bool, StoreError> {
+    pub fn drain(&mut self, store: &mut Store, deadline: Instant) -> Result<bool, StoreError> {
         loop {
             if self.caught_up(store)? {
                 return Ok(true);

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::deliver::{Deliverer, Step};
+use super::event::{Event, SystemKind};
 use super::store::Store;
 use crate::config::SinkConf;
 
@@ -31,21 +32,23 @@ pub struct SinkReport {
     pub result: Drained,
 }
 
-fn deliverer(store: &Store, sc: &SinkConf) -> Result<Deliverer, String> {
+fn deliverer(store: &Store, sc: &SinkConf, sensor: &str) -> Result<Deliverer, String> {
     let sink = sc.build()?;
-    Deliverer::new(sink, store, sc.batch, sc.aggregate()).map_err(|e| e.to_string())
+    Deliverer::new(sink, store, sc.batch, sc.aggregate())
+        .map(|d| d.with_sensor(sensor))
+        .map_err(|e| e.to_string())
 }
 
-fn drain_one(store_path: &Path, sc: &SinkConf, deadline: Instant) -> Drained {
-    let store = match Store::open(store_path) {
+fn drain_one(store_path: &Path, sc: &SinkConf, deadline: Instant, sensor: &str) -> Drained {
+    let mut store = match Store::open(store_path) {
         Ok(s) => s,
         Err(e) => return Drained::Failed(e.to_string()),
     };
-    let mut d = match deliverer(&store, sc) {
+    let mut d = match deliverer(&store, sc, sensor) {
         Ok(d) => d,
         Err(e) => return Drained::Failed(e),
     };
-    match d.drain(&store, deadline) {
+    match d.drain(&mut store, deadline) {
         Ok(true) => Drained::CaughtUp {
             delivered: d.delivered,
         },
@@ -58,24 +61,73 @@ fn drain_one(store_path: &Path, sc: &SinkConf, deadline: Instant) -> Drained {
     }
 }
 
-/// Deliver to every sink, concurrently, until each is caught up or `timeout` passes.
-pub fn drain(store_path: &Path, sinks: &[SinkConf], timeout: Duration) -> Vec<SinkReport> {
+/// Deliver to every sink, concurrently, until each is caught up or `timeout` passes. `sensor`
+/// is the id that the sinks' outage and recovery events carry. Returns at the deadline even if
+/// a sink is stuck in a write to a SIEM that does not read: that sink is reported behind and its
+/// thread is left to its own write timeout (its cursor only moves on an acknowledged batch).
+pub fn drain(
+    store_path: &Path,
+    sinks: &[SinkConf],
+    timeout: Duration,
+    sensor: &str,
+) -> Vec<SinkReport> {
     let deadline = Instant::now() + timeout;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = sinks
-            .iter()
-            .map(|sc| (sc, s.spawn(move || drain_one(store_path, sc, deadline))))
-            .collect();
-        handles
-            .into_iter()
-            .map(|(sc, h)| SinkReport {
-                name: sc.name.clone(),
-                result: h
-                    .join()
-                    .unwrap_or_else(|_| Drained::Failed("delivery thread panicked".into())),
-            })
-            .collect()
-    })
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Drained)>();
+    for (i, sc) in sinks.iter().enumerate() {
+        let (tx_thread, sc, path, sensor) = (
+            tx.clone(),
+            sc.clone(),
+            store_path.to_path_buf(),
+            sensor.to_string(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name(format!("sink-{}", sc.name))
+            .spawn(move || {
+                let _ = tx_thread.send((i, drain_one(&path, &sc, deadline, &sensor)));
+            });
+        if let Err(e) = spawned {
+            let _ = tx.send((i, Drained::Failed(format!("cannot start its thread: {e}"))));
+        }
+    }
+    drop(tx);
+    let mut results: Vec<Option<Drained>> = vec![None; sinks.len()];
+    // A little grace past the deadline for a sink that is between two batches.
+    let until = deadline + Duration::from_millis(500);
+    while results.iter().any(Option::is_none) {
+        let left = until.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((i, r)) => results[i] = Some(r),
+            Err(_) => break,
+        }
+    }
+    // A sink still stuck in a write is down as far as the record is concerned.
+    let stuck = |name: &str| -> Result<i64, crate::record::StoreError> {
+        let mut st = Store::open(store_path)?;
+        if st.sink_down_since(name)?.is_none() {
+            let now = crate::time::now_ns();
+            st.set_sink_down(name, Some(now.min(i64::MAX as u64) as i64))?;
+            st.append(&mut [Event::system(
+                SystemKind::SinkDown,
+                now,
+                sensor,
+                &format!("sink {name} is stuck: the SIEM does not take what is sent; events wait in the store"),
+                serde_json::json!({ "sink": name, "error": "stuck in a write" }),
+            )])?;
+        }
+        Ok(st.last_seq()? - st.cursor(name)?)
+    };
+    sinks
+        .iter()
+        .zip(results)
+        .map(|(sc, r)| SinkReport {
+            name: sc.name.clone(),
+            result: r.unwrap_or_else(|| Drained::Behind {
+                delivered: 0,
+                waiting: stuck(&sc.name).unwrap_or(0),
+                error: Some("still writing: the SIEM does not take what is sent".into()),
+            }),
+        })
+        .collect()
 }
 
 /// Print a drain's outcome the way the CLI reports it; returns whether every sink caught up.
@@ -110,20 +162,25 @@ pub fn report(reports: &[SinkReport], quiet: bool) -> bool {
 
 /// Deliver new events as they are recorded, each sink on its own thread, until `stop` is set.
 /// Every sink is set up first: a sink that cannot be built is an error before anything runs.
-pub fn follow(store_path: &Path, sinks: &[SinkConf], stop: &AtomicBool) -> Result<(), String> {
+pub fn follow(
+    store_path: &Path,
+    sinks: &[SinkConf],
+    stop: &AtomicBool,
+    sensor: &str,
+) -> Result<(), String> {
     let mut ds = Vec::new();
     for sc in sinks {
         let store = Store::open(store_path).map_err(|e| e.to_string())?;
-        let d = deliverer(&store, sc).map_err(|e| format!("sink {}: {e}", sc.name))?;
+        let d = deliverer(&store, sc, sensor).map_err(|e| format!("sink {}: {e}", sc.name))?;
         ds.push((store, d));
     }
     std::thread::scope(|s| {
         let handles: Vec<_> = ds
             .into_iter()
-            .map(|(store, mut d)| {
+            .map(|(mut store, mut d)| {
                 s.spawn(move || -> Result<(), String> {
                     while !stop.load(Ordering::Relaxed) {
-                        let step = d.step(&store, false).map_err(|e| {
+                        let step = d.step(&mut store, false).map_err(|e| {
                             // One failed store stops the whole feed: it is the same store for all.
                             stop.store(true, Ordering::Relaxed);
                             e.to_string()

@@ -122,6 +122,9 @@ fn cef_value(s: &str) -> String {
 
 /// The CEF payload of one event.
 pub fn cef(e: &Event) -> String {
+    if e.is_system() {
+        return cef_system(e);
+    }
     let name = format!(
         "{} {} ({})",
         e.action,
@@ -169,6 +172,30 @@ pub fn cef(e: &Event) -> String {
     )
 }
 
+/// The CEF payload of a system event: signature `system.<kind>`, the summary as the name and
+/// `msg`, the JSON detail in a custom string.
+fn cef_system(e: &Event) -> String {
+    let ext = [
+        format!("rt={}", e.ts / 1_000_000),
+        format!("externalId={}", e.id),
+        format!("act={}", e.kind),
+        format!("msg={}", cef_value(&e.name)),
+        format!("cs1Label=sensor cs1={}", cef_value(&e.sensor)),
+        format!(
+            "cs6Label=detail cs6={}",
+            cef_value(e.detail.as_deref().unwrap_or("{}"))
+        ),
+    ];
+    format!(
+        "CEF:0|shadowgate|shadowgate|{}|{}|{}|{}|{}",
+        env!("CARGO_PKG_VERSION"),
+        cef_header(&e.rule_id),
+        cef_header(&e.name),
+        ecs::severity_number(&e.severity),
+        ext.join(" ")
+    )
+}
+
 /// RFC 5424 message: facility local4 (20), severity from the event.
 pub fn syslog_line(e: &Event, hostname: &str) -> String {
     let sev = match e.severity.as_str() {
@@ -181,9 +208,10 @@ pub fn syslog_line(e: &Event, hostname: &str) -> String {
     let pri = 20 * 8 + sev;
     let host = if hostname.is_empty() { "-" } else { hostname };
     format!(
-        "<{pri}>1 {} {host} shadowgate {} decision - {}",
+        "<{pri}>1 {} {host} shadowgate {} {} - {}",
         e.time(),
         std::process::id(),
+        if e.is_system() { "system" } else { "decision" },
         cef(e)
     )
 }

@@ -4,10 +4,11 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::event::{Event, SystemKind};
 use super::store::{Store, StoreError};
+use crate::policy::reload::{PolicyHandle, ReloadOutcome};
 
 /// A shared writer of system events. Each event is its own committed transaction: they are
 /// rare, and each one matters (an outage must be on record even if the process dies next).
@@ -27,6 +28,70 @@ impl SystemLog {
 
     pub fn sensor(&self) -> &str {
         &self.sensor
+    }
+
+    /// `sensor_start`: version, mode, policy directory and digest, and what else `extra` says.
+    pub fn sensor_start(&self, mode: &str, policy: Option<&PolicyHandle>, extra: Value) {
+        let digest = policy.map(|p| p.digest());
+        let mut detail = json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "mode": mode,
+            "policy_dir": policy.map(|p| p.dir().display().to_string()),
+            "policy_digest": digest,
+        });
+        merge(&mut detail, extra);
+        let summary = format!(
+            "shadowgate {} started ({mode}){}",
+            env!("CARGO_PKG_VERSION"),
+            digest
+                .map(|d| format!(", policy {}", &d[..d.len().min(12)]))
+                .unwrap_or_default()
+        );
+        let _ = self.record(SystemKind::SensorStart, &summary, detail);
+    }
+
+    /// `sensor_stop`: how it ended and the run's counters in `detail`.
+    pub fn sensor_stop(&self, how: &str, detail: Value) {
+        let mut d = json!({ "version": env!("CARGO_PKG_VERSION"), "how": how });
+        merge(&mut d, detail);
+        let _ = self.record(
+            SystemKind::SensorStop,
+            &format!("shadowgate stopped ({how})"),
+            d,
+        );
+    }
+
+    /// Record every reload attempt of `policy` from now on: accepted (old and new digest, what
+    /// changed) or rejected (the errors; the previous policy stays in force).
+    pub fn watch_policy(self: &Arc<Self>, policy: &PolicyHandle) {
+        let me = Arc::clone(self);
+        policy.on_reload(Box::new(move |o: &ReloadOutcome| match o {
+            ReloadOutcome::Accepted {
+                old_digest,
+                new_digest,
+                changes,
+            } => {
+                let _ = me.record(
+                    SystemKind::PolicyReload,
+                    &format!("policy reloaded: {}", changes.summary()),
+                    json!({ "old_digest": old_digest, "new_digest": new_digest, "changes": changes }),
+                );
+            }
+            ReloadOutcome::Rejected {
+                digest_in_force,
+                errors,
+            } => {
+                let _ = me.record(
+                    SystemKind::PolicyRejected,
+                    &format!(
+                        "policy reload rejected ({} error{}); the previous policy stays in force",
+                        errors.len(),
+                        if errors.len() == 1 { "" } else { "s" }
+                    ),
+                    json!({ "errors": errors, "digest_in_force": digest_in_force }),
+                );
+            }
+        }));
     }
 
     /// Record a system event now. A failure is returned and also said on stderr: the caller
@@ -55,6 +120,13 @@ impl SystemLog {
             );
         }
         r
+    }
+}
+
+/// Add the fields of `extra` (an object) to `into` (an object).
+fn merge(into: &mut Value, extra: Value) {
+    if let (Some(a), Value::Object(b)) = (into.as_object_mut(), extra) {
+        a.extend(b);
     }
 }
 

@@ -1,0 +1,331 @@
+//! Delivery and the system's own events: a SIEM that accepts and never reads does not delay the
+//! other sinks; policy reloads (rejected and accepted), sink outages and recoveries, start, stop
+//! and retention are system events in the store, in `shadowgate events` and in the ECS feed.
+
+#[path = "../benches/synth.rs"]
+mod synth;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shadowgate::policy::reload::PolicyHandle;
+use shadowgate::record::system::SystemLog;
+use shadowgate::record::{Query, Store};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shadowgate"))
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sg-delivery-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn policies() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+fn ai_capture(dir: &Path, flows: u32) -> PathBuf {
+    let mut frames = Vec::new();
+    for i in 0..flows {
+        synth::flow(i, 0, &mut frames);
+    }
+    let p = dir.join("ai.pcap");
+    synth::write_pcap(&p, &frames).unwrap();
+    p
+}
+
+fn config(dir: &Path, policy: &Path, sinks: &str) -> PathBuf {
+    let c = dir.join("shadowgate.toml");
+    std::fs::write(
+        &c,
+        format!(
+            "[sensor]\nid = \"test-gw\"\n[policy]\ndir = \"{}\"\n[store]\npath = \"events.db\"\nbatch = 500\n{sinks}",
+            policy.display()
+        ),
+    )
+    .unwrap();
+    c
+}
+
+fn read_jsonl(p: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Collect everything sent to `listener` (one connection at a time).
+fn tcp_collector(listener: TcpListener) -> Arc<Mutex<Vec<u8>>> {
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let g = Arc::clone(&got);
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 1 << 16];
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                g.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        }
+    });
+    got
+}
+
+#[test]
+fn a_siem_that_never_reads_does_not_delay_the_others() {
+    let d = tmpdir("stuck");
+    // The stuck SIEM: accepts connections and never reads (its socket buffers fill up).
+    let stuck = TcpListener::bind("127.0.0.1:0").unwrap();
+    let stuck_port = stuck.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let h = Arc::clone(&held);
+    std::thread::spawn(move || {
+        for s in stuck.incoming().flatten() {
+            h.lock().unwrap().push(s);
+        }
+    });
+    let live = TcpListener::bind("127.0.0.1:0").unwrap();
+    let live_port = live.local_addr().unwrap().port();
+    let got = tcp_collector(live);
+    let file = d.join("siem.jsonl");
+    // The stuck sink comes first: before each sink had its own thread it starved the others.
+    let cfg = config(
+        &d,
+        &policies(),
+        &format!(
+            "[[sink]]\nname = \"stuck\"\ntype = \"jsonl\"\naddress = \"127.0.0.1:{stuck_port}\"\nbatch = 5000\n\
+             [[sink]]\nname = \"live\"\ntype = \"jsonl\"\naddress = \"127.0.0.1:{live_port}\"\n\
+             [[sink]]\nname = \"file\"\ntype = \"jsonl\"\npath = \"{}\"\n",
+            file.display()
+        ),
+    );
+    let pcap = ai_capture(&d, 4000);
+    let t0 = Instant::now();
+    let out = bin()
+        .args([
+            "replay",
+            "-q",
+            "--emit",
+            "decisions",
+            "--drain-timeout",
+            "6",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    let took = t0.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let st = Store::open(&d.join("events.db")).unwrap();
+    let total = st.last_seq().unwrap();
+    assert!(total > 5_000, "{total}");
+    // The two healthy sinks have everything, in order; the stuck one is reported behind.
+    let lines = read_jsonl(&file);
+    let seqs: Vec<i64> = lines
+        .iter()
+        .map(|l| l["event"]["sequence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs.first(), Some(&1));
+    assert_eq!(st.cursor("file").unwrap(), st.cursor("live").unwrap());
+    assert!(
+        st.cursor("file").unwrap() >= total - 1,
+        "file sink at {} of {total}; {err}",
+        st.cursor("file").unwrap()
+    );
+    let live_n = String::from_utf8(got.lock().unwrap().clone())
+        .unwrap()
+        .lines()
+        .count() as i64;
+    assert!(live_n >= total - 1, "live sink got {live_n} of {total}");
+    assert!(st.cursor("stuck").unwrap() < total, "{err}");
+    assert!(
+        err.contains("sink stuck") && err.contains("wait in the store"),
+        "{err}"
+    );
+    // Bounded by the drain timeout, not by the stuck sink's write timeouts one after another.
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    // The stuck sink's outage is itself on record (and was delivered by the healthy sinks if it
+    // came before they finished).
+    let down = st
+        .query(&Query::default())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "sink_down")
+        .count();
+    assert_eq!(down, 1, "one sink_down event for the stuck sink");
+    drop(held);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn policy_reloads_and_sink_outages_are_system_events_in_the_store_and_the_ecs_feed() {
+    let d = tmpdir("reload");
+    // A private copy of the policy to break and fix.
+    let pol = d.join("policies");
+    let copy = Command::new("cp")
+        .args(["-r"])
+        .arg(policies())
+        .arg(&pol)
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let file = d.join("ecs.jsonl");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port(); // nothing listens: this SIEM is down
+    let cfg = config(
+        &d,
+        &pol,
+        &format!(
+            "[[sink]]\nname = \"ecs\"\ntype = \"jsonl\"\npath = \"{}\"\n\
+             [[sink]]\nname = \"down\"\ntype = \"jsonl\"\naddress = \"127.0.0.1:{port}\"\n",
+            file.display()
+        ),
+    );
+    let store = d.join("events.db");
+    let handle = PolicyHandle::load(&pol).unwrap();
+    let log = SystemLog::open(&store, "test-gw").unwrap();
+    log.watch_policy(&handle);
+    let first = handle.digest();
+
+    // A broken policy is rejected; the old one stays in force.
+    let policy_toml = pol.join("policy.toml");
+    let good = std::fs::read_to_string(&policy_toml).unwrap();
+    std::fs::write(
+        &policy_toml,
+        good.replacen("action = \"steer\"", "action = \"stear\"", 1),
+    )
+    .unwrap();
+    assert!(handle.reload().is_err());
+    assert_eq!(handle.digest(), first);
+    // A good change is accepted: one rule's action changed.
+    std::fs::write(
+        &policy_toml,
+        good.replacen("action = \"steer\"", "action = \"block\"", 1),
+    )
+    .unwrap();
+    assert!(handle.reload().is_ok());
+    assert_ne!(handle.digest(), first);
+
+    // `shadowgate events` shows both.
+    let out = bin()
+        .args(["events", "--format", "json", "--store"])
+        .arg(&store)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let evs: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = evs.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["policy_rejected", "policy_reload"]);
+    let rejected: serde_json::Value =
+        serde_json::from_str(evs[0]["detail"].as_str().unwrap()).unwrap();
+    assert!(
+        rejected["errors"][0].as_str().unwrap().contains("stear"),
+        "{rejected}"
+    );
+    assert_eq!(rejected["digest_in_force"], first.as_str());
+    let accepted: serde_json::Value =
+        serde_json::from_str(evs[1]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(accepted["old_digest"], first.as_str());
+    assert_eq!(
+        accepted["changes"]["rules_changed"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(evs[1]["name"].as_str().unwrap().contains("rules +0 -0 ~1"));
+
+    // The ECS feed carries them as system events; the dead SIEM's outage is recorded once.
+    let out = bin()
+        .args(["deliver", "--timeout", "2", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the down sink cannot catch up");
+    let docs = read_jsonl(&file);
+    assert!(docs.len() >= 2, "{docs:?}");
+    assert_eq!(docs[0]["event"]["action"], "policy_rejected");
+    assert_eq!(docs[1]["event"]["action"], "policy_reload");
+    assert_eq!(docs[0]["event"]["category"][0], "configuration");
+    assert_eq!(docs[0]["event"]["outcome"], "failure");
+    assert_eq!(docs[1]["event"]["type"][0], "change");
+
+    // The SIEM comes back: a later run records the recovery once.
+    let got = tcp_collector(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let out = bin()
+        .args(["deliver", "--timeout", "10", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let st = Store::open(&store).unwrap();
+    let kinds: Vec<String> = st
+        .query(&Query::default())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        ["policy_rejected", "policy_reload", "sink_down", "sink_up"]
+    );
+    let text = String::from_utf8(got.lock().unwrap().clone()).unwrap();
+    assert_eq!(text.lines().count(), 4, "{text}");
+    // One more run (all healthy) and the ECS file has every system event once, in order.
+    let out = bin()
+        .args(["deliver", "--timeout", "10", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs = read_jsonl(&file);
+    let actions: Vec<&str> = docs
+        .iter()
+        .map(|d| d["event"]["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["policy_rejected", "policy_reload", "sink_down", "sink_up"]
+    );
+    for doc in &docs {
+        assert_eq!(doc["event"]["dataset"], "shadowgate.system");
+        assert_eq!(doc["observer"]["name"], "test-gw");
+    }
+    assert!(docs[2]["message"]
+        .as_str()
+        .unwrap()
+        .contains("sink down is failing"));
+    assert_eq!(docs[3]["event"]["outcome"], "success");
+    let _ = std::fs::remove_dir_all(&d);
+}
