@@ -355,7 +355,10 @@ mod tests {
         let mut f = crate::flow::Config::default();
         c.sensor.apply(&mut f);
         assert_eq!(f.ech_public_names, ["ech.example"]);
-        assert_eq!(f.internal_resolvers, ["10.0.0.2".parse::<std::net::IpAddr>().unwrap()]);
+        assert_eq!(
+            f.internal_resolvers,
+            ["10.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+        );
         assert_eq!(
             Config::load(&{
                 std::fs::write(&p, "[sensor]\nid = \"gw\"\n").unwrap();

@@ -360,7 +360,12 @@ pub(crate) mod tests {
         let mut m = message(9, true, "claude.ai", 1, &[([1, 2, 3, 4], 60)]);
         m[5] = 2;
         let at = 12 + "claude.ai".len() + 2 + 4;
-        m.splice(at..at, [7, b'c', b'h', b'a', b't', b'g', b'p', b't', 3, b'c', b'o', b'm', 0, 0, 1, 0, 1]);
+        m.splice(
+            at..at,
+            [
+                7, b'c', b'h', b'a', b't', b'g', b'p', b't', 3, b'c', b'o', b'm', 0, 0, 1, 0, 1,
+            ],
+        );
         let a = parse(&m).unwrap();
         assert!(a.multi_question);
         assert_eq!(a.questions.len(), 1);
@@ -376,7 +381,8 @@ pub(crate) mod tests {
 
     #[test]
     fn answers_are_bounded() {
-        let answers: Vec<([u8; 4], u32)> = (0..300u32).map(|i| ((i << 8).to_be_bytes(), 60)).collect();
+        let answers: Vec<([u8; 4], u32)> =
+            (0..300u32).map(|i| ((i << 8).to_be_bytes(), 60)).collect();
         let a = parse(&message(1, true, "bomb.example", 1, &answers)).unwrap();
         assert_eq!(a.answers.len(), MAX_ANSWERS);
         assert_eq!(a.skipped_answers, 300 - MAX_ANSWERS);

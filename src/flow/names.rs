@@ -169,7 +169,8 @@ impl NameCache {
 
     /// Drop addresses whose names have all expired.
     pub fn expire(&mut self, now_ns: u64) -> usize {
-        self.map.retain(|e| e.names.iter().any(|n| n.expires > now_ns))
+        self.map
+            .retain(|e| e.names.iter().any(|n| n.expires > now_ns))
     }
 }
 
@@ -224,7 +225,12 @@ mod tests {
 
     #[test]
     fn the_clients_own_lookup_first() {
-        let (a, b, r, x) = (ip("10.0.0.1"), ip("10.0.0.2"), ip("10.0.0.53"), ip("10.0.0.9"));
+        let (a, b, r, x) = (
+            ip("10.0.0.1"),
+            ip("10.0.0.2"),
+            ip("10.0.0.53"),
+            ip("10.0.0.9"),
+        );
         let s = ip("104.18.1.1");
         let mut c = NameCache::new(10, 0, vec![r]);
         c.insert(s, "claude.ai", 300, a, true, S);

@@ -18,9 +18,7 @@ use super::observation::*;
 use super::public_names::PublicNames;
 use super::reassembly::Budget;
 use super::state::{Flow, FlowKey};
-pub use super::stats::{
-    DnsStats, FlowStats, KindCounts, Malformed, NameStats, QuicStats, Stats,
-};
+pub use super::stats::{DnsStats, FlowStats, KindCounts, Malformed, NameStats, QuicStats, Stats};
 use super::table::BoundedMap;
 
 const SEC: u64 = 1_000_000_000;

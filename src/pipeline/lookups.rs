@@ -41,13 +41,7 @@ impl Lookups {
         } else {
             None
         };
-        self.held.insert(
-            k,
-            Held {
-                query,
-                decision: d,
-            },
-        );
+        self.held.insert(k, Held { query, decision: d });
         out
     }
 
