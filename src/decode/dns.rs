@@ -1,7 +1,6 @@
-//! DNS messages via `hickory-proto`: the question, response code, answers (A, AAAA, CNAME,
-//! HTTPS/SVCB with ECH public names) and TTLs. Sections are read record by record, so a message
-//! whose answer section is broken still yields its question and the answers before the damage.
-//! Only the first question is read: QDCOUNT above 1 is malformed (RFC 9619) and flagged.
+//! DNS messages via `hickory-proto`: the first question (QDCOUNT above 1 is malformed, RFC 9619),
+//! rcode, answers (A, AAAA, CNAME, HTTPS/SVCB with ECH public names) and TTLs, read record by
+//! record, so a broken answer section still yields the question and the answers before it.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -1,6 +1,5 @@
-//! Where observations come from: the per-packet context (`Ctx`, `Seg`) that gives an observation
-//! its endpoints and flags, and `Sinks`, which labels, counts and collects them (DNS included:
-//! queries matched to answers, answers feeding the name cache and the ECH public names).
+//! Where observations come from: the per-packet context (`Ctx`, `Seg`) for endpoints and flags,
+//! and `Sinks`, which labels, counts and collects them (DNS: matching, name cache, ECH names).
 
 use std::net::IpAddr;
 
