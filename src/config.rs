@@ -29,14 +29,37 @@ pub struct Config {
 pub struct SensorConf {
     #[serde(default = "default_sensor")]
     pub id: String,
+    /// Outer SNIs of Encrypted Client Hellos (ECH public names), besides those learnt from DNS.
+    #[serde(default = "default_ech_public_names")]
+    pub ech_public_names: Vec<String>,
+    /// Resolvers that look names up for the clients (e.g. a domain controller that forwards).
+    #[serde(default)]
+    pub internal_resolvers: Vec<std::net::IpAddr>,
 }
 
 impl Default for SensorConf {
     fn default() -> Self {
         SensorConf {
             id: default_sensor(),
+            ech_public_names: default_ech_public_names(),
+            internal_resolvers: Vec::new(),
         }
     }
+}
+
+impl SensorConf {
+    /// The sensor's limits with this configuration's trust settings.
+    pub fn apply(&self, cfg: &mut crate::flow::Config) {
+        cfg.ech_public_names = self.ech_public_names.clone();
+        cfg.internal_resolvers = self.internal_resolvers.clone();
+    }
+}
+
+fn default_ech_public_names() -> Vec<String> {
+    crate::flow::config::DEFAULT_ECH_PUBLIC_NAMES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 fn default_sensor() -> String {
@@ -316,6 +339,39 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("missing.pem"), "{e}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn sensor_trust_settings() {
+        let d = dir("sensor");
+        let p = d.join("shadowgate.toml");
+        std::fs::write(
+            &p,
+            "[sensor]\nid = \"gw\"\nech_public_names = [\"ech.example\"]\ninternal_resolvers = [\"10.0.0.2\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        let mut f = crate::flow::Config::default();
+        c.sensor.apply(&mut f);
+        assert_eq!(f.ech_public_names, ["ech.example"]);
+        assert_eq!(
+            f.internal_resolvers,
+            ["10.0.0.2".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            Config::load(&{
+                std::fs::write(&p, "[sensor]\nid = \"gw\"\n").unwrap();
+                p.clone()
+            })
+            .unwrap()
+            .sensor
+            .ech_public_names,
+            ["cloudflare-ech.com"]
+        );
+        std::fs::write(&p, "[sensor]\ninternal_resolvers = [\"10.0.0.300\"]\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("shadowgate.toml:2:"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -113,7 +113,7 @@ fn store_file_is_private_and_versioned() {
             "{f} is readable by others"
         );
     }
-    assert_eq!(st.schema_version(), 3);
+    assert_eq!(st.schema_version(), 4);
     let n = st.count().unwrap();
     assert!(n >= 50, "{n}");
     let claude = st
@@ -257,7 +257,8 @@ fn siem_down_then_back_gets_everything_in_order() {
         &d,
         &format!("[[sink]]\nname = \"siem\"\ntype = \"jsonl\"\naddress = \"127.0.0.1:{port}\"\n"),
     );
-    let pcap = ai_capture(&d, 300);
+    // A DNS lookup is one decision (query and answer together): 450 flows give over 500 events.
+    let pcap = ai_capture(&d, 450);
     let out = replay_with(&cfg, &pcap, 1);
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -497,8 +498,9 @@ fn webhook_retries_until_the_server_accepts_and_aggregation_folds_repeats() {
         .map(|f| f["shadowgate"]["repeat_count"].as_i64().unwrap())
         .sum();
     assert_eq!(counted, total);
+    // A client's DNS lookup and its hello fold into one alert (QUIC flows' hellos decide nothing).
     assert!(
-        folded.len() < total as usize / 2,
+        folded.len() * 3 < total as usize * 2,
         "{} alerts for {total} events",
         folded.len()
     );

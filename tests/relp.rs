@@ -413,7 +413,7 @@ fn a_burst_over_relp_arrives_whole_and_in_order() {
     let mut rs = Rsyslog::configure(&d.0, port, None);
     rs.start();
     let cfg = config(&d.0, "shadowgate.toml", &relp_sink(port, None, 500));
-    let pcap = ai_capture(&d.0, 1050);
+    let pcap = ai_capture(&d.0, 1700);
     let t = Instant::now();
     let out = replay_with(&cfg, &pcap, 30);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -460,7 +460,7 @@ fn kill_and_restart_mid_stream(tag: &str, tls: bool, kills: usize) {
     let port = free_port();
     let mut rs = Rsyslog::configure(&d.0, port, certs.as_ref());
     let rec = config(&d.0, "record.toml", "");
-    let out = replay_with(&rec, &ai_capture(&d.0, 1050), 0);
+    let out = replay_with(&rec, &ai_capture(&d.0, 1700), 0);
     assert!(
         out.status.success(),
         "{}",

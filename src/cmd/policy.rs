@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::flow::Evidence;
 use crate::policy::{Client, Policy};
 
 #[derive(clap::Subcommand)]
@@ -27,6 +28,10 @@ pub enum Args {
         /// Client DHCP host name.
         #[arg(long)]
         hostname: Option<String>,
+        /// How the name was seen: on the wire, or inferred from whose DNS lookup.
+        #[arg(long, default_value = "wire",
+              value_parser = clap::builder::PossibleValuesParser::new(Evidence::NAMES))]
+        evidence: String,
         /// Policy directory.
         #[arg(long, default_value = "policies")]
         dir: PathBuf,
@@ -41,8 +46,13 @@ pub fn run(a: Args) -> ExitCode {
             client,
             mac,
             hostname,
+            evidence,
             dir,
-        } => explain(&name, client, mac.as_deref(), hostname.as_deref(), &dir),
+        } => {
+            let c = (client, mac.as_deref(), hostname.as_deref());
+            let ev = Evidence::parse(&evidence).unwrap_or(Evidence::Wire);
+            explain(&name, c, ev, &dir)
+        }
     }
 }
 
@@ -71,11 +81,13 @@ fn check(dir: &std::path::Path) -> ExitCode {
     }
 }
 
+/// A client as given on the command line: IP, MAC, DHCP host name.
+type ClientArgs<'a> = (Option<std::net::IpAddr>, Option<&'a str>, Option<&'a str>);
+
 fn explain(
     name: &str,
-    client: Option<std::net::IpAddr>,
-    mac: Option<&str>,
-    hostname: Option<&str>,
+    (client, mac, hostname): ClientArgs<'_>,
+    evidence: Evidence,
     dir: &std::path::Path,
 ) -> ExitCode {
     let p = match Policy::load(dir) {
@@ -100,6 +112,9 @@ fn explain(
         mac,
         hostname,
     };
-    print!("{}", p.explain(name, &c, crate::time::now_ns()));
+    print!(
+        "{}",
+        p.explain_on(name, &c, crate::time::now_ns(), evidence)
+    );
     ExitCode::SUCCESS
 }

@@ -63,7 +63,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> ExitCode {
-    let cfg = Config {
+    let mut cfg = Config {
         max_flows: a.max_flows,
         max_names: a.max_names,
         ..Config::default()
@@ -75,6 +75,9 @@ pub fn run(a: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(c) = &conf {
+        c.sensor.apply(&mut cfg);
+    }
     let policy_dir = a.policy.clone().or_else(|| {
         conf.as_ref()
             .and_then(|c| c.policy.as_ref().map(|p| p.dir.clone()))

@@ -1,6 +1,6 @@
-//! DNS messages via `hickory-proto`: questions, response code, answers (A, AAAA, CNAME,
-//! HTTPS/SVCB with ECH) and TTLs. Sections are read record by record, so a message whose answer
-//! section is broken still yields its questions and the answers before the damage.
+//! DNS messages via `hickory-proto`: the first question (QDCOUNT above 1 is malformed, RFC 9619),
+//! rcode, answers (A, AAAA, CNAME, HTTPS/SVCB with ECH public names) and TTLs, read record by
+//! record, so a broken answer section still yields the question and the answers before it.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -22,11 +22,13 @@ pub enum RecordData {
     A(Ipv4Addr),
     Aaaa(Ipv6Addr),
     Cname(String),
-    /// HTTPS or SVCB record: target name, whether it carries an ECH config, ALPN ids.
+    /// HTTPS or SVCB record: target name, whether it carries an ECH config (and the configs'
+    /// public names), ALPN ids.
     Svcb {
         priority: u16,
         target: String,
         ech: bool,
+        public_names: Vec<String>,
         alpn: Vec<String>,
     },
     Other,
@@ -47,11 +49,19 @@ pub struct Message {
     pub opcode: u8,
     pub rcode: u8,
     pub truncated_flag: bool,
+    /// The first question (none when QDCOUNT is 0, e.g. a DNS cookie exchange).
     pub questions: Vec<Question>,
     pub answers: Vec<Record>,
     /// Some of the declared answers could not be read.
     pub partial: bool,
+    /// QDCOUNT was above 1 (RFC 9619: malformed): only the first question was read, no answers.
+    pub multi_question: bool,
+    /// Answers beyond [`MAX_ANSWERS`], not read.
+    pub skipped_answers: usize,
 }
+
+/// Answer records read from one message; the rest are counted in `skipped_answers`.
+pub const MAX_ANSWERS: usize = 128;
 
 impl Message {
     /// Does any HTTPS/SVCB answer carry an ECH config?
@@ -100,8 +110,9 @@ pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
     let flags = be16(msg, 2).unwrap_or(0);
     let mut d = BinDecoder::new(msg);
     let header = Header::read(&mut d).map_err(|_| DnsError::TooShort)?;
-    let queries = HMessage::read_queries(&mut d, header.counts.queries as usize)
-        .map_err(|_| DnsError::Malformed)?;
+    let qdcount = header.counts.queries as usize;
+    let queries =
+        HMessage::read_queries(&mut d, qdcount.min(1)).map_err(|_| DnsError::Malformed)?;
     let mut m = Message {
         id: header.metadata.id,
         response: flags & 0x8000 != 0,
@@ -117,9 +128,16 @@ pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
             .collect(),
         answers: Vec::new(),
         partial: false,
+        multi_question: qdcount > 1,
+        skipped_answers: 0,
     };
+    if m.multi_question {
+        // The answers follow questions we do not read: a malformed message feeds nothing.
+        return Ok(m);
+    }
     let declared = header.counts.answers as usize;
-    for _ in 0..declared {
+    m.skipped_answers = declared.saturating_sub(MAX_ANSWERS);
+    for _ in 0..declared.min(MAX_ANSWERS) {
         match HRecord::read(&mut d) {
             Ok(rr) => m.answers.push(record(&rr)),
             Err(_) => {
@@ -170,9 +188,14 @@ fn record(rr: &HRecord) -> Record {
 
 fn svcb(s: &SVCB) -> RecordData {
     let mut ech = false;
+    let mut public_names = Vec::new();
     let mut alpn = Vec::new();
     for (k, v) in &s.svc_params {
         match (k, v) {
+            (SvcParamKey::EchConfigList, SvcParamValue::EchConfigList(l)) => {
+                ech = true;
+                public_names = super::ech::public_names(&l.0);
+            }
             (SvcParamKey::EchConfigList, _) => ech = true,
             (_, SvcParamValue::Alpn(a)) => alpn = a.0.clone(),
             _ => {}
@@ -182,6 +205,7 @@ fn svcb(s: &SVCB) -> RecordData {
         priority: s.svc_priority,
         target: name_string(&s.target_name),
         ech,
+        public_names,
         alpn,
     }
 }
@@ -300,5 +324,66 @@ pub(crate) mod tests {
         // Unknown query types are kept, not rejected.
         let q = parse(&message(2, false, "mon.lbl.gov", 44, &[])).unwrap();
         assert_eq!(q.questions[0].qtype, 44);
+    }
+
+    /// An HTTPS (type 65) answer for `name` whose `ech` SvcParam is `ech_list`.
+    pub fn https_answer(id: u16, name: &str, ech_list: &[u8]) -> Vec<u8> {
+        let mut v = message(id, true, name, 65, &[]);
+        v[7] = 1; // ANCOUNT
+        let mut rdata = vec![0, 1, 0]; // priority 1, target "."
+        rdata.extend_from_slice(&5u16.to_be_bytes());
+        rdata.extend_from_slice(&(ech_list.len() as u16).to_be_bytes());
+        rdata.extend_from_slice(ech_list);
+        v.extend_from_slice(&[0xc0, 12, 0, 65, 0, 1, 0, 0, 1, 0x2c]);
+        v.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        v.extend_from_slice(&rdata);
+        v
+    }
+
+    #[test]
+    fn https_answer_carries_ech_public_names() {
+        let list = crate::decode::ech::tests::list(&["cloudflare-ech.com"]);
+        let m = parse(&https_answer(3, "crypto.example", &list)).unwrap();
+        assert!(m.ech());
+        match &m.answers[0].data {
+            RecordData::Svcb { public_names, .. } => {
+                assert_eq!(public_names, &["cloudflare-ech.com"])
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+
+    #[test]
+    fn only_the_first_question_is_read() {
+        // QDCOUNT 2: the first question, flagged, and no answers (they follow the second).
+        let mut m = message(9, true, "claude.ai", 1, &[([1, 2, 3, 4], 60)]);
+        m[5] = 2;
+        let at = 12 + "claude.ai".len() + 2 + 4;
+        m.splice(
+            at..at,
+            [
+                7, b'c', b'h', b'a', b't', b'g', b'p', b't', 3, b'c', b'o', b'm', 0, 0, 1, 0, 1,
+            ],
+        );
+        let a = parse(&m).unwrap();
+        assert!(a.multi_question);
+        assert_eq!(a.questions.len(), 1);
+        assert_eq!(a.questions[0].name, "claude.ai");
+        assert!(a.answers.is_empty());
+        // QDCOUNT 0 (a DNS cookie refresh): no question at all.
+        let mut m = message(9, false, "claude.ai", 1, &[]);
+        m[5] = 0;
+        m.truncate(12);
+        let q = parse(&m).unwrap();
+        assert!(q.questions.is_empty() && !q.multi_question);
+    }
+
+    #[test]
+    fn answers_are_bounded() {
+        let answers: Vec<([u8; 4], u32)> =
+            (0..300u32).map(|i| ((i << 8).to_be_bytes(), 60)).collect();
+        let a = parse(&message(1, true, "bomb.example", 1, &answers)).unwrap();
+        assert_eq!(a.answers.len(), MAX_ANSWERS);
+        assert_eq!(a.skipped_answers, 300 - MAX_ANSWERS);
     }
 }

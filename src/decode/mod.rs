@@ -3,6 +3,7 @@
 
 pub mod dhcp;
 pub mod dns;
+pub mod ech;
 pub mod http;
 pub mod link;
 pub mod quic;

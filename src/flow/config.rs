@@ -1,7 +1,12 @@
-//! Limits of the sensor's state: flow table, name cache, fragment queue and reassembly buffers.
-//! [`Config::default`] suits a clinic gateway; everything the sensor keeps is bounded by these.
+//! Limits of the sensor's state (flows, names, fragments, reassembly, DNS) and what it trusts
+//! (ECH public names, internal resolvers); [`Config::default`] suits a clinic gateway.
+
+use std::net::IpAddr;
 
 use crate::decode::tls;
+
+/// ECH public names known without DNS (Cloudflare's shared ECH front).
+pub const DEFAULT_ECH_PUBLIC_NAMES: &[&str] = &["cloudflare-ech.com"];
 
 /// Limits of the sensor's state. Defaults suit a clinic gateway (a few hundred devices).
 #[derive(Debug, Clone)]
@@ -17,6 +22,18 @@ pub struct Config {
     pub stream_cap: usize,
     /// Bytes all reassembly buffers (TCP streams, QUIC CRYPTO) may hold together.
     pub reassembly_budget: usize,
+    /// Seconds a DNS query waits for its answer (after that the answer matches no seen query).
+    pub dns_timeout_s: u64,
+    /// DNS queries waiting for answers, at most.
+    pub max_pending_queries: usize,
+    /// Address records of one DNS answer that feed the name cache (the rest are counted).
+    pub cache_answers_per_message: usize,
+    /// ECH public names learnt from DNS, at most.
+    pub max_public_names: usize,
+    /// Outer SNIs that are ECH public names (besides those learnt from DNS HTTPS/SVCB answers).
+    pub ech_public_names: Vec<String>,
+    /// Resolvers that look up names for clients (their lookups are `resolver_lookup` evidence).
+    pub internal_resolvers: Vec<IpAddr>,
 }
 
 impl Default for Config {
@@ -31,6 +48,15 @@ impl Default for Config {
             fragment_timeout_s: 30,
             stream_cap: tls::MAX_HELLO + 1024,
             reassembly_budget: 64 << 20,
+            dns_timeout_s: 5,
+            max_pending_queries: 16_384,
+            cache_answers_per_message: 32,
+            max_public_names: 1024,
+            ech_public_names: DEFAULT_ECH_PUBLIC_NAMES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            internal_resolvers: Vec::new(),
         }
     }
 }

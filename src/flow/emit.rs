@@ -1,13 +1,15 @@
-//! Where observations come from: the per-packet context (`Ctx`, `Seg`) that gives an observation
-//! its endpoints and flags, and `Sinks`, which labels, counts and collects them (DNS included).
+//! Where observations come from: the per-packet context (`Ctx`, `Seg`) for endpoints and flags,
+//! and `Sinks`, which labels, counts and collects them (DNS: matching, name cache, ECH names).
 
 use std::net::IpAddr;
 
 use crate::decode::dns;
 
 use super::hosts::HostNames;
+use super::lookups::{LookupKey, PendingQueries};
 use super::names::NameCache;
 use super::observation::*;
+use super::public_names::PublicNames;
 use super::reassembly::Budget;
 use super::stats::Stats;
 
@@ -65,6 +67,7 @@ impl Seg {
             kind,
             name,
             inferred_names: Vec::new(),
+            inferred_evidence: Vec::new(),
             transport: self.transport,
             client,
             server,
@@ -83,6 +86,10 @@ pub(super) struct Sinks<'a> {
     pub(super) budget: &'a Budget,
     pub(super) hosts: &'a HostNames,
     pub(super) names: &'a mut NameCache,
+    pub(super) queries: &'a mut PendingQueries,
+    pub(super) public: &'a mut PublicNames,
+    /// Address records of one answer that feed the name cache.
+    pub(super) cache_answers: usize,
     pub(super) stats: &'a mut Stats,
     pub(super) out: &'a mut Vec<Observation>,
 }
@@ -103,16 +110,23 @@ impl Sinks<'_> {
         self.out.push(o);
     }
 
-    /// Names that resolved to `server` when the wire shows none (no SNI, ECH).
+    /// Names that resolved to `server` (when the wire shows none, or only an ECH public name),
+    /// strongest evidence for this client first.
     pub(super) fn infer(&self, o: &mut Observation) {
-        let names = self.names.lookup(&o.server.ip, o.ts);
-        if !names.is_empty() {
-            o.inferred_names = names;
+        let found = self.names.lookup(&o.server.ip, o.client.ip, o.ts);
+        if !found.is_empty() {
+            (o.inferred_names, o.inferred_evidence) = found.into_iter().unzip();
             o.flags.push(Flag::Inferred);
         }
     }
 
-    /// Decode one DNS message and report each question (and feed the name cache from answers).
+    /// Is `sni` the outer name of an Encrypted Client Hello (configured or learnt from DNS)?
+    pub(super) fn is_ech_public_name(&self, sni: &str) -> bool {
+        self.public.contains(sni)
+    }
+
+    /// Decode one DNS message and report its (first) question; match answers to queries, and
+    /// feed the name cache and the ECH public names from answers (never from mDNS or LLMNR).
     pub(super) fn dns(&mut self, seg: &Seg, msg: &[u8], extra: &[Flag]) {
         let m = match dns::parse(msg) {
             Ok(m) => m,
@@ -121,70 +135,113 @@ impl Sinks<'_> {
                 return;
             }
         };
-        if m.response && m.rcode == 0 {
-            let qname = m.questions.first().map(|q| q.name.as_str());
-            for a in &m.answers {
-                let ip = match a.data {
-                    dns::RecordData::A(v4) => IpAddr::V4(v4),
-                    dns::RecordData::Aaaa(v6) => IpAddr::V6(v6),
-                    _ => continue,
-                };
-                self.names.insert(ip, &a.name, a.ttl, seg.cx.ts);
-                if let Some(q) = qname.filter(|q| *q != a.name) {
-                    self.names.insert(ip, q, a.ttl, seg.cx.ts);
-                }
-            }
-        }
-        let answers: Vec<DnsAnswer> = m
-            .answers
-            .iter()
-            .map(|a| DnsAnswer {
-                name: a.name.clone(),
-                rtype: dns::type_name(a.rtype),
-                ttl: a.ttl,
-                data: match &a.data {
-                    dns::RecordData::A(ip) => ip.to_string(),
-                    dns::RecordData::Aaaa(ip) => ip.to_string(),
-                    dns::RecordData::Cname(n) => n.clone(),
-                    dns::RecordData::Svcb {
-                        priority,
-                        target,
-                        ech,
-                        alpn,
-                    } => {
-                        format!("{priority} {target} alpn={} ech={ech}", alpn.join(","))
-                    }
-                    dns::RecordData::Other => String::new(),
-                },
-            })
-            .collect();
+        let q = m.questions.first();
         let kind = if m.response {
             Kind::DnsAnswer
         } else {
             Kind::DnsQuery
         };
-        let mut flags: Vec<Flag> = extra.to_vec();
+        let mut o = seg.observation(kind, !m.response, q.map(|q| q.name.clone()));
+        o.flags.extend_from_slice(extra);
         if m.partial {
-            flags.push(Flag::Partial);
+            o.flags.push(Flag::Partial);
         }
+        let link_local = [5353, 5355].contains(&seg.sp) || [5353, 5355].contains(&seg.dp);
+        // mDNS may ask several questions (RFC 6762); unicast DNS and LLMNR may not.
+        if m.multi_question && !(seg.sp == 5353 || seg.dp == 5353) {
+            self.stats.dns.multi_question += 1;
+            o.flags.push(Flag::Anomaly);
+        }
+        if q.is_none() {
+            self.stats.dns.no_question += 1;
+        }
+        self.stats.dns.answers_skipped += m.skipped_answers as u64;
         if m.ech() {
-            flags.push(Flag::Ech);
+            o.flags.push(Flag::Ech);
         }
-        let questions: Vec<Option<&dns::Question>> = if m.questions.is_empty() {
-            vec![None]
-        } else {
-            m.questions.iter().map(Some).collect()
+        let qtype = q.map(|q| dns::type_name(q.qtype)).unwrap_or_default();
+        let key = LookupKey {
+            client: o.client.ip,
+            server: o.server.ip,
+            client_port: o.client.port,
+            id: m.id,
+            question: q.map(|q| (q.name.clone(), qtype.clone())),
         };
-        for q in questions {
-            let mut o = seg.observation(kind, !m.response, q.map(|q| q.name.clone()));
-            o.flags.extend_from_slice(&flags);
-            o.dns = Some(DnsInfo {
-                id: m.id,
-                qtype: q.map(|q| dns::type_name(q.qtype)).unwrap_or_default(),
-                rcode: m.response.then(|| dns::rcode_name(m.rcode)),
-                answers: answers.clone(),
-            });
-            self.emit(o);
+        if !m.response {
+            if !link_local {
+                self.queries.query(key, seg.cx.ts);
+            }
+        } else if link_local {
+            self.stats.dns.link_local_answers += 1;
+        } else {
+            let matched = self.queries.answer(&key, seg.cx.ts);
+            if !matched {
+                self.stats.dns.unmatched_answers += 1;
+                o.flags.push(Flag::Unmatched);
+            }
+            if m.rcode == 0 && !m.multi_question {
+                self.learn(&m, o.client.ip, matched, seg.cx.ts);
+            }
         }
+        o.dns = Some(DnsInfo {
+            id: m.id,
+            qtype,
+            rcode: m.response.then(|| dns::rcode_name(m.rcode)),
+            answers: m.answers.iter().map(answer).collect(),
+        });
+        self.emit(o);
+    }
+
+    /// Feed the name cache (a bounded number of address records per message) and the ECH public
+    /// names (from answers to seen queries only) from one answer to `asker`.
+    fn learn(&mut self, m: &dns::Message, asker: IpAddr, matched: bool, ts: u64) {
+        let qname = m.questions.first().map(|q| q.name.as_str());
+        let mut cached = 0;
+        for a in &m.answers {
+            let ip = match &a.data {
+                dns::RecordData::A(v4) => IpAddr::V4(*v4),
+                dns::RecordData::Aaaa(v6) => IpAddr::V6(*v6),
+                dns::RecordData::Svcb { public_names, .. } => {
+                    if matched {
+                        for n in public_names {
+                            self.public.learn(n, ts);
+                        }
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            if cached == self.cache_answers {
+                self.stats.dns.answers_not_cached += 1;
+                continue;
+            }
+            cached += 1;
+            self.names.insert(ip, &a.name, a.ttl, asker, matched, ts);
+            if let Some(q) = qname.filter(|q| *q != a.name) {
+                self.names.insert(ip, q, a.ttl, asker, matched, ts);
+            }
+        }
+    }
+}
+
+/// An answer record as the observation reports it.
+fn answer(a: &dns::Record) -> DnsAnswer {
+    DnsAnswer {
+        name: a.name.clone(),
+        rtype: dns::type_name(a.rtype),
+        ttl: a.ttl,
+        data: match &a.data {
+            dns::RecordData::A(ip) => ip.to_string(),
+            dns::RecordData::Aaaa(ip) => ip.to_string(),
+            dns::RecordData::Cname(n) => n.clone(),
+            dns::RecordData::Svcb {
+                priority,
+                target,
+                ech,
+                alpn,
+                ..
+            } => format!("{priority} {target} alpn={} ech={ech}", alpn.join(",")),
+            dns::RecordData::Other => String::new(),
+        },
     }
 }

@@ -4,7 +4,7 @@
 // The sensor (process, sweep, finish, stats), what it reports and the state it keeps:
 // config (limits), stats (counters), state (flow key, flow, stream and QUIC buffers),
 // emit (packet context; labelling, counting and collecting observations, DNS messages).
-mod config;
+pub mod config;
 mod emit;
 pub mod observation;
 pub mod sensor;
@@ -22,9 +22,12 @@ mod udp;
 // Bounded building blocks.
 pub mod defrag;
 pub mod hosts;
+pub mod lookups;
 pub mod names;
+pub mod public_names;
 pub mod reassembly;
 pub mod table;
 
-pub use observation::{Flag, Kind, Observation};
+pub use lookups::LookupKey;
+pub use observation::{Evidence, Flag, Kind, Observation};
 pub use sensor::{Config, Sensor, Stats};

@@ -70,6 +70,10 @@ pub enum Flag {
     Esni,
     /// `inferred_names` come from earlier DNS answers for the server address.
     Inferred,
+    /// A malformed message that was still decoded in part (DNS: QDCOUNT above 1, RFC 9619).
+    Anomaly,
+    /// A DNS answer to a query the sensor did not see.
+    Unmatched,
     /// The message was reassembled from several TCP segments.
     Segmented,
     /// The ClientHello spanned several TLS records.
@@ -88,6 +92,52 @@ pub enum Flag {
     OffPort,
     /// Seen inside a SOCKS proxy connection.
     Proxied,
+}
+
+/// How strongly the traffic shows a name, strongest first: the name on the wire (SNI, Host, DNS
+/// question), the client's own DNS lookup of the server address, a lookup by a configured
+/// internal resolver, another client's lookup, an answer to no query the sensor saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Evidence {
+    Wire,
+    OwnLookup,
+    ResolverLookup,
+    OtherClient,
+    UnmatchedAnswer,
+}
+
+impl Evidence {
+    pub const NAMES: [&'static str; 5] = [
+        "wire",
+        "own_lookup",
+        "resolver_lookup",
+        "other_client",
+        "unmatched_answer",
+    ];
+    const ALL: [Evidence; 5] = [
+        Evidence::Wire,
+        Evidence::OwnLookup,
+        Evidence::ResolverLookup,
+        Evidence::OtherClient,
+        Evidence::UnmatchedAnswer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    pub fn parse(s: &str) -> Option<Evidence> {
+        Self::NAMES
+            .iter()
+            .position(|n| *n == s)
+            .map(|i| Self::ALL[i])
+    }
+
+    /// Is this evidence at least as strong as `min`?
+    pub fn meets(self, min: Evidence) -> bool {
+        self <= min
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -137,8 +187,13 @@ pub struct Observation {
     pub kind: Kind,
     /// Name as seen on the wire: DNS question, SNI or HTTP Host (lower-case, no trailing dot).
     pub name: Option<String>,
+    /// Names from the DNS name cache for the server address (only when the wire shows no name,
+    /// or only an ECH public name), strongest evidence first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub inferred_names: Vec<String>,
+    /// The evidence for each of `inferred_names`, in the same order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inferred_evidence: Vec<Evidence>,
     pub transport: Transport,
     pub client: Endpoint,
     pub server: Endpoint,

@@ -12,11 +12,13 @@ pub use super::config::Config;
 use super::defrag::Defrag;
 use super::emit::Ctx;
 use super::hosts::HostNames;
+use super::lookups::PendingQueries;
 use super::names::NameCache;
 use super::observation::*;
+use super::public_names::PublicNames;
 use super::reassembly::Budget;
 use super::state::{Flow, FlowKey};
-pub use super::stats::{FlowStats, KindCounts, Malformed, NameStats, QuicStats, Stats};
+pub use super::stats::{DnsStats, FlowStats, KindCounts, Malformed, NameStats, QuicStats, Stats};
 use super::table::BoundedMap;
 
 const SEC: u64 = 1_000_000_000;
@@ -25,6 +27,8 @@ pub struct Sensor {
     pub(super) cfg: Config,
     pub(super) flows: BoundedMap<FlowKey, Flow>,
     pub(super) names: NameCache,
+    pub(super) queries: PendingQueries,
+    pub(super) public: PublicNames,
     pub(super) defrag: Defrag,
     pub(super) hosts: HostNames,
     pub(super) budget: Budget,
@@ -37,7 +41,13 @@ impl Sensor {
     pub fn new(cfg: Config) -> Sensor {
         Sensor {
             flows: BoundedMap::new(cfg.max_flows),
-            names: NameCache::new(cfg.max_names, cfg.name_grace_s),
+            names: NameCache::new(
+                cfg.max_names,
+                cfg.name_grace_s,
+                cfg.internal_resolvers.clone(),
+            ),
+            queries: PendingQueries::new(cfg.max_pending_queries, cfg.dns_timeout_s),
+            public: PublicNames::new(&cfg.ech_public_names, cfg.max_public_names),
             defrag: Defrag::new(cfg.max_fragments, cfg.fragment_timeout_s),
             budget: Budget::new(cfg.reassembly_budget),
             hosts: HostNames::new(cfg.max_names),
@@ -58,6 +68,8 @@ impl Sensor {
         s.names.evicted = self.names.evicted;
         s.names.active = self.names.len() as u64;
         s.names.dhcp_hosts = self.hosts.len() as u64;
+        s.names.public_names = self.public.learnt() as u64;
+        s.dns.pending_queries = self.queries.len() as u64;
         s
     }
 
@@ -104,6 +116,7 @@ impl Sensor {
         let incomplete = self.defrag.expire(now);
         self.incomplete_datagrams(incomplete, out);
         self.names.expire(now);
+        self.queries.expire(now);
     }
 
     /// End of input: datagrams still waiting for fragments are decoded from what arrived.

@@ -1,5 +1,5 @@
 //! The sensor's counters, as printed by `--stats`: frames seen and skipped, malformed input per
-//! layer, flow, fragment, QUIC and name-cache activity, and observations per kind.
+//! layer, flow, fragment, QUIC, name-cache and DNS activity, and observations per kind.
 
 use serde::Serialize;
 
@@ -45,6 +45,26 @@ pub struct NameStats {
     pub active: u64,
     /// Client host names learnt from DHCP.
     pub dhcp_hosts: u64,
+    /// ECH public names learnt from DNS HTTPS/SVCB answers and held now.
+    pub public_names: u64,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DnsStats {
+    /// Messages with QDCOUNT above 1 (RFC 9619: malformed): first question only, no answers.
+    pub multi_question: u64,
+    /// Messages without a question (QDCOUNT 0, e.g. DNS cookies).
+    pub no_question: u64,
+    /// Answer records beyond the per-message decoding limit, not read.
+    pub answers_skipped: u64,
+    /// Address records beyond the per-message cache limit, not cached.
+    pub answers_not_cached: u64,
+    /// Answers to no query the sensor saw.
+    pub unmatched_answers: u64,
+    /// mDNS and LLMNR answers (never cached).
+    pub link_local_answers: u64,
+    /// Queries waiting for their answers now.
+    pub pending_queries: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -69,5 +89,6 @@ pub struct Stats {
     pub fragments: DefragStats,
     pub quic: QuicStats,
     pub names: NameStats,
+    pub dns: DnsStats,
     pub observations: KindCounts,
 }

@@ -127,7 +127,9 @@ fn looks_like_dns_tcp(data: &[u8]) -> bool {
         && (data.len() - 2 <= len as usize || data.len() > 2 + len as usize)
 }
 
-/// ECH/ESNI flags of a ClientHello (TLS or QUIC); names inferred when it shows no plain SNI.
+/// ECH/ESNI flags of a ClientHello (TLS or QUIC). The wire SNI decides: names are inferred from
+/// DNS only when the hello has no SNI, or encrypts it behind an ECH public name (Chromium sends a
+/// GREASE ECH extension with the real SNI in every hello).
 pub(super) fn hello_flags(o: &mut Observation, ch: &tls::ClientHello, sinks: &Sinks<'_>) {
     if ch.ech {
         o.flags.push(Flag::Ech);
@@ -135,7 +137,11 @@ pub(super) fn hello_flags(o: &mut Observation, ch: &tls::ClientHello, sinks: &Si
     if ch.esni {
         o.flags.push(Flag::Esni);
     }
-    if ch.sni.is_none() || ch.ech || ch.esni {
+    let outer = match ch.sni.as_deref() {
+        None => true,
+        Some(sni) => (ch.ech || ch.esni) && sinks.is_ech_public_name(sni),
+    };
+    if outer {
         sinks.infer(o);
     }
 }

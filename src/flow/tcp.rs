@@ -65,6 +65,9 @@ impl Sensor {
             budget: &self.budget,
             hosts: &self.hosts,
             names: &mut self.names,
+            queries: &mut self.queries,
+            public: &mut self.public,
+            cache_answers: self.cfg.cache_answers_per_message,
             stats: &mut self.stats,
             out,
         };

@@ -5,7 +5,12 @@
 //! sensor turns it into observations; the policy in force decides once per observation; every
 //! output then receives the observation with its decision. The recorder commits decisions to the
 //! event store, from which `record::feed` delivers them to the SIEM on each sink's own cursor.
+//!
+//! DNS gets one decision per lookup (see [`lookups`]): the actions ([`Output`]) get the query's
+//! decision as the query passes; the writer and the recorder get it once, on the answer that
+//! completes the query (or on the query itself if no answer comes within `dns_timeout_s`).
 
+mod lookups;
 pub mod writer;
 
 use std::io::Write;
@@ -13,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::capture::{CaptureError, Frame};
-use crate::flow::{Config, Observation, Sensor, Stats};
+use crate::flow::{Config, Flag, Kind, LookupKey, Observation, Sensor, Stats};
 use crate::policy::reload::PolicyHandle;
 use crate::policy::Decision;
 use crate::record::recorder::Recorder;
@@ -30,7 +35,8 @@ pub enum Emit {
     Decisions,
 }
 
-/// A further output (the daemon's actions): receives every observation with its decision.
+/// A further output (the daemon's actions): receives every observation with its decision as it
+/// passes. A DNS query comes with the lookup's decision; its answer then comes with none.
 pub trait Output: Send {
     /// Take one observation. An error stops this output; the others go on.
     fn send(&mut self, o: &Observation, d: Option<&Decision>) -> Result<(), String>;
@@ -55,6 +61,8 @@ struct Outputs {
     write_err: Option<std::io::Error>,
     store_err: Option<String>,
     extra_err: Vec<Option<String>>,
+    lookups: lookups::Lookups,
+    expired: Vec<lookups::Held>,
 }
 
 impl Outputs {
@@ -64,20 +72,75 @@ impl Outputs {
             .policy
             .as_ref()
             .and_then(|h| h.current().decide_observation(o));
-        if d.is_some() {
-            self.decisions += 1;
+        self.expire(o.ts);
+        let key = self.policy.as_ref().and_then(|_| LookupKey::of(o));
+        match (o.kind, key) {
+            (Kind::DnsQuery, Some(k)) => {
+                self.act(o, d.as_ref());
+                match d {
+                    Some(d) if !self.lookups.holds(&k) => {
+                        if let Some(h) = self.lookups.hold(k, o.clone(), d) {
+                            self.deliver(&h.query, Some(&h.decision));
+                        }
+                    }
+                    // Undecided, or a retransmission of a held query.
+                    _ => self.deliver(o, None),
+                }
+            }
+            (Kind::DnsAnswer, Some(k)) => match self.lookups.answer(&k) {
+                Some(h) => {
+                    self.act(o, None);
+                    self.deliver(&h.query, None);
+                    self.deliver(o, Some(&h.decision));
+                }
+                // The query was not captured: the answer is the lookup.
+                None if o.flags.contains(&Flag::Unmatched) => {
+                    self.act(o, d.as_ref());
+                    self.deliver(o, d.as_ref());
+                }
+                // The query was seen and got no decision (or already gave it, timed out).
+                None => {
+                    self.act(o, None);
+                    self.deliver(o, None);
+                }
+            },
+            _ => {
+                self.act(o, d.as_ref());
+                self.deliver(o, d.as_ref());
+            }
         }
-        if let (Some(rec), Some(d)) = (self.recorder.as_mut(), d.as_ref()) {
-            if self.store_err.is_none() {
-                if let Err(e) = rec.record(o, d) {
-                    self.store_err = Some(e.to_string());
+    }
+
+    /// Decided queries unanswered for too long (all of them at `u64::MAX`) carry the decision.
+    fn expire(&mut self, now_ns: u64) {
+        let mut expired = std::mem::take(&mut self.expired);
+        self.lookups.expire(now_ns, &mut expired);
+        for h in expired.drain(..) {
+            self.deliver(&h.query, Some(&h.decision));
+        }
+        self.expired = expired;
+    }
+
+    /// The actions: every observation as it passes.
+    fn act(&mut self, o: &Observation, d: Option<&Decision>) {
+        for (out, err) in self.extra.iter_mut().zip(self.extra_err.iter_mut()) {
+            if err.is_none() {
+                if let Err(e) = out.send(o, d) {
+                    *err = Some(e);
                 }
             }
         }
-        for (out, err) in self.extra.iter_mut().zip(self.extra_err.iter_mut()) {
-            if err.is_none() {
-                if let Err(e) = out.send(o, d.as_ref()) {
-                    *err = Some(e);
+    }
+
+    /// The recorder and the stdout writer: every observation, a DNS lookup's decision once.
+    fn deliver(&mut self, o: &Observation, d: Option<&Decision>) {
+        if d.is_some() {
+            self.decisions += 1;
+        }
+        if let (Some(rec), Some(d)) = (self.recorder.as_mut(), d) {
+            if self.store_err.is_none() {
+                if let Err(e) = rec.record(o, d) {
+                    self.store_err = Some(e.to_string());
                 }
             }
         }
@@ -90,7 +153,7 @@ impl Outputs {
             return;
         }
         let r = if self.policy.is_some() {
-            w.write_event(o, d.as_ref())
+            w.write_event(o, d)
         } else {
             w.write(o)
         };
@@ -104,7 +167,10 @@ impl Outputs {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Counts {
     pub observations: u64,
+    /// Decisions delivered to the writer and the recorder (one per DNS lookup).
     pub decisions: u64,
+    /// Decided DNS queries waiting for their answers now.
+    pub pending_lookups: u64,
 }
 
 pub struct Pipeline {
@@ -116,6 +182,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline with a sensor and no policy or outputs yet (see the `with_*` builders).
     pub fn new(cfg: Config) -> Pipeline {
+        let lookups = lookups::Lookups::new(cfg.max_pending_queries, cfg.dns_timeout_s);
         Pipeline {
             sensor: Sensor::new(cfg),
             outs: Outputs {
@@ -128,6 +195,8 @@ impl Pipeline {
                 write_err: None,
                 store_err: None,
                 extra_err: Vec::new(),
+                lookups,
+                expired: Vec::new(),
             },
             buf: Vec::with_capacity(16),
         }
@@ -183,6 +252,7 @@ impl Pipeline {
     pub fn finish(&mut self) {
         let outs = &mut self.outs;
         replay::finish(&mut self.sensor, |o| outs.handle(o));
+        self.outs.expire(u64::MAX);
         if let Some((w, _)) = self.outs.writer.as_mut() {
             if let Err(e) = w.flush() {
                 self.outs.write_err.get_or_insert(e);
@@ -245,6 +315,7 @@ impl Pipeline {
         Counts {
             observations: self.outs.observations,
             decisions: self.outs.decisions,
+            pending_lookups: self.outs.lookups.len() as u64,
         }
     }
 

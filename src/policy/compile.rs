@@ -12,6 +12,7 @@ use super::matcher::DomainTrie;
 use super::model::{Rule, ACTIONS, SEVERITIES};
 use super::schedule::Schedule;
 use super::{Action, Policy, PolicyError, PolicyErrors, Severity};
+use crate::flow::Evidence;
 
 impl Policy {
     /// Load and validate `dir` (`policy.toml` and `catalog/*.toml`). All errors are collected.
@@ -218,6 +219,12 @@ impl Policy {
             let schedule = r
                 .schedule
                 .and_then(|sd| Schedule::compile(sd, f, text, errs));
+            let min_evidence = r.min_evidence.as_ref().and_then(|v| {
+                Evidence::parse(v.get_ref()).or_else(|| {
+                    errs.push(bad_word(f, text, "evidence level", v, &Evidence::NAMES));
+                    None
+                })
+            });
             self.rules.push(Rule {
                 id: r.id,
                 services,
@@ -230,6 +237,7 @@ impl Policy {
                 severity,
                 steer_to,
                 schedule,
+                min_evidence,
             });
         }
     }

@@ -131,6 +131,9 @@ pub struct RuleDef {
     /// `approved` (the policy's approved route) or an explicit target.
     pub steer_to: Option<SteerTarget>,
     pub schedule: Option<Spanned<ScheduleDef>>,
+    /// The weakest evidence the rule acts on: `wire`, `own_lookup`, `resolver_lookup`,
+    /// `other_client` or `unmatched_answer` (default: any).
+    pub min_evidence: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,9 +1,9 @@
-//! Deciding: which rules select a name, which of them apply to the client at that time, and the
-//! resulting decision for a name or for an observation (wire name first, then DNS-inferred names).
+//! Deciding: which rules select a name, which of them apply to the client at that time and on
+//! that evidence, and the decision for a name or an observation (wire name, then inferred names).
 
 use super::matcher::normalize;
 use super::{Action, CatalogMatch, Client, Decision, Policy, Via};
-use crate::flow::{Kind, Observation};
+use crate::flow::{Evidence, Flag, Kind, Observation};
 
 /// Rules that selected a name, in order, with why each did not apply; the last one may have fired.
 type Trail = Vec<(usize, Result<(), String>)>;
@@ -15,6 +15,7 @@ impl Policy {
         name: &str,
         client: &Client<'_>,
         ts_ns: u64,
+        evidence: Evidence,
     ) -> (Option<CatalogMatch<'_>>, Vec<usize>, Trail) {
         let cat = self.classify(name);
         let groups = self.client_groups(client);
@@ -44,6 +45,12 @@ impl Policy {
                 ))
             } else if r.schedule.is_some_and(|s| !self.schedule_active(&s, ts_ns)) {
                 Err("outside the rule's schedule".to_string())
+            } else if let Some(min) = r.min_evidence.filter(|m| !evidence.meets(*m)) {
+                Err(format!(
+                    "the evidence ({}) is weaker than its min_evidence ({})",
+                    evidence.as_str(),
+                    min.as_str()
+                ))
             } else {
                 Ok(())
             };
@@ -56,7 +63,7 @@ impl Policy {
         (cat, groups, trail)
     }
 
-    /// Decide about one normalised name for a client at a time.
+    /// Decide about one normalised name seen on the wire, for a client at a time.
     pub fn decide(
         &self,
         name: &str,
@@ -64,7 +71,19 @@ impl Policy {
         ts_ns: u64,
         via: Via,
     ) -> Option<Decision> {
-        let (cat, groups, trail) = self.evaluate(name, client, ts_ns);
+        self.decide_on(name, client, ts_ns, via, Evidence::Wire)
+    }
+
+    /// Decide about one normalised name shown by `evidence`, for a client at a time.
+    pub fn decide_on(
+        &self,
+        name: &str,
+        client: &Client<'_>,
+        ts_ns: u64,
+        via: Via,
+        evidence: Evidence,
+    ) -> Option<Decision> {
+        let (cat, groups, trail) = self.evaluate(name, client, ts_ns, evidence);
         let fired = trail
             .last()
             .filter(|(_, v)| v.is_ok())
@@ -95,6 +114,7 @@ impl Policy {
             matched_name: name.to_string(),
             pattern,
             via,
+            evidence,
             rule_id,
             action,
             severity,
@@ -104,7 +124,8 @@ impl Policy {
         })
     }
 
-    /// Decide about an observation: its wire name first, then names inferred from DNS.
+    /// Decide about an observation: its wire name first (a DNS answer to no seen query is
+    /// `unmatched_answer` evidence), then the names inferred from DNS, strongest evidence first.
     pub fn decide_observation(&self, o: &Observation) -> Option<Decision> {
         let client = Client {
             ip: Some(o.client.ip),
@@ -117,17 +138,27 @@ impl Policy {
             Kind::QuicInitial => Via::Quic,
             Kind::HttpRequest => Via::Http,
         };
+        let wire = if o.kind == Kind::DnsAnswer && o.flags.contains(&Flag::Unmatched) {
+            Evidence::UnmatchedAnswer
+        } else {
+            Evidence::Wire
+        };
         if let Some(n) = o.name.as_deref() {
             if let Ok(n) = normalize(n) {
-                if let Some(d) = self.decide(&n, &client, o.ts, via) {
+                if let Some(d) = self.decide_on(&n, &client, o.ts, via, wire) {
                     return Some(d);
                 }
             }
         }
-        o.inferred_names.iter().find_map(|n| {
+        o.inferred_names.iter().enumerate().find_map(|(i, n)| {
+            let ev = o
+                .inferred_evidence
+                .get(i)
+                .copied()
+                .unwrap_or(Evidence::UnmatchedAnswer);
             normalize(n)
                 .ok()
-                .and_then(|n| self.decide(&n, &client, o.ts, Via::Inferred))
+                .and_then(|n| self.decide_on(&n, &client, o.ts, Via::Inferred, ev))
         })
     }
 }

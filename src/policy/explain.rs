@@ -1,12 +1,24 @@
-//! `policy explain`: the decision for a name (and optionally a client) as text for a person:
-//! the service and its BAA status, the client's groups, rules skipped and why, and the action.
+//! `policy explain`: the decision for a name (and optionally a client and evidence level) as text
+//! for a person: the service and its BAA status, the client's groups, rules skipped and why, the action.
 
 use super::matcher::normalize;
 use super::{Client, Policy};
+use crate::flow::Evidence;
 
 impl Policy {
-    /// A human explanation of the decision for `name` (and optionally a client).
+    /// A human explanation of the decision for `name` seen on the wire (and optionally a client).
     pub fn explain(&self, raw: &str, client: &Client<'_>, ts_ns: u64) -> String {
+        self.explain_on(raw, client, ts_ns, Evidence::Wire)
+    }
+
+    /// A human explanation of the decision for `name` shown by `evidence`.
+    pub fn explain_on(
+        &self,
+        raw: &str,
+        client: &Client<'_>,
+        ts_ns: u64,
+        evidence: Evidence,
+    ) -> String {
         use std::fmt::Write;
         let mut s = String::new();
         let name = match normalize(raw) {
@@ -22,7 +34,7 @@ impl Policy {
                 String::new()
             }
         );
-        let (cat, groups, trail) = self.evaluate(&name, client, ts_ns);
+        let (cat, groups, trail) = self.evaluate(&name, client, ts_ns, evidence);
         match cat {
             Some(c) => {
                 let sv = c.service;
@@ -71,6 +83,16 @@ impl Policy {
                 );
             }
         }
+        let _ = writeln!(
+            s,
+            "evidence:  {}{}",
+            evidence.as_str(),
+            if evidence == Evidence::Wire {
+                "   (the name on the wire; see --evidence)"
+            } else {
+                ""
+            }
+        );
         for (i, v) in &trail {
             let r = &self.rules[*i];
             match v {
@@ -96,6 +118,13 @@ impl Policy {
                 );
                 if let Some(t) = &r.steer_to {
                     let _ = writeln!(s, "steer to:  {}  - {}", t.url, t.instruction);
+                }
+                if let Some(m) = r.min_evidence {
+                    let _ = writeln!(
+                        s,
+                        "requires:  min_evidence {} (weaker evidence skips this rule)",
+                        m.as_str()
+                    );
                 }
             }
             _ if cat.is_some() => {

@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::config::{Category, SteerDef};
 use super::matcher::DomainTrie;
 use super::schedule::Schedule;
+use crate::flow::Evidence;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -111,6 +112,8 @@ pub(super) struct Rule {
     pub(super) severity: Severity,
     pub(super) steer_to: Option<SteerDef>,
     pub(super) schedule: Option<Schedule>,
+    /// The weakest evidence the rule acts on (`None`: any).
+    pub(super) min_evidence: Option<Evidence>,
 }
 
 /// How the name that drove the decision was seen.
@@ -143,6 +146,8 @@ pub struct Decision {
     pub matched_name: String,
     pub pattern: String,
     pub via: Via,
+    /// How strongly the traffic shows the name (`wire`, `own_lookup`, ...; see [`Evidence`]).
+    pub evidence: Evidence,
     /// Rule id, or `default` when no rule selected a catalogued service.
     pub rule_id: String,
     pub action: Action,

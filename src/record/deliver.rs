@@ -313,6 +313,7 @@ mod tests {
             kind: "tls_client_hello".into(),
             name: format!("{service}.example"),
             seen_via: "tls".into(),
+            evidence: Some("wire".into()),
             service: Some(service.into()),
             service_name: None,
             category: None,

@@ -140,6 +140,7 @@ pub fn document(e: &Event) -> Value {
             "service_name": e.service_name,
             "category": e.category,
             "seen_via": e.seen_via,
+            "evidence": e.evidence,
             "observation": e.kind,
             "client_groups": if e.client_groups.is_empty() { vec![] } else { e.client_groups.split(',').collect::<Vec<_>>() },
             "steer_url": e.steer_url,

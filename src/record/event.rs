@@ -32,6 +32,10 @@ pub struct Event {
     /// The name the decision is about, and how it was seen (`dns`, `tls`, `quic`, `http`, `inferred`).
     pub name: String,
     pub seen_via: String,
+    /// How strongly the traffic shows the name: `wire`, `own_lookup`, `resolver_lookup`,
+    /// `other_client`, `unmatched_answer` (none for system events and events stored before v4).
+    #[serde(default)]
+    pub evidence: Option<String>,
     pub service: Option<String>,
     pub service_name: Option<String>,
     pub category: Option<String>,
@@ -125,6 +129,7 @@ impl Event {
             kind: o.kind.as_str().to_string(),
             name: d.matched_name.clone(),
             seen_via: via,
+            evidence: Some(d.evidence.as_str().to_string()),
             service: d.service.clone(),
             service_name: d.service_name.clone(),
             category: d.category.map(|c| c.as_str().to_string()),
@@ -163,6 +168,7 @@ impl Event {
             kind: kind.as_str().to_string(),
             name: summary.to_string(),
             seen_via: SYSTEM.to_string(),
+            evidence: None,
             service: None,
             service_name: None,
             category: None,

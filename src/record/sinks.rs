@@ -162,6 +162,9 @@ pub fn cef(e: &Event) -> String {
     if let Some(u) = &e.steer_url {
         ext.push(format!("cs5Label=steerTo cs5={}", cef_value(u)));
     }
+    if let Some(v) = &e.evidence {
+        ext.push(format!("cs6Label=evidence cs6={v}"));
+    }
     format!(
         "CEF:0|shadowgate|shadowgate|{}|{}|{}|{}|{}",
         env!("CARGO_PKG_VERSION"),

@@ -47,6 +47,8 @@ const MIGRATIONS: &[&str] = &[
     // 3: system events carry a JSON detail (errors, digests, counts).
     "ALTER TABLE events ADD COLUMN detail TEXT;
      ALTER TABLE sink_cursors ADD COLUMN down_since INTEGER;",
+    // 4: the evidence level of a decision (wire, own_lookup, ...).
+    "ALTER TABLE events ADD COLUMN evidence TEXT;",
 ];
 
 #[derive(Debug)]
@@ -84,7 +86,7 @@ pub struct Store {
     conn: Connection,
 }
 
-const COLUMNS: &str = "seq, id, ts, sensor, client_ip, client_port, client_mac, client_hostname, client_groups, server_ip, server_port, transport, kind, name, seen_via, service, service_name, category, action, severity, rule_id, steer_url, shared_tenant, repeat_count, detail";
+const COLUMNS: &str = "seq, id, ts, sensor, client_ip, client_port, client_mac, client_hostname, client_groups, server_ip, server_port, transport, kind, name, seen_via, service, service_name, category, action, severity, rule_id, steer_url, shared_tenant, repeat_count, detail, evidence";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     Ok(Event {
@@ -113,6 +115,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
         shared_tenant: r.get(22)?,
         repeat_count: r.get(23)?,
         detail: r.get(24)?,
+        evidence: r.get(25)?,
     })
 }
 
@@ -196,8 +199,8 @@ impl Store {
         {
             let mut st = tx
                 .prepare_cached(
-                    "INSERT INTO events (id, ts, sensor, client_ip, client_port, client_mac, client_hostname, client_groups, server_ip, server_port, transport, kind, name, seen_via, service, service_name, category, action, severity, rule_id, steer_url, shared_tenant, repeat_count, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+                    "INSERT INTO events (id, ts, sensor, client_ip, client_port, client_mac, client_hostname, client_groups, server_ip, server_port, transport, kind, name, seen_via, service, service_name, category, action, severity, rule_id, steer_url, shared_tenant, repeat_count, detail, evidence)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
                 )
                 .map_err(sql)?;
             for e in events.iter_mut() {
@@ -225,7 +228,8 @@ impl Store {
                     e.steer_url,
                     e.shared_tenant,
                     e.repeat_count,
-                    e.detail
+                    e.detail,
+                    e.evidence
                 ])
                 .map_err(sql)?;
                 last = tx.last_insert_rowid();

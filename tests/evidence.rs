@@ -1,0 +1,565 @@
+//! Deciding on evidence: the wire SNI decides (GREASE ECH), inferred names by whose lookup they
+//! come from, a name cache that cannot be poisoned cheaply, and one decision per DNS lookup.
+
+#[path = "../benches/synth.rs"]
+mod synth;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use shadowgate::capture::Frame;
+use shadowgate::flow::{Config, Flag, Kind, Observation};
+use shadowgate::pipeline::{Emit, Format, Output, Pipeline};
+use shadowgate::policy::reload::PolicyHandle;
+use shadowgate::policy::{Action, Decision};
+
+const A: [u8; 4] = [10, 20, 1, 10];
+const B: [u8; 4] = [10, 20, 1, 11];
+const C: [u8; 4] = [10, 20, 1, 12];
+const DC: [u8; 4] = [10, 0, 0, 2];
+const UPSTREAM: [u8; 4] = [9, 9, 9, 9];
+const CDN: [u8; 4] = [104, 18, 32, 7];
+const T0: u64 = 1_700_000_000_000_000_000;
+const MS: u64 = 1_000_000;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+type Acted = Arc<Mutex<Vec<(Observation, Option<Decision>)>>>;
+
+/// An output that keeps what it received (the daemon's actions).
+struct Keep(Acted);
+
+impl Output for Keep {
+    fn send(&mut self, o: &Observation, d: Option<&Decision>) -> Result<(), String> {
+        self.0.lock().unwrap().push((o.clone(), d.cloned()));
+        Ok(())
+    }
+}
+
+#[derive(Clone, Default)]
+struct Buf(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a run produced: decisions as `--emit decisions` prints them, and what the actions got.
+struct Run {
+    printed: Vec<serde_json::Value>,
+    acted: Vec<(Observation, Option<Decision>)>,
+    stats: shadowgate::flow::Stats,
+}
+
+impl Run {
+    /// (kind, matched name, evidence, rule, action) of each printed decision.
+    fn decisions(&self) -> Vec<(String, String, String, String, String)> {
+        self.printed
+            .iter()
+            .map(|v| {
+                let d = &v["decision"];
+                let s = |x: &serde_json::Value| x.as_str().unwrap_or("").to_string();
+                (
+                    s(&v["kind"]),
+                    s(&d["matched_name"]),
+                    s(&d["evidence"]),
+                    s(&d["rule_id"]),
+                    s(&d["action"]),
+                )
+            })
+            .collect()
+    }
+}
+
+fn d(
+    kind: &str,
+    name: &str,
+    ev: &str,
+    rule: &str,
+    action: &str,
+) -> (String, String, String, String, String) {
+    (
+        kind.into(),
+        name.into(),
+        ev.into(),
+        rule.into(),
+        action.into(),
+    )
+}
+
+/// Frames at the given capture times (ms after T0) through a pipeline with the bundled policy.
+fn run_with(cfg: Config, frames: &[(u64, Vec<u8>)]) -> Run {
+    let policy = PolicyHandle::load(&root().join("policies")).unwrap();
+    let acted = Arc::new(Mutex::new(Vec::new()));
+    let out = Buf::default();
+    let mut p = Pipeline::new(cfg)
+        .with_policy(policy)
+        .with_writer(Box::new(out.clone()), Format::Json, Emit::Decisions)
+        .with_output(Box::new(Keep(acted.clone())));
+    for (ms, f) in frames {
+        p.feed(&Frame {
+            ts_ns: T0 + ms * MS,
+            linktype: 1,
+            data: f,
+            orig_len: f.len() as u32,
+            offset: 0,
+        });
+    }
+    p.finish();
+    assert_eq!(p.counts().pending_lookups, 0);
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let printed = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let acted = acted.lock().unwrap().clone();
+    Run {
+        printed,
+        acted,
+        stats: p.stats(),
+    }
+}
+
+fn run(frames: &[(u64, Vec<u8>)]) -> Run {
+    run_with(Config::default(), frames)
+}
+
+/// A client's DNS lookup of `name` -> `ip` through `server` (query, then answer 5 ms later).
+fn lookup(
+    at: u64,
+    client: [u8; 4],
+    server: [u8; 4],
+    id: u16,
+    name: &str,
+    ip: [u8; 4],
+) -> Vec<(u64, Vec<u8>)> {
+    let port = 30_000 + id;
+    vec![
+        (
+            at,
+            synth::udp(client, server, port, 53, &synth::dns(id, name, None)),
+        ),
+        (
+            at + 5,
+            synth::udp(server, client, 53, port, &synth::dns(id, name, Some(ip))),
+        ),
+    ]
+}
+
+/// A TLS ClientHello for `sni`, with an ECH extension (0xfe0d) when `ech`.
+fn hello_bytes(sni: &str, ech: bool) -> Vec<u8> {
+    let mut ch = synth::client_hello(sni, 400);
+    if ech {
+        // The hello ends in a padding extension (type 21): make it an ECH extension instead.
+        let n = ch.len();
+        let at = (0..n - 4)
+            .rev()
+            .find(|&i| {
+                ch[i..i + 2] == [0, 21]
+                    && i + 4 + u16::from_be_bytes([ch[i + 2], ch[i + 3]]) as usize == n
+            })
+            .unwrap();
+        ch[at..at + 2].copy_from_slice(&0xfe0du16.to_be_bytes());
+    }
+    ch
+}
+
+fn hello(at: u64, client: [u8; 4], sni: &str, ech: bool) -> (u64, Vec<u8>) {
+    (
+        at,
+        synth::tcp(client, CDN, 50_000, 443, 1, 0, "PA", &hello_bytes(sni, ech)),
+    )
+}
+
+#[test]
+fn grease_ech_hello_is_decided_by_its_sni() {
+    // B resolves chatgpt.com to the CDN address; then A's Chromium hello to the same address
+    // names the clinic's EHR in the SNI and carries GREASE ECH, as every Chromium hello does.
+    let mut f = lookup(0, B, DC, 1, "chatgpt.com", CDN);
+    f.push(hello(100, A, "www.clinic-ehr.example", true));
+    let r = run(&f);
+    assert_eq!(
+        r.decisions(),
+        [d(
+            "dns_answer",
+            "chatgpt.com",
+            "wire",
+            "SG-300-consumer-ai",
+            "steer"
+        )]
+    );
+    let h = r
+        .acted
+        .iter()
+        .find(|(o, _)| o.kind == Kind::TlsClientHello)
+        .unwrap();
+    assert!(h.0.flags.contains(&Flag::Ech));
+    assert!(h.0.inferred_names.is_empty(), "{:?}", h.0);
+    assert!(h.1.is_none());
+}
+
+#[test]
+fn inference_prefers_the_clients_own_lookup() {
+    // A resolves claude.ai, B chatgpt.com, both to the same CDN address; A's real-ECH hello
+    // (outer SNI = the ECH public name) is A's own claude.ai, not B's chatgpt.com.
+    let mut f = lookup(0, A, DC, 1, "claude.ai", CDN);
+    f.extend(lookup(20, B, DC, 2, "chatgpt.com", CDN));
+    f.push(hello(100, A, "cloudflare-ech.com", true));
+    // C looked nothing up: only other clients' lookups name the address (most recent first).
+    f.push(hello(200, C, "cloudflare-ech.com", true));
+    let r = run(&f);
+    assert_eq!(
+        r.decisions(),
+        [
+            d(
+                "dns_answer",
+                "claude.ai",
+                "wire",
+                "SG-300-consumer-ai",
+                "steer"
+            ),
+            d(
+                "dns_answer",
+                "chatgpt.com",
+                "wire",
+                "SG-300-consumer-ai",
+                "steer"
+            ),
+            d(
+                "tls_client_hello",
+                "claude.ai",
+                "own_lookup",
+                "SG-300-consumer-ai",
+                "steer"
+            ),
+            d(
+                "tls_client_hello",
+                "chatgpt.com",
+                "other_client",
+                "SG-310-consumer-ai-weak-evidence",
+                "alert"
+            ),
+        ]
+    );
+    let a = &r.printed[2];
+    assert_eq!(a["decision"]["via"], "inferred");
+    assert_eq!(
+        a["inferred_names"],
+        serde_json::json!(["claude.ai", "chatgpt.com"])
+    );
+    assert_eq!(
+        a["inferred_evidence"],
+        serde_json::json!(["own_lookup", "other_client"])
+    );
+}
+
+#[test]
+fn a_configured_resolvers_lookup_counts_for_its_clients() {
+    // The domain controller forwards: the gateway sees the DC ask upstream, not the client.
+    let mut f = lookup(0, DC, UPSTREAM, 1, "claude.ai", CDN);
+    f.push(hello(100, A, "cloudflare-ech.com", true));
+    let with = run_with(
+        Config {
+            internal_resolvers: vec!["10.0.0.2".parse().unwrap()],
+            ..Config::default()
+        },
+        &f,
+    );
+    assert_eq!(
+        with.decisions()[1],
+        d(
+            "tls_client_hello",
+            "claude.ai",
+            "resolver_lookup",
+            "SG-300-consumer-ai",
+            "steer"
+        )
+    );
+    let without = run(&f);
+    assert_eq!(
+        without.decisions()[1],
+        d(
+            "tls_client_hello",
+            "claude.ai",
+            "other_client",
+            "SG-310-consumer-ai-weak-evidence",
+            "alert"
+        )
+    );
+}
+
+#[test]
+fn an_answer_to_no_seen_query_is_weak_evidence() {
+    let f = vec![
+        (
+            0,
+            synth::udp(DC, A, 53, 40_000, &synth::dns(7, "chatgpt.com", Some(CDN))),
+        ),
+        hello(100, A, "", false),
+    ];
+    let r = run(&f);
+    assert_eq!(
+        r.decisions(),
+        [
+            d(
+                "dns_answer",
+                "chatgpt.com",
+                "unmatched_answer",
+                "SG-310-consumer-ai-weak-evidence",
+                "alert"
+            ),
+            d(
+                "tls_client_hello",
+                "chatgpt.com",
+                "unmatched_answer",
+                "SG-310-consumer-ai-weak-evidence",
+                "alert"
+            ),
+        ]
+    );
+    assert_eq!(r.stats.dns.unmatched_answers, 1);
+    assert!(r.printed[0]["flags"]
+        .as_array()
+        .unwrap()
+        .contains(&"unmatched".into()));
+}
+
+#[test]
+fn mdns_and_llmnr_never_feed_the_name_cache() {
+    let mdns = [224, 0, 0, 251];
+    let f = vec![
+        (
+            0,
+            synth::udp(B, mdns, 5353, 5353, &synth::dns(0, "claude.ai", Some(CDN))),
+        ),
+        (
+            1,
+            synth::udp(B, A, 5355, 40_001, &synth::dns(3, "chatgpt.com", Some(CDN))),
+        ),
+        hello(100, A, "", false),
+    ];
+    let r = run(&f);
+    let h = r
+        .acted
+        .iter()
+        .find(|(o, _)| o.kind == Kind::TlsClientHello)
+        .unwrap();
+    assert!(h.0.inferred_names.is_empty(), "{:?}", h.0);
+    assert!(h.1.is_none());
+    assert_eq!(r.stats.names.active, 0);
+    assert_eq!(r.stats.dns.link_local_answers, 2);
+}
+
+/// `synth::dns` with the answer's TTL set.
+fn with_ttl(mut m: Vec<u8>, ttl: u32) -> Vec<u8> {
+    let n = m.len();
+    m[n - 10..n - 6].copy_from_slice(&ttl.to_be_bytes());
+    m
+}
+
+#[test]
+fn ttls_are_capped_at_a_day() {
+    const DAY_MS: u64 = 86_400_000;
+    let q = synth::dns(5, "claude.ai", None);
+    let week = with_ttl(synth::dns(5, "claude.ai", Some(CDN)), 7 * 86_400);
+    let neg = with_ttl(
+        synth::dns(6, "chatgpt.com", Some([104, 18, 32, 8])),
+        0x8000_0000,
+    );
+    let f = vec![
+        (0, synth::udp(A, DC, 40_000, 53, &q)),
+        (1, synth::udp(DC, A, 53, 40_000, &week)),
+        (2, synth::udp(DC, A, 53, 40_001, &neg)),
+        hello(DAY_MS / 2, A, "", false),
+        hello(2 * DAY_MS, A, "", false),
+    ];
+    let r = run(&f);
+    let hellos: Vec<_> = r
+        .acted
+        .iter()
+        .filter(|(o, _)| o.kind == Kind::TlsClientHello)
+        .collect();
+    assert_eq!(hellos[0].0.inferred_names, ["claude.ai"]);
+    // Two days later the week-long TTL has expired (capped at one day, plus grace).
+    assert!(hellos[1].0.inferred_names.is_empty());
+}
+
+#[test]
+fn more_than_one_question_is_an_anomaly_and_none_is_nameless() {
+    let mut two = synth::dns(9, "claude.ai", Some(CDN));
+    two[5] = 2;
+    let at = 12 + "claude.ai".len() + 2 + 4;
+    let second = [
+        7, b'c', b'h', b'a', b't', b'g', b'p', b't', 3, b'c', b'o', b'm', 0, 0, 1, 0, 1,
+    ];
+    two.splice(at..at, second);
+    let mut none = synth::dns(10, "x", None);
+    none[5] = 0;
+    none.truncate(12);
+    let f = vec![
+        (0, synth::udp(DC, A, 53, 40_000, &two)),
+        (1, synth::udp(A, DC, 40_001, 53, &none)),
+        hello(100, A, "", false),
+    ];
+    let r = run(&f);
+    let obs: Vec<&Observation> = r.acted.iter().map(|(o, _)| o).collect();
+    assert_eq!(obs.len(), 3);
+    assert_eq!(obs[0].name.as_deref(), Some("claude.ai"));
+    assert!(obs[0].flags.contains(&Flag::Anomaly));
+    assert!(obs[0].dns.as_ref().unwrap().answers.is_empty());
+    assert_eq!(obs[1].name, None);
+    assert!(
+        obs[2].inferred_names.is_empty(),
+        "a malformed answer feeds nothing"
+    );
+    assert_eq!(r.stats.dns.multi_question, 1);
+    assert_eq!(r.stats.dns.no_question, 1);
+    assert_eq!(
+        r.decisions(),
+        [d(
+            "dns_answer",
+            "claude.ai",
+            "unmatched_answer",
+            "SG-310-consumer-ai-weak-evidence",
+            "alert"
+        )]
+    );
+}
+
+#[test]
+fn one_decision_per_lookup() {
+    // Query and answer: one decision, on the answer (with its rcode and answers); the actions
+    // got it on the query, as it passed.
+    let r = run(&lookup(0, A, DC, 1, "claude.ai", CDN));
+    assert_eq!(
+        r.decisions(),
+        [d(
+            "dns_answer",
+            "claude.ai",
+            "wire",
+            "SG-300-consumer-ai",
+            "steer"
+        )]
+    );
+    assert_eq!(r.printed[0]["dns"]["rcode"], "NOERROR");
+    assert_eq!(r.printed[0]["dns"]["answers"][0]["data"], "104.18.32.7");
+    assert_eq!(r.acted.len(), 2);
+    assert_eq!(r.acted[0].0.kind, Kind::DnsQuery);
+    assert_eq!(r.acted[0].1.as_ref().unwrap().action, Action::Steer);
+    assert!(r.acted[1].1.is_none());
+
+    // Query alone: one decision, on the query, at the end of input ...
+    let q = |at, id| {
+        (
+            at,
+            synth::udp(A, DC, 30_000 + id, 53, &synth::dns(id, "chatgpt.com", None)),
+        )
+    };
+    let r = run(&[q(0, 2)]);
+    assert_eq!(
+        r.decisions(),
+        [d(
+            "dns_query",
+            "chatgpt.com",
+            "wire",
+            "SG-300-consumer-ai",
+            "steer"
+        )]
+    );
+    // ... or once the timeout passed, before what follows (a retransmission adds nothing).
+    let r = run(&[q(0, 3), q(1000, 3), hello(6_000, A, "claude.ai", false)]);
+    assert_eq!(
+        r.decisions(),
+        [
+            d(
+                "dns_query",
+                "chatgpt.com",
+                "wire",
+                "SG-300-consumer-ai",
+                "steer"
+            ),
+            d(
+                "tls_client_hello",
+                "claude.ai",
+                "wire",
+                "SG-300-consumer-ai",
+                "steer"
+            ),
+        ]
+    );
+    // An answer alone: one decision (see an_answer_to_no_seen_query_is_weak_evidence).
+
+    // The same with `--emit all`: every observation printed once, the decision once.
+    let policy = PolicyHandle::load(&root().join("policies")).unwrap();
+    let out = Buf::default();
+    let mut p = Pipeline::new(Config::default())
+        .with_policy(policy)
+        .with_writer(Box::new(out.clone()), Format::Json, Emit::All);
+    for (ms, f) in lookup(0, A, DC, 1, "claude.ai", CDN) {
+        p.feed(&Frame {
+            ts_ns: T0 + ms * MS,
+            linktype: 1,
+            data: &f,
+            orig_len: f.len() as u32,
+            offset: 0,
+        });
+    }
+    p.finish();
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["kind"], "dns_query");
+    assert!(lines[0].get("decision").is_none());
+    assert_eq!(lines[1]["decision"]["evidence"], "wire");
+    assert_eq!(p.counts().decisions, 1);
+}
+
+/// A DNS response to A: `qd` copies of the question (compressed), `an` A records.
+fn bomb(qd: u16, an: u16) -> Vec<u8> {
+    let mut v = vec![0, 77, 0x81, 0x80];
+    v.extend_from_slice(&qd.to_be_bytes());
+    v.extend_from_slice(&an.to_be_bytes());
+    v.extend_from_slice(&[0, 0, 0, 0]);
+    v.extend_from_slice(&[
+        7, b'c', b'h', b'a', b't', b'g', b'p', b't', 3, b'c', b'o', b'm', 0, 0, 1, 0, 1,
+    ]);
+    for _ in 1..qd {
+        v.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
+    }
+    for i in 0..an {
+        v.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0x0e, 0x10, 0, 4, 104, 18]);
+        v.extend_from_slice(&i.to_be_bytes());
+    }
+    v
+}
+
+#[test]
+fn a_dns_bomb_stays_small() {
+    // 4,000 compressed questions and 2,400 answers in one 62 KB response.
+    let b = bomb(4_000, 2_400);
+    assert!(b.len() > 60_000 && b.len() < 65_000, "{}", b.len());
+    let r = run(&[(0, synth::udp(DC, A, 53, 40_000, &b))]);
+    assert_eq!(r.acted.len(), 1);
+    assert!(r.decisions().len() <= 1);
+    assert!(r.printed.iter().map(|v| v.to_string().len()).sum::<usize>() < 4_096);
+    assert_eq!(r.stats.names.active, 0);
+    // One question and 2,400 answers: a bounded number are read, fewer feed the cache.
+    let b = bomb(1, 2_400);
+    let r = run(&[(0, synth::udp(DC, A, 53, 40_000, &b))]);
+    assert_eq!(r.decisions().len(), 1);
+    assert!(r.printed[0].to_string().len() < 32_768);
+    assert_eq!(r.stats.names.active, 32);
+    assert_eq!(r.stats.dns.answers_not_cached, 128 - 32);
+    assert_eq!(r.stats.dns.answers_skipped, 2_400 - 128);
+}
