@@ -8,6 +8,11 @@ use super::observation::*;
 use super::state::{Flow, State};
 use super::udp::is_dns_port;
 
+/// Hashes a flow's last Host header, seeded per process: no chosen pair of hosts collides to
+/// hide the second one. Only compared for equality, so the output does not depend on the seed.
+static HOST_HASH: std::sync::LazyLock<foldhash::fast::RandomState> =
+    std::sync::LazyLock::new(Default::default);
+
 /// Look at the contiguous start of a TCP direction. Returns (bytes consumed, want more data).
 pub(super) fn on_stream(
     flow: &mut Flow,
@@ -148,7 +153,7 @@ pub(super) fn http_observation(
     sinks: &mut Sinks<'_>,
 ) {
     use std::hash::BuildHasher;
-    let hv = foldhash::fast::FixedState::with_seed(1).hash_one(&r.host) | 1;
+    let hv = HOST_HASH.hash_one(&r.host) | 1;
     if hv == flow.last_host {
         return;
     }
