@@ -10,6 +10,40 @@ pub mod socks;
 pub mod tls;
 pub mod tunnel;
 
+/// Encapsulations one frame may be unwrapped through, link layers and tunnels together (VLAN
+/// tags beyond the two `etherparse` reads, PPPoE, MPLS, pseudowire, GRE, VXLAN, Teredo, GTP-U,
+/// IP-in-IP). Real traffic needs three or four; deeper is an attack on the decoder.
+pub const MAX_NESTING: u8 = 8;
+
+/// Labels read from one MPLS label stack (real stacks carry two to four).
+pub const MAX_MPLS_LABELS: usize = 16;
+
+/// The nesting budget of one frame: how many encapsulations have been entered so far. It is
+/// carried down every re-entry of the link layer, so no chain of them can exceed [`MAX_NESTING`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Nesting(u8);
+
+/// A frame nested deeper than [`MAX_NESTING`] (or with an MPLS stack past [`MAX_MPLS_LABELS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooDeep;
+
+impl Nesting {
+    /// Enter one more encapsulation, if the budget allows.
+    #[inline]
+    pub fn enter(&mut self) -> Result<(), TooDeep> {
+        if self.0 >= MAX_NESTING {
+            return Err(TooDeep);
+        }
+        self.0 += 1;
+        Ok(())
+    }
+
+    /// Encapsulations entered so far.
+    pub fn depth(self) -> u8 {
+        self.0
+    }
+}
+
 /// Render a DNS-style name as shadowgate reports it: lower-case ASCII, no trailing dot, bytes that
 /// are not printable ASCII (and `\`) as RFC 1035 `\DDD` decimal escapes.
 pub fn render_name(bytes: &[u8]) -> String {
