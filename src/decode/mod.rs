@@ -55,6 +55,26 @@ pub fn render_name(bytes: &[u8]) -> String {
     s
 }
 
+/// A host name as a client sent it in SNI, an HTTP Host or request target, or a proxy request:
+/// ASCII as [`render_name`]; valid UTF-8 that is not ASCII (a U-label, full-width letters, an
+/// ideographic full stop) mapped by IDNA (UTS #46) to its A-label (`xn--` punycode) form, the
+/// form DNS and the policy use; anything else (invalid UTF-8, IDNA errors) escaped as before.
+/// The bool says whether IDNA mapping was applied (such a name is not what the protocol allows
+/// on the wire: RFC 6066 SNI and RFC 9110 Host carry A-labels).
+pub fn wire_name(bytes: &[u8]) -> (String, bool) {
+    if !bytes.is_ascii() {
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            let s = s.trim_end_matches(['.', '\u{3002}', '\u{ff0e}', '\u{ff61}']);
+            if let Ok(a) = idna::domain_to_ascii(s) {
+                if !a.is_empty() && a.is_ascii() {
+                    return (render_name(a.as_bytes()), true);
+                }
+            }
+        }
+    }
+    (render_name(bytes), false)
+}
+
 /// Append one label (or a whole dotted name) to `s` with the escaping of [`render_name`].
 pub fn push_name_bytes(s: &mut String, bytes: &[u8]) {
     for &b in bytes {
@@ -85,5 +105,20 @@ mod tests {
         assert_eq!(render_name(b"a\x04b c"), "a\\004b\\032c");
         assert_eq!(render_name(b"x\\y"), "x\\092y");
         assert_eq!(render_name(b""), "");
+    }
+
+    #[test]
+    fn utf8_names_become_a_labels() {
+        assert_eq!(
+            wire_name("ｃｌａｕｄｅ．ａｉ".as_bytes()),
+            ("claude.ai".into(), true)
+        );
+        assert_eq!(
+            wire_name("Bücher.example".as_bytes()),
+            ("xn--bcher-kva.example".into(), true)
+        );
+        assert_eq!(wire_name(b"Claude.AI."), ("claude.ai".into(), false));
+        // Invalid UTF-8 stays escaped.
+        assert_eq!(wire_name(b"a\xffb.ai"), ("a\\255b.ai".into(), false));
     }
 }

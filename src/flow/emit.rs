@@ -64,6 +64,7 @@ impl Seg {
             ts: self.cx.ts,
             kind,
             name,
+            wire_names: Vec::new(),
             inferred_names: Vec::new(),
             transport: self.transport,
             client,
@@ -73,6 +74,7 @@ impl Seg {
             tls: None,
             quic: None,
             http: None,
+            proxy: None,
             frame: self.cx.frame,
         }
     }
@@ -99,6 +101,7 @@ impl Sinks<'_> {
             Kind::TlsClientHello => c.tls_client_hello += 1,
             Kind::QuicInitial => c.quic_initial += 1,
             Kind::HttpRequest => c.http_request += 1,
+            Kind::ProxyConnect => c.proxy_connect += 1,
         }
         self.out.push(o);
     }

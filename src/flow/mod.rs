@@ -26,5 +26,5 @@ pub mod names;
 pub mod reassembly;
 pub mod table;
 
-pub use observation::{Flag, Kind, Observation};
+pub use observation::{Flag, Kind, Observation, ProxyInfo};
 pub use sensor::{Config, Sensor, Stats};

@@ -112,7 +112,7 @@ impl Sensor {
         // (Near u64::MAX the next sweep saturates: never twice at one instant.)
         if now >= self.next_sweep && at != Some(now) {
             self.sweep(now, out);
-        } else if at.is_some_and(|t| now.saturating_add(SEC) <= t)
+        } else if at.is_some_and(|t| t.saturating_sub(now) >= SEC)
             && self
                 .restarted
                 .is_none_or(|f| self.frame_no - f >= RESCHEDULE_FRAMES)

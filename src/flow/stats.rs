@@ -62,6 +62,9 @@ pub struct KindCounts {
     pub tls_client_hello: u64,
     pub quic_initial: u64,
     pub http_request: u64,
+    /// Shown when not zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub proxy_connect: u64,
 }
 
 /// Counters: what was seen, skipped, malformed and evicted.

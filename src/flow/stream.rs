@@ -1,5 +1,5 @@
 //! Classifying a TCP stream by its first bytes (TLS, HTTP, SOCKS, DNS over TCP) and turning a
-//! ClientHello or HTTP request head into an observation.
+//! ClientHello, HTTP request head or proxy request (SOCKS, CONNECT) into an observation.
 
 use crate::decode::{dns, http, socks, tls};
 
@@ -83,15 +83,47 @@ pub(super) fn on_stream(
         State::Http => match http::parse_request(data) {
             http::HttpParse::NeedMore => (0, true),
             http::HttpParse::NotHttp => (0, false),
-            http::HttpParse::Request(r) => {
-                http_observation(flow, seg, r, segmented, sinks);
-                (data.len(), false)
-            }
+            http::HttpParse::Request(r) => match (r.connect_port, r.head_len) {
+                (Some(port), Some(head)) => {
+                    // CONNECT: report the target; the client's bytes after the head are the
+                    // tunnel (sent once the proxy answered 200): classify them afresh.
+                    let mut o = seg.observation(Kind::ProxyConnect, true, r.name.clone());
+                    o.wire_names = r.other_names;
+                    if r.conflict || r.idna {
+                        o.flags.push(Flag::Anomaly);
+                    }
+                    o.proxy = Some(ProxyInfo {
+                        protocol: "http",
+                        port,
+                    });
+                    sinks.emit(o);
+                    flow.state = State::New;
+                    flow.proxied = true;
+                    let (used, more) =
+                        on_stream(flow, dir, src_a, &data[head..], segmented, seg, sinks);
+                    (head + used, more)
+                }
+                _ => {
+                    http_observation(flow, seg, r, segmented, sinks);
+                    (data.len(), false)
+                }
+            },
         },
         State::Socks => match socks::parse(data) {
             socks::SocksParse::NeedMore => (0, true),
             socks::SocksParse::NotSocks => (0, false),
             socks::SocksParse::Connect(c) => {
+                if let Some(name) = c.name.clone() {
+                    let mut o = seg.observation(Kind::ProxyConnect, true, Some(name));
+                    if c.idna {
+                        o.flags.push(Flag::Anomaly);
+                    }
+                    o.proxy = Some(ProxyInfo {
+                        protocol: c.protocol,
+                        port: c.port,
+                    });
+                    sinks.emit(o);
+                }
                 // What follows the handshake is the proxied stream: classify it afresh.
                 flow.state = State::New;
                 flow.proxied = true;
@@ -132,8 +164,13 @@ fn looks_like_dns_tcp(data: &[u8]) -> bool {
         && (data.len() - 2 <= len as usize || data.len() > 2 + len as usize)
 }
 
-/// ECH/ESNI flags of a ClientHello (TLS or QUIC); names inferred when it shows no plain SNI.
+/// ECH/ESNI flags of a ClientHello (TLS or QUIC), its further SNI names (flagged as an anomaly,
+/// as is a UTF-8 name); names inferred when it shows no plain SNI.
 pub(super) fn hello_flags(o: &mut Observation, ch: &tls::ClientHello, sinks: &Sinks<'_>) {
+    o.wire_names.clone_from(&ch.other_snis);
+    if ch.sni_repeated || ch.sni_idna {
+        o.flags.push(Flag::Anomaly);
+    }
     if ch.ech {
         o.flags.push(Flag::Ech);
     }
@@ -153,12 +190,16 @@ pub(super) fn http_observation(
     sinks: &mut Sinks<'_>,
 ) {
     use std::hash::BuildHasher;
-    let hv = HOST_HASH.hash_one(&r.host) | 1;
+    let hv = HOST_HASH.hash_one((&r.host, &r.name, &r.other_names)) | 1;
     if hv == flow.last_host {
         return;
     }
     flow.last_host = hv;
     let mut o = seg.observation(Kind::HttpRequest, true, r.name.clone());
+    o.wire_names = r.other_names;
+    if r.conflict || r.idna {
+        o.flags.push(Flag::Anomaly);
+    }
     if flow.proxied {
         o.flags.push(Flag::Proxied);
     }

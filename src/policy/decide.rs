@@ -1,5 +1,5 @@
-//! Deciding: which rules select a name, which of them apply to the client at that time, and the
-//! resulting decision for a name or for an observation (wire name first, then DNS-inferred names).
+//! Deciding: which rules select a name, which apply to the client at that time, and the decision
+//! for a name or an observation (its wire names, most restrictive wins; then DNS-inferred names).
 
 use super::matcher::normalize;
 use super::{Action, CatalogMatch, Client, Decision, Policy, Via};
@@ -104,7 +104,9 @@ impl Policy {
         })
     }
 
-    /// Decide about an observation: its wire name first, then names inferred from DNS.
+    /// Decide about an observation: each name it carried on the wire (`name`, then
+    /// `wire_names`), keeping the most restrictive decision (the first name on a tie; its
+    /// `matched_name` says which name decided); if none decides, names inferred from DNS.
     pub fn decide_observation(&self, o: &Observation) -> Option<Decision> {
         let client = Client {
             ip: Some(o.client.ip),
@@ -116,18 +118,39 @@ impl Policy {
             Kind::TlsClientHello => Via::Tls,
             Kind::QuicInitial => Via::Quic,
             Kind::HttpRequest => Via::Http,
+            Kind::ProxyConnect => Via::Proxy,
         };
-        if let Some(n) = o.name.as_deref() {
-            if let Ok(n) = normalize(n) {
-                if let Some(d) = self.decide(&n, &client, o.ts, via) {
-                    return Some(d);
+        let mut best: Option<Decision> = None;
+        for n in o.name.iter().chain(&o.wire_names) {
+            let Ok(n) = normalize(n) else { continue };
+            if let Some(d) = self.decide(&n, &client, o.ts, via) {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| restrictiveness(d.action) > restrictiveness(b.action))
+                {
+                    best = Some(d);
                 }
             }
+        }
+        if best.is_some() {
+            return best;
         }
         o.inferred_names.iter().find_map(|n| {
             normalize(n)
                 .ok()
                 .and_then(|n| self.decide(&n, &client, o.ts, Via::Inferred))
         })
+    }
+}
+
+/// Order of actions when several names of one observation are decided: block > steer > coach >
+/// alert > allow.
+fn restrictiveness(a: Action) -> u8 {
+    match a {
+        Action::Allow => 0,
+        Action::Alert => 1,
+        Action::Coach => 2,
+        Action::Steer => 3,
+        Action::Block => 4,
     }
 }
