@@ -117,7 +117,10 @@ fn nest(kind: &str, layers: usize) -> Vec<u8> {
             "ipip" => ip4(4, &p),
             "gre" => ip4(47, &[&[0, 0, 0x08, 0x00][..], &p].concat()),
             "gre-eth" => ip4(47, &[&[0, 0, 0x65, 0x58][..], &eth(0x0800, &p)].concat()),
-            "vxlan" => udp4(4789, &[&[8, 0, 0, 0, 0, 0, 1, 0][..], &eth(0x0800, &p)].concat()),
+            "vxlan" => udp4(
+                4789,
+                &[&[8, 0, 0, 0, 0, 0, 1, 0][..], &eth(0x0800, &p)].concat(),
+            ),
             "teredo" => udp6(3544, &p),
             "gtpu" => {
                 let mut g = vec![0x30, 0xff];
@@ -365,7 +368,10 @@ fn absolute_form_target_wins_over_host() {
         Some("www.example.org")
     );
     let d = policy().decide_observation(o).unwrap();
-    assert_eq!((d.action, d.matched_name.as_str()), (Action::Steer, "claude.ai"));
+    assert_eq!(
+        (d.action, d.matched_name.as_str()),
+        (Action::Steer, "claude.ai")
+    );
     // Absolute form to a forward proxy with the same Host is normal.
     let req = b"GET http://claude.ai/ HTTP/1.1\r\nHost: claude.ai\r\n\r\n";
     let (obs, _) = feed(1, &stream(&[req], None));
@@ -382,7 +388,10 @@ fn repeated_or_conflicting_host_headers_are_anomalies_and_the_strictest_wins() {
     assert_eq!(o.wire_names, ["claude.ai"]);
     assert!(o.flags.contains(&Flag::Anomaly));
     let d = policy().decide_observation(o).unwrap();
-    assert_eq!((d.action, d.matched_name.as_str()), (Action::Steer, "claude.ai"));
+    assert_eq!(
+        (d.action, d.matched_name.as_str()),
+        (Action::Steer, "claude.ai")
+    );
     let req = b"GET / HTTP/1.1\r\nHost: claude.ai\r\nHost: claude.ai\r\n\r\n";
     let (obs, _) = feed(1, &stream(&[req], None));
     let o = one(&obs, Kind::HttpRequest);
@@ -489,7 +498,10 @@ fn two_sni_host_names_are_both_decided() {
         assert_eq!(o.wire_names, ["claude.ai"]);
         assert!(o.flags.contains(&Flag::Anomaly));
         let d = policy().decide_observation(o).unwrap();
-        assert_eq!((d.action, d.matched_name.as_str()), (Action::Steer, "claude.ai"));
+        assert_eq!(
+            (d.action, d.matched_name.as_str()),
+            (Action::Steer, "claude.ai")
+        );
         let json = serde_json::to_value(o).unwrap();
         assert_eq!(json["wire_names"][0], "claude.ai");
         assert!(json["flags"]

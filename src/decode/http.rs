@@ -128,7 +128,9 @@ fn parse_with<'h, 'b: 'h>(
         conflict,
         idna,
         connect_port: if connect {
-            target.and_then(|t| t.rsplit_once(':')).and_then(|(_, p)| p.parse().ok())
+            target
+                .and_then(|t| t.rsplit_once(':'))
+                .and_then(|(_, p)| p.parse().ok())
         } else {
             None
         },
