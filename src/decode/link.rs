@@ -1,8 +1,9 @@
-//! Link layers to an `etherparse` lax slice: Ethernet II with 802.1Q / QinQ tags, BSD loopback
-//! (NULL), raw IP, Linux cooked capture v1 (SLL) and v2 (SLL2), NFLOG, plus PPPoE sessions and
-//! MPLS label stacks found under Ethernet.
+//! Link layers to an `etherparse` lax slice: Ethernet II (802.1Q/QinQ, PPPoE, MPLS, pseudowire,
+//! within the frame's nesting budget), BSD loopback, raw IP, Linux SLL/SLL2 and NFLOG.
 
 use etherparse::{EtherType, LaxSlicedPacket};
+
+use super::{Nesting, TooDeep, MAX_MPLS_LABELS};
 
 pub const LINKTYPE_NULL: u32 = 0;
 pub const LINKTYPE_ETHERNET: u32 = 1;
@@ -22,10 +23,27 @@ pub enum LinkError {
     Malformed,
     /// A frame that carries no IP (ARP, LLDP, STP, ...): not an error, nothing to see.
     NotIp,
+    /// Nested past the budget ([`super::MAX_NESTING`], [`MAX_MPLS_LABELS`]): skipped, counted.
+    TooDeep,
+}
+
+impl From<TooDeep> for LinkError {
+    fn from(_: TooDeep) -> Self {
+        LinkError::TooDeep
+    }
 }
 
 /// Decode a frame of the given link type down to its IP layer.
 pub fn slice(linktype: u32, data: &[u8]) -> Result<LaxSlicedPacket<'_>, LinkError> {
+    slice_nested(linktype, data, &mut Nesting::default())
+}
+
+/// [`slice`] within a frame's nesting budget: every encapsulation unwrapped is counted in `nest`.
+pub fn slice_nested<'a>(
+    linktype: u32,
+    data: &'a [u8],
+    nest: &mut Nesting,
+) -> Result<LaxSlicedPacket<'a>, LinkError> {
     match linktype {
         LINKTYPE_ETHERNET => {
             let p = LaxSlicedPacket::from_ethernet(data).map_err(|_| LinkError::Malformed)?;
@@ -33,7 +51,7 @@ pub fn slice(linktype: u32, data: &[u8]) -> Result<LaxSlicedPacket<'_>, LinkErro
                 return Ok(p);
             }
             match p.ether_payload() {
-                Some(pl) => from_ether_type(pl.ether_type, pl.payload, 0),
+                Some(pl) => from_ether_type(pl.ether_type, pl.payload, nest),
                 None => Err(LinkError::Malformed),
             }
         }
@@ -53,12 +71,12 @@ pub fn slice(linktype: u32, data: &[u8]) -> Result<LaxSlicedPacket<'_>, LinkErro
             // e.g. loopback captures, so only the protocol field is read here.)
             let hdr = data.get(..16).ok_or(LinkError::Malformed)?;
             let proto = u16::from_be_bytes([hdr[14], hdr[15]]);
-            from_ether_type(EtherType(proto), &data[16..], 0)
+            from_ether_type(EtherType(proto), &data[16..], nest)
         }
         LINKTYPE_LINUX_SLL2 => {
             let hdr = data.get(..20).ok_or(LinkError::Malformed)?;
             let proto = u16::from_be_bytes([hdr[0], hdr[1]]);
-            from_ether_type(EtherType(proto), &data[20..], 0)
+            from_ether_type(EtherType(proto), &data[20..], nest)
         }
         LINKTYPE_NFLOG => nflog(data),
         other => Err(LinkError::Unsupported(other)),
@@ -74,15 +92,13 @@ const PPPOE_SESSION: u16 = 0x8864;
 const MPLS_UNICAST: u16 = 0x8847;
 const MPLS_MULTICAST: u16 = 0x8848;
 
-/// Decode a payload of the given EtherType, following PPPoE and MPLS (bounded depth).
-pub fn from_ether_type(
+/// Decode a payload of the given EtherType, following VLAN tags, PPPoE, MPLS and pseudowires;
+/// each of them takes one step of the frame's nesting budget.
+pub fn from_ether_type<'a>(
     et: EtherType,
-    payload: &[u8],
-    depth: u8,
-) -> Result<LaxSlicedPacket<'_>, LinkError> {
-    if depth > 4 {
-        return Err(LinkError::Malformed);
-    }
+    payload: &'a [u8],
+    nest: &mut Nesting,
+) -> Result<LaxSlicedPacket<'a>, LinkError> {
     match et.0 {
         0x0800 | 0x86dd | 0x8100 | 0x88a8 | 0x9100 => {
             let p = LaxSlicedPacket::from_ether_type(et, payload);
@@ -91,12 +107,14 @@ pub fn from_ether_type(
             }
             match p.ether_payload() {
                 Some(pl) if pl.ether_type != et => {
-                    from_ether_type(pl.ether_type, pl.payload, depth + 1)
+                    nest.enter()?;
+                    from_ether_type(pl.ether_type, pl.payload, nest)
                 }
                 _ => Err(LinkError::Malformed),
             }
         }
         PPPOE_SESSION => {
+            nest.enter()?;
             // PPPoE header (6 bytes) then the PPP protocol number.
             let proto = super::be16(payload, 6).ok_or(LinkError::Malformed)?;
             match proto {
@@ -105,8 +123,12 @@ pub fn from_ether_type(
             }
         }
         MPLS_UNICAST | MPLS_MULTICAST => {
+            nest.enter()?;
             let mut pos = 0;
-            loop {
+            for label in 0.. {
+                if label == MAX_MPLS_LABELS {
+                    return Err(LinkError::TooDeep);
+                }
                 let l = payload.get(pos..pos + 4).ok_or(LinkError::Malformed)?;
                 pos += 4;
                 if l[2] & 1 == 1 {
@@ -118,7 +140,8 @@ pub fn from_ether_type(
                 // Pseudowire with a control word, then Ethernet.
                 Some(0) => {
                     let inner = payload.get(pos + 4..).ok_or(LinkError::Malformed)?;
-                    slice(LINKTYPE_ETHERNET, inner)
+                    nest.enter()?;
+                    slice_nested(LINKTYPE_ETHERNET, inner, nest)
                 }
                 _ => Err(LinkError::Malformed),
             }

@@ -130,13 +130,20 @@ pub fn varint(b: &[u8], pos: &mut usize) -> Option<u64> {
 }
 
 /// Cheap test: a long-header packet with the fixed bit and a known (or negotiation) version.
+/// The fixed bit may be clear (greased, RFC 9287, once the server advertised grease_quic_bit)
+/// on a version whose Initials shadowgate decrypts: decryption then confirms it is QUIC.
 #[inline]
 pub fn looks_like_quic_long(b: &[u8]) -> bool {
-    if b.len() < 7 || b[0] & 0xc0 != 0xc0 {
+    if b.len() < 7 || b[0] & 0x80 == 0 {
         return false;
     }
     let v = u32::from_be_bytes([b[1], b[2], b[3], b[4]]);
-    (v == 0 || is_supported_version(v) || v & 0x0f0f_0f0f == 0x0a0a_0a0a) && b[5] <= 20
+    let known = if b[0] & 0x40 != 0 {
+        v == 0 || is_supported_version(v) || v & 0x0f0f_0f0f == 0x0a0a_0a0a
+    } else {
+        is_supported_version(v)
+    };
+    known && b[5] <= 20
 }
 
 /// Parse the long header at the start of `b`.
@@ -286,6 +293,36 @@ impl InitialKeys {
             )
             .map_err(|_| QuicError::Decrypt)?;
         Ok(plain)
+    }
+}
+
+impl InitialKeys {
+    /// Protect a client Initial, the inverse of [`InitialKeys::decrypt`] (for tests and generated
+    /// captures). `header` is the unprotected header up to the end of the packet number (its
+    /// length from the first byte's low bits; the Length field counting the 16-byte tag too).
+    pub fn seal(&self, header: &[u8], pn_offset: usize, payload: &[u8]) -> Option<Vec<u8>> {
+        let pn_len = (*header.first()? & 3) as usize + 1;
+        let pn_bytes = header.get(pn_offset..pn_offset + pn_len)?;
+        let pn = pn_bytes.iter().fold(0u64, |a, &b| (a << 8) | b as u64);
+        let mut nonce = self.iv;
+        for (i, b) in pn.to_be_bytes().iter().enumerate() {
+            nonce[4 + i] ^= b;
+        }
+        let mut body = payload.to_vec();
+        let tag = self
+            .aead
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), header, &mut body)
+            .ok()?;
+        let mut pkt = header.to_vec();
+        pkt.extend_from_slice(&body);
+        pkt.extend_from_slice(&tag);
+        let mut mask = aes::Block::clone_from_slice(pkt.get(pn_offset + 4..pn_offset + 20)?);
+        self.hp.encrypt_block(&mut mask);
+        pkt[0] ^= mask[0] & 0x0f;
+        for i in 0..pn_len {
+            pkt[pn_offset + i] ^= mask[1 + i];
+        }
+        Some(pkt)
     }
 }
 

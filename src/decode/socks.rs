@@ -5,8 +5,12 @@
 /// The proxied destination and how many client bytes the handshake took.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connect {
-    /// Domain name if the client sent one (SOCKS4a, SOCKS5 ATYP 3).
+    /// Domain name if the client sent one (SOCKS4a, SOCKS5 ATYP 3), see `wire_name`.
     pub name: Option<String>,
+    /// The name was UTF-8, mapped to its A-label.
+    pub idna: bool,
+    /// `socks4`, `socks4a` or `socks5`.
+    pub protocol: &'static str,
     pub port: u16,
     pub consumed: usize,
 }
@@ -81,7 +85,7 @@ fn socks5(b: &[u8]) -> SocksParse {
             let Some(n) = b.get(pos + 5..pos + 5 + l as usize) else {
                 return SocksParse::NeedMore;
             };
-            (Some(super::render_name(n)), 1 + l as usize)
+            (Some(super::wire_name(n)), 1 + l as usize)
         }
         _ => return SocksParse::NotSocks,
     };
@@ -89,8 +93,11 @@ fn socks5(b: &[u8]) -> SocksParse {
     let Some(port) = super::be16(b, port_at) else {
         return SocksParse::NeedMore;
     };
+    let (name, idna) = name.map_or((None, false), |(n, i)| (Some(n), i));
     SocksParse::Connect(Connect {
         name,
+        idna,
+        protocol: "socks5",
         port,
         consumed: port_at + 2,
     })
@@ -117,14 +124,19 @@ fn socks4(b: &[u8]) -> SocksParse {
         let Some(end) = rest.iter().position(|&c| c == 0) else {
             return SocksParse::NeedMore;
         };
+        let (name, idna) = super::wire_name(&rest[..end]);
         return SocksParse::Connect(Connect {
-            name: Some(super::render_name(&rest[..end])),
+            name: Some(name),
+            idna,
+            protocol: "socks4a",
             port,
             consumed: uid_end + 2 + end,
         });
     }
     SocksParse::Connect(Connect {
         name: None,
+        idna: false,
+        protocol: "socks4",
         port,
         consumed: uid_end + 1,
     })

@@ -9,8 +9,15 @@ pub const MAX_HELLO: usize = 16 * 1024;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientHello {
-    /// First host_name entry of the server_name extension, rendered (lower-case, escaped).
+    /// First host_name entry of the server_name extension, rendered (lower-case, A-label or
+    /// escaped: see [`crate::decode::wire_name`]).
     pub sni: Option<String>,
+    /// Further distinct host names: more host_name entries, or a second server_name extension.
+    pub other_snis: Vec<String>,
+    /// More than one host_name entry or server_name extension (RFC 6066 allows one of each).
+    pub sni_repeated: bool,
+    /// A host name was sent as UTF-8 and mapped to its A-label.
+    pub sni_idna: bool,
     pub alpn: Vec<String>,
     /// supported_versions (GREASE removed); the legacy version alone when the extension is absent.
     pub versions: Vec<u16>,
@@ -131,6 +138,7 @@ pub fn parse_handshake(hs: &[u8]) -> Result<ClientHello, &'static str> {
         .map_err(|_| "ClientHello does not parse")?;
     let mut ch = ClientHello::default();
     let mut versions: Option<Vec<u16>> = None;
+    let mut host_names = 0;
     // Walk the extension list one by one: a single broken extension must not hide the SNI.
     let mut ext = chc.ext.unwrap_or_default();
     while ext.len() >= 4 {
@@ -147,9 +155,19 @@ pub fn parse_handshake(hs: &[u8]) -> Result<ClientHello, &'static str> {
             _ => continue,
         }
         match tls_parser::parse_tls_extension(one) {
-            Ok((_, TlsExtension::SNI(list))) if ch.sni.is_none() => {
-                if let Some((_, name)) = list.iter().find(|(t, _)| *t == SNIType::HostName) {
-                    ch.sni = Some(crate::decode::render_name(name));
+            Ok((_, TlsExtension::SNI(list))) => {
+                host_names += 1; // a second extension counts even when empty
+                for (_, name) in list.iter().filter(|(t, _)| *t == SNIType::HostName) {
+                    let (n, idna) = crate::decode::wire_name(name);
+                    ch.sni_idna |= idna;
+                    if ch.sni.is_none() {
+                        ch.sni = Some(n);
+                        continue;
+                    }
+                    host_names += 1;
+                    if ch.sni.as_deref() != Some(n.as_str()) && !ch.other_snis.contains(&n) {
+                        ch.other_snis.push(n);
+                    }
                 }
             }
             Ok((_, TlsExtension::ALPN(list))) => {
@@ -170,8 +188,13 @@ pub fn parse_handshake(hs: &[u8]) -> Result<ClientHello, &'static str> {
         }
     }
     ch.versions = versions.unwrap_or_else(|| vec![chc.version.0]);
+    ch.sni_repeated = host_names > 1;
+    ch.other_snis.retain(|n| !n.is_empty());
     if ch.sni.as_deref() == Some("") {
         ch.sni = None;
+        if !ch.other_snis.is_empty() {
+            ch.sni = Some(ch.other_snis.remove(0));
+        }
     }
     Ok(ch)
 }
@@ -262,6 +285,32 @@ pub(crate) mod tests {
                 "cut {cut}"
             );
         }
+    }
+
+    #[test]
+    fn two_host_names_in_one_extension_or_two_extensions() {
+        let mut two = Vec::new();
+        for n in [&b"chatgpt.com"[..], b"www.example.org"] {
+            two.push(0);
+            two.extend_from_slice(&(n.len() as u16).to_be_bytes());
+            two.extend_from_slice(n);
+        }
+        let mut ext = (two.len() as u16).to_be_bytes().to_vec();
+        ext.extend_from_slice(&two);
+        // `hello` puts its own server_name first: three names over two extensions.
+        let r = records(&hello("claude.ai", &[(0, ext)]), 16384);
+        let FirstFlight::Hello(ch) = parse_first_flight(&r) else {
+            panic!()
+        };
+        assert_eq!(ch.sni.as_deref(), Some("claude.ai"));
+        assert_eq!(ch.other_snis, vec!["chatgpt.com", "www.example.org"]);
+        assert!(ch.sni_repeated && !ch.sni_idna);
+        let one = records(&hello("ｃｌａｕｄｅ.ai", &[]), 16384);
+        let FirstFlight::Hello(ch) = parse_first_flight(&one) else {
+            panic!()
+        };
+        assert_eq!(ch.sni.as_deref(), Some("claude.ai"));
+        assert!(!ch.sni_repeated && ch.sni_idna && ch.other_snis.is_empty());
     }
 
     #[test]

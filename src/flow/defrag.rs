@@ -69,7 +69,7 @@ impl Defrag {
     pub fn new(max_pending: usize, timeout_s: u64) -> Self {
         Defrag {
             table: BoundedMap::new(max_pending),
-            timeout_ns: timeout_s * 1_000_000_000,
+            timeout_ns: timeout_s.saturating_mul(1_000_000_000),
             stats: DefragStats::default(),
         }
     }
@@ -101,7 +101,7 @@ impl Defrag {
                 p
             }
         };
-        pending.last_ns = now_ns;
+        pending.last_ns = pending.last_ns.max(now_ns);
         if pending.buf.add(f.offset, f.more, f.payload).is_err() {
             self.stats.invalid += 1;
             self.table.remove(&key);
@@ -118,23 +118,29 @@ impl Defrag {
     /// Drop datagrams idle past the timeout; return the starts of those that had one.
     pub fn expire(&mut self, now_ns: u64) -> Vec<Incomplete> {
         let cutoff = now_ns.saturating_sub(self.timeout_ns);
+        self.take(|p| p.last_ns < cutoff)
+    }
+
+    /// End of input: drop every pending datagram; return the starts of those that had one.
+    pub fn drain(&mut self) -> Vec<Incomplete> {
+        self.take(|_| true)
+    }
+
+    fn take(&mut self, drop: impl FnMut(&Pending) -> bool) -> Vec<Incomplete> {
         let mut starts = Vec::new();
-        let n = self.table.drain_where(
-            |p| p.last_ns < cutoff,
-            |k, p| {
-                if let Some(first) = p.buf.sections().iter().find(|r| r.start == 0) {
-                    let end = (first.end as usize).min(p.buf.data().len());
-                    starts.push(Incomplete {
-                        src: k.src,
-                        dst: k.dst,
-                        proto: k.proto,
-                        data: p.buf.data()[..end].to_vec(),
-                        last_ns: p.last_ns,
-                        frame: p.frame,
-                    });
-                }
-            },
-        );
+        let n = self.table.drain_where(drop, |k, p| {
+            if let Some(first) = p.buf.sections().iter().find(|r| r.start == 0) {
+                let end = (first.end as usize).min(p.buf.data().len());
+                starts.push(Incomplete {
+                    src: k.src,
+                    dst: k.dst,
+                    proto: k.proto,
+                    data: p.buf.data()[..end].to_vec(),
+                    last_ns: p.last_ns,
+                    frame: p.frame,
+                });
+            }
+        });
         self.stats.expired += n as u64;
         starts
     }

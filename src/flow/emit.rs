@@ -66,6 +66,7 @@ impl Seg {
             ts: self.cx.ts,
             kind,
             name,
+            wire_names: Vec::new(),
             inferred_names: Vec::new(),
             inferred_evidence: Vec::new(),
             transport: self.transport,
@@ -76,6 +77,7 @@ impl Seg {
             tls: None,
             quic: None,
             http: None,
+            proxy: None,
             frame: self.cx.frame,
         }
     }
@@ -106,6 +108,7 @@ impl Sinks<'_> {
             Kind::TlsClientHello => c.tls_client_hello += 1,
             Kind::QuicInitial => c.quic_initial += 1,
             Kind::HttpRequest => c.http_request += 1,
+            Kind::ProxyConnect => c.proxy_connect += 1,
         }
         self.out.push(o);
     }

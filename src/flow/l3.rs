@@ -7,15 +7,12 @@ use etherparse::{
     Ipv6ExtensionSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice, UdpSlice,
 };
 
-use crate::decode::tunnel;
+use crate::decode::{tunnel, Nesting};
 
 use super::defrag::{Fragment, Incomplete};
 use super::emit::Ctx;
 use super::observation::*;
 use super::sensor::Sensor;
-
-/// Tunnel layers unwrapped at most (IP and UDP tunnels together).
-pub(super) const MAX_DEPTH: u8 = 3;
 
 impl Sensor {
     /// UDP datagrams whose later fragments never came: decode the start (DNS questions survive).
@@ -39,7 +36,8 @@ impl Sensor {
                 fragmented: true,
             };
             let before = out.len();
-            self.reassembled(17, &inc.data, cx, MAX_DEPTH, out);
+            // A datagram cut short is not followed into a tunnel (`None`).
+            self.reassembled(17, &inc.data, cx, None, out);
             for o in &mut out[before..] {
                 if !o.flags.contains(&Flag::Partial) {
                     o.flags.push(Flag::Partial);
@@ -48,11 +46,12 @@ impl Sensor {
         }
     }
 
+    /// One IP packet; `nest` is the frame's nesting budget so far (`None`: follow no tunnel).
     pub(super) fn ip_packet(
         &mut self,
         p: &LaxSlicedPacket<'_>,
         mut cx: Ctx,
-        depth: u8,
+        nest: Option<Nesting>,
         out: &mut Vec<Observation>,
     ) {
         let frag = match &p.net {
@@ -119,23 +118,18 @@ impl Sensor {
             }
             if let Some(whole) = self.defrag.add(f, cx.ts, cx.frame) {
                 cx.fragmented = true;
-                self.reassembled(proto, &whole, cx, depth, out);
+                self.reassembled(proto, &whole, cx, nest, out);
             }
             return;
         }
         match &p.transport {
             Some(TransportSlice::Tcp(t)) => self.tcp(cx, t, out),
-            Some(TransportSlice::Udp(u)) => self.udp(cx, u, depth, out),
+            Some(TransportSlice::Udp(u)) => self.udp(cx, u, nest, out),
             Some(_) => {}
             None => {
-                if let Some(pl) = p.ip_payload() {
-                    if depth < MAX_DEPTH {
-                        if let Some(inner) = tunnel::from_ip_payload(pl.ip_number.0, pl.payload) {
-                            self.stats.tunneled += 1;
-                            cx.tunneled = true;
-                            self.ip_packet(&inner, cx, depth + 1, out);
-                            return;
-                        }
+                if let (Some(pl), Some(nest)) = (p.ip_payload(), nest) {
+                    if self.ip_tunnel(pl.ip_number.0, pl.payload, cx, nest, out) {
+                        return;
                     }
                 }
                 if let Some((_, layer)) = &p.stop_err {
@@ -150,13 +144,38 @@ impl Sensor {
         }
     }
 
+    /// An IP payload that may be a tunnel (IP-in-IP, GRE): decode the inner packet within the
+    /// nesting budget. Returns whether the payload was taken (tunnelled, or too deep: counted).
+    fn ip_tunnel(
+        &mut self,
+        proto: u8,
+        payload: &[u8],
+        mut cx: Ctx,
+        mut nest: Nesting,
+        out: &mut Vec<Observation>,
+    ) -> bool {
+        match tunnel::from_ip_payload(proto, payload, &mut nest) {
+            Ok(Some(inner)) => {
+                self.stats.tunneled += 1;
+                cx.tunneled = true;
+                self.ip_packet(&inner, cx, Some(nest), out);
+                true
+            }
+            Ok(None) => false,
+            Err(_) => {
+                self.stats.malformed.too_deep += 1;
+                true
+            }
+        }
+    }
+
     /// A datagram rebuilt from fragments: decode its transport header from the owned bytes.
     pub(super) fn reassembled(
         &mut self,
         proto: u8,
         bytes: &[u8],
         cx: Ctx,
-        depth: u8,
+        nest: Option<Nesting>,
         out: &mut Vec<Observation>,
     ) {
         match proto {
@@ -165,17 +184,14 @@ impl Sensor {
                 Err(_) => self.stats.malformed.tcp += 1,
             },
             17 => match UdpSlice::from_slice_lax(bytes) {
-                Ok(u) => self.udp(cx, &u, depth, out),
+                Ok(u) => self.udp(cx, &u, nest, out),
                 Err(_) => self.stats.malformed.udp += 1,
             },
-            p if depth < MAX_DEPTH => {
-                if let Some(inner) = tunnel::from_ip_payload(p, bytes) {
-                    let mut cx = cx;
-                    cx.tunneled = true;
-                    self.ip_packet(&inner, cx, depth + 1, out);
+            p => {
+                if let Some(nest) = nest {
+                    self.ip_tunnel(p, bytes, cx, nest, out);
                 }
             }
-            _ => {}
         }
     }
 }

@@ -1,5 +1,5 @@
-//! What the sensor reports: one observation per DNS question/answer, TLS or QUIC ClientHello and
-//! HTTP request. `kind` and `name` are the stable fields scripts rely on (see README "Schema").
+//! What the sensor reports: one observation per DNS question/answer, TLS or QUIC ClientHello, HTTP
+//! request and proxy request. `kind` and `name` are the stable fields scripts rely on (README).
 
 use std::net::IpAddr;
 
@@ -13,6 +13,8 @@ pub enum Kind {
     TlsClientHello,
     QuicInitial,
     HttpRequest,
+    /// A proxy asked to connect to a named destination (SOCKS 4a/5, HTTP CONNECT).
+    ProxyConnect,
 }
 
 impl Kind {
@@ -23,6 +25,7 @@ impl Kind {
             Kind::TlsClientHello => "tls_client_hello",
             Kind::QuicInitial => "quic_initial",
             Kind::HttpRequest => "http_request",
+            Kind::ProxyConnect => "proxy_connect",
         }
     }
 }
@@ -70,8 +73,6 @@ pub enum Flag {
     Esni,
     /// `inferred_names` come from earlier DNS answers for the server address.
     Inferred,
-    /// A malformed message that was still decoded in part (DNS: QDCOUNT above 1, RFC 9619).
-    Anomaly,
     /// A DNS answer to a query the sensor did not see.
     Unmatched,
     /// The message was reassembled from several TCP segments.
@@ -90,8 +91,13 @@ pub enum Flag {
     DnsTcp,
     /// A non-standard port for the protocol (recognised by content).
     OffPort,
-    /// Seen inside a SOCKS proxy connection.
+    /// Seen inside a proxy tunnel (SOCKS, HTTP CONNECT).
     Proxied,
+    /// The message breaks its protocol in a way that can hide a name: DNS with QDCOUNT above 1
+    /// (RFC 9619; decoded in part), two SNI host names, repeated or conflicting HTTP Host
+    /// headers, a Host that disagrees with an absolute-form target, a UTF-8 name where the
+    /// protocol carries A-labels.
+    Anomaly,
 }
 
 /// How strongly the traffic shows a name, strongest first: the name on the wire (SNI, Host, DNS
@@ -181,12 +187,25 @@ pub struct HttpInfo {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProxyInfo {
+    /// `socks4a`, `socks5` or `http` (CONNECT).
+    pub protocol: &'static str,
+    /// Destination port asked for.
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Observation {
     #[serde(serialize_with = "ser_ts")]
     pub ts: u64,
     pub kind: Kind,
-    /// Name as seen on the wire: DNS question, SNI or HTTP Host (lower-case, no trailing dot).
+    /// Name as seen on the wire: DNS question, SNI, HTTP Host or target, proxy destination
+    /// (lower-case, no trailing dot; a UTF-8 name as its A-label, `xn--...`).
     pub name: Option<String>,
+    /// Other distinct names the same message carried (a second SNI, a conflicting Host): each
+    /// is decided too and the most restrictive decision wins.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub wire_names: Vec<String>,
     /// Names from the DNS name cache for the server address (only when the wire shows no name,
     /// or only an ECH public name), strongest evidence first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -206,6 +225,8 @@ pub struct Observation {
     pub quic: Option<QuicInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyInfo>,
     /// 1-based frame number in the capture (0 for live capture).
     pub frame: u64,
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use etherparse::LinkSlice;
 
 use crate::capture::Frame;
-use crate::decode::link;
+use crate::decode::{link, Nesting};
 
 pub use super::config::Config;
 use super::defrag::Defrag;
@@ -23,6 +23,10 @@ use super::table::BoundedMap;
 
 const SEC: u64 = 1_000_000_000;
 
+/// Frames between two restarts of the sweep schedule after capture time jumps back (a clock that
+/// goes back and forth every frame must not buy a sweep of every table per frame).
+const RESCHEDULE_FRAMES: u64 = 256;
+
 pub struct Sensor {
     pub(super) cfg: Config,
     pub(super) flows: BoundedMap<FlowKey, Flow>,
@@ -34,7 +38,11 @@ pub struct Sensor {
     pub(super) budget: Budget,
     pub(super) stats: Stats,
     frame_no: u64,
+    /// Capture time from which the next sweep is due, and when the schedule was last set: by a
+    /// sweep (`at`), or by a restart after time went back (`at`, `restarted` frame number).
     next_sweep: u64,
+    sweep_at: Option<u64>,
+    restarted: Option<u64>,
 }
 
 impl Sensor {
@@ -55,6 +63,8 @@ impl Sensor {
             stats: Stats::default(),
             frame_no: 0,
             next_sweep: 0,
+            sweep_at: None,
+            restarted: None,
         }
     }
 
@@ -78,10 +88,9 @@ impl Sensor {
         self.frame_no += 1;
         self.stats.frames += 1;
         self.stats.bytes += frame.data.len() as u64;
-        if frame.ts_ns >= self.next_sweep {
-            self.sweep(frame.ts_ns, out);
-        }
-        match link::slice(frame.linktype, frame.data) {
+        self.schedule(frame.ts_ns, out);
+        let mut nest = Nesting::default();
+        match link::slice_nested(frame.linktype, frame.data, &mut nest) {
             Ok(p) => {
                 let (src_mac, dst_mac) = match &p.link {
                     Some(LinkSlice::Ethernet2(e)) => (Some(e.source()), Some(e.destination())),
@@ -97,21 +106,46 @@ impl Sensor {
                     tunneled: false,
                     fragmented: false,
                 };
-                self.ip_packet(&p, cx, 0, out);
+                self.ip_packet(&p, cx, Some(nest), out);
             }
             Err(link::LinkError::NotIp) => self.stats.non_ip += 1,
             Err(link::LinkError::Unsupported(_)) => self.stats.unsupported_link += 1,
             Err(link::LinkError::Malformed) => self.stats.malformed.link += 1,
+            Err(link::LinkError::TooDeep) => self.stats.malformed.too_deep += 1,
+        }
+    }
+
+    /// Sweep once capture time is a second past the last sweep. Time that jumps back by a second
+    /// or more (a far-future frame, then normal ones) restarts the schedule from there without a
+    /// sweep, at most once per [`RESCHEDULE_FRAMES`] frames; otherwise a far-future frame would
+    /// stop ageing until capture time caught up with it. All arithmetic saturates.
+    fn schedule(&mut self, now: u64, out: &mut Vec<Observation>) {
+        let at = self.sweep_at;
+        // (Near u64::MAX the next sweep saturates: never twice at one instant.)
+        if now >= self.next_sweep && at != Some(now) {
+            self.sweep(now, out);
+        } else if at.is_some_and(|t| t.saturating_sub(now) >= SEC)
+            && self
+                .restarted
+                .is_none_or(|f| self.frame_no - f >= RESCHEDULE_FRAMES)
+        {
+            self.restarted = Some(self.frame_no);
+            self.sweep_at = Some(now);
+            self.next_sweep = now.saturating_add(SEC);
         }
     }
 
     /// Expire idle flows, fragments and names (run once per second of capture time).
     fn sweep(&mut self, now: u64, out: &mut Vec<Observation>) {
-        self.next_sweep = now + SEC;
-        let (tcp_idle, udp_idle) = (self.cfg.tcp_idle_s * SEC, self.cfg.udp_idle_s * SEC);
-        let n = self
-            .flows
-            .retain(|f| f.last_ns + if f.udp { udp_idle } else { tcp_idle } >= now);
+        self.sweep_at = Some(now);
+        self.next_sweep = now.saturating_add(SEC);
+        let tcp_idle = self.cfg.tcp_idle_s.saturating_mul(SEC);
+        let udp_idle = self.cfg.udp_idle_s.saturating_mul(SEC);
+        let n = self.flows.retain(|f| {
+            f.last_ns
+                .saturating_add(if f.udp { udp_idle } else { tcp_idle })
+                >= now
+        });
         self.stats.flows.expired += n as u64;
         let incomplete = self.defrag.expire(now);
         self.incomplete_datagrams(incomplete, out);
@@ -121,7 +155,7 @@ impl Sensor {
 
     /// End of input: datagrams still waiting for fragments are decoded from what arrived.
     pub fn finish(&mut self, out: &mut Vec<Observation>) {
-        let incomplete = self.defrag.expire(u64::MAX);
+        let incomplete = self.defrag.drain();
         self.incomplete_datagrams(incomplete, out);
     }
 }

@@ -76,6 +76,7 @@ pub(super) struct QuicConn {
 }
 
 pub(super) struct Flow {
+    /// Latest capture time of a packet of the flow (never moved back by a stray timestamp).
     pub(super) last_ns: u64,
     pub(super) state: State,
     pub(super) udp: bool,

@@ -15,6 +15,14 @@ pub struct Malformed {
     pub tls: u64,
     pub quic: u64,
     pub http: u64,
+    /// Frames nested past the budget (`decode::MAX_NESTING` encapsulations, or an MPLS stack
+    /// past `decode::MAX_MPLS_LABELS` labels): skipped. Shown when not zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub too_deep: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -74,6 +82,9 @@ pub struct KindCounts {
     pub tls_client_hello: u64,
     pub quic_initial: u64,
     pub http_request: u64,
+    /// Shown when not zero.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub proxy_connect: u64,
 }
 
 /// Counters: what was seen, skipped, malformed and evicted.

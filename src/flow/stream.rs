@@ -1,5 +1,5 @@
 //! Classifying a TCP stream by its first bytes (TLS, HTTP, SOCKS, DNS over TCP) and turning a
-//! ClientHello or HTTP request head into an observation.
+//! ClientHello, HTTP request head or proxy request (SOCKS, CONNECT) into an observation.
 
 use crate::decode::{dns, http, socks, tls};
 
@@ -7,6 +7,11 @@ use super::emit::{Seg, Sinks};
 use super::observation::*;
 use super::state::{Flow, State};
 use super::udp::is_dns_port;
+
+/// Hashes a flow's last Host header, seeded per process: no chosen pair of hosts collides to
+/// hide the second one. Only compared for equality, so the output does not depend on the seed.
+static HOST_HASH: std::sync::LazyLock<foldhash::fast::RandomState> =
+    std::sync::LazyLock::new(Default::default);
 
 /// Look at the contiguous start of a TCP direction. Returns (bytes consumed, want more data).
 pub(super) fn on_stream(
@@ -78,15 +83,47 @@ pub(super) fn on_stream(
         State::Http => match http::parse_request(data) {
             http::HttpParse::NeedMore => (0, true),
             http::HttpParse::NotHttp => (0, false),
-            http::HttpParse::Request(r) => {
-                http_observation(flow, seg, r, segmented, sinks);
-                (data.len(), false)
-            }
+            http::HttpParse::Request(r) => match (r.connect_port, r.head_len) {
+                (Some(port), Some(head)) => {
+                    // CONNECT: report the target; the client's bytes after the head are the
+                    // tunnel (sent once the proxy answered 200): classify them afresh.
+                    let mut o = seg.observation(Kind::ProxyConnect, true, r.name.clone());
+                    o.wire_names = r.other_names;
+                    if r.conflict || r.idna {
+                        o.flags.push(Flag::Anomaly);
+                    }
+                    o.proxy = Some(ProxyInfo {
+                        protocol: "http",
+                        port,
+                    });
+                    sinks.emit(o);
+                    flow.state = State::New;
+                    flow.proxied = true;
+                    let (used, more) =
+                        on_stream(flow, dir, src_a, &data[head..], segmented, seg, sinks);
+                    (head + used, more)
+                }
+                _ => {
+                    http_observation(flow, seg, r, segmented, sinks);
+                    (data.len(), false)
+                }
+            },
         },
         State::Socks => match socks::parse(data) {
             socks::SocksParse::NeedMore => (0, true),
             socks::SocksParse::NotSocks => (0, false),
             socks::SocksParse::Connect(c) => {
+                if let Some(name) = c.name.clone() {
+                    let mut o = seg.observation(Kind::ProxyConnect, true, Some(name));
+                    if c.idna {
+                        o.flags.push(Flag::Anomaly);
+                    }
+                    o.proxy = Some(ProxyInfo {
+                        protocol: c.protocol,
+                        port: c.port,
+                    });
+                    sinks.emit(o);
+                }
                 // What follows the handshake is the proxied stream: classify it afresh.
                 flow.state = State::New;
                 flow.proxied = true;
@@ -127,10 +164,15 @@ fn looks_like_dns_tcp(data: &[u8]) -> bool {
         && (data.len() - 2 <= len as usize || data.len() > 2 + len as usize)
 }
 
-/// ECH/ESNI flags of a ClientHello (TLS or QUIC). The wire SNI decides: names are inferred from
-/// DNS only when the hello has no SNI, or encrypts it behind an ECH public name (Chromium sends a
-/// GREASE ECH extension with the real SNI in every hello).
+/// ECH/ESNI flags of a ClientHello (TLS or QUIC) and its further SNI names (flagged as an
+/// anomaly, as is a UTF-8 name). The wire SNI decides: names are inferred from DNS only when the
+/// hello has no SNI, or encrypts it behind an ECH public name (Chromium sends a GREASE ECH
+/// extension with the real SNI in every hello).
 pub(super) fn hello_flags(o: &mut Observation, ch: &tls::ClientHello, sinks: &Sinks<'_>) {
+    o.wire_names.clone_from(&ch.other_snis);
+    if ch.sni_repeated || ch.sni_idna {
+        o.flags.push(Flag::Anomaly);
+    }
     if ch.ech {
         o.flags.push(Flag::Ech);
     }
@@ -154,12 +196,16 @@ pub(super) fn http_observation(
     sinks: &mut Sinks<'_>,
 ) {
     use std::hash::BuildHasher;
-    let hv = foldhash::fast::FixedState::with_seed(1).hash_one(&r.host) | 1;
+    let hv = HOST_HASH.hash_one((&r.host, &r.name, &r.other_names)) | 1;
     if hv == flow.last_host {
         return;
     }
     flow.last_host = hv;
     let mut o = seg.observation(Kind::HttpRequest, true, r.name.clone());
+    o.wire_names = r.other_names;
+    if r.conflict || r.idna {
+        o.flags.push(Flag::Anomaly);
+    }
     if flow.proxied {
         o.flags.push(Flag::Proxied);
     }

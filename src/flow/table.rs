@@ -1,5 +1,5 @@
-//! A hash table with a hard entry limit. When full, it evicts the least recently seen of a few
-//! randomly sampled entries (O(1), as Redis does), so a flood cannot grow memory.
+//! A hash table with a hard entry limit and a per-process random hash seed (no chosen collisions);
+//! when full it evicts the least recently seen of a few sampled entries (O(1), as Redis does).
 
 use std::hash::Hash;
 
@@ -10,8 +10,10 @@ pub trait Aged {
     fn last_seen(&self) -> u64;
 }
 
+/// Entries are kept in insertion order (`IndexMap`), so iteration order, eviction samples (by
+/// index, from a fixed-seed generator) and so the sensor's output never depend on the hash seed.
 pub struct BoundedMap<K, V> {
-    map: IndexMap<K, V, foldhash::fast::FixedState>,
+    map: IndexMap<K, V, foldhash::fast::RandomState>,
     cap: usize,
     rng: u64,
 }
@@ -24,7 +26,7 @@ impl<K: Hash + Eq, V: Aged> BoundedMap<K, V> {
         BoundedMap {
             map: IndexMap::with_capacity_and_hasher(
                 cap.min(1 << 16),
-                foldhash::fast::FixedState::with_seed(0x5eed),
+                foldhash::fast::RandomState::default(),
             ),
             cap,
             rng: 0x9e37_79b9_7f4a_7c15,

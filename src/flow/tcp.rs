@@ -33,7 +33,7 @@ impl Sensor {
         let dir = if src_a { 0 } else { 1 };
         let flow = match self.flows.get_mut(&key) {
             Some(f) => {
-                f.last_ns = cx.ts;
+                f.last_ns = f.last_ns.max(cx.ts);
                 if f.state == State::Done {
                     return;
                 }

@@ -3,10 +3,9 @@
 
 use etherparse::UdpSlice;
 
-use crate::decode::{dhcp, dns, quic, tunnel};
+use crate::decode::{dhcp, dns, quic, tunnel, Nesting};
 
 use super::emit::{Ctx, Seg, Sinks};
-use super::l3::MAX_DEPTH;
 use super::observation::*;
 use super::quic::quic_datagram;
 use super::sensor::Sensor;
@@ -28,16 +27,23 @@ impl Sensor {
         &mut self,
         mut cx: Ctx,
         u: &UdpSlice<'_>,
-        depth: u8,
+        nest: Option<Nesting>,
         out: &mut Vec<Observation>,
     ) {
         let (sp, dp, payload) = (u.source_port(), u.destination_port(), u.payload());
-        if depth < MAX_DEPTH {
-            if let Some(inner) = tunnel::from_udp(sp, dp, payload) {
-                self.stats.tunneled += 1;
-                cx.tunneled = true;
-                self.ip_packet(&inner, cx, depth + 1, out);
-                return;
+        if let Some(mut nest) = nest {
+            match tunnel::from_udp(sp, dp, payload, &mut nest) {
+                Ok(Some(inner)) => {
+                    self.stats.tunneled += 1;
+                    cx.tunneled = true;
+                    self.ip_packet(&inner, cx, Some(nest), out);
+                    return;
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    self.stats.malformed.too_deep += 1;
+                    return;
+                }
             }
         }
         if matches!((sp, dp), (68, 67) | (67, 68)) {
@@ -83,7 +89,7 @@ impl Sensor {
                 f
             }
         };
-        flow.last_ns = cx.ts;
+        flow.last_ns = flow.last_ns.max(cx.ts);
         if flow.state == State::New {
             if quic::looks_like_quic_long(payload) {
                 flow.state = State::Quic;

@@ -1,5 +1,6 @@
 //! Deciding: which rules select a name, which of them apply to the client at that time and on
-//! that evidence, and the decision for a name or an observation (wire name, then inferred names).
+//! that evidence, and the decision for an observation (its wire names, most restrictive wins;
+//! then DNS-inferred names, strongest evidence first).
 
 use super::matcher::normalize;
 use super::{Action, CatalogMatch, Client, Decision, Policy, Via};
@@ -124,8 +125,11 @@ impl Policy {
         })
     }
 
-    /// Decide about an observation: its wire name first (a DNS answer to no seen query is
-    /// `unmatched_answer` evidence), then the names inferred from DNS, strongest evidence first.
+    /// Decide about an observation: each name it carried on the wire (`name`, then
+    /// `wire_names`), keeping the most restrictive decision (the first name on a tie; its
+    /// `matched_name` says which name decided; a DNS answer to no seen query is
+    /// `unmatched_answer` evidence); if none decides, the names inferred from DNS, strongest
+    /// evidence first.
     pub fn decide_observation(&self, o: &Observation) -> Option<Decision> {
         let client = Client {
             ip: Some(o.client.ip),
@@ -137,18 +141,27 @@ impl Policy {
             Kind::TlsClientHello => Via::Tls,
             Kind::QuicInitial => Via::Quic,
             Kind::HttpRequest => Via::Http,
+            Kind::ProxyConnect => Via::Proxy,
         };
         let wire = if o.kind == Kind::DnsAnswer && o.flags.contains(&Flag::Unmatched) {
             Evidence::UnmatchedAnswer
         } else {
             Evidence::Wire
         };
-        if let Some(n) = o.name.as_deref() {
-            if let Ok(n) = normalize(n) {
-                if let Some(d) = self.decide_on(&n, &client, o.ts, via, wire) {
-                    return Some(d);
+        let mut best: Option<Decision> = None;
+        for n in o.name.iter().chain(&o.wire_names) {
+            let Ok(n) = normalize(n) else { continue };
+            if let Some(d) = self.decide_on(&n, &client, o.ts, via, wire) {
+                if best
+                    .as_ref()
+                    .is_none_or(|b| restrictiveness(d.action) > restrictiveness(b.action))
+                {
+                    best = Some(d);
                 }
             }
+        }
+        if best.is_some() {
+            return best;
         }
         o.inferred_names.iter().enumerate().find_map(|(i, n)| {
             let ev = o
@@ -160,5 +173,17 @@ impl Policy {
                 .ok()
                 .and_then(|n| self.decide_on(&n, &client, o.ts, Via::Inferred, ev))
         })
+    }
+}
+
+/// Order of actions when several names of one observation are decided: block > steer > coach >
+/// alert > allow.
+fn restrictiveness(a: Action) -> u8 {
+    match a {
+        Action::Allow => 0,
+        Action::Alert => 1,
+        Action::Coach => 2,
+        Action::Steer => 3,
+        Action::Block => 4,
     }
 }

@@ -124,6 +124,8 @@ pub enum Via {
     Tls,
     Quic,
     Http,
+    /// A proxy request's destination (SOCKS, HTTP CONNECT).
+    Proxy,
     /// From the DNS name cache (no readable SNI: ECH, bare IP).
     Inferred,
     /// `policy explain` on a name typed by a person.
