@@ -108,7 +108,7 @@ fn a_siem_that_never_reads_does_not_delay_the_others() {
             file.display()
         ),
     );
-    let pcap = ai_capture(&d, 4000);
+    let pcap = ai_capture(&d, 8000);
     let t0 = Instant::now();
     let out = bin()
         .args([

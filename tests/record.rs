@@ -293,8 +293,14 @@ fn siem_down_then_back_gets_everything_in_order() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(seqs, (1..=total).collect::<Vec<_>>());
-    assert_eq!(st.cursor("siem").unwrap(), total);
+    // The outage (recorded by the replay's drain) and the recovery are system events in the
+    // same feed: the recovery is the one event added by the delivery run.
+    let events = st.query(&Query::default()).unwrap();
+    assert_eq!(events.len() as i64, total + 1);
+    assert_eq!(events.iter().filter(|e| e.kind == "sink_down").count(), 1);
+    assert_eq!(events.last().unwrap().kind, "sink_up");
+    assert_eq!(seqs, (1..=total + 1).collect::<Vec<_>>());
+    assert_eq!(st.cursor("siem").unwrap(), total + 1);
     let _ = std::fs::remove_dir_all(&d);
 }
 
@@ -315,8 +321,11 @@ fn check_syslog(msg: &str) {
         msg.contains(" shadowgate ") && msg.contains("CEF:0|shadowgate|shadowgate|"),
         "{msg}"
     );
+    assert!(msg.contains("act=") && msg.contains("externalId="), "{msg}");
+    // Decisions carry the service; system events (start, stop, retention) their detail.
     assert!(
-        msg.contains("act=") && msg.contains("externalId=") && msg.contains("cs1Label=service"),
+        msg.contains(" decision - CEF") && msg.contains("cs1Label=service")
+            || msg.contains(" system - CEF:0|") && msg.contains("cs6Label=detail"),
         "{msg}"
     );
 }
@@ -495,9 +504,13 @@ fn webhook_retries_until_the_server_accepts_and_aggregation_folds_repeats() {
         .collect();
     let counted: i64 = folded
         .iter()
-        .map(|f| f["shadowgate"]["repeat_count"].as_i64().unwrap())
+        .map(|f| f["shadowgate"]["repeat_count"].as_i64().unwrap_or(1))
         .sum();
-    assert_eq!(counted, total);
+    // Everything up to the folded sink's cursor (the webhook's outage and recovery events may
+    // have been recorded after that sink caught up: they wait for its next run).
+    let folded_through = st.cursor("folded").unwrap();
+    assert!(folded_through >= total - 2, "{folded_through} of {total}");
+    assert_eq!(counted, folded_through);
     // A client's DNS lookup and its hello fold into one alert (QUIC flows' hellos decide nothing).
     assert!(
         folded.len() * 3 < total as usize * 2,

@@ -517,6 +517,15 @@ fn kill_and_restart_mid_stream(tag: &str, tls: bool, kills: usize) {
     let elapsed = t.elapsed();
     let msgs = received(&d.0);
     let s = seqs(&d.0, &msgs);
+    // The outages and recoveries are system events recorded during delivery (sink_down and
+    // sink_up, at most one pair per kill), delivered like any other event.
+    let st = Store::open(&d.0.join("events.db")).unwrap();
+    let recorded = st.last_seq().unwrap();
+    assert!(
+        recorded > total && recorded <= total + 2 * kills as i64,
+        "{recorded} events for {total} decisions and {kills} kills"
+    );
+    let total = recorded;
     let repeated = check_at_least_once_in_order(&msgs, &s, total, WINDOW);
     assert!(
         repeated <= kills * WINDOW,
@@ -570,5 +579,10 @@ fn a_receiver_that_is_down_then_back_gets_everything() {
         String::from_utf8_lossy(&out.stderr)
     );
     let msgs = received(&d.0);
-    assert_eq!(seqs(&d.0, &msgs), (1..=total).collect::<Vec<_>>());
+    // The recovery is recorded (sink_up) and delivered too.
+    let st = Store::open(&d.0.join("events.db")).unwrap();
+    let evs = st.query(&Query::default()).unwrap();
+    assert_eq!(evs.len() as i64, total + 1);
+    assert_eq!(evs.last().unwrap().kind, "sink_up");
+    assert_eq!(seqs(&d.0, &msgs), (1..=total + 1).collect::<Vec<_>>());
 }
