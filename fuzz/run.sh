@@ -1,11 +1,56 @@
 #!/usr/bin/env bash
-# Run every fuzz target for SECONDS each (default 300) on the stable toolchain and print the
-# libFuzzer summary lines. Seed corpora live in fuzz/corpus/ (not committed; see README).
+# Run the fuzz targets on the stable toolchain (RUSTC_BOOTSTRAP) and print one summary line each.
+#
+#   fuzz/run.sh [SECONDS]            each target for SECONDS (default 300)
+#   fuzz/run.sh --runs N [SECONDS]   each target for N executions (stops at SECONDS too, if given)
+#   TARGETS="frame file" fuzz/run.sh ...           only these targets
+#   RUNS_frame=100000 SECS_file=600 fuzz/run.sh    per-target execution count / time
+#
+# Seed corpora: fuzz/seed.sh fills fuzz/corpus/<target> from pcaps/ (not committed; CORPUS=DIR
+# for another folder under fuzz/). Full logs
+# are kept in fuzz/fuzz-<target>.log, crash inputs in fuzz/artifacts/<target>/.
 set -uo pipefail
 cd "$(dirname "$0")"
-SECS=${1:-300}
-for t in ${TARGETS:-frame dns tls quic name}; do
-  mkdir -p corpus/$t
-  RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" -- -max_total_time="$SECS" -rss_limit_mb=2048 2>&1 | tail -n 12 > "fuzz-$t.log"
-  echo "== $t: $(grep -E 'Done [0-9]+ runs|stat::number_of_executed_units' fuzz-$t.log | tail -1) $(grep -c 'panicked\|ERROR: libFuzzer' fuzz-$t.log) crashes"
+RUNS=
+SECS=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) RUNS=$2; shift 2 ;;
+    --runs=*) RUNS=${1#--runs=}; shift ;;
+    *) SECS=$1; shift ;;
+  esac
 done
+[ -z "$RUNS" ] && [ -z "$SECS" ] && SECS=300
+# Largest input per target: a frame up to the 262,144-byte snap length (plus the link-type
+# selector byte); a file with such a frame and more; DNS over TCP and UDP datagrams up to 64 KiB;
+# a ClientHello up to 16 KiB in records.
+max_len() {
+  case "$1" in
+    frame) echo 262145 ;;
+    file) echo 524288 ;;
+    dns | quic) echo 65535 ;;
+    tls) echo 20480 ;;
+    *) echo 4096 ;;
+  esac
+}
+CORPUS=${CORPUS:-corpus}
+status=0
+for t in ${TARGETS:-frame file dns tls quic name}; do
+  mkdir -p "$CORPUS/$t" "artifacts/$t"
+  eval "runs=\${RUNS_$t:-$RUNS}; secs=\${SECS_$t:-$SECS}"
+  args=(-max_len="$(max_len "$t")" -rss_limit_mb=2048 -artifact_prefix="artifacts/$t/")
+  [ -n "$runs" ] && args+=(-runs="$runs")
+  [ -n "$secs" ] && args+=(-max_total_time="$secs")
+  RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "$CORPUS/$t" -- "${args[@]}" > "fuzz-$t.log" 2>&1
+  rc=$?
+  done_line=$(grep -E 'Done [0-9]+ runs' "fuzz-$t.log" | tail -1)
+  [ -z "$done_line" ] && done_line=$(grep -E '^#[0-9]+' "fuzz-$t.log" | tail -1 | cut -c1-100)
+  crash=$(grep -m1 -E 'panicked at|ERROR: (libFuzzer|AddressSanitizer)[^\n]*' "fuzz-$t.log" | cut -c1-160)
+  if [ $rc -ne 0 ] || [ -n "$crash" ]; then
+    status=1
+    echo "== $t: FAILED (exit $rc) after ${done_line:-?}: ${crash:-see fuzz/fuzz-$t.log}; input: $(ls -t "artifacts/$t" | head -1)"
+  else
+    echo "== $t: $done_line, corpus $(ls "$CORPUS/$t" | wc -l) inputs, 0 crashes"
+  fi
+done
+exit $status

@@ -1,5 +1,7 @@
 //! Whole sensor on arbitrary frames: the first byte picks the link type, the rest is split into
 //! up to four frames so that reassembly, defragmentation and flow state are exercised too.
+//! Inputs are never cut: with the top two bits of the first byte clear the rest is one frame of
+//! up to the snap length (run.sh passes -max_len=262145: the selector plus 262,144 bytes).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use shadowgate::capture::Frame;
