@@ -35,7 +35,7 @@ max_len() {
 }
 CORPUS=${CORPUS:-corpus}
 status=0
-for t in ${TARGETS:-frame file dns tls quic name}; do
+for t in ${TARGETS:-frame file dns tls quic name relp}; do
   mkdir -p "$CORPUS/$t" "artifacts/$t"
   eval "runs=\${RUNS_$t:-$RUNS}; secs=\${SECS_$t:-$SECS}"
   args=(-max_len="$(max_len "$t")" -rss_limit_mb=2048 -artifact_prefix="artifacts/$t/")

@@ -1,4 +1,5 @@
-//! DNS message decoder (also as DNS over TCP framing through the header heuristic).
+//! DNS message decoder (also as DNS over TCP framing through the header heuristic), and the
+//! ECHConfigList reader of HTTPS/SVCB answers.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
@@ -7,4 +8,5 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(m) = shadowgate::decode::dns::parse(data) {
         let _ = m.ech();
     }
+    let _ = shadowgate::decode::ech::public_names(data);
 });
