@@ -436,6 +436,20 @@ fn connect_target_is_reported_and_the_tunnelled_hello_read() {
 }
 
 #[test]
+fn a_segment_of_repeated_connects_is_one_proxy_level_in_a_small_stack() {
+    // 2,500 CONNECTs in one 65 KB segment once recursed 2,500 frames deep (stack overflow in a
+    // 2 MiB thread) and gave 2,500 decisions.
+    let one_connect = b"CONNECT chatgpt.com:443 HTTP/1.1\r\n\r\n";
+    let seg: Vec<u8> = one_connect.repeat(1700);
+    let frames = stream(&[&seg], None);
+    let obs = small_stack(move || feed(1, &frames).0);
+    let proxies = obs.iter().filter(|o| o.kind == Kind::ProxyConnect).count();
+    let requests = obs.iter().filter(|o| o.kind == Kind::HttpRequest).count();
+    assert_eq!(proxies, 1, "{obs:#?}");
+    assert!(requests <= 1, "{requests} requests");
+}
+
+#[test]
 fn socks_destination_is_reported_even_if_nothing_follows() {
     let mut s5 = vec![5, 1, 0, 5, 1, 0, 3, 11];
     s5.extend_from_slice(b"chatgpt.com");

@@ -84,7 +84,9 @@ pub(super) fn on_stream(
             http::HttpParse::NeedMore => (0, true),
             http::HttpParse::NotHttp => (0, false),
             http::HttpParse::Request(r) => match (r.connect_port, r.head_len) {
-                (Some(port), Some(head)) => {
+                // One proxy level per flow (as for SOCKS): a CONNECT inside a tunnel is reported
+                // as a request and ends the flow, so a segment of repeated CONNECTs cannot recurse.
+                (Some(port), Some(head)) if !flow.proxied => {
                     // CONNECT: report the target; the client's bytes after the head are the
                     // tunnel (sent once the proxy answered 200): classify them afresh.
                     let mut o = seg.observation(Kind::ProxyConnect, true, r.name.clone());
