@@ -297,6 +297,37 @@ fn a_configured_resolvers_lookup_counts_for_its_clients() {
 }
 
 #[test]
+fn spoofed_answers_to_no_query_give_one_decision_per_client_and_name_a_minute() {
+    // Any LAN device can send "answers" to any other; each would be an event charged to the
+    // victim. 500 in 50 s give one decision; a minute later, one more; another name, one more.
+    let mut f: Vec<(u64, Vec<u8>)> = (0..500u64)
+        .map(|i| {
+            (
+                i * 100,
+                synth::udp(
+                    DC,
+                    A,
+                    53,
+                    40_000 + i as u16,
+                    &synth::dns(i as u16, "chatgpt.com", Some(CDN)),
+                ),
+            )
+        })
+        .collect();
+    f.push((
+        61_000,
+        synth::udp(DC, A, 53, 39_000, &synth::dns(9, "chatgpt.com", Some(CDN))),
+    ));
+    f.push((
+        61_100,
+        synth::udp(DC, A, 53, 39_001, &synth::dns(10, "claude.ai", Some(CDN))),
+    ));
+    let r = run(&f);
+    let names: Vec<String> = r.decisions().into_iter().map(|d| d.1).collect();
+    assert_eq!(names, ["chatgpt.com", "chatgpt.com", "claude.ai"]);
+}
+
+#[test]
 fn an_answer_to_no_seen_query_is_weak_evidence() {
     let f = vec![
         (

@@ -63,6 +63,7 @@ struct Outputs {
     extra_err: Vec<Option<String>>,
     lookups: lookups::Lookups,
     expired: Vec<lookups::Held>,
+    unmatched: lookups::UnmatchedLimit,
 }
 
 impl Outputs {
@@ -93,9 +94,11 @@ impl Outputs {
                     self.deliver(&h.query, None);
                     self.deliver(o, Some(&h.decision));
                 }
-                // The query was not captured: the answer is the lookup.
+                // The query was not captured: the answer is the lookup (at most one decision
+                // per client and name per minute: such answers are cheap to spoof).
                 None if o.flags.contains(&Flag::Unmatched) => {
                     self.act(o, d.as_ref());
+                    let d = d.filter(|_| self.unmatched.allow(o));
                     self.deliver(o, d.as_ref());
                 }
                 // The query was seen and got no decision (or already gave it, timed out).
@@ -171,6 +174,9 @@ pub struct Counts {
     pub decisions: u64,
     /// Decided DNS queries waiting for their answers now.
     pub pending_lookups: u64,
+    /// Decisions on answers to no seen query left out: the same client and name had one in the
+    /// last minute.
+    pub unmatched_suppressed: u64,
 }
 
 pub struct Pipeline {
@@ -197,6 +203,7 @@ impl Pipeline {
                 extra_err: Vec::new(),
                 lookups,
                 expired: Vec::new(),
+                unmatched: lookups::UnmatchedLimit::new(16_384, 60),
             },
             buf: Vec::with_capacity(16),
         }
@@ -316,6 +323,7 @@ impl Pipeline {
             observations: self.outs.observations,
             decisions: self.outs.decisions,
             pending_lookups: self.outs.lookups.len() as u64,
+            unmatched_suppressed: self.outs.unmatched.suppressed,
         }
     }
 

@@ -12,6 +12,9 @@ use super::event::{Event, SystemKind};
 use super::sinks::Sink;
 use super::store::{Store, StoreError};
 
+/// Alert windows open at once per sink; past it the oldest is closed early.
+pub const MAX_OPEN_WINDOWS: usize = 10_000;
+
 /// Folds repeats of (client, service, action) within `window` of event time.
 pub struct Aggregator {
     window_ns: u64,
@@ -49,8 +52,20 @@ impl Aggregator {
             return;
         }
         match self.open.get_mut(&Self::key(&e)) {
-            Some(o) => o.count += e.repeat_count,
+            Some(o) => o.count = o.count.saturating_add(e.repeat_count),
             None => {
+                if self.open.len() >= MAX_OPEN_WINDOWS {
+                    // Many distinct keys (spoofed sources): close the oldest window early
+                    // rather than hold unbounded state.
+                    let mut left = 1;
+                    self.close(
+                        |_, _| {
+                            left -= 1;
+                            left >= 0
+                        },
+                        out,
+                    );
+                }
                 let count = e.repeat_count;
                 self.open.insert(
                     Self::key(&e),
@@ -64,18 +79,15 @@ impl Aggregator {
         }
     }
 
+    /// Close windows from the oldest while `done` says so. Windows are kept in the order they
+    /// opened (store order), so this is linear in what it closes, not in what is open; a window
+    /// behind a younger one that is not yet done waits for it (its count stays right).
     fn close(&mut self, mut done: impl FnMut(&Open, u64) -> bool, out: &mut Vec<Event>) {
         let w = self.window_ns;
-        let mut i = 0;
-        while i < self.open.len() {
-            if done(&self.open[i], w) {
-                if let Some((_, mut o)) = self.open.shift_remove_index(i) {
-                    o.ev.repeat_count = o.count;
-                    out.push(o.ev);
-                }
-            } else {
-                i += 1;
-            }
+        let n = self.open.values().take_while(|o| done(o, w)).count();
+        for (_, mut o) in self.open.drain(..n) {
+            o.ev.repeat_count = o.count;
+            out.push(o.ev);
         }
     }
 
@@ -89,9 +101,9 @@ impl Aggregator {
         self.close(|_, _| true, out);
     }
 
-    /// Lowest store sequence still held in an open window.
+    /// Lowest store sequence still held in an open window (the oldest window's).
     pub fn min_open_seq(&self) -> Option<i64> {
-        self.open.values().map(|o| o.ev.seq).min()
+        self.open.first().map(|(_, o)| o.ev.seq)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -128,7 +140,16 @@ pub struct Deliverer {
     sensor: String,
     /// Since when (ns) the sink has been failing, as recorded in the store.
     down_since: Option<i64>,
+    /// When the last recovery was recorded (flap damping).
+    last_up: Option<Instant>,
+    /// The current outage started while flapping and was not recorded.
+    quiet_outage: bool,
+    /// Outages not recorded because the sink was flapping.
+    pub flaps: u64,
 }
+
+/// A sink that fails again this soon after a recorded recovery is flapping (see `note_health`).
+pub const FLAP_WINDOW: Duration = Duration::from_secs(60);
 
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 
@@ -156,6 +177,9 @@ impl Deliverer {
             last_error: None,
             sensor: String::new(),
             down_since,
+            last_up: None,
+            quiet_outage: false,
+            flaps: 0,
         })
     }
 
@@ -171,6 +195,9 @@ impl Deliverer {
 
     /// The first failure after success records a `sink_down` event; the first success after
     /// a failure (in this process or an earlier one) a `sink_up` event with the outage's length.
+    /// A sink that fails again within [`FLAP_WINDOW`] of its recovery is flapping: its outages
+    /// are then kept in the store's state silently, so a flapping SIEM cannot flood the record
+    /// (at most one down/up pair per window).
     fn note_health(&mut self, store: &mut Store, error: Option<&str>) -> Result<(), StoreError> {
         let now = crate::time::now_ns();
         let name = self.sink.name().to_string();
@@ -178,7 +205,19 @@ impl Deliverer {
             // Another process (or a drain that gave up on this sink) may have recorded it.
             self.down_since = store.sink_down_since(&name)?;
         }
+        let flapping = self.last_up.is_some_and(|t| t.elapsed() < FLAP_WINDOW);
         let ev = match (error, self.down_since) {
+            (Some(_), None) if flapping => {
+                self.down_since = Some(now.min(i64::MAX as u64) as i64);
+                self.quiet_outage = true;
+                self.flaps += 1;
+                return store.set_sink_down(&name, self.down_since);
+            }
+            (None, Some(_)) if self.quiet_outage => {
+                self.down_since = None;
+                self.quiet_outage = false;
+                return store.set_sink_down(&name, None);
+            }
             (Some(e), None) => {
                 self.down_since = Some(now.min(i64::MAX as u64) as i64);
                 Event::system(
@@ -191,6 +230,7 @@ impl Deliverer {
             }
             (None, Some(since)) => {
                 self.down_since = None;
+                self.last_up = Some(Instant::now());
                 let secs = now.saturating_sub(since.max(0) as u64) / 1_000_000_000;
                 Event::system(
                     SystemKind::SinkUp,
@@ -347,5 +387,70 @@ mod tests {
             [4, 1, 1]
         );
         assert!(a.is_empty());
+    }
+    #[test]
+    fn many_distinct_keys_cannot_grow_the_open_windows_without_bound() {
+        let mut a = Aggregator::new(Duration::from_secs(3600));
+        let mut out = Vec::new();
+        let n = MAX_OPEN_WINDOWS + 5;
+        for i in 0..n {
+            a.push(
+                ev(
+                    i as i64 + 1,
+                    10,
+                    &format!("10.{}.{}.1", i / 256, i % 256),
+                    "claude",
+                ),
+                &mut out,
+            );
+        }
+        assert_eq!(out.len(), 5, "the oldest windows closed early");
+        assert_eq!(out[0].seq, 1);
+        assert_eq!(a.min_open_seq(), Some(6));
+        a.flush_all(&mut out);
+        assert_eq!(out.len(), n, "nothing lost");
+    }
+
+    /// A sink that fails every other batch.
+    struct Flaky(u32);
+
+    impl Sink for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn deliver(&mut self, _: &[Event]) -> Result<(), String> {
+            self.0 += 1;
+            if self.0 % 2 == 1 {
+                Err("connection reset".into())
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[test]
+    fn a_flapping_sink_records_one_outage_not_one_per_flap() {
+        let dir = std::env::temp_dir().join(format!("sg-flap-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut st = Store::open(&dir.join("events.db")).unwrap();
+        let mut batch: Vec<Event> = (1..=40)
+            .map(|i| ev(i, i as u64, "10.0.0.1", "claude"))
+            .collect();
+        st.append(&mut batch).unwrap();
+        let mut d = Deliverer::new(Box::new(Flaky(0)), &st, 1, None).unwrap();
+        for _ in 0..200 {
+            d.step(&mut st, false).unwrap();
+            d.next_try = Instant::now();
+        }
+        let kinds: Vec<String> = st
+            .after(40, 1000)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, ["sink_down", "sink_up"], "then damped");
+        assert!(d.flaps > 10, "{}", d.flaps);
+        assert!(d.caught_up(&st).unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
