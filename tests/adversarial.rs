@@ -38,14 +38,14 @@ fn adversarial(file: &'static str) -> (Vec<Observation>, shadowgate::flow::Stats
 
 #[test]
 fn adversarial_nests_and_far_future_times_are_survived() {
-    for (file, deep) in [("deep-nesting.pcap.held", 1), ("deep-tunnels.pcap.held", 7)] {
+    for (file, deep) in [("deep-nesting.pcap", 1), ("deep-tunnels.pcap", 7)] {
         let (obs, st) = adversarial(file);
         assert_eq!(st.malformed.too_deep, deep, "{file}");
         let names: Vec<_> = obs.iter().filter_map(|o| o.name.as_deref()).collect();
         assert!(names.contains(&"claude.ai"), "{file}: {names:?}");
         assert!(names.iter().all(|n| !n.ends_with("deep.example")), "{file}");
     }
-    let (obs, _) = adversarial("far-future.pcapng.held");
+    let (obs, _) = adversarial("far-future.pcapng");
     assert_eq!(obs.len(), 7);
     let (obs, _) = adversarial("far-future.pcap");
     assert_eq!(obs.len(), 5);

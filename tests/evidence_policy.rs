@@ -236,7 +236,7 @@ fn adversarial_captures_for_evidence_decide_as_expected() {
     for (capture, file) in [
         ("grease-ech.pcap", "grease-ech.pcap"),
         ("cross-client.pcap", "cross-client.pcap"),
-        ("dns-bomb.pcap", "dns-bomb.pcap.held"),
+        ("dns-bomb.pcap", "dns-bomb.pcap"),
         ("dns-qdcount.pcap", "dns-qdcount.pcap"),
     ] {
         let (acted, printed, bytes) = replay(&dir.join(file));

@@ -3,14 +3,14 @@
 # Deterministic: fixed seeds and timestamps, so a rerun gives byte-identical files.
 #   pcaps/adversarial/make.sh            # needs cargo; tshark (Debian: apt-get install tshark)
 #                                          # for the truth files (skipped with a warning without it)
-# Captures that crash or exhaust the current sensor are kept as NAME.held (see README.md: the
-# test that replays every *.pcap/*.pcapng under pcaps/ would fail on them). HELD= (empty) writes
-# every capture under its plain name.
+# While a capture crashed or exhausted the sensor it was kept as NAME.held (the test that replays
+# every *.pcap/*.pcapng under pcaps/ would have failed on it); since issue 8 none does, so HELD
+# is empty. HELD="name ..." holds some back again.
 set -euo pipefail
 shopt -s nullglob
 cd "$(dirname "$0")"
 HERE=$PWD
-HELD=${HELD-deep-nesting.pcap deep-tunnels.pcap dns-bomb.pcap far-future.pcapng}
+HELD=${HELD-}
 rm -f ./*.pcap ./*.pcapng ./*.held ./*.truth.json
 (cd ../.. && cargo run -q --example gen_adversarial -- "$HERE")
 for f in $HELD; do mv "$f" "$f.held"; done
