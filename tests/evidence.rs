@@ -563,3 +563,61 @@ fn a_dns_bomb_stays_small() {
     assert_eq!(r.stats.dns.answers_not_cached, 128 - 32);
     assert_eq!(r.stats.dns.answers_skipped, 2_400 - 128);
 }
+
+fn with_resolver() -> Config {
+    Config {
+        internal_resolvers: vec!["10.0.0.2".parse().unwrap()],
+        ..Config::default()
+    }
+}
+
+/// The decision on the (first) ClientHello of a run.
+fn hello_decision(r: &Run) -> (&Observation, Option<&Decision>) {
+    let (o, d) = r
+        .acted
+        .iter()
+        .find(|(o, _)| o.kind == Kind::TlsClientHello)
+        .unwrap();
+    (o, d.as_ref())
+}
+
+#[test]
+fn an_uncatalogued_own_lookup_does_not_fall_through_to_a_weaker_level() {
+    // A looks up its EHR portal on a CDN; the resolver looked up chatgpt.com -> the same
+    // address. A's ECH hello is A's EHR (no rule selects it): no decision, not chatgpt.com.
+    let mut f = lookup(0, DC, UPSTREAM, 1, "chatgpt.com", CDN);
+    f.extend(lookup(20, A, DC, 2, "ehr-portal.example", CDN));
+    f.push(hello(100, A, "cloudflare-ech.com", true));
+    let r = run_with(with_resolver(), &f);
+    let (o, dec) = hello_decision(&r);
+    assert_eq!(o.inferred_names, ["ehr-portal.example", "chatgpt.com"]);
+    assert!(dec.is_none(), "{dec:?}");
+}
+
+#[test]
+fn several_names_from_the_resolver_are_ambiguous() {
+    // The resolver looked up two sites on one CDN address: a client that looked up nothing
+    // reached one of them, which one is not known, so the bundled policy only alerts.
+    let mut f = lookup(0, DC, UPSTREAM, 1, "chatgpt.com", CDN);
+    f.extend(lookup(20, DC, UPSTREAM, 2, "claude.ai", CDN));
+    f.push(hello(100, A, "cloudflare-ech.com", true));
+    let r = run_with(with_resolver(), &f);
+    let (o, dec) = hello_decision(&r);
+    assert_eq!(o.inferred_names, ["claude.ai", "chatgpt.com"]);
+    let dec = dec.unwrap();
+    assert_eq!(
+        (
+            dec.matched_name.as_str(),
+            dec.evidence,
+            dec.rule_id.as_str(),
+            dec.action
+        ),
+        (
+            "claude.ai",
+            shadowgate::flow::Evidence::OtherClient,
+            "SG-310-consumer-ai-weak-evidence",
+            Action::Alert
+        )
+    );
+    // One name from the resolver is not ambiguous (a_configured_resolvers_lookup_counts...).
+}
