@@ -621,3 +621,114 @@ fn several_names_from_the_resolver_are_ambiguous() {
     );
     // One name from the resolver is not ambiguous (a_configured_resolvers_lookup_counts...).
 }
+
+/// A DNS record for [`response`]: an A record or a CNAME.
+enum Rr<'a> {
+    A(&'a str, [u8; 4]),
+    Cname(&'a str, &'a str),
+}
+
+fn put_name(v: &mut Vec<u8>, name: &str) {
+    for l in name.split('.').filter(|l| !l.is_empty()) {
+        v.push(l.len() as u8);
+        v.extend_from_slice(l.as_bytes());
+    }
+    v.push(0);
+}
+
+/// A DNS response `id` to an A question for `q`, with these answer records (TTL 300).
+fn response(id: u16, q: &str, rrs: &[Rr]) -> Vec<u8> {
+    let mut v = id.to_be_bytes().to_vec();
+    v.extend_from_slice(&[0x81, 0x80, 0, 1]);
+    v.extend_from_slice(&(rrs.len() as u16).to_be_bytes());
+    v.extend_from_slice(&[0, 0, 0, 0]);
+    put_name(&mut v, q);
+    v.extend_from_slice(&[0, 1, 0, 1]);
+    for rr in rrs {
+        let (owner, rtype, rdata) = match rr {
+            Rr::A(n, ip) => (*n, 1u16, ip.to_vec()),
+            Rr::Cname(n, t) => {
+                let mut d = Vec::new();
+                put_name(&mut d, t);
+                (*n, 5, d)
+            }
+        };
+        put_name(&mut v, owner);
+        v.extend_from_slice(&rtype.to_be_bytes());
+        v.extend_from_slice(&[0, 1, 0, 0, 1, 0x2c]);
+        v.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        v.extend_from_slice(&rdata);
+    }
+    v
+}
+
+/// A's query for `q` (A record) and the answer with `rrs`.
+fn lookup_with(at: u64, id: u16, q: &str, rrs: &[Rr]) -> Vec<(u64, Vec<u8>)> {
+    let port = 30_000 + id;
+    vec![
+        (at, synth::udp(A, DC, port, 53, &synth::dns(id, q, None))),
+        (at + 5, synth::udp(DC, A, 53, port, &response(id, q, rrs))),
+    ]
+}
+
+#[test]
+fn only_the_cname_chain_from_the_question_feeds_the_cache() {
+    // The authoritative server for x.evil.example adds `chatgpt.com A <CDN>` to its answer: a
+    // resolver discards it, and so does the cache.
+    let mut f = lookup_with(
+        0,
+        1,
+        "x.evil.example",
+        &[
+            Rr::A("chatgpt.com", CDN),
+            Rr::Cname("X.Evil.Example", "edge.evil.example"),
+            Rr::A("edge.evil.example", [104, 18, 32, 8]),
+        ],
+    );
+    f.push(hello(100, A, "", false));
+    let r = run(&f);
+    let (o, dec) = hello_decision(&r);
+    assert!(o.inferred_names.is_empty(), "{o:?}");
+    assert!(dec.is_none(), "{dec:?}");
+    assert_eq!(r.stats.dns.answers_off_chain, 1);
+    assert_eq!(r.stats.names.active, 1);
+
+    // A real chain (CNAME records in any order and case) feeds the names on it.
+    let mut f = lookup_with(
+        0,
+        2,
+        "chatgpt.com",
+        &[
+            Rr::A("CHATGPT.com.cdn.cloudflare.net", CDN),
+            Rr::Cname("chatgpt.com", "chatgpt.com.CDN.cloudflare.net"),
+            Rr::A("unrelated.example", CDN),
+        ],
+    );
+    f.push(hello(100, A, "", false));
+    let r = run(&f);
+    let (o, dec) = hello_decision(&r);
+    assert_eq!(
+        o.inferred_names,
+        ["chatgpt.com", "chatgpt.com.cdn.cloudflare.net"]
+    );
+    assert_eq!(dec.unwrap().matched_name, "chatgpt.com");
+    assert_eq!(r.stats.dns.answers_off_chain, 1);
+}
+
+#[test]
+fn cname_chains_are_bounded() {
+    // q -> c1 -> ... -> c12, the address on c12: past 8 hops nothing is cached.
+    let names: Vec<String> = (0..=12).map(|i| format!("c{i}.example")).collect();
+    let mut rrs: Vec<Rr> = names
+        .windows(2)
+        .map(|w| Rr::Cname(&w[0], &w[1]))
+        .collect();
+    rrs.push(Rr::A(&names[12], CDN));
+    rrs.push(Rr::A(&names[8], [104, 18, 32, 9]));
+    let mut f = lookup_with(0, 3, &names[0], &rrs);
+    f.push(hello(100, A, "", false));
+    let r = run(&f);
+    assert_eq!(r.stats.dns.answers_off_chain, 1);
+    let (o, _) = hello_decision(&r);
+    assert!(o.inferred_names.is_empty(), "{o:?}");
+}

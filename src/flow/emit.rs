@@ -196,9 +196,15 @@ impl Sinks<'_> {
     }
 
     /// Feed the name cache (a bounded number of address records per message) and the ECH public
-    /// names (from answers to seen queries only) from one answer to `asker`.
+    /// names (from answers to seen queries only) from one answer to `asker`. Only address records
+    /// whose owner is on the CNAME chain from the question feed the cache: a resolver discards
+    /// the others (RFC 5452 §6: out-of-bailiwick data), so an authoritative server for
+    /// `x.evil.example` cannot add `chatgpt.com A <address>` to its answer.
     fn learn(&mut self, m: &dns::Message, asker: IpAddr, matched: bool, ts: u64) {
-        let qname = m.questions.first().map(|q| q.name.as_str());
+        let Some(qname) = m.questions.first().map(|q| q.name.as_str()) else {
+            return;
+        };
+        let chain = cname_chain(qname, &m.answers);
         let mut cached = 0;
         for a in &m.answers {
             let ip = match &a.data {
@@ -214,17 +220,42 @@ impl Sinks<'_> {
                 }
                 _ => continue,
             };
+            if !chain.iter().any(|c| c.eq_ignore_ascii_case(&a.name)) {
+                self.stats.dns.answers_off_chain += 1;
+                continue;
+            }
             if cached == self.cache_answers {
                 self.stats.dns.answers_not_cached += 1;
                 continue;
             }
             cached += 1;
             self.names.insert(ip, &a.name, a.ttl, asker, matched, ts);
-            if let Some(q) = qname.filter(|q| *q != a.name) {
-                self.names.insert(ip, q, a.ttl, asker, matched, ts);
+            if !qname.eq_ignore_ascii_case(&a.name) {
+                self.names.insert(ip, qname, a.ttl, asker, matched, ts);
             }
         }
     }
+}
+
+/// CNAME hops followed from the question, at most.
+pub(super) const MAX_CNAME_HOPS: usize = 8;
+
+/// The question name, then the targets of CNAME records whose owner is already on the chain
+/// (case-insensitive; at most [`MAX_CNAME_HOPS`] hops, loops ignored), in answer order or not.
+fn cname_chain<'a>(qname: &'a str, answers: &'a [dns::Record]) -> Vec<&'a str> {
+    let mut chain = vec![qname];
+    while chain.len() <= MAX_CNAME_HOPS {
+        let last = chain[chain.len() - 1];
+        let next = answers.iter().find_map(|r| match &r.data {
+            dns::RecordData::Cname(t) if r.name.eq_ignore_ascii_case(last) => Some(t.as_str()),
+            _ => None,
+        });
+        match next {
+            Some(t) if !chain.iter().any(|c| c.eq_ignore_ascii_case(t)) => chain.push(t),
+            _ => break,
+        }
+    }
+    chain
 }
 
 /// An answer record as the observation reports it.

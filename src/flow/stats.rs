@@ -67,6 +67,8 @@ pub struct DnsStats {
     pub answers_skipped: u64,
     /// Address records beyond the per-message cache limit, not cached.
     pub answers_not_cached: u64,
+    /// Address records whose owner is not on the CNAME chain from the question, not cached.
+    pub answers_off_chain: u64,
     /// Answers to no query the sensor saw.
     pub unmatched_answers: u64,
     /// mDNS and LLMNR answers (never cached).
