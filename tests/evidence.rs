@@ -554,11 +554,21 @@ fn a_dns_bomb_stays_small() {
     assert!(r.decisions().len() <= 1);
     assert!(r.printed.iter().map(|v| v.to_string().len()).sum::<usize>() < 4_096);
     assert_eq!(r.stats.names.active, 0);
-    // One question and 2,400 answers: a bounded number are read, fewer feed the cache.
+    // One question and 2,400 answers: a bounded number are read, fewer feed the cache (4 from
+    // an answer to no seen query, 32 from one to a seen query).
     let b = bomb(1, 2_400);
     let r = run(&[(0, synth::udp(DC, A, 53, 40_000, &b))]);
     assert_eq!(r.decisions().len(), 1);
     assert!(r.printed[0].to_string().len() < 32_768);
+    assert_eq!(r.stats.names.active, 4);
+    assert_eq!(r.stats.dns.answers_not_cached, 128 - 4);
+    let r = run(&[
+        (
+            0,
+            synth::udp(A, DC, 40_000, 53, &synth::dns(77, "chatgpt.com", None)),
+        ),
+        (1, synth::udp(DC, A, 53, 40_000, &b)),
+    ]);
     assert_eq!(r.stats.names.active, 32);
     assert_eq!(r.stats.dns.answers_not_cached, 128 - 32);
     assert_eq!(r.stats.dns.answers_skipped, 2_400 - 128);
@@ -719,10 +729,7 @@ fn only_the_cname_chain_from_the_question_feeds_the_cache() {
 fn cname_chains_are_bounded() {
     // q -> c1 -> ... -> c12, the address on c12: past 8 hops nothing is cached.
     let names: Vec<String> = (0..=12).map(|i| format!("c{i}.example")).collect();
-    let mut rrs: Vec<Rr> = names
-        .windows(2)
-        .map(|w| Rr::Cname(&w[0], &w[1]))
-        .collect();
+    let mut rrs: Vec<Rr> = names.windows(2).map(|w| Rr::Cname(&w[0], &w[1])).collect();
     rrs.push(Rr::A(&names[12], CDN));
     rrs.push(Rr::A(&names[8], [104, 18, 32, 9]));
     let mut f = lookup_with(0, 3, &names[0], &rrs);
@@ -731,4 +738,49 @@ fn cname_chains_are_bounded() {
     assert_eq!(r.stats.dns.answers_off_chain, 1);
     let (o, _) = hello_decision(&r);
     assert!(o.inferred_names.is_empty(), "{o:?}");
+}
+
+#[test]
+fn spoofed_answers_do_not_flush_lookups_and_long_names_are_not_cached() {
+    // A looks up claude.ai; then 2,000 spoofed answers (no query seen), each with 32 address
+    // records for fresh addresses, into a cache of 256 addresses.
+    let mut f = lookup(0, A, DC, 1, "claude.ai", CDN);
+    let spoof: Vec<Rr> = (0..32u8)
+        .map(|i| Rr::A("spoof.example", [10, 99, 0, i]))
+        .collect();
+    for k in 0..2_000u16 {
+        let mut rrs: Vec<Rr> = Vec::new();
+        for (i, r) in spoof.iter().enumerate() {
+            if let Rr::A(n, _) = r {
+                let [hi, lo] = k.to_be_bytes();
+                rrs.push(Rr::A(n, [11, hi, lo, i as u8]));
+            }
+        }
+        let m = response(k, "spoof.example", &rrs);
+        f.push((10 + k as u64, synth::udp(DC, A, 53, 40_000, &m)));
+    }
+    // Escaped names (`\DDD`: up to 4 times the wire length) are not cached, even from a seen
+    // query.
+    let odd = format!("{}.example", "\u{1}".repeat(60));
+    f.extend(lookup_with(
+        3_000,
+        2,
+        &odd,
+        &[Rr::A(&odd, [104, 18, 32, 9])],
+    ));
+    f.push(hello(4_000, A, "", false));
+    let r = run_with(
+        Config {
+            max_names: 256,
+            ..Config::default()
+        },
+        &f,
+    );
+    let (o, dec) = hello_decision(&r);
+    assert_eq!(o.inferred_names, ["claude.ai"]);
+    assert_eq!(dec.unwrap().evidence, shadowgate::flow::Evidence::OwnLookup);
+    // At most 4 records of each spoofed answer, and the spoofs hold at most 256/8 addresses.
+    assert_eq!(r.stats.dns.answers_not_cached, 2_000 * (32 - 4));
+    assert!(r.stats.names.active <= 1 + 256 / 8, "{:?}", r.stats.names);
+    assert_eq!(r.stats.names.rejected, 1);
 }

@@ -7,7 +7,7 @@ use crate::decode::dns;
 
 use super::hosts::HostNames;
 use super::lookups::{LookupKey, PendingQueries};
-use super::names::NameCache;
+use super::names::{NameCache, UNMATCHED_PER_MESSAGE};
 use super::observation::*;
 use super::public_names::PublicNames;
 use super::reassembly::Budget;
@@ -195,7 +195,8 @@ impl Sinks<'_> {
         self.emit(o);
     }
 
-    /// Feed the name cache (a bounded number of address records per message) and the ECH public
+    /// Feed the name cache (a bounded number of address records per message, fewer for an
+    /// unmatched answer) and the ECH public
     /// names (from answers to seen queries only) from one answer to `asker`. Only address records
     /// whose owner is on the CNAME chain from the question feed the cache: a resolver discards
     /// the others (RFC 5452 §6: out-of-bailiwick data), so an authoritative server for
@@ -205,6 +206,11 @@ impl Sinks<'_> {
             return;
         };
         let chain = cname_chain(qname, &m.answers);
+        let limit = if matched {
+            self.cache_answers
+        } else {
+            self.cache_answers.min(UNMATCHED_PER_MESSAGE)
+        };
         let mut cached = 0;
         for a in &m.answers {
             let ip = match &a.data {
@@ -224,7 +230,7 @@ impl Sinks<'_> {
                 self.stats.dns.answers_off_chain += 1;
                 continue;
             }
-            if cached == self.cache_answers {
+            if cached >= limit {
                 self.stats.dns.answers_not_cached += 1;
                 continue;
             }

@@ -51,6 +51,8 @@ pub struct NameStats {
     pub inserted: u64,
     pub evicted: u64,
     pub active: u64,
+    /// Names not cached: longer than 253 characters or escaped.
+    pub rejected: u64,
     /// Client host names learnt from DHCP.
     pub dhcp_hosts: u64,
     /// ECH public names learnt from DNS HTTPS/SVCB answers and held now.
