@@ -784,3 +784,105 @@ fn spoofed_answers_do_not_flush_lookups_and_long_names_are_not_cached() {
     assert!(r.stats.names.active <= 1 + 256 / 8, "{:?}", r.stats.names);
     assert_eq!(r.stats.names.rejected, 1);
 }
+
+/// An ECHConfigList with one config per public name.
+fn ech_list(names: &[&str]) -> Vec<u8> {
+    let mut configs = Vec::new();
+    for n in names {
+        let mut c = vec![7, 0, 0x20];
+        c.extend_from_slice(&32u16.to_be_bytes());
+        c.extend_from_slice(&[0xab; 32]);
+        c.extend_from_slice(&4u16.to_be_bytes());
+        c.extend_from_slice(&[0, 1, 0, 1]);
+        c.push(0);
+        c.push(n.len() as u8);
+        c.extend_from_slice(n.as_bytes());
+        c.extend_from_slice(&0u16.to_be_bytes());
+        configs.extend_from_slice(&0xfe0du16.to_be_bytes());
+        configs.extend_from_slice(&(c.len() as u16).to_be_bytes());
+        configs.extend_from_slice(&c);
+    }
+    let mut v = (configs.len() as u16).to_be_bytes().to_vec();
+    v.extend_from_slice(&configs);
+    v
+}
+
+/// `client`'s HTTPS (type 65) lookup of `q` through `server`, answered with an ECH config whose
+/// public name is `public`.
+fn https_lookup(
+    at: u64,
+    client: [u8; 4],
+    server: [u8; 4],
+    id: u16,
+    q: &str,
+    public: &str,
+) -> Vec<(u64, Vec<u8>)> {
+    let port = 31_000 + id;
+    let mut query = synth::dns(id, q, None);
+    let n = query.len();
+    query[n - 3] = 65;
+    let mut ans = query.clone();
+    ans[2] = 0x81;
+    ans[3] = 0x80;
+    ans[7] = 1;
+    let list = ech_list(&[public]);
+    let mut rdata = vec![0, 1, 0];
+    rdata.extend_from_slice(&5u16.to_be_bytes());
+    rdata.extend_from_slice(&(list.len() as u16).to_be_bytes());
+    rdata.extend_from_slice(&list);
+    ans.extend_from_slice(&[0xc0, 12, 0, 65, 0, 1, 0, 0, 1, 0x2c]);
+    ans.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    ans.extend_from_slice(&rdata);
+    vec![
+        (at, synth::udp(client, server, port, 53, &query)),
+        (at + 5, synth::udp(server, client, 53, port, &ans)),
+    ]
+}
+
+#[test]
+fn a_public_name_is_learnt_for_its_client_and_never_a_sites_own_name() {
+    // B looks up an attacker's HTTPS record naming the clinic's EHR as its ECH public name, and
+    // chatgpt.com (same CDN address as the EHR).
+    let mut f = https_lookup(0, B, DC, 1, "evil.example", "www.clinic-ehr.example");
+    f.extend(lookup(10, B, DC, 2, "chatgpt.com", CDN));
+    f.extend(lookup(20, A, DC, 3, "chatgpt.com", CDN));
+    // A (who never looked up the HTTPS record) reaches the EHR with a GREASE-ECH hello: its SNI.
+    f.push(hello(100, A, "www.clinic-ehr.example", true));
+    let r = run(&f);
+    let (o, dec) = hello_decision(&r);
+    assert!(o.inferred_names.is_empty(), "{o:?}");
+    assert!(dec.is_none(), "{dec:?}");
+    assert_eq!(r.stats.names.public_names, 1);
+
+    // B itself looked the EHR up (-> the CDN address): the name is the site's own, not a
+    // public name, even for B.
+    let mut f = https_lookup(0, B, DC, 1, "evil.example", "www.clinic-ehr.example");
+    f.extend(lookup(10, B, DC, 2, "chatgpt.com", CDN));
+    f.extend(lookup(20, B, DC, 3, "www.clinic-ehr.example", CDN));
+    f.push(hello(100, B, "www.clinic-ehr.example", true));
+    let r = run(&f);
+    let (o, dec) = hello_decision(&r);
+    assert!(o.inferred_names.is_empty(), "{o:?}");
+    assert!(dec.is_none(), "{dec:?}");
+
+    // A real public name: inferred for the client that looked it up, and for every client when
+    // the configured resolver did.
+    let mut f = https_lookup(0, B, DC, 1, "chatgpt.com", "ech.cdn.example");
+    f.extend(lookup(10, B, DC, 2, "chatgpt.com", CDN));
+    f.push(hello(100, B, "ech.cdn.example", true));
+    f.push(hello(200, A, "ech.cdn.example", true));
+    let r = run(&f);
+    let hellos: Vec<_> = r
+        .acted
+        .iter()
+        .filter(|(o, _)| o.kind == Kind::TlsClientHello)
+        .collect();
+    assert_eq!(hellos[0].0.inferred_names, ["chatgpt.com"]);
+    assert!(hellos[1].0.inferred_names.is_empty());
+    let mut f = https_lookup(0, DC, UPSTREAM, 1, "chatgpt.com", "ech.cdn.example");
+    f.extend(lookup(10, B, DC, 2, "chatgpt.com", CDN));
+    f.push(hello(200, A, "ech.cdn.example", true));
+    let r = run_with(with_resolver(), &f);
+    let (o, _) = hello_decision(&r);
+    assert_eq!(o.inferred_names, ["chatgpt.com"]);
+}

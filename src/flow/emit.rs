@@ -114,8 +114,18 @@ impl Sinks<'_> {
     }
 
     /// Names that resolved to `server` (when the wire shows none, or only an ECH public name),
-    /// strongest evidence for this client first.
+    /// strongest evidence for this client first. A learnt outer name counts only for the client
+    /// that looked it up (or every client, when a configured resolver did), and never when the
+    /// cache holds it as a name of the server address itself (then it is the site's own name).
     pub(super) fn infer(&self, o: &mut Observation) {
+        if let Some(sni) = o.name.as_deref() {
+            if !self.public.configured(sni)
+                && (!self.public.holds_for(sni, o.client.ip)
+                    || self.names.holds(&o.server.ip, sni, o.ts))
+            {
+                return;
+            }
+        }
         let found = self.names.lookup(&o.server.ip, o.client.ip, o.ts);
         if !found.is_empty() {
             (o.inferred_names, o.inferred_evidence) = found.into_iter().unzip();
@@ -123,7 +133,8 @@ impl Sinks<'_> {
         }
     }
 
-    /// Is `sni` the outer name of an Encrypted Client Hello (configured or learnt from DNS)?
+    /// Can `sni` be the outer name of an Encrypted Client Hello (configured, or learnt from DNS
+    /// for some client; [`Sinks::infer`] checks it is one for the hello's client)?
     pub(super) fn is_ech_public_name(&self, sni: &str) -> bool {
         self.public.contains(sni)
     }
@@ -196,8 +207,9 @@ impl Sinks<'_> {
     }
 
     /// Feed the name cache (a bounded number of address records per message, fewer for an
-    /// unmatched answer) and the ECH public
-    /// names (from answers to seen queries only) from one answer to `asker`. Only address records
+    /// unmatched answer) and the ECH public names (from answers to seen queries only, for
+    /// `asker`, or every client when `asker` is a configured resolver) from one answer to
+    /// `asker`. Only address records
     /// whose owner is on the CNAME chain from the question feed the cache: a resolver discards
     /// the others (RFC 5452 §6: out-of-bailiwick data), so an authoritative server for
     /// `x.evil.example` cannot add `chatgpt.com A <address>` to its answer.
@@ -218,8 +230,9 @@ impl Sinks<'_> {
                 dns::RecordData::Aaaa(v6) => IpAddr::V6(*v6),
                 dns::RecordData::Svcb { public_names, .. } => {
                     if matched {
+                        let resolver = self.names.is_resolver(&asker);
                         for n in public_names {
-                            self.public.learn(n, ts);
+                            self.public.learn(n, asker, resolver, ts);
                         }
                     }
                     continue;

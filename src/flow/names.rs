@@ -203,6 +203,24 @@ impl NameCache {
         out
     }
 
+    /// Is `ip` a configured internal resolver?
+    pub fn is_resolver(&self, ip: &IpAddr) -> bool {
+        self.resolvers.contains(ip)
+    }
+
+    /// Does an unexpired answer to a seen lookup name `ip` as `name` (the address is one of that
+    /// name's own)? Answers to no seen query do not count (they could hide a real public name).
+    pub fn holds(&self, ip: &IpAddr, name: &str, now_ns: u64) -> bool {
+        self.map
+            .get(ip)
+            .or_else(|| self.unmatched.get(ip))
+            .is_some_and(|e| {
+                e.names
+                    .iter()
+                    .any(|n| n.matched && n.expires > now_ns && n.name.eq_ignore_ascii_case(name))
+            })
+    }
+
     fn evidence(&self, n: &Named, client: IpAddr) -> Evidence {
         if !n.matched {
             Evidence::UnmatchedAnswer
