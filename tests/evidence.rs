@@ -585,12 +585,335 @@ fn a_dns_bomb_stays_small() {
     assert!(r.decisions().len() <= 1);
     assert!(r.printed.iter().map(|v| v.to_string().len()).sum::<usize>() < 4_096);
     assert_eq!(r.stats.names.active, 0);
-    // One question and 2,400 answers: a bounded number are read, fewer feed the cache.
+    // One question and 2,400 answers: a bounded number are read, fewer feed the cache (4 from
+    // an answer to no seen query, 32 from one to a seen query).
     let b = bomb(1, 2_400);
     let r = run(&[(0, synth::udp(DC, A, 53, 40_000, &b))]);
     assert_eq!(r.decisions().len(), 1);
     assert!(r.printed[0].to_string().len() < 32_768);
+    assert_eq!(r.stats.names.active, 4);
+    assert_eq!(r.stats.dns.answers_not_cached, 128 - 4);
+    let r = run(&[
+        (
+            0,
+            synth::udp(A, DC, 40_000, 53, &synth::dns(77, "chatgpt.com", None)),
+        ),
+        (1, synth::udp(DC, A, 53, 40_000, &b)),
+    ]);
     assert_eq!(r.stats.names.active, 32);
     assert_eq!(r.stats.dns.answers_not_cached, 128 - 32);
     assert_eq!(r.stats.dns.answers_skipped, 2_400 - 128);
+}
+
+fn with_resolver() -> Config {
+    Config {
+        internal_resolvers: vec!["10.0.0.2".parse().unwrap()],
+        ..Config::default()
+    }
+}
+
+/// The decision on the (first) ClientHello of a run.
+fn hello_decision(r: &Run) -> (&Observation, Option<&Decision>) {
+    let (o, d) = r
+        .acted
+        .iter()
+        .find(|(o, _)| o.kind == Kind::TlsClientHello)
+        .unwrap();
+    (o, d.as_ref())
+}
+
+#[test]
+fn an_uncatalogued_own_lookup_does_not_fall_through_to_a_weaker_level() {
+    // A looks up its EHR portal on a CDN; the resolver looked up chatgpt.com -> the same
+    // address. A's ECH hello is A's EHR (no rule selects it): no decision, not chatgpt.com.
+    let mut f = lookup(0, DC, UPSTREAM, 1, "chatgpt.com", CDN);
+    f.extend(lookup(20, A, DC, 2, "ehr-portal.example", CDN));
+    f.push(hello(100, A, "cloudflare-ech.com", true));
+    let r = run_with(with_resolver(), &f);
+    let (o, dec) = hello_decision(&r);
+    assert_eq!(o.inferred_names, ["ehr-portal.example", "chatgpt.com"]);
+    assert!(dec.is_none(), "{dec:?}");
+}
+
+#[test]
+fn several_names_from_the_resolver_are_ambiguous() {
+    // The resolver looked up two sites on one CDN address: a client that looked up nothing
+    // reached one of them, which one is not known, so the bundled policy only alerts.
+    let mut f = lookup(0, DC, UPSTREAM, 1, "chatgpt.com", CDN);
+    f.extend(lookup(20, DC, UPSTREAM, 2, "claude.ai", CDN));
+    f.push(hello(100, A, "cloudflare-ech.com", true));
+    let r = run_with(with_resolver(), &f);
+    let (o, dec) = hello_decision(&r);
+    assert_eq!(o.inferred_names, ["claude.ai", "chatgpt.com"]);
+    let dec = dec.unwrap();
+    assert_eq!(
+        (
+            dec.matched_name.as_str(),
+            dec.evidence,
+            dec.rule_id.as_str(),
+            dec.action
+        ),
+        (
+            "claude.ai",
+            shadowgate::flow::Evidence::OtherClient,
+            "SG-310-consumer-ai-weak-evidence",
+            Action::Alert
+        )
+    );
+    // One name from the resolver is not ambiguous (a_configured_resolvers_lookup_counts...).
+}
+
+/// A DNS record for [`response`]: an A record or a CNAME.
+enum Rr<'a> {
+    A(&'a str, [u8; 4]),
+    Cname(&'a str, &'a str),
+}
+
+fn put_name(v: &mut Vec<u8>, name: &str) {
+    for l in name.split('.').filter(|l| !l.is_empty()) {
+        v.push(l.len() as u8);
+        v.extend_from_slice(l.as_bytes());
+    }
+    v.push(0);
+}
+
+/// A DNS response `id` to an A question for `q`, with these answer records (TTL 300).
+fn response(id: u16, q: &str, rrs: &[Rr]) -> Vec<u8> {
+    let mut v = id.to_be_bytes().to_vec();
+    v.extend_from_slice(&[0x81, 0x80, 0, 1]);
+    v.extend_from_slice(&(rrs.len() as u16).to_be_bytes());
+    v.extend_from_slice(&[0, 0, 0, 0]);
+    put_name(&mut v, q);
+    v.extend_from_slice(&[0, 1, 0, 1]);
+    for rr in rrs {
+        let (owner, rtype, rdata) = match rr {
+            Rr::A(n, ip) => (*n, 1u16, ip.to_vec()),
+            Rr::Cname(n, t) => {
+                let mut d = Vec::new();
+                put_name(&mut d, t);
+                (*n, 5, d)
+            }
+        };
+        put_name(&mut v, owner);
+        v.extend_from_slice(&rtype.to_be_bytes());
+        v.extend_from_slice(&[0, 1, 0, 0, 1, 0x2c]);
+        v.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        v.extend_from_slice(&rdata);
+    }
+    v
+}
+
+/// A's query for `q` (A record) and the answer with `rrs`.
+fn lookup_with(at: u64, id: u16, q: &str, rrs: &[Rr]) -> Vec<(u64, Vec<u8>)> {
+    let port = 30_000 + id;
+    vec![
+        (at, synth::udp(A, DC, port, 53, &synth::dns(id, q, None))),
+        (at + 5, synth::udp(DC, A, 53, port, &response(id, q, rrs))),
+    ]
+}
+
+#[test]
+fn only_the_cname_chain_from_the_question_feeds_the_cache() {
+    // The authoritative server for x.evil.example adds `chatgpt.com A <CDN>` to its answer: a
+    // resolver discards it, and so does the cache.
+    let mut f = lookup_with(
+        0,
+        1,
+        "x.evil.example",
+        &[
+            Rr::A("chatgpt.com", CDN),
+            Rr::Cname("X.Evil.Example", "edge.evil.example"),
+            Rr::A("edge.evil.example", [104, 18, 32, 8]),
+        ],
+    );
+    f.push(hello(100, A, "", false));
+    let r = run(&f);
+    let (o, dec) = hello_decision(&r);
+    assert!(o.inferred_names.is_empty(), "{o:?}");
+    assert!(dec.is_none(), "{dec:?}");
+    assert_eq!(r.stats.dns.answers_off_chain, 1);
+    assert_eq!(r.stats.names.active, 1);
+
+    // A real chain (CNAME records in any order and case) feeds the names on it.
+    let mut f = lookup_with(
+        0,
+        2,
+        "chatgpt.com",
+        &[
+            Rr::A("CHATGPT.com.cdn.cloudflare.net", CDN),
+            Rr::Cname("chatgpt.com", "chatgpt.com.CDN.cloudflare.net"),
+            Rr::A("unrelated.example", CDN),
+        ],
+    );
+    f.push(hello(100, A, "", false));
+    let r = run(&f);
+    let (o, dec) = hello_decision(&r);
+    assert_eq!(
+        o.inferred_names,
+        ["chatgpt.com", "chatgpt.com.cdn.cloudflare.net"]
+    );
+    assert_eq!(dec.unwrap().matched_name, "chatgpt.com");
+    assert_eq!(r.stats.dns.answers_off_chain, 1);
+}
+
+#[test]
+fn cname_chains_are_bounded() {
+    // q -> c1 -> ... -> c12, the address on c12: past 8 hops nothing is cached.
+    let names: Vec<String> = (0..=12).map(|i| format!("c{i}.example")).collect();
+    let mut rrs: Vec<Rr> = names.windows(2).map(|w| Rr::Cname(&w[0], &w[1])).collect();
+    rrs.push(Rr::A(&names[12], CDN));
+    rrs.push(Rr::A(&names[8], [104, 18, 32, 9]));
+    let mut f = lookup_with(0, 3, &names[0], &rrs);
+    f.push(hello(100, A, "", false));
+    let r = run(&f);
+    assert_eq!(r.stats.dns.answers_off_chain, 1);
+    let (o, _) = hello_decision(&r);
+    assert!(o.inferred_names.is_empty(), "{o:?}");
+}
+
+#[test]
+fn spoofed_answers_do_not_flush_lookups_and_long_names_are_not_cached() {
+    // A looks up claude.ai; then 2,000 spoofed answers (no query seen), each with 32 address
+    // records for fresh addresses, into a cache of 256 addresses.
+    let mut f = lookup(0, A, DC, 1, "claude.ai", CDN);
+    let spoof: Vec<Rr> = (0..32u8)
+        .map(|i| Rr::A("spoof.example", [10, 99, 0, i]))
+        .collect();
+    for k in 0..2_000u16 {
+        let mut rrs: Vec<Rr> = Vec::new();
+        for (i, r) in spoof.iter().enumerate() {
+            if let Rr::A(n, _) = r {
+                let [hi, lo] = k.to_be_bytes();
+                rrs.push(Rr::A(n, [11, hi, lo, i as u8]));
+            }
+        }
+        let m = response(k, "spoof.example", &rrs);
+        f.push((10 + k as u64, synth::udp(DC, A, 53, 40_000, &m)));
+    }
+    // Escaped names (`\DDD`: up to 4 times the wire length) are not cached, even from a seen
+    // query.
+    let odd = format!("{}.example", "\u{1}".repeat(60));
+    f.extend(lookup_with(
+        3_000,
+        2,
+        &odd,
+        &[Rr::A(&odd, [104, 18, 32, 9])],
+    ));
+    f.push(hello(4_000, A, "", false));
+    let r = run_with(
+        Config {
+            max_names: 256,
+            ..Config::default()
+        },
+        &f,
+    );
+    let (o, dec) = hello_decision(&r);
+    assert_eq!(o.inferred_names, ["claude.ai"]);
+    assert_eq!(dec.unwrap().evidence, shadowgate::flow::Evidence::OwnLookup);
+    // At most 4 records of each spoofed answer, and the spoofs hold at most 256/8 addresses.
+    assert_eq!(r.stats.dns.answers_not_cached, 2_000 * (32 - 4));
+    assert!(r.stats.names.active <= 1 + 256 / 8, "{:?}", r.stats.names);
+    assert_eq!(r.stats.names.rejected, 1);
+}
+
+/// An ECHConfigList with one config per public name.
+fn ech_list(names: &[&str]) -> Vec<u8> {
+    let mut configs = Vec::new();
+    for n in names {
+        let mut c = vec![7, 0, 0x20];
+        c.extend_from_slice(&32u16.to_be_bytes());
+        c.extend_from_slice(&[0xab; 32]);
+        c.extend_from_slice(&4u16.to_be_bytes());
+        c.extend_from_slice(&[0, 1, 0, 1]);
+        c.push(0);
+        c.push(n.len() as u8);
+        c.extend_from_slice(n.as_bytes());
+        c.extend_from_slice(&0u16.to_be_bytes());
+        configs.extend_from_slice(&0xfe0du16.to_be_bytes());
+        configs.extend_from_slice(&(c.len() as u16).to_be_bytes());
+        configs.extend_from_slice(&c);
+    }
+    let mut v = (configs.len() as u16).to_be_bytes().to_vec();
+    v.extend_from_slice(&configs);
+    v
+}
+
+/// `client`'s HTTPS (type 65) lookup of `q` through `server`, answered with an ECH config whose
+/// public name is `public`.
+fn https_lookup(
+    at: u64,
+    client: [u8; 4],
+    server: [u8; 4],
+    id: u16,
+    q: &str,
+    public: &str,
+) -> Vec<(u64, Vec<u8>)> {
+    let port = 31_000 + id;
+    let mut query = synth::dns(id, q, None);
+    let n = query.len();
+    query[n - 3] = 65;
+    let mut ans = query.clone();
+    ans[2] = 0x81;
+    ans[3] = 0x80;
+    ans[7] = 1;
+    let list = ech_list(&[public]);
+    let mut rdata = vec![0, 1, 0];
+    rdata.extend_from_slice(&5u16.to_be_bytes());
+    rdata.extend_from_slice(&(list.len() as u16).to_be_bytes());
+    rdata.extend_from_slice(&list);
+    ans.extend_from_slice(&[0xc0, 12, 0, 65, 0, 1, 0, 0, 1, 0x2c]);
+    ans.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+    ans.extend_from_slice(&rdata);
+    vec![
+        (at, synth::udp(client, server, port, 53, &query)),
+        (at + 5, synth::udp(server, client, 53, port, &ans)),
+    ]
+}
+
+#[test]
+fn a_public_name_is_learnt_for_its_client_and_never_a_sites_own_name() {
+    // B looks up an attacker's HTTPS record naming the clinic's EHR as its ECH public name, and
+    // chatgpt.com (same CDN address as the EHR).
+    let mut f = https_lookup(0, B, DC, 1, "evil.example", "www.clinic-ehr.example");
+    f.extend(lookup(10, B, DC, 2, "chatgpt.com", CDN));
+    f.extend(lookup(20, A, DC, 3, "chatgpt.com", CDN));
+    // A (who never looked up the HTTPS record) reaches the EHR with a GREASE-ECH hello: its SNI.
+    f.push(hello(100, A, "www.clinic-ehr.example", true));
+    let r = run(&f);
+    let (o, dec) = hello_decision(&r);
+    assert!(o.inferred_names.is_empty(), "{o:?}");
+    assert!(dec.is_none(), "{dec:?}");
+    assert_eq!(r.stats.names.public_names, 1);
+
+    // B itself looked the EHR up (-> the CDN address): the name is the site's own, not a
+    // public name, even for B.
+    let mut f = https_lookup(0, B, DC, 1, "evil.example", "www.clinic-ehr.example");
+    f.extend(lookup(10, B, DC, 2, "chatgpt.com", CDN));
+    f.extend(lookup(20, B, DC, 3, "www.clinic-ehr.example", CDN));
+    f.push(hello(100, B, "www.clinic-ehr.example", true));
+    let r = run(&f);
+    let (o, dec) = hello_decision(&r);
+    assert!(o.inferred_names.is_empty(), "{o:?}");
+    assert!(dec.is_none(), "{dec:?}");
+
+    // A real public name: inferred for the client that looked it up, and for every client when
+    // the configured resolver did.
+    let mut f = https_lookup(0, B, DC, 1, "chatgpt.com", "ech.cdn.example");
+    f.extend(lookup(10, B, DC, 2, "chatgpt.com", CDN));
+    f.push(hello(100, B, "ech.cdn.example", true));
+    f.push(hello(200, A, "ech.cdn.example", true));
+    let r = run(&f);
+    let hellos: Vec<_> = r
+        .acted
+        .iter()
+        .filter(|(o, _)| o.kind == Kind::TlsClientHello)
+        .collect();
+    assert_eq!(hellos[0].0.inferred_names, ["chatgpt.com"]);
+    assert!(hellos[1].0.inferred_names.is_empty());
+    let mut f = https_lookup(0, DC, UPSTREAM, 1, "chatgpt.com", "ech.cdn.example");
+    f.extend(lookup(10, B, DC, 2, "chatgpt.com", CDN));
+    f.push(hello(200, A, "ech.cdn.example", true));
+    let r = run_with(with_resolver(), &f);
+    let (o, _) = hello_decision(&r);
+    assert_eq!(o.inferred_names, ["chatgpt.com"]);
 }

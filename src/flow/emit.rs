@@ -7,7 +7,7 @@ use crate::decode::dns;
 
 use super::hosts::HostNames;
 use super::lookups::{LookupKey, PendingQueries};
-use super::names::NameCache;
+use super::names::{NameCache, UNMATCHED_PER_MESSAGE};
 use super::observation::*;
 use super::public_names::PublicNames;
 use super::reassembly::Budget;
@@ -114,8 +114,18 @@ impl Sinks<'_> {
     }
 
     /// Names that resolved to `server` (when the wire shows none, or only an ECH public name),
-    /// strongest evidence for this client first.
+    /// strongest evidence for this client first. A learnt outer name counts only for the client
+    /// that looked it up (or every client, when a configured resolver did), and never when the
+    /// cache holds it as a name of the server address itself (then it is the site's own name).
     pub(super) fn infer(&self, o: &mut Observation) {
+        if let Some(sni) = o.name.as_deref() {
+            if !self.public.configured(sni)
+                && (!self.public.holds_for(sni, o.client.ip)
+                    || self.names.holds(&o.server.ip, sni, o.ts))
+            {
+                return;
+            }
+        }
         let found = self.names.lookup(&o.server.ip, o.client.ip, o.ts);
         if !found.is_empty() {
             (o.inferred_names, o.inferred_evidence) = found.into_iter().unzip();
@@ -123,7 +133,8 @@ impl Sinks<'_> {
         }
     }
 
-    /// Is `sni` the outer name of an Encrypted Client Hello (configured or learnt from DNS)?
+    /// Can `sni` be the outer name of an Encrypted Client Hello (configured, or learnt from DNS
+    /// for some client; [`Sinks::infer`] checks it is one for the hello's client)?
     pub(super) fn is_ech_public_name(&self, sni: &str) -> bool {
         self.public.contains(sni)
     }
@@ -195,10 +206,23 @@ impl Sinks<'_> {
         self.emit(o);
     }
 
-    /// Feed the name cache (a bounded number of address records per message) and the ECH public
-    /// names (from answers to seen queries only) from one answer to `asker`.
+    /// Feed the name cache (a bounded number of address records per message, fewer for an
+    /// unmatched answer) and the ECH public names (from answers to seen queries only, for
+    /// `asker`, or every client when `asker` is a configured resolver) from one answer to
+    /// `asker`. Only address records
+    /// whose owner is on the CNAME chain from the question feed the cache: a resolver discards
+    /// the others (RFC 5452 §6: out-of-bailiwick data), so an authoritative server for
+    /// `x.evil.example` cannot add `chatgpt.com A <address>` to its answer.
     fn learn(&mut self, m: &dns::Message, asker: IpAddr, matched: bool, ts: u64) {
-        let qname = m.questions.first().map(|q| q.name.as_str());
+        let Some(qname) = m.questions.first().map(|q| q.name.as_str()) else {
+            return;
+        };
+        let chain = cname_chain(qname, &m.answers);
+        let limit = if matched {
+            self.cache_answers
+        } else {
+            self.cache_answers.min(UNMATCHED_PER_MESSAGE)
+        };
         let mut cached = 0;
         for a in &m.answers {
             let ip = match &a.data {
@@ -206,25 +230,51 @@ impl Sinks<'_> {
                 dns::RecordData::Aaaa(v6) => IpAddr::V6(*v6),
                 dns::RecordData::Svcb { public_names, .. } => {
                     if matched {
+                        let resolver = self.names.is_resolver(&asker);
                         for n in public_names {
-                            self.public.learn(n, ts);
+                            self.public.learn(n, asker, resolver, ts);
                         }
                     }
                     continue;
                 }
                 _ => continue,
             };
-            if cached == self.cache_answers {
+            if !chain.iter().any(|c| c.eq_ignore_ascii_case(&a.name)) {
+                self.stats.dns.answers_off_chain += 1;
+                continue;
+            }
+            if cached >= limit {
                 self.stats.dns.answers_not_cached += 1;
                 continue;
             }
             cached += 1;
             self.names.insert(ip, &a.name, a.ttl, asker, matched, ts);
-            if let Some(q) = qname.filter(|q| *q != a.name) {
-                self.names.insert(ip, q, a.ttl, asker, matched, ts);
+            if !qname.eq_ignore_ascii_case(&a.name) {
+                self.names.insert(ip, qname, a.ttl, asker, matched, ts);
             }
         }
     }
+}
+
+/// CNAME hops followed from the question, at most.
+pub(super) const MAX_CNAME_HOPS: usize = 8;
+
+/// The question name, then the targets of CNAME records whose owner is already on the chain
+/// (case-insensitive; at most [`MAX_CNAME_HOPS`] hops, loops ignored), in answer order or not.
+fn cname_chain<'a>(qname: &'a str, answers: &'a [dns::Record]) -> Vec<&'a str> {
+    let mut chain = vec![qname];
+    while chain.len() <= MAX_CNAME_HOPS {
+        let last = chain[chain.len() - 1];
+        let next = answers.iter().find_map(|r| match &r.data {
+            dns::RecordData::Cname(t) if r.name.eq_ignore_ascii_case(last) => Some(t.as_str()),
+            _ => None,
+        });
+        match next {
+            Some(t) if !chain.iter().any(|c| c.eq_ignore_ascii_case(t)) => chain.push(t),
+            _ => break,
+        }
+    }
+    chain
 }
 
 /// An answer record as the observation reports it.

@@ -1,5 +1,6 @@
 //! DNS-derived name cache: server IP -> the names that resolved to it, who asked (client address)
-//! and whether the answer matched a seen query; TTLs capped, bounded in addresses and names.
+//! and whether the answer matched a seen query; TTLs capped, bounded in addresses, names per
+//! address and name length; addresses named only by unmatched answers held apart (1/8).
 
 use std::net::IpAddr;
 
@@ -10,11 +11,17 @@ use super::table::{Aged, BoundedMap};
 pub const NAMES_PER_IP: usize = 8;
 /// Longest TTL honoured (one day); RFC 2181 §8: a TTL with the high bit set is 0.
 pub const MAX_TTL_S: u32 = 86_400;
+/// Longest name cached (RFC 1035: 253 characters in text form, without the trailing dot).
+pub const MAX_NAME_LEN: usize = 253;
+/// Share of the address table that addresses named only by unmatched answers may hold (1/8).
+pub const UNMATCHED_SHARE: usize = 8;
+/// Address records of one unmatched answer that feed the cache, at most.
+pub const UNMATCHED_PER_MESSAGE: usize = 4;
 
 const SEC: u64 = 1_000_000_000;
 
 struct Named {
-    name: String,
+    name: Box<str>,
     /// Expiry in capture ns.
     expires: u64,
     /// The address the answer went to (the client, or a resolver that forwards for clients).
@@ -26,6 +33,45 @@ struct Named {
 struct Entry {
     names: Vec<Named>,
     last_ns: u64,
+}
+
+impl Entry {
+    fn new(now_ns: u64) -> Entry {
+        Entry {
+            names: Vec::new(),
+            last_ns: now_ns,
+        }
+    }
+
+    /// Add (or refresh) a name, keeping at most [`NAMES_PER_IP`]: the oldest unmatched name
+    /// goes first, then the oldest; an unmatched name never displaces a matched one.
+    fn add(&mut self, name: &str, expires: u64, asker: IpAddr, matched: bool, now_ns: u64) {
+        let mut matched = matched;
+        self.names.retain(|n| {
+            let same = &*n.name == name && n.asker == asker;
+            if same {
+                matched |= n.matched;
+            }
+            !same && n.expires > now_ns
+        });
+        if self.names.len() >= NAMES_PER_IP {
+            let victim = match self.names.iter().rposition(|n| !n.matched) {
+                Some(i) => i,
+                None if !matched => return,
+                None => self.names.len() - 1,
+            };
+            self.names.remove(victim);
+        }
+        self.names.insert(
+            0,
+            Named {
+                name: name.into(),
+                expires,
+                asker,
+                matched,
+            },
+        );
+    }
 }
 
 impl Aged for Entry {
@@ -43,32 +89,47 @@ pub fn capped_ttl(ttl: u32) -> u32 {
     }
 }
 
+/// Can `name` be cached: not empty, at most [`MAX_NAME_LEN`] characters, no `\` escapes (a
+/// byte DNS host names never carry; the escaped form is up to four times the wire length)?
+pub fn cacheable(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_NAME_LEN && !name.contains('\\')
+}
+
+/// Addresses whose names came from matched answers (`map`), and, apart and bounded to a small
+/// share, addresses that only unmatched answers named (`unmatched`): a flood of spoofed answers
+/// evicts only its own kind, never a client's lookup. An address is in at most one of them.
 pub struct NameCache {
     map: BoundedMap<IpAddr, Entry>,
+    unmatched: BoundedMap<IpAddr, Entry>,
     grace_ns: u64,
     /// Internal resolvers: their lookups count as `resolver_lookup` for every client.
     resolvers: Vec<IpAddr>,
     pub inserted: u64,
     pub evicted: u64,
+    /// Names not cached: too long or escaped.
+    pub rejected: u64,
 }
 
 impl NameCache {
     pub fn new(max_ips: usize, grace_s: u64, resolvers: Vec<IpAddr>) -> Self {
         NameCache {
             map: BoundedMap::new(max_ips),
+            unmatched: BoundedMap::new(max_ips / UNMATCHED_SHARE),
             grace_ns: grace_s.saturating_mul(SEC),
             resolvers,
             inserted: 0,
             evicted: 0,
+            rejected: 0,
         }
     }
 
+    /// Addresses held (both tables).
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.len() + self.unmatched.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
     /// Remember that `name` resolved to `ip` at `now_ns` with `ttl` seconds, in an answer to
@@ -85,58 +146,45 @@ impl NameCache {
         if name.is_empty() {
             return;
         }
+        if !cacheable(name) {
+            self.rejected += 1;
+            return;
+        }
         let expires = now_ns
             .saturating_add(capped_ttl(ttl) as u64 * SEC)
             .saturating_add(self.grace_ns);
         self.inserted += 1;
-        let entry = match self.map.get_mut(&ip) {
-            Some(e) => e,
-            None => {
-                let (e, evicted) = self.map.insert(
-                    ip,
-                    Entry {
-                        names: Vec::new(),
-                        last_ns: now_ns,
-                    },
-                );
-                if evicted {
-                    self.evicted += 1;
-                }
-                e
+        let entry = if let Some(e) = self.map.get_mut(&ip) {
+            if matched {
+                // An unmatched answer adds to a known address but does not keep it alive.
+                e.last_ns = now_ns;
             }
+            e
+        } else if matched {
+            // A matched lookup takes the address (and its unmatched names) into the main table.
+            let e = self
+                .unmatched
+                .remove(&ip)
+                .unwrap_or_else(|| Entry::new(now_ns));
+            let (e, evicted) = self.map.insert(ip, e);
+            self.evicted += evicted as u64;
+            e.last_ns = now_ns;
+            e
+        } else if let Some(e) = self.unmatched.get_mut(&ip) {
+            e.last_ns = now_ns;
+            e
+        } else {
+            let (e, evicted) = self.unmatched.insert(ip, Entry::new(now_ns));
+            self.evicted += evicted as u64;
+            e
         };
-        entry.last_ns = now_ns;
-        let mut matched = matched;
-        entry.names.retain(|n| {
-            let same = n.name == name && n.asker == asker;
-            if same {
-                matched |= n.matched;
-            }
-            !same && n.expires > now_ns
-        });
-        entry.names.insert(
-            0,
-            Named {
-                name: name.to_string(),
-                expires,
-                asker,
-                matched,
-            },
-        );
-        if entry.names.len() > NAMES_PER_IP {
-            let victim = entry
-                .names
-                .iter()
-                .rposition(|n| !n.matched)
-                .unwrap_or(entry.names.len() - 1);
-            entry.names.remove(victim);
-        }
+        entry.add(name, expires, asker, matched, now_ns);
     }
 
     /// Unexpired names for `ip` as seen from `client`: its own lookups first, then the internal
     /// resolvers', then other clients', then unmatched answers; most recent first within each.
     pub fn lookup(&self, ip: &IpAddr, client: IpAddr, now_ns: u64) -> Vec<(String, Evidence)> {
-        let Some(e) = self.map.get(ip) else {
+        let Some(e) = self.map.get(ip).or_else(|| self.unmatched.get(ip)) else {
             return Vec::new();
         };
         let mut out: Vec<(String, Evidence)> = Vec::new();
@@ -144,7 +192,7 @@ impl NameCache {
             .names
             .iter()
             .filter(|n| n.expires > now_ns)
-            .map(|n| (n.name.as_str(), self.evidence(n, client)))
+            .map(|n| (&*n.name, self.evidence(n, client)))
             .collect();
         found.sort_by_key(|(_, ev)| *ev); // stable: recency kept within a level
         for (n, ev) in found {
@@ -153,6 +201,24 @@ impl NameCache {
             }
         }
         out
+    }
+
+    /// Is `ip` a configured internal resolver?
+    pub fn is_resolver(&self, ip: &IpAddr) -> bool {
+        self.resolvers.contains(ip)
+    }
+
+    /// Does an unexpired answer to a seen lookup name `ip` as `name` (the address is one of that
+    /// name's own)? Answers to no seen query do not count (they could hide a real public name).
+    pub fn holds(&self, ip: &IpAddr, name: &str, now_ns: u64) -> bool {
+        self.map
+            .get(ip)
+            .or_else(|| self.unmatched.get(ip))
+            .is_some_and(|e| {
+                e.names
+                    .iter()
+                    .any(|n| n.matched && n.expires > now_ns && n.name.eq_ignore_ascii_case(name))
+            })
     }
 
     fn evidence(&self, n: &Named, client: IpAddr) -> Evidence {
@@ -171,6 +237,9 @@ impl NameCache {
     pub fn expire(&mut self, now_ns: u64) -> usize {
         self.map
             .retain(|e| e.names.iter().any(|n| n.expires > now_ns))
+            + self
+                .unmatched
+                .retain(|e| e.names.iter().any(|n| n.expires > now_ns))
     }
 }
 
@@ -289,5 +358,62 @@ mod tests {
         let l = c.lookup(&s, a, 0);
         assert_eq!(l.len(), NAMES_PER_IP);
         assert_eq!(l[0], ("real.example".to_string(), Evidence::OwnLookup));
+    }
+
+    #[test]
+    fn spoofed_answers_cannot_flush_lookups() {
+        // 1,024 addresses; a client's lookups fill 1,000 of them, then 100,000 unmatched answers
+        // for other addresses: they hold at most 1/8 of the table and evict only each other.
+        let mut c = NameCache::new(1024, 0, vec![]);
+        let a = ip("10.0.0.1");
+        for i in 0..1000u32 {
+            c.insert(
+                IpAddr::from(i.to_be_bytes()),
+                "real.example",
+                300,
+                a,
+                true,
+                0,
+            );
+        }
+        for i in 0..100_000u32 {
+            let s = IpAddr::from((0x0a00_0000 + i).to_be_bytes());
+            c.insert(s, "spoof.example", 300, a, false, 1 + i as u64);
+        }
+        assert_eq!(c.map.len(), 1000);
+        assert_eq!(c.unmatched.len(), 1024 / UNMATCHED_SHARE);
+        for i in 0..1000u32 {
+            let l = c.lookup(&IpAddr::from(i.to_be_bytes()), a, 2);
+            assert_eq!(l[0], ("real.example".to_string(), Evidence::OwnLookup));
+        }
+        // An unmatched name for a known address is added there (and listed last) ...
+        let s = IpAddr::from(5u32.to_be_bytes());
+        c.insert(s, "spoof.example", 300, a, false, 3);
+        assert_eq!(names(c.lookup(&s, a, 3)), ["real.example", "spoof.example"]);
+        // ... and a matched lookup of a spoofed address takes it into the main table.
+        let t = IpAddr::from((0x0a00_0000u32 + 99_999).to_be_bytes());
+        c.insert(t, "looked-up.example", 300, a, true, 4);
+        assert!(c.unmatched.get(&t).is_none());
+        assert_eq!(
+            names(c.lookup(&t, a, 4)),
+            ["looked-up.example", "spoof.example"]
+        );
+        assert!(c.len() <= 1024 + 1024 / UNMATCHED_SHARE);
+    }
+
+    #[test]
+    fn long_and_escaped_names_are_not_cached() {
+        let mut c = NameCache::new(10, 0, vec![]);
+        let (a, s) = (ip("10.0.0.1"), ip("1.2.3.4"));
+        let long = format!("{}.example", "a".repeat(250));
+        let max = format!("{}.example", "a".repeat(245));
+        assert_eq!(max.len(), MAX_NAME_LEN);
+        c.insert(s, &long, 300, a, true, 0);
+        c.insert(s, "we\\032ird.example", 300, a, true, 0);
+        c.insert(s, "x\\.example", 300, a, true, 0);
+        assert_eq!(c.rejected, 3);
+        assert!(c.is_empty());
+        c.insert(s, &max, 300, a, true, 0);
+        assert_eq!(names(c.lookup(&s, a, 0)), [max]);
     }
 }

@@ -76,6 +76,7 @@ impl Sensor {
         s.fragments = self.defrag.stats;
         s.names.inserted = self.names.inserted;
         s.names.evicted = self.names.evicted;
+        s.names.rejected = self.names.rejected;
         s.names.active = self.names.len() as u64;
         s.names.dhcp_hosts = self.hosts.len() as u64;
         s.names.public_names = self.public.learnt() as u64;

@@ -51,6 +51,8 @@ pub struct NameStats {
     pub inserted: u64,
     pub evicted: u64,
     pub active: u64,
+    /// Names not cached: longer than 253 characters or escaped.
+    pub rejected: u64,
     /// Client host names learnt from DHCP.
     pub dhcp_hosts: u64,
     /// ECH public names learnt from DNS HTTPS/SVCB answers and held now.
@@ -67,6 +69,8 @@ pub struct DnsStats {
     pub answers_skipped: u64,
     /// Address records beyond the per-message cache limit, not cached.
     pub answers_not_cached: u64,
+    /// Address records whose owner is not on the CNAME chain from the question, not cached.
+    pub answers_off_chain: u64,
     /// Answers to no query the sensor saw.
     pub unmatched_answers: u64,
     /// mDNS and LLMNR answers (never cached).

@@ -1,6 +1,6 @@
 //! Deciding: which rules select a name, which of them apply to the client at that time and on
 //! that evidence, and the decision for an observation (its wire names, most restrictive wins;
-//! then DNS-inferred names, strongest evidence first).
+//! then DNS-inferred names of the strongest evidence level present).
 
 use super::matcher::normalize;
 use super::{Action, CatalogMatch, Client, Decision, Policy, Via};
@@ -128,8 +128,9 @@ impl Policy {
     /// Decide about an observation: each name it carried on the wire (`name`, then
     /// `wire_names`), keeping the most restrictive decision (the first name on a tie; its
     /// `matched_name` says which name decided; a DNS answer to no seen query is
-    /// `unmatched_answer` evidence); if none decides, the names inferred from DNS, strongest
-    /// evidence first.
+    /// `unmatched_answer` evidence); if none decides, the names inferred from DNS at the
+    /// strongest evidence level present only (most recent first; a weaker level is never tried),
+    /// and a `resolver_lookup` level with several names is decided as `other_client`.
     pub fn decide_observation(&self, o: &Observation) -> Option<Decision> {
         let client = Client {
             ip: Some(o.client.ip),
@@ -163,16 +164,40 @@ impl Policy {
         if best.is_some() {
             return best;
         }
-        o.inferred_names.iter().enumerate().find_map(|(i, n)| {
-            let ev = o
-                .inferred_evidence
+        let ev_of = |i: usize| {
+            o.inferred_evidence
                 .get(i)
                 .copied()
-                .unwrap_or(Evidence::UnmatchedAnswer);
+                .unwrap_or(Evidence::UnmatchedAnswer)
+        };
+        // Only the strongest level present counts: a name the client itself looked up that no
+        // rule selects (its EHR on a CDN) must not fall through to another lookup of the address.
+        let top = (0..o.inferred_names.len()).map(ev_of).min()?;
+        let at_top: Vec<&String> = o
+            .inferred_names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| ev_of(*i) == top)
+            .map(|(_, n)| n)
+            .collect();
+        let ev = ambiguous(top, at_top.len());
+        at_top.iter().find_map(|n| {
             normalize(n)
                 .ok()
                 .and_then(|n| self.decide_on(&n, &client, o.ts, Via::Inferred, ev))
         })
+    }
+}
+
+/// The evidence an inferred name is decided on when `distinct` names share the strongest level:
+/// a resolver's (or another client's) lookups of one address that name several sites do not say
+/// which of them this client reached, so a resolver's count as another client's (which the
+/// bundled policy only alerts on).
+fn ambiguous(top: Evidence, distinct: usize) -> Evidence {
+    if top == Evidence::ResolverLookup && distinct > 1 {
+        Evidence::OtherClient
+    } else {
+        top
     }
 }
 
