@@ -9,7 +9,10 @@
 # 1.5 GB; FORCE=1 rewrites them). DIVISOR divides every count for a quick run (default 1: one
 # million SYNs, one million random-subdomain queries, 100,000 half-sent hellos, 500,000 lone
 # first fragments, 6,000 DNS bombs = 100/s for 60 s). NAMEs: syn-flood dns-random half-hello
-# frag-flood dns-bomb-flood. Each replay is stopped after TIMEOUT seconds (default 600).
+# frag-flood dns-bomb-flood. Each replay is stopped after TIMEOUT seconds (default 600): a
+# stopped replay prints no --stats, so its row shows the packets in the file and "timeout".
+# REPORT_ONLY=1 prints the table of the last run again without replaying.
+# Peak RSS includes the pages of the memory-mapped capture that were read (up to "file MiB").
 # Needs /usr/bin/time (Debian: time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,13 +25,14 @@ OUT=bench-out/floods
 [ "$DIV" = 1 ] || OUT="$OUT-div$DIV"
 mkdir -p "$OUT"
 [ -x /usr/bin/time ] || { echo "floods.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 1; }
+RES="$OUT/results"
+if [ -z "${REPORT_ONLY:-}" ]; then
 cargo build --release --quiet --bin shadowgate --example gen_floods
 for n in $NAMES; do
   if [ -n "${FORCE:-}" ] || [ ! -s "$OUT/$n.pcap" ]; then
     "$T/release/examples/gen_floods" "$OUT" "$DIV" "$n"
   fi
 done
-RES="$OUT/results"
 mkdir -p "$RES"
 for n in $NAMES; do
   f="$OUT/$n.pcap"
@@ -41,6 +45,7 @@ for n in $NAMES; do
   echo "${PIPESTATUS[0]}" > "$RES/$n.rc"
   set -e
 done
+fi
 python3 - "$RES" $NAMES <<'PY'
 import json, os, re, sys
 res, names = sys.argv[1], sys.argv[2:]
@@ -54,7 +59,7 @@ def frames(path):
             pos += 16 + struct.unpack("<I", f.read(4))[0]
             n += 1
     return n
-hdr = ["capture", "packets", "exit", "wall s", "peak RSS MiB", "observations", "decisions", "output MB",
+hdr = ["capture", "packets", "file MiB", "exit", "wall s", "peak RSS MiB", "observations", "decisions", "output MB",
        "flows created", "flows evicted", "flows expired", "reassembly budget exceeded", "names inserted", "names evicted",
        "fragments", "fragments evicted", "fragments expired", "fragments reassembled"]
 rows = []
@@ -82,7 +87,8 @@ for n in names:
             v = v[x]
         return v
     obs = sum(st["observations"].values()) if st else "-"
-    rows.append([n, pk, status, f"{secs:.1f}", f"{rss:.0f}", obs, lines, f"{nbytes / 1e6:.1f}",
+    fmib = os.path.getsize(os.path.join(os.path.dirname(res), n + ".pcap")) / 2**20
+    rows.append([n, pk, f"{fmib:.0f}", status, f"{secs:.1f}", f"{rss:.0f}", obs, lines, f"{nbytes / 1e6:.1f}",
                  g("flows", "created"), g("flows", "evicted"), g("flows", "expired"), g("flows", "reassembly_budget_exceeded"),
                  g("names", "inserted"), g("names", "evicted"),
                  g("fragments", "fragments"), g("fragments", "evicted"), g("fragments", "expired"), g("fragments", "reassembled")])
