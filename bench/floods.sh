@@ -41,8 +41,20 @@ for n in $NAMES; do
   set +e
   /usr/bin/time -v -o "$RES/$n.time" timeout "$TIMEOUT" \
     "$T/release/shadowgate" replay --policy policies --emit decisions --stats -q "$f" \
-    2> "$RES/$n.stderr" | wc -lc > "$RES/$n.out"
-  echo "${PIPESTATUS[0]}" > "$RES/$n.rc"
+    2> "$RES/$n.stderr" | wc -lc > "$RES/$n.out" &
+  # Peak anonymous memory (the sensor's own state): "peak RSS" also counts the pages of the
+  # memory-mapped capture, which the kernel can drop at will.
+  ( peak=0
+    sleep 0.05
+    while pid=$(pgrep -n -f "release/shadowgate replay --policy policies --emit decisions --stats -q $f"); do
+      a=$(awk '/^RssAnon:/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+      [ "${a:-0}" -gt "$peak" ] && peak=$a
+      sleep 0.02
+    done
+    echo "$peak" > "$RES/$n.anon" ) &
+  wait
+  rc=$(awk '/Exit status/ {print $3}' "$RES/$n.time")
+  echo "${rc:-1}" > "$RES/$n.rc"
   set -e
 done
 fi
@@ -59,7 +71,7 @@ def frames(path):
             pos += 16 + struct.unpack("<I", f.read(4))[0]
             n += 1
     return n
-hdr = ["capture", "packets", "file MiB", "exit", "wall s", "peak RSS MiB", "observations", "decisions", "output MB",
+hdr = ["capture", "packets", "file MiB", "exit", "wall s", "peak RSS MiB", "peak anon MiB", "observations", "decisions", "output MB",
        "flows created", "flows evicted", "flows expired", "reassembly budget exceeded", "names inserted", "names evicted",
        "fragments", "fragments evicted", "fragments expired", "fragments reassembled"]
 rows = []
@@ -69,6 +81,10 @@ for n in names:
     secs = (int(wall.group(1) or 0) * 3600 + int(wall.group(2)) * 60 + float(wall.group(3))) if wall else 0
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", t).group(1)) / 1024
     rc = open(os.path.join(res, n + ".rc")).read().strip()
+    try:
+        anon = f'{int(open(os.path.join(res, n + ".anon")).read().strip() or 0) / 1024:.0f}'
+    except (OSError, ValueError):
+        anon = "-"
     lines, nbytes = (int(x) for x in open(os.path.join(res, n + ".out")).read().split())
     err = open(os.path.join(res, n + ".stderr"), errors="replace").read()
     st = None
@@ -88,7 +104,7 @@ for n in names:
         return v
     obs = sum(st["observations"].values()) if st else "-"
     fmib = os.path.getsize(os.path.join(os.path.dirname(res), n + ".pcap")) / 2**20
-    rows.append([n, pk, f"{fmib:.0f}", status, f"{secs:.1f}", f"{rss:.0f}", obs, lines, f"{nbytes / 1e6:.1f}",
+    rows.append([n, pk, f"{fmib:.0f}", status, f"{secs:.1f}", f"{rss:.0f}", anon, obs, lines, f"{nbytes / 1e6:.1f}",
                  g("flows", "created"), g("flows", "evicted"), g("flows", "expired"), g("flows", "reassembly_budget_exceeded"),
                  g("names", "inserted"), g("names", "evicted"),
                  g("fragments", "fragments"), g("fragments", "evicted"), g("fragments", "expired"), g("fragments", "reassembled")])
