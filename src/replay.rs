@@ -46,6 +46,7 @@ pub fn replay_file(
                 }
                 if sum.frames & 0xffff == 0 {
                     progress(frames.position());
+                    file.release_before(frames.position());
                 }
             }
             Err(e) => {

@@ -118,10 +118,32 @@ impl CaptureFile {
                 })?,
             )
         };
+        if let Some(m) = &map {
+            // Read once, front to back: the kernel reads ahead further and drops behind sooner.
+            let _ = m.advise(memmap2::Advice::Sequential);
+        }
         Ok(CaptureFile {
             path: path.into(),
             map,
         })
+    }
+
+    /// Drop this process's mapping of the pages before byte `pos` (read already), so that a
+    /// capture larger than memory does not count against the process (RSS) as it is read. The
+    /// bytes stay in the file and the page cache: touching them again just maps them back.
+    pub fn release_before(&self, pos: u64) {
+        const PAGE: usize = 4096;
+        // Keep a margin: the frame being decoded may start a little before `pos`.
+        let end = (pos as usize).saturating_sub(1 << 20) / PAGE * PAGE;
+        if let Some(m) = &self.map {
+            if end > 0 && end <= m.len() {
+                // SAFETY: a read-only shared file mapping; MADV_DONTNEED drops the page table
+                // entries only, and a later access faults the same file bytes back in.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, end)
+                };
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
