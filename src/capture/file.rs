@@ -139,9 +139,8 @@ impl CaptureFile {
             if end > 0 && end <= m.len() {
                 // SAFETY: a read-only shared file mapping; MADV_DONTNEED drops the page table
                 // entries only, and a later access faults the same file bytes back in.
-                let _ = unsafe {
-                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, end)
-                };
+                let _ =
+                    unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, 0, end) };
             }
         }
     }
