@@ -2,8 +2,10 @@
 //! other sinks; policy reloads (rejected and accepted), sink outages and recoveries, start, stop
 //! and retention are system events in the store, in `shadowgate events` and in the ECS feed.
 
+mod common;
 #[path = "../benches/synth.rs"]
 mod synth;
+use common::{ai_capture, bin};
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -16,10 +18,6 @@ use shadowgate::policy::reload::PolicyHandle;
 use shadowgate::record::system::SystemLog;
 use shadowgate::record::{Query, Store};
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shadowgate"))
-}
-
 fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("sg-delivery-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -29,16 +27,6 @@ fn tmpdir(tag: &str) -> PathBuf {
 
 fn policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
-}
-
-fn ai_capture(dir: &Path, flows: u32) -> PathBuf {
-    let mut frames = Vec::new();
-    for i in 0..flows {
-        synth::flow(i, 0, &mut frames);
-    }
-    let p = dir.join("ai.pcap");
-    synth::write_pcap(&p, &frames).unwrap();
-    p
 }
 
 fn config(dir: &Path, policy: &Path, sinks: &str) -> PathBuf {

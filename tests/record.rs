@@ -3,8 +3,10 @@
 //! over TCP, syslog over UDP, TCP and TLS, webhook) carry ECS / CEF as promised. Receivers are
 //! listeners the test starts on 127.0.0.1.
 
+mod common;
 #[path = "../benches/synth.rs"]
 mod synth;
+use common::{ai_capture, bin};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, UdpSocket};
@@ -14,10 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shadowgate::record::{Query, Store};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shadowgate"))
-}
 
 fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("sg-record-{tag}-{}", std::process::id()));
@@ -31,17 +29,6 @@ fn policies() -> String {
         .join("policies")
         .display()
         .to_string()
-}
-
-/// A capture with `flows` flows, each giving DNS query + answer + ClientHello decisions.
-fn ai_capture(dir: &Path, flows: u32) -> PathBuf {
-    let mut frames = Vec::new();
-    for i in 0..flows {
-        synth::flow(i, 0, &mut frames);
-    }
-    let p = dir.join("ai.pcap");
-    synth::write_pcap(&p, &frames).unwrap();
-    p
 }
 
 fn config(dir: &Path, sinks: &str) -> PathBuf {

@@ -8,8 +8,10 @@
 //! the file shows exactly what the sender can be held to. (With rsyslog's default in-memory
 //! queue an acknowledged message may still die with the process: see the README.)
 
+mod common;
 #[path = "../benches/synth.rs"]
 mod synth;
+use common::{ai_capture, bin};
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -23,10 +25,6 @@ use shadowgate::record::{Query, Store};
 /// Messages outstanding at most per RELP session (`relp::DEFAULT_WINDOW`): after a failure at
 /// most this many are repeated.
 const WINDOW: usize = shadowgate::record::relp::DEFAULT_WINDOW;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shadowgate"))
-}
 
 /// A fresh directory, removed when dropped.
 struct TempDir(PathBuf);
@@ -51,17 +49,6 @@ fn policies() -> String {
         .join("policies")
         .display()
         .to_string()
-}
-
-/// A capture with `flows` flows, each giving DNS query + answer + ClientHello decisions.
-fn ai_capture(dir: &Path, flows: u32) -> PathBuf {
-    let mut frames = Vec::new();
-    for i in 0..flows {
-        synth::flow(i, 0, &mut frames);
-    }
-    let p = dir.join("ai.pcap");
-    synth::write_pcap(&p, &frames).unwrap();
-    p
 }
 
 /// `shadowgate.toml`-style configuration `name` in `dir` with the shared store and `sinks`.
