@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::act::config::*;
 use crate::policy::error::PolicyError;
 use crate::record::sinks::{
     JsonLines, JsonTarget, Sink, Syslog, SyslogTransport, TlsFiles, Webhook,
@@ -22,6 +23,19 @@ pub struct Config {
     pub store: Option<StoreConf>,
     #[serde(default)]
     pub sink: Vec<SinkConf>,
+    /// The daemon (`shadowgate run`): see `act::config`.
+    #[serde(default)]
+    pub capture: Option<CaptureConf>,
+    #[serde(default)]
+    pub enforce: Option<EnforceConf>,
+    #[serde(default)]
+    pub dns: Option<DnsConf>,
+    #[serde(default)]
+    pub portal: Option<PortalConf>,
+    #[serde(default)]
+    pub metrics: Option<MetricsConf>,
+    #[serde(default)]
+    pub devices: Option<DevicesConf>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -6,6 +6,7 @@
 //! feed). [`pipeline::Pipeline`] is that chain as one type; [`cmd`] holds the commands of the
 //! binary, [`config`] the configuration file and [`time`] the clock and time formats.
 
+pub mod act;
 pub mod capture;
 pub mod cmd;
 pub mod config;

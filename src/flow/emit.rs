@@ -78,6 +78,7 @@ impl Seg {
             quic: None,
             http: None,
             proxy: None,
+            tcp: None,
             frame: self.cx.frame,
         }
     }

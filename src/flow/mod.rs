@@ -29,5 +29,5 @@ pub mod reassembly;
 pub mod table;
 
 pub use lookups::LookupKey;
-pub use observation::{Evidence, Flag, Kind, Observation, ProxyInfo};
+pub use observation::{Evidence, Flag, Kind, Observation, ProxyInfo, TcpSeq};
 pub use sensor::{Config, Sensor, Stats};

@@ -229,6 +229,23 @@ pub struct Observation {
     pub proxy: Option<ProxyInfo>,
     /// 1-based frame number in the capture (0 for live capture).
     pub frame: u64,
+    /// TCP: the sequence numbers of the client segment that completed the message (what an
+    /// enforcer needs to reset the flow exactly; not part of the JSON schema).
+    #[serde(skip)]
+    pub tcp: Option<TcpSeq>,
+}
+
+/// Where a TCP flow stood when the client segment that completed a message was seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSeq {
+    /// The client's next sequence number (segment sequence + data length): the server expects
+    /// it, so a reset to the server carries it.
+    pub client_next: u32,
+    /// The segment's acknowledgement number: the server's next sequence number, which the
+    /// client expects, so a reset to the client carries it.
+    pub server_next: u32,
+    /// The segment carried an ACK (without one `server_next` means nothing).
+    pub has_ack: bool,
 }
 
 /// RFC 3339 UTC with microseconds.

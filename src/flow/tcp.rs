@@ -28,6 +28,34 @@ impl Sensor {
     /// One TCP segment: find or make its flow, note SYNs, and feed client data to the stream
     /// classifier, in place when it starts the stream, else through the direction's buffer.
     pub(super) fn tcp(&mut self, cx: Ctx, t: &TcpSlice<'_>, out: &mut Vec<Observation>) {
+        let before = out.len();
+        self.tcp_segment(cx, t, out);
+        if out.len() > before {
+            // The observations this segment completed: note where the flow stood.
+            let mut next = t.sequence_number().wrapping_add(t.payload().len() as u32);
+            if t.syn() {
+                next = next.wrapping_add(1);
+            }
+            if t.fin() {
+                next = next.wrapping_add(1);
+            }
+            let seq = TcpSeq {
+                client_next: next,
+                server_next: t.acknowledgment_number(),
+                has_ack: t.ack(),
+            };
+            for o in &mut out[before..] {
+                if o.transport == Transport::Tcp
+                    && o.client.ip == cx.src
+                    && o.client.port == t.source_port()
+                {
+                    o.tcp = Some(seq);
+                }
+            }
+        }
+    }
+
+    fn tcp_segment(&mut self, cx: Ctx, t: &TcpSlice<'_>, out: &mut Vec<Observation>) {
         let (sp, dp, payload) = (t.source_port(), t.destination_port(), t.payload());
         let (key, src_a) = FlowKey::new(cx.src, sp, cx.dst, dp, 6);
         let dir = if src_a { 0 } else { 1 };

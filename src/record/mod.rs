@@ -5,6 +5,7 @@ pub mod deliver;
 pub mod ecs;
 pub mod event;
 pub mod feed;
+pub mod queue;
 pub mod recorder;
 pub mod relp;
 pub mod sinks;

@@ -1,0 +1,6 @@
+//! Acting on the gateway (the daemon's side of the pipeline): configuration sections, the coach
+//! grants every enforcement point (DNS, nftables, portal) consults, and the device table.
+
+pub mod config;
+pub mod devices;
+pub mod grants;
