@@ -88,7 +88,7 @@ pub struct PolicyConf {
     pub dir: PathBuf,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConf {
     pub path: PathBuf,

@@ -31,6 +31,10 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cmd::policy::Args,
     },
+    /// Run the gateway daemon: capture live, decide, record, enforce, answer DNS.
+    Run(cmd::run::Args),
+    /// Turn enforcement off at once (on), back on (off), or show it (status).
+    BreakGlass(cmd::breakglass::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +49,7 @@ fn main() -> ExitCode {
         Cmd::Events(a) => cmd::events::run(a),
         Cmd::Deliver(a) => cmd::deliver::run(a),
         Cmd::Policy { cmd } => cmd::policy::run(cmd),
+        Cmd::Run(a) => cmd::run::run(a),
+        Cmd::BreakGlass(a) => cmd::breakglass::run(a),
     }
 }

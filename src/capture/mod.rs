@@ -2,5 +2,6 @@
 //! capture timestamp and the byte offset it was read from, so errors can point at the file.
 
 pub mod file;
+pub mod live;
 
 pub use file::{CaptureError, CaptureFile, Frame, Frames};

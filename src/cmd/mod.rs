@@ -1,10 +1,12 @@
 //! The commands of the `shadowgate` binary, one module each: their arguments (clap) and what they
 //! run. `main.rs` only parses the command line and calls `run` of the chosen command.
 
+pub mod breakglass;
 pub mod deliver;
 pub mod events;
 pub mod policy;
 pub mod replay;
+pub mod run;
 
 use std::path::{Path, PathBuf};
 

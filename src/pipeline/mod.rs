@@ -21,7 +21,9 @@ use crate::capture::{CaptureError, Frame};
 use crate::flow::{Config, Flag, Kind, LookupKey, Observation, Sensor, Stats};
 use crate::policy::reload::PolicyHandle;
 use crate::policy::Decision;
+use crate::record::queue::EventTx;
 use crate::record::recorder::Recorder;
+use crate::record::Event;
 use crate::replay::{self, FileSummary};
 
 pub use writer::{Format, Writer};
@@ -46,6 +48,17 @@ pub trait Output: Send {
     }
 }
 
+/// Says what was done about a decision (`{"enforcement":"stopped"}`, ...), stored as the event's
+/// `detail`; the daemon's enforcement state answers it.
+pub type Annotate = Box<dyn Fn(&Observation, &Decision) -> Option<String> + Send>;
+
+/// Events for a queue to the store (the daemon's recorder thread), instead of a [`Recorder`].
+struct Events {
+    tx: EventTx,
+    sensor: String,
+    annotate: Option<Annotate>,
+}
+
 /// The observation writer for stdout (or any byte sink).
 pub type BoxWriter = Writer<Box<dyn Write + Send>>;
 
@@ -55,6 +68,9 @@ struct Outputs {
     policy: Option<Arc<PolicyHandle>>,
     writer: Option<(BoxWriter, Emit)>,
     recorder: Option<Recorder>,
+    events: Option<Events>,
+    /// DNS servers whose lookups are recorded elsewhere (shadowgate's own resolver).
+    own_resolvers: Vec<std::net::SocketAddr>,
     extra: Vec<Box<dyn Output>>,
     observations: u64,
     decisions: u64,
@@ -69,6 +85,19 @@ struct Outputs {
 impl Outputs {
     fn handle(&mut self, o: &Observation) {
         self.observations += 1;
+        if !self.own_resolvers.is_empty()
+            && matches!(o.kind, Kind::DnsQuery | Kind::DnsAnswer)
+            && self
+                .own_resolvers
+                .iter()
+                .any(|a| a.ip() == o.server.ip && a.port() == o.server.port)
+        {
+            // Answered (and recorded) by shadowgate's own resolver: one event per lookup.
+            self.expire(o.ts);
+            self.act(o, None);
+            self.deliver(o, None);
+            return;
+        }
         let d = self
             .policy
             .as_ref()
@@ -140,6 +169,12 @@ impl Outputs {
         if d.is_some() {
             self.decisions += 1;
         }
+        if let (Some(ev), Some(d)) = (self.events.as_ref(), d) {
+            let mut e = Event::from_decision(o, d, &ev.sensor);
+            e.detail = ev.annotate.as_ref().and_then(|a| a(o, d));
+            // A full queue is counted by the queue and stored as a coverage gap.
+            ev.tx.send(e);
+        }
         if let (Some(rec), Some(d)) = (self.recorder.as_mut(), d) {
             if self.store_err.is_none() {
                 if let Err(e) = rec.record(o, d) {
@@ -195,6 +230,8 @@ impl Pipeline {
                 policy: None,
                 writer: None,
                 recorder: None,
+                events: None,
+                own_resolvers: Vec::new(),
                 extra: Vec::new(),
                 observations: 0,
                 decisions: 0,
@@ -225,6 +262,29 @@ impl Pipeline {
     pub fn with_recorder(mut self, r: Recorder) -> Self {
         self.outs.recorder = Some(r);
         self
+    }
+
+    /// Queue decisions as events for the daemon's recorder thread (never blocks: a full queue
+    /// drops and counts). `annotate` fills each event's `detail`.
+    pub fn with_events(mut self, tx: EventTx, sensor: &str, annotate: Option<Annotate>) -> Self {
+        self.outs.events = Some(Events {
+            tx,
+            sensor: sensor.to_string(),
+            annotate,
+        });
+        self
+    }
+
+    /// DNS to these servers is answered and recorded by shadowgate's own resolver: capture
+    /// still learns names from it but makes no second decision or event.
+    pub fn with_own_resolvers(mut self, addrs: Vec<std::net::SocketAddr>) -> Self {
+        self.outs.own_resolvers = addrs;
+        self
+    }
+
+    /// The clock moved without frames (live capture): decide DNS lookups whose answer is late.
+    pub fn tick(&mut self, now_ns: u64) {
+        self.outs.expire(now_ns);
     }
 
     /// Add an output that receives every observation with its decision.

@@ -36,7 +36,7 @@ pub struct PolicyHandle {
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
     last_error: Mutex<Option<String>>,
-    hook: Mutex<Option<ReloadHook>>,
+    hooks: Mutex<Vec<ReloadHook>>,
 }
 
 impl PolicyHandle {
@@ -50,7 +50,7 @@ impl PolicyHandle {
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
             last_error: Mutex::new(None),
-            hook: Mutex::new(None),
+            hooks: Mutex::new(Vec::new()),
         }))
     }
 
@@ -64,16 +64,16 @@ impl PolicyHandle {
         &self.dir
     }
 
-    /// Be told of every reload attempt (e.g. to record it as a system event).
+    /// Be told of every reload attempt (e.g. to record it as a system event); hooks add up.
     pub fn on_reload(&self, hook: ReloadHook) {
-        if let Ok(mut h) = self.hook.lock() {
-            *h = Some(hook);
+        if let Ok(mut h) = self.hooks.lock() {
+            h.push(hook);
         }
     }
 
     fn tell(&self, outcome: &ReloadOutcome) {
-        if let Ok(h) = self.hook.lock() {
-            if let Some(h) = h.as_ref() {
+        if let Ok(h) = self.hooks.lock() {
+            for h in h.iter() {
                 h(outcome);
             }
         }

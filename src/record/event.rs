@@ -72,6 +72,8 @@ pub enum SystemKind {
     SinkUp,
     /// Retention deleted old events.
     Retention,
+    /// Enforcement was turned off (or on again) with the break-glass switch.
+    BreakGlass,
 }
 
 impl SystemKind {
@@ -86,13 +88,17 @@ impl SystemKind {
             SystemKind::SinkDown => "sink_down",
             SystemKind::SinkUp => "sink_up",
             SystemKind::Retention => "retention",
+            SystemKind::BreakGlass => "break_glass",
         }
     }
 
     /// Severity word for the event (failures and gaps matter to the compliance officer).
     fn severity(self) -> &'static str {
         match self {
-            SystemKind::PolicyRejected | SystemKind::CaptureGap | SystemKind::SinkDown => "high",
+            SystemKind::PolicyRejected
+            | SystemKind::CaptureGap
+            | SystemKind::SinkDown
+            | SystemKind::BreakGlass => "high",
             SystemKind::KernelDrops => "medium",
             _ => "info",
         }

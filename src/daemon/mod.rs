@@ -1,0 +1,385 @@
+//! `shadowgate run`: the gateway daemon. Live capture threads each drive a library pipeline;
+//! decisions go to the recorder queue and the enforcer; DNS mode, the portal and `/metrics` run
+//! on a tokio runtime; signals reload (HUP), stop (TERM, INT); a break-glass file turns
+//! enforcement off at once.
+
+pub mod capture;
+pub mod health;
+pub mod metrics;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::act::devices::Devices;
+use crate::act::grants::Grants;
+use crate::capture::live::{LiveCapture, LiveOpts};
+use crate::config::{Config, EnforceConf, EnforceMode};
+use crate::flow::{Kind, Observation};
+use crate::pipeline::{Annotate, Pipeline};
+use crate::policy::reload::PolicyHandle;
+use crate::policy::{Action, Decision};
+use crate::record::queue;
+use crate::record::system::SystemLog;
+use crate::record::Store;
+
+use health::Health;
+use metrics::{CountOutput, Metrics, Scrape};
+
+/// Events waiting for the store at most (about 30 MB at worst): past it, drops are counted.
+const QUEUE_CAPACITY: usize = 65_536;
+
+/// The shared state every part of the daemon sees.
+pub struct Shared {
+    pub config: Config,
+    pub policy: Arc<PolicyHandle>,
+    pub grants: Arc<Grants>,
+    pub devices: Arc<Devices>,
+    pub metrics: Metrics,
+    pub health: Arc<Health>,
+    pub system: Option<Arc<SystemLog>>,
+    /// Enforcement on (enforce mode and no break-glass): DNS, portal and enforcer read it.
+    pub enforcing: Arc<AtomicBool>,
+    pub stop: Arc<AtomicBool>,
+}
+
+fn enforce_conf(c: &Config) -> EnforceConf {
+    c.enforce
+        .clone()
+        .unwrap_or_else(|| toml::from_str("").expect("every [enforce] key has a default"))
+}
+
+/// Does this decision stop traffic (for a client without a grant)?
+pub fn stops(d: &Decision) -> bool {
+    matches!(d.action, Action::Block | Action::Steer | Action::Coach)
+}
+
+/// The `detail` of a capture decision's event: what enforcement did (or would have done).
+fn annotator(grants: Arc<Grants>, enforcing: Arc<AtomicBool>) -> Annotate {
+    Box::new(move |o: &Observation, d: &Decision| {
+        if !stops(d) {
+            return None;
+        }
+        let granted = d.action == Action::Coach
+            && d.service
+                .as_deref()
+                .is_some_and(|s| grants.active(o.client.ip, s));
+        let how = match o.kind {
+            Kind::TlsClientHello | Kind::HttpRequest | Kind::ProxyConnect => "reset",
+            Kind::QuicInitial => "quic_drop",
+            Kind::DnsQuery | Kind::DnsAnswer => "quic_drop_answered",
+        };
+        let state = if granted {
+            "granted"
+        } else if enforcing.load(Ordering::Relaxed) {
+            "stopped"
+        } else {
+            "would_stop"
+        };
+        Some(json!({"enforcement": state, "how": how}).to_string())
+    })
+}
+
+/// Check the configuration for the daemon and say what is missing.
+fn validate(c: &Config, path: &Path) -> Result<(), String> {
+    let p = path.display();
+    if c.policy.is_none() {
+        return Err(format!(
+            "{p}: the daemon needs [policy] dir = \"...\" (see deploy/shadowgate.toml)"
+        ));
+    }
+    if c.store.is_none() {
+        return Err(format!(
+            "{p}: the daemon needs [store] path = \"...\" (every decision is recorded there)"
+        ));
+    }
+    if c.capture.is_none() && c.dns.is_none() {
+        return Err(format!(
+            "{p}: nothing to run: add [capture] interfaces = [\"lan0\"] and/or a [dns] section"
+        ));
+    }
+    if let Some(cap) = &c.capture {
+        if cap.interfaces.is_empty() {
+            return Err(format!(
+                "{p}: [capture] interfaces is empty: name the clinic-side interfaces"
+            ));
+        }
+    }
+    let e = enforce_conf(c);
+    if e.intercept_dns && c.dns.is_none() {
+        return Err(format!(
+            "{p}: [enforce] intercept_dns needs a [dns] section to redirect to"
+        ));
+    }
+    Ok(())
+}
+
+/// Run the daemon until SIGTERM or SIGINT. Returns the process exit code.
+pub fn run(config_path: &Path) -> Result<(), String> {
+    // Store, reports and logs name staff devices: nothing we create is world-readable.
+    // SAFETY: umask has no memory-safety preconditions.
+    unsafe {
+        libc::umask(0o077);
+    }
+    let config = Config::load(config_path).map_err(|e| e.to_string())?;
+    validate(&config, config_path)?;
+    let policy_dir = config.policy.as_ref().expect("validated").dir.clone();
+    let policy = PolicyHandle::load(&policy_dir).map_err(|e| e.to_string())?;
+    let store_conf = config.store.clone().expect("validated");
+    // Open (and migrate) the store now: a store that cannot be opened stops the start.
+    Store::open(&store_conf.path).map_err(|e| e.to_string())?;
+    let sensor_id = config.sensor.id.clone();
+    let system = Some(SystemLog::open(&store_conf.path, &sensor_id).map_err(|e| e.to_string())?);
+    if let Some(s) = &system {
+        s.watch_policy(&policy);
+    }
+    let econf = enforce_conf(&config);
+    let enforce_mode = econf.mode == EnforceMode::Enforce;
+    let break_glass = econf.break_glass_file.exists();
+    let enforcing = Arc::new(AtomicBool::new(enforce_mode && !break_glass));
+
+    let mut thread_names = Vec::new();
+    if let Some(cap) = &config.capture {
+        for i in &cap.interfaces {
+            for t in 0..cap.threads.max(1) {
+                thread_names.push(format!("{i}/{t}"));
+            }
+        }
+    }
+    let health = Arc::new(Health::new(thread_names, enforce_mode));
+    health
+        .enforcing
+        .store(enforcing.load(Ordering::Relaxed), Ordering::Relaxed);
+    let metrics = Metrics::new();
+    let reload_metrics = metrics.policy_reloads.clone();
+    policy.on_reload(Box::new(move |o| {
+        let r = match o {
+            crate::policy::reload::ReloadOutcome::Accepted { .. } => "ok",
+            _ => "failed",
+        };
+        reload_metrics.with_label_values(&[r]).inc();
+    }));
+
+    let shared = Arc::new(Shared {
+        policy: Arc::clone(&policy),
+        grants: Arc::new(Grants::new()),
+        devices: Arc::new(Devices::new()),
+        metrics: metrics.clone(),
+        health: Arc::clone(&health),
+        system: system.clone(),
+        enforcing: Arc::clone(&enforcing),
+        stop: Arc::new(AtomicBool::new(false)),
+        config,
+    });
+
+    // The recorder: a bounded queue in front of the store.
+    let store = Store::open(&store_conf.path).map_err(|e| e.to_string())?;
+    let (events, recorder) = queue::start(store, QUEUE_CAPACITY, store_conf.batch, system.clone());
+
+    // Open every capture socket first (needs CAP_NET_RAW), then build their pipelines.
+    let mut sockets = Vec::new();
+    if let Some(cap) = &shared.config.capture {
+        for (n, iface) in cap.interfaces.iter().enumerate() {
+            let threads = cap.threads.max(1);
+            for _ in 0..threads {
+                let opts = LiveOpts {
+                    ring_mib: cap.ring_mib,
+                    fanout_group: (threads > 1)
+                        .then(|| (std::process::id() as u16) ^ (n as u16).wrapping_mul(977)),
+                    promiscuous: cap.promiscuous,
+                    ..LiveOpts::default()
+                };
+                sockets.push(LiveCapture::open(iface, &opts).map_err(|e| e.to_string())?);
+            }
+        }
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("sg-async")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+
+    // The metrics endpoint.
+    if let Some(m) = &shared.config.metrics {
+        let scrape = Arc::new(Scrape {
+            metrics: metrics.clone(),
+            queue: Arc::clone(events.stats()),
+            store: Some(store_conf.path.clone()),
+            sinks: shared.config.sink.iter().map(|s| s.name.clone()).collect(),
+            health: Arc::clone(&health),
+        });
+        let listen = m.listen;
+        rt.block_on(metrics::serve(listen, scrape))?;
+    }
+
+    let own_resolvers: Vec<_> = shared
+        .config
+        .dns
+        .as_ref()
+        .map(|d| d.listen.clone())
+        .unwrap_or_default();
+
+    // Capture threads.
+    let mut flow_cfg = crate::flow::Config::default();
+    shared.config.sensor.apply(&mut flow_cfg);
+    let stats_interval = Duration::from_secs(
+        shared
+            .config
+            .capture
+            .as_ref()
+            .map(|c| c.stats_interval_s.max(1))
+            .unwrap_or(10),
+    );
+    let mut threads = Vec::new();
+    for (i, cap) in sockets.into_iter().enumerate() {
+        let p = Pipeline::new(flow_cfg.clone())
+            .with_policy(Arc::clone(&policy))
+            .with_events(
+                events.clone(),
+                &sensor_id,
+                Some(annotator(
+                    Arc::clone(&shared.grants),
+                    Arc::clone(&enforcing),
+                )),
+            )
+            .with_own_resolvers(own_resolvers.clone())
+            .with_output(Box::new(CountOutput(metrics.clone())));
+        let ctx = capture::CaptureCtx {
+            index: i,
+            stop: Arc::clone(&shared.stop),
+            health: Arc::clone(&health),
+            metrics: metrics.clone(),
+            system: system.clone(),
+            stats_interval,
+        };
+        threads.push(capture::spawn(cap, p, ctx).map_err(|e| format!("capture thread: {e}"))?);
+    }
+
+    // SIEM delivery from the store, each sink on its own thread.
+    let feed = if shared.config.sink.is_empty() {
+        None
+    } else {
+        let (path, sinks, stop, id) = (
+            store_conf.path.clone(),
+            shared.config.sink.clone(),
+            Arc::clone(&shared.stop),
+            sensor_id.clone(),
+        );
+        Some(
+            std::thread::Builder::new()
+                .name("sg-feed".into())
+                .spawn(move || {
+                    if let Err(e) = crate::record::feed::follow(&path, &sinks, &stop, &id) {
+                        eprintln!("shadowgate: SIEM delivery stopped: {e}");
+                    }
+                })
+                .map_err(|e| format!("feed thread: {e}"))?,
+        )
+    };
+
+    if let Some(s) = &system {
+        s.sensor_start(
+            "daemon",
+            Some(&policy),
+            json!({
+                "interfaces": shared.config.capture.as_ref().map(|c| c.interfaces.clone()),
+                "enforce": if enforce_mode { "enforce" } else { "monitor" },
+                "break_glass": break_glass,
+                "dns": shared.config.dns.as_ref().map(|d| d.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>()),
+            }),
+        );
+    }
+    eprintln!(
+        "shadowgate: running ({}{}), policy {}",
+        if enforce_mode { "enforce" } else { "monitor" },
+        if break_glass { ", break-glass on" } else { "" },
+        &policy.digest()[..12]
+    );
+
+    let how = main_loop(&shared, &econf.break_glass_file);
+
+    // Stop: capture first (no new decisions), then the rest.
+    shared.stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        let _ = t.join();
+    }
+    drop(rt);
+    if let Some(s) = &system {
+        s.sensor_stop(
+            how,
+            json!({
+                "events_written": events.stats().written.load(Ordering::Relaxed),
+                "events_dropped": events.stats().dropped.load(Ordering::Relaxed),
+            }),
+        );
+    }
+    drop(events);
+    recorder.stop();
+    if let Some(f) = feed {
+        let _ = f.join();
+    }
+    eprintln!("shadowgate: stopped ({how})");
+    Ok(())
+}
+
+/// Signals and the once-a-second duties, until asked to stop. Returns how it ended.
+fn main_loop(shared: &Arc<Shared>, break_glass_file: &PathBuf) -> &'static str {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let term = Arc::new(AtomicBool::new(false));
+    for s in [SIGTERM, SIGINT] {
+        let _ = signal_hook::flag::register(s, Arc::clone(&term));
+    }
+    // SIGHUP and edits of the policy directory reload it (a bad policy is rejected and the
+    // old one keeps deciding; both are on record).
+    let _watch = match shared.policy.watch() {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!("shadowgate: cannot watch the policy for reloads: {e}");
+            None
+        }
+    };
+    let enforce_mode = shared.health.enforce_mode;
+    let mut last_glass = break_glass_file.exists();
+    let mut last_second = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if term.load(Ordering::Relaxed) {
+            return "signal";
+        }
+        // Break glass: checked ten times a second, so it takes effect at once.
+        let glass = break_glass_file.exists();
+        if glass != last_glass {
+            last_glass = glass;
+            let on = enforce_mode && !glass;
+            shared.enforcing.store(on, Ordering::SeqCst);
+            shared.health.enforcing.store(on, Ordering::SeqCst);
+            eprintln!(
+                "shadowgate: break-glass {}: enforcement {}",
+                if glass { "on" } else { "off" },
+                if on { "on" } else { "off" }
+            );
+            if let Some(s) = &shared.system {
+                let _ = s.record(
+                    crate::record::SystemKind::BreakGlass,
+                    &format!(
+                        "break-glass {}",
+                        if glass {
+                            "on: enforcement off"
+                        } else {
+                            "off: enforcement on"
+                        }
+                    ),
+                    json!({"break_glass": glass, "enforcing": on}),
+                );
+            }
+        }
+        if last_second.elapsed() >= Duration::from_secs(1) {
+            last_second = Instant::now();
+        }
+    }
+}

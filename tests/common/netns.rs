@@ -1,0 +1,195 @@
+//! A namespace testbed: client, gateway and "internet" namespaces joined by veth pairs, with
+//! addresses only inside them; threads can enter a namespace; everything goes on drop.
+
+#![allow(dead_code)]
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::process::{Child, Command, Output, Stdio};
+
+/// client (10.20.1.2, .3, .4) -- lan0 [gateway 10.20.1.1 | 10.99.2.1] wan0 -- inet (10.99.2.2 ..)
+pub struct Testbed {
+    pub client: String,
+    pub gw: String,
+    pub inet: String,
+}
+
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 2);
+pub const CLIENT2: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 3);
+pub const OUTSIDER: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 4);
+pub const GW_LAN: Ipv4Addr = Ipv4Addr::new(10, 20, 1, 1);
+pub const GW_WAN: Ipv4Addr = Ipv4Addr::new(10, 99, 2, 1);
+/// Servers on the internet side: each a name in the tests' zone.
+pub const SERVER: Ipv4Addr = Ipv4Addr::new(10, 99, 2, 2);
+pub const SERVER2: Ipv4Addr = Ipv4Addr::new(10, 99, 2, 3);
+pub const SERVER3: Ipv4Addr = Ipv4Addr::new(10, 99, 2, 4);
+pub const UPSTREAM_DNS: Ipv4Addr = Ipv4Addr::new(10, 99, 2, 53);
+
+/// Is this process root with `ip netns` available? (CI is; a developer machine may not be.)
+pub fn can_run() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    root && Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn ip(args: &[&str]) {
+    let o = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        o.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+impl Testbed {
+    /// A fresh testbed whose namespaces are named `{tag}-c`, `{tag}-g`, `{tag}-i`.
+    pub fn new(tag: &str) -> Testbed {
+        let t = Testbed {
+            client: format!("{tag}-c"),
+            gw: format!("{tag}-g"),
+            inet: format!("{tag}-i"),
+        };
+        for ns in [&t.client, &t.gw, &t.inet] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        ip(&[
+            "-n", &t.client, "link", "add", "eth0", "type", "veth", "peer", "name", "lan0",
+            "netns", &t.gw,
+        ]);
+        ip(&[
+            "-n", &t.gw, "link", "add", "wan0", "type", "veth", "peer", "name", "eth0", "netns",
+            &t.inet,
+        ]);
+        for a in [CLIENT, CLIENT2, OUTSIDER] {
+            ip(&[
+                "-n",
+                &t.client,
+                "addr",
+                "add",
+                &format!("{a}/24"),
+                "dev",
+                "eth0",
+            ]);
+        }
+        ip(&["-n", &t.client, "link", "set", "eth0", "up"]);
+        ip(&[
+            "-n",
+            &t.client,
+            "route",
+            "add",
+            "default",
+            "via",
+            &GW_LAN.to_string(),
+        ]);
+        ip(&[
+            "-n",
+            &t.gw,
+            "addr",
+            "add",
+            &format!("{GW_LAN}/24"),
+            "dev",
+            "lan0",
+        ]);
+        ip(&[
+            "-n",
+            &t.gw,
+            "addr",
+            "add",
+            &format!("{GW_WAN}/24"),
+            "dev",
+            "wan0",
+        ]);
+        ip(&["-n", &t.gw, "link", "set", "lan0", "up"]);
+        ip(&["-n", &t.gw, "link", "set", "wan0", "up"]);
+        for a in [SERVER, SERVER2, SERVER3, UPSTREAM_DNS] {
+            ip(&[
+                "-n",
+                &t.inet,
+                "addr",
+                "add",
+                &format!("{a}/24"),
+                "dev",
+                "eth0",
+            ]);
+        }
+        ip(&["-n", &t.inet, "link", "set", "eth0", "up"]);
+        ip(&[
+            "-n",
+            &t.inet,
+            "route",
+            "add",
+            "10.20.1.0/24",
+            "via",
+            &GW_WAN.to_string(),
+        ]);
+        let o = t.exec(&t.gw, &["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // No offloads: frames on the capture ring are what was on the wire.
+        for (ns, dev) in [
+            (&t.client, "eth0"),
+            (&t.gw, "lan0"),
+            (&t.gw, "wan0"),
+            (&t.inet, "eth0"),
+        ] {
+            let _ = t.exec(
+                ns,
+                &[
+                    "ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off",
+                ],
+            );
+        }
+        t
+    }
+
+    /// Run a command in namespace `ns` and wait for it.
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .output()
+            .expect("run ip netns exec")
+    }
+
+    /// Start a command in namespace `ns`.
+    pub fn spawn(&self, ns: &str, program: &str, args: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", ns, program])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn in namespace")
+    }
+
+    /// Run `f` on a new thread inside namespace `ns` (its sockets live there).
+    pub fn in_ns<T: Send + 'static>(
+        &self,
+        ns: &str,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/run/netns/{ns}");
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).expect("open netns");
+            // SAFETY: a valid namespace descriptor; only this thread changes namespace.
+            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+            f()
+        })
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for ns in [&self.client, &self.gw, &self.inet] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
