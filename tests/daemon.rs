@@ -353,3 +353,151 @@ fn monitor_mode_records_would_stop_and_lets_it_through() {
     assert!(all.iter().any(|e| e.kind == "sensor_stop"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Send raw Ethernet frames out of `dev` in the calling thread's namespace.
+fn send_frames(dev: &str, frames: &[Vec<u8>]) -> usize {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let idx = shadowgate::capture::live::ifindex(dev).unwrap();
+    // SAFETY: plain socket calls on a descriptor we own.
+    let fd = unsafe {
+        OwnedFd::from_raw_fd(libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW,
+            (libc::ETH_P_ALL as u16).to_be() as i32,
+        ))
+    };
+    let mut sent = 0;
+    for f in frames {
+        // SAFETY: zeroed sockaddr_ll is valid; fields set below.
+        let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        sll.sll_family = libc::AF_PACKET as u16;
+        sll.sll_ifindex = idx as i32;
+        sll.sll_halen = 6;
+        // SAFETY: `f` and `sll` are valid for the call.
+        let r = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                f.as_ptr() as *const libc::c_void,
+                f.len(),
+                0,
+                &sll as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        };
+        if r > 0 {
+            sent += 1;
+        }
+    }
+    sent
+}
+
+/// The adversarial frames of the trust issue that fit on the wire (up to the MTU) sent at the
+/// gateway from a LAN device: the daemon keeps running and deciding, and counts the damage.
+#[test]
+fn daemon_survives_adversarial_frames_on_the_wire() {
+    need_root!();
+    let tb = Testbed::new("sgadv");
+    let dir = tmpdir("adversarial");
+    let policy = policy_copy(&dir);
+    let cfg = config(&dir, &policy, "[enforce]\nmode = \"monitor\"\n");
+    let mut d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    let mut frames = Vec::new();
+    let mut skipped = 0;
+    for entry in std::fs::read_dir(root().join("pcaps/adversarial")).unwrap() {
+        let p = entry.unwrap().path();
+        let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if ext != "pcap" && ext != "pcapng" {
+            continue;
+        }
+        let cf = shadowgate::capture::CaptureFile::open(&p).unwrap();
+        for f in cf.frames().unwrap().flatten() {
+            // Ethernet frames only, up to 1514 bytes (MTU 1500 + header).
+            if f.linktype == 1 && f.data.len() <= 1514 && f.data.len() >= 14 {
+                frames.push(f.data.to_vec());
+            } else {
+                skipped += 1;
+            }
+        }
+    }
+    assert!(
+        frames.len() > 100,
+        "{} frames, {skipped} skipped",
+        frames.len()
+    );
+    // And 5,000 mutations of them, up to full frame size (1514 bytes).
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let base = frames.clone();
+    for _ in 0..5_000 {
+        let mut f = base[(rnd() as usize) % base.len()].clone();
+        let grow = (rnd() % 2 == 0) as usize * ((rnd() as usize) % 1514);
+        while f.len() < grow {
+            f.push(rnd() as u8);
+        }
+        for _ in 0..1 + rnd() % 8 {
+            let i = 14 + (rnd() as usize) % (f.len().max(15) - 14);
+            if i < f.len() {
+                f[i] = rnd() as u8;
+            }
+        }
+        f.truncate(1514);
+        frames.push(f);
+    }
+    let n = frames.len();
+    let sent = tb
+        .in_ns(&tb.client, move || send_frames("eth0", &frames))
+        .join()
+        .unwrap();
+    assert!(sent * 10 >= n * 9, "sent {sent} of {n}");
+    eprintln!("sent {sent} of {n} adversarial frames ({skipped} too large or not Ethernet)");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "daemon died:\n{}",
+        d.log()
+    );
+    let (code, body) = http_get(&tb, METRICS.parse().unwrap(), "/healthz").unwrap();
+    assert_eq!(code, 200, "{body}");
+    let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+    assert!(
+        metric(&m, "shadowgate_frames_total", "lan0") >= sent as f64 * 0.9,
+        "{m}"
+    );
+    assert!(metric(&m, "shadowgate_observations_total", "") > 0.0, "{m}");
+    // Still deciding real traffic afterwards.
+    let _srv = tb
+        .in_ns(&tb.inet, || {
+            TlsServer::start(
+                SocketAddr::new(SERVER.into(), 443),
+                &["chatgpt.com"],
+                Duration::from_millis(20),
+            )
+        })
+        .join()
+        .unwrap();
+    let got = tb
+        .in_ns(&tb.client, || {
+            tls_get(
+                Some(CLIENT.into()),
+                SocketAddr::new(SERVER.into(), 443),
+                "chatgpt.com",
+            )
+        })
+        .join()
+        .unwrap();
+    assert!(got.is_ok(), "{got:?}");
+    wait_event(&dir, |e| {
+        e.name == "chatgpt.com" && e.client_ip == CLIENT.to_string()
+    });
+    d.signal(libc::SIGTERM);
+    assert!(d
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -83,6 +83,27 @@ fn annotator(grants: Arc<Grants>, enforcing: Arc<AtomicBool>) -> Annotate {
     })
 }
 
+/// Learn the client's MAC and DHCP host name from an observation into the device table, and
+/// complete what the observation lacks from it (neighbour table, leases file).
+fn enricher(devices: Arc<Devices>) -> crate::pipeline::Enrich {
+    Box::new(move |o: &mut Observation| {
+        let c = &mut o.client;
+        if c.mac.is_some() || c.hostname.is_some() {
+            devices.learn(c.ip, c.mac, c.hostname.as_deref());
+        }
+        if c.mac.is_none() || c.hostname.is_none() {
+            if let Some(d) = devices.lookup(c.ip) {
+                if c.mac.is_none() {
+                    c.mac = d.mac;
+                }
+                if c.hostname.is_none() {
+                    c.hostname = d.hostname;
+                }
+            }
+        }
+    })
+}
+
 /// Check the configuration for the daemon and say what is missing.
 fn validate(c: &Config, path: &Path) -> Result<(), String> {
     let p = path.display();
@@ -248,6 +269,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
                 )),
             )
             .with_own_resolvers(own_resolvers.clone())
+            .with_enrich(enricher(Arc::clone(&shared.devices)))
             .with_output(Box::new(CountOutput(metrics.clone())));
         let ctx = capture::CaptureCtx {
             index: i,

@@ -214,10 +214,15 @@ pub struct Counts {
     pub unmatched_suppressed: u64,
 }
 
+/// Completes an observation before it is decided (the daemon adds what the device table knows
+/// of the client: MAC from the neighbour table, host name from DHCP leases).
+pub type Enrich = Box<dyn FnMut(&mut Observation) + Send>;
+
 pub struct Pipeline {
     sensor: Sensor,
     outs: Outputs,
     buf: Vec<Observation>,
+    enrich: Option<Enrich>,
 }
 
 impl Pipeline {
@@ -243,7 +248,14 @@ impl Pipeline {
                 unmatched: lookups::UnmatchedLimit::new(16_384, 60),
             },
             buf: Vec::with_capacity(16),
+            enrich: None,
         }
+    }
+
+    /// Complete each live observation with `f` before it is decided.
+    pub fn with_enrich(mut self, f: Enrich) -> Self {
+        self.enrich = Some(f);
+        self
     }
 
     /// Decide every observation with this policy (hot-reloaded behind the handle).
@@ -297,7 +309,10 @@ impl Pipeline {
     /// One frame from any source.
     pub fn feed(&mut self, frame: &Frame<'_>) {
         self.sensor.process(frame, &mut self.buf);
-        for o in self.buf.drain(..) {
+        for mut o in self.buf.drain(..) {
+            if let Some(f) = self.enrich.as_mut() {
+                f(&mut o);
+            }
             self.outs.handle(&o);
         }
     }
