@@ -38,7 +38,9 @@ impl Default for LiveOpts {
     fn default() -> Self {
         LiveOpts {
             ring_mib: 64,
-            block_kib: 1024,
+            // Small blocks: a block the timer retires with one frame in it holds little of
+            // the ring while the reader is busy (256 blocks in 64 MiB).
+            block_kib: 256,
             block_timeout_ms: 10,
             fanout_group: None,
             promiscuous: false,
