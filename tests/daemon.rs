@@ -557,3 +557,86 @@ fn kernel_drops_are_counted_and_recorded() {
         .is_some_and(|s| s.success()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two capture threads sharing the interface by client address: a client's own lookup and its
+/// connection without SNI meet on one thread, so the connection is named by the lookup
+/// (`own_lookup`) every time. (With `fanout = "flow"` this fails about half the time.)
+#[test]
+fn two_capture_threads_keep_a_clients_lookup_and_connection_together() {
+    need_root!();
+    let tb = Testbed::new("sgfan");
+    let dir = tmpdir("fanout");
+    let policy = policy_copy(&dir);
+    let cfg = config(&dir, &policy, "[enforce]\nmode = \"monitor\"\n");
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("stats_interval_s = 1", "stats_interval_s = 1\nthreads = 2");
+    std::fs::write(&cfg, text).unwrap();
+    tb.in_ns(&tb.inet, || {
+        common::servers::dns_server(
+            SocketAddr::new(netns::UPSTREAM_DNS.into(), 53),
+            vec![("claude.ai", SERVER)],
+            Duration::from_millis(20),
+        );
+    })
+    .join()
+    .unwrap();
+    let _srv = tb
+        .in_ns(&tb.inet, || {
+            TlsServer::start(
+                SocketAddr::new(SERVER.into(), 443),
+                &["claude.ai"],
+                Duration::from_millis(20),
+            )
+        })
+        .join()
+        .unwrap();
+    let mut d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    for round in 0..6 {
+        let got = tb
+            .in_ns(&tb.client, || {
+                let ips = common::servers::dns_lookup(
+                    CLIENT.into(),
+                    SocketAddr::new(netns::UPSTREAM_DNS.into(), 53),
+                    "claude.ai",
+                )?;
+                // Connect to the address without SNI (an IP server name sends none).
+                tls_get(
+                    Some(CLIENT.into()),
+                    SocketAddr::new(ips[0].into(), 443),
+                    &ips[0].to_string(),
+                )
+            })
+            .join()
+            .unwrap();
+        assert!(got.is_ok(), "round {round}: {got:?}");
+    }
+    let t = Instant::now();
+    loop {
+        let inferred: Vec<_> = events(&dir)
+            .into_iter()
+            .filter(|e| e.kind == "tls_client_hello")
+            .collect();
+        if inferred.len() >= 6 {
+            for e in &inferred {
+                assert_eq!(e.name, "claude.ai", "{e:?}");
+                assert_eq!(e.evidence.as_deref(), Some("own_lookup"), "{e:?}");
+            }
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{inferred:#?}\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+    assert!(m.contains("thread=\"1\""), "{m}");
+    d.signal(libc::SIGTERM);
+    assert!(d
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+    let _ = std::fs::remove_dir_all(&dir);
+}

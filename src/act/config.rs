@@ -21,6 +21,11 @@ pub struct CaptureConf {
     /// Seconds between kernel drop checks (PACKET_STATISTICS).
     #[serde(default = "default_stats_s")]
     pub stats_interval_s: u64,
+    /// How threads share an interface: `client` (by the LAN client's address: its lookups and
+    /// connections meet on one thread; for a gateway) or `flow` (the kernel's flow hash; for a
+    /// mirror port).
+    #[serde(default)]
+    pub fanout: crate::capture::live::Fanout,
     /// Put the interfaces in promiscuous mode (a mirror port needs it; a gateway does not).
     #[serde(default)]
     pub promiscuous: bool,

@@ -28,9 +28,10 @@ pub struct LiveOpts {
     pub block_kib: usize,
     /// Hand a block to user space after this many milliseconds even if it is not full.
     pub block_timeout_ms: u32,
-    /// Join this fanout group (hash with defrag): every socket of the group on an interface
-    /// gets whole flows, both directions, fragments together.
+    /// Join this fanout group (with defrag, so fragments stay together): each socket of the
+    /// group on an interface gets its share of the traffic, split by `fanout`.
     pub fanout_group: Option<u16>,
+    pub fanout: Fanout,
     pub promiscuous: bool,
 }
 
@@ -43,9 +44,81 @@ impl Default for LiveOpts {
             block_kib: 256,
             block_timeout_ms: 10,
             fanout_group: None,
+            fanout: Fanout::Client,
             promiscuous: false,
         }
     }
+}
+
+/// How a fanout group splits the traffic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fanout {
+    /// By the LAN client's address (a gateway's LAN interface: the source of what arrives, the
+    /// destination of what leaves): a client's DNS lookups and connections meet on one
+    /// thread, so its own lookups name its encrypted flows there. A classic BPF program.
+    #[default]
+    Client,
+    /// The kernel's symmetric flow hash (PACKET_FANOUT_HASH): both directions of a flow on one
+    /// thread, but a client's lookup and its connection may meet on different threads (for a
+    /// mirror port, where the client's address is not known from the direction).
+    Flow,
+}
+
+/// The classic BPF fanout program of [`Fanout::Client`]: 32 bits of the client's address
+/// (IPv4, or the low word of IPv6), mixed; other frames to member 0. Loads are relative to the
+/// network header (`SKF_NET_OFF`), which holds in both directions.
+fn client_fanout_program() -> Vec<libc::sock_filter> {
+    const NET: u32 = (-0x100000i32) as u32;
+    const AD: u32 = libc::SKF_AD_OFF as u32;
+    let ld_abs_w = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    let ja = (libc::BPF_JMP | libc::BPF_JA) as u16;
+    let ret_k = (libc::BPF_RET | libc::BPF_K) as u16;
+    let ret_a = (libc::BPF_RET | libc::BPF_A) as u16;
+    let st = |code: u16, k: u32| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jmp = |code: u16, k: u32, jt: u8, jf: u8| libc::sock_filter { code, jt, jf, k };
+    vec![
+        /* 0 */ st(ld_abs_w, AD + libc::SKF_AD_PROTOCOL as u32),
+        /* 1 */ jmp(jeq, 0x0800, 2, 0),
+        /* 2 */ jmp(jeq, 0x86dd, 7, 0),
+        /* 3 */ st(ret_k, 0),
+        // IPv4: outgoing (to the client) -> destination, else source.
+        /* 4 */
+        st(ld_abs_w, AD + libc::SKF_AD_PKTTYPE as u32),
+        /* 5 */ jmp(jeq, libc::PACKET_OUTGOING as u32, 0, 2),
+        /* 6 */ st(ld_abs_w, NET + 16),
+        /* 7 */ jmp(ja, 8, 0, 0),
+        /* 8 */ st(ld_abs_w, NET + 12),
+        /* 9 */ jmp(ja, 6, 0, 0),
+        // IPv6: the low 32 bits of the destination or source address.
+        /* 10 */
+        st(ld_abs_w, AD + libc::SKF_AD_PKTTYPE as u32),
+        /* 11 */ jmp(jeq, libc::PACKET_OUTGOING as u32, 0, 2),
+        /* 12 */ st(ld_abs_w, NET + 36),
+        /* 13 */ jmp(ja, 2, 0, 0),
+        /* 14 */ st(ld_abs_w, NET + 20),
+        /* 15 */ jmp(ja, 0, 0, 0),
+        // Mix: A ^= A >> 16; A *= 0x45d9f3b; A ^= A >> 16.
+        /* 16 */
+        st((libc::BPF_MISC | libc::BPF_TAX) as u16, 0),
+        /* 17 */ st((libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K) as u16, 16),
+        /* 18 */ st((libc::BPF_ALU | libc::BPF_XOR | libc::BPF_X) as u16, 0),
+        /* 19 */
+        st(
+            (libc::BPF_ALU | libc::BPF_MUL | libc::BPF_K) as u16,
+            0x045d_9f3b,
+        ),
+        /* 20 */ st((libc::BPF_MISC | libc::BPF_TAX) as u16, 0),
+        /* 21 */ st((libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K) as u16, 16),
+        /* 22 */ st((libc::BPF_ALU | libc::BPF_XOR | libc::BPF_X) as u16, 0),
+        /* 23 */ st(ret_a, 0),
+    ]
 }
 
 /// Kernel counters of one socket since it was opened.
@@ -206,10 +279,23 @@ impl LiveCapture {
                 .map_err(|e| err(iface, "promiscuous mode", e))?;
         }
         if let Some(g) = opts.fanout_group {
-            let mode = libc::PACKET_FANOUT_HASH | libc::PACKET_FANOUT_FLAG_DEFRAG;
+            let kind = match opts.fanout {
+                Fanout::Client => libc::PACKET_FANOUT_CBPF,
+                Fanout::Flow => libc::PACKET_FANOUT_HASH,
+            };
+            let mode = kind | libc::PACKET_FANOUT_FLAG_DEFRAG;
             let v: u32 = (g as u32) | (mode << 16);
             setsockopt(s, libc::SOL_PACKET, libc::PACKET_FANOUT, &v)
                 .map_err(|e| err(iface, "PACKET_FANOUT", e))?;
+            if opts.fanout == Fanout::Client {
+                let prog = client_fanout_program();
+                let fprog = libc::sock_fprog {
+                    len: prog.len() as u16,
+                    filter: prog.as_ptr() as *mut libc::sock_filter,
+                };
+                setsockopt(s, libc::SOL_PACKET, libc::PACKET_FANOUT_DATA, &fprog)
+                    .map_err(|e| err(iface, "PACKET_FANOUT_DATA (client fanout program)", e))?;
+            }
         }
         // Counters start now (opening counted nothing useful).
         let _ = cap.read_stats();

@@ -210,6 +210,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
                     ring_mib: cap.ring_mib,
                     fanout_group: (threads > 1)
                         .then(|| (std::process::id() as u16) ^ (n as u16).wrapping_mul(977)),
+                    fanout: cap.fanout,
                     promiscuous: cap.promiscuous,
                     ..LiveOpts::default()
                 };

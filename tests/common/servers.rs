@@ -274,3 +274,91 @@ fn sockaddr(a: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
     }
 }
+
+/// A DNS server for the tests' zone: A records from `zone`, NXDOMAIN otherwise, each answer
+/// `delay` late (the internet is far away). Binds now, in the caller's namespace.
+pub fn dns_server(
+    addr: SocketAddr,
+    zone: Vec<(&'static str, std::net::Ipv4Addr)>,
+    delay: Duration,
+) {
+    use hickory_proto::op::{Message, MessageType, ResponseCode};
+    use hickory_proto::rr::{rdata::A, RData, Record};
+    let sock = std::net::UdpSocket::bind(addr).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        loop {
+            let Ok((n, peer)) = sock.recv_from(&mut buf) else {
+                return;
+            };
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut r = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+            r.metadata.recursion_desired = q.metadata.recursion_desired;
+            r.metadata.recursion_available = true;
+            let mut found = false;
+            for question in &q.queries {
+                r.add_query(question.clone());
+                let name = question.name().to_ascii();
+                let name = name.trim_end_matches('.');
+                for (zn, ip) in &zone {
+                    if *zn == name && question.query_type() == hickory_proto::rr::RecordType::A {
+                        r.add_answer(Record::from_rdata(
+                            question.name().clone(),
+                            60,
+                            RData::A(A(*ip)),
+                        ));
+                        found = true;
+                    }
+                }
+                if !found && !zone.iter().any(|(zn, _)| *zn == name) {
+                    r.metadata.response_code = ResponseCode::NXDomain;
+                }
+            }
+            std::thread::sleep(delay);
+            if let Ok(b) = r.to_vec() {
+                let _ = sock.send_to(&b, peer);
+            }
+        }
+    });
+}
+
+/// Look `name` up (type A) at `server` from `bind`; the addresses, or the response code.
+pub fn dns_lookup(
+    bind: std::net::IpAddr,
+    server: SocketAddr,
+    name: &str,
+) -> Result<Vec<std::net::Ipv4Addr>, String> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let sock = std::net::UdpSocket::bind(SocketAddr::new(bind, 0)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut m = Message::query();
+    m.metadata.id = rand_id();
+    m.metadata.recursion_desired = true;
+    m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+    sock.send_to(&m.to_vec().unwrap(), server)
+        .map_err(|e| e.to_string())?;
+    let mut buf = [0u8; 1500];
+    let (n, _) = sock.recv_from(&mut buf).map_err(|e| e.to_string())?;
+    let r = Message::from_vec(&buf[..n]).map_err(|e| e.to_string())?;
+    if r.metadata.response_code != hickory_proto::op::ResponseCode::NoError {
+        return Err(r.metadata.response_code.to_string());
+    }
+    Ok(r.answers
+        .iter()
+        .filter_map(|a| match &a.data {
+            RData::A(a) => Some(a.0),
+            _ => None,
+        })
+        .collect())
+}
+
+fn rand_id() -> u16 {
+    (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        & 0xffff) as u16
+}
