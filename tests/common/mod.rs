@@ -1,6 +1,9 @@
 //! Helpers shared by the record, delivery and RELP tests: the binary under test and a capture of
 //! AI flows (each a DNS lookup and a ClientHello) built with `benches/synth.rs`.
 
+#![allow(dead_code)]
+
+pub mod daemon;
 pub mod netns;
 pub mod servers;
 
