@@ -1,0 +1,457 @@
+//! The daemon enforcing on the namespace testbed: TLS and QUIC to a steered service stopped
+//! (the server gets no application byte), the approved route, an uncatalogued site and an
+//! alert-only service untouched, DNS mode answers per policy, and fail-open after `kill -9`.
+
+mod common;
+#[path = "../benches/synth.rs"]
+#[allow(dead_code)]
+mod synth;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::daemon::*;
+use common::netns::{
+    Testbed, CLIENT, CLIENT2, GW_LAN, OUTSIDER, SERVER, SERVER2, SERVER3, UPSTREAM_DNS,
+};
+use common::servers::{dns_lookup, dns_server, tls_get, TlsServer};
+
+/// The test policy: the bundled catalogue with rules that exercise every action.
+const POLICY: &str = r#"
+[settings]
+default_action = "alert"
+default_severity = "medium"
+
+[approved_route]
+url = "https://ai.clinic.example/"
+instruction = "Use the clinic's AI assistant."
+
+[[rule]]
+id = "T-100-approved"
+services = ["aws-bedrock"]
+action = "allow"
+severity = "info"
+
+[[rule]]
+id = "T-150-block"
+services = ["deepseek"]
+action = "block"
+severity = "high"
+
+[[rule]]
+id = "T-160-coach"
+services = ["gemini"]
+action = "coach"
+severity = "medium"
+
+[[rule]]
+id = "T-200-enterprise-api"
+categories = ["enterprise_ai_api"]
+action = "alert"
+severity = "low"
+
+[[rule]]
+id = "T-300-consumer-ai"
+categories = ["consumer_ai"]
+action = "steer"
+steer_to = "approved"
+severity = "medium"
+min_evidence = "resolver_lookup"
+
+[[rule]]
+id = "T-310-weak"
+categories = ["consumer_ai"]
+action = "alert"
+severity = "low"
+"#;
+
+fn test_policy(dir: &Path) -> PathBuf {
+    let p = policy_copy(dir);
+    std::fs::write(p.join("policy.toml"), POLICY).unwrap();
+    p
+}
+
+/// Servers on the internet side: claude.ai and chatgpt.com at SERVER, the approved route and
+/// an uncatalogued site at SERVER2, the alert-only API at SERVER3; a DNS server for the zone.
+fn internet(tb: &Testbed) -> (TlsServer, TlsServer, TlsServer) {
+    tb.in_ns(&tb.inet, || {
+        dns_server(
+            SocketAddr::new(UPSTREAM_DNS.into(), 53),
+            vec![
+                ("claude.ai", SERVER),
+                ("chatgpt.com", SERVER),
+                ("chat.deepseek.com", SERVER),
+                ("gemini.google.com", SERVER),
+                ("bedrock-runtime.us-east-1.amazonaws.com", SERVER2),
+                ("example.org", SERVER2),
+                ("api.openai.com", SERVER3),
+            ],
+            Duration::from_millis(20),
+        );
+        let d = Duration::from_millis(20);
+        (
+            TlsServer::start(
+                SocketAddr::new(SERVER.into(), 443),
+                &["claude.ai", "chatgpt.com"],
+                d,
+            ),
+            TlsServer::start(
+                SocketAddr::new(SERVER2.into(), 443),
+                &["bedrock-runtime.us-east-1.amazonaws.com", "example.org"],
+                d,
+            ),
+            TlsServer::start(SocketAddr::new(SERVER3.into(), 443), &["api.openai.com"], d),
+        )
+    })
+    .join()
+    .unwrap()
+}
+
+fn enforce_config(dir: &Path, policy: &Path, extra: &str) -> PathBuf {
+    config(
+        dir,
+        policy,
+        &format!(
+            "[enforce]\nmode = \"enforce\"\nbreak_glass_file = \"{}\"\n{extra}",
+            dir.join("glass").display()
+        ),
+    )
+}
+
+fn from_client(
+    tb: &Testbed,
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    name: &'static str,
+) -> Result<String, String> {
+    tb.in_ns(&tb.client, move || {
+        tls_get(Some(src.into()), SocketAddr::new(dst.into(), 443), name)
+    })
+    .join()
+    .unwrap()
+}
+
+fn nft_tables(tb: &Testbed) -> String {
+    let o = tb.exec(&tb.gw, &["nft", "list", "tables"]);
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// A QUIC v1 Initial carrying a ClientHello for `sni`.
+fn quic_initial(sni: &str) -> Vec<u8> {
+    let hello = synth::client_hello(sni, 0);
+    // CRYPTO frame: type 0x06, offset 0, length, data (the handshake message without the
+    // 5-byte record header).
+    let hs = &hello[5..];
+    let mut frames = vec![0x06, 0x00];
+    frames.extend(synth::quic_varint(hs.len() as u64, 2));
+    frames.extend_from_slice(hs);
+    synth::quic_v1_initial(
+        &[0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08],
+        &[1, 2, 3, 4],
+        &[],
+        0,
+        &frames,
+        1200,
+        true,
+    )
+}
+
+/// Enforce mode over TLS, QUIC and plain passage; the stop is exact (no byte after the hello
+/// reaches the server) and a retry is stopped too; `/metrics` counts it; SIGTERM removes the
+/// table.
+#[test]
+fn enforce_stops_steered_tls_and_quic_and_leaves_the_rest_alone() {
+    need_root!();
+    let tb = Testbed::new("sgenf");
+    let dir = tmpdir("enforce");
+    let policy = test_policy(&dir);
+    let cfg = enforce_config(&dir, &policy, "");
+    let (ai, approved, api) = internet(&tb);
+    // A UDP listener on SERVER:443 counts the QUIC datagrams that get through.
+    let quic_rx = tb
+        .in_ns(&tb.inet, || {
+            let s = UdpSocket::bind(SocketAddr::new(SERVER.into(), 443)).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            s
+        })
+        .join()
+        .unwrap();
+    let mut d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    assert!(
+        nft_tables(&tb).contains("inet shadowgate"),
+        "{}",
+        nft_tables(&tb)
+    );
+
+    // TLS to claude.ai: stopped, the server gets no application byte; a retry is stopped too.
+    for attempt in 0..2 {
+        let got = from_client(&tb, CLIENT, SERVER, "claude.ai");
+        assert!(got.is_err(), "attempt {attempt}: {got:?}\n{}", d.log());
+    }
+    let conns = ai.wait(2);
+    assert_eq!(conns.len(), 2, "{conns:?}");
+    for c in &conns {
+        assert!(!c.handshake_done && c.app_bytes == 0, "{conns:?}");
+    }
+    let e = wait_event(&dir, |e| {
+        e.name == "claude.ai" && e.kind == "tls_client_hello"
+    });
+    assert_eq!(e.action, "steer");
+    assert!(
+        e.detail.as_deref().unwrap_or("").contains("\"stopped\""),
+        "{e:?}"
+    );
+
+    // QUIC to chatgpt.com: the Initial passes (a passive sensor sees it), later datagrams from
+    // that client to that address are dropped; another client still gets through.
+    let initial = quic_initial("chatgpt.com");
+    tb.in_ns(&tb.client, move || {
+        let s = UdpSocket::bind(SocketAddr::new(CLIENT.into(), 0)).unwrap();
+        s.send_to(&initial, SocketAddr::new(SERVER.into(), 443))
+            .unwrap();
+    })
+    .join()
+    .unwrap();
+    let mut buf = [0u8; 2048];
+    assert!(
+        quic_rx.recv_from(&mut buf).is_ok(),
+        "the first Initial reaches the server"
+    );
+    wait_event(&dir, |e| {
+        e.name == "chatgpt.com" && e.kind == "quic_initial"
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let send = |src: std::net::Ipv4Addr| {
+        tb.in_ns(&tb.client, move || {
+            let s = UdpSocket::bind(SocketAddr::new(src.into(), 0)).unwrap();
+            s.send_to(b"retry", SocketAddr::new(SERVER.into(), 443))
+                .unwrap();
+        })
+        .join()
+        .unwrap()
+    };
+    send(CLIENT);
+    assert!(
+        quic_rx.recv_from(&mut buf).is_err(),
+        "QUIC from the stopped client must be dropped"
+    );
+    send(CLIENT2);
+    let (n, from) = quic_rx
+        .recv_from(&mut buf)
+        .expect("another client is not stopped");
+    assert_eq!(
+        (&buf[..n], from.ip()),
+        (&b"retry"[..], std::net::IpAddr::from(CLIENT2))
+    );
+    // ... and the browser's TCP fallback shows the SNI and is stopped.
+    assert!(from_client(&tb, CLIENT, SERVER, "chatgpt.com").is_err());
+
+    // The approved route, an uncatalogued site and an alert-only API pass untouched.
+    let ok = from_client(
+        &tb,
+        CLIENT,
+        SERVER2,
+        "bedrock-runtime.us-east-1.amazonaws.com",
+    );
+    assert!(ok.as_deref().unwrap_or("").contains("ok"), "{ok:?}");
+    let ok = from_client(&tb, CLIENT, SERVER2, "example.org");
+    assert!(ok.as_deref().unwrap_or("").contains("ok"), "{ok:?}");
+    let ok = from_client(&tb, CLIENT, SERVER3, "api.openai.com");
+    assert!(ok.as_deref().unwrap_or("").contains("ok"), "{ok:?}");
+    assert!(approved.wait(2).iter().all(|c| c.app_bytes > 0));
+    assert!(api.wait(1).iter().all(|c| c.app_bytes > 0));
+    let e = wait_event(&dir, |e| e.name == "api.openai.com");
+    assert_eq!(e.action, "alert");
+    let e = wait_event(&dir, |e| e.name.starts_with("bedrock-runtime"));
+    assert_eq!(e.action, "allow");
+    assert!(!events(&dir).iter().any(|e| e.name == "example.org"));
+
+    // Metrics.
+    std::thread::sleep(Duration::from_millis(1100));
+    let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+    assert!(
+        metric(&m, "shadowgate_flows_stopped_total", "") >= 3.0,
+        "{m}"
+    );
+    assert!(metric(&m, "shadowgate_nft_ops_total", "") >= 1.0, "{m}");
+    assert!(
+        metric(&m, "shadowgate_decisions_total", "action=\"allow\"") >= 1.0,
+        "{m}"
+    );
+
+    // SIGTERM: no table left.
+    d.signal(libc::SIGTERM);
+    assert!(
+        d.wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success()),
+        "{}",
+        d.log()
+    );
+    assert!(
+        !nft_tables(&tb).contains("shadowgate"),
+        "{}",
+        nft_tables(&tb)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Break glass: enforcement off at once, back on after.
+#[test]
+fn break_glass_turns_enforcement_off_at_once() {
+    need_root!();
+    let tb = Testbed::new("sgglass");
+    let dir = tmpdir("glass");
+    let policy = test_policy(&dir);
+    let cfg = enforce_config(&dir, &policy, "");
+    let _srv = internet(&tb);
+    let d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    assert!(from_client(&tb, CLIENT, SERVER, "claude.ai").is_err());
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_shadowgate"))
+        .args(["break-glass", "on", "--reason", "test", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::thread::sleep(Duration::from_millis(300));
+    let got = from_client(&tb, CLIENT, SERVER, "claude.ai");
+    assert!(got.is_ok(), "{got:?}\n{}", d.log());
+    let e = wait_event(&dir, |e| e.kind == "break_glass");
+    assert!(e.detail.as_deref().unwrap().contains("\"enforcing\":false"));
+    let (_, h) = http_get(&tb, METRICS.parse().unwrap(), "/healthz").unwrap();
+    assert!(h.contains("break_glass"), "{h}");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_shadowgate"))
+        .args(["break-glass", "off", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(from_client(&tb, CLIENT, SERVER, "claude.ai").is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn dns_config(dir: &Path, policy: &Path, extra: &str) -> PathBuf {
+    enforce_config(
+        dir,
+        policy,
+        &format!(
+            "{extra}\n[dns]\nlisten = [\"{GW_LAN}:53\"]\nupstreams = [\"{UPSTREAM_DNS}:53\"]\n\
+             clients = [\"10.20.1.2/31\"]\nrate_per_client = 20\n\n[portal]\naddress = \"{GW_LAN}\"\n"
+        ),
+    )
+}
+
+/// DNS mode: the portal address for steered names, NXDOMAIN for blocked ones, the real answer
+/// otherwise; an outside client REFUSED, a flooding client limited, each lookup one event.
+#[test]
+fn dns_mode_answers_per_policy() {
+    need_root!();
+    let tb = Testbed::new("sgdns");
+    let dir = tmpdir("dnsmode");
+    let policy = test_policy(&dir);
+    let cfg = dns_config(&dir, &policy, "");
+    let _srv = internet(&tb);
+    let d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    let q = |src: std::net::Ipv4Addr, name: &'static str| {
+        tb.in_ns(&tb.client, move || {
+            dns_lookup(src.into(), SocketAddr::new(GW_LAN.into(), 53), name)
+        })
+        .join()
+        .unwrap()
+    };
+    assert_eq!(q(CLIENT, "claude.ai"), Ok(vec![GW_LAN]), "{}", d.log());
+    assert_eq!(q(CLIENT, "chat.deepseek.com"), Err("NXDomain".into()));
+    assert_eq!(q(CLIENT, "example.org"), Ok(vec![SERVER2]));
+    assert_eq!(q(CLIENT, "api.openai.com"), Ok(vec![SERVER3]));
+    assert_eq!(q(OUTSIDER, "example.org"), Err("Refused".into()));
+    // One event per lookup, none from capture as well.
+    std::thread::sleep(Duration::from_millis(800));
+    let claude: Vec<_> = events(&dir)
+        .into_iter()
+        .filter(|e| e.name == "claude.ai")
+        .collect();
+    assert_eq!(claude.len(), 1, "{claude:#?}");
+    assert_eq!(claude[0].action, "steer");
+    // A flooding client is limited.
+    let refused = tb
+        .in_ns(&tb.client, || {
+            (0..200)
+                .filter(|_| {
+                    dns_lookup(
+                        CLIENT2.into(),
+                        SocketAddr::new(GW_LAN.into(), 53),
+                        "example.org",
+                    ) == Err("Refused".into())
+                })
+                .count()
+        })
+        .join()
+        .unwrap();
+    assert!(refused > 100, "{refused} of 200 refused");
+    let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+    assert!(
+        metric(&m, "shadowgate_dns_queries_total", "refused") >= 1.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "shadowgate_dns_queries_total", "ratelimited") >= 100.0,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "shadowgate_dns_queries_total", "portal") >= 1.0,
+        "{m}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `kill -9` of the daemon (DNS intercept on): its table goes with it, so the clinic still
+/// resolves names (straight from the resolver the clients asked) and nothing stays blocked.
+#[test]
+fn after_kill_9_the_clinic_still_resolves_names() {
+    need_root!();
+    let tb = Testbed::new("sgkill");
+    let dir = tmpdir("kill9");
+    let policy = test_policy(&dir);
+    let cfg = dns_config(&dir, &policy, "intercept_dns = true");
+    let _srv = internet(&tb);
+    let mut d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    // The client asks the internet resolver; the gateway redirects it to shadowgate.
+    let q = |name: &'static str| {
+        tb.in_ns(&tb.client, move || {
+            dns_lookup(
+                CLIENT.into(),
+                SocketAddr::new(UPSTREAM_DNS.into(), 53),
+                name,
+            )
+        })
+        .join()
+        .unwrap()
+    };
+    assert_eq!(q("claude.ai"), Ok(vec![GW_LAN]), "intercepted\n{}", d.log());
+    assert!(from_client(&tb, CLIENT, SERVER, "claude.ai").is_err());
+    d.signal(libc::SIGKILL);
+    d.wait_exit(Duration::from_secs(5)).expect("killed");
+    let t = Instant::now();
+    while nft_tables(&tb).contains("shadowgate") {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "table left after kill -9: {}",
+            nft_tables(&tb)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(q("example.org"), Ok(vec![SERVER2]));
+    assert_eq!(q("claude.ai"), Ok(vec![SERVER]));
+    assert!(from_client(&tb, CLIENT, SERVER, "claude.ai").is_ok());
+    // A restart replaces whatever was left and enforces again.
+    let d2 = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d2);
+    assert_eq!(q("claude.ai"), Ok(vec![GW_LAN]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
