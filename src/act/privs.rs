@@ -136,6 +136,18 @@ pub fn threads() -> usize {
         .unwrap_or(1)
 }
 
+fn thread_names() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .map(|s| s.trim().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
 /// uid and gid of a user name (or a numeric uid).
 fn user_ids(name: &str) -> Result<(u32, u32), String> {
     let c = std::ffi::CString::new(name).map_err(|_| format!("user {name:?}: bad name"))?;
@@ -163,8 +175,10 @@ pub fn drop_privileges(keep_bind: bool, user: Option<&str>) -> Result<Report, St
     let n = threads();
     if n > 1 {
         return Err(format!(
-            "privilege drop refused: the process has {n} threads and capabilities are per thread; \
-             drop privileges before starting the runtime and capture threads"
+            "privilege drop refused: the process has {n} threads ({}) and capabilities are per \
+             thread; bind sockets and drop privileges before starting the runtime, recorder, \
+             policy watcher and capture threads",
+            thread_names().join(", ")
         ));
     }
     let mut keep = vec![
@@ -342,6 +356,44 @@ mod tests {
             "{s}"
         );
         assert_eq!(status_field(&s, "Groups:"), "65534", "{s}");
+
+        // What the capabilities are for still works: a packet socket (capture, resets) and
+        // a netfilter netlink socket (nftables).
+        let s = in_child(|| {
+            if let Err(e) = drop_privileges(false, Some("nobody")) {
+                return format!("error: {e}");
+            }
+            // SAFETY: plain socket calls; descriptors closed by the exiting child.
+            let pkt = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW,
+                    (libc::ETH_P_ALL as u16).to_be() as i32,
+                )
+            };
+            let nl =
+                unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_NETFILTER) };
+            format!("packet {} netlink {}", pkt >= 0, nl >= 0)
+        });
+        assert_eq!(s, "packet true netlink true");
+
+        // Started without root but with the capabilities (systemd's AmbientCapabilities=, the
+        // unit in deploy/): no CAP_SETPCAP, so the bounding set is left as systemd limited it.
+        let s = in_child(|| {
+            if let Err(e) = drop_privileges(true, Some("nobody")) {
+                return format!("error: {e}");
+            }
+            match drop_privileges(false, None) {
+                Ok(r) => format!(
+                    "report: {r}\n{}",
+                    std::fs::read_to_string("/proc/self/status").unwrap_or_default()
+                ),
+                Err(e) => format!("error: {e}"),
+            }
+        });
+        assert!(s.contains("1 left there: no CAP_SETPCAP"), "{s}");
+        assert_eq!(status_field(&s, "CapEff:"), "0000000000003000", "{s}");
+        assert_eq!(status_field(&s, "CapBnd:"), "0000000000003400", "{s}");
 
         let s = drop_and_status(false, Some("sg-no-such-user"));
         assert!(s.contains("does not exist"), "{s}");

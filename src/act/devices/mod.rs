@@ -95,7 +95,7 @@ impl Devices {
                 return;
             }
         }
-        let mac = mac.filter(|m| usable_mac(m));
+        let mac = mac.filter(usable_mac);
         let hostname = hostname.and_then(clean_hostname);
         let now = Instant::now();
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
