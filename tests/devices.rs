@@ -140,7 +140,8 @@ fn dnsmasq_leases() {
             format: LeaseFormat::Dnsmasq,
             active: 4,
             expired: 1,
-            malformed: 3
+            malformed: 3,
+            over_limit: 0,
         }
     );
     let d = Devices::new();
@@ -179,6 +180,7 @@ fn isc_dhcpd_leases() {
             active: 3,    // .30 (its latest block), .32 (never ends), .33 (epoch, 14:00)
             expired: 2,   // .31 free, .34 ended at 05:00
             malformed: 3, // .999, a five-octet MAC, the block cut off at the end
+            over_limit: 0,
         }
     );
     let by: Vec<(String, Option<String>)> = l
@@ -209,6 +211,7 @@ fn kea_memfile_leases() {
             active: 3,  // .40, .43, .45
             expired: 3, // .41 expired, .42 declined, .44 released (valid_lifetime 0 later)
             malformed: 2,
+            over_limit: 0,
         }
     );
     let d = Devices::new();

@@ -1,6 +1,7 @@
 //! Device attribution: which MAC and host name an address belongs to, learnt from frames, DHCP
 //! on the wire, the kernel's neighbour table and a DHCP server's leases file.
 
+mod isc;
 pub mod leases;
 pub mod neighbour;
 
