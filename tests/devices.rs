@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use shadowgate::act::config::DevicesConf;
 use shadowgate::act::devices::{
     learn_from_observation, leases::parse_leases, load_leases, neighbour, refresh_neighbours,
-    spawn_refresh, Device, Devices, LeaseFormat, LeaseStats, NeighbourSource,
+    spawn_refresh, spawn_refresh_metered, Device, DeviceMetrics, Devices, LeaseFormat, LeaseStats,
+    NeighbourSource,
 };
 
 #[path = "../benches/synth.rs"]
@@ -391,7 +392,9 @@ fn refresh_thread_rereads_the_leases_file_and_stops() {
         neighbours: false,
         forget_after_s: 3600,
     };
-    let r = spawn_refresh(conf, devices.clone());
+    let registry = prometheus::Registry::new();
+    let metrics = DeviceMetrics::register(&registry).unwrap();
+    let r = spawn_refresh_metered(conf, devices.clone(), Some(metrics));
     let wait = |ipaddr: &str| {
         let t = Instant::now();
         while devices.lookup(ip(ipaddr)).is_none() {
@@ -412,6 +415,25 @@ fn refresh_thread_rereads_the_leases_file_and_stops() {
     assert!(!r.failing.load(std::sync::atomic::Ordering::Relaxed));
     let t = Instant::now();
     r.stop();
+    let mut text = Vec::new();
+    prometheus::Encoder::encode(
+        &prometheus::TextEncoder::new(),
+        &registry.gather(),
+        &mut text,
+    )
+    .unwrap();
+    let text = String::from_utf8(text).unwrap();
+    for line in [
+        "shadowgate_devices_known 2",
+        "shadowgate_devices_leases{state=\"active\"} 1",
+        "shadowgate_devices_leases{state=\"malformed\"} 0",
+    ] {
+        assert!(text.contains(line), "{line} missing:\n{text}");
+    }
+    assert!(
+        text.contains("shadowgate_devices_refreshes_total{result=\"ok\",source=\"leases\"}"),
+        "{text}"
+    );
     assert!(
         t.elapsed() < Duration::from_secs(1),
         "stop waited a whole period"

@@ -3,6 +3,7 @@
 
 mod isc;
 pub mod leases;
+pub mod metrics;
 pub mod neighbour;
 
 use std::collections::HashMap;
@@ -13,6 +14,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use leases::{load_leases, LeaseFormat, LeaseStats};
+pub use metrics::DeviceMetrics;
 pub use neighbour::{refresh_neighbours, NeighbourSource, NeighbourStats};
 
 use crate::act::config::DevicesConf;
@@ -304,6 +306,15 @@ impl Drop for Refresher {
 /// logged to stderr once per change (a leases file that vanished, a netlink failure) and keep
 /// the thread going.
 pub fn spawn_refresh(conf: DevicesConf, devices: Arc<Devices>) -> Refresher {
+    spawn_refresh_metered(conf, devices, None)
+}
+
+/// [`spawn_refresh`] that also updates the `shadowgate_devices_*` metrics after every refresh.
+pub fn spawn_refresh_metered(
+    conf: DevicesConf,
+    devices: Arc<Devices>,
+    metrics: Option<DeviceMetrics>,
+) -> Refresher {
     let stop = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
     let rounds = Arc::new(AtomicU64::new(0));
     let failing = Arc::new(AtomicBool::new(false));
@@ -315,6 +326,9 @@ pub fn spawn_refresh(conf: DevicesConf, devices: Arc<Devices>) -> Refresher {
             let mut last_err = String::new();
             loop {
                 let rep = refresh_once(&conf, &devices);
+                if let Some(m) = &metrics {
+                    m.observe(&devices, &rep);
+                }
                 let mut errs = Vec::new();
                 if let Some(Err(e)) = &rep.neighbours {
                     errs.push(format!("neighbour table: {e}"));
