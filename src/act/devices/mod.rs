@@ -37,13 +37,20 @@ pub struct Device {
 struct Entry {
     mac: Option<[u8; 6]>,
     hostname: Option<String>,
-    seen: Instant,
+    /// [`now_ms`] when last seen (atomic: a repeat sighting only needs the read lock).
+    seen: AtomicU64,
 }
 
 #[derive(Debug)]
 struct Named {
     hostname: String,
-    seen: Instant,
+    seen: AtomicU64,
+}
+
+/// Milliseconds since the first use of the table in this process (monotonic).
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 #[derive(Debug, Default)]
@@ -100,7 +107,30 @@ impl Devices {
         }
         let mac = mac.filter(usable_mac);
         let hostname = hostname.and_then(clean_hostname);
-        let now = Instant::now();
+        let now = now_ms();
+        {
+            // The common case, a device seen again as it was: a read lock and two stores.
+            let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(e) = g.by_ip.get(&ip) {
+                let same = (mac.is_none() || e.mac == mac)
+                    && (hostname.is_none() || e.hostname == hostname);
+                if same {
+                    match (e.mac, &e.hostname) {
+                        (Some(m), Some(h)) => {
+                            if let Some(n) = g.by_mac.get(&m).filter(|n| &n.hostname == h) {
+                                e.seen.store(now, Ordering::Relaxed);
+                                n.seen.store(now, Ordering::Relaxed);
+                                return;
+                            }
+                        }
+                        _ => {
+                            e.seen.store(now, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let full = g.by_ip.len() >= MAX_DEVICES;
         // What the entry says after this update: a MAC and host name seen together bind.
@@ -116,7 +146,7 @@ impl Devices {
                 if hostname.is_some() {
                     e.hostname.clone_from(&hostname);
                 }
-                e.seen = now;
+                e.seen.store(now, Ordering::Relaxed);
                 e.mac.zip(e.hostname.clone())
             }
             None if full => {
@@ -129,7 +159,7 @@ impl Devices {
                     Entry {
                         mac,
                         hostname: hostname.clone(),
-                        seen: now,
+                        seen: AtomicU64::new(now),
                     },
                 );
                 mac.zip(hostname)
@@ -140,7 +170,7 @@ impl Devices {
             match g.by_mac.get_mut(&m) {
                 Some(n) => {
                     n.hostname = h;
-                    n.seen = now;
+                    n.seen.store(now, Ordering::Relaxed);
                 }
                 None if full => {
                     self.refused.fetch_add(1, Ordering::Relaxed);
@@ -150,7 +180,7 @@ impl Devices {
                         m,
                         Named {
                             hostname: h,
-                            seen: now,
+                            seen: AtomicU64::new(now),
                         },
                     );
                 }
@@ -160,13 +190,14 @@ impl Devices {
 
     /// Forget addresses and MAC bindings not seen for `max_age`; returns how many were removed.
     pub fn forget_older_than(&self, max_age: Duration) -> usize {
-        let Some(cut) = Instant::now().checked_sub(max_age) else {
-            return 0;
+        let Some(cut) = now_ms().checked_sub(max_age.as_millis() as u64) else {
+            return 0; // the table is younger than that
         };
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let before = g.by_ip.len() + g.by_mac.len();
-        g.by_ip.retain(|_, e| e.seen >= cut);
-        g.by_mac.retain(|_, n| n.seen >= cut);
+        g.by_ip.retain(|_, e| e.seen.load(Ordering::Relaxed) >= cut);
+        g.by_mac
+            .retain(|_, n| n.seen.load(Ordering::Relaxed) >= cut);
         before - g.by_ip.len() - g.by_mac.len()
     }
 
@@ -239,7 +270,7 @@ pub fn learn_from_dhcp(devices: &Devices, l: &crate::decode::dhcp::Lease) {
                         l.mac,
                         Named {
                             hostname: h,
-                            seen: Instant::now(),
+                            seen: AtomicU64::new(now_ms()),
                         },
                     );
                 }
@@ -392,6 +423,20 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(d.forget_older_than(Duration::from_millis(10)), 3);
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn a_repeat_sighting_keeps_the_device() {
+        let d = Devices::new();
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        let mac = Some([2, 0, 0, 0, 0, 9]);
+        d.learn(ip, mac, Some("lab"));
+        std::thread::sleep(Duration::from_millis(40));
+        d.learn(ip, mac, Some("lab")); // unchanged: the read-lock path
+        d.learn(ip, None, None);
+        assert_eq!(d.forget_older_than(Duration::from_millis(30)), 0);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(d.forget_older_than(Duration::from_millis(30)), 2);
     }
 
     #[test]
