@@ -167,7 +167,10 @@ fn user_ids(name: &str) -> Result<(u32, u32), String> {
 /// Keep only CAP_NET_RAW and CAP_NET_ADMIN (plus CAP_NET_BIND_SERVICE with `keep_bind`) in the
 /// permitted and effective sets, clear the inheritable and ambient sets, remove every other
 /// capability from the bounding set, optionally switch to `user` (its uid and primary gid, no
-/// supplementary groups) keeping those capabilities, set PR_SET_NO_NEW_PRIVS and umask 0077.
+/// supplementary groups; nothing to do if the process already runs as it) keeping those
+/// capabilities, set PR_SET_NO_NEW_PRIVS and umask 0077. Without CAP_SETPCAP (started by
+/// systemd as a user with `AmbientCapabilities=`) the bounding set is left as the unit limited
+/// it and the report says what stayed.
 ///
 /// Capabilities are per thread: call it while the process has one thread (after binding the
 /// sockets, before starting the tokio runtime and capture threads); otherwise it refuses.
@@ -228,7 +231,10 @@ pub fn drop_privileges(keep_bind: bool, user: Option<&str>) -> Result<Report, St
         bounding_dropped += 1;
     }
 
-    if let Some((uid, gid)) = ids {
+    // SAFETY: getters without preconditions.
+    let me = unsafe { (libc::geteuid(), libc::getegid()) };
+    // Already that user (systemd's User= with AmbientCapabilities=): nothing to switch.
+    if let Some((uid, gid)) = ids.filter(|&ids| ids != me) {
         prctl(libc::PR_SET_KEEPCAPS, 1).map_err(|e| format!("PR_SET_KEEPCAPS: {e}"))?;
         // SAFETY: plain id syscalls; results checked.
         unsafe {
@@ -383,7 +389,7 @@ mod tests {
             if let Err(e) = drop_privileges(true, Some("nobody")) {
                 return format!("error: {e}");
             }
-            match drop_privileges(false, None) {
+            match drop_privileges(false, Some("nobody")) {
                 Ok(r) => format!(
                     "report: {r}\n{}",
                     std::fs::read_to_string("/proc/self/status").unwrap_or_default()
