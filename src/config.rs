@@ -235,6 +235,9 @@ impl Config {
         if let Some(s) = &mut c.store {
             fix(&mut s.path);
         }
+        if let Some(p) = c.devices.as_mut().and_then(|d| d.leases_file.as_mut()) {
+            fix(p);
+        }
         for s in &mut c.sink {
             match &mut s.kind {
                 SinkKind::Jsonl { path: Some(p), .. } => fix(p),
