@@ -87,10 +87,8 @@ fn annotator(grants: Arc<Grants>, enforcing: Arc<AtomicBool>) -> Annotate {
 /// complete what the observation lacks from it (neighbour table, leases file).
 fn enricher(devices: Arc<Devices>) -> crate::pipeline::Enrich {
     Box::new(move |o: &mut Observation| {
+        crate::act::devices::learn_from_observation(&devices, o);
         let c = &mut o.client;
-        if c.mac.is_some() || c.hostname.is_some() {
-            devices.learn(c.ip, c.mac, c.hostname.as_deref());
-        }
         if c.mac.is_none() || c.hostname.is_none() {
             if let Some(d) = devices.lookup(c.ip) {
                 if c.mac.is_none() {
@@ -147,6 +145,22 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     }
     let config = Config::load(config_path).map_err(|e| e.to_string())?;
     validate(&config, config_path)?;
+    // Started as root: keep only CAP_NET_RAW (capture, resets), CAP_NET_ADMIN (nftables) and,
+    // when DNS or the portal listen on low ports, CAP_NET_BIND_SERVICE. Capabilities are per
+    // thread, so this comes before any thread starts.
+    let keep_bind = config
+        .dns
+        .as_ref()
+        .is_some_and(|d| d.listen.iter().any(|a| a.port() < 1024))
+        || config.portal.is_some()
+        || config
+            .metrics
+            .as_ref()
+            .is_some_and(|m| m.listen.port() < 1024);
+    match crate::act::privs::drop_privileges(keep_bind, None) {
+        Ok(r) => eprintln!("shadowgate: {r}"),
+        Err(e) => return Err(e),
+    }
     let policy_dir = config.policy.as_ref().expect("validated").dir.clone();
     let policy = PolicyHandle::load(&policy_dir).map_err(|e| e.to_string())?;
     let store_conf = config.store.clone().expect("validated");
@@ -305,6 +319,13 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         )
     };
 
+    // Device attribution: neighbour table and leases file, refreshed on their own thread.
+    let refresher = crate::act::devices::spawn_refresh_metered(
+        shared.config.devices.clone().unwrap_or_default(),
+        Arc::clone(&shared.devices),
+        crate::act::devices::DeviceMetrics::register(&metrics.registry).ok(),
+    );
+
     if let Some(s) = &system {
         s.sensor_start(
             "daemon",
@@ -324,7 +345,10 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         &policy.digest()[..12]
     );
 
+    let _ = crate::act::sdnotify::ready();
     let how = main_loop(&shared, &econf.break_glass_file);
+    let _ = crate::act::sdnotify::stopping();
+    refresher.stop();
 
     // Stop: capture first (no new decisions), then the rest.
     shared.stop.store(true, Ordering::SeqCst);
@@ -369,6 +393,9 @@ fn main_loop(shared: &Arc<Shared>, break_glass_file: &PathBuf) -> &'static str {
     let enforce_mode = shared.health.enforce_mode;
     let mut last_glass = break_glass_file.exists();
     let mut last_second = Instant::now();
+    // systemd's watchdog is fed only while capture, DNS and enforcement are healthy.
+    let watchdog = crate::act::sdnotify::watchdog_interval().map(|d| d / 2);
+    let mut last_watchdog = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(100));
         if term.load(Ordering::Relaxed) {
@@ -403,6 +430,14 @@ fn main_loop(shared: &Arc<Shared>, break_glass_file: &PathBuf) -> &'static str {
         }
         if last_second.elapsed() >= Duration::from_secs(1) {
             last_second = Instant::now();
+            let (ok, _) = shared.health.report();
+            let _ = crate::act::sdnotify::status(if ok { "running" } else { "degraded" });
+        }
+        if let Some(w) = watchdog {
+            if last_watchdog.elapsed() >= w && shared.health.report().0 {
+                last_watchdog = Instant::now();
+                let _ = crate::act::sdnotify::watchdog();
+            }
         }
     }
 }
