@@ -31,6 +31,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cmd::policy::Args,
     },
+    /// The steering portal: make its name-constrained CA, show a CA's constraints.
+    Portal {
+        #[command(subcommand)]
+        cmd: cmd::portal::Args,
+    },
 }
 
 fn main() -> ExitCode {
@@ -45,5 +50,6 @@ fn main() -> ExitCode {
         Cmd::Events(a) => cmd::events::run(a),
         Cmd::Deliver(a) => cmd::deliver::run(a),
         Cmd::Policy { cmd } => cmd::policy::run(cmd),
+        Cmd::Portal { cmd } => cmd::portal::run(cmd),
     }
 }

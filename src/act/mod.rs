@@ -4,3 +4,4 @@
 pub mod config;
 pub mod devices;
 pub mod grants;
+pub mod portal;

@@ -4,6 +4,7 @@
 pub mod deliver;
 pub mod events;
 pub mod policy;
+pub mod portal;
 pub mod replay;
 
 use std::path::{Path, PathBuf};
