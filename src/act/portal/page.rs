@@ -90,7 +90,8 @@ a {{ color: var(--primary); }}
 a.button, button {{ display: inline-block; background: var(--primary); color: #fff; border: 0; border-radius: 0.4rem; padding: 0.7rem 1.1rem; font: inherit; font-weight: 600; text-decoration: none; cursor: pointer; min-height: 2.75rem; }}
 button.secondary {{ background: #fff; color: var(--primary); border: 2px solid var(--primary); }}
 a.button:focus, button:focus, input:focus, textarea:focus {{ outline: 3px solid #111; outline-offset: 2px; }}
-.url {{ word-break: break-all; color: #3d3d3d; font-size: 0.95rem; }}
+.url {{ overflow-wrap: anywhere; color: #3d3d3d; font-size: 0.95rem; }}
+.small {{ color: #3d3d3d; font-size: 0.95rem; }}
 label {{ display: block; font-weight: 600; margin-bottom: 0.3rem; }}
 .check {{ display: flex; gap: 0.6rem; align-items: flex-start; margin-bottom: 0.9rem; }}
 .check input {{ width: 1.4rem; height: 1.4rem; margin-top: 0.15rem; flex: none; }}
@@ -162,7 +163,7 @@ fn contact(look: &Look, name: &str) -> String {
     };
     format!(
         "<section class=\"card\" aria-labelledby=\"help-h\"><h2 id=\"help-h\">Help</h2>{who}\
-         <p class=\"url\">You asked for {}. This page comes from the clinic's network gateway; \
+         <p class=\"small\">You asked for {}. This page comes from the clinic's network gateway; \
          it sends nothing you do here to that site.</p></section>",
         esc(name)
     )

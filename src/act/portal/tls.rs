@@ -53,13 +53,6 @@ pub(super) async fn serve_tls(
         return;
     };
     if !ca.permits(&name) || st.decide(&name, ip, Via::Tls).is_none() || !st.tls_rate.allow(ip) {
-        if std::env::var_os("SG_PORTAL_DEBUG").is_some() {
-            eprintln!(
-                "portal: no certificate for {name} to {ip}: permits={} decided={}",
-                ca.permits(&name),
-                st.decide(&name, ip, Via::Tls).is_some()
-            );
-        }
         st.m.tls_refused.inc();
         return;
     }
@@ -89,13 +82,8 @@ pub(super) async fn serve_tls(
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, start.into_stream(Arc::new(cfg))).await
     {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            if std::env::var_os("SG_PORTAL_DEBUG").is_some() {
-                eprintln!("portal: handshake for {name} from {ip}: {e}");
-            }
-            return;
-        }
-        Err(_) => return,
+        // A client that does not trust the portal CA ends here (certificate alert).
+        _ => return,
     };
     http::serve_conn(tls, http::Conn::tls(peer, server, name), st, stop).await;
 }
