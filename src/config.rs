@@ -235,6 +235,11 @@ impl Config {
         if let Some(s) = &mut c.store {
             fix(&mut s.path);
         }
+        if let Some(p) = &mut c.portal {
+            for f in [&mut p.ca_cert, &mut p.ca_key].into_iter().flatten() {
+                fix(f);
+            }
+        }
         for s in &mut c.sink {
             match &mut s.kind {
                 SinkKind::Jsonl { path: Some(p), .. } => fix(p),

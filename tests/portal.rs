@@ -797,3 +797,69 @@ mod inproc {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// `shadowgate portal ca` and `portal constraints` (no root needed).
+#[test]
+fn portal_ca_cli() {
+    let dir = std::env::temp_dir().join(format!("sgportal-cli-{}", suffix()));
+    let out = dir.join("ca");
+    let run = |args: &[&str]| {
+        Command::new(bin())
+            .args(args)
+            .output()
+            .expect("shadowgate runs")
+    };
+    let pol = root().join("policies");
+    let o = run(&[
+        "portal",
+        "ca",
+        "--policy",
+        pol.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--days",
+        "3",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    let key = out.join("portal-ca.key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // An existing CA is not replaced by accident.
+    let o = run(&[
+        "portal",
+        "ca",
+        "--policy",
+        pol.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+    // The constraints list the catalogue's subtrees and nothing else.
+    let o = run(&[
+        "portal",
+        "constraints",
+        out.join("portal-ca.pem").to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let names = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(names.lines().any(|l| l == "claude.ai") && names.lines().any(|l| l == "chatgpt.com"));
+    assert!(
+        !names.lines().any(|l| l == "ai.clinic.example"),
+        "approved route left out: {names}"
+    );
+    // The portal refuses a key others can read.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = shadowgate::act::portal::ca::PortalCa::load(
+        &out.join("portal-ca.pem"),
+        &key,
+        Duration::from_secs(3600),
+        8,
+    )
+    .unwrap_err();
+    assert!(e.contains("chmod 600"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
