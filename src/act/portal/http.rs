@@ -335,9 +335,15 @@ async fn coach_post(
     {
         return refuse("Not a form");
     }
-    let body = match Limited::new(req.into_body(), MAX_FORM).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return refuse("The form is too large"),
+    let body = match tokio::time::timeout(
+        Duration::from_secs(10),
+        Limited::new(req.into_body(), MAX_FORM).collect(),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b.to_bytes(),
+        Ok(Err(_)) => return refuse("The form is too large"),
+        Err(_) => return refuse("The form arrived too slowly"),
     };
     let form = parse_form(&body);
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());

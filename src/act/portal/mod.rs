@@ -33,6 +33,8 @@ pub use events::{expiry_events, COACH_ACK, GRANT_EXPIRED, PORTAL_VIEW};
 
 /// Connections served at once (all clients); past it, new ones wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 512;
+/// Open connections per client address (browsers open about six per host); more are closed.
+const CONNECTIONS_PER_CLIENT: usize = 32;
 /// How long a coach form stays valid.
 const FORM_TTL: Duration = Duration::from_secs(15 * 60);
 
@@ -80,6 +82,7 @@ pub(crate) struct State {
     pub csrf: csrf::Csrf,
     pub rate: rate::RateLimit,
     pub tls_rate: rate::RateLimit,
+    pub conns: rate::ConnLimit,
     pub m: metrics::Metrics,
 }
 
@@ -214,6 +217,7 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
         csrf: csrf::Csrf::new(FORM_TTL)?,
         rate: rate::RateLimit::new(conf.rate_per_client),
         tls_rate: rate::RateLimit::new(conf.rate_per_client),
+        conns: rate::ConnLimit::new(CONNECTIONS_PER_CLIENT),
         ca,
         m,
         conf,
@@ -277,11 +281,16 @@ async fn accept_loop(
             },
             _ = stop.changed() => break,
         };
+        let Some(slot) = state.conns.enter(client_ip(peer)) else {
+            state.m.requests.with_label_values(&["limited"]).inc();
+            drop(sock);
+            continue;
+        };
         let server = sock.local_addr().ok().or(local).unwrap_or(peer);
         let st = Arc::clone(&state);
         let stop2 = stop.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let (_permit, _slot) = (permit, slot);
             let _ = sock.set_nodelay(true);
             if tls {
                 tls::serve_tls(sock, peer, server, st, stop2).await;

@@ -1,9 +1,9 @@
-//! Per-client rate limit of the portal: a token bucket per address (`per_minute`, burst of the
-//! same size), bounded in memory.
+//! Per-client limits of the portal: a token bucket per address (`per_minute`, burst of the same
+//! size) and a cap on open connections per address, both bounded in memory.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Clients tracked at most; past it, full buckets are forgotten, and if none is, new clients
@@ -52,6 +52,53 @@ impl RateLimit {
     }
 }
 
+/// Open connections per address, at most `per_client` each.
+pub struct ConnLimit {
+    per_client: usize,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// One open connection; dropping it frees the slot.
+pub struct ConnSlot {
+    ip: IpAddr,
+    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl ConnLimit {
+    pub fn new(per_client: usize) -> ConnLimit {
+        ConnLimit {
+            per_client: per_client.max(1),
+            open: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// A slot for a new connection from `ip`, or none when it has `per_client` open already.
+    pub fn enter(&self, ip: IpAddr) -> Option<ConnSlot> {
+        let mut m = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= self.per_client {
+            return None;
+        }
+        *n += 1;
+        Some(ConnSlot {
+            ip,
+            open: Arc::clone(&self.open),
+        })
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut m = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +120,18 @@ mod tests {
         assert!(!r.allow_at(a, t0 + Duration::from_secs(5)));
         assert!(r.allow_at(a, t0 + Duration::from_secs(16)));
         assert!(!r.allow_at(a, t0 + Duration::from_secs(16)));
+    }
+
+    #[test]
+    fn connections_per_client_are_capped_and_freed() {
+        let l = ConnLimit::new(2);
+        let a: IpAddr = "10.0.0.5".parse().unwrap();
+        let b: IpAddr = "10.0.0.6".parse().unwrap();
+        let s1 = l.enter(a).unwrap();
+        let _s2 = l.enter(a).unwrap();
+        assert!(l.enter(a).is_none());
+        assert!(l.enter(b).is_some());
+        drop(s1);
+        assert!(l.enter(a).is_some());
     }
 }
