@@ -121,3 +121,57 @@ fn grant_expired(
         detail: Some(json!({ "service": service, "client": client.to_string() }).to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Client;
+
+    #[test]
+    fn coach_ack_reaches_the_siem_with_its_justification() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let p = Policy::load(&dir).unwrap();
+        let ip: IpAddr = "10.20.1.2".parse().unwrap();
+        let c = Client {
+            ip: Some(ip),
+            ..Client::default()
+        };
+        let d = p
+            .decide_on(
+                "chatgpt.com",
+                &c,
+                0,
+                crate::policy::Via::Tls,
+                crate::flow::Evidence::Wire,
+            )
+            .unwrap();
+        let peer = Peer {
+            client: SocketAddr::new(ip, 50000),
+            server: "10.0.0.1:443".parse().unwrap(),
+        };
+        let e = portal_event(
+            COACH_ACK,
+            "s1",
+            peer,
+            &Devices::new(),
+            &d,
+            json!({ "justification": "newsletter draft" }),
+        );
+        assert_eq!(e.kind, COACH_ACK);
+        assert_eq!(e.client_ip, "10.20.1.2");
+        assert_eq!(e.service.as_deref(), Some("chatgpt"));
+        let doc = crate::record::ecs::document(&e);
+        assert_eq!(
+            doc["shadowgate"]["detail"]["justification"],
+            "newsletter draft"
+        );
+        assert!(crate::record::sinks::cef(&e).contains("newsletter draft"));
+        let g = Grants::new();
+        g.grant(ip, "chatgpt", std::time::Duration::ZERO);
+        let ev = expiry_events(&g, "s1", &p, &Devices::new());
+        assert_eq!(ev.len(), 1);
+        assert_eq!(ev[0].kind, GRANT_EXPIRED);
+        assert_eq!(ev[0].service_name.as_deref(), Some("ChatGPT"));
+        assert!(g.is_empty());
+    }
+}
