@@ -4,7 +4,6 @@
 //! Needs root, `ip`, /usr/bin/chromium, node, certutil (libnss3-tools) and `npm ci` run in
 //! tests/browser (CI does all of that); skips with the reason when one is missing.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -353,22 +352,40 @@ rate_per_client = 600
         ),
     )
     .unwrap();
-    let mut child = Command::new("ip")
+    // (When `shadowgate run` serves the portal, only this command line changes.)
+    let child = Command::new("ip")
         .args(["netns", "exec", &g])
         .arg(&ex)
         .arg(&cfg)
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdout(std::fs::File::create(dir.join("portal.out")).unwrap())
         .stderr(std::fs::File::create(dir.join("portal.log")).unwrap())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
     bed.child = Some(child);
-    assert!(line.starts_with("ready"), "portal did not start: {line:?}");
-    assert!(line.contains("healthy=true"), "{line}");
+    // Ready when both ports accept a connection from client 1's namespace.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = [80, 443].iter().all(|p| {
+            Command::new("ip")
+                .args(["netns", "exec", &c1, "bash", "-c"])
+                .arg(format!("exec 3<>/dev/tcp/{GW1}/{p}"))
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "portal did not start: {}",
+            std::fs::read_to_string(dir.join("portal.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = std::fs::read_to_string(dir.join("portal.out")).unwrap_or_default();
+    assert!(out.contains("healthy=true"), "{out}");
 
     let art = root().join("target/test-artifacts/portal");
     std::fs::create_dir_all(&art).unwrap();

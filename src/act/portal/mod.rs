@@ -182,7 +182,6 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
             )
         }
     };
-    let m = metrics::Metrics::register(&ctx.registry)?;
     let defaults = |port: u16| -> Vec<SocketAddr> {
         let mut v = vec![SocketAddr::new(conf.address, port)];
         if let Some(a6) = conf.address6 {
@@ -212,6 +211,8 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
                 .map_err(|e| listen_error(*a, "https", &e))?,
         );
     }
+    // Registered once everything is bound (a failed start leaves the registry untouched).
+    let m = metrics::Metrics::register(&ctx.registry)?;
     let state = Arc::new(State {
         look: page::Look::from_conf(&conf),
         csrf: csrf::Csrf::new(FORM_TTL)?,
