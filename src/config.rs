@@ -238,6 +238,11 @@ impl Config {
         if let Some(p) = c.devices.as_mut().and_then(|d| d.leases_file.as_mut()) {
             fix(p);
         }
+        if let Some(p) = &mut c.portal {
+            for f in [&mut p.ca_cert, &mut p.ca_key].into_iter().flatten() {
+                fix(f);
+            }
+        }
         for s in &mut c.sink {
             match &mut s.kind {
                 SinkKind::Jsonl { path: Some(p), .. } => fix(p),

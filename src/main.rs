@@ -35,6 +35,11 @@ enum Cmd {
     Run(cmd::run::Args),
     /// Turn enforcement off at once (on), back on (off), or show it (status).
     BreakGlass(cmd::breakglass::Args),
+    /// The steering portal: make its name-constrained CA, show a CA's constraints.
+    Portal {
+        #[command(subcommand)]
+        cmd: cmd::portal::Args,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,5 +56,6 @@ fn main() -> ExitCode {
         Cmd::Policy { cmd } => cmd::policy::run(cmd),
         Cmd::Run(a) => cmd::run::run(a),
         Cmd::BreakGlass(a) => cmd::breakglass::run(a),
+        Cmd::Portal { cmd } => cmd::portal::run(cmd),
     }
 }

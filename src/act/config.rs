@@ -139,6 +139,18 @@ pub struct PortalConf {
     /// Page requests per minute per client.
     #[serde(default = "default_portal_rate")]
     pub rate_per_client: u32,
+    /// Test setups only: the grant length in seconds (overrides `grant_minutes`).
+    #[serde(default)]
+    pub grant_seconds: Option<u64>,
+    /// Lifetime of the leaf certificates the portal mints (hours; renewed at half-life).
+    #[serde(default = "default_leaf_hours")]
+    pub leaf_hours: u64,
+    /// Minted leaves kept (one per name; the oldest goes first).
+    #[serde(default = "default_cert_cache")]
+    pub cert_cache: usize,
+    /// Longest coach justification accepted (characters).
+    #[serde(default = "default_justification")]
+    pub justification_max: usize,
 }
 
 /// `[metrics]`: Prometheus `/metrics` and `/healthz`.
@@ -222,6 +234,15 @@ fn default_grant_min() -> u64 {
 }
 fn default_portal_rate() -> u32 {
     60
+}
+fn default_leaf_hours() -> u64 {
+    24
+}
+fn default_cert_cache() -> usize {
+    1024
+}
+fn default_justification() -> usize {
+    200
 }
 fn default_devices_s() -> u64 {
     30

@@ -4,5 +4,6 @@
 pub mod config;
 pub mod devices;
 pub mod grants;
+pub mod portal;
 pub mod privs;
 pub mod sdnotify;

@@ -5,6 +5,7 @@ pub mod breakglass;
 pub mod deliver;
 pub mod events;
 pub mod policy;
+pub mod portal;
 pub mod replay;
 pub mod run;
 

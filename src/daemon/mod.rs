@@ -253,6 +253,33 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         rt.block_on(metrics::serve(listen, scrape))?;
     }
 
+    // The steering portal (binds its ports now; CAP_NET_BIND_SERVICE was kept for it).
+    let portal = match &shared.config.portal {
+        Some(pc) => {
+            let h = rt.block_on(crate::act::portal::serve(
+                pc.clone(),
+                crate::act::portal::PortalCtx {
+                    policy: Arc::clone(&policy),
+                    grants: Arc::clone(&shared.grants),
+                    devices: Arc::clone(&shared.devices),
+                    events: Some(events.clone()),
+                    sensor: sensor_id.clone(),
+                    registry: metrics.registry.clone(),
+                },
+            ))?;
+            let h = Arc::new(std::sync::Mutex::new(Some(h)));
+            let h2 = Arc::clone(&h);
+            *health.portal.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(move || {
+                h2.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .is_some_and(|h| h.healthy())
+            }));
+            Some(h)
+        }
+        None => None,
+    };
+
     let own_resolvers: Vec<_> = shared
         .config
         .dns
@@ -346,7 +373,9 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     );
 
     let _ = crate::act::sdnotify::ready();
-    let how = main_loop(&shared, &econf.break_glass_file);
+    // Without a portal, grants (if any) still expire on record here.
+    let expiry = portal.is_none().then(|| events.clone());
+    let how = main_loop(&shared, &econf.break_glass_file, expiry);
     let _ = crate::act::sdnotify::stopping();
     refresher.stop();
 
@@ -354,6 +383,9 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     shared.stop.store(true, Ordering::SeqCst);
     for t in threads {
         let _ = t.join();
+    }
+    if let Some(h) = portal.and_then(|h| h.lock().unwrap_or_else(|e| e.into_inner()).take()) {
+        rt.block_on(h.shutdown());
     }
     drop(rt);
     if let Some(s) = &system {
@@ -375,7 +407,11 @@ pub fn run(config_path: &Path) -> Result<(), String> {
 }
 
 /// Signals and the once-a-second duties, until asked to stop. Returns how it ended.
-fn main_loop(shared: &Arc<Shared>, break_glass_file: &PathBuf) -> &'static str {
+fn main_loop(
+    shared: &Arc<Shared>,
+    break_glass_file: &PathBuf,
+    expiry: Option<queue::EventTx>,
+) -> &'static str {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let term = Arc::new(AtomicBool::new(false));
     for s in [SIGTERM, SIGINT] {
@@ -432,6 +468,16 @@ fn main_loop(shared: &Arc<Shared>, break_glass_file: &PathBuf) -> &'static str {
             last_second = Instant::now();
             let (ok, _) = shared.health.report();
             let _ = crate::act::sdnotify::status(if ok { "running" } else { "degraded" });
+            if let Some(tx) = &expiry {
+                for e in crate::act::portal::expiry_events(
+                    &shared.grants,
+                    &shared.config.sensor.id,
+                    &shared.policy.current(),
+                    &shared.devices,
+                ) {
+                    tx.send(e);
+                }
+            }
         }
         if let Some(w) = watchdog {
             if last_watchdog.elapsed() >= w && shared.health.report().0 {

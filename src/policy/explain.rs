@@ -2,7 +2,7 @@
 //! for a person: the service and its BAA status, the client's groups, rules skipped and why, the action.
 
 use super::matcher::normalize;
-use super::{Client, Policy};
+use super::{Action, Client, Policy};
 use crate::flow::Evidence;
 
 impl Policy {
@@ -118,6 +118,9 @@ impl Policy {
                 );
                 if let Some(t) = &r.steer_to {
                     let _ = writeln!(s, "steer to:  {}  - {}", t.url, t.instruction);
+                }
+                if matches!(r.action, Action::Steer | Action::Coach) {
+                    let _ = writeln!(s, "portal:    the page shows over HTTPS only with a portal CA ([portal] ca_cert, ca_key; `shadowgate portal ca`); without one, {} means stop on HTTPS", r.action.as_str());
                 }
                 if let Some(m) = r.min_evidence {
                     let _ = writeln!(

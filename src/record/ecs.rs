@@ -148,6 +148,10 @@ pub fn document(e: &Event) -> Value {
             "repeat_count": e.repeat_count,
         }),
     );
+    // Portal events (`coach_ack`: the justification) carry a JSON detail.
+    if let Some(dt) = e.detail.as_deref() {
+        d["shadowgate"]["detail"] = serde_json::from_str(dt).unwrap_or_else(|_| json!(dt));
+    }
     Value::Object(d)
 }
 

@@ -165,6 +165,10 @@ pub fn cef(e: &Event) -> String {
     if let Some(v) = &e.evidence {
         ext.push(format!("cs6Label=evidence cs6={v}"));
     }
+    // Portal events (`coach_ack`: the justification) carry a JSON detail.
+    if let Some(d) = &e.detail {
+        ext.push(format!("msg={}", cef_value(d)));
+    }
     format!(
         "CEF:0|shadowgate|shadowgate|{}|{}|{}|{}|{}",
         env!("CARGO_PKG_VERSION"),

@@ -1,0 +1,342 @@
+//! The steering and coaching portal: HTTP and HTTPS on the portal address, a page per requested
+//! name that says why the service stopped and where the approved route is, and the coach form.
+//!
+//! Never a proxy: it answers from what it holds and fetches nothing for a client. HTTPS leaves are
+//! minted per name from the portal CA ([`ca`]), only for names steered or coached for that client.
+
+pub mod ca;
+pub mod csrf;
+pub mod events;
+mod http;
+mod metrics;
+pub mod page;
+pub mod rate;
+mod tls;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::act::config::PortalConf;
+use crate::act::devices::Devices;
+use crate::act::grants::Grants;
+use crate::policy::reload::PolicyHandle;
+use crate::policy::{Action, Client, Decision, Via};
+use crate::record::queue::EventTx;
+
+pub use events::{expiry_events, COACH_ACK, GRANT_EXPIRED, PORTAL_VIEW};
+
+/// Connections served at once (all clients); past it, new ones wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 512;
+/// Open connections per client address (browsers open about six per host); more are closed.
+const CONNECTIONS_PER_CLIENT: usize = 32;
+/// How long a coach form stays valid.
+const FORM_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// What the portal shares with the rest of the daemon.
+pub struct PortalCtx {
+    pub policy: Arc<PolicyHandle>,
+    pub grants: Arc<Grants>,
+    pub devices: Arc<Devices>,
+    pub events: Option<EventTx>,
+    pub sensor: String,
+    pub registry: prometheus::Registry,
+}
+
+/// The running portal.
+pub struct PortalHandle {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    alive: Arc<AtomicBool>,
+    /// Where it listens: plain HTTP, and HTTPS (empty without a CA).
+    pub http: Vec<SocketAddr>,
+    pub https: Vec<SocketAddr>,
+}
+
+impl PortalHandle {
+    /// Stop accepting, let open connections end, stop the expiry task.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+
+    /// Every listener and the expiry task are running.
+    pub fn healthy(&self) -> bool {
+        self.alive.load(Ordering::Relaxed) && self.tasks.iter().all(|t| !t.is_finished())
+    }
+}
+
+/// Shared by every connection.
+pub(crate) struct State {
+    pub conf: PortalConf,
+    pub ctx: PortalCtx,
+    pub look: page::Look,
+    pub ca: Option<ca::PortalCa>,
+    pub csrf: csrf::Csrf,
+    pub rate: rate::RateLimit,
+    pub tls_rate: rate::RateLimit,
+    pub conns: rate::ConnLimit,
+    pub m: metrics::Metrics,
+}
+
+impl State {
+    /// The grant length (`grant_seconds` for tests, else `grant_minutes`).
+    pub fn grant_ttl(&self) -> Duration {
+        match self.conf.grant_seconds {
+            Some(s) => Duration::from_secs(s.max(1)),
+            None => Duration::from_secs(self.conf.grant_minutes.max(1) * 60),
+        }
+    }
+
+    /// The decision for `name` asked by `ip`, if it is steered or coached right now.
+    pub fn decide(&self, name: &str, ip: IpAddr, via: Via) -> Option<Decision> {
+        let dev = self.ctx.devices.lookup(ip);
+        let client = Client {
+            ip: Some(ip),
+            mac: dev.as_ref().and_then(|d| d.mac),
+            hostname: dev.as_ref().and_then(|d| d.hostname.as_deref()),
+        };
+        let d = self.ctx.policy.current().decide_on(
+            name,
+            &client,
+            crate::time::now_ns(),
+            via,
+            crate::flow::Evidence::Wire,
+        )?;
+        matches!(d.action, Action::Steer | Action::Coach).then_some(d)
+    }
+
+    pub fn record(&self, e: crate::record::Event) {
+        if let Some(tx) = &self.ctx.events {
+            if !tx.send(e) {
+                self.m.events_dropped.inc();
+            }
+        }
+    }
+}
+
+/// A peer address as the policy sees it (IPv4-mapped IPv6 as IPv4).
+pub(crate) fn client_ip(a: SocketAddr) -> IpAddr {
+    a.ip().to_canonical()
+}
+
+/// Normalise a Host header or SNI value into a lower-case name without port or trailing dot.
+pub fn host_name(h: &str) -> Option<String> {
+    let h = h.trim();
+    let h = if let Some(rest) = h.strip_prefix('[') {
+        // [v6]:port -- an address literal, never a steered name.
+        rest.split(']').next()?
+    } else {
+        match h.rsplit_once(':') {
+            Some((n, p)) if p.bytes().all(|b| b.is_ascii_digit()) => n,
+            _ => h,
+        }
+    };
+    let n = crate::policy::matcher::normalize(h).ok()?;
+    (!n.is_empty()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_' || b == b':'))
+    .then(|| n.into_owned())
+}
+
+fn listen_error(addr: SocketAddr, what: &str, e: &std::io::Error) -> String {
+    let hint = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            "start shadowgate as root (it keeps CAP_NET_BIND_SERVICE) or choose a port above 1023".to_string()
+        }
+        std::io::ErrorKind::AddrInUse => format!(
+            "another program listens there (see `ss -ltnp 'sport = :{}'`); stop it or set [portal] {what} = \"IP:PORT\"",
+            addr.port()
+        ),
+        std::io::ErrorKind::AddrNotAvailable => format!(
+            "{} is not an address of this gateway; set [portal] address to one of its LAN addresses (or [portal] {what})",
+            addr.ip()
+        ),
+        _ => format!("check [portal] address / {what}"),
+    };
+    format!("portal: cannot listen on {addr} for {what}: {e}; {hint}")
+}
+
+/// Start the portal: HTTP on `http` (default `address:80`, and `address6:80`), HTTPS on `https`
+/// (default port 443) when `ca_cert` and `ca_key` are set, plus the task that records grant
+/// expiries. Binds everything before returning, so errors come back here.
+pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, String> {
+    let ca = match (&conf.ca_cert, &conf.ca_key) {
+        (Some(c), Some(k)) => Some(ca::PortalCa::load(
+            c,
+            k,
+            Duration::from_secs(conf.leaf_hours.max(1) * 3600),
+            conf.cert_cache,
+        )?),
+        (None, None) => None,
+        _ => {
+            return Err(
+                "portal: set both [portal] ca_cert and ca_key (or neither: then HTTP only)".into(),
+            )
+        }
+    };
+    let defaults = |port: u16| -> Vec<SocketAddr> {
+        let mut v = vec![SocketAddr::new(conf.address, port)];
+        if let Some(a6) = conf.address6 {
+            v.push(SocketAddr::new(a6, port));
+        }
+        v
+    };
+    let http_addrs = conf.http.map(|a| vec![a]).unwrap_or_else(|| defaults(80));
+    let https_addrs = if ca.is_some() {
+        conf.https.map(|a| vec![a]).unwrap_or_else(|| defaults(443))
+    } else {
+        Vec::new()
+    };
+    let mut http_l = Vec::new();
+    for a in &http_addrs {
+        http_l.push(
+            TcpListener::bind(a)
+                .await
+                .map_err(|e| listen_error(*a, "http", &e))?,
+        );
+    }
+    let mut https_l = Vec::new();
+    for a in &https_addrs {
+        https_l.push(
+            TcpListener::bind(a)
+                .await
+                .map_err(|e| listen_error(*a, "https", &e))?,
+        );
+    }
+    // Registered once everything is bound (a failed start leaves the registry untouched).
+    let m = metrics::Metrics::register(&ctx.registry)?;
+    let state = Arc::new(State {
+        look: page::Look::from_conf(&conf),
+        csrf: csrf::Csrf::new(FORM_TTL)?,
+        rate: rate::RateLimit::new(conf.rate_per_client),
+        tls_rate: rate::RateLimit::new(conf.rate_per_client),
+        conns: rate::ConnLimit::new(CONNECTIONS_PER_CLIENT),
+        ca,
+        m,
+        conf,
+        ctx,
+    });
+    let (stop, stop_rx) = watch::channel(false);
+    let alive = Arc::new(AtomicBool::new(true));
+    let conns = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut tasks = Vec::new();
+    let mut http = Vec::new();
+    let mut https = Vec::new();
+    for (l, tls) in http_l
+        .into_iter()
+        .map(|l| (l, false))
+        .chain(https_l.into_iter().map(|l| (l, true)))
+    {
+        let local = l.local_addr().map_err(|e| e.to_string())?;
+        if tls { &mut https } else { &mut http }.push(local);
+        tasks.push(tokio::spawn(accept_loop(
+            l,
+            tls,
+            Arc::clone(&state),
+            Arc::clone(&conns),
+            stop_rx.clone(),
+            Arc::clone(&alive),
+        )));
+    }
+    tasks.push(tokio::spawn(expiry_task(Arc::clone(&state), stop_rx)));
+    Ok(PortalHandle {
+        stop,
+        tasks,
+        alive,
+        http,
+        https,
+    })
+}
+
+async fn accept_loop(
+    l: TcpListener,
+    tls: bool,
+    state: Arc<State>,
+    conns: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+    alive: Arc<AtomicBool>,
+) {
+    let local = l.local_addr().ok();
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&conns).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let (sock, peer) = tokio::select! {
+            r = l.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of descriptors and the like: wait and go on.
+                    eprintln!("shadowgate: portal accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let Some(slot) = state.conns.enter(client_ip(peer)) else {
+            state.m.requests.with_label_values(&["limited"]).inc();
+            drop(sock);
+            continue;
+        };
+        let server = sock.local_addr().ok().or(local).unwrap_or(peer);
+        let st = Arc::clone(&state);
+        let stop2 = stop.clone();
+        tokio::spawn(async move {
+            let (_permit, _slot) = (permit, slot);
+            let _ = sock.set_nodelay(true);
+            if tls {
+                tls::serve_tls(sock, peer, server, st, stop2).await;
+            } else {
+                http::serve_conn(sock, http::Conn::plain(peer, server), st, stop2).await;
+            }
+        });
+    }
+    if !*stop.borrow() {
+        alive.store(false, Ordering::Relaxed);
+    }
+}
+
+async fn expiry_task(state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let policy = state.ctx.policy.current();
+        for e in expiry_events(
+            &state.ctx.grants,
+            &state.ctx.sensor,
+            &policy,
+            &state.ctx.devices,
+        ) {
+            state.m.grants_expired.inc();
+            state.record(e);
+        }
+        state.m.grants_active.set(state.ctx.grants.len() as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names_are_normalised() {
+        assert_eq!(host_name("ChatGPT.com:443").as_deref(), Some("chatgpt.com"));
+        assert_eq!(host_name("claude.ai.").as_deref(), Some("claude.ai"));
+        assert_eq!(host_name("[::1]:80").as_deref(), Some("::1"));
+        assert_eq!(host_name("bad name"), None);
+        assert_eq!(host_name(""), None);
+        assert_eq!(host_name("a<b"), None);
+    }
+}

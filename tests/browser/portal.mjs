@@ -1,0 +1,247 @@
+// Drives Debian's chromium (headless, through playwright-core; no browser download) against the
+// steering portal in the namespace testbed of tests/portal.rs, one phase per run; prints JSON.
+//
+// Environment: SG_PHASE (client1 | client2 | expired), SG_PORTAL_IP, SG_ARTIFACTS (screenshot
+// directory), SG_BAD_LEAF_DIR (leaf.pem/leaf.key for a name outside the CA's constraints),
+// SG_JUSTIFICATION, HOME (holds .pki/nssdb trusting the test portal CA).
+
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import { createRequire } from 'node:module';
+import { chromium } from 'playwright-core';
+
+const require = createRequire(import.meta.url);
+const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const phase = env('SG_PHASE');
+const portal = env('SG_PORTAL_IP');
+const artifacts = env('SG_ARTIFACTS');
+
+const STEERED = 'claude.ai';
+const COACHED = 'chatgpt.com';
+const NEUTRAL = 'www.example.org';
+const OUTSIDE = 'outside.example';
+const INSIDE = 'control.claude.ai';
+const APPROVED = 'https://ai.clinic.example/';
+
+const out = { phase, checks: [], navigations: 0 };
+function check(name, ok, detail) {
+  out.checks.push({ name, ok: !!ok, detail: detail ?? null });
+  if (!ok) {
+    console.log(JSON.stringify(out));
+    throw new Error(`check failed: ${name}: ${JSON.stringify(detail)}`);
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  headless: true,
+  env: process.env,
+  args: [
+    '--no-sandbox',
+    `--host-resolver-rules=MAP ${STEERED} ${portal}, MAP ${COACHED} ${portal}, MAP ${NEUTRAL} ${portal}, MAP ${OUTSIDE} 127.0.0.1, MAP ${INSIDE} 127.0.0.1, EXCLUDE localhost`,
+    // Keep plain-HTTP navigations plain (the HTTP portal is tested on its own).
+    '--disable-features=HttpsUpgrades,HttpsFirstBalancedModeAutoEnable,HttpsFirstModeV2ForEngagedSites',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+  ],
+});
+
+// bypassCSP lets the test inject axe-core and its probes into pages whose CSP forbids scripts.
+const desktop = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
+const phone = await browser.newContext({
+  viewport: { width: 390, height: 844 },
+  deviceScaleFactor: 2,
+  isMobile: true,
+  hasTouch: true,
+  bypassCSP: true,
+});
+
+async function go(page, url) {
+  out.navigations += 1;
+  return page.goto(url, { waitUntil: 'load' });
+}
+
+async function axe(page, label) {
+  await page.evaluate(axeSource);
+  const r = await page.evaluate(() =>
+    // eslint-disable-next-line no-undef
+    axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa', 'best-practice'] }),
+  );
+  const v = r.violations.map((x) => ({ id: x.id, impact: x.impact, nodes: x.nodes.map((n) => n.target) }));
+  check(`axe: no violations on ${label}`, v.length === 0, v);
+  return r.passes.length;
+}
+
+// null when the page loads, else the browser's network error (net::ERR_...).
+async function failsToLoad(page, url) {
+  let failure = null;
+  const onFail = (r) => {
+    if (r.url().startsWith(url)) failure = r.failure()?.errorText ?? 'failed';
+  };
+  page.on('requestfailed', onFail);
+  try {
+    await page.goto(url, { waitUntil: 'load', timeout: 10000 });
+    return failure;
+  } catch (e) {
+    return failure ?? String(e.message).split('\n')[0];
+  } finally {
+    page.off('requestfailed', onFail);
+  }
+}
+
+const text = (page, sel) => page.locator(sel).innerText();
+
+async function phaseClient1() {
+  const page = await desktop.newPage();
+
+  // Steered name over plain HTTP: service, reason, approved route.
+  let r = await go(page, `http://${STEERED}/some/path?q=private`);
+  check('http steer page status 403', r.status() === 403, r.status());
+  const h1 = await text(page, 'h1');
+  check('steer page names the service', /Claude/.test(h1) && /not available/.test(h1), h1);
+  const body = await text(page, 'body');
+  check('steer page says why (no BAA, no patient information)', /Business Associate Agreement|BAA/.test(await page.content()) && /Patient information must/.test(body), null);
+  check('steer page links the approved route', (await page.locator('#approved-route').getAttribute('href')) === APPROVED, null);
+  check('steer page gives the instruction', /clinic's AI assistant/.test(body), null);
+  out.axe_passes_steer_http = await axe(page, 'steer page (http)');
+
+  // The same over HTTPS: the browser trusts the leaf the portal minted from the test CA.
+  r = await go(page, `https://${STEERED}/`);
+  const sec = await r.securityDetails();
+  check('https steer page served with a portal CA leaf', r.status() === 403 && sec && /shadowgate portal CA/.test(sec.issuer) && sec.subjectName === STEERED, sec);
+  check('https steer page names the service and route', /Claude/.test(await text(page, 'h1')) && (await page.locator('#approved-route').getAttribute('href')) === APPROVED, null);
+  out.axe_passes_steer_https = await axe(page, 'steer page (https)');
+  out.leaf_valid_to = sec.validTo;
+  out.leaf_valid_from = sec.validFrom;
+  await page.screenshot({ path: `${artifacts}/steer-desktop.png`, fullPage: true });
+  const pp = await phone.newPage();
+  await go(pp, `https://${STEERED}/`);
+  const overflow = await pp.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+  check('steer page fits a phone (no horizontal scroll)', !overflow, null);
+  await pp.screenshot({ path: `${artifacts}/steer-phone.png`, fullPage: true });
+
+  // A name nobody steers: neutral page over HTTP, no certificate at all over HTTPS.
+  r = await go(page, `http://${NEUTRAL}/`);
+  check('unsteered name over http: neutral page', r.status() === 404 && /Nothing here/.test(await text(page, 'h1')), r.status());
+  let err = await failsToLoad(page, `https://${NEUTRAL}/`);
+  check('unsteered name over https: no certificate, browser error', err !== null, err);
+  out.unsteered_https_error = err;
+
+  // A name outside the CA's constraints, even with a leaf the CA signed: the browser refuses it.
+  // Control: the same kind of leaf, signed the same way, for a name inside loads.
+  const serveLeaf = async (sub) => {
+    const s = https
+      .createServer(
+        {
+          cert: readFileSync(`${env('SG_BAD_LEAF_DIR')}/${sub}/leaf.pem`),
+          key: readFileSync(`${env('SG_BAD_LEAF_DIR')}/${sub}/leaf.key`),
+        },
+        (_q, res) => res.end('<!doctype html><title>leaf</title><h1>served by the test server</h1>'),
+      )
+      .listen(8443, '127.0.0.1');
+    await new Promise((ok) => s.once('listening', ok));
+    return s;
+  };
+  const fresh = await desktop.newPage();
+  let srv = await serveLeaf('inside');
+  err = await failsToLoad(fresh, `https://${INSIDE}:8443/`);
+  srv.close();
+  check('control: a leaf for a name inside the constraints is accepted', err === null, err);
+  srv = await serveLeaf('outside');
+  err = await failsToLoad(fresh, `https://${OUTSIDE}:8443/`);
+  srv.close();
+  await fresh.close();
+  check('name outside the constraints: browser refuses the certificate', err !== null && /CERT/.test(err), err);
+  out.outside_constraints_error = err;
+
+  // Coach: warning, route, form.
+  r = await go(page, `https://${COACHED}/`);
+  check('coach page names the service', /ChatGPT/.test(await text(page, 'h1')), null);
+  check('coach page offers the approved route', (await page.locator('#approved-route').getAttribute('href')) === APPROVED, null);
+  check('coach page has the acknowledgement', /I will not enter patient information/.test(await text(page, 'label[for=ack]')), null);
+  check('coach page asks for no patient details', /Do not type patient/.test(await text(page, '#why-hint')), null);
+  check('justification is length-limited', (await page.locator('#why').getAttribute('maxlength')) === '200', null);
+  out.axe_passes_coach = await axe(page, 'coach page');
+  await page.screenshot({ path: `${artifacts}/coach-desktop.png`, fullPage: true });
+  await go(pp, `https://${COACHED}/`);
+  await pp.screenshot({ path: `${artifacts}/coach-phone.png`, fullPage: true });
+
+  // A cross-site page cannot acknowledge for the client: post the form's own token from another
+  // origin (no-cors form post); the portal refuses it, so no grant appears.
+  const token = await page.locator('input[name=token]').getAttribute('value');
+  const side = await desktop.newPage();
+  await go(side, `http://${NEUTRAL}/`);
+  await side.evaluate(async ([u, t]) => {
+    await fetch(u, {
+      method: 'POST',
+      mode: 'no-cors',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `token=${t}&ack=yes&justification=forged`,
+    }).catch(() => {});
+  }, [`https://${COACHED}/.shadowgate/continue`, token]);
+  r = await go(side, `https://${COACHED}/`);
+  check('cross-site post granted nothing: still coached', /Think before/.test(await text(side, 'h1')), null);
+  await side.close();
+
+  // The acknowledgement, through the real form.
+  const just = env('SG_JUSTIFICATION');
+  await page.locator('#ack').check();
+  await page.locator('#why').fill(just);
+  out.navigations += 1; // the form post (a 303 to the page)
+  await Promise.all([page.waitForNavigation({ waitUntil: 'load' }), page.locator('#continue').click()]);
+  const landed = await text(page, 'body');
+  check('after acknowledging: granted status line', /Access granted/.test(landed), landed);
+  const status = await text(page, '#grant-status');
+  out.grant_status = status;
+  out.axe_passes_granted = await axe(page, 'granted page');
+  await page.screenshot({ path: `${artifacts}/granted-desktop.png`, fullPage: true });
+  r = await go(page, `https://${COACHED}/`);
+  check('the next request is not coached', r.status() === 200 && /allowed on this device/.test(await text(page, 'h1')), r.status());
+
+  // Replaying the spent token is refused.
+  const replay = await page.evaluate(async (t) => {
+    const x = await fetch('/.shadowgate/continue', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: `token=${t}&ack=yes&justification=again`,
+    });
+    return { status: x.status, body: await x.text() };
+  }, token);
+  // (The cross-site post was refused before its token was looked at; the real form spent it.)
+  check('replayed token refused', replay.status === 403 && /already sent once/.test(replay.body), replay.status);
+  await pp.close();
+}
+
+async function phaseClient2() {
+  const page = await desktop.newPage();
+  const r = await go(page, `https://${COACHED}/`);
+  check('second client is still coached', r.status() === 403 && /Think before/.test(await text(page, 'h1')), r.status());
+  await go(page, `http://${STEERED}/`);
+  check('second client is still steered', /not available/.test(await text(page, 'h1')), null);
+}
+
+async function phaseExpired() {
+  const page = await desktop.newPage();
+  const r = await go(page, `https://${COACHED}/`);
+  check('after expiry the first client is coached again', r.status() === 403 && /Think before/.test(await text(page, 'h1')), r.status());
+}
+
+try {
+  if (phase === 'client1') await phaseClient1();
+  else if (phase === 'client2') await phaseClient2();
+  else if (phase === 'expired') await phaseExpired();
+  else throw new Error(`unknown SG_PHASE ${phase}`);
+  out.ok = true;
+  console.log(JSON.stringify(out));
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,306 @@
+//! The portal's HTTP and TLS rules without a browser: in-process, in a private network namespace
+//! of the test thread (loopback only; 127.0.0.1 and 127.0.0.2 are two clients). Needs root.
+
+mod portal_bed;
+use portal_bed::{have, sh, suffix, write_policy};
+use std::time::Duration;
+
+use shadowgate::act::config::PortalConf;
+use shadowgate::act::devices::Devices;
+use shadowgate::act::grants::Grants;
+use shadowgate::act::portal::{ca, serve, PortalCtx};
+use shadowgate::policy::reload::PolicyHandle;
+use shadowgate::record::{Query, Store};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const ONE: &str = "127.0.0.1";
+const TWO: &str = "127.0.0.2";
+
+async fn raw(src: &str, to: SocketAddr, req: String) -> (u16, String) {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::new(src.parse().unwrap(), 0)).unwrap();
+    let mut c = s.connect(to).await.unwrap();
+    c.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+fn get(host: &str, path: &str, dest: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nSec-Fetch-Dest: {dest}\r\nConnection: close\r\n\r\n")
+}
+
+fn post(host: &str, origin: Option<&str>, body: &str) -> String {
+    let o = origin
+        .map(|o| format!("Origin: {o}\r\nSec-Fetch-Site: same-origin\r\n"))
+        .unwrap_or_default();
+    format!(
+        "POST /.shadowgate/continue HTTP/1.1\r\nHost: {host}\r\n{o}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn token(page: &str) -> String {
+    let i = page.find("name=\"token\" value=\"").expect("form token") + 20;
+    page[i..].split('"').next().unwrap().to_string()
+}
+
+async fn handshake(
+    src: &str,
+    to: SocketAddr,
+    sni: &str,
+    roots: Arc<rustls::RootCertStore>,
+) -> Result<(), String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::new(src.parse().unwrap(), 0)).unwrap();
+    let tcp = s.connect(to).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn portal_rules_without_a_browser() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !have("ip") {
+        eprintln!("skipping portal_rules_without_a_browser: needs root and ip (a private network namespace)");
+        return;
+    }
+    std::thread::spawn(run).join().unwrap();
+}
+
+fn run() {
+    // SAFETY: moves only this thread into a new, empty network namespace.
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+    sh(&["ip", "link", "set", "lo", "up"]);
+    let dir = std::env::temp_dir().join(format!("sgportal-inproc-{}", suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let policy_dir = dir.join("policy");
+    write_policy(&policy_dir);
+    let (cert, key) = ca::make_ca(&ca::catalogue_domains(&policy_dir).unwrap(), 1, "Test").unwrap();
+    std::fs::write(dir.join("ca.pem"), &cert).unwrap();
+    std::fs::write(dir.join("ca.key"), &key).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.join("ca.key"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let conf: PortalConf = toml::from_str(&format!(
+        "address = \"127.0.0.1\"\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\nca_cert = \"{}\"\nca_key = \"{}\"\ngrant_seconds = 1\nrate_per_client = 40\n",
+        dir.join("ca.pem").display(),
+        dir.join("ca.key").display()
+    ))
+    .unwrap();
+    let store_path = dir.join("events.db");
+    let (tx, rec) =
+        shadowgate::record::queue::start(Store::open(&store_path).unwrap(), 1024, 8, None);
+    let grants = Arc::new(Grants::new());
+    let registry = prometheus::Registry::new();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap())
+        .unwrap();
+    let roots = Arc::new(roots);
+    let one: IpAddr = ONE.parse().unwrap();
+    let two: IpAddr = TWO.parse().unwrap();
+    rt.block_on(async {
+        let h = serve(
+            conf,
+            PortalCtx {
+                policy: PolicyHandle::load(&policy_dir).unwrap(),
+                grants: Arc::clone(&grants),
+                devices: Arc::new(Devices::new()),
+                events: Some(tx),
+                sensor: "inproc".into(),
+                registry: registry.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(h.healthy());
+        let (http, https) = (h.http[0], h.https[0]);
+
+        // A navigation is a view; a favicon and a fetch are not.
+        let (s, page) = raw(ONE, http, get("chatgpt.com", "/", "document")).await;
+        assert_eq!(s, 403);
+        assert!(page.contains("I will not enter patient information"));
+        let t1 = token(&page);
+        assert_eq!(
+            raw(ONE, http, get("chatgpt.com", "/favicon.ico", "image"))
+                .await
+                .0,
+            404
+        );
+        assert_eq!(
+            raw(ONE, http, get("chatgpt.com", "/api", "empty")).await.0,
+            404
+        );
+        // Not steered: neutral.
+        assert_eq!(
+            raw(ONE, http, get("www.example.org", "/", "document"))
+                .await
+                .0,
+            404
+        );
+
+        let good = |t: &str, j: &str| format!("token={t}&ack=yes&justification={j}");
+        let origin = Some("http://chatgpt.com");
+        // Client 2 cannot use client 1's token (it is bound to the address).
+        assert_eq!(
+            raw(TWO, http, post("chatgpt.com", origin, &good(&t1, "x")))
+                .await
+                .0,
+            403
+        );
+        // Cross-site, and no Origin at all: refused.
+        assert_eq!(
+            raw(
+                ONE,
+                http,
+                post("chatgpt.com", Some("http://evil.example"), &good(&t1, "x"))
+            )
+            .await
+            .0,
+            403
+        );
+        assert_eq!(
+            raw(ONE, http, post("chatgpt.com", None, &good(&t1, "x")))
+                .await
+                .0,
+            403
+        );
+        // A token for another name: refused.
+        assert_eq!(
+            raw(
+                ONE,
+                http,
+                post("claude.ai", Some("http://claude.ai"), &good(&t1, "x"))
+            )
+            .await
+            .0,
+            403
+        );
+        assert!(grants.is_empty(), "nothing granted so far");
+        // Too long a justification: the form again (the token is spent), no grant.
+        let long = "a".repeat(201);
+        let (s, page) = raw(ONE, http, post("chatgpt.com", origin, &good(&t1, &long))).await;
+        assert_eq!(s, 422, "{page}");
+        assert!(grants.is_empty());
+        let t2 = token(&page);
+        assert_eq!(
+            raw(ONE, http, post("chatgpt.com", origin, &good(&t1, "x")))
+                .await
+                .0,
+            403,
+            "replay"
+        );
+        let (s, resp) = raw(
+            ONE,
+            http,
+            post(
+                "chatgpt.com",
+                origin,
+                &good(&t2, "Poster+for+the+flu+clinic"),
+            ),
+        )
+        .await;
+        assert_eq!(s, 303, "{resp}");
+        assert!(grants.active(one, "chatgpt") && !grants.active(two, "chatgpt"));
+        let (s, page) = raw(ONE, http, get("chatgpt.com", "/", "document")).await;
+        assert_eq!(s, 200);
+        assert!(page.contains("Access granted"));
+        assert_eq!(
+            raw(TWO, http, get("chatgpt.com", "/", "document")).await.0,
+            403,
+            "client 2 still coached"
+        );
+
+        // TLS: leaves for steered/coached names only; none for others.
+        handshake(ONE, https, "claude.ai", Arc::clone(&roots))
+            .await
+            .unwrap();
+        handshake(TWO, https, "chatgpt.com", Arc::clone(&roots))
+            .await
+            .unwrap();
+        assert!(handshake(ONE, https, "www.example.org", Arc::clone(&roots))
+            .await
+            .is_err());
+
+        // The grant expires by itself.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(!grants.active(one, "chatgpt"));
+
+        // Rate limit per client: 40 a minute, then 429; the other client is unaffected.
+        let mut limited = false;
+        for _ in 0..45 {
+            if raw(ONE, http, get("claude.ai", "/", "document")).await.0 == 429 {
+                limited = true;
+                break;
+            }
+        }
+        assert!(limited, "client 1 is limited");
+        assert_eq!(
+            raw(TWO, http, get("claude.ai", "/", "document")).await.0,
+            403
+        );
+        h.shutdown().await;
+    });
+    rec.stop();
+    let ev = Store::open(&store_path)
+        .unwrap()
+        .query(&Query::default())
+        .unwrap();
+    let kind = |k: &str| ev.iter().filter(|e| e.kind == k).collect::<Vec<_>>();
+    let acks = kind("coach_ack");
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].client_ip, ONE);
+    assert!(acks[0]
+        .detail
+        .as_deref()
+        .unwrap()
+        .contains("Poster for the flu clinic"));
+    let expired = kind("grant_expired");
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].service.as_deref(), Some("chatgpt"));
+    // Views: the document requests above that reached a steer/coach/granted page.
+    let views = kind("portal_view");
+    assert!(views
+        .iter()
+        .all(|v| v.name == "chatgpt.com" || v.name == "claude.ai"));
+    assert!(views.iter().any(|v| v.client_ip == TWO));
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    assert!(
+        text.contains("shadowgate_portal_certs_minted_total 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shadowgate_portal_requests_total{kind=\"subresource\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shadowgate_portal_requests_total{kind=\"limited\"} 1"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
