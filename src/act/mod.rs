@@ -3,4 +3,5 @@
 
 pub mod config;
 pub mod devices;
+pub mod dns;
 pub mod grants;
