@@ -120,7 +120,12 @@ impl Cache {
             m.authorities
                 .iter()
                 .filter(|r| r.record_type() == RecordType::SOA)
-                .cloned()
+                .map(|r| {
+                    // Served TTLs count down from the negative TTL (RFC 2308 §5).
+                    let mut r = r.clone();
+                    r.ttl = ttl;
+                    r
+                })
                 .collect()
         } else {
             Vec::new()
@@ -232,6 +237,10 @@ mod tests {
             .unwrap();
         assert_eq!(a.rcode, ResponseCode::NXDomain);
         assert_eq!(a.authorities.len(), 1);
+        assert_eq!(
+            a.authorities[0].ttl, 1,
+            "the SOA's TTL counts down from the negative TTL"
+        );
         assert!(c
             .get(&key("nx.example.org.", 1), t0 + Duration::from_secs(60))
             .is_none());
