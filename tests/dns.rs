@@ -756,3 +756,39 @@ async fn bind_errors_name_the_address() {
         "{e}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servfail_and_unhealthy_when_no_upstream_answers() {
+    let dead = std::net::UdpSocket::bind("127.0.0.54:0").unwrap();
+    let conf: DnsConf = toml::from_str(&format!(
+        "listen = [\"127.0.0.1:0\"]\nupstreams = [\"{}\"]\nclients = [\"127.0.0.0/8\"]\nupstream_timeout_ms = 100",
+        dead.local_addr().unwrap()
+    ))
+    .unwrap();
+    let ctx = DnsCtx {
+        policy: PolicyHandle::load(&bundled_policy()).unwrap(),
+        grants: Arc::new(Grants::new()),
+        devices: Arc::new(Devices::new()),
+        events: None,
+        sensor: "t".into(),
+        enforcing: Arc::new(AtomicBool::new(true)),
+        registry: prometheus::Registry::new(),
+    };
+    let h = serve(conf, None, ctx).await.unwrap();
+    assert!(h.healthy(), "no query yet");
+    let m = ask(
+        h.local_addrs()[0],
+        "127.0.0.1",
+        "www.example.org.",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+    assert!(!h.healthy());
+    assert_eq!(h.metrics().get(QueryResult::Servfail), 1);
+    // Policy answers need no upstream: the resolver still steers.
+    let m = ask(h.local_addrs()[0], "127.0.0.1", "claude.ai.", RecordType::A).await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.answers.is_empty(), "no [portal]: no data");
+    h.shutdown().await;
+}

@@ -325,7 +325,7 @@ async fn tcp_exchange(
         let mut len = [0u8; 2];
         s.read_exact(&mut len).await.map_err(|_| "io")?;
         let n = u16::from_be_bytes(len) as usize;
-        if n > MAX_TCP_ANSWER || n < 12 {
+        if !(12..=MAX_TCP_ANSWER).contains(&n) {
             return Err("bad_response");
         }
         let mut buf = vec![0u8; n];
