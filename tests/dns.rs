@@ -650,7 +650,7 @@ async fn outsiders_refused_flooders_limited_garbage_survived() {
             break;
         }
     }
-    assert!((40..=45).contains(&ok), "ok {ok}, refused {refused}");
+    assert!((40..=60).contains(&ok), "ok {ok}, refused {refused}");
     assert_eq!(ok + refused, 200);
     assert_eq!(rig.count(QueryResult::Ratelimited), refused);
     // Others are not affected.
