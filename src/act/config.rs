@@ -93,6 +93,17 @@ pub struct DnsConf {
     /// Upstream timeout (milliseconds).
     #[serde(default = "default_upstream_ms")]
     pub upstream_timeout_ms: u64,
+    /// Open DNS-over-TCP connections at most, in all and per client.
+    #[serde(default = "default_tcp_max")]
+    pub tcp_max_connections: usize,
+    #[serde(default = "default_tcp_per_client")]
+    pub tcp_max_per_client: usize,
+    /// A TCP connection that sends no complete query for this long is closed (milliseconds).
+    #[serde(default = "default_tcp_idle_ms")]
+    pub tcp_idle_ms: u64,
+    /// Queries waiting on an upstream at once at most (past it: SERVFAIL, counted).
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight: usize,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -222,6 +233,18 @@ fn default_cache() -> usize {
 }
 fn default_upstream_ms() -> u64 {
     2_000
+}
+fn default_tcp_max() -> usize {
+    256
+}
+fn default_tcp_per_client() -> usize {
+    8
+}
+fn default_tcp_idle_ms() -> u64 {
+    10_000
+}
+fn default_max_inflight() -> usize {
+    4096
 }
 fn default_clinic() -> String {
     "the clinic".into()

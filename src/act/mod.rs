@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod devices;
+pub mod dns;
 pub mod grants;
 pub mod portal;
 pub mod privs;

@@ -1,0 +1,112 @@
+//! The resolver's observations and events: each decided lookup becomes one `dns_query`
+//! observation (client device, listen address, transport, answers) and one stored event.
+
+use std::net::SocketAddr;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Record, RecordType};
+use serde_json::json;
+
+use super::answer::Enforcement;
+use crate::act::devices::Devices;
+use crate::decode::dns::{rcode_name, type_name};
+use crate::flow::observation::{DnsAnswer, DnsInfo, Endpoint, Transport};
+use crate::flow::{Kind, Observation};
+use crate::policy::Decision;
+use crate::record::Event;
+
+/// Answers kept in an observation at most, and characters of one answer's data.
+const MAX_ANSWERS: usize = 16;
+const MAX_DATA: usize = 256;
+
+/// The query as the policy sees it (`name`: lower-case, no trailing dot).
+pub fn observation(
+    name: String,
+    qtype: RecordType,
+    id: u16,
+    client: SocketAddr,
+    server: SocketAddr,
+    tcp: bool,
+    devices: &Devices,
+) -> Observation {
+    let dev = devices.lookup(client.ip()).unwrap_or_default();
+    Observation {
+        ts: crate::time::now_ns(),
+        kind: Kind::DnsQuery,
+        name: Some(name),
+        wire_names: Vec::new(),
+        inferred_names: Vec::new(),
+        inferred_evidence: Vec::new(),
+        transport: if tcp { Transport::Tcp } else { Transport::Udp },
+        client: Endpoint {
+            ip: client.ip(),
+            port: client.port(),
+            mac: dev.mac,
+            hostname: dev.hostname,
+        },
+        server: Endpoint {
+            ip: server.ip(),
+            port: server.port(),
+            mac: None,
+            hostname: None,
+        },
+        flags: if tcp {
+            vec![crate::flow::Flag::DnsTcp]
+        } else {
+            Vec::new()
+        },
+        dns: Some(DnsInfo {
+            id,
+            qtype: type_name(u16::from(qtype)),
+            rcode: None,
+            answers: Vec::new(),
+        }),
+        tls: None,
+        quic: None,
+        http: None,
+        proxy: None,
+        frame: 0,
+        tcp: None,
+    }
+}
+
+/// Note the answer sent (rcode and up to 16 records).
+pub fn set_answer(o: &mut Observation, rcode: ResponseCode, answers: &[Record]) {
+    let Some(d) = o.dns.as_mut() else { return };
+    d.rcode = Some(rcode_name(u16::from(rcode).min(255) as u8));
+    d.answers = answers
+        .iter()
+        .take(MAX_ANSWERS)
+        .map(|r| {
+            let mut data = r.data.to_string();
+            if data.len() > MAX_DATA {
+                let mut cut = MAX_DATA;
+                while !data.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                data.truncate(cut);
+            }
+            let name = r.name.to_ascii();
+            DnsAnswer {
+                name: name.strip_suffix('.').unwrap_or(&name).to_ascii_lowercase(),
+                rtype: type_name(u16::from(r.record_type())),
+                ttl: r.ttl,
+                data,
+            }
+        })
+        .collect();
+}
+
+/// The stored event: the decision, with what the resolver answered and what that did.
+pub fn event(
+    o: &Observation,
+    d: &Decision,
+    sensor: &str,
+    answer: &str,
+    enforcement: Enforcement,
+) -> Event {
+    let mut e = Event::from_decision(o, d, sensor);
+    e.detail =
+        Some(json!({ "dns_answer": answer, "enforcement": enforcement.as_str() }).to_string());
+    e
+}

@@ -1,0 +1,264 @@
+//! The resolver's request handler (hickory-server `RequestHandler`): who may ask, the rate
+//! limit, the policy decision per question, then the policy answer or the (cached) real one.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+};
+use hickory_server::proto::rr::{DNSClass, Record, RecordType};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+use ipnet::IpNet;
+
+use super::answer::{self, Plan};
+use super::cache::{Cache, Key};
+use super::events;
+use super::forward::Forwarder;
+use super::limit::Limiter;
+use super::metrics::{DnsMetrics, QueryResult};
+use super::DnsCtx;
+use crate::act::config::{DnsConf, PortalConf};
+use crate::policy::Action;
+
+/// Largest UDP answer sent, whatever the client advertises.
+const MAX_UDP_PAYLOAD: u16 = 4096;
+
+/// State shared by every listener of one `serve`.
+pub struct Shared {
+    pub conf: DnsConf,
+    pub portal: Option<PortalConf>,
+    pub ctx: DnsCtx,
+    pub cache: Cache,
+    pub fwd: Forwarder,
+    pub limiter: Limiter,
+    pub metrics: DnsMetrics,
+}
+
+/// An IPv4-mapped IPv6 source (a dual-stack socket) as the IPv4 address it is.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+impl Shared {
+    /// Is `ip` one of the `clients` networks?
+    pub fn client_allowed(&self, ip: IpAddr) -> bool {
+        self.conf.clients.iter().any(|n: &IpNet| n.contains(&ip))
+    }
+}
+
+/// The handler of one listen address (its address is the `server` of the observations).
+#[derive(Clone)]
+pub struct Handler {
+    pub shared: Arc<Shared>,
+    pub listen: SocketAddr,
+}
+
+/// A header-only answer (REFUSED, FORMERR, SERVFAIL, NOTIMP) echoing the question.
+async fn reply_code<R: ResponseHandler>(
+    req: &Request,
+    mut rh: R,
+    code: ResponseCode,
+) -> ResponseInfo {
+    let mut md = Metadata::response_from_request(&req.metadata);
+    md.recursion_available = true;
+    md.response_code = code;
+    let b = MessageResponseBuilder::from_message_request(req);
+    match rh.send_response(b.build_no_records(md)).await {
+        Ok(i) => i,
+        Err(_) => failed(&md),
+    }
+}
+
+fn failed(md: &Metadata) -> ResponseInfo {
+    let mut md = *md;
+    md.response_code = ResponseCode::ServFail;
+    ResponseInfo::from(Header {
+        metadata: md,
+        counts: HeaderCounts::default(),
+    })
+}
+
+/// The question as the policy and the cache see it: lower-case, no trailing dot ("" for the root).
+fn policy_name(n: &hickory_server::proto::rr::Name) -> String {
+    let mut s = n.to_ascii();
+    if s.ends_with('.') {
+        s.pop();
+    }
+    s.make_ascii_lowercase();
+    s
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Handler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        req: &Request,
+        rh: R,
+    ) -> ResponseInfo {
+        let s = &*self.shared;
+        let ip = canonical(req.src().ip());
+        if !s.client_allowed(ip) {
+            s.metrics.count(QueryResult::Refused);
+            return reply_code(req, rh, ResponseCode::Refused).await;
+        }
+        if !s.limiter.allow(ip) {
+            s.metrics.count(QueryResult::Ratelimited);
+            return reply_code(req, rh, ResponseCode::Refused).await;
+        }
+        if req.metadata.message_type != MessageType::Query || req.metadata.op_code != OpCode::Query
+        {
+            s.metrics.count(QueryResult::Refused);
+            return reply_code(req, rh, ResponseCode::NotImp).await;
+        }
+        let Ok(info) = req.request_info() else {
+            // Not exactly one question (RFC 9619).
+            s.metrics.count(QueryResult::Refused);
+            return reply_code(req, rh, ResponseCode::FormErr).await;
+        };
+        let q = info.query.original();
+        let (qname, qtype, qclass) = (q.name().clone(), q.query_type(), q.query_class());
+        if matches!(qtype, RecordType::AXFR | RecordType::IXFR | RecordType::OPT) {
+            s.metrics.count(QueryResult::Refused);
+            return reply_code(req, rh, ResponseCode::Refused).await;
+        }
+        let name = policy_name(&qname);
+        let tcp = req.protocol() == Protocol::Tcp;
+
+        // The policy decides on questions of class IN.
+        let mut obs = None;
+        let mut decision = None;
+        if qclass == DNSClass::IN && !name.is_empty() {
+            let o = events::observation(
+                name.clone(),
+                qtype,
+                req.metadata.id,
+                SocketAddr::new(ip, req.src().port()),
+                self.listen,
+                tcp,
+                &s.ctx.devices,
+            );
+            decision = s.ctx.policy.current().decide_observation(&o);
+            if decision.is_some() {
+                obs = Some(o);
+            }
+        }
+        let granted = decision.as_ref().is_some_and(|d| {
+            d.action == Action::Coach
+                && s.ctx
+                    .grants
+                    .active(ip, d.service.as_deref().unwrap_or(&d.matched_name))
+        });
+        let enforcing = s.ctx.enforcing.load(Ordering::Relaxed);
+        let ttl = s.conf.portal_ttl_s;
+        let (plan, enforcement) = answer::plan(
+            decision.as_ref(),
+            qtype,
+            enforcing,
+            granted,
+            s.conf.block_answer,
+            ttl,
+        );
+
+        let (rcode, answers, authorities, word, result) = match plan {
+            Plan::Real { cap_ttl, strip_ech } => {
+                let key = Key {
+                    name,
+                    qtype: u16::from(qtype),
+                    qclass: u16::from(qclass),
+                };
+                let now = Instant::now();
+                let (rcode, mut ans, mut auth, result) = match s.cache.get(&key, now) {
+                    Some(a) => (a.rcode, a.answers, a.authorities, QueryResult::Cached),
+                    None => match s.fwd.resolve(&key, &qname, qtype, qclass).await {
+                        Ok(u) => {
+                            if s.cache.insert(key, &u.msg, u.wire_len, now) {
+                                s.metrics.cache_entries.set(s.cache.len() as i64);
+                            }
+                            let rc = u.msg.metadata.response_code;
+                            let r = if rc == ResponseCode::ServFail {
+                                QueryResult::Servfail
+                            } else {
+                                QueryResult::Forwarded
+                            };
+                            (rc, u.msg.answers.clone(), u.msg.authorities.clone(), r)
+                        }
+                        Err(_) => (
+                            ResponseCode::ServFail,
+                            Vec::new(),
+                            Vec::new(),
+                            QueryResult::Servfail,
+                        ),
+                    },
+                };
+                if let Some(c) = cap_ttl {
+                    answer::cap_ttl(&mut ans, c);
+                    answer::cap_ttl(&mut auth, c);
+                }
+                if strip_ech {
+                    answer::strip_ech(&mut ans);
+                }
+                let word = if result == QueryResult::Servfail {
+                    "servfail"
+                } else {
+                    "real"
+                };
+                (rcode, ans, auth, word, result)
+            }
+            p => {
+                let sy = answer::synthesize(p, &qname, qtype, s.portal.as_ref(), ttl);
+                (sy.rcode, sy.answers, sy.authorities, sy.word, sy.result)
+            }
+        };
+        s.metrics.count(result);
+
+        if let (Some(mut o), Some(d), Some(enf)) = (obs, decision.as_ref(), enforcement) {
+            if let Some(tx) = &s.ctx.events {
+                events::set_answer(&mut o, rcode, &answers);
+                tx.send(events::event(&o, d, &s.ctx.sensor, word, enf));
+            }
+        }
+
+        respond(req, rh, rcode, &answers, &authorities).await
+    }
+}
+
+async fn respond<R: ResponseHandler>(
+    req: &Request,
+    mut rh: R,
+    rcode: ResponseCode,
+    answers: &[Record],
+    authorities: &[Record],
+) -> ResponseInfo {
+    let mut md = Metadata::response_from_request(&req.metadata);
+    md.recursion_available = true;
+    md.response_code = rcode;
+    let edns = req.edns.as_ref().map(|_| {
+        let mut e = Edns::new();
+        e.set_max_payload(req.max_payload().min(MAX_UDP_PAYLOAD));
+        e
+    });
+    let mut b = MessageResponseBuilder::from_message_request(req);
+    if let Some(e) = &edns {
+        b.edns(e);
+    }
+    let resp = b.build(
+        md,
+        answers.iter(),
+        authorities.iter(),
+        std::iter::empty(),
+        std::iter::empty(),
+    );
+    match rh.send_response(resp).await {
+        Ok(i) => i,
+        Err(_) => failed(&md),
+    }
+}
