@@ -4,3 +4,5 @@
 pub mod config;
 pub mod devices;
 pub mod grants;
+
+pub mod nft;
