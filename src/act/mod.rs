@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod devices;
+pub mod enforcer;
 pub mod grants;
-
 pub mod nft;
+pub mod reset;
