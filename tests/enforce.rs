@@ -457,3 +457,51 @@ fn break_glass_flushes_and_disables_at_once() {
     gw.nft.set_enforcing(true).unwrap();
     assert!(bed.table_json().unwrap().contains("\"reject\""));
 }
+
+#[test]
+fn dns_answer_drops_quic_for_that_client_and_the_answered_address() {
+    need_root!();
+    let bed = Bed::new();
+    let gw = Gw::start(&bed, "enforce");
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let dns = in_ns(&bed.s, move || {
+        let s = UdpSocket::bind((SERVER, 53)).unwrap();
+        ready_tx.send(()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut b = [0u8; 512];
+        if let Ok((n, from)) = s.recv_from(&mut b) {
+            let id = u16::from_be_bytes([b[0], b[1]]);
+            assert!(n > 12);
+            // claude.ai A 10.77.2.9, TTL 300
+            s.send_to(&synth::dns(id, "claude.ai", Some([10, 77, 2, 9])), from)
+                .unwrap();
+        }
+    });
+    ready_rx.recv().unwrap();
+    let answered = in_ns(&bed.c1, move || {
+        let s = UdpSocket::bind((C1, 0)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        s.send_to(&synth::dns(0x4242, "claude.ai", None), (SERVER, 53))
+            .unwrap();
+        let mut b = [0u8; 512];
+        s.recv_from(&mut b).is_ok()
+    })
+    .join()
+    .unwrap();
+    dns.join().unwrap();
+    assert!(answered);
+    std::thread::sleep(Duration::from_millis(100));
+    gw.nft.sync();
+    assert_eq!(
+        gw.metric("shadowgate_flows_stopped_total", Some("dns_quic")),
+        1.0
+    );
+    let set = bed.set_text("quic4");
+    assert!(set.contains("10.77.1.2 . 10.77.2.9"), "{set}");
+    assert!(
+        !set.contains("10.77.3.2"),
+        "only the client that asked: {set}"
+    );
+    // The answer's TTL (300 s) within [quic_min_s, quic_max_s] = [60, 3600].
+    assert!(set.contains("timeout 5m"), "{set}");
+}
