@@ -83,7 +83,7 @@ fn main() -> anyhow::Result<()> {
                 nft.drop_quic(c(i).ip(), s.ip(), Duration::from_secs(60));
                 nft.sync();
             }
-            let single = t.elapsed() / n.min(2000).max(1);
+            let single = t.elapsed() / n.clamp(1, 2000);
             let errors = nft.metrics().errors.get();
             println!(
                 "elements={n} bulk_s={:.3} elements_per_s={:.0} single_op_ms={:.3} errors={errors}",

@@ -125,7 +125,10 @@ struct Attempt {
 const APP_DATA: &[u8] = b"GET /patient-notes HTTP/1.1\r\n\r\n";
 
 /// A server on SERVER:443 that answers 20 ms late and records what it receives.
-fn server(bed: &Bed) -> (mpsc::Receiver<(Vec<u8>, Option<ErrorKind>)>, JoinHandle<()>) {
+/// What the server received and how its reading ended.
+type Received = (Vec<u8>, Option<ErrorKind>);
+
+fn server(bed: &Bed) -> (mpsc::Receiver<Received>, JoinHandle<()>) {
     let (ready_tx, ready_rx) = mpsc::channel();
     let (tx, rx) = mpsc::channel();
     let t = in_ns(&bed.s, move || {

@@ -241,6 +241,7 @@ pub fn capture_loop(
     let socks: Vec<OwnedFd> = ifaces.iter().map(|i| packet_socket(i)).collect();
     ready();
     let mut buf = vec![0u8; 65536];
+    // SGNFT_PCAP=file: also write what was captured (classic pcap) for debugging a test.
     let mut dump = std::env::var_os("SGNFT_PCAP").map(|p| {
         let mut f = std::fs::File::create(p).unwrap();
         use std::io::Write;

@@ -133,7 +133,8 @@ unsafe impl NlMsg for SetMsg {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ElemOp {
-    /// Add (an existing element keeps its place; its timeout is refreshed by the kernel).
+    /// Add (adding an element already present is no error; to extend its timeout the enforcer
+    /// destroys and adds it again in one transaction).
     Add,
     /// Delete if present (DESTROYSETELEM).
     Destroy,
