@@ -14,7 +14,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use nft_net::{in_ns, Bed, C1, C2, SERVER};
+use nft_net::{in_ns, Bed, C1, C1_V6, C2, SERVER, SERVER_V6};
 use prometheus::Registry;
 use shadowgate::act::config::EnforceConf;
 use shadowgate::act::enforcer::Enforcer;
@@ -129,10 +129,17 @@ const APP_DATA: &[u8] = b"GET /patient-notes HTTP/1.1\r\n\r\n";
 type Received = (Vec<u8>, Option<ErrorKind>);
 
 fn server(bed: &Bed) -> (mpsc::Receiver<Received>, JoinHandle<()>) {
+    server_on(bed, SERVER)
+}
+
+fn server_on(bed: &Bed, ip: &'static str) -> (mpsc::Receiver<Received>, JoinHandle<()>) {
     let (ready_tx, ready_rx) = mpsc::channel();
     let (tx, rx) = mpsc::channel();
     let t = in_ns(&bed.s, move || {
-        let l = TcpListener::bind((SERVER, 443)).unwrap();
+        let l = TcpListener::bind((ip, 443)).unwrap_or_else(|e| {
+            let a = nft_net::sh(&["ip", "addr"]);
+            panic!("bind {ip}: {e}\n{}", String::from_utf8_lossy(&a.stdout))
+        });
         ready_tx.send(()).unwrap();
         let (mut s, _) = l.accept().unwrap();
         s.set_read_timeout(Some(Duration::from_millis(1500)))
@@ -166,18 +173,33 @@ fn server(bed: &Bed) -> (mpsc::Receiver<Received>, JoinHandle<()>) {
 }
 
 fn bound_socket(port: u16) -> socket2::Socket {
-    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    bound_socket_on(C1, port)
+}
+
+fn bound_socket_on(ip: &str, port: u16) -> socket2::Socket {
+    let a = SocketAddr::new(ip.parse().unwrap(), port);
+    let s =
+        socket2::Socket::new(socket2::Domain::for_address(a), socket2::Type::STREAM, None).unwrap();
     s.set_reuse_address(true).unwrap();
-    s.bind(&SocketAddr::new(C1.parse().unwrap(), port).into())
-        .unwrap();
+    s.bind(&a.into()).unwrap();
     s
 }
 
 fn attempt(bed: &Bed, port: u16, hello: Vec<u8>) -> Attempt {
-    let (srx, st) = server(bed);
+    attempt_on(bed, C1, SERVER, port, hello)
+}
+
+fn attempt_on(
+    bed: &Bed,
+    client: &'static str,
+    server_ip: &'static str,
+    port: u16,
+    hello: Vec<u8>,
+) -> Attempt {
+    let (srx, st) = server_on(bed, server_ip);
     let c = in_ns(&bed.c1, move || {
-        let s = bound_socket(port);
-        let dst: SocketAddr = (SERVER.parse::<std::net::IpAddr>().unwrap(), 443).into();
+        let s = bound_socket_on(client, port);
+        let dst: SocketAddr = (server_ip.parse::<std::net::IpAddr>().unwrap(), 443).into();
         s.connect_timeout(&dst.into(), Duration::from_secs(2))
             .unwrap();
         let mut s: TcpStream = s.into();
@@ -344,6 +366,30 @@ fn client_hello_is_reset_at_both_ends_and_the_flow_stays_stopped() {
     let (_srx, st) = server(&bed);
     assert_eq!(reconnect(&bed, 41_002), Ok(()));
     st.join().unwrap();
+}
+
+#[test]
+fn ipv6_client_hello_is_reset_at_both_ends_and_stopped() {
+    need_root!();
+    let bed = Bed::new();
+    let gw = Gw::start(&bed, "enforce");
+    let hello = synth::client_hello("claude.ai", 400);
+    let a = attempt_on(&bed, C1_V6, SERVER_V6, 41_031, hello.clone());
+    assert_eq!(a.client_read, Err(ErrorKind::ConnectionReset), "{a:?}");
+    assert_eq!(a.server_err, Some(ErrorKind::ConnectionReset), "{a:?}");
+    assert_eq!(a.server_got, hello, "not one byte after the hello");
+    gw.nft.sync();
+    let set = bed.set_text("stop6");
+    assert!(set.contains("fd77:1::2 . 41031 . fd77:2::2 . 443"), "{set}");
+    let again = in_ns(&bed.c1, || {
+        let s = bound_socket_on(C1_V6, 41_031);
+        let dst: SocketAddr = "[fd77:2::2]:443".parse().unwrap();
+        s.connect_timeout(&dst.into(), Duration::from_secs(1))
+            .map_err(|e| e.kind())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(again, Err(ErrorKind::ConnectionRefused));
 }
 
 #[test]

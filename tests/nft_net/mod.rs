@@ -51,7 +51,8 @@ fn must(args: &[&str]) {
     );
 }
 
-/// c1 (10.77.1.2) and c2 (10.77.3.2) - gw (10.77.1.1, .3.1, .2.1; forwarding) - s (10.77.2.2).
+/// c1 (10.77.1.2) and c2 (10.77.3.2) - gw (10.77.1.1, .3.1, .2.1; forwarding) - s (10.77.2.2);
+/// the same with fd77:N::2 / fd77:N::1 for IPv6.
 pub struct Bed {
     pub c1: String,
     pub c2: String,
@@ -62,6 +63,8 @@ pub struct Bed {
 pub const C1: &str = "10.77.1.2";
 pub const C2: &str = "10.77.3.2";
 pub const SERVER: &str = "10.77.2.2";
+pub const C1_V6: &str = "fd77:1::2";
+pub const SERVER_V6: &str = "fd77:2::2";
 
 impl Bed {
     pub fn new() -> Bed {
@@ -83,6 +86,11 @@ impl Bed {
         for n in [&b.c1, &b.c2, &b.gw, &b.s] {
             must(&["ip", "netns", "add", n]);
             must(&["ip", "-n", n, "link", "set", "lo", "up"]);
+            // No duplicate address detection: IPv6 addresses (link-local too) usable at once.
+            for k in ["all", "default"] {
+                let key = format!("net.ipv6.conf.{k}.accept_dad=0");
+                must(&["ip", "netns", "exec", n, "sysctl", "-qw", &key]);
+            }
         }
         for (peer, gif, net) in [(&b.c1, "gc1", "1"), (&b.c2, "gc2", "3"), (&b.s, "gs", "2")] {
             must(&[
@@ -121,16 +129,22 @@ impl Bed {
                 "via",
                 &format!("10.77.{net}.1"),
             ]);
+            let (gw6, peer6, via6) = (
+                format!("fd77:{net}::1/64"),
+                format!("fd77:{net}::2/64"),
+                format!("fd77:{net}::1"),
+            );
+            must(&["ip", "-n", &b.gw, "addr", "add", &gw6, "dev", gif, "nodad"]);
+            must(&[
+                "ip", "-n", peer, "addr", "add", &peer6, "dev", "eth0", "nodad",
+            ]);
+            must(&[
+                "ip", "-n", peer, "-6", "route", "add", "default", "via", &via6,
+            ]);
         }
-        must(&[
-            "ip",
-            "netns",
-            "exec",
-            &b.gw,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]);
+        for sysctl in ["net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"] {
+            must(&["ip", "netns", "exec", &b.gw, "sysctl", "-qw", sysctl]);
+        }
         b
     }
 
