@@ -298,7 +298,7 @@ fn example(name: &str) -> PathBuf {
 }
 
 #[test]
-fn kill_9_leaves_no_table_behind() {
+fn kill_9_leaves_no_table_and_no_dns_redirect_behind() {
     need_root!();
     let bed = Bed::new();
     let mut child = Command::new("ip")
@@ -322,6 +322,11 @@ fn kill_9_leaves_no_table_behind() {
     assert_eq!(line.trim(), "ready");
     let json = bed.table_json().expect("table while the owner lives");
     assert!(json.contains("dnat"), "DNS intercept present: {json}");
+    // A LAN client asking another resolver is answered by the gateway's.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ours = udp_responder(&bed.gw, "10.77.1.1:53", b"gateway", stop.clone());
+    let theirs = udp_responder(&bed.s, "10.77.2.2:53", b"upstream", stop.clone());
+    assert_eq!(ask_dns(&bed), Some(b"gateway".to_vec()), "intercepted");
     child.kill().unwrap(); // SIGKILL: no cleanup code runs
     child.wait().unwrap();
     let mut gone = false;
@@ -336,6 +341,53 @@ fn kill_9_leaves_no_table_behind() {
         gone,
         "the kernel deleted the owned table when its owner died"
     );
+    // Fail-open: with the daemon dead, DNS goes where the client sent it.
+    assert_eq!(
+        ask_dns(&bed),
+        Some(b"upstream".to_vec()),
+        "no redirect left"
+    );
+    stop.store(true, Ordering::Relaxed);
+    ours.join().unwrap();
+    theirs.join().unwrap();
+}
+
+/// Answer every datagram to `addr` with `reply` until `stop`.
+fn udp_responder(
+    ns: &str,
+    addr: &'static str,
+    reply: &'static [u8],
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<()> {
+    let (tx, rx) = mpsc::channel();
+    let t = in_ns(ns, move || {
+        let s = UdpSocket::bind(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        tx.send(()).unwrap();
+        let mut b = [0u8; 512];
+        while !stop.load(Ordering::Relaxed) {
+            if let Ok((_, from)) = s.recv_from(&mut b) {
+                let _ = s.send_to(reply, from);
+            }
+        }
+    });
+    rx.recv().unwrap();
+    t
+}
+
+/// A DNS query from c1 (a fresh source port) to the server's address: the reply's bytes.
+fn ask_dns(bed: &Bed) -> Option<Vec<u8>> {
+    in_ns(&bed.c1, || {
+        let s = UdpSocket::bind((C1, 0)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        s.send_to(&synth::dns(7, "example.org", None), (SERVER, 53))
+            .unwrap();
+        let mut b = [0u8; 512];
+        s.recv_from(&mut b).ok().map(|(n, _)| b[..n].to_vec())
+    })
+    .join()
+    .unwrap()
 }
 
 #[test]
