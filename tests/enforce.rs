@@ -17,7 +17,7 @@ use std::time::Duration;
 use nft_net::{in_ns, Bed, C1, C1_V6, C2, SERVER, SERVER_V6};
 use prometheus::Registry;
 use shadowgate::act::config::EnforceConf;
-use shadowgate::act::enforcer::Enforcer;
+use shadowgate::act::enforcer::{set_enforcing, Enforcer};
 use shadowgate::act::grants::Grants;
 use shadowgate::act::nft::{Nft, TableSpec};
 use shadowgate::act::reset::Resetter;
@@ -44,6 +44,8 @@ fn spec() -> TableSpec {
 /// The gateway: table, resetter, enforcer and a capture loop, all inside the gateway namespace.
 struct Gw {
     nft: Nft,
+    /// The break-glass switch the enforcer reads.
+    enforcing: Arc<AtomicBool>,
     grants: Arc<Grants>,
     reg: Registry,
     stop: Arc<AtomicBool>,
@@ -55,15 +57,14 @@ impl Gw {
         let grants = Arc::new(Grants::new());
         let reg = Registry::new();
         let stop = Arc::new(AtomicBool::new(false));
+        let enforcing = Arc::new(AtomicBool::new(true));
         let (tx, rx) = mpsc::channel();
-        let (g2, r2, s2) = (grants.clone(), reg.clone(), stop.clone());
+        let (g2, r2, s2, e2) = (grants.clone(), reg.clone(), stop.clone(), enforcing.clone());
         let conf: EnforceConf = toml::from_str(&format!("mode = \"{mode}\"")).unwrap();
         let thread = in_ns(&bed.gw, move || {
             let nft = Nft::open(&spec(), &r2).expect("open table");
             let resetter = Resetter::new().expect("raw sockets");
-            let enforcing = Arc::new(AtomicBool::new(true));
-            let enf = Enforcer::new(&conf, Some(nft.clone()), Some(resetter), g2, enforcing, &r2)
-                .unwrap();
+            let enf = Enforcer::new(&conf, Some(nft.clone()), Some(resetter), g2, e2, &r2).unwrap();
             let root = Path::new(env!("CARGO_MANIFEST_DIR"));
             let policy = PolicyHandle::load(&root.join("policies")).unwrap();
             let p = Pipeline::new(Config::default())
@@ -75,6 +76,7 @@ impl Gw {
         let nft = rx.recv().expect("gateway started");
         Gw {
             nft,
+            enforcing,
             grants,
             reg,
             stop,
@@ -548,14 +550,20 @@ fn break_glass_flushes_and_disables_at_once() {
     gw.nft.stop_flow(c, s, Duration::from_secs(60));
     gw.nft.sync();
     assert_eq!(reconnect(&bed, 41_021), Err(ErrorKind::ConnectionRefused));
-    gw.nft.set_enforcing(false).unwrap();
+    set_enforcing(&gw.enforcing, Some(&gw.nft), false).unwrap();
     assert!(!bed.set_text("stop4").contains("elements"));
     let json = bed.table_json().unwrap();
     assert!(!json.contains("\"reject\""), "rules removed: {json}");
     let (_srx, st) = server(&bed);
     assert_eq!(reconnect(&bed, 41_021), Ok(()));
     st.join().unwrap();
-    gw.nft.set_enforcing(true).unwrap();
+    // The enforcer touches nothing either: a blocked hello passes, counted as would_stop.
+    let hello = synth::client_hello("claude.ai", 400);
+    let a = attempt(&bed, 41_022, hello.clone());
+    assert!(a.client_read.is_ok(), "{a:?}");
+    assert_eq!(a.server_got.len(), hello.len() + APP_DATA.len());
+    assert_eq!(gw.metric("shadowgate_would_stop_total", None), 1.0);
+    set_enforcing(&gw.enforcing, Some(&gw.nft), true).unwrap();
     assert!(bed.table_json().unwrap().contains("\"reject\""));
 }
 

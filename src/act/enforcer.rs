@@ -446,6 +446,22 @@ impl Enforcer {
     }
 }
 
+/// Break glass (`on` false) or back to enforcing: the switch the enforcer reads flips first (the
+/// capture path stops acting at once), then the table is flushed and its rules removed (or put
+/// back) in one transaction.
+pub fn set_enforcing(enforcing: &AtomicBool, nft: Option<&Nft>, on: bool) -> Result<()> {
+    if !on {
+        enforcing.store(false, Ordering::SeqCst);
+    }
+    if let Some(nft) = nft {
+        nft.set_enforcing(on)?;
+    }
+    if on {
+        enforcing.store(true, Ordering::SeqCst);
+    }
+    Ok(())
+}
+
 enum Verdict {
     Stop(String),
     Granted,

@@ -54,6 +54,9 @@ fn must(args: &[&str]) {
 /// c1 (10.77.1.2) and c2 (10.77.3.2) - gw (10.77.1.1, .3.1, .2.1; forwarding) - s (10.77.2.2);
 /// the same with fd77:N::2 / fd77:N::1 for IPv6.
 pub struct Bed {
+    /// One test bed at a time: the tests time resets against a server that answers 20 ms late,
+    /// which other beds' threads on a loaded machine could delay.
+    _serial: std::sync::MutexGuard<'static, ()>,
     pub c1: String,
     pub c2: String,
     pub gw: String,
@@ -77,7 +80,9 @@ impl Bed {
                     .subsec_nanos() as u64
         );
         let tag = &tag[tag.len().saturating_sub(6)..];
+        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let b = Bed {
+            _serial: SERIAL.lock().unwrap_or_else(|e| e.into_inner()),
             c1: format!("sgnft-c1-{tag}"),
             c2: format!("sgnft-c2-{tag}"),
             gw: format!("sgnft-gw-{tag}"),
