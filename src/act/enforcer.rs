@@ -214,10 +214,26 @@ impl Enforcer {
         enforcing: Arc<AtomicBool>,
         registry: &Registry,
     ) -> Result<Enforcer> {
+        let metrics = EnforceMetrics::new(registry)?;
+        Ok(Enforcer::with_metrics(
+            conf, nft, resetter, grants, enforcing, metrics,
+        ))
+    }
+
+    /// The same with metrics registered once elsewhere (one enforcer per capture thread
+    /// sharing them: `EnforceMetrics::new(&registry)?` then a clone for each).
+    pub fn with_metrics(
+        conf: &EnforceConf,
+        nft: Option<Nft>,
+        resetter: Option<Resetter>,
+        grants: Arc<Grants>,
+        enforcing: Arc<AtomicBool>,
+        metrics: EnforceMetrics,
+    ) -> Enforcer {
         let e = Enforcer {
             monitor: conf.mode == EnforceMode::Monitor,
             timeouts: Timeouts::from_conf(conf),
-            metrics: EnforceMetrics::new(registry)?,
+            metrics,
             nft,
             resetter,
             grants: grants.clone(),
@@ -232,7 +248,7 @@ impl Enforcer {
             let flows = e.flows.clone();
             grants.on_grant(Box::new(move |g: &Grant| lift(&nft, &quic, &flows, g)));
         }
-        Ok(e)
+        e
     }
 
     /// The outcome of the last observation `send` was given (the pipeline hands an observation
