@@ -58,6 +58,10 @@ pub struct EnforceConf {
     /// Break-glass file: while it exists, nothing is enforced (monitor mode).
     #[serde(default = "default_break_glass")]
     pub break_glass_file: PathBuf,
+    /// Most elements of each nftables set (stopped flows, QUIC drops, grants; per family).
+    /// Past it an addition fails and is counted in `shadowgate_nft_errors_total`.
+    #[serde(default = "default_set_size")]
+    pub set_size: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -218,6 +222,9 @@ fn default_quic_min_s() -> u64 {
 }
 fn default_quic_max_s() -> u64 {
     3600
+}
+fn default_set_size() -> u32 {
+    65_536
 }
 fn default_break_glass() -> PathBuf {
     PathBuf::from("/run/shadowgate/break-glass")

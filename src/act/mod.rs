@@ -4,7 +4,10 @@
 pub mod config;
 pub mod devices;
 pub mod dns;
+pub mod enforcer;
 pub mod grants;
+pub mod nft;
 pub mod portal;
 pub mod privs;
+pub mod reset;
 pub mod sdnotify;
