@@ -36,6 +36,9 @@ pub struct Config {
     pub metrics: Option<MetricsConf>,
     #[serde(default)]
     pub devices: Option<DevicesConf>,
+    /// The weekly report: see `report::config`.
+    #[serde(default)]
+    pub report: Option<crate::report::ReportConf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +237,9 @@ impl Config {
         }
         if let Some(s) = &mut c.store {
             fix(&mut s.path);
+        }
+        if let Some(r) = &mut c.report {
+            r.rebase(base);
         }
         for s in &mut c.sink {
             match &mut s.kind {

@@ -5,6 +5,7 @@ pub mod deliver;
 pub mod events;
 pub mod policy;
 pub mod replay;
+pub mod report;
 
 use std::path::{Path, PathBuf};
 
