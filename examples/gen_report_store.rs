@@ -83,7 +83,7 @@ fn main() {
         let mut n = background / days + u64::from(day < background % days);
         // The week's share: its days get WEEK_EVENTS more, spread by the hours they overlap.
         let ov = d1.min(week.end_ns).saturating_sub(d0.max(week.start_ns));
-        n += week_n * ov / (week.end_ns - week.start_ns);
+        n += (week_n as u128 * ov as u128 / (week.end_ns - week.start_ns) as u128) as u64;
         let mut evs: Vec<Ev> = Vec::with_capacity(n as usize + 64);
         while (evs.len() as u64) < n {
             // A burst: one device, one service, 1-12 events within 20 minutes, office hours

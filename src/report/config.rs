@@ -169,3 +169,49 @@ impl ReportConf {
         self.visit_gap_minutes.max(1) * 60 * crate::time::SEC
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_section_of_the_configuration() {
+        let d = std::env::temp_dir().join(format!("sg-report-conf-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("shadowgate.toml");
+        std::fs::write(
+            &p,
+            "[report]\ntimezone = \"Europe/Berlin\"\nvisit_gap_minutes = 20\nout_dir = \"reports\"\n\
+             schedule = { weekday = \"monday\", time = \"07:00\" }\npseudonymise_secret_file = \"key\"\n\
+             [report.smtp]\nhost = \"smtp.clinic.example\"\nfrom = \"a@clinic.example\"\nto = [\"b@clinic.example\"]\npassword_file = \"pw\"\n",
+        )
+        .unwrap();
+        let c = crate::config::Config::load(&p).unwrap();
+        let r = c.report.unwrap();
+        assert_eq!(r.visit_gap_minutes, 20);
+        assert_eq!(r.gap_ns(), 20 * 60 * crate::time::SEC);
+        assert_eq!(r.out_dir, d.join("reports"));
+        assert_eq!(r.pseudonymise_secret_file.as_deref(), Some(d.join("key").as_path()));
+        let s = r.smtp.as_ref().unwrap();
+        assert_eq!((s.port, s.starttls), (587, true));
+        assert_eq!(s.password_file.as_deref(), Some(d.join("pw").as_path()));
+        assert!(r.tz().is_ok());
+        // The secret: missing, too short, read from the file without its newline.
+        assert!(r.secret().unwrap_err().contains("key"));
+        std::fs::write(d.join("key"), "short\n").unwrap();
+        assert!(r.secret().unwrap_err().contains("16 bytes"));
+        std::fs::write(d.join("key"), "0123456789abcdef\n").unwrap();
+        assert_eq!(r.secret().unwrap(), b"0123456789abcdef");
+        // Unknown keys and zones are errors that say where.
+        std::fs::write(&p, "[report]\nvisit_gap = 5\n").unwrap();
+        let e = crate::config::Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("shadowgate.toml:2"), "{e}");
+        let bad = ReportConf {
+            timezone: Some("Mars/Olympus".into()),
+            ..ReportConf::default()
+        };
+        assert!(bad.tz().unwrap_err().contains("IANA"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

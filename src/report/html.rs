@@ -62,6 +62,7 @@ table{width:100%;border-collapse:collapse;margin:4px 0 8px;font-size:9pt;table-l
 th,td{border-bottom:1px solid #d5d8dc;padding:3px 4px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
 td:first-child,th:first-child{min-width:7.5em}
 td.mac{min-width:9.5em}
+.k{white-space:nowrap;overflow-wrap:normal}
 th{background:#eaeded;font-weight:600}
 td.n,th.n{text-align:right;white-space:nowrap;overflow-wrap:normal;word-break:normal}
 tr{break-inside:avoid}
@@ -275,11 +276,11 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
             "<p class=\"empty\">None: every service used this week had been seen before.</p>",
         );
     } else {
-        h.push_str("<table><thead><tr><th>service</th><th>category</th><th>BAA status</th><th class=\"n\">visits</th><th class=\"n\">devices</th><th class=\"n\">lookup-only</th></tr></thead><tbody>");
+        h.push_str("<table><thead><tr><th>service</th><th class=\"k\">category</th><th>BAA status</th><th class=\"n\">visits</th><th class=\"n\">devices</th><th class=\"n\">lookup-only</th></tr></thead><tbody>");
         for s in &r.first_seen {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                "<tr><td>{}</td><td class=\"k\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
                 esc(&s.name),
                 esc(cat_label(&s.category)),
                 esc(&s.baa),
