@@ -55,12 +55,16 @@ const KINDS: [&str; 3] = ["dns_query", "tls_client_hello", "quic_initial"];
 
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let out = PathBuf::from(a.first().expect("usage: gen_report_store OUT.db [EVENTS] [DAYS] [WEEK_EVENTS] [WEEK] [TZ]"));
+    let out = PathBuf::from(
+        a.first()
+            .expect("usage: gen_report_store OUT.db [EVENTS] [DAYS] [WEEK_EVENTS] [WEEK] [TZ]"),
+    );
     let total: u64 = a.get(1).map(|s| s.parse().unwrap()).unwrap_or(10_000_000);
     let days: u64 = a.get(2).map(|s| s.parse().unwrap()).unwrap_or(400);
     let week_n: u64 = a.get(3).map(|s| s.parse().unwrap()).unwrap_or(1_000_000);
     let week_label = a.get(4).cloned().unwrap_or_else(|| "2026-W47".into());
-    let tz = jiff::tz::TimeZone::get(a.get(5).map(String::as_str).unwrap_or("America/New_York")).unwrap();
+    let tz = jiff::tz::TimeZone::get(a.get(5).map(String::as_str).unwrap_or("America/New_York"))
+        .unwrap();
     let week = Week::parse(&week_label, &tz).unwrap();
     let _ = std::fs::remove_file(&out);
     drop(Store::open(&out).unwrap()); // schema and indexes
@@ -134,18 +138,40 @@ fn main() {
                 let ts = d0 + off * SEC;
                 st.execute(params![
                     ulid::Ulid::from_parts(ts / 1_000_000, rng.next() as u128).to_string(),
-                    ts as i64, "", 0, None::<&str>, None::<&str>, "", 0, "", kind, kind, "system",
-                    None::<&str>, None::<&str>, "info", Some(detail)
+                    ts as i64,
+                    "",
+                    0,
+                    None::<&str>,
+                    None::<&str>,
+                    "",
+                    0,
+                    "",
+                    kind,
+                    kind,
+                    "system",
+                    None::<&str>,
+                    None::<&str>,
+                    "info",
+                    Some(detail)
                 ])
                 .unwrap();
             }
             for e in &evs {
                 let (svc, cat, action, _) = SERVICES[e.svc as usize];
                 let dev = e.dev;
-                let mac = format!("02:00:5e:{:02x}:{:02x}:{:02x}", dev >> 16, (dev >> 8) & 255, dev & 255);
+                let mac = format!(
+                    "02:00:5e:{:02x}:{:02x}:{:02x}",
+                    dev >> 16,
+                    (dev >> 8) & 255,
+                    dev & 255
+                );
                 let host = format!("ws-{dev:04}");
                 // Addresses change now and then (DHCP): the MAC keeps the device.
-                let ip = format!("10.20.{}.{}", (dev + (day as u32 / 30)) % 250, dev % 250 + 1);
+                let ip = format!(
+                    "10.20.{}.{}",
+                    (dev + (day as u32 / 30)) % 250,
+                    dev % 250 + 1
+                );
                 let groups = match dev % 10 {
                     0 => "clinical,enterprise-claude",
                     1 => "it-admin",
@@ -160,11 +186,27 @@ fn main() {
                     mac,
                     host,
                     groups,
-                    if kind == "dns_query" { 53 } else if cat == "dns_resolver" && e.ts % 2 == 0 { 853 } else { 443 },
-                    if kind == "tls_client_hello" { "tcp" } else { "udp" },
+                    if kind == "dns_query" {
+                        53
+                    } else if cat == "dns_resolver" && e.ts % 2 == 0 {
+                        853
+                    } else {
+                        443
+                    },
+                    if kind == "tls_client_hello" {
+                        "tcp"
+                    } else {
+                        "udp"
+                    },
                     kind,
                     format!("{svc}.example"),
-                    if kind == "dns_query" { "dns" } else if kind == "quic_initial" { "quic" } else { "tls" },
+                    if kind == "dns_query" {
+                        "dns"
+                    } else if kind == "quic_initial" {
+                        "quic"
+                    } else {
+                        "tls"
+                    },
                     svc,
                     cat,
                     action,
@@ -179,7 +221,11 @@ fn main() {
         tx.commit().unwrap();
         written += evs.len() as u64;
         if day % 50 == 49 {
-            eprintln!("  day {}/{days}: {written} events, {:.0} s", day + 1, t0.elapsed().as_secs_f64());
+            eprintln!(
+                "  day {}/{days}: {written} events, {:.0} s",
+                day + 1,
+                t0.elapsed().as_secs_f64()
+            );
         }
     }
     drop(c);

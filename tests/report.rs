@@ -547,7 +547,10 @@ fn bad_arguments_say_what_to_do() {
     let dir = tmp("args");
     let run = |args: &[&str]| {
         let o = bin().arg("report").args(args).output().unwrap();
-        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
     };
     let db = dir.join("events.db");
     fixtures::store(&db);
@@ -557,23 +560,52 @@ fn bad_arguments_say_what_to_do() {
     let (code, e) = run(&["--store", db, "--out", out, "--week", "2026-47"]);
     assert_eq!(code, Some(2));
     assert!(e.contains("2026-W47"), "{e}");
-    let (code, e) = run(&["--store", "/nonexistent/events.db", "--out", out, "--week", "2026-W47"]);
+    let (code, e) = run(&[
+        "--store",
+        "/nonexistent/events.db",
+        "--out",
+        out,
+        "--week",
+        "2026-W47",
+    ]);
     assert_eq!(code, Some(1));
     assert!(e.contains("no such event store"), "{e}");
     let (_, e) = run(&["--week", "2026-W47", "--out", out]);
     assert!(e.contains("--store"), "{e}");
     let (_, e) = run(&["--store", db, "--week", "2026-W47"]);
     assert!(e.contains("--out"), "{e}");
-    let (_, e) = run(&["--store", db, "--out", out, "--week", "2026-W47", "--timezone", "Nowhere/Town"]);
+    let (_, e) = run(&[
+        "--store",
+        db,
+        "--out",
+        out,
+        "--week",
+        "2026-W47",
+        "--timezone",
+        "Nowhere/Town",
+    ]);
     assert!(e.contains("IANA"), "{e}");
     let (_, e) = run(&["--store", db, "--out", out, "--week", "2026-W47", "--mail"]);
     assert!(e.contains("[report.smtp]"), "{e}");
     // Without a catalogue the report still works and says BAA status is unknown.
-    let (code, e) = run(&["--store", db, "--out", out, "--week", "2026-W47", "--timezone", TZ]);
+    let (code, e) = run(&[
+        "--store",
+        db,
+        "--out",
+        out,
+        "--week",
+        "2026-W47",
+        "--timezone",
+        TZ,
+    ]);
     assert_eq!(code, Some(0), "{e}");
     assert!(e.contains("BAA status will show as unknown"), "{e}");
-    let j: Value = serde_json::from_slice(&std::fs::read(dir.join("o/report.json")).unwrap()).unwrap();
+    let j: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("o/report.json")).unwrap()).unwrap();
     assert_eq!(j["catalogue"], false);
-    assert_eq!(j["headline"]["this_week"]["visits"], 9, "categories come from the events");
+    assert_eq!(
+        j["headline"]["this_week"]["visits"], 9,
+        "categories come from the events"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -192,7 +192,10 @@ mod tests {
         assert_eq!(r.visit_gap_minutes, 20);
         assert_eq!(r.gap_ns(), 20 * 60 * crate::time::SEC);
         assert_eq!(r.out_dir, d.join("reports"));
-        assert_eq!(r.pseudonymise_secret_file.as_deref(), Some(d.join("key").as_path()));
+        assert_eq!(
+            r.pseudonymise_secret_file.as_deref(),
+            Some(d.join("key").as_path())
+        );
         let s = r.smtp.as_ref().unwrap();
         assert_eq!((s.port, s.starttls), (587, true));
         assert_eq!(s.password_file.as_deref(), Some(d.join("pw").as_path()));
