@@ -120,7 +120,9 @@ pub fn build(i: &Inputs<'_>) -> Report {
     let mut grp_acc: BTreeMap<String, (u64, HashSet<u32>, u64, u64)> = BTreeMap::new();
     let mut dev_acc: HashMap<u32, DevAcc> = HashMap::new();
     let mut earlier_consumer: HashMap<u32, u64> = HashMap::new();
-    let mut rows: BTreeMap<(u32, u32, u8), (u64, u64, u64, u32)> = BTreeMap::new();
+    // (device, service, action) -> (visits, lookups, events, groups).
+    type RowAcc = (u64, u64, u64, u32);
+    let mut rows: BTreeMap<(u32, u32, u8), RowAcc> = BTreeMap::new();
 
     for r in &s.runs {
         let Some(w) = week_of(r.start_ns) else {

@@ -27,6 +27,9 @@ fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("drawing a chart: {e:?}")
 }
 
+/// A line: its legend, colour and value of a week.
+type Series = (&'static str, RGBColor, fn(&TrendWeek) -> u64);
+
 /// Line chart: visits, consumer-AI visits and approved-route visits per week.
 pub fn trend(weeks: &[TrendWeek]) -> Result<String, String> {
     let mut buf = String::new();
@@ -56,7 +59,7 @@ pub fn trend(weeks: &[TrendWeek]) -> Result<String, String> {
             .label_style(("sans-serif", 13))
             .draw()
             .map_err(err)?;
-        let series: [(&str, RGBColor, fn(&TrendWeek) -> u64); 3] = [
+        let series: [Series; 3] = [
             ("all AI visits", ALL, |w| w.visits),
             ("consumer AI", CONSUMER, |w| w.consumer_visits),
             ("approved route", APPROVED, |w| w.approved_visits),

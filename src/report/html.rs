@@ -130,9 +130,9 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
             change(d)
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "</tbody></table><p class=\"sub\">Consumer-AI visits {} ({}), approved-route visits {} ({}). Counts are visits and devices, not packets: see <a href=\"#counting\">how this report counts</a>.</p></section>\n",
+        "</tbody></table><p class=\"sub\">Consumer-AI visits {} ({}), approved-route visits {} ({}). Counts are visits and devices, not packets: see <a href=\"#counting\">how this report counts</a>.</p></section>",
         t.consumer_visits,
         change(c.consumer_visits),
         t.approved_visits,
