@@ -63,6 +63,7 @@ th,td{border-bottom:1px solid #d5d8dc;padding:3px 4px;text-align:left;vertical-a
 td:first-child,th:first-child{min-width:7.5em}
 td.mac{min-width:9.5em}
 .k{white-space:nowrap;overflow-wrap:normal}
+td.baa{min-width:10em}
 th{background:#eaeded;font-weight:600}
 td.n,th.n{text-align:right;white-space:nowrap;overflow-wrap:normal;word-break:normal}
 tr{break-inside:avoid}
@@ -171,7 +172,7 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
         for s in &r.services {
             let _ = write!(
                 h,
-                "<tr><td>{}<br><span class=\"sub\">{}{}</span></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                "<tr><td>{}<br><span class=\"sub\">{}{}</span></td><td class=\"baa\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
                 esc(&s.name),
                 esc(cat_label(&s.category)),
                 if s.first_seen { " · new" } else { "" },
