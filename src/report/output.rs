@@ -29,7 +29,7 @@ pub fn private_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(err)?;
     f.write_all(bytes).and_then(|_| f.sync_all()).map_err(err)?;
     drop(f);
-    // An existing file keeps its old mode through rename only if it is the same inode: it is not.
+    // The rename replaces an earlier report whole: the file left is the new 0600 one.
     std::fs::rename(&tmp, path).map_err(err)
 }
 
