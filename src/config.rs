@@ -36,6 +36,9 @@ pub struct Config {
     pub metrics: Option<MetricsConf>,
     #[serde(default)]
     pub devices: Option<DevicesConf>,
+    /// The weekly report: see `report::config`.
+    #[serde(default)]
+    pub report: Option<crate::report::ReportConf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,6 +245,9 @@ impl Config {
             for f in [&mut p.ca_cert, &mut p.ca_key].into_iter().flatten() {
                 fix(f);
             }
+        }
+        if let Some(r) = &mut c.report {
+            r.rebase(base);
         }
         for s in &mut c.sink {
             match &mut s.kind {

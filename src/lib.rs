@@ -17,4 +17,5 @@ pub mod pipeline;
 pub mod policy;
 pub mod record;
 pub mod replay;
+pub mod report;
 pub mod time;

@@ -26,6 +26,8 @@ enum Cmd {
     Events(cmd::events::Args),
     /// Deliver stored events to the configured SIEM sinks (until caught up, or forever with --follow).
     Deliver(cmd::deliver::Args),
+    /// Write one ISO week's shadow-AI report (HTML with charts, CSV, JSON) from the event store.
+    Report(cmd::report::Args),
     /// Validate or query a policy directory.
     Policy {
         #[command(subcommand)]
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Cmd::Replay(a) => cmd::replay::run(a),
         Cmd::Events(a) => cmd::events::run(a),
         Cmd::Deliver(a) => cmd::deliver::run(a),
+        Cmd::Report(a) => cmd::report::run(a),
         Cmd::Policy { cmd } => cmd::policy::run(cmd),
         Cmd::Run(a) => cmd::run::run(a),
         Cmd::BreakGlass(a) => cmd::breakglass::run(a),

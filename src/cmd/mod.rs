@@ -7,6 +7,7 @@ pub mod events;
 pub mod policy;
 pub mod portal;
 pub mod replay;
+pub mod report;
 pub mod run;
 
 use std::path::{Path, PathBuf};

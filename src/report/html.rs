@@ -1,0 +1,448 @@
+//! `report.html`: one self-contained page (inline CSS and SVG charts, no scripts, no external
+//! files) with a print stylesheet for A4, rendered from the report's figures.
+
+use std::fmt::Write;
+
+use super::model::*;
+
+/// Escape text for HTML element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn opt(s: &Option<String>) -> String {
+    s.as_deref().map(esc).unwrap_or_else(|| "–".into())
+}
+
+fn change(d: i64) -> String {
+    match d {
+        0 => "<span class=\"ch\">±0</span>".into(),
+        d if d > 0 => format!("<span class=\"ch up\">+{d}</span>"),
+        d => format!("<span class=\"ch down\">−{}</span>", -d),
+    }
+}
+
+fn pct(p: Option<f64>) -> String {
+    p.map(|p| format!("{p:.1} %")).unwrap_or_else(|| "–".into())
+}
+
+fn cat_label(c: &str) -> &str {
+    match c {
+        "consumer_ai" => "consumer AI",
+        "enterprise_ai_api" => "enterprise API",
+        "approved_route" => "approved route",
+        "dns_resolver" => "DNS resolver",
+        other => other,
+    }
+}
+
+const CSS: &str = r#"
+*{box-sizing:border-box}
+body{font-family:"DejaVu Sans","Liberation Sans",Arial,Helvetica,sans-serif;font-size:10.5pt;color:#1c2833;margin:0 auto;padding:12px;max-width:190mm;line-height:1.35}
+h1{font-size:17pt;margin:0 0 2px}
+h2{font-size:12.5pt;margin:18px 0 6px;padding-bottom:2px;border-bottom:2px solid #2c3e50;break-after:avoid}
+p{margin:4px 0}
+.sub{color:#566573;font-size:9.5pt}
+.cards{display:grid;grid-template-columns:repeat(4,1fr);gap:6px;margin:8px 0}
+.card{border:1px solid #d5d8dc;border-radius:4px;padding:6px 8px}
+.card b{display:block;font-size:16pt}
+.card span.l{font-size:9pt;color:#566573}
+table{width:100%;border-collapse:collapse;margin:4px 0 8px;font-size:9pt;table-layout:auto}
+th,td{border-bottom:1px solid #d5d8dc;padding:3px 4px;text-align:left;vertical-align:top;overflow-wrap:anywhere}
+td:first-child,th:first-child{min-width:7.5em}
+td.mac{min-width:9.5em}
+.k{white-space:nowrap;overflow-wrap:normal}
+td.baa{min-width:10em}
+th{background:#eaeded;font-weight:600}
+td.n,th.n{text-align:right;white-space:nowrap;overflow-wrap:normal;word-break:normal}
+tr{break-inside:avoid}
+.ch{font-size:8.5pt;color:#566573}
+.ch.up{color:#922b21}.ch.down{color:#1e8449}
+.empty{color:#566573;font-style:italic}
+svg.chart{display:block;width:100%;max-width:100%;height:auto;margin:4px 0}
+.note{background:#f4f6f7;border-left:3px solid #2c3e50;padding:6px 8px;font-size:9pt}
+.warn{border-left-color:#c0392b}
+@page{size:A4;margin:12mm 10mm}
+@media print{body{padding:0;max-width:none;font-size:9.5pt}h2{break-after:avoid-page}.card,svg.chart,figure{break-inside:avoid}a{color:inherit;text-decoration:none}}
+"#;
+
+pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
+    let mut h = String::with_capacity(64 * 1024);
+    let t = &r.headline.this_week;
+    let c = &r.headline.change;
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>Shadow-AI weekly report {w}</title><style>{CSS}</style></head><body>\n\
+         <header><h1>Shadow-AI weekly report · {w}</h1>\
+         <p class=\"sub\">{start} to {end} ({tz}) · generated {gen}{ps}</p></header>\n",
+        w = esc(&r.week),
+        start = esc(&r.start[..r.start.len().min(10)]),
+        end = esc(&r.end[..r.end.len().min(10)]),
+        tz = esc(&r.timezone),
+        gen = esc(&r.generated_at),
+        ps = if r.pseudonymised {
+            " · <b>pseudonymised</b>: host names, MACs, addresses and owners are keyed pseudonyms; justification texts are left out"
+        } else {
+            ""
+        }
+    );
+
+    // Headline.
+    h.push_str("<section id=\"headline\"><h2>This week</h2><div class=\"cards\">");
+    for (label, v, d) in [
+        ("visits to AI services", t.visits, c.visits),
+        ("devices", t.devices, c.devices),
+        ("services", t.services, c.services),
+        ("lookup-only runs (not visits)", t.lookups, c.lookups),
+    ] {
+        let _ = write!(
+            h,
+            "<div class=\"card\"><b>{v}</b><span class=\"l\">{label}</span> {}</div>",
+            change(d)
+        );
+    }
+    h.push_str("</div><table class=\"actions\"><thead><tr><th>What the policy did (per visit, most restrictive action)</th><th class=\"n\">this week</th><th class=\"n\">previous week</th><th class=\"n\">change</th></tr></thead><tbody>");
+    let p = &r.headline.previous_week;
+    for (label, a, d) in [
+        ("blocked", "block", c.block),
+        ("steered to the approved route", "steer", c.steer),
+        ("coached (warned, then allowed)", "coach", c.coach),
+        ("alerted", "alert", c.alert),
+        ("allowed", "allow", c.allow),
+    ] {
+        let _ = write!(
+            h,
+            "<tr><td>{label}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            t.actions.get(a),
+            p.actions.get(a),
+            change(d)
+        );
+    }
+    let _ = writeln!(
+        h,
+        "</tbody></table><p class=\"sub\">Consumer-AI visits {} ({}), approved-route visits {} ({}). Counts are visits and devices, not packets: see <a href=\"#counting\">how this report counts</a>.</p></section>",
+        t.consumer_visits,
+        change(c.consumer_visits),
+        t.approved_visits,
+        change(c.approved_visits)
+    );
+
+    // Trend.
+    let _ = write!(
+        h,
+        "<section id=\"trend\"><h2>Five-week trend</h2><figure>{trend_svg}</figure><table><thead><tr><th>week</th><th class=\"n\">visits</th><th class=\"n\">consumer AI</th><th class=\"n\">approved route</th><th class=\"n\">enterprise API</th><th class=\"n\">devices</th><th class=\"n\">lookup-only</th></tr></thead><tbody>"
+    );
+    for w in &r.trend {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+            esc(&w.week),
+            w.visits,
+            w.consumer_visits,
+            w.approved_visits,
+            w.enterprise_visits,
+            w.devices,
+            w.lookups
+        );
+    }
+    h.push_str("</tbody></table></section>\n");
+
+    // Services.
+    let _ = write!(h, "<section id=\"services\"><h2>Use by service</h2>");
+    if r.services.iter().any(|s| s.visits > 0) {
+        let _ = write!(h, "<figure>{services_svg}</figure>");
+    }
+    if r.services.is_empty() {
+        h.push_str("<p class=\"empty\">No AI service was used this week.</p>");
+    } else {
+        h.push_str("<table><thead><tr><th>service</th><th>BAA status (catalogue)</th><th class=\"n\">visits</th><th class=\"n\">devices</th><th class=\"n\">lookup-only</th><th class=\"n\">blocked</th><th class=\"n\">steered</th><th class=\"n\">coached</th><th class=\"n\">alerted</th><th class=\"n\">allowed</th></tr></thead><tbody>");
+        for s in &r.services {
+            let _ = write!(
+                h,
+                "<tr><td>{}<br><span class=\"sub\">{}{}</span></td><td class=\"baa\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&s.name),
+                esc(cat_label(&s.category)),
+                if s.first_seen { " · new" } else { "" },
+                esc(&s.baa),
+                s.visits,
+                s.devices,
+                s.lookups,
+                s.actions.block,
+                s.actions.steer,
+                s.actions.coach,
+                s.actions.alert,
+                s.actions.allow
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str("</section>\n");
+
+    // Groups and adoption.
+    h.push_str("<section id=\"groups\"><h2>By client group, and approved-route adoption</h2>");
+    let a = &r.adoption;
+    let _ = write!(
+        h,
+        "<p>Approved-route adoption this week: <b>{}</b> ({} approved-route visits against {} consumer-AI visits).</p>",
+        pct(a.adoption_pct),
+        a.approved_visits,
+        a.consumer_visits
+    );
+    if r.groups.is_empty() {
+        h.push_str("<p class=\"empty\">No visits this week.</p>");
+    } else {
+        h.push_str("<table><thead><tr><th>group</th><th class=\"n\">visits</th><th class=\"n\">devices</th><th class=\"n\">consumer AI</th><th class=\"n\">approved route</th><th class=\"n\">adoption</th></tr></thead><tbody>");
+        for g in &r.groups {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&g.group),
+                g.visits,
+                g.devices,
+                g.consumer_visits,
+                g.approved_visits,
+                pct(g.adoption_pct)
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str("<p class=\"sub\">Devices that used consumer AI in the four weeks before and the approved route this week:</p>");
+    if a.moved_devices.is_empty() {
+        h.push_str("<p class=\"empty\">None this week.</p>");
+    } else {
+        h.push_str("<table><thead><tr><th>device</th><th>owner</th><th>department</th><th class=\"n\">earlier consumer-AI visits</th><th class=\"n\">approved-route visits</th></tr></thead><tbody>");
+        for m in &a.moved_devices {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&m.info.device),
+                opt(&m.info.owner),
+                opt(&m.info.department),
+                m.earlier_consumer_visits,
+                m.approved_visits
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str("</section>\n");
+
+    // Top devices.
+    h.push_str("<section id=\"devices\"><h2>Top devices</h2>");
+    if r.top_devices.is_empty() {
+        h.push_str("<p class=\"empty\">No visits this week.</p>");
+    } else {
+        h.push_str("<table><thead><tr><th>device</th><th>owner · department · location</th><th>MAC · addresses</th><th>groups</th><th class=\"n\">visits</th><th class=\"n\">consumer</th><th class=\"n\">approved</th><th>most used</th></tr></thead><tbody>");
+        for d in &r.top_devices {
+            let owner = [&d.info.owner, &d.info.department, &d.info.location]
+                .iter()
+                .filter_map(|v| v.as_deref())
+                .map(esc)
+                .collect::<Vec<_>>()
+                .join(" · ");
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=\"mac\">{}<br><span class=\"sub\">{}</span></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                esc(&d.info.device),
+                if owner.is_empty() { "–".into() } else { owner },
+                opt(&d.info.mac),
+                esc(&d.info.ips.join(" ")),
+                esc(&d.groups.replace(',', ", ")),
+                d.visits,
+                d.consumer_visits,
+                d.approved_visits,
+                esc(&d.top_service)
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str("</section>\n");
+
+    // First seen.
+    h.push_str("<section id=\"first-seen\"><h2>Services seen for the first time</h2>");
+    if r.first_seen.is_empty() {
+        h.push_str(
+            "<p class=\"empty\">None: every service used this week had been seen before.</p>",
+        );
+    } else {
+        h.push_str("<table><thead><tr><th>service</th><th class=\"k\">category</th><th>BAA status</th><th class=\"n\">visits</th><th class=\"n\">devices</th><th class=\"n\">lookup-only</th></tr></thead><tbody>");
+        for s in &r.first_seen {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"k\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&s.name),
+                esc(cat_label(&s.category)),
+                esc(&s.baa),
+                s.visits,
+                s.devices,
+                s.lookups
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str("</section>\n");
+
+    // Coach.
+    let _ = write!(
+        h,
+        "<section id=\"coach\"><h2>Coach justifications</h2><p class=\"sub\">{} portal page views, {} coach acknowledgements, {} grants expired.{}</p>",
+        r.portal_views,
+        r.justifications.len(),
+        r.grants_expired,
+        if r.justifications_withheld {
+            " Justification texts are left out of a pseudonymised report."
+        } else {
+            ""
+        }
+    );
+    if r.justifications.is_empty() {
+        h.push_str("<p class=\"empty\">No justifications were given.</p>");
+    } else {
+        h.push_str("<table><thead><tr><th>time</th><th>device</th><th>owner</th><th>service</th><th>justification</th></tr></thead><tbody>");
+        for j in &r.justifications {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&j.time),
+                esc(&j.device),
+                opt(&j.owner),
+                esc(&j.service),
+                j.text
+                    .as_deref()
+                    .map(esc)
+                    .unwrap_or_else(|| "<span class=\"empty\">left out</span>".into())
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str("</section>\n");
+
+    // DNS bypass.
+    h.push_str("<section id=\"dns-bypass\"><h2>DNS bypass (DoH / DoT) attempts</h2>");
+    if r.dns_bypass.is_empty() {
+        h.push_str("<p class=\"empty\">No device reached a public DNS-over-HTTPS or DNS-over-TLS resolver.</p>");
+    } else {
+        h.push_str("<table><thead><tr><th>resolver</th><th class=\"n\">connections (visits)</th><th class=\"n\">of them DoT (port 853)</th><th class=\"n\">lookup-only</th><th class=\"n\">devices</th></tr></thead><tbody>");
+        for b in &r.dns_bypass {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&b.name),
+                b.visits,
+                b.dot_visits,
+                b.lookups,
+                b.devices
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    h.push_str("</section>\n");
+
+    // Policy.
+    h.push_str("<section id=\"policy\"><h2>Policy changes</h2>");
+    sys_table(
+        &mut h,
+        &r.policy.reloads,
+        "No policy change was accepted this week.",
+    );
+    if !r.policy.rejected.is_empty() {
+        h.push_str("<p class=\"note warn\">Rejected policy reloads (the previous policy stayed in force):</p>");
+        sys_table(&mut h, &r.policy.rejected, "");
+    } else {
+        h.push_str("<p class=\"sub\">No policy reload failed.</p>");
+    }
+    h.push_str("</section>\n");
+
+    // Coverage.
+    let cv = &r.coverage;
+    h.push_str("<section id=\"coverage\"><h2>Coverage</h2>");
+    if !cv.lifecycle_known {
+        h.push_str("<p class=\"note warn\">No sensor start or stop was recorded in or before this week: whether the sensor ran all week is unknown.</p>");
+    }
+    let _ = write!(
+        h,
+        "<table><tbody><tr><td>sensor starts / stops</td><td class=\"n\">{} / {}</td></tr><tr><td>restarts without a recorded stop (crash, power loss)</td><td class=\"n\">{}</td></tr><tr><td>time the sensor was down</td><td class=\"n\">{}</td></tr><tr><td>capture gaps (bytes skipped, events not stored)</td><td class=\"n\">{} ({} B, {})</td></tr><tr><td>kernel drop reports (packets dropped)</td><td class=\"n\">{} ({})</td></tr><tr><td>SIEM sink outages</td><td class=\"n\">{}</td></tr></tbody></table>",
+        cv.starts,
+        cv.stops,
+        cv.unclean_restarts,
+        duration(cv.down_seconds),
+        cv.capture_gaps,
+        cv.capture_gap_bytes,
+        cv.events_not_stored,
+        cv.kernel_drop_reports,
+        cv.kernel_dropped_packets,
+        cv.sink_outages
+    );
+    if !cv.down.is_empty() {
+        h.push_str("<table><thead><tr><th>down from</th><th>to</th><th class=\"n\">for</th></tr></thead><tbody>");
+        for d in &cv.down {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+                esc(&d.from),
+                esc(&d.to),
+                duration(d.seconds)
+            );
+        }
+        h.push_str("</tbody></table>");
+    }
+    if !cv.incidents.is_empty() {
+        sys_table(&mut h, &cv.incidents, "");
+    }
+    h.push_str("</section>\n");
+
+    let _ = write!(
+        h,
+        "<section id=\"counting\"><h2>How this report counts</h2><p class=\"note\">{} Visit gap: {} minutes. Weeks are ISO weeks (Monday to Sunday) in {}.{}{}</p><p class=\"sub\">{} events read. shadowgate {}.</p></section>\n</body></html>\n",
+        esc(&r.sensor_note),
+        r.visit_gap_minutes,
+        esc(&r.timezone),
+        if r.catalogue { "" } else { " No policy catalogue was given: BAA status is unknown." },
+        if r.inventory { " Owners come from the device inventory." } else { "" },
+        r.events_read,
+        env!("CARGO_PKG_VERSION")
+    );
+    h
+}
+
+fn sys_table(h: &mut String, rows: &[SysRow], empty: &str) {
+    if rows.is_empty() {
+        if !empty.is_empty() {
+            let _ = write!(h, "<p class=\"empty\">{}</p>", esc(empty));
+        }
+        return;
+    }
+    h.push_str("<table><thead><tr><th>time</th><th>what</th><th>summary</th></tr></thead><tbody>");
+    for s in rows {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&s.time),
+            esc(&s.kind),
+            esc(&s.summary)
+        );
+    }
+    h.push_str("</tbody></table>");
+}
+
+fn duration(s: u64) -> String {
+    if s == 0 {
+        "0".into()
+    } else if s < 3600 {
+        format!("{} min", s.div_ceil(60))
+    } else {
+        format!("{} h {} min", s / 3600, (s % 3600) / 60)
+    }
+}
