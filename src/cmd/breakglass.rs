@@ -16,8 +16,12 @@ pub enum Switch {
 
 #[derive(clap::Args)]
 pub struct Args {
-    #[arg(value_enum)]
-    switch: Switch,
+    #[arg(value_enum, required_unless_present = "cleanup")]
+    switch: Option<Switch>,
+    /// Delete a table `inet shadowgate` a stopped daemon left behind (systemd's ExecStopPost);
+    /// a running daemon's table is not touched.
+    #[arg(long, conflicts_with = "switch")]
+    cleanup: bool,
     /// Configuration file (its [enforce] break_glass_file is used).
     #[arg(
         long,
@@ -31,6 +35,22 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> ExitCode {
+    if a.cleanup {
+        return match crate::act::nft::remove_stale_table() {
+            Ok(true) => {
+                println!("removed the table inet shadowgate a stopped daemon left behind");
+                ExitCode::SUCCESS
+            }
+            Ok(false) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("shadowgate: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let Some(switch) = a.switch else {
+        return ExitCode::FAILURE;
+    };
     let conf = match crate::config::Config::load(&a.config) {
         Ok(c) => c,
         Err(e) => {
@@ -42,7 +62,7 @@ pub fn run(a: Args) -> ExitCode {
         .enforce
         .map(|e| e.break_glass_file)
         .unwrap_or_else(|| PathBuf::from("/run/shadowgate/break-glass"));
-    let r = match a.switch {
+    let r = match switch {
         Switch::On => {
             if let Some(d) = file.parent() {
                 let _ = std::fs::create_dir_all(d);

@@ -44,6 +44,8 @@ pub struct Shared {
     /// Enforcement on (enforce mode and no break-glass): DNS, portal and enforcer read it.
     pub enforcing: Arc<AtomicBool>,
     pub stop: Arc<AtomicBool>,
+    /// The `inet shadowgate` table (enforce mode only).
+    pub nft: Option<crate::act::nft::Nft>,
 }
 
 fn enforce_conf(c: &Config) -> EnforceConf {
@@ -198,7 +200,24 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         reload_metrics.with_label_values(&[r]).inc();
     }));
 
+    // Enforce mode: the daemon's own nftables table (owned by its netlink socket, so it goes
+    // with the process however it ends).
+    let nft = if enforce_mode {
+        let n = crate::act::nft::Nft::open(
+            &crate::act::nft::TableSpec::from_config(&config),
+            &metrics.registry,
+        )
+        .map_err(|e| format!("nftables: {e:#}"))?;
+        if break_glass {
+            n.set_enforcing(false)
+                .map_err(|e| format!("nftables (break-glass at start): {e:#}"))?;
+        }
+        Some(n)
+    } else {
+        None
+    };
     let shared = Arc::new(Shared {
+        nft,
         policy: Arc::clone(&policy),
         grants: Arc::new(Grants::new()),
         devices: Arc::new(Devices::new()),
@@ -280,6 +299,35 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         None => None,
     };
 
+    // DNS mode: the LAN resolver (answers per policy; one event per lookup).
+    let dns = match &shared.config.dns {
+        Some(dc) => {
+            let h = rt.block_on(crate::act::dns::serve(
+                dc.clone(),
+                shared.config.portal.clone(),
+                crate::act::dns::DnsCtx {
+                    policy: Arc::clone(&policy),
+                    grants: Arc::clone(&shared.grants),
+                    devices: Arc::clone(&shared.devices),
+                    events: Some(events.clone()),
+                    sensor: sensor_id.clone(),
+                    enforcing: Arc::clone(&enforcing),
+                    registry: metrics.registry.clone(),
+                },
+            ))?;
+            let h = Arc::new(std::sync::Mutex::new(Some(h)));
+            let h2 = Arc::clone(&h);
+            *health.dns.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(move || {
+                h2.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .is_some_and(|h| h.healthy())
+            }));
+            Some(h)
+        }
+        None => None,
+    };
+
     let own_resolvers: Vec<_> = shared
         .config
         .dns
@@ -298,8 +346,25 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             .map(|c| c.stats_interval_s.max(1))
             .unwrap_or(10),
     );
+    let enforce_metrics = crate::act::enforcer::EnforceMetrics::new(&metrics.registry)
+        .map_err(|e| format!("metrics: {e}"))?;
     let mut threads = Vec::new();
     for (i, cap) in sockets.into_iter().enumerate() {
+        let resetter = if enforce_mode {
+            Some(crate::act::reset::Resetter::new().map_err(|e| {
+                format!("cannot open raw sockets for resets: {e} (needs CAP_NET_RAW)")
+            })?)
+        } else {
+            None
+        };
+        let enforcer = crate::act::enforcer::Enforcer::with_metrics(
+            &econf,
+            shared.nft.clone(),
+            resetter,
+            Arc::clone(&shared.grants),
+            Arc::clone(&enforcing),
+            enforce_metrics.clone(),
+        );
         let p = Pipeline::new(flow_cfg.clone())
             .with_policy(Arc::clone(&policy))
             .with_events(
@@ -312,6 +377,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             )
             .with_own_resolvers(own_resolvers.clone())
             .with_enrich(enricher(Arc::clone(&shared.devices)))
+            .with_output(Box::new(enforcer))
             .with_output(Box::new(CountOutput(metrics.clone())));
         let ctx = capture::CaptureCtx {
             index: i,
@@ -372,6 +438,16 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         &policy.digest()[..12]
     );
 
+    // The weekly report, on its schedule.
+    let report = match &shared.config.report {
+        Some(r) if r.schedule.is_some() => Some(crate::report::schedule::spawn(
+            r.clone(),
+            store_conf.path.clone(),
+            Some(policy_dir.clone()),
+        )?),
+        _ => None,
+    };
+
     let _ = crate::act::sdnotify::ready();
     // Without a portal, grants (if any) still expire on record here.
     let expiry = portal.is_none().then(|| events.clone());
@@ -386,6 +462,18 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     }
     if let Some(h) = portal.and_then(|h| h.lock().unwrap_or_else(|e| e.into_inner()).take()) {
         rt.block_on(h.shutdown());
+    }
+    if let Some(h) = dns.and_then(|h| h.lock().unwrap_or_else(|e| e.into_inner()).take()) {
+        rt.block_on(h.shutdown());
+    }
+    if let Some(r) = report {
+        r.stop();
+    }
+    // Remove the table (closing its socket would too).
+    if let Some(n) = &shared.nft {
+        if let Err(e) = n.close() {
+            eprintln!("shadowgate: nftables: {e:#}");
+        }
     }
     drop(rt);
     if let Some(s) = &system {
@@ -442,7 +530,20 @@ fn main_loop(
         if glass != last_glass {
             last_glass = glass;
             let on = enforce_mode && !glass;
-            shared.enforcing.store(on, Ordering::SeqCst);
+            if let Err(e) =
+                crate::act::enforcer::set_enforcing(&shared.enforcing, shared.nft.as_ref(), on)
+            {
+                eprintln!("shadowgate: nftables: {e:#}");
+                *shared
+                    .health
+                    .nft_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(format!("{e:#}"));
+                // Whatever the table says, decisions stop acting.
+                if !on {
+                    shared.enforcing.store(false, Ordering::SeqCst);
+                }
+            }
             shared.health.enforcing.store(on, Ordering::SeqCst);
             eprintln!(
                 "shadowgate: break-glass {}: enforcement {}",

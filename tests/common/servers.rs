@@ -344,7 +344,7 @@ pub fn dns_lookup(
     let (n, _) = sock.recv_from(&mut buf).map_err(|e| e.to_string())?;
     let r = Message::from_vec(&buf[..n]).map_err(|e| e.to_string())?;
     if r.metadata.response_code != hickory_proto::op::ResponseCode::NoError {
-        return Err(r.metadata.response_code.to_string());
+        return Err(format!("{:?}", r.metadata.response_code));
     }
     Ok(r.answers
         .iter()

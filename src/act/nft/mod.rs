@@ -278,6 +278,38 @@ fn ms(d: Duration) -> u64 {
     (d.as_millis() as u64).max(1)
 }
 
+/// Delete a table `inet shadowgate` left behind (`shadowgate break-glass --cleanup`, systemd's
+/// `ExecStopPost`). Returns whether one was there. A table a live daemon owns is not touched
+/// (the kernel refuses: that daemon is still running).
+pub fn remove_stale_table() -> Result<bool> {
+    let mut sock = NlSocket::open()
+        .context("cannot open a netfilter netlink socket (needs CAP_NET_ADMIN: run as root)")?;
+    let mut b = Batch::new();
+    b.add(
+        &TableMsg {
+            name: table::table_name(),
+            family: table::inet(),
+            flags: 0,
+            op: TableOp::Delete,
+        },
+        MsgType::Del,
+    );
+    let errs = sock.run(&b.finalize()).context("nftables netlink socket")?;
+    match errs.first().map(|e| e.errno) {
+        None => Ok(true),
+        Some(libc::ENOENT) => Ok(false),
+        Some(libc::EPERM) | Some(libc::EBUSY) => bail!(
+            "table inet {} belongs to a running shadowgate; stop it (or use `break-glass on`)",
+            table::TABLE
+        ),
+        Some(e) => bail!(
+            "cannot delete table inet {}: {}",
+            table::TABLE,
+            errno_text(e)
+        ),
+    }
+}
+
 /// The thread that owns the socket (and with it the table).
 struct Owner {
     sock: NlSocket,
