@@ -17,8 +17,8 @@ done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-(cd "$ROOT" && cargo build --release --example dns_serve >&2)
-BIN=$CARGO_TARGET_DIR/release/examples/dns_serve
+(cd "$ROOT" && cargo build --release --bin shadowgate >&2)
+BIN=$CARGO_TARGET_DIR/release/shadowgate
 
 S=$(printf '%04x' $((RANDOM % 65536)))
 C=sgdns-c$S G=sgdns-g$S U=sgdns-u$S
@@ -61,8 +61,11 @@ cat >"$TMP/sg.toml" <<CONF
 id = "bench"
 [policy]
 dir = "$ROOT/policies"
+[store]
+path = "$TMP/events.db"
 [enforce]
 mode = "enforce"
+break_glass_file = "$TMP/glass"
 [dns]
 listen = ["10.53.1.1:53"]
 upstreams = ["10.53.2.2:53"]
@@ -73,10 +76,10 @@ max_inflight = 4096
 [portal]
 address = "10.53.1.1"
 CONF
-ip netns exec "$G" "$BIN" "$TMP/sg.toml" 2>"$TMP/sg.log" &
+ip netns exec "$G" "$BIN" run --config "$TMP/sg.toml" 2>"$TMP/sg.log" &
 PIDS+=($!)
-sleep 1
-grep -q answering "$TMP/sg.log" || { cat "$TMP/sg.log" >&2; exit 1; }
+for _ in $(seq 50); do grep -q "shadowgate: running" "$TMP/sg.log" && break; sleep 0.2; done
+grep -q "shadowgate: running" "$TMP/sg.log" || { cat "$TMP/sg.log" >&2; exit 1; }
 
 # Query files: 100 names for hits, a million fresh names per resolver and round for misses.
 for i in $(seq 1 100); do echo "h$i.bench.test A"; done >"$TMP/hits.txt"
