@@ -195,14 +195,11 @@ impl LiveCapture {
     pub fn open(iface: &str, opts: &LiveOpts) -> io::Result<LiveCapture> {
         let index = ifindex(iface)?;
         let proto = (libc::ETH_P_ALL as u16).to_be();
+        // Protocol 0: the socket receives nothing until `bind` names the interface and the
+        // protocol. Opened with ETH_P_ALL it would take every interface's frames (lo, the WAN
+        // side) into the ring while the ring is set up, uncounted by PACKET_STATISTICS.
         // SAFETY: plain socket call.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_PACKET,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                proto as i32,
-            )
-        };
+        let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
         if raw < 0 {
             return Err(err(iface, "socket", io::Error::last_os_error()));
         }
