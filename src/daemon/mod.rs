@@ -240,7 +240,8 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             let threads = cap.threads.max(1);
             for _ in 0..threads {
                 let opts = LiveOpts {
-                    ring_mib: cap.ring_mib,
+                    // The ring budget is per interface, shared by its threads.
+                    ring_mib: (cap.ring_mib / threads).max(2),
                     fanout_group: (threads > 1)
                         .then(|| (std::process::id() as u16) ^ (n as u16).wrapping_mul(977)),
                     fanout: cap.fanout,
