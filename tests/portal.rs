@@ -29,7 +29,7 @@ fn skip_reason() -> Option<String> {
     if !common::netns::can_run() {
         return Some("needs root and `ip netns` (network namespaces)".into());
     }
-    for t in ["node", "certutil", "nft"] {
+    for t in ["node", "certutil"] {
         if !have(t) {
             return Some(format!("{t} is not installed"));
         }
