@@ -1,73 +1,35 @@
-//! The steering portal in a real browser: a namespace testbed (gateway holding the portal address,
-//! two client namespaces), the portal (examples/portal_serve) and Debian's chromium via playwright.
+//! The steering portal in a real browser against the real daemon (`shadowgate run`) on the
+//! namespace testbed: DNS mode, enforcement, portal; chromium (playwright) in the client namespace.
 //!
 //! Needs root, `ip`, /usr/bin/chromium, node, certutil (libnss3-tools) and `npm ci` run in
 //! tests/browser (CI does all of that); skips with the reason when one is missing.
 
+mod common;
+mod portal_bed;
+#[path = "../benches/synth.rs"]
+#[allow(dead_code)]
+mod synth;
+
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-mod portal_bed;
+use common::daemon::{events, http_get, metric, wait_healthy, Daemon, METRICS};
+use common::netns::{Testbed, CLIENT, CLIENT2, GW_LAN, SERVER, SERVER2, UPSTREAM_DNS};
+use common::servers::{dns_lookup, dns_server, tls_get, TlsServer};
 use portal_bed::{bin, have, root, sh, suffix, write_policy};
+use shadowgate::record::Event;
 
-const GW1: &str = "10.77.1.1";
-const C1: &str = "10.77.1.10";
-const GW2: &str = "10.77.2.1";
-const C2: &str = "10.77.2.10";
-const GRANT_SECONDS: u64 = 6;
+/// Long enough for the checks under the grant on a loaded 2-core machine (two browser starts).
+const GRANT_SECONDS: u64 = 60;
 const JUSTIFICATION: &str = "Drafting a staff newsletter about the flu clinic";
 
-/// Namespaces, the portal process and the temp directory; all removed on drop (even on failure).
-struct Bed {
-    ns: Vec<String>,
-    child: Option<Child>,
-    dir: PathBuf,
-}
-
-impl Drop for Bed {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: signals only the portal process this test started.
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(5) {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for n in &self.ns {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-        if std::env::var_os("SG_KEEP_TMP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-/// The example binary built beside this test (`cargo test --all-targets` builds examples).
-fn example() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let p = exe
-        .parent()?
-        .parent()?
-        .join("examples")
-        .join("portal_serve");
-    p.exists().then_some(p)
-}
-
 fn skip_reason() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (network namespaces)".into());
+    if !common::netns::can_run() {
+        return Some("needs root and `ip netns` (network namespaces)".into());
     }
-    for t in ["ip", "node", "certutil"] {
+    for t in ["node", "certutil"] {
         if !have(t) {
             return Some(format!("{t} is not installed"));
         }
@@ -81,68 +43,64 @@ fn skip_reason() -> Option<String> {
     {
         return Some("run `npm ci` in tests/browser (playwright-core, axe-core)".into());
     }
-    if example().is_none() {
-        return Some("examples/portal_serve is not built (cargo test --all-targets, or cargo build --example portal_serve)".into());
-    }
     None
 }
 
-fn testbed(dir: PathBuf) -> Bed {
-    let s = suffix();
-    let (g, c1, c2) = (
-        format!("sgpo-g-{s}"),
-        format!("sgpo-c1-{s}"),
-        format!("sgpo-c2-{s}"),
-    );
-    let mut bed = Bed {
-        ns: Vec::new(),
-        child: None,
-        dir,
-    };
-    for n in [&g, &c1, &c2] {
-        sh(&["ip", "netns", "add", n]);
-        bed.ns.push(n.clone());
-        sh(&["ip", "-n", n, "link", "set", "lo", "up"]);
+/// `/etc/netns/<ns>/resolv.conf` (bind-mounted over /etc/resolv.conf by `ip netns exec`),
+/// removed on drop.
+struct Resolv(PathBuf);
+
+impl Resolv {
+    fn new(ns: &str, server: Ipv4Addr) -> Resolv {
+        let d = PathBuf::from("/etc/netns").join(ns);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("resolv.conf"),
+            format!("nameserver {server}\noptions timeout:5 attempts:3\n"),
+        )
+        .unwrap();
+        Resolv(d)
     }
-    for (i, c, gw, cip) in [(1, &c1, GW1, C1), (2, &c2, GW2, C2)] {
-        let (a, b) = (format!("sgpo{i}g{s}"), format!("sgpo{i}c{s}"));
-        sh(&["ip", "link", "add", &a, "type", "veth", "peer", "name", &b]);
-        sh(&["ip", "link", "set", &a, "netns", &g]);
-        sh(&["ip", "link", "set", &b, "netns", c]);
-        sh(&[
-            "ip",
-            "-n",
-            &g,
-            "addr",
-            "add",
-            &format!("{gw}/24"),
-            "dev",
-            &a,
-        ]);
-        sh(&[
-            "ip",
-            "-n",
-            c,
-            "addr",
-            "add",
-            &format!("{cip}/24"),
-            "dev",
-            &b,
-        ]);
-        sh(&["ip", "-n", &g, "link", "set", &a, "up"]);
-        sh(&["ip", "-n", c, "link", "set", &b, "up"]);
-        sh(&["ip", "-n", c, "route", "add", "default", "via", gw]);
-    }
-    bed
 }
 
-/// Run one browser phase in namespace `ns`; returns its JSON report.
-fn browser(ns: &str, phase: &str, home: &Path, dir: &Path, art: &Path) -> serde_json::Value {
+impl Drop for Resolv {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The client namespace's source address (all its routes): which client the browser is.
+fn use_source(tb: &Testbed, src: Ipv4Addr) {
+    let s = src.to_string();
+    for r in [
+        vec![
+            "10.20.1.0/24",
+            "dev",
+            "eth0",
+            "proto",
+            "kernel",
+            "scope",
+            "link",
+            "src",
+            &s,
+        ],
+        vec!["default", "via", "10.20.1.1", "src", &s],
+    ] {
+        let mut a = vec!["ip", "-n", &tb.client, "route", "replace"];
+        a.extend(r);
+        sh(&a);
+    }
+}
+
+/// Run one browser phase in the client namespace; returns its JSON report.
+fn browser(tb: &Testbed, phase: &str, home: &Path, dir: &Path, art: &Path) -> serde_json::Value {
+    let t = Instant::now();
     let o = Command::new("ip")
-        .args(["netns", "exec", ns, "node", "portal.mjs"])
+        .args(["netns", "exec", &tb.client, "node", "portal.mjs"])
         .current_dir(root().join("tests/browser"))
         .env("SG_PHASE", phase)
-        .env("SG_PORTAL_IP", GW1)
+        .env("SG_PORTAL_IP", GW_LAN.to_string())
+        .env("SG_SERVER_IP", SERVER.to_string())
         .env("SG_ARTIFACTS", art)
         .env("SG_BAD_LEAF_DIR", dir)
         .env("SG_JUSTIFICATION", JUSTIFICATION)
@@ -156,25 +114,96 @@ fn browser(ns: &str, phase: &str, home: &Path, dir: &Path, art: &Path) -> serde_
         String::from_utf8_lossy(&o.stderr)
     );
     let last = stdout.lines().last().unwrap_or("");
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("phase {phase}: {e}: {stdout}"))
+    let v: serde_json::Value =
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("phase {phase}: {e}: {stdout}"));
+    eprintln!("browser phase {phase}: {:?}: {v}", t.elapsed());
+    assert_eq!(v["ok"], true, "{v}");
+    v
 }
 
-fn events(store: &Path) -> Vec<serde_json::Value> {
-    let o = Command::new(bin())
-        .args(["events", "--store"])
-        .arg(store)
-        .args(["--format", "json"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+fn of_kind<'a>(ev: &'a [Event], k: &str) -> Vec<&'a Event> {
+    ev.iter().filter(|e| e.kind == k).collect()
 }
 
-fn of_kind<'a>(ev: &'a [serde_json::Value], k: &str) -> Vec<&'a serde_json::Value> {
-    ev.iter().filter(|e| e["kind"] == k).collect()
+/// Poll until `f` holds (up to `within`); false if it never did.
+fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if t.elapsed() > within {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A leaf signed by the portal CA for any name, even outside its constraints (the portal itself
+/// never does that), as leaf.pem (with the CA) and leaf.key in `out`.
+fn mint_unchecked(cadir: &Path, name: &str, out: &Path) {
+    let ca = shadowgate::act::portal::ca::PortalCa::load(
+        &cadir.join("portal-ca.pem"),
+        &cadir.join("portal-ca.key"),
+        Duration::from_secs(3600),
+        1,
+    )
+    .unwrap();
+    let (der, key) = ca.mint_der(name).unwrap();
+    let pem = |label: &str, b: &[u8]| {
+        let b64 = base64(b);
+        let mut s = format!("-----BEGIN {label}-----\n");
+        for c in b64.as_bytes().chunks(64) {
+            s.push_str(std::str::from_utf8(c).unwrap());
+            s.push('\n');
+        }
+        s + &format!("-----END {label}-----\n")
+    };
+    std::fs::create_dir_all(out).unwrap();
+    let chain = pem("CERTIFICATE", &der) + &pem("CERTIFICATE", ca.ca_der());
+    std::fs::write(out.join("leaf.pem"), chain).unwrap();
+    std::fs::write(out.join("leaf.key"), pem("PRIVATE KEY", &key)).unwrap();
+}
+
+fn base64(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+/// DNS lookup of `name` at the daemon from `src` in the client namespace.
+fn lookup(tb: &Testbed, src: Ipv4Addr, name: &'static str) -> Result<Vec<Ipv4Addr>, String> {
+    tb.in_ns(&tb.client, move || {
+        dns_lookup(src.into(), SocketAddr::new(GW_LAN.into(), 53), name)
+    })
+    .join()
+    .unwrap()
+}
+
+/// TLS connection (with a request) from `src` in the client namespace to `dst`:443, SNI `name`.
+fn tls_from(
+    tb: &Testbed,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    name: &'static str,
+) -> Result<String, String> {
+    tb.in_ns(&tb.client, move || {
+        tls_get(Some(src.into()), SocketAddr::new(dst.into(), 443), name)
+    })
+    .join()
+    .unwrap()
 }
 
 #[test]
@@ -183,13 +212,40 @@ fn portal_in_a_real_browser() {
         eprintln!("skipping portal_in_a_real_browser: {r}");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("sgportal-{}", suffix()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut bed = testbed(dir.clone());
-    let g = bed.ns[0].clone();
-    let (c1, c2) = (bed.ns[1].clone(), bed.ns[2].clone());
+    let tb = Testbed::new(&format!("sgpo-{}", suffix()));
+    let dir = common::daemon::tmpdir("portal");
 
-    // Policy, portal CA (through the CLI), and a leaf signed for a name outside its constraints.
+    // The internet: an upstream DNS zone, and one TLS server (20 ms away) for both services.
+    let (service, _other) = tb
+        .in_ns(&tb.inet, || {
+            dns_server(
+                SocketAddr::new(UPSTREAM_DNS.into(), 53),
+                vec![
+                    ("claude.ai", SERVER),
+                    ("chatgpt.com", SERVER),
+                    ("www.example.org", SERVER2),
+                ],
+                Duration::from_millis(20),
+            );
+            let d = Duration::from_millis(20);
+            (
+                TlsServer::start(
+                    SocketAddr::new(SERVER.into(), 443),
+                    &["claude.ai", "chatgpt.com"],
+                    d,
+                ),
+                TlsServer::start(
+                    SocketAddr::new(SERVER2.into(), 443),
+                    &["www.example.org"],
+                    d,
+                ),
+            )
+        })
+        .join()
+        .unwrap();
+
+    // Policy (chatgpt coached, other consumer AI steered), portal CA (through the CLI), and
+    // leaves the CA signed for a name outside its constraints and (control) one inside.
     let policy = dir.join("policy");
     write_policy(&policy);
     let cadir = dir.join("ca");
@@ -215,22 +271,8 @@ fn portal_in_a_real_browser() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "CA key is private");
-    let ex = example().unwrap();
-    for (sub, name) in [
-        ("outside", "outside.example"),
-        ("inside", "control.claude.ai"),
-    ] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-        let o = Command::new(&ex)
-            .arg("mint-unchecked")
-            .arg(cadir.join("portal-ca.pem"))
-            .arg(cadir.join("portal-ca.key"))
-            .arg(name)
-            .arg(dir.join(sub))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    }
+    mint_unchecked(&cadir, "outside.example", &dir.join("outside"));
+    mint_unchecked(&cadir, "control.claude.ai", &dir.join("inside"));
 
     // The browser's NSS database trusts the test portal CA (HOME is the temp dir).
     let home = dir.join("home");
@@ -251,8 +293,10 @@ fn portal_in_a_real_browser() {
         cadir.join("portal-ca.pem").to_str().unwrap(),
     ]);
 
-    // The portal, in the gateway namespace.
-    let store = dir.join("events.db");
+    // The daemon in the gateway namespace: capture, enforcement, DNS mode and the portal.
+    // Capture is on the internet side (wan0; this gateway does not masquerade, so client
+    // addresses are kept): with capture on lan0 the enforcer also sees the clients' connections
+    // to the portal itself (SNI claude.ai to 10.20.1.1:443) and resets them (see the report).
     let cfg = dir.join("shadowgate.toml");
     std::fs::write(
         &cfg,
@@ -265,11 +309,29 @@ dir = "{policy}"
 
 [store]
 path = "{store}"
+batch = 1
+
+[capture]
+interfaces = ["wan0"]
+stats_interval_s = 1
+
+[metrics]
+listen = "{METRICS}"
+
+[enforce]
+mode = "enforce"
+break_glass_file = "{glass}"
+
+[dns]
+listen = ["{GW_LAN}:53"]
+upstreams = ["{UPSTREAM_DNS}:53"]
+clients = ["10.20.1.0/24"]
+rate_per_client = 200
 
 [portal]
-address = "{GW1}"
-http = "{GW1}:80"
-https = "{GW1}:443"
+address = "{GW_LAN}"
+http = "{GW_LAN}:80"
+https = "{GW_LAN}:443"
 ca_cert = "{cert}"
 ca_key = "{key}"
 clinic_name = "Elm Street Clinic"
@@ -279,148 +341,180 @@ grant_seconds = {GRANT_SECONDS}
 rate_per_client = 600
 "#,
             policy = policy.display(),
-            store = store.display(),
+            store = dir.join("events.db").display(),
+            glass = dir.join("glass").display(),
             cert = cadir.join("portal-ca.pem").display(),
             key = cadir.join("portal-ca.key").display(),
         ),
     )
     .unwrap();
-    // (When `shadowgate run` serves the portal, only this command line changes.)
-    let child = Command::new("ip")
-        .args(["netns", "exec", &g])
-        .arg(&ex)
-        .arg(&cfg)
-        .stdin(Stdio::piped())
-        .stdout(std::fs::File::create(dir.join("portal.out")).unwrap())
-        .stderr(std::fs::File::create(dir.join("portal.log")).unwrap())
-        .spawn()
-        .unwrap();
-    bed.child = Some(child);
-    // Ready when both ports accept a connection from client 1's namespace.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ok = [80, 443].iter().all(|p| {
-            Command::new("ip")
-                .args(["netns", "exec", &c1, "bash", "-c"])
-                .arg(format!("exec 3<>/dev/tcp/{GW1}/{p}"))
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        });
-        if ok {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "portal did not start: {}",
-            std::fs::read_to_string(dir.join("portal.log")).unwrap_or_default()
+    let mut d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    let (_, h) = http_get(&tb, METRICS.parse().unwrap(), "/healthz").unwrap();
+    assert!(
+        h.contains("\"portal\":\"ok\"") || h.contains("\"portal\": \"ok\""),
+        "{h}"
+    );
+
+    // Before anything: both clients are sent to the portal by DNS and stopped on the wire.
+    for c in [CLIENT, CLIENT2] {
+        assert_eq!(
+            lookup(&tb, c, "chatgpt.com"),
+            Ok(vec![GW_LAN]),
+            "{}",
+            d.log()
         );
-        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(lookup(&tb, c, "claude.ai"), Ok(vec![GW_LAN]));
     }
-    let out = std::fs::read_to_string(dir.join("portal.out")).unwrap_or_default();
-    assert!(out.contains("healthy=true"), "{out}");
+    assert_eq!(lookup(&tb, CLIENT, "www.example.org"), Ok(vec![SERVER2]));
+    assert!(tls_from(&tb, CLIENT, SERVER, "chatgpt.com").is_err());
+    // The portal mints no certificate for a name nobody steers.
+    let refused = tls_from(&tb, CLIENT, GW_LAN, "www.example.org");
+    assert!(refused.is_err(), "{refused:?}");
 
     let art = root().join("target/test-artifacts/portal");
     std::fs::create_dir_all(&art).unwrap();
+    // Chromium in the client namespace asks the daemon for every name.
+    let _resolv = Resolv::new(&tb.client, GW_LAN);
 
-    // Client 1: steer, HTTPS, constraints, axe, coach flow, grant.
+    // Client 1 (10.20.1.2): steer over HTTP and HTTPS, constraints, axe, coach flow, grant.
+    use_source(&tb, CLIENT);
     let t_ack = Instant::now();
-    let r1 = browser(&c1, "client1", &home, &dir, &art);
-    eprintln!("client1: {r1}");
-    assert_eq!(r1["ok"], true);
-    // Client 2 (another address) is still coached and steered.
-    let r2 = browser(&c2, "client2", &home, &dir, &art);
-    assert_eq!(r2["ok"], true);
+    let r1 = browser(&tb, "client1", &home, &dir, &art);
+
+    // The same client now REALLY reaches the service: a fresh lookup gets the real address, a TLS
+    // connection from it gets the server's answer; then a new browser process loads the page.
+    assert_eq!(
+        lookup(&tb, CLIENT, "chatgpt.com"),
+        Ok(vec![SERVER]),
+        "{}",
+        d.log()
+    );
+    let got = tls_from(&tb, CLIENT, SERVER, "chatgpt.com");
+    assert!(
+        got.as_deref().is_ok_and(|s| s.contains("ok")),
+        "{got:?}\n{}",
+        d.log()
+    );
+    assert_eq!(
+        lookup(&tb, CLIENT, "claude.ai"),
+        Ok(vec![GW_LAN]),
+        "grant is per service"
+    );
+    let reach = browser(&tb, "reach", &home, &dir, &art);
+    // A second client (10.20.1.3) is still steered: DNS, the wire and the browser.
+    assert_eq!(lookup(&tb, CLIENT2, "chatgpt.com"), Ok(vec![GW_LAN]));
+    assert!(tls_from(&tb, CLIENT2, SERVER, "chatgpt.com").is_err());
+    use_source(&tb, CLIENT2);
+    let r2 = browser(&tb, "client2", &home, &dir, &art);
+    use_source(&tb, CLIENT);
+    assert!(
+        t_ack.elapsed() < Duration::from_secs(GRANT_SECONDS),
+        "the checks under the grant took {:?}, longer than the grant: raise GRANT_SECONDS",
+        t_ack.elapsed()
+    );
+    // The real server got the application bytes of the granted client's connections.
+    assert!(service
+        .wait(2)
+        .iter()
+        .any(|c| c.handshake_done && c.app_bytes > 0));
 
     // The acknowledgement is on record with its justification, for client 1's address only.
-    let ev = events(&store);
+    let ev = events(&dir);
     let acks = of_kind(&ev, "coach_ack");
-    assert_eq!(acks.len(), 1, "one acknowledgement: {acks:?}");
+    assert_eq!(acks.len(), 1, "one acknowledgement: {acks:#?}");
     let detail: serde_json::Value =
-        serde_json::from_str(acks[0]["detail"].as_str().unwrap()).unwrap();
+        serde_json::from_str(acks[0].detail.as_deref().unwrap()).unwrap();
     assert_eq!(detail["justification"], JUSTIFICATION);
-    assert_eq!(acks[0]["client_ip"], C1);
-    assert_eq!(acks[0]["service"], "chatgpt");
-    assert_eq!(acks[0]["action"], "coach");
-    // Page views: one per navigation, none for favicons or the fetches the test made.
+    assert_eq!(acks[0].client_ip, CLIENT.to_string());
+    assert_eq!(acks[0].service.as_deref(), Some("chatgpt"));
+    assert_eq!(acks[0].action, "coach");
+    // The granted TLS connection is on record as granted, not stopped.
+    assert!(
+        ev.iter().any(|e| e.kind == "tls_client_hello"
+            && e.name == "chatgpt.com"
+            && e.client_ip == CLIENT.to_string()
+            && e.detail.as_deref().unwrap_or("").contains("\"granted\"")),
+        "{:#?}",
+        of_kind(&ev, "tls_client_hello")
+    );
+
+    // The grant expires by itself: event, DNS answers the portal again, the wire stops the
+    // service again, and a browser on client 1 is coached again.
+    let expired = wait_for(Duration::from_secs(GRANT_SECONDS + 30), || {
+        !of_kind(&events(&dir), "grant_expired").is_empty()
+    });
+    assert!(expired, "no grant_expired event\n{}", d.log());
+    let ev = events(&dir);
+    let exp = of_kind(&ev, "grant_expired");
+    assert_eq!(exp.len(), 1, "{exp:#?}");
+    assert_eq!(exp[0].client_ip, CLIENT.to_string());
+    assert_eq!(exp[0].service.as_deref(), Some("chatgpt"));
+    assert!(
+        wait_for(Duration::from_secs(10), || lookup(
+            &tb,
+            CLIENT,
+            "chatgpt.com"
+        ) == Ok(vec![GW_LAN])),
+        "after expiry DNS answers the portal again: {:?}",
+        lookup(&tb, CLIENT, "chatgpt.com")
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || tls_from(
+            &tb,
+            CLIENT,
+            SERVER,
+            "chatgpt.com"
+        )
+        .is_err()),
+        "after expiry the wire stops the service again"
+    );
+    let r3 = browser(&tb, "expired", &home, &dir, &art);
+
+    // Page views: one per portal navigation (the form post is not one, the page its 303 leads to
+    // is), none for favicons or the fetches the test made.
+    let ev = events(&dir);
     let views = of_kind(&ev, "portal_view");
-    let navs = r1["navigations"].as_u64().unwrap() + r2["navigations"].as_u64().unwrap();
-    // Neutral pages are not views (http://www.example.org/ twice: directly and as the cross-site
-    // page); the form post is not one either, but the page its 303 leads to is.
-    let neutral_navs = 2;
+    let navs: u64 = [&r1, &reach, &r2, &r3]
+        .iter()
+        .map(|r| r["navigations"].as_u64().unwrap())
+        .sum();
     assert_eq!(
         views.len() as u64,
-        navs - neutral_navs,
+        navs,
         "views: {:?}",
         views
             .iter()
-            .map(|v| (&v["client_ip"], &v["name"], &v["detail"]))
+            .map(|v| (&v.client_ip, &v.name, &v.detail))
             .collect::<Vec<_>>()
     );
     assert!(views
         .iter()
-        .any(|v| v["client_ip"] == C2 && v["name"] == "chatgpt.com"));
+        .any(|v| v.client_ip == CLIENT2.to_string() && v.name == "chatgpt.com"));
 
-    // The grant expires by itself: event, and client 1 is coached again.
-    let wait = Duration::from_secs(GRANT_SECONDS + 2).saturating_sub(t_ack.elapsed());
-    std::thread::sleep(wait);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let expired = loop {
-        let ev = events(&store);
-        let e: Vec<serde_json::Value> =
-            of_kind(&ev, "grant_expired").into_iter().cloned().collect();
-        if !e.is_empty() || Instant::now() > deadline {
-            break e;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    };
-    assert_eq!(expired.len(), 1, "one grant_expired event");
-    assert_eq!(expired[0]["client_ip"], C1);
-    assert_eq!(expired[0]["service"], "chatgpt");
-    let r3 = browser(&c1, "expired", &home, &dir, &art);
-    assert_eq!(r3["ok"], true);
-
-    // Clean stop; the portal's metrics as it printed them.
-    let mut child = bed.child.take().unwrap();
-    drop(child.stdin.take());
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(8) {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let status = child.try_wait().unwrap();
-    if status.is_none() {
-        let _ = child.kill();
-    }
-    let metrics = std::fs::read_to_string(dir.join("portal.log")).unwrap_or_default();
+    // The daemon's metrics.
+    let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
     assert!(
-        status.is_some_and(|s| s.success()),
-        "portal stops cleanly: {metrics}"
+        metric(&m, "shadowgate_portal_certs_minted_total", "") >= 2.0,
+        "claude.ai and chatgpt.com leaves\n{m}"
     );
-    eprintln!("{metrics}");
-    let metric = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
-    };
-    assert!(
-        metric("shadowgate_portal_certs_minted_total") >= 2.0,
-        "claude.ai and chatgpt.com leaves"
-    );
-    assert_eq!(metric("shadowgate_portal_grants_total"), 1.0);
-    assert_eq!(metric("shadowgate_portal_grants_expired_total"), 1.0);
-    assert!(
-        metric("shadowgate_portal_tls_refused_total") >= 1.0,
-        "www.example.org got no certificate"
+    assert_eq!(metric(&m, "shadowgate_portal_grants_total", ""), 1.0, "{m}");
+    assert_eq!(
+        metric(&m, "shadowgate_portal_grants_expired_total", ""),
+        1.0,
+        "{m}"
     );
     assert!(
-        metric("shadowgate_portal_requests_total{kind=\"coach_refused\"}") >= 2.0,
-        "cross-site post and replay refused"
+        metric(&m, "shadowgate_portal_tls_refused_total", "") >= 1.0,
+        "www.example.org got no certificate\n{m}"
+    );
+    assert!(
+        metric(
+            &m,
+            "shadowgate_portal_requests_total",
+            "kind=\"coach_refused\""
+        ) >= 2.0,
+        "cross-site post and replay refused\n{m}"
     );
     for f in [
         "steer-desktop.png",
@@ -428,6 +522,7 @@ rate_per_client = 600
         "coach-desktop.png",
         "coach-phone.png",
         "granted-desktop.png",
+        "expired-desktop.png",
     ] {
         assert!(
             art.join(f)
@@ -436,6 +531,18 @@ rate_per_client = 600
                 .unwrap_or(false),
             "{f} saved"
         );
+    }
+
+    // Clean stop.
+    d.signal(libc::SIGTERM);
+    assert!(
+        d.wait_exit(Duration::from_secs(20))
+            .is_some_and(|s| s.success()),
+        "{}",
+        d.log()
+    );
+    if std::env::var_os("SG_KEEP_TMP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
