@@ -293,10 +293,9 @@ fn portal_in_a_real_browser() {
         cadir.join("portal-ca.pem").to_str().unwrap(),
     ]);
 
-    // The daemon in the gateway namespace: capture, enforcement, DNS mode and the portal.
-    // Capture is on the internet side (wan0; this gateway does not masquerade, so client
-    // addresses are kept): with capture on lan0 the enforcer also sees the clients' connections
-    // to the portal itself (SNI claude.ai to 10.20.1.1:443) and resets them (see the report).
+    // The daemon in the gateway namespace: capture on the LAN side, enforcement, DNS mode and
+    // the portal (the clients' connections to the portal itself are shadowgate's own: neither
+    // decided nor stopped).
     let cfg = dir.join("shadowgate.toml");
     std::fs::write(
         &cfg,
@@ -312,7 +311,7 @@ path = "{store}"
 batch = 1
 
 [capture]
-interfaces = ["wan0"]
+interfaces = ["lan0"]
 stats_interval_s = 1
 
 [metrics]

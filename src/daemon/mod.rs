@@ -336,6 +336,21 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         .map(|d| d.listen.clone())
         .unwrap_or_default();
 
+    // The portal's addresses: the steered client's connections to it are not the service.
+    let own_addresses: Vec<std::net::IpAddr> = shared
+        .config
+        .portal
+        .as_ref()
+        .map(|p| {
+            let mut v = vec![p.address];
+            v.extend(p.address6);
+            v.extend(p.http.map(|a| a.ip()));
+            v.extend(p.https.map(|a| a.ip()));
+            v.retain(|a| !a.is_unspecified());
+            v
+        })
+        .unwrap_or_default();
+
     // Capture threads.
     let mut flow_cfg = crate::flow::Config::default();
     shared.config.sensor.apply(&mut flow_cfg);
@@ -377,6 +392,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
                 )),
             )
             .with_own_resolvers(own_resolvers.clone())
+            .with_own_addresses(own_addresses.clone())
             .with_enrich(enricher(Arc::clone(&shared.devices)))
             .with_output(Box::new(enforcer))
             .with_output(Box::new(CountOutput(metrics.clone())));

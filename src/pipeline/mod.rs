@@ -71,6 +71,8 @@ struct Outputs {
     events: Option<Events>,
     /// DNS servers whose lookups are recorded elsewhere (shadowgate's own resolver).
     own_resolvers: Vec<std::net::SocketAddr>,
+    /// shadowgate's own services (the portal): traffic to them is never decided or acted on.
+    own_addresses: Vec<std::net::IpAddr>,
     extra: Vec<Box<dyn Output>>,
     observations: u64,
     decisions: u64,
@@ -85,13 +87,16 @@ struct Outputs {
 impl Outputs {
     fn handle(&mut self, o: &Observation) {
         self.observations += 1;
-        if !self.own_resolvers.is_empty()
-            && matches!(o.kind, Kind::DnsQuery | Kind::DnsAnswer)
+        let own_dns = matches!(o.kind, Kind::DnsQuery | Kind::DnsAnswer)
             && self
                 .own_resolvers
                 .iter()
-                .any(|a| a.ip() == o.server.ip && a.port() == o.server.port)
-        {
+                .any(|a| a.ip() == o.server.ip && a.port() == o.server.port);
+        // A steered client's browser asking the portal for claude.ai is shadowgate's own
+        // service answering, not the service: the portal records it (`portal_view`).
+        let own_service = !matches!(o.kind, Kind::DnsQuery | Kind::DnsAnswer)
+            && self.own_addresses.contains(&o.server.ip);
+        if own_dns || own_service {
             // Answered (and recorded) by shadowgate's own resolver: one event per lookup.
             self.expire(o.ts);
             self.act(o, None);
@@ -237,6 +242,7 @@ impl Pipeline {
                 recorder: None,
                 events: None,
                 own_resolvers: Vec::new(),
+                own_addresses: Vec::new(),
                 extra: Vec::new(),
                 observations: 0,
                 decisions: 0,
@@ -291,6 +297,13 @@ impl Pipeline {
     /// still learns names from it but makes no second decision or event.
     pub fn with_own_resolvers(mut self, addrs: Vec<std::net::SocketAddr>) -> Self {
         self.outs.own_resolvers = addrs;
+        self
+    }
+
+    /// Traffic to these addresses (shadowgate's portal) is shadowgate's own: no decision, no
+    /// event, no action.
+    pub fn with_own_addresses(mut self, addrs: Vec<std::net::IpAddr>) -> Self {
+        self.outs.own_addresses = addrs;
         self
     }
 
