@@ -7,7 +7,7 @@ pub mod capture;
 pub mod health;
 pub mod metrics;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -514,7 +514,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
 /// Signals and the once-a-second duties, until asked to stop. Returns how it ended.
 fn main_loop(
     shared: &Arc<Shared>,
-    break_glass_file: &PathBuf,
+    break_glass_file: &Path,
     expiry: Option<queue::EventTx>,
 ) -> &'static str {
     use signal_hook::consts::{SIGINT, SIGTERM};
