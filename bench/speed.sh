@@ -54,7 +54,8 @@ else:
 # Same output on one and two threads?
 one = subprocess.run(tools[1][1], capture_output=True, check=True).stdout
 two = subprocess.run(tools[2][1], capture_output=True, check=True).stdout
-print(f"output of 1 and 2 threads identical: {one == two} ({one.count(b'\n')} lines)")
+lines = one.count(b"\n")
+print(f"output of 1 and 2 threads identical: {one == two} ({lines} lines)")
 subprocess.run(["cat", mix], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
 times = {name: [] for name, _ in tools}
 cpu = {name: [] for name, _ in tools}
