@@ -72,3 +72,34 @@ fn sharded_replay_reports_what_one_sensor_reports() {
         assert!(o.iter().all(|&k| k > total / 10), "{owned:?}");
     }
 }
+
+/// `replay --threads 2` prints byte for byte what one thread prints (JSON and table, with the
+/// policy's decisions and `--stats`).
+#[test]
+fn threads_flag_prints_the_same_output() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let files = [
+        "pcaps/generated/chromium-ai.pcap",
+        "pcaps/generated/curl-dig.pcap",
+        "pcaps/generated/aioquic.pcap",
+    ];
+    for format in ["json", "table"] {
+        let run = |threads: &str| {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_shadowgate"));
+            c.current_dir(root)
+                .args([
+                    "replay", "--policy", "policies", "--stats", "--format", format,
+                ])
+                .args(["--threads", threads])
+                .args(files);
+            let o = c.output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            (o.stdout, o.stderr)
+        };
+        let one = run("1");
+        let two = run("2");
+        assert!(one.0.len() > 1000, "{}", one.0.len());
+        assert_eq!(one.0, two.0, "{format}");
+        assert_eq!(one.1, two.1, "{format}");
+    }
+}
