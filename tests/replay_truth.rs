@@ -69,6 +69,16 @@ const CATS: [&str; 4] = ["sni", "quic_sni", "dns", "http"];
 
 #[test]
 fn every_capture_matches_its_truth() {
+    check_truth(1);
+}
+
+/// The same over a sharded replay on two threads (`replay --threads 2`).
+#[test]
+fn every_capture_matches_its_truth_on_two_threads() {
+    check_truth(2);
+}
+
+fn check_truth(threads: usize) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps");
     let mut files = Vec::new();
     captures(&root, &mut files);
@@ -110,6 +120,7 @@ fn every_capture_matches_its_truth() {
         ];
         let mut got: [BTreeSet<String>; 4] = Default::default();
         let mut sensor = Sensor::new(Config::default());
+        let mut shards = shadowgate::flow::sensor::shards(&Config::default(), threads);
         let mut record = |o: &shadowgate::flow::Observation| {
             let i = match o.kind {
                 Kind::TlsClientHello => 0,
@@ -123,8 +134,13 @@ fn every_capture_matches_its_truth() {
                 got[i].insert(n.clone());
             }
         };
-        let _ = shadowgate::replay::replay_file(f, &mut sensor, &mut record, |_| {});
-        shadowgate::replay::finish(&mut sensor, &mut record);
+        if shards.is_empty() {
+            let _ = shadowgate::replay::replay_file(f, &mut sensor, &mut record, |_| {});
+            shadowgate::replay::finish(&mut sensor, &mut record);
+        } else {
+            let _ = shadowgate::replay::replay_file_sharded(f, &mut shards, &mut record, |_| {});
+            shadowgate::replay::finish_sharded(&mut shards, &mut record);
+        }
         for (i, cat) in CATS.iter().enumerate() {
             for name in expected[i].difference(&got[i]) {
                 let ok = MISSING_OK.iter().position(|(file, c, n, _)| {

@@ -297,46 +297,53 @@ impl<'a> Frames<'a> {
         nanos: bool,
         linktype: u32,
     ) -> Option<Result<Frame<'a>, CaptureError>> {
+        // The record header is read in place (no parser): this runs once per frame.
         let input = &self.data[self.pos..];
         if input.is_empty() {
             return None;
         }
-        if input.len() >= 16 {
-            let caplen_bytes = [input[8], input[9], input[10], input[11]];
-            let caplen = if big_endian {
-                u32::from_be_bytes(caplen_bytes)
-            } else {
-                u32::from_le_bytes(caplen_bytes)
-            };
-            if caplen > MAX_FRAME_LEN {
-                return Some(Err(self.corrupt(format!(
-                    "record claims a captured length of {caplen} bytes (more than the {MAX_FRAME_LEN}-byte maximum)"
-                ))));
-            }
-        }
-        let parsed = if big_endian {
-            pcap_parser::parse_pcap_frame_be(input)
-        } else {
-            pcap_parser::parse_pcap_frame(input)
+        let Some(h) = input.first_chunk::<16>() else {
+            return Some(Err(self.truncated(16 - input.len())));
         };
-        match parsed {
-            Ok((rest, b)) => {
-                let offset = self.pos as u64;
-                self.pos = self.data.len() - rest.len();
-                let frac = if nanos {
-                    b.ts_usec as u64
-                } else {
-                    b.ts_usec as u64 * 1000
-                };
-                Some(Ok(Frame {
-                    ts_ns: (b.ts_sec as u64) * 1_000_000_000 + frac,
-                    linktype,
-                    data: b.data,
-                    orig_len: b.origlen,
-                    offset,
-                }))
+        let field = |i: usize| {
+            let b = [h[i], h[i + 1], h[i + 2], h[i + 3]];
+            if big_endian {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
             }
-            Err(e) => Some(Err(self.nom_error(e))),
+        };
+        let (ts_sec, ts_frac, caplen, origlen) = (field(0), field(4), field(8), field(12));
+        if caplen > MAX_FRAME_LEN {
+            return Some(Err(self.corrupt(format!(
+                "record claims a captured length of {caplen} bytes (more than the {MAX_FRAME_LEN}-byte maximum)"
+            ))));
+        }
+        let Some(data) = input.get(16..16 + caplen as usize) else {
+            return Some(Err(self.truncated(16 + caplen as usize - input.len())));
+        };
+        let offset = self.pos as u64;
+        self.pos += 16 + caplen as usize;
+        let frac = if nanos {
+            ts_frac as u64
+        } else {
+            ts_frac as u64 * 1000
+        };
+        Some(Ok(Frame {
+            ts_ns: (ts_sec as u64) * 1_000_000_000 + frac,
+            linktype,
+            data,
+            orig_len: origlen,
+            offset,
+        }))
+    }
+
+    fn truncated(&mut self, needed: usize) -> CaptureError {
+        self.done = true;
+        CaptureError::Truncated {
+            path: self.path.into(),
+            offset: self.pos as u64,
+            needed,
         }
     }
 

@@ -35,6 +35,11 @@ pub struct Args {
     /// DNS name cache limit (server addresses).
     #[arg(long, default_value_t = Config::default().max_names)]
     max_names: usize,
+    /// Threads to replay on: flows are sharded by their address pair (both directions and
+    /// every fragment on one thread), DNS and DHCP are read by every thread, and the output is
+    /// merged back into capture order. --max-flows is shared between them.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
     /// Do not print the one-line summary on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -145,7 +150,9 @@ pub fn run(a: Args) -> ExitCode {
             .ok()
     });
     let stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
-    let mut p = Pipeline::new(cfg).with_writer(Box::new(stdout), a.format, a.emit);
+    let mut p = Pipeline::new(cfg)
+        .with_threads(a.threads as usize)
+        .with_writer(Box::new(stdout), a.format, a.emit);
     if let Some(h) = handle {
         p = p.with_policy(h);
     }

@@ -20,6 +20,8 @@ struct Pending {
     buf: IpDefragBuf,
     last_ns: u64,
     frame: u64,
+    /// A fragment came while this sensor owned it (sharded replay: not only as shared state).
+    owned: bool,
 }
 
 /// A datagram that never completed but whose start is present (e.g. the later fragments were
@@ -31,6 +33,8 @@ pub struct Incomplete {
     pub data: Vec<u8>,
     pub last_ns: u64,
     pub frame: u64,
+    /// Whether this sensor reports it (sharded replay; always true with one sensor).
+    pub owned: bool,
 }
 
 impl Aged for Pending {
@@ -74,9 +78,19 @@ impl Defrag {
         }
     }
 
-    /// Add a fragment; returns the whole transport payload once every fragment is in.
-    pub fn add(&mut self, f: Fragment<'_>, now_ns: u64, frame: u64) -> Option<Vec<u8>> {
-        self.stats.fragments += 1;
+    /// Add a fragment; returns the whole transport payload once every fragment is in. `owned`:
+    /// the sensor reports this datagram (false: another shard does, see `Sensor::shard`).
+    pub fn add(
+        &mut self,
+        f: Fragment<'_>,
+        now_ns: u64,
+        frame: u64,
+        owned: bool,
+    ) -> Option<Vec<u8>> {
+        // Counted by the shard that owns the datagram only (sharded replay: the others keep the
+        // same table, so that they see the same datagrams, without counting them twice).
+        let n = owned as u64;
+        self.stats.fragments += n;
         let key = FragKey {
             src: f.src,
             dst: f.dst,
@@ -93,23 +107,25 @@ impl Defrag {
                         buf,
                         last_ns: now_ns,
                         frame,
+                        owned,
                     },
                 );
                 if evicted {
-                    self.stats.evicted += 1;
+                    self.stats.evicted += n;
                 }
                 p
             }
         };
         pending.last_ns = pending.last_ns.max(now_ns);
+        pending.owned |= owned;
         if pending.buf.add(f.offset, f.more, f.payload).is_err() {
-            self.stats.invalid += 1;
+            self.stats.invalid += n;
             self.table.remove(&key);
             return None;
         }
         if pending.buf.is_complete() {
             let p = self.table.remove(&key)?;
-            self.stats.reassembled += 1;
+            self.stats.reassembled += n;
             return Some(p.buf.take_bufs().0);
         }
         None
@@ -128,7 +144,9 @@ impl Defrag {
 
     fn take(&mut self, drop: impl FnMut(&Pending) -> bool) -> Vec<Incomplete> {
         let mut starts = Vec::new();
-        let n = self.table.drain_where(drop, |k, p| {
+        let mut n = 0;
+        self.table.drain_where(drop, |k, p| {
+            n += p.owned as u64;
             if let Some(first) = p.buf.sections().iter().find(|r| r.start == 0) {
                 let end = (first.end as usize).min(p.buf.data().len());
                 starts.push(Incomplete {
@@ -138,10 +156,11 @@ impl Defrag {
                     data: p.buf.data()[..end].to_vec(),
                     last_ns: p.last_ns,
                     frame: p.frame,
+                    owned: p.owned,
                 });
             }
         });
-        self.stats.expired += n as u64;
+        self.stats.expired += n;
         starts
     }
 

@@ -25,6 +25,16 @@ impl Sensor {
             if inc.proto != 17 {
                 continue;
             }
+            if inc.owned {
+                self.incomplete_datagram(inc, out);
+            } else {
+                self.shadowed(out, |s, out| s.incomplete_datagram(inc, out));
+            }
+        }
+    }
+
+    fn incomplete_datagram(&mut self, inc: Incomplete, out: &mut Vec<Observation>) {
+        {
             let cx = Ctx {
                 ts: inc.last_ns,
                 frame: inc.frame,
@@ -112,11 +122,12 @@ impl Sensor {
                     data: f.payload.to_vec(),
                     last_ns: cx.ts,
                     frame: cx.frame,
+                    owned: !self.shadow,
                 };
                 self.incomplete_datagrams(vec![inc], out);
                 return;
             }
-            if let Some(whole) = self.defrag.add(f, cx.ts, cx.frame) {
+            if let Some(whole) = self.defrag.add(f, cx.ts, cx.frame, !self.shadow) {
                 cx.fragmented = true;
                 self.reassembled(proto, &whole, cx, nest, out);
             }

@@ -6,6 +6,7 @@
 // emit (packet context; labelling, counting and collecting observations, DNS messages).
 pub mod config;
 mod emit;
+mod fast;
 pub mod observation;
 pub mod sensor;
 mod state;
@@ -27,6 +28,7 @@ pub mod names;
 pub mod public_names;
 pub mod reassembly;
 pub mod table;
+pub mod wire;
 
 pub use lookups::LookupKey;
 pub use observation::{Evidence, Flag, Kind, Observation, ProxyInfo, TcpSeq};

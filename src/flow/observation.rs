@@ -50,15 +50,27 @@ pub struct Endpoint {
 
 /// `02:1a:2b:3c:4d:5e`.
 pub fn mac_string(m: &[u8; 6]) -> String {
-    format!(
-        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-        m[0], m[1], m[2], m[3], m[4], m[5]
-    )
+    let b = mac_bytes(m);
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// [`mac_string`] without an allocation (it runs for both endpoints of every observation).
+fn mac_bytes(m: &[u8; 6]) -> [u8; 17] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut b = [b':'; 17];
+    for (i, x) in m.iter().enumerate() {
+        b[i * 3] = HEX[(x >> 4) as usize];
+        b[i * 3 + 1] = HEX[(x & 15) as usize];
+    }
+    b
 }
 
 fn ser_mac<S: Serializer>(m: &Option<[u8; 6]>, s: S) -> Result<S::Ok, S::Error> {
     match m {
-        Some(m) => s.serialize_str(&mac_string(m)),
+        Some(m) => {
+            let b = mac_bytes(m);
+            s.serialize_str(std::str::from_utf8(&b).unwrap_or_default())
+        }
         None => s.serialize_none(),
     }
 }
@@ -255,4 +267,33 @@ pub fn format_ts(ns: u64) -> String {
 
 fn ser_ts<S: Serializer>(ns: &u64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_ts(*ns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_text_is_lower_case_hex_with_colons() {
+        for m in [
+            [0u8; 6],
+            [0x02, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e],
+            [0xff; 6],
+            [9, 10, 160, 15, 240, 1],
+        ] {
+            let want = format!(
+                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            );
+            assert_eq!(mac_string(&m), want);
+            let e = Endpoint {
+                ip: [1, 2, 3, 4].into(),
+                port: 5,
+                mac: Some(m),
+                hostname: None,
+            };
+            let json = serde_json::to_string(&e).unwrap();
+            assert!(json.contains(&format!("\"mac\":\"{want}\"")), "{json}");
+        }
+    }
 }

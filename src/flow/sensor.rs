@@ -23,6 +23,20 @@ use super::table::BoundedMap;
 
 const SEC: u64 = 1_000_000_000;
 
+/// Sensors for a sharded replay on `n` threads ([`Sensor::shard`]), the flow table and the
+/// reassembly budget split between them; empty for `n` below 2 (use one sensor).
+pub fn shards(cfg: &Config, n: usize) -> Vec<Sensor> {
+    if n < 2 {
+        return Vec::new();
+    }
+    let mut c = cfg.clone();
+    c.max_flows = cfg.max_flows.div_ceil(n).max(1);
+    c.reassembly_budget = cfg.reassembly_budget.div_ceil(n).max(1);
+    (0..n)
+        .map(|i| Sensor::shard(c.clone(), i as u32, n as u32))
+        .collect()
+}
+
 /// Frames between two restarts of the sweep schedule after capture time jumps back (a clock that
 /// goes back and forth every frame must not buy a sweep of every table per frame).
 const RESCHEDULE_FRAMES: u64 = 256;
@@ -43,6 +57,13 @@ pub struct Sensor {
     next_sweep: u64,
     sweep_at: Option<u64>,
     restarted: Option<u64>,
+    /// Take frames that can change nothing but a flow's idle time on the fast path (off only in
+    /// tests that compare both paths).
+    pub(super) fast: bool,
+    /// Sharded replay: this sensor's shard and the number of shards (see [`Sensor::shard`]).
+    shard: (u32, u32),
+    /// Processing a frame of another shard for the state all shards keep: open no flow.
+    pub(super) shadow: bool,
 }
 
 impl Sensor {
@@ -65,7 +86,33 @@ impl Sensor {
             next_sweep: 0,
             sweep_at: None,
             restarted: None,
+            fast: true,
+            shard: (0, 1),
+            shadow: false,
         }
+    }
+
+    /// A sensor for shard `index` of `count` (sharded replay, one sensor per thread, every
+    /// frame of the capture given to every shard through [`Sensor::process_at`]). It owns the
+    /// flows whose address pair hashes to it ([`super::wire::shard_of`]); frames that feed the
+    /// state every shard keeps (DNS, DHCP, IP fragments: the name cache, pending queries, DHCP
+    /// host names, ECH public names, the defragmenter) it also reads when another shard owns
+    /// them, without reporting or counting them; other shards' frames only advance its clock.
+    /// `cfg.max_flows` and `cfg.reassembly_budget` are per shard: divide them by `count`.
+    pub fn shard(cfg: Config, index: u32, count: u32) -> Sensor {
+        let mut s = Sensor::new(cfg);
+        s.shard = (index.min(count.max(1) - 1), count.max(1));
+        s
+    }
+
+    /// The limits this sensor runs with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Frame number of the last frame processed (1-based over all files; 0 before the first).
+    pub fn frames_seen(&self) -> u64 {
+        self.frame_no
     }
 
     /// Counters so far (gauges filled in).
@@ -90,6 +137,56 @@ impl Sensor {
         self.stats.frames += 1;
         self.stats.bytes += frame.data.len() as u64;
         self.schedule(frame.ts_ns, out);
+        if self.fast && self.fast_path(frame) {
+            return;
+        }
+        self.slow_path(frame, out);
+    }
+
+    /// Sharded replay: frame number `frame_no` (1-based, of the whole capture) as seen by this
+    /// shard (see [`Sensor::shard`]). Every shard gets every frame, in capture order. Returns
+    /// how many of the observations appended came from the sweep that ran before the frame
+    /// (they precede the frame's own when the shards' outputs are merged).
+    pub fn process_at(
+        &mut self,
+        frame: &Frame<'_>,
+        frame_no: u64,
+        out: &mut Vec<Observation>,
+    ) -> usize {
+        let before = out.len();
+        self.frame_no = frame_no;
+        self.schedule(frame.ts_ns, out);
+        let swept = out.len() - before;
+        let owner = super::wire::shard_of(frame.linktype, frame.data, self.shard.1);
+        if owner == self.shard.0 {
+            self.stats.frames += 1;
+            self.stats.bytes += frame.data.len() as u64;
+            if !(self.fast && self.fast_path(frame)) {
+                self.slow_path(frame, out);
+            }
+        } else if super::wire::feeds_shared_state(frame.linktype, frame.data) {
+            self.shadowed(out, |s, out| s.slow_path(frame, out));
+        }
+        swept
+    }
+
+    /// Run `f` for the shared state only: what it reports is dropped and its counts undone.
+    pub(super) fn shadowed(
+        &mut self,
+        out: &mut Vec<Observation>,
+        f: impl FnOnce(&mut Sensor, &mut Vec<Observation>),
+    ) {
+        let saved = self.stats.clone();
+        let before = out.len();
+        let was = std::mem::replace(&mut self.shadow, true);
+        f(self, out);
+        self.shadow = was;
+        out.truncate(before);
+        self.stats = saved;
+    }
+
+    /// Full decoding: link layers, IP (fragments, tunnels), transport and the classifiers.
+    fn slow_path(&mut self, frame: &Frame<'_>, out: &mut Vec<Observation>) {
         let mut nest = Nesting::default();
         match link::slice_nested(frame.linktype, frame.data, &mut nest) {
             Ok(p) => {

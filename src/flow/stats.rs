@@ -107,3 +107,73 @@ pub struct Stats {
     pub dns: DnsStats,
     pub observations: KindCounts,
 }
+
+impl Stats {
+    /// The counters of a sharded replay as one sensor's: per-shard counters added up (each
+    /// shard counts only what it owns). The name cache, DHCP host names, ECH public names and
+    /// pending queries are kept alike by every shard, each with what only it saw on top (DNS in
+    /// tunnels or over TCP): their figures are the largest of any shard.
+    pub fn merged(shards: &[Stats]) -> Stats {
+        let mut t = Stats::default();
+        for s in shards {
+            let (a, b) = (&mut t.names, &s.names);
+            a.inserted = a.inserted.max(b.inserted);
+            a.evicted = a.evicted.max(b.evicted);
+            a.active = a.active.max(b.active);
+            a.rejected = a.rejected.max(b.rejected);
+            a.dhcp_hosts = a.dhcp_hosts.max(b.dhcp_hosts);
+            a.public_names = a.public_names.max(b.public_names);
+            t.dns.pending_queries = t.dns.pending_queries.max(s.dns.pending_queries);
+            t.frames += s.frames;
+            t.bytes += s.bytes;
+            t.non_ip += s.non_ip;
+            t.unsupported_link += s.unsupported_link;
+            t.tunneled += s.tunneled;
+            let (m, n) = (&mut t.malformed, &s.malformed);
+            m.link += n.link;
+            m.ip += n.ip;
+            m.tcp += n.tcp;
+            m.udp += n.udp;
+            m.dns += n.dns;
+            m.tls += n.tls;
+            m.quic += n.quic;
+            m.http += n.http;
+            m.too_deep += n.too_deep;
+            let (f, g) = (&mut t.flows, &s.flows);
+            f.created += g.created;
+            f.expired += g.expired;
+            f.evicted += g.evicted;
+            f.active += g.active;
+            f.reassembly_overflow += g.reassembly_overflow;
+            f.reassembly_budget_exceeded += g.reassembly_budget_exceeded;
+            f.reassembly_bytes += g.reassembly_bytes;
+            let (f, g) = (&mut t.fragments, &s.fragments);
+            f.fragments += g.fragments;
+            f.reassembled += g.reassembled;
+            f.invalid += g.invalid;
+            f.evicted += g.evicted;
+            f.expired += g.expired;
+            let (q, r) = (&mut t.quic, &s.quic);
+            q.initials += r.initials;
+            q.decrypted += r.decrypted;
+            q.decrypt_failed += r.decrypt_failed;
+            q.unsupported_version += r.unsupported_version;
+            let (d, e) = (&mut t.dns, &s.dns);
+            d.multi_question += e.multi_question;
+            d.no_question += e.no_question;
+            d.answers_skipped += e.answers_skipped;
+            d.answers_not_cached += e.answers_not_cached;
+            d.answers_off_chain += e.answers_off_chain;
+            d.unmatched_answers += e.unmatched_answers;
+            d.link_local_answers += e.link_local_answers;
+            let (k, l) = (&mut t.observations, &s.observations);
+            k.dns_query += l.dns_query;
+            k.dns_answer += l.dns_answer;
+            k.tls_client_hello += l.tls_client_hello;
+            k.quic_initial += l.quic_initial;
+            k.http_request += l.http_request;
+            k.proxy_connect += l.proxy_connect;
+        }
+        t
+    }
+}

@@ -56,6 +56,9 @@ impl Sensor {
     }
 
     fn tcp_segment(&mut self, cx: Ctx, t: &TcpSlice<'_>, out: &mut Vec<Observation>) {
+        if self.shadow {
+            return; // another shard's flow (sharded replay)
+        }
         let (sp, dp, payload) = (t.source_port(), t.destination_port(), t.payload());
         let (key, src_a) = FlowKey::new(cx.src, sp, cx.dst, dp, 6);
         let dir = if src_a { 0 } else { 1 };
@@ -137,7 +140,7 @@ fn note_syn(flow: &mut Flow, t: &TcpSlice<'_>, dir: usize, src_a: bool) -> u32 {
 
 /// Does the flow want this side's data? A new, TLS or HTTP flow only takes the client's; DNS over
 /// TCP and SOCKS take both sides; a flow done or claimed by a UDP protocol takes none.
-fn wants_data(flow: &Flow, src_a: bool) -> bool {
+pub(super) fn wants_data(flow: &Flow, src_a: bool) -> bool {
     let from_client = flow.client_a.map(|c| c == src_a);
     match flow.state {
         State::New | State::Tls | State::Http if from_client == Some(false) => false,

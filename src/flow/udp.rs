@@ -74,7 +74,7 @@ impl Sensor {
             sinks.dns(&seg, payload, &[]);
             return;
         }
-        if payload.is_empty() {
+        if payload.is_empty() || self.shadow {
             return;
         }
         let (key, src_a) = FlowKey::new(cx.src, sp, cx.dst, dp, 17);

@@ -225,6 +225,9 @@ pub type Enrich = Box<dyn FnMut(&mut Observation) + Send>;
 
 pub struct Pipeline {
     sensor: Sensor,
+    /// Sharded replay (`with_threads`): one sensor per thread, used instead of `sensor` by
+    /// `replay_file`, `finish` and `stats`.
+    shards: Vec<Sensor>,
     outs: Outputs,
     buf: Vec<Observation>,
     enrich: Option<Enrich>,
@@ -236,6 +239,7 @@ impl Pipeline {
         let lookups = lookups::Lookups::new(cfg.max_pending_queries, cfg.dns_timeout_s);
         Pipeline {
             sensor: Sensor::new(cfg),
+            shards: Vec::new(),
             outs: Outputs {
                 policy: None,
                 writer: None,
@@ -267,6 +271,13 @@ impl Pipeline {
     /// Decide every observation with this policy (hot-reloaded behind the handle).
     pub fn with_policy(mut self, policy: Arc<PolicyHandle>) -> Self {
         self.outs.policy = Some(policy);
+        self
+    }
+
+    /// Replay files on `n` threads (flows sharded by address pair, see `Sensor::shard`; the flow
+    /// table and reassembly budget are split between them). `n` of 0 or 1: one sensor.
+    pub fn with_threads(mut self, n: usize) -> Self {
+        self.shards = crate::flow::sensor::shards(self.sensor.config(), n);
         self
     }
 
@@ -338,6 +349,14 @@ impl Pipeline {
         progress: impl FnMut(u64),
     ) -> Result<FileSummary, (CaptureError, FileSummary)> {
         let outs = &mut self.outs;
+        if !self.shards.is_empty() {
+            return replay::replay_file_sharded(
+                path,
+                &mut self.shards,
+                |o| outs.handle(o),
+                progress,
+            );
+        }
         replay::replay_file(path, &mut self.sensor, |o| outs.handle(o), progress)
     }
 
@@ -347,6 +366,7 @@ impl Pipeline {
     pub fn finish(&mut self) {
         let outs = &mut self.outs;
         replay::finish(&mut self.sensor, |o| outs.handle(o));
+        replay::finish_sharded(&mut self.shards, |o| outs.handle(o));
         self.outs.expire(u64::MAX);
         if let Some((w, _)) = self.outs.writer.as_mut() {
             if let Err(e) = w.flush() {
@@ -416,6 +436,10 @@ impl Pipeline {
     }
 
     pub fn stats(&self) -> Stats {
+        if !self.shards.is_empty() {
+            let all: Vec<Stats> = self.shards.iter().map(Sensor::stats).collect();
+            return Stats::merged(&all);
+        }
         self.sensor.stats()
     }
 }

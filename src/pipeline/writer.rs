@@ -28,6 +28,9 @@ pub struct Writer<W: Write> {
     w: W,
     format: Format,
     header_done: bool,
+    /// One JSON line is built here and written with one call (serde_json writes many small
+    /// pieces; through a `dyn Write` each would be a call of its own).
+    line: Vec<u8>,
 }
 
 impl<W: Write> Writer<W> {
@@ -36,6 +39,7 @@ impl<W: Write> Writer<W> {
             w,
             format,
             header_done: false,
+            line: Vec::with_capacity(1024),
         }
     }
 
@@ -47,14 +51,16 @@ impl<W: Write> Writer<W> {
     pub fn write_event(&mut self, o: &Observation, d: Option<&Decision>) -> io::Result<()> {
         match self.format {
             Format::Json => {
+                self.line.clear();
                 serde_json::to_writer(
-                    &mut self.w,
+                    &mut self.line,
                     &Decided {
                         observation: o,
                         decision: d,
                     },
                 )?;
-                self.w.write_all(b"\n")
+                self.line.push(b'\n');
+                self.w.write_all(&self.line)
             }
             Format::Table => {
                 if !self.header_done {
