@@ -4,13 +4,15 @@
 //! enforcement off at once.
 
 pub mod capture;
+mod control;
 pub mod health;
 pub mod metrics;
+pub mod outputs;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -18,10 +20,8 @@ use crate::act::devices::Devices;
 use crate::act::grants::Grants;
 use crate::capture::live::{LiveCapture, LiveOpts};
 use crate::config::{Config, EnforceConf, EnforceMode};
-use crate::flow::{Kind, Observation};
-use crate::pipeline::{Annotate, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::policy::reload::PolicyHandle;
-use crate::policy::{Action, Decision};
 use crate::record::queue;
 use crate::record::system::SystemLog;
 use crate::record::Store;
@@ -52,56 +52,6 @@ fn enforce_conf(c: &Config) -> EnforceConf {
     c.enforce
         .clone()
         .unwrap_or_else(|| toml::from_str("").expect("every [enforce] key has a default"))
-}
-
-/// Does this decision stop traffic (for a client without a grant)?
-pub fn stops(d: &Decision) -> bool {
-    matches!(d.action, Action::Block | Action::Steer | Action::Coach)
-}
-
-/// The `detail` of a capture decision's event: what enforcement did (or would have done).
-fn annotator(grants: Arc<Grants>, enforcing: Arc<AtomicBool>) -> Annotate {
-    Box::new(move |o: &Observation, d: &Decision| {
-        if !stops(d) {
-            return None;
-        }
-        let granted = d.action == Action::Coach
-            && d.service
-                .as_deref()
-                .is_some_and(|s| grants.active(o.client.ip, s));
-        let how = match o.kind {
-            Kind::TlsClientHello | Kind::HttpRequest | Kind::ProxyConnect => "reset",
-            Kind::QuicInitial => "quic_drop",
-            Kind::DnsQuery | Kind::DnsAnswer => "quic_drop_answered",
-        };
-        let state = if granted {
-            "granted"
-        } else if enforcing.load(Ordering::Relaxed) {
-            "stopped"
-        } else {
-            "would_stop"
-        };
-        Some(json!({"enforcement": state, "how": how}).to_string())
-    })
-}
-
-/// Learn the client's MAC and DHCP host name from an observation into the device table, and
-/// complete what the observation lacks from it (neighbour table, leases file).
-fn enricher(devices: Arc<Devices>) -> crate::pipeline::Enrich {
-    Box::new(move |o: &mut Observation| {
-        crate::act::devices::learn_from_observation(&devices, o);
-        let c = &mut o.client;
-        if c.mac.is_none() || c.hostname.is_none() {
-            if let Some(d) = devices.lookup(c.ip) {
-                if c.mac.is_none() {
-                    c.mac = d.mac;
-                }
-                if c.hostname.is_none() {
-                    c.hostname = d.hostname;
-                }
-            }
-        }
-    })
 }
 
 /// Check the configuration for the daemon and say what is missing.
@@ -386,14 +336,14 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             .with_events(
                 events.clone(),
                 &sensor_id,
-                Some(annotator(
+                Some(outputs::annotator(
                     Arc::clone(&shared.grants),
                     Arc::clone(&enforcing),
                 )),
             )
             .with_own_resolvers(own_resolvers.clone())
             .with_own_addresses(own_addresses.clone())
-            .with_enrich(enricher(Arc::clone(&shared.devices)))
+            .with_enrich(outputs::enricher(Arc::clone(&shared.devices)))
             .with_output(Box::new(enforcer))
             .with_output(Box::new(CountOutput(metrics.clone())));
         let ctx = capture::CaptureCtx {
@@ -468,7 +418,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     let _ = crate::act::sdnotify::ready();
     // Without a portal, grants (if any) still expire on record here.
     let expiry = portal.is_none().then(|| events.clone());
-    let how = main_loop(&shared, &econf.break_glass_file, expiry);
+    let how = control::main_loop(&shared, &econf.break_glass_file, expiry);
     let _ = crate::act::sdnotify::stopping();
     refresher.stop();
 
@@ -509,99 +459,4 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     }
     eprintln!("shadowgate: stopped ({how})");
     Ok(())
-}
-
-/// Signals and the once-a-second duties, until asked to stop. Returns how it ended.
-fn main_loop(
-    shared: &Arc<Shared>,
-    break_glass_file: &Path,
-    expiry: Option<queue::EventTx>,
-) -> &'static str {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let term = Arc::new(AtomicBool::new(false));
-    for s in [SIGTERM, SIGINT] {
-        let _ = signal_hook::flag::register(s, Arc::clone(&term));
-    }
-    // SIGHUP and edits of the policy directory reload it (a bad policy is rejected and the
-    // old one keeps deciding; both are on record).
-    let _watch = match shared.policy.watch() {
-        Ok(w) => Some(w),
-        Err(e) => {
-            eprintln!("shadowgate: cannot watch the policy for reloads: {e}");
-            None
-        }
-    };
-    let enforce_mode = shared.health.enforce_mode;
-    let mut last_glass = break_glass_file.exists();
-    let mut last_second = Instant::now();
-    // systemd's watchdog is fed only while capture, DNS and enforcement are healthy.
-    let watchdog = crate::act::sdnotify::watchdog_interval().map(|d| d / 2);
-    let mut last_watchdog = Instant::now();
-    loop {
-        std::thread::sleep(Duration::from_millis(100));
-        if term.load(Ordering::Relaxed) {
-            return "signal";
-        }
-        // Break glass: checked ten times a second, so it takes effect at once.
-        let glass = break_glass_file.exists();
-        if glass != last_glass {
-            last_glass = glass;
-            let on = enforce_mode && !glass;
-            if let Err(e) =
-                crate::act::enforcer::set_enforcing(&shared.enforcing, shared.nft.as_ref(), on)
-            {
-                eprintln!("shadowgate: nftables: {e:#}");
-                *shared
-                    .health
-                    .nft_error
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()) = Some(format!("{e:#}"));
-                // Whatever the table says, decisions stop acting.
-                if !on {
-                    shared.enforcing.store(false, Ordering::SeqCst);
-                }
-            }
-            shared.health.enforcing.store(on, Ordering::SeqCst);
-            eprintln!(
-                "shadowgate: break-glass {}: enforcement {}",
-                if glass { "on" } else { "off" },
-                if on { "on" } else { "off" }
-            );
-            if let Some(s) = &shared.system {
-                let _ = s.record(
-                    crate::record::SystemKind::BreakGlass,
-                    &format!(
-                        "break-glass {}",
-                        if glass {
-                            "on: enforcement off"
-                        } else {
-                            "off: enforcement on"
-                        }
-                    ),
-                    json!({"break_glass": glass, "enforcing": on}),
-                );
-            }
-        }
-        if last_second.elapsed() >= Duration::from_secs(1) {
-            last_second = Instant::now();
-            let (ok, _) = shared.health.report();
-            let _ = crate::act::sdnotify::status(if ok { "running" } else { "degraded" });
-            if let Some(tx) = &expiry {
-                for e in crate::act::portal::expiry_events(
-                    &shared.grants,
-                    &shared.config.sensor.id,
-                    &shared.policy.current(),
-                    &shared.devices,
-                ) {
-                    tx.send(e);
-                }
-            }
-        }
-        if let Some(w) = watchdog {
-            if last_watchdog.elapsed() >= w && shared.health.report().0 {
-                last_watchdog = Instant::now();
-                let _ = crate::act::sdnotify::watchdog();
-            }
-        }
-    }
 }
