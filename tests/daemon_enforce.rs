@@ -66,6 +66,14 @@ action = "alert"
 severity = "low"
 "#;
 
+/// The tests of this file run one at a time: a reset must beat a server that answers 20 ms
+/// late, and four daemons with their servers on two loaded cores could make it miss.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn test_policy(dir: &Path) -> PathBuf {
     let p = policy_copy(dir);
     std::fs::write(p.join("policy.toml"), POLICY).unwrap();
@@ -163,6 +171,7 @@ fn quic_initial(sni: &str) -> Vec<u8> {
 #[test]
 fn enforce_stops_steered_tls_and_quic_and_leaves_the_rest_alone() {
     need_root!();
+    let _serial = serial();
     let tb = Testbed::new("sgenf");
     let dir = tmpdir("enforce");
     let policy = test_policy(&dir);
@@ -302,6 +311,7 @@ fn enforce_stops_steered_tls_and_quic_and_leaves_the_rest_alone() {
 #[test]
 fn break_glass_turns_enforcement_off_at_once() {
     need_root!();
+    let _serial = serial();
     let tb = Testbed::new("sgglass");
     let dir = tmpdir("glass");
     let policy = test_policy(&dir);
@@ -350,6 +360,7 @@ fn dns_config(dir: &Path, policy: &Path, extra: &str) -> PathBuf {
 #[test]
 fn dns_mode_answers_per_policy() {
     need_root!();
+    let _serial = serial();
     let tb = Testbed::new("sgdns");
     let dir = tmpdir("dnsmode");
     let policy = test_policy(&dir);
@@ -414,6 +425,7 @@ fn dns_mode_answers_per_policy() {
 #[test]
 fn after_kill_9_the_clinic_still_resolves_names() {
     need_root!();
+    let _serial = serial();
     let tb = Testbed::new("sgkill");
     let dir = tmpdir("kill9");
     let policy = test_policy(&dir);
