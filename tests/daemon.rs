@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::daemon::*;
 use common::netns::{self, Testbed, CLIENT, SERVER, SERVER2};
-use common::servers::{tls_get, TlsServer};
+use common::servers::tls_get;
 
 /// Monitor mode: a ClientHello for claude.ai is decided (steer) and recorded as "would stop",
 /// and the connection goes through; `/metrics` counts it; SIGHUP with a broken policy keeps the
@@ -30,29 +30,11 @@ fn monitor_mode_records_would_stop_and_lets_it_through() {
             dir.join("glass").display()
         ),
     );
-    let server = tb
-        .in_ns(&tb.inet, || {
-            TlsServer::start(
-                SocketAddr::new(SERVER.into(), 443),
-                &["claude.ai"],
-                Duration::from_millis(20),
-            )
-        })
-        .join()
-        .unwrap();
+    let server = tls_server(&tb, SERVER, &["claude.ai"]);
     let mut d = Daemon::start(&tb, &cfg);
     wait_healthy(&tb, &d);
 
-    let got = tb
-        .in_ns(&tb.client, || {
-            tls_get(
-                Some(CLIENT.into()),
-                SocketAddr::new(SERVER.into(), 443),
-                "claude.ai",
-            )
-        })
-        .join()
-        .unwrap();
+    let got = tls_from(&tb, CLIENT, SERVER, "claude.ai");
     assert!(
         got.as_deref().unwrap_or("").contains("ok"),
         "{got:?}\n{}",
@@ -77,26 +59,8 @@ fn monitor_mode_records_would_stop_and_lets_it_through() {
     );
 
     // An uncatalogued site: no event, connection fine.
-    let _srv2 = tb
-        .in_ns(&tb.inet, || {
-            TlsServer::start(
-                SocketAddr::new(SERVER2.into(), 443),
-                &["example.org"],
-                Duration::from_millis(20),
-            )
-        })
-        .join()
-        .unwrap();
-    let got = tb
-        .in_ns(&tb.client, || {
-            tls_get(
-                Some(CLIENT.into()),
-                SocketAddr::new(SERVER2.into(), 443),
-                "example.org",
-            )
-        })
-        .join()
-        .unwrap();
+    let _srv2 = tls_server(&tb, SERVER2, &["example.org"]);
+    let got = tls_from(&tb, CLIENT, SERVER2, "example.org");
     assert!(got.is_ok(), "{got:?}");
 
     // Metrics count frames, observations and the decision.
@@ -132,16 +96,7 @@ fn monitor_mode_records_would_stop_and_lets_it_through() {
         .iter()
         .filter(|e| e.name == "claude.ai")
         .count();
-    let _ = tb
-        .in_ns(&tb.client, || {
-            tls_get(
-                Some(CLIENT.into()),
-                SocketAddr::new(SERVER.into(), 443),
-                "claude.ai",
-            )
-        })
-        .join()
-        .unwrap();
+    let _ = tls_from(&tb, CLIENT, SERVER, "claude.ai");
     let t = Instant::now();
     while events(&dir)
         .iter()
@@ -248,26 +203,8 @@ fn daemon_survives_adversarial_frames_on_the_wire() {
     );
     assert!(metric(&m, "shadowgate_observations_total", "") > 0.0, "{m}");
     // Still deciding real traffic afterwards.
-    let _srv = tb
-        .in_ns(&tb.inet, || {
-            TlsServer::start(
-                SocketAddr::new(SERVER.into(), 443),
-                &["chatgpt.com"],
-                Duration::from_millis(20),
-            )
-        })
-        .join()
-        .unwrap();
-    let got = tb
-        .in_ns(&tb.client, || {
-            tls_get(
-                Some(CLIENT.into()),
-                SocketAddr::new(SERVER.into(), 443),
-                "chatgpt.com",
-            )
-        })
-        .join()
-        .unwrap();
+    let _srv = tls_server(&tb, SERVER, &["chatgpt.com"]);
+    let got = tls_from(&tb, CLIENT, SERVER, "chatgpt.com");
     assert!(got.is_ok(), "{got:?}");
     wait_event(&dir, |e| {
         e.name == "chatgpt.com" && e.client_ip == CLIENT.to_string()
@@ -358,16 +295,7 @@ fn two_capture_threads_keep_a_clients_lookup_and_connection_together() {
     })
     .join()
     .unwrap();
-    let _srv = tb
-        .in_ns(&tb.inet, || {
-            TlsServer::start(
-                SocketAddr::new(SERVER.into(), 443),
-                &["claude.ai"],
-                Duration::from_millis(20),
-            )
-        })
-        .join()
-        .unwrap();
+    let _srv = tls_server(&tb, SERVER, &["claude.ai"]);
     let mut d = Daemon::start(&tb, &cfg);
     wait_healthy(&tb, &d);
     for round in 0..6 {

@@ -15,7 +15,7 @@ use common::daemon::*;
 use common::netns::{
     Testbed, CLIENT, CLIENT2, GW_LAN, OUTSIDER, SERVER, SERVER2, SERVER3, UPSTREAM_DNS,
 };
-use common::servers::{dns_lookup, dns_server, tls_get, TlsServer};
+use common::servers::{dns_lookup, dns_server, TlsServer};
 
 /// The test policy: the bundled catalogue with rules that exercise every action.
 const POLICY: &str = r#"
@@ -127,19 +127,6 @@ fn enforce_config(dir: &Path, policy: &Path, extra: &str) -> PathBuf {
     )
 }
 
-fn from_client(
-    tb: &Testbed,
-    src: std::net::Ipv4Addr,
-    dst: std::net::Ipv4Addr,
-    name: &'static str,
-) -> Result<String, String> {
-    tb.in_ns(&tb.client, move || {
-        tls_get(Some(src.into()), SocketAddr::new(dst.into(), 443), name)
-    })
-    .join()
-    .unwrap()
-}
-
 fn nft_tables(tb: &Testbed) -> String {
     let o = tb.exec(&tb.gw, &["nft", "list", "tables"]);
     String::from_utf8_lossy(&o.stdout).to_string()
@@ -197,7 +184,7 @@ fn enforce_stops_steered_tls_and_quic_and_leaves_the_rest_alone() {
 
     // TLS to claude.ai: stopped, the server gets no application byte; a retry is stopped too.
     for attempt in 0..2 {
-        let got = from_client(&tb, CLIENT, SERVER, "claude.ai");
+        let got = tls_from(&tb, CLIENT, SERVER, "claude.ai");
         assert!(got.is_err(), "attempt {attempt}: {got:?}\n{}", d.log());
     }
     let conns = ai.wait(2);
@@ -256,19 +243,19 @@ fn enforce_stops_steered_tls_and_quic_and_leaves_the_rest_alone() {
         (&b"retry"[..], std::net::IpAddr::from(CLIENT2))
     );
     // ... and the browser's TCP fallback shows the SNI and is stopped.
-    assert!(from_client(&tb, CLIENT, SERVER, "chatgpt.com").is_err());
+    assert!(tls_from(&tb, CLIENT, SERVER, "chatgpt.com").is_err());
 
     // The approved route, an uncatalogued site and an alert-only API pass untouched.
-    let ok = from_client(
+    let ok = tls_from(
         &tb,
         CLIENT,
         SERVER2,
         "bedrock-runtime.us-east-1.amazonaws.com",
     );
     assert!(ok.as_deref().unwrap_or("").contains("ok"), "{ok:?}");
-    let ok = from_client(&tb, CLIENT, SERVER2, "example.org");
+    let ok = tls_from(&tb, CLIENT, SERVER2, "example.org");
     assert!(ok.as_deref().unwrap_or("").contains("ok"), "{ok:?}");
-    let ok = from_client(&tb, CLIENT, SERVER3, "api.openai.com");
+    let ok = tls_from(&tb, CLIENT, SERVER3, "api.openai.com");
     assert!(ok.as_deref().unwrap_or("").contains("ok"), "{ok:?}");
     assert!(approved.wait(2).iter().all(|c| c.app_bytes > 0));
     assert!(api.wait(1).iter().all(|c| c.app_bytes > 0));
@@ -319,7 +306,7 @@ fn break_glass_turns_enforcement_off_at_once() {
     let _srv = internet(&tb);
     let d = Daemon::start(&tb, &cfg);
     wait_healthy(&tb, &d);
-    assert!(from_client(&tb, CLIENT, SERVER, "claude.ai").is_err());
+    assert!(tls_from(&tb, CLIENT, SERVER, "claude.ai").is_err());
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_shadowgate"))
         .args(["break-glass", "on", "--reason", "test", "--config"])
         .arg(&cfg)
@@ -327,7 +314,7 @@ fn break_glass_turns_enforcement_off_at_once() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     std::thread::sleep(Duration::from_millis(300));
-    let got = from_client(&tb, CLIENT, SERVER, "claude.ai");
+    let got = tls_from(&tb, CLIENT, SERVER, "claude.ai");
     assert!(got.is_ok(), "{got:?}\n{}", d.log());
     let e = wait_event(&dir, |e| e.kind == "break_glass");
     assert!(e.detail.as_deref().unwrap().contains("\"enforcing\":false"));
@@ -340,7 +327,7 @@ fn break_glass_turns_enforcement_off_at_once() {
         .unwrap();
     assert!(o.status.success());
     std::thread::sleep(Duration::from_millis(300));
-    assert!(from_client(&tb, CLIENT, SERVER, "claude.ai").is_err());
+    assert!(tls_from(&tb, CLIENT, SERVER, "claude.ai").is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -446,7 +433,7 @@ fn after_kill_9_the_clinic_still_resolves_names() {
         .unwrap()
     };
     assert_eq!(q("claude.ai"), Ok(vec![GW_LAN]), "intercepted\n{}", d.log());
-    assert!(from_client(&tb, CLIENT, SERVER, "claude.ai").is_err());
+    assert!(tls_from(&tb, CLIENT, SERVER, "claude.ai").is_err());
     d.signal(libc::SIGKILL);
     d.wait_exit(Duration::from_secs(5)).expect("killed");
     let t = Instant::now();
@@ -460,7 +447,7 @@ fn after_kill_9_the_clinic_still_resolves_names() {
     }
     assert_eq!(q("example.org"), Ok(vec![SERVER2]));
     assert_eq!(q("claude.ai"), Ok(vec![SERVER]));
-    assert!(from_client(&tb, CLIENT, SERVER, "claude.ai").is_ok());
+    assert!(tls_from(&tb, CLIENT, SERVER, "claude.ai").is_ok());
     // A restart replaces whatever was left and enforces again.
     let d2 = Daemon::start(&tb, &cfg);
     wait_healthy(&tb, &d2);

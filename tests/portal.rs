@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::daemon::{events, http_get, metric, wait_healthy, Daemon, METRICS};
+use common::daemon::{events, http_get, metric, tls_from, wait_healthy, Daemon, METRICS};
 use common::netns::{Testbed, CLIENT, CLIENT2, GW_LAN, SERVER, SERVER2, UPSTREAM_DNS};
-use common::servers::{dns_lookup, dns_server, tls_get, TlsServer};
+use common::servers::{dns_lookup, dns_server, TlsServer};
 use portal_bed::{bin, have, root, sh, suffix, write_policy};
 use shadowgate::record::Event;
 
@@ -187,20 +187,6 @@ fn base64(b: &[u8]) -> String {
 fn lookup(tb: &Testbed, src: Ipv4Addr, name: &'static str) -> Result<Vec<Ipv4Addr>, String> {
     tb.in_ns(&tb.client, move || {
         dns_lookup(src.into(), SocketAddr::new(GW_LAN.into(), 53), name)
-    })
-    .join()
-    .unwrap()
-}
-
-/// TLS connection (with a request) from `src` in the client namespace to `dst`:443, SNI `name`.
-fn tls_from(
-    tb: &Testbed,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    name: &'static str,
-) -> Result<String, String> {
-    tb.in_ns(&tb.client, move || {
-        tls_get(Some(src.into()), SocketAddr::new(dst.into(), 443), name)
     })
     .join()
     .unwrap()

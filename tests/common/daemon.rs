@@ -232,3 +232,36 @@ pub fn send_frames(dev: &str, frames: &[Vec<u8>]) -> usize {
     }
     sent
 }
+
+/// A TLS connection (with a request) from `src` in the client namespace to `dst`:443, SNI
+/// `name` (an IP address as `name` sends no SNI).
+pub fn tls_from(
+    tb: &Testbed,
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    name: &str,
+) -> Result<String, String> {
+    let name = name.to_string();
+    tb.in_ns(&tb.client, move || {
+        super::servers::tls_get(Some(src.into()), SocketAddr::new(dst.into(), 443), &name)
+    })
+    .join()
+    .unwrap()
+}
+
+/// A TLS server for `names` on `addr`:443 in the internet namespace, answering 20 ms late.
+pub fn tls_server(
+    tb: &Testbed,
+    addr: std::net::Ipv4Addr,
+    names: &'static [&'static str],
+) -> super::servers::TlsServer {
+    tb.in_ns(&tb.inet, move || {
+        super::servers::TlsServer::start(
+            SocketAddr::new(addr.into(), 443),
+            names,
+            Duration::from_millis(20),
+        )
+    })
+    .join()
+    .unwrap()
+}
