@@ -10,6 +10,7 @@
 //! decision as the query passes; the writer and the recorder get it once, on the answer that
 //! completes the query (or on the query itself if no answer comes within `dns_timeout_s`).
 
+pub mod json;
 mod lookups;
 pub mod writer;
 

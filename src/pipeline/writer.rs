@@ -3,20 +3,10 @@
 
 use std::io::{self, Write};
 
-use serde::Serialize;
-
 use crate::flow::observation::{format_ts, Observation};
 use crate::policy::Decision;
 
-/// An observation with the policy's decision about it (JSON: the observation's fields plus
-/// `decision`).
-#[derive(Serialize)]
-struct Decided<'a> {
-    #[serde(flatten)]
-    observation: &'a Observation,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    decision: Option<&'a Decision>,
-}
+use super::json::{self, DecisionJson};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -52,14 +42,7 @@ impl<W: Write> Writer<W> {
         match self.format {
             Format::Json => {
                 self.line.clear();
-                serde_json::to_writer(
-                    &mut self.line,
-                    &Decided {
-                        observation: o,
-                        decision: d,
-                    },
-                )?;
-                self.line.push(b'\n');
+                json::line(o, d, &mut self.line);
                 self.w.write_all(&self.line)
             }
             Format::Table => {
@@ -113,6 +96,29 @@ impl<W: Write> Writer<W> {
                 )
             }
         }
+    }
+
+    /// A JSON line rendered elsewhere (a shard of a sharded replay): the observation opened by
+    /// [`json::observation_open`] and the decision's JSON, if it carries one. A table writer
+    /// formats `o` and `d` itself.
+    pub fn write_rendered(
+        &mut self,
+        o: &Observation,
+        d: Option<&Decision>,
+        open: &[u8],
+        decision: Option<&[u8]>,
+    ) -> io::Result<()> {
+        if self.format != Format::Json {
+            return self.write_event(o, d);
+        }
+        self.line.clear();
+        self.line.extend_from_slice(open);
+        json::close(decision.map(DecisionJson::Bytes), &mut self.line);
+        self.w.write_all(&self.line)
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.format == Format::Json
     }
 
     pub fn flush(&mut self) -> io::Result<()> {
