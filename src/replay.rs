@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::capture::{CaptureError, CaptureFile};
+use crate::capture::{CaptureError, CaptureFile, Frame};
 use crate::flow::{Observation, Sensor};
 
 /// What happened to one file.
@@ -68,44 +68,68 @@ pub fn finish(sensor: &mut Sensor, mut on_obs: impl FnMut(&Observation)) {
     }
 }
 
-/// Frames a shard processes between two hand-overs of its observations to the merger.
-const BATCH_FRAMES: u64 = 8192;
+/// Frames the reader hands out in one round (each shard gets its part of every round).
+const ROUND_FRAMES: usize = 4096;
+/// Rounds out at the shards before the reader waits for the oldest to be merged.
+const ROUNDS_IN_FLIGHT: usize = 8;
 
-/// Observations of one shard, each tagged with its place in capture order: (frame number,
-/// 0 = emitted by the sweep before the frame / 1 = by the frame itself).
-struct Batch {
-    obs: Vec<((u64, u8), Observation)>,
-    /// Every frame up to this number (capture-wide) has been processed by the shard.
-    upto: u64,
-    /// The shard stopped here (end of file or its first error).
-    end: Option<Result<FileSummary, (CaptureError, FileSummary)>>,
+/// What a shard adds to each observation before the merge (the pipeline's decision and JSON
+/// line), so that this work runs on the shards' threads too. `bytes` is the round's byte
+/// buffer; what `prepare` puts there reaches the merge with its result.
+pub trait Prepare: Sync {
+    type Out: Send;
+    fn prepare(&self, o: &Observation, bytes: &mut Vec<u8>) -> Self::Out;
 }
 
-/// Replay one file over several sensors made by [`Sensor::shard`], one thread each: every
-/// thread reads the whole file (record headers cost next to nothing) and processes the frames
-/// its sensor owns, and the observations are merged back into capture order before `on_obs`
-/// (observations of one frame keep their order; those that two shards' sweeps emit before the
-/// same frame, incomplete fragments only, come shard by shard). The file summary and the error,
-/// if any, are the first shard's (every shard stops at the same place).
-pub fn replay_file_sharded(
+/// No preparation: the merge gets the observations alone.
+pub struct NoPrepare;
+
+impl Prepare for NoPrepare {
+    type Out = ();
+    fn prepare(&self, _: &Observation, _: &mut Vec<u8>) {}
+}
+
+/// One unit of a shard's round.
+enum Item<'a> {
+    /// The sweep one sensor would run before frame `no` at capture time `now`.
+    Sweep { now: u64, no: u64 },
+    /// Frame `no`; `owner`: the shard's own (else read for the shared state only).
+    Frame {
+        no: u64,
+        frame: Frame<'a>,
+        owner: bool,
+    },
+}
+
+/// A shard's output for one round: observations in capture order, each tagged with its place
+/// (frame number, 0 = from the sweep before the frame / 1 = from the frame itself).
+struct Done<T> {
+    obs: Vec<((u64, u8), Observation, T)>,
+    bytes: Vec<u8>,
+}
+
+/// Replay one file over several sensors made by [`Sensor::shard`], one thread each. This
+/// thread reads the file: it walks the record headers, gives each frame to the shard that owns
+/// its address pair ([`crate::flow::wire::shard_of`]; frames that feed the state every shard
+/// keeps, DNS and fragments, to the others as well) and keeps the sweep schedule for all
+/// shards, so every shard sweeps where one sensor would. The shards run the sensor and
+/// `prepare`; their outputs are merged back into capture order before `on_obs` (observations
+/// of one frame keep their order; those that two shards' sweeps emit before the same frame,
+/// incomplete fragments only, come shard by shard).
+pub fn replay_file_sharded<P: Prepare>(
     path: &Path,
     sensors: &mut [Sensor],
-    mut on_obs: impl FnMut(&Observation),
+    prepare: &P,
+    mut on_obs: impl FnMut(&Observation, P::Out, &[u8]),
     mut progress: impl FnMut(u64),
 ) -> Result<FileSummary, (CaptureError, FileSummary)> {
     use std::collections::VecDeque;
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::mpsc;
 
-    if sensors.len() <= 1 {
-        return match sensors.first_mut() {
-            Some(s) => replay_file(path, s, on_obs, progress),
-            None => Ok(FileSummary::default()),
-        };
-    }
+    use crate::flow::wire;
+
     let file = CaptureFile::open(path).map_err(|e| (e, FileSummary::default()))?;
-    // Check the header once here, so that an unreadable file is one error, not one per shard.
-    file.frames().map_err(|e| {
+    let mut frames = file.frames().map_err(|e| {
         (
             e,
             FileSummary {
@@ -114,127 +138,179 @@ pub fn replay_file_sharded(
             },
         )
     })?;
-    let base = sensors[0].frames_seen();
-    let positions: Vec<AtomicU64> = sensors.iter().map(|_| AtomicU64::new(0)).collect();
+    let n = sensors.len().max(1) as u32;
+    let mut no = sensors.first().map_or(0, Sensor::frames_seen);
+    let mut schedule = sensors
+        .first()
+        .map(Sensor::schedule_state)
+        .unwrap_or_default();
+    let mut sum = FileSummary::default();
+    let mut end: Option<CaptureError> = None;
     std::thread::scope(|scope| {
-        let mut rx = Vec::new();
-        for (i, sensor) in sensors.iter_mut().enumerate() {
-            let (tx, r) = mpsc::sync_channel::<Batch>(4);
-            rx.push(r);
-            let (file, pos) = (&file, &positions[i]);
-            scope.spawn(move || shard_worker(file, sensor, base, tx, pos));
+        let mut to = Vec::new();
+        let mut from = Vec::new();
+        for sensor in sensors.iter_mut() {
+            let (tx, rx) = mpsc::sync_channel::<Vec<Item<'_>>>(ROUNDS_IN_FLIGHT + 1);
+            let (dtx, drx) = mpsc::sync_channel::<Done<P::Out>>(ROUNDS_IN_FLIGHT + 1);
+            to.push(Some(tx));
+            from.push(Some(drx));
+            scope.spawn(move || shard_worker(sensor, prepare, rx, dtx));
         }
-        let n = rx.len();
-        let mut queues: Vec<VecDeque<((u64, u8), Observation)>> = vec![VecDeque::new(); n];
-        let mut upto = vec![base; n];
-        let mut ends: Vec<Option<Result<FileSummary, (CaptureError, FileSummary)>>> =
-            (0..n).map(|_| None).collect();
-        let mut batches = 0u64;
-        loop {
-            // Wait for the shard that is furthest behind (the others may run ahead, up to
-            // their channel's capacity), then emit all that every shard has got past.
-            let (w, _) = (0..n)
-                .filter(|&i| ends[i].is_none())
-                .map(|i| (i, upto[i]))
-                .min_by_key(|&(_, u)| u)
-                .unwrap_or((usize::MAX, u64::MAX));
-            if w != usize::MAX {
-                match rx[w].recv() {
-                    Ok(b) => {
-                        queues[w].extend(b.obs);
-                        upto[w] = b.upto;
-                        if let Some(end) = b.end {
-                            ends[w] = Some(end);
-                            upto[w] = u64::MAX;
-                        }
-                    }
+        // Start position (for releasing the map) of each round not yet merged.
+        let mut inflight: VecDeque<u64> = VecDeque::new();
+        let mut merge_oldest = |from: &mut Vec<Option<mpsc::Receiver<Done<P::Out>>>>,
+                                inflight: &mut VecDeque<u64>| {
+            let mut parts: Vec<Done<P::Out>> = Vec::with_capacity(from.len());
+            for r in from.iter_mut() {
+                let got = r.as_ref().and_then(|r| r.recv().ok());
+                if got.is_none() {
                     // A shard that panicked: its output ends here.
-                    Err(_) => {
-                        ends[w] = Some(Ok(FileSummary::default()));
-                        upto[w] = u64::MAX;
-                    }
+                    *r = None;
                 }
-                batches += 1;
+                parts.push(got.unwrap_or(Done {
+                    obs: Vec::new(),
+                    bytes: Vec::new(),
+                }));
             }
-            let safe = upto.iter().copied().min().unwrap_or(u64::MAX);
-            loop {
-                let next = (0..n)
-                    .filter_map(|i| queues[i].front().map(|(at, _)| (*at, i)))
-                    .filter(|((f, _), _)| *f <= safe)
-                    .min();
-                let Some((_, i)) = next else { break };
-                if let Some((_, o)) = queues[i].pop_front() {
-                    on_obs(&o);
-                }
-            }
-            if batches.is_multiple_of(16) {
-                let p = positions
-                    .iter()
-                    .map(|p| p.load(Ordering::Relaxed))
-                    .min()
-                    .unwrap_or(0);
-                progress(p);
+            merge(parts, &mut on_obs);
+            inflight.pop_front();
+            if let Some(&p) = inflight.front() {
                 file.release_before(p);
             }
-            if w == usize::MAX {
-                break;
-            }
-        }
-        progress(file.len());
-        ends.swap_remove(0).unwrap_or(Ok(FileSummary::default()))
-    })
-}
-
-/// One shard's thread: every frame of the file through its sensor, observations to the merger.
-fn shard_worker(
-    file: &CaptureFile,
-    sensor: &mut Sensor,
-    base: u64,
-    tx: std::sync::mpsc::SyncSender<Batch>,
-    pos: &std::sync::atomic::AtomicU64,
-) {
-    let mut sum = FileSummary::default();
-    let mut out = Vec::with_capacity(16);
-    let mut batch = Vec::new();
-    let mut no = base;
-    let end = match file.frames() {
-        Err(e) => Err((e, FileSummary::default())),
-        Ok(mut frames) => loop {
-            match frames.next() {
+        };
+        let mut rounds: Vec<Vec<Item<'_>>> = (0..n).map(|_| Vec::new()).collect();
+        let mut in_round = 0usize;
+        let mut round_start = frames.position();
+        loop {
+            let next = frames.next();
+            let last = next.is_none();
+            match next {
                 Some(Ok(frame)) => {
                     no += 1;
                     sum.frames += 1;
                     sum.bytes += frame.data.len() as u64;
-                    let swept = sensor.process_at(&frame, no, &mut out);
-                    for (k, o) in out.drain(..).enumerate() {
-                        batch.push(((no, (k >= swept) as u8), o));
-                    }
-                    if sum.frames % BATCH_FRAMES == 0 {
-                        pos.store(frames.position(), std::sync::atomic::Ordering::Relaxed);
-                        let b = Batch {
-                            obs: std::mem::take(&mut batch),
-                            upto: no,
-                            end: None,
-                        };
-                        if tx.send(b).is_err() {
-                            return;
+                    if schedule.due(frame.ts_ns, no) {
+                        for r in rounds.iter_mut() {
+                            r.push(Item::Sweep {
+                                now: frame.ts_ns,
+                                no,
+                            });
                         }
                     }
+                    let owner = wire::shard_of(frame.linktype, frame.data, n);
+                    let shared = n > 1 && wire::feeds_shared_state(frame.linktype, frame.data);
+                    for (i, r) in rounds.iter_mut().enumerate() {
+                        if i as u32 == owner || shared {
+                            r.push(Item::Frame {
+                                no,
+                                frame,
+                                owner: i as u32 == owner,
+                            });
+                        }
+                    }
+                    in_round += 1;
                 }
                 Some(Err(e)) => {
                     sum.skipped_bytes = frames.remaining();
-                    break Err((e, sum));
+                    end = Some(e);
                 }
-                None => break Ok(sum),
+                None => {}
             }
-        },
-    };
-    pos.store(file.len(), std::sync::atomic::Ordering::Relaxed);
-    let _ = tx.send(Batch {
-        obs: batch,
-        upto: no,
-        end: Some(end),
+            let stop = last || end.is_some();
+            if in_round >= ROUND_FRAMES || (stop && in_round > 0) {
+                if inflight.len() >= ROUNDS_IN_FLIGHT {
+                    merge_oldest(&mut from, &mut inflight);
+                    progress(inflight.front().copied().unwrap_or(frames.position()));
+                }
+                for (r, t) in rounds.iter_mut().zip(to.iter_mut()) {
+                    let items = std::mem::take(r);
+                    if t.as_ref().is_some_and(|t| t.send(items).is_err()) {
+                        *t = None;
+                    }
+                }
+                inflight.push_back(round_start);
+                round_start = frames.position();
+                in_round = 0;
+            }
+            if stop {
+                break;
+            }
+        }
+        drop(to);
+        while !inflight.is_empty() {
+            merge_oldest(&mut from, &mut inflight);
+        }
+        progress(frames.position());
     });
+    if let Some(s) = sensors.first_mut() {
+        s.set_schedule_state(schedule);
+    }
+    for s in sensors.iter_mut() {
+        s.set_frames_seen(no);
+    }
+    match end {
+        Some(e) => Err((e, sum)),
+        None => Ok(sum),
+    }
+}
+
+/// Merge the shards' outputs of one round into capture order (ties: shard by shard).
+fn merge<T>(parts: Vec<Done<T>>, on_obs: &mut impl FnMut(&Observation, T, &[u8])) {
+    let mut its: Vec<_> = parts
+        .into_iter()
+        .map(|d| (d.obs.into_iter().peekable(), d.bytes))
+        .collect();
+    loop {
+        let mut best: Option<((u64, u8), usize)> = None;
+        for (i, (it, _)) in its.iter_mut().enumerate() {
+            if let Some((tag, _, _)) = it.peek() {
+                if best.is_none_or(|(b, _)| *tag < b) {
+                    best = Some((*tag, i));
+                }
+            }
+        }
+        let Some((_, i)) = best else { break };
+        let (it, bytes) = &mut its[i];
+        if let Some((_, o, t)) = it.next() {
+            on_obs(&o, t, bytes);
+        }
+    }
+}
+
+/// One shard's thread: its part of each round through its sensor and `prepare`, the outputs
+/// back to the merge, round by round.
+fn shard_worker<P: Prepare>(
+    sensor: &mut Sensor,
+    prepare: &P,
+    rx: std::sync::mpsc::Receiver<Vec<Item<'_>>>,
+    tx: std::sync::mpsc::SyncSender<Done<P::Out>>,
+) {
+    let mut out = Vec::with_capacity(16);
+    while let Ok(items) = rx.recv() {
+        let mut done = Done {
+            obs: Vec::new(),
+            bytes: Vec::with_capacity(64 * 1024),
+        };
+        for item in items {
+            let tag = match item {
+                Item::Sweep { now, no } => {
+                    sensor.sweep_now(now, no, &mut out);
+                    (no, 0)
+                }
+                Item::Frame { no, frame, owner } => {
+                    sensor.process_dispatched(&frame, no, owner, &mut out);
+                    (no, 1)
+                }
+            };
+            for o in out.drain(..) {
+                let t = prepare.prepare(&o, &mut done.bytes);
+                done.obs.push((tag, o, t));
+            }
+        }
+        if tx.send(done).is_err() {
+            return;
+        }
+    }
 }
 
 /// [`finish`] for the sensors of a sharded replay, shard by shard.

@@ -138,7 +138,13 @@ fn check_truth(threads: usize) {
             let _ = shadowgate::replay::replay_file(f, &mut sensor, &mut record, |_| {});
             shadowgate::replay::finish(&mut sensor, &mut record);
         } else {
-            let _ = shadowgate::replay::replay_file_sharded(f, &mut shards, &mut record, |_| {});
+            let _ = shadowgate::replay::replay_file_sharded(
+                f,
+                &mut shards,
+                &shadowgate::replay::NoPrepare,
+                |o, (), _| record(o),
+                |_| {},
+            );
             shadowgate::replay::finish_sharded(&mut shards, &mut record);
         }
         for (i, cat) in CATS.iter().enumerate() {

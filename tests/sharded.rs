@@ -31,7 +31,13 @@ fn single(f: &Path) -> (Vec<Observation>, String) {
 fn sharded(f: &Path, n: usize) -> (Vec<Observation>, String, Vec<u64>) {
     let mut shards = sensor::shards(&Config::default(), n);
     let mut obs = Vec::new();
-    let _ = replay::replay_file_sharded(f, &mut shards, |o| obs.push(o.clone()), |_| {});
+    let _ = replay::replay_file_sharded(
+        f,
+        &mut shards,
+        &replay::NoPrepare,
+        |o, (), _| obs.push(o.clone()),
+        |_| {},
+    );
     replay::finish_sharded(&mut shards, |o| obs.push(o.clone()));
     let stats: Vec<_> = shards.iter().map(Sensor::stats).collect();
     (

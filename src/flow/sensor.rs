@@ -52,11 +52,7 @@ pub struct Sensor {
     pub(super) budget: Budget,
     pub(super) stats: Stats,
     frame_no: u64,
-    /// Capture time from which the next sweep is due, and when the schedule was last set: by a
-    /// sweep (`at`), or by a restart after time went back (`at`, `restarted` frame number).
-    next_sweep: u64,
-    sweep_at: Option<u64>,
-    restarted: Option<u64>,
+    schedule: Schedule,
     /// Take frames that can change nothing but a flow's idle time on the fast path (off only in
     /// tests that compare both paths).
     pub(super) fast: bool,
@@ -83,9 +79,7 @@ impl Sensor {
             cfg,
             stats: Stats::default(),
             frame_no: 0,
-            next_sweep: 0,
-            sweep_at: None,
-            restarted: None,
+            schedule: Schedule::default(),
             fast: true,
             shard: (0, 1),
             shadow: false,
@@ -136,38 +130,63 @@ impl Sensor {
         self.frame_no += 1;
         self.stats.frames += 1;
         self.stats.bytes += frame.data.len() as u64;
-        self.schedule(frame.ts_ns, out);
+        if self.schedule.due(frame.ts_ns, self.frame_no) {
+            self.sweep(frame.ts_ns, out);
+        }
         if self.fast && self.fast_path(frame) {
             return;
         }
         self.slow_path(frame, out);
     }
 
-    /// Sharded replay: frame number `frame_no` (1-based, of the whole capture) as seen by this
-    /// shard (see [`Sensor::shard`]). Every shard gets every frame, in capture order. Returns
-    /// how many of the observations appended came from the sweep that ran before the frame
-    /// (they precede the frame's own when the shards' outputs are merged).
-    pub fn process_at(
+    /// Sharded replay: frame number `frame_no` (1-based, of the whole capture), handed to this
+    /// shard by the reader because the shard owns it (`owner`, see [`super::wire::shard_of`])
+    /// or because it feeds the state every shard keeps ([`super::wire::feeds_shared_state`]:
+    /// read without reporting or counting it). The reader keeps the sweep schedule for all
+    /// shards ([`Schedule`]) and calls [`Sensor::sweep_now`] where one sensor would sweep.
+    pub fn process_dispatched(
         &mut self,
         frame: &Frame<'_>,
         frame_no: u64,
+        owner: bool,
         out: &mut Vec<Observation>,
-    ) -> usize {
-        let before = out.len();
+    ) {
         self.frame_no = frame_no;
-        self.schedule(frame.ts_ns, out);
-        let swept = out.len() - before;
-        let owner = super::wire::shard_of(frame.linktype, frame.data, self.shard.1);
-        if owner == self.shard.0 {
+        if owner {
             self.stats.frames += 1;
             self.stats.bytes += frame.data.len() as u64;
             if !(self.fast && self.fast_path(frame)) {
                 self.slow_path(frame, out);
             }
-        } else if super::wire::feeds_shared_state(frame.linktype, frame.data) {
+        } else {
             self.shadowed(out, |s, out| s.slow_path(frame, out));
         }
-        swept
+    }
+
+    /// Sharded replay: the sweep one sensor would run before frame `frame_no` at capture time
+    /// `now` (the reader's [`Schedule`] said it is due).
+    pub fn sweep_now(&mut self, now: u64, frame_no: u64, out: &mut Vec<Observation>) {
+        self.frame_no = frame_no;
+        self.sweep(now, out);
+    }
+
+    /// The sweep schedule (a sharded replay's reader continues it over files).
+    pub fn schedule_state(&self) -> Schedule {
+        self.schedule.clone()
+    }
+
+    pub fn set_schedule_state(&mut self, s: Schedule) {
+        self.schedule = s;
+    }
+
+    /// Sharded replay: the frame count of the whole capture so far (every shard's).
+    pub fn set_frames_seen(&mut self, n: u64) {
+        self.frame_no = n;
+    }
+
+    /// This shard's place: (index, count).
+    pub fn shard_index(&self) -> (u32, u32) {
+        self.shard
     }
 
     /// Run `f` for the shared state only: what it reports is dropped and its counts undone.
@@ -213,30 +232,8 @@ impl Sensor {
         }
     }
 
-    /// Sweep once capture time is a second past the last sweep. Time that jumps back by a second
-    /// or more (a far-future frame, then normal ones) restarts the schedule from there without a
-    /// sweep, at most once per [`RESCHEDULE_FRAMES`] frames; otherwise a far-future frame would
-    /// stop ageing until capture time caught up with it. All arithmetic saturates.
-    fn schedule(&mut self, now: u64, out: &mut Vec<Observation>) {
-        let at = self.sweep_at;
-        // (Near u64::MAX the next sweep saturates: never twice at one instant.)
-        if now >= self.next_sweep && at != Some(now) {
-            self.sweep(now, out);
-        } else if at.is_some_and(|t| t.saturating_sub(now) >= SEC)
-            && self
-                .restarted
-                .is_none_or(|f| self.frame_no - f >= RESCHEDULE_FRAMES)
-        {
-            self.restarted = Some(self.frame_no);
-            self.sweep_at = Some(now);
-            self.next_sweep = now.saturating_add(SEC);
-        }
-    }
-
     /// Expire idle flows, fragments and names (run once per second of capture time).
     fn sweep(&mut self, now: u64, out: &mut Vec<Observation>) {
-        self.sweep_at = Some(now);
-        self.next_sweep = now.saturating_add(SEC);
         let tcp_idle = self.cfg.tcp_idle_s.saturating_mul(SEC);
         let udp_idle = self.cfg.udp_idle_s.saturating_mul(SEC);
         let n = self.flows.retain(|f| {
@@ -255,5 +252,43 @@ impl Sensor {
     pub fn finish(&mut self, out: &mut Vec<Observation>) {
         let incomplete = self.defrag.drain();
         self.incomplete_datagrams(incomplete, out);
+    }
+}
+
+/// When the sensor sweeps: once capture time is a second past the last sweep. Time that jumps
+/// back by a second or more (a far-future frame, then normal ones) restarts the schedule from
+/// there without a sweep, at most once per [`RESCHEDULE_FRAMES`] frames; otherwise a far-future
+/// frame would stop ageing until capture time caught up with it. All arithmetic saturates. A
+/// sharded replay's reader keeps one for all shards, so they sweep where one sensor would.
+#[derive(Debug, Default, Clone)]
+pub struct Schedule {
+    /// Capture time from which the next sweep is due, and when the schedule was last set: by a
+    /// sweep (`at`), or by a restart after time went back (`at`, `restarted` frame number).
+    next_sweep: u64,
+    sweep_at: Option<u64>,
+    restarted: Option<u64>,
+}
+
+impl Schedule {
+    /// Is a sweep due before frame `frame_no` at capture time `now`? (Counts it as done.)
+    #[inline]
+    pub fn due(&mut self, now: u64, frame_no: u64) -> bool {
+        let at = self.sweep_at;
+        // (Near u64::MAX the next sweep saturates: never twice at one instant.)
+        if now >= self.next_sweep && at != Some(now) {
+            self.sweep_at = Some(now);
+            self.next_sweep = now.saturating_add(SEC);
+            return true;
+        }
+        if at.is_some_and(|t| t.saturating_sub(now) >= SEC)
+            && self
+                .restarted
+                .is_none_or(|f| frame_no - f >= RESCHEDULE_FRAMES)
+        {
+            self.restarted = Some(frame_no);
+            self.sweep_at = Some(now);
+            self.next_sweep = now.saturating_add(SEC);
+        }
+        false
     }
 }

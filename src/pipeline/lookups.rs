@@ -14,6 +14,8 @@ type Fixed = foldhash::fast::FixedState;
 pub(super) struct Held {
     pub(super) query: Observation,
     pub(super) decision: Decision,
+    /// The query's JSON (opened) and the decision's, when a shard rendered them.
+    pub(super) rendered: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Decided queries by lookup. `order` lists them oldest first by a generation number; an entry
@@ -67,7 +69,13 @@ impl Lookups {
 
     /// Hold a decided query until its answer. Returns the oldest held query when full: it can
     /// wait no longer.
-    pub(super) fn hold(&mut self, k: LookupKey, query: Observation, d: Decision) -> Option<Held> {
+    pub(super) fn hold(
+        &mut self,
+        k: LookupKey,
+        query: Observation,
+        d: Decision,
+        rendered: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Option<Held> {
         let out = if self.held.len() >= self.max {
             self.pop_oldest()
         } else {
@@ -76,7 +84,17 @@ impl Lookups {
         let gen = self.next_gen;
         self.next_gen += 1;
         self.order.push_back((gen, k.clone()));
-        self.held.insert(k, (gen, Held { query, decision: d }));
+        self.held.insert(
+            k,
+            (
+                gen,
+                Held {
+                    query,
+                    decision: d,
+                    rendered,
+                },
+            ),
+        );
         // Answered lookups leave stale order entries; keep the deque within twice the table.
         if self.order.len() > 2 * self.max + 64 {
             let held = &self.held;

@@ -66,14 +66,10 @@ pub type BoxWriter = Writer<Box<dyn Write + Send>>;
 /// Everything after the sensor: policy and outputs (a separate struct so that the sensor and the
 /// outputs can be borrowed apart while a file is replayed).
 struct Outputs {
-    policy: Option<Arc<PolicyHandle>>,
+    decider: Decider,
     writer: Option<(BoxWriter, Emit)>,
     recorder: Option<Recorder>,
     events: Option<Events>,
-    /// DNS servers whose lookups are recorded elsewhere (shadowgate's own resolver).
-    own_resolvers: Vec<std::net::SocketAddr>,
-    /// shadowgate's own services (the portal): traffic to them is never decided or acted on.
-    own_addresses: Vec<std::net::IpAddr>,
     extra: Vec<Box<dyn Output>>,
     observations: u64,
     decisions: u64,
@@ -85,68 +81,159 @@ struct Outputs {
     unmatched: lookups::UnmatchedLimit,
 }
 
-impl Outputs {
-    fn handle(&mut self, o: &Observation) {
-        self.observations += 1;
-        let own_dns = matches!(o.kind, Kind::DnsQuery | Kind::DnsAnswer)
-            && self
-                .own_resolvers
-                .iter()
-                .any(|a| a.ip() == o.server.ip && a.port() == o.server.port);
+/// Who decides: the policy, except for traffic to shadowgate's own resolver and services
+/// (shared by the merge and, in a sharded replay, by every shard).
+#[derive(Clone)]
+struct Decider {
+    policy: Option<Arc<PolicyHandle>>,
+    /// DNS servers whose lookups are recorded elsewhere (shadowgate's own resolver).
+    own_resolvers: Vec<std::net::SocketAddr>,
+    /// shadowgate's own services (the portal): traffic to them is never decided or acted on.
+    own_addresses: Vec<std::net::IpAddr>,
+}
+
+impl Decider {
+    /// Is this shadowgate's own traffic (no decision, no event, no action)?
+    fn own(&self, o: &Observation) -> bool {
+        let dns = matches!(o.kind, Kind::DnsQuery | Kind::DnsAnswer);
         // A steered client's browser asking the portal for claude.ai is shadowgate's own
         // service answering, not the service: the portal records it (`portal_view`).
-        let own_service = !matches!(o.kind, Kind::DnsQuery | Kind::DnsAnswer)
-            && self.own_addresses.contains(&o.server.ip);
-        if own_dns || own_service {
+        (dns && self
+            .own_resolvers
+            .iter()
+            .any(|a| a.ip() == o.server.ip && a.port() == o.server.port))
+            || (!dns && self.own_addresses.contains(&o.server.ip))
+    }
+
+    fn decide(&self, o: &Observation) -> Option<Decision> {
+        if self.own(o) {
+            return None;
+        }
+        self.policy
+            .as_ref()
+            .and_then(|h| h.current().decide_observation(o))
+    }
+}
+
+/// A shard's work for the merge: the decision and the JSON line's pieces (ranges in the
+/// round's bytes).
+struct Prepared {
+    decision: Option<Decision>,
+    json: Option<(std::ops::Range<usize>, Option<std::ops::Range<usize>>)>,
+}
+
+/// What shards of a sharded replay do for the pipeline: decide, and render JSON if the writer
+/// writes JSON.
+struct ShardPrepare {
+    decider: Decider,
+    json: bool,
+}
+
+impl replay::Prepare for ShardPrepare {
+    type Out = Prepared;
+    fn prepare(&self, o: &Observation, bytes: &mut Vec<u8>) -> Prepared {
+        let decision = self.decider.decide(o);
+        let json = self.json.then(|| {
+            let a = bytes.len();
+            json::observation_open(o, bytes);
+            let b = bytes.len();
+            let dec = decision.as_ref().map(|d| {
+                json::decision(d, bytes);
+                b..bytes.len()
+            });
+            (a..b, dec)
+        });
+        Prepared { decision, json }
+    }
+}
+
+/// An observation's JSON rendered by a shard: opened, and its own decision's.
+#[derive(Clone, Copy)]
+struct Rendered<'a> {
+    open: &'a [u8],
+    decision: Option<&'a [u8]>,
+}
+
+impl Outputs {
+    fn handle(&mut self, o: &Observation) {
+        let d = self.decider.decide(o);
+        self.handle_decided(o, d, None);
+    }
+
+    /// An observation with its decision made (by [`Decider::decide`]) and maybe its JSON.
+    fn handle_decided(&mut self, o: &Observation, d: Option<Decision>, r: Option<Rendered<'_>>) {
+        self.observations += 1;
+        let plain = r.map(|r| Rendered {
+            open: r.open,
+            decision: None,
+        });
+        if self.decider.own(o) {
             // Answered (and recorded) by shadowgate's own resolver: one event per lookup.
             self.expire(o.ts);
             self.act(o, None);
-            self.deliver(o, None);
+            self.deliver(o, None, plain);
             return;
         }
-        let d = self
-            .policy
-            .as_ref()
-            .and_then(|h| h.current().decide_observation(o));
         self.expire(o.ts);
-        let key = self.policy.as_ref().and_then(|_| LookupKey::of(o));
+        let key = self.decider.policy.as_ref().and_then(|_| LookupKey::of(o));
         match (o.kind, key) {
             (Kind::DnsQuery, Some(k)) => {
                 self.act(o, d.as_ref());
                 match d {
                     Some(d) if !self.lookups.holds(&k) => {
-                        if let Some(h) = self.lookups.hold(k, o.clone(), d) {
-                            self.deliver(&h.query, Some(&h.decision));
+                        let keep = r.map(|r| (r.open.to_vec(), r.decision.unwrap_or(b"").to_vec()));
+                        if let Some(h) = self.lookups.hold(k, o.clone(), d, keep) {
+                            self.deliver_held(&h);
                         }
                     }
                     // Undecided, or a retransmission of a held query.
-                    _ => self.deliver(o, None),
+                    _ => self.deliver(o, None, plain),
                 }
             }
             (Kind::DnsAnswer, Some(k)) => match self.lookups.answer(&k) {
                 Some(h) => {
                     self.act(o, None);
-                    self.deliver(&h.query, None);
-                    self.deliver(o, Some(&h.decision));
+                    let q = h.rendered.as_ref().map(|(open, _)| Rendered {
+                        open,
+                        decision: None,
+                    });
+                    self.deliver(&h.query, None, q);
+                    let a = match (r, h.rendered.as_ref()) {
+                        (Some(r), Some((_, dec))) => Some(Rendered {
+                            open: r.open,
+                            decision: Some(dec),
+                        }),
+                        _ => None,
+                    };
+                    self.deliver(o, Some(&h.decision), a);
                 }
                 // The query was not captured: the answer is the lookup (at most one decision
                 // per client and name per minute: such answers are cheap to spoof).
                 None if o.flags.contains(&Flag::Unmatched) => {
                     self.act(o, d.as_ref());
                     let d = d.filter(|_| self.unmatched.allow(o));
-                    self.deliver(o, d.as_ref());
+                    self.deliver(o, d.as_ref(), if d.is_some() { r } else { plain });
                 }
                 // The query was seen and got no decision (or already gave it, timed out).
                 None => {
                     self.act(o, None);
-                    self.deliver(o, None);
+                    self.deliver(o, None, plain);
                 }
             },
             _ => {
                 self.act(o, d.as_ref());
-                self.deliver(o, d.as_ref());
+                self.deliver(o, d.as_ref(), r);
             }
         }
+    }
+
+    /// A held query delivered with its decision (no answer came in time, or no room).
+    fn deliver_held(&mut self, h: &lookups::Held) {
+        let r = h.rendered.as_ref().map(|(open, dec)| Rendered {
+            open,
+            decision: Some(dec),
+        });
+        self.deliver(&h.query, Some(&h.decision), r);
     }
 
     /// Decided queries unanswered for too long (all of them at `u64::MAX`) carry the decision.
@@ -154,7 +241,7 @@ impl Outputs {
         let mut expired = std::mem::take(&mut self.expired);
         self.lookups.expire(now_ns, &mut expired);
         for h in expired.drain(..) {
-            self.deliver(&h.query, Some(&h.decision));
+            self.deliver_held(&h);
         }
         self.expired = expired;
     }
@@ -171,7 +258,7 @@ impl Outputs {
     }
 
     /// The recorder and the stdout writer: every observation, a DNS lookup's decision once.
-    fn deliver(&mut self, o: &Observation, d: Option<&Decision>) {
+    fn deliver(&mut self, o: &Observation, d: Option<&Decision>, r: Option<Rendered<'_>>) {
         if d.is_some() {
             self.decisions += 1;
         }
@@ -192,16 +279,16 @@ impl Outputs {
             return;
         };
         if self.write_err.is_some()
-            || (self.policy.is_some() && *emit == Emit::Decisions && d.is_none())
+            || (self.decider.policy.is_some() && *emit == Emit::Decisions && d.is_none())
         {
             return;
         }
-        let r = if self.policy.is_some() {
-            w.write_event(o, d)
-        } else {
-            w.write(o)
+        let res = match r {
+            Some(r) if w.is_json() => w.write_rendered(o, d, r.open, r.decision),
+            _ if self.decider.policy.is_some() => w.write_event(o, d),
+            _ => w.write(o),
         };
-        if let Err(e) = r {
+        if let Err(e) = res {
             self.write_err = Some(e);
         }
     }
@@ -242,12 +329,14 @@ impl Pipeline {
             sensor: Sensor::new(cfg),
             shards: Vec::new(),
             outs: Outputs {
-                policy: None,
+                decider: Decider {
+                    policy: None,
+                    own_resolvers: Vec::new(),
+                    own_addresses: Vec::new(),
+                },
                 writer: None,
                 recorder: None,
                 events: None,
-                own_resolvers: Vec::new(),
-                own_addresses: Vec::new(),
                 extra: Vec::new(),
                 observations: 0,
                 decisions: 0,
@@ -271,7 +360,7 @@ impl Pipeline {
 
     /// Decide every observation with this policy (hot-reloaded behind the handle).
     pub fn with_policy(mut self, policy: Arc<PolicyHandle>) -> Self {
-        self.outs.policy = Some(policy);
+        self.outs.decider.policy = Some(policy);
         self
     }
 
@@ -308,14 +397,14 @@ impl Pipeline {
     /// DNS to these servers is answered and recorded by shadowgate's own resolver: capture
     /// still learns names from it but makes no second decision or event.
     pub fn with_own_resolvers(mut self, addrs: Vec<std::net::SocketAddr>) -> Self {
-        self.outs.own_resolvers = addrs;
+        self.outs.decider.own_resolvers = addrs;
         self
     }
 
     /// Traffic to these addresses (shadowgate's portal) is shadowgate's own: no decision, no
     /// event, no action.
     pub fn with_own_addresses(mut self, addrs: Vec<std::net::IpAddr>) -> Self {
-        self.outs.own_addresses = addrs;
+        self.outs.decider.own_addresses = addrs;
         self
     }
 
@@ -351,10 +440,21 @@ impl Pipeline {
     ) -> Result<FileSummary, (CaptureError, FileSummary)> {
         let outs = &mut self.outs;
         if !self.shards.is_empty() {
+            let prepare = ShardPrepare {
+                decider: outs.decider.clone(),
+                json: outs.writer.as_ref().is_some_and(|(w, _)| w.is_json()),
+            };
             return replay::replay_file_sharded(
                 path,
                 &mut self.shards,
-                |o| outs.handle(o),
+                &prepare,
+                |o, p: Prepared, bytes| {
+                    let r = p.json.as_ref().map(|(open, dec)| Rendered {
+                        open: &bytes[open.clone()],
+                        decision: dec.as_ref().map(|d| &bytes[d.clone()]),
+                    });
+                    outs.handle_decided(o, p.decision, r);
+                },
                 progress,
             );
         }
@@ -424,7 +524,7 @@ impl Pipeline {
     }
 
     pub fn policy(&self) -> Option<&Arc<PolicyHandle>> {
-        self.outs.policy.as_ref()
+        self.outs.decider.policy.as_ref()
     }
 
     pub fn counts(&self) -> Counts {
