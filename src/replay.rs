@@ -78,7 +78,9 @@ const ROUNDS_IN_FLIGHT: usize = 8;
 /// buffer; what `prepare` puts there reaches the merge with its result.
 pub trait Prepare: Sync {
     type Out: Send;
-    fn prepare(&self, o: &Observation, bytes: &mut Vec<u8>) -> Self::Out;
+    /// Each shard's own scratch state (a cache, say).
+    type Local: Default;
+    fn prepare(&self, local: &mut Self::Local, o: &Observation, bytes: &mut Vec<u8>) -> Self::Out;
 }
 
 /// No preparation: the merge gets the observations alone.
@@ -86,7 +88,8 @@ pub struct NoPrepare;
 
 impl Prepare for NoPrepare {
     type Out = ();
-    fn prepare(&self, _: &Observation, _: &mut Vec<u8>) {}
+    type Local = ();
+    fn prepare(&self, _: &mut (), _: &Observation, _: &mut Vec<u8>) {}
 }
 
 /// One unit of a shard's round.
@@ -197,8 +200,7 @@ pub fn replay_file_sharded<P: Prepare>(
                             });
                         }
                     }
-                    let owner = wire::shard_of(frame.linktype, frame.data, n);
-                    let shared = n > 1 && wire::feeds_shared_state(frame.linktype, frame.data);
+                    let (owner, shared) = wire::dispatch(frame.linktype, frame.data, n);
                     for (i, r) in rounds.iter_mut().enumerate() {
                         if i as u32 == owner || shared {
                             r.push(Item::Frame {
@@ -286,6 +288,7 @@ fn shard_worker<P: Prepare>(
     tx: std::sync::mpsc::SyncSender<Done<P::Out>>,
 ) {
     let mut out = Vec::with_capacity(16);
+    let mut local = P::Local::default();
     while let Ok(items) = rx.recv() {
         let mut done = Done {
             obs: Vec::new(),
@@ -303,7 +306,7 @@ fn shard_worker<P: Prepare>(
                 }
             };
             for o in out.drain(..) {
-                let t = prepare.prepare(&o, &mut done.bytes);
+                let t = prepare.prepare(&mut local, &o, &mut done.bytes);
                 done.obs.push((tag, o, t));
             }
         }

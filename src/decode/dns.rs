@@ -150,10 +150,17 @@ pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
 }
 
 fn name_string(n: &Name) -> String {
-    let mut s = String::new();
+    let mut s = String::with_capacity(n.len());
     for (i, l) in n.iter().enumerate() {
         if i > 0 {
             s.push('.');
+        }
+        // Most labels are plain printable ASCII: lowercased in one go.
+        if l.iter()
+            .all(|&b| (0x21..=0x7e).contains(&b) && b != b'.' && b != b'\\')
+        {
+            s.extend(l.iter().map(|b| b.to_ascii_lowercase() as char));
+            continue;
         }
         for &b in l {
             if b == b'.' {

@@ -95,6 +95,9 @@ pub(super) struct Sinks<'a> {
     pub(super) cache_answers: usize,
     pub(super) stats: &'a mut Stats,
     pub(super) out: &'a mut Vec<Observation>,
+    /// Observations are wanted (false while a shard reads another's frame for the shared
+    /// state: DNS then only feeds the query matcher and the name cache).
+    pub(super) report: bool,
 }
 
 impl Sinks<'_> {
@@ -151,6 +154,35 @@ impl Sinks<'_> {
             }
         };
         let q = m.questions.first();
+        let link_local = [5353, 5355].contains(&seg.sp) || [5353, 5355].contains(&seg.dp);
+        let qtype = q.map(|q| dns::type_name(q.qtype)).unwrap_or_default();
+        // The client asks (the query's source, the answer's destination).
+        let (client, client_port, server) = if m.response {
+            (seg.cx.dst, seg.dp, seg.cx.src)
+        } else {
+            (seg.cx.src, seg.sp, seg.cx.dst)
+        };
+        let key = LookupKey {
+            client,
+            server,
+            client_port,
+            id: m.id,
+            question: q.map(|q| (q.name.clone(), qtype.clone())),
+        };
+        let mut matched = true;
+        if !m.response {
+            if !link_local {
+                self.queries.query(key, seg.cx.ts);
+            }
+        } else if !link_local {
+            matched = self.queries.answer(&key, seg.cx.ts);
+            if m.rcode == 0 && !m.multi_question {
+                self.learn(&m, client, matched, seg.cx.ts);
+            }
+        }
+        if !self.report {
+            return;
+        }
         let kind = if m.response {
             Kind::DnsAnswer
         } else {
@@ -161,7 +193,6 @@ impl Sinks<'_> {
         if m.partial {
             o.flags.push(Flag::Partial);
         }
-        let link_local = [5353, 5355].contains(&seg.sp) || [5353, 5355].contains(&seg.dp);
         // mDNS may ask several questions (RFC 6762); unicast DNS and LLMNR may not.
         if m.multi_question && !(seg.sp == 5353 || seg.dp == 5353) {
             self.stats.dns.multi_question += 1;
@@ -174,28 +205,12 @@ impl Sinks<'_> {
         if m.ech() {
             o.flags.push(Flag::Ech);
         }
-        let qtype = q.map(|q| dns::type_name(q.qtype)).unwrap_or_default();
-        let key = LookupKey {
-            client: o.client.ip,
-            server: o.server.ip,
-            client_port: o.client.port,
-            id: m.id,
-            question: q.map(|q| (q.name.clone(), qtype.clone())),
-        };
-        if !m.response {
-            if !link_local {
-                self.queries.query(key, seg.cx.ts);
-            }
-        } else if link_local {
-            self.stats.dns.link_local_answers += 1;
-        } else {
-            let matched = self.queries.answer(&key, seg.cx.ts);
-            if !matched {
+        if m.response {
+            if link_local {
+                self.stats.dns.link_local_answers += 1;
+            } else if !matched {
                 self.stats.dns.unmatched_answers += 1;
                 o.flags.push(Flag::Unmatched);
-            }
-            if m.rcode == 0 && !m.multi_question {
-                self.learn(&m, o.client.ip, matched, seg.cx.ts);
             }
         }
         o.dns = Some(DnsInfo {

@@ -101,6 +101,7 @@ impl Sensor {
             cache_answers: self.cfg.cache_answers_per_message,
             stats: &mut self.stats,
             out,
+            report: !self.shadow,
         };
         // HTTP after the first request: each later request head is read from its own segment.
         if flow.state == State::Http && flow.last_host != 0 {

@@ -68,6 +68,7 @@ impl Sensor {
             cache_answers: self.cfg.cache_answers_per_message,
             stats: &mut self.stats,
             out,
+            report: !self.shadow,
         };
         if is_dns_port(sp) || is_dns_port(dp) {
             // DNS on its own ports is stateless: no flow entry per query.

@@ -143,7 +143,12 @@ pub fn packet(linktype: u32, data: &[u8]) -> Option<Packet> {
 #[inline]
 pub fn addresses(linktype: u32, data: &[u8]) -> Option<(IpAddr, IpAddr)> {
     let (at, _) = ip_start(linktype, data)?;
-    let ip = data.get(at..)?;
+    ip_addresses(data.get(at..)?)
+}
+
+/// [`addresses`] of the IP header at the start of `ip`.
+#[inline]
+fn ip_addresses(ip: &[u8]) -> Option<(IpAddr, IpAddr)> {
     match ip.first()? >> 4 {
         4 => {
             let h = ip.get(..20)?;
@@ -169,9 +174,12 @@ pub fn feeds_shared_state(linktype: u32, data: &[u8]) -> bool {
     let Some((at, _)) = ip_start(linktype, data) else {
         return false;
     };
-    let Some(ip) = data.get(at..) else {
-        return false;
-    };
+    data.get(at..).is_some_and(ip_feeds_shared_state)
+}
+
+/// [`feeds_shared_state`] of the IP packet at the start of `ip`.
+#[inline]
+fn ip_feeds_shared_state(ip: &[u8]) -> bool {
     let (proto, l4) = match ip.first().map(|b| b >> 4) {
         Some(4) => {
             let Some(h) = ip.get(..20) else {
@@ -212,6 +220,23 @@ pub fn shard_of(linktype: u32, data: &[u8], count: u32) -> u32 {
     }
 }
 
+/// [`shard_of`] and [`feeds_shared_state`] from one reading of the headers (the sharded
+/// replay's reader asks both of every frame).
+#[inline]
+pub fn dispatch(linktype: u32, data: &[u8], count: u32) -> (u32, bool) {
+    if count <= 1 {
+        return (0, false);
+    }
+    let Some(ip) = ip_start(linktype, data).and_then(|(at, _)| data.get(at..)) else {
+        return (0, false);
+    };
+    let owner = match ip_addresses(ip) {
+        Some((a, b)) => shard_of_pair(a, b, count),
+        None => 0,
+    };
+    (owner, ip_feeds_shared_state(ip))
+}
+
 /// The shard of an address pair (either order).
 #[inline]
 pub fn shard_of_pair(a: IpAddr, b: IpAddr, count: u32) -> u32 {
@@ -242,4 +267,72 @@ fn mix(mut x: u64) -> u64 {
     x ^= x >> 27;
     x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use etherparse::PacketBuilder;
+
+    use super::*;
+    use crate::decode::link::LINKTYPE_ETHERNET;
+
+    /// The reader's one-pass `dispatch` says what `shard_of` and `feeds_shared_state` say, on
+    /// whole frames and on every prefix of them (cut headers).
+    #[test]
+    fn dispatch_agrees_with_shard_of_and_shared_state() {
+        let e = || PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2]);
+        let mut frames = Vec::new();
+        for i in 0..64u8 {
+            let (c, s) = ([10, 0, 0, i], [192, 0, 2, i.wrapping_mul(7)]);
+            let mut v = Vec::new();
+            let _ = e()
+                .ipv4(c, s, 64)
+                .udp(5000, 53)
+                .write(&mut v, b"\x00\x01dns");
+            frames.push(v);
+            let mut v = Vec::new();
+            let _ = e()
+                .ipv4(s, c, 64)
+                .tcp(443, 5000, 1, 100)
+                .write(&mut v, b"data");
+            frames.push(v);
+            let mut v = Vec::new();
+            let (c6, s6) = (
+                [0xfd, i, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                [0x20; 16],
+            );
+            let _ = e().ipv6(c6, s6, 64).udp(68, 67).write(&mut v, b"dhcp");
+            frames.push(v);
+            // An IPv4 fragment (more-fragments bit set).
+            let mut v = frames[frames.len() - 3].clone();
+            v[14 + 6] |= 0x20;
+            frames.push(v);
+        }
+        frames.push(vec![0u8; 60]);
+        let mut checked = 0;
+        for f in &frames {
+            for cut in 0..=f.len() {
+                let d = &f[..cut];
+                for n in [2, 3, 5] {
+                    assert_eq!(
+                        dispatch(LINKTYPE_ETHERNET, d, n),
+                        (
+                            shard_of(LINKTYPE_ETHERNET, d, n),
+                            feeds_shared_state(LINKTYPE_ETHERNET, d)
+                        ),
+                        "{d:?}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 10_000);
+        // Shards differ between pairs; shared state is seen.
+        let owners: std::collections::HashSet<u32> = frames
+            .iter()
+            .map(|f| dispatch(LINKTYPE_ETHERNET, f, 3).0)
+            .collect();
+        assert_eq!(owners.len(), 3);
+        assert!(frames.iter().any(|f| dispatch(LINKTYPE_ETHERNET, f, 3).1));
+    }
 }

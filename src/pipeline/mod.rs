@@ -131,14 +131,20 @@ struct ShardPrepare {
 
 impl replay::Prepare for ShardPrepare {
     type Out = Prepared;
-    fn prepare(&self, o: &Observation, bytes: &mut Vec<u8>) -> Prepared {
+    type Local = writer::RenderedDecisions;
+    fn prepare(
+        &self,
+        cache: &mut writer::RenderedDecisions,
+        o: &Observation,
+        bytes: &mut Vec<u8>,
+    ) -> Prepared {
         let decision = self.decider.decide(o);
         let json = self.json.then(|| {
             let a = bytes.len();
             json::observation_open(o, bytes);
             let b = bytes.len();
             let dec = decision.as_ref().map(|d| {
-                json::decision(d, bytes);
+                cache.render(d, bytes);
                 b..bytes.len()
             });
             (a..b, dec)

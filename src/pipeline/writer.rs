@@ -21,6 +21,7 @@ pub struct Writer<W: Write> {
     /// One JSON line is built here and written with one call (serde_json writes many small
     /// pieces; through a `dyn Write` each would be a call of its own).
     line: Vec<u8>,
+    decisions: RenderedDecisions,
 }
 
 impl<W: Write> Writer<W> {
@@ -30,6 +31,7 @@ impl<W: Write> Writer<W> {
             format,
             header_done: false,
             line: Vec::with_capacity(1024),
+            decisions: RenderedDecisions::default(),
         }
     }
 
@@ -42,7 +44,12 @@ impl<W: Write> Writer<W> {
         match self.format {
             Format::Json => {
                 self.line.clear();
-                json::line(o, d, &mut self.line);
+                json::observation_open(o, &mut self.line);
+                if let Some(d) = d {
+                    self.line.extend_from_slice(b",\"decision\":");
+                    self.decisions.render(d, &mut self.line);
+                }
+                json::close(None, &mut self.line);
                 self.w.write_all(&self.line)
             }
             Format::Table => {
@@ -130,5 +137,29 @@ fn endpoint(ip: &std::net::IpAddr, port: u16) -> String {
     match ip {
         std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
         std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+    }
+}
+
+/// Decisions rendered lately (by the writer, or by a shard), most recent first: a policy has few distinct ones
+/// (per service, rule and evidence), and rendering one costs far more than comparing it.
+#[derive(Default)]
+pub(super) struct RenderedDecisions(Vec<(Decision, Vec<u8>)>);
+
+const RENDERED_DECISIONS: usize = 32;
+
+impl RenderedDecisions {
+    pub(super) fn render(&mut self, d: &Decision, out: &mut Vec<u8>) {
+        if let Some(i) = self.0.iter().position(|(k, _)| k == d) {
+            out.extend_from_slice(&self.0[i].1);
+            if i > 0 {
+                let e = self.0.remove(i);
+                self.0.insert(0, e);
+            }
+            return;
+        }
+        let at = out.len();
+        json::decision(d, out);
+        self.0.truncate(RENDERED_DECISIONS - 1);
+        self.0.insert(0, (d.clone(), out[at..].to_vec()));
     }
 }
