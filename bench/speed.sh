@@ -45,17 +45,20 @@ tools = [
     ("cat (warm)", pin + ["cat", mix]),
     ("shadowgate 1 thread", pin + [bin_, "replay", "--policy", "policies", "-q", mix]),
     ("shadowgate 2 threads", pin2 + [bin_, "replay", "--policy", "policies", "-q", "--threads", "2", mix]),
+    # The curve past the core count (2 here): the reader and merger thread plus N shards.
+    ("shadowgate 3 threads", pin2 + [bin_, "replay", "--policy", "policies", "-q", "--threads", "3", mix]),
+    ("shadowgate 4 threads", pin2 + [bin_, "replay", "--policy", "policies", "-q", "--threads", "4", mix]),
 ]
 if sur:
     tools.append(("suricata 7 (single)", pin + [sur, "-c", "bench/suricata-speed.yaml", "-S", "/dev/null",
         "-k", "none", "--runmode", "single", "-l", eve, "-r", mix]))
 else:
     print("suricata not installed (apt-get -t bookworm-backports install suricata): no Suricata baseline")
-# Same output on one and two threads?
+# Same output on one and more threads?
 one = subprocess.run(tools[1][1], capture_output=True, check=True).stdout
-two = subprocess.run(tools[2][1], capture_output=True, check=True).stdout
+same = all(subprocess.run(t[1], capture_output=True, check=True).stdout == one for t in tools[2:5])
 lines = one.count(b"\n")
-print(f"output of 1 and 2 threads identical: {one == two} ({lines} lines)")
+print(f"output of 1, 2, 3 and 4 threads identical: {same} ({lines} lines)")
 subprocess.run(["cat", mix], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
 times = {name: [] for name, _ in tools}
 cpu = {name: [] for name, _ in tools}
@@ -87,6 +90,8 @@ def ratios(label, m):
     print(f"  shadowgate 1 thread / cat      = {sg1/cat:.2f}x   (target <= 2)")
     if label.startswith("wall"):
         print(f"  shadowgate 1 / 2 threads       = {sg1/sg2:.2f}x   (target >= 1.4)")
+        print(f"  curve (1 thread / N threads): " + ", ".join(
+            f"{k}: {sg1/m[f'shadowgate {k} threads']:.2f}x" for k in (2, 3, 4)))
     else:
         print(f"  shadowgate 2 threads / 1 thread CPU = {sg2/sg1:.2f}x   (the cost of sharding)")
 ratios("wall time, medians", med)

@@ -225,7 +225,7 @@ pub fn replay_file_sharded<P: Prepare>(
                     progress(inflight.front().copied().unwrap_or(frames.position()));
                 }
                 for (r, t) in rounds.iter_mut().zip(to.iter_mut()) {
-                    let items = std::mem::take(r);
+                    let items = std::mem::replace(r, Vec::with_capacity(r.len() + 64));
                     if t.as_ref().is_some_and(|t| t.send(items).is_err()) {
                         *t = None;
                     }
