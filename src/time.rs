@@ -1,5 +1,5 @@
-//! Time in one place: nanoseconds since the Unix epoch (what captures and events carry), the
-//! wall clock, RFC 3339 rendering (by hand: it runs once per JSON line) and the `--since 7d` parser (jiff).
+//! Time in one place: ns since the Unix epoch (what captures and events carry), the wall clock,
+//! RFC 3339 rendering (by hand: it runs once per JSON line) and the `--since 7d` parser (jiff).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
