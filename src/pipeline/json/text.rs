@@ -63,31 +63,17 @@ pub fn string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let mut start = 0;
     let mut i = 0;
-    while let Some(w) = word(b, i) {
-        if word_needs_escape(w) {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        if word_needs_escape(u64::from_le_bytes(w)) {
             start = escape_some(out, b, start, i, i + 8);
         }
         i += 8;
     }
-    if i < b.len() {
-        // The last 8 bytes at once, overlapping some already checked, if the string has 8;
-        // only when they need an escape (or the string is shorter) byte by byte.
-        match word(b, b.len().saturating_sub(8)) {
-            Some(w) if !word_needs_escape(w) => {}
-            _ => start = escape_some(out, b, start, i, b.len()),
-        }
-    }
+    start = escape_some(out, b, start, i, b.len());
     out.extend_from_slice(&b[start..]);
     out.push(b'"');
-}
-
-/// The 8 bytes of `b` from `at` as one word, if there are 8.
-#[inline]
-fn word(b: &[u8], at: usize) -> Option<u64> {
-    let chunk = b.get(at..at.checked_add(8)?)?;
-    let mut w = [0u8; 8];
-    w.copy_from_slice(chunk);
-    Some(u64::from_le_bytes(w))
 }
 
 /// Escape the bytes of `b[from..to]` that need it; `b[start..from]` is a clean run not yet
