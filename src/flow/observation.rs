@@ -37,6 +37,15 @@ pub enum Transport {
     Udp,
 }
 
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Udp => "udp",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Endpoint {
     pub ip: IpAddr,
@@ -55,7 +64,7 @@ pub fn mac_string(m: &[u8; 6]) -> String {
 }
 
 /// [`mac_string`] without an allocation (it runs for both endpoints of every observation).
-fn mac_bytes(m: &[u8; 6]) -> [u8; 17] {
+pub fn mac_bytes(m: &[u8; 6]) -> [u8; 17] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b = [b':'; 17];
     for (i, x) in m.iter().enumerate() {
@@ -110,6 +119,27 @@ pub enum Flag {
     /// headers, a Host that disagrees with an absolute-form target, a UTF-8 name where the
     /// protocol carries A-labels.
     Anomaly,
+}
+
+impl Flag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flag::Ech => "ech",
+            Flag::Esni => "esni",
+            Flag::Inferred => "inferred",
+            Flag::Unmatched => "unmatched",
+            Flag::Segmented => "segmented",
+            Flag::MultiRecord => "multi_record",
+            Flag::MultiPacket => "multi_packet",
+            Flag::Fragmented => "fragmented",
+            Flag::Tunneled => "tunneled",
+            Flag::Partial => "partial",
+            Flag::DnsTcp => "dns_tcp",
+            Flag::OffPort => "off_port",
+            Flag::Proxied => "proxied",
+            Flag::Anomaly => "anomaly",
+        }
+    }
 }
 
 /// How strongly the traffic shows a name, strongest first: the name on the wire (SNI, Host, DNS

@@ -132,6 +132,20 @@ pub enum Via {
     Manual,
 }
 
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Dns => "dns",
+            Via::Tls => "tls",
+            Via::Quic => "quic",
+            Via::Http => "http",
+            Via::Proxy => "proxy",
+            Via::Inferred => "inferred",
+            Via::Manual => "manual",
+        }
+    }
+}
+
 /// A policy decision about one name for one client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
