@@ -66,16 +66,7 @@ impl<W: Write> Writer<W> {
                     (None, Some(i)) => format!("~{i}"),
                     (None, None) => "-".into(),
                 };
-                let flags: Vec<String> = o
-                    .flags
-                    .iter()
-                    .map(|f| {
-                        serde_json::to_value(f)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_string))
-                            .unwrap_or_default()
-                    })
-                    .collect();
+                let flags: Vec<&str> = o.flags.iter().map(|f| f.as_str()).collect();
                 let decision = match d {
                     Some(d) => format!(
                         "{} {} ({})",
