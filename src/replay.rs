@@ -289,10 +289,12 @@ fn shard_worker<P: Prepare>(
 ) {
     let mut out = Vec::with_capacity(16);
     let mut local = P::Local::default();
+    // Sized as the last round's output (no regrowing: an observation is a large value).
+    let (mut n_obs, mut n_bytes) = (64, 64 * 1024);
     while let Ok(items) = rx.recv() {
         let mut done = Done {
-            obs: Vec::new(),
-            bytes: Vec::with_capacity(64 * 1024),
+            obs: Vec::with_capacity(n_obs + n_obs / 4),
+            bytes: Vec::with_capacity(n_bytes + n_bytes / 4),
         };
         for item in items {
             let tag = match item {
@@ -310,6 +312,7 @@ fn shard_worker<P: Prepare>(
                 done.obs.push((tag, o, t));
             }
         }
+        (n_obs, n_bytes) = (done.obs.len().max(16), done.bytes.len().max(4096));
         if tx.send(done).is_err() {
             return;
         }

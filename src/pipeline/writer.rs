@@ -131,26 +131,31 @@ fn endpoint(ip: &std::net::IpAddr, port: u16) -> String {
     }
 }
 
-/// Decisions rendered lately (by the writer, or by a shard), most recent first: a policy has few distinct ones
-/// (per service, rule and evidence), and rendering one costs far more than comparing it.
+/// Decisions rendered lately (by the writer, or by a shard): a policy has few distinct ones (per
+/// service, rule and evidence), and rendering one costs far more than comparing it. Replaced
+/// oldest first.
 #[derive(Default)]
-pub(super) struct RenderedDecisions(Vec<(Decision, Vec<u8>)>);
+pub(super) struct RenderedDecisions {
+    entries: Vec<(Decision, Vec<u8>)>,
+    next: usize,
+}
 
 const RENDERED_DECISIONS: usize = 32;
 
 impl RenderedDecisions {
     pub(super) fn render(&mut self, d: &Decision, out: &mut Vec<u8>) {
-        if let Some(i) = self.0.iter().position(|(k, _)| k == d) {
-            out.extend_from_slice(&self.0[i].1);
-            if i > 0 {
-                let e = self.0.remove(i);
-                self.0.insert(0, e);
-            }
+        if let Some((_, b)) = self.entries.iter().find(|(k, _)| k == d) {
+            out.extend_from_slice(b);
             return;
         }
         let at = out.len();
         json::decision(d, out);
-        self.0.truncate(RENDERED_DECISIONS - 1);
-        self.0.insert(0, (d.clone(), out[at..].to_vec()));
+        let e = (d.clone(), out[at..].to_vec());
+        if self.entries.len() < RENDERED_DECISIONS {
+            self.entries.push(e);
+        } else {
+            self.entries[self.next] = e;
+            self.next = (self.next + 1) % RENDERED_DECISIONS;
+        }
     }
 }

@@ -418,3 +418,20 @@ fn smallest_and_largest_values_render_as_serde_json_does() {
     });
     check(&full, None);
 }
+
+/// The writer's and shards' cache of rendered decisions gives what rendering gives, through
+/// hits, misses and replacements (more distinct decisions than it holds, each seen often).
+#[test]
+fn cached_decisions_render_as_fresh_ones() {
+    let strs = hostile();
+    let mut r = Rng(0xcace);
+    let pool: Vec<Decision> = (0..80).map(|i| decision_of(&mut r, i, &strs)).collect();
+    let mut cache = crate::pipeline::writer::RenderedDecisions::default();
+    for k in 0..5_000usize {
+        let d = &pool[(k * 7 + k / 13) % pool.len()];
+        let (mut fresh, mut cached) = (b"x".to_vec(), b"x".to_vec());
+        decision(d, &mut fresh);
+        cache.render(d, &mut cached);
+        assert_eq!(fresh, cached, "{d:?}");
+    }
+}
