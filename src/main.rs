@@ -6,11 +6,6 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use shadowgate::cmd;
 
-/// mimalloc: observations and decisions are allocated on the shards' threads and freed on the
-/// merging one (sharded replay); glibc's arenas make that cross-thread free costly.
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "shadowgate",
