@@ -104,6 +104,22 @@ impl FlowTable {
         }
     }
 
+    /// Start loading the index slot where `k`'s lookup begins (see [`super::Sensor::prefetch`]).
+    #[inline]
+    pub(super) fn prefetch(&self, k: &FlowKey) {
+        let i = self.hash(k) as usize & (self.index.len() - 1);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint: it reads nothing and cannot fault; the address is in
+        // bounds anyway.
+        #[allow(unused_unsafe)]
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(self.index.as_ptr().add(i) as *const i8);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = i;
+    }
+
     #[inline]
     fn at(&self, slot: usize) -> usize {
         (self.index[slot] as u32 as usize).wrapping_sub(1)
