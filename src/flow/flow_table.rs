@@ -1,36 +1,12 @@
 //! The flow table: flows by key in insertion order with a hard entry limit and sampled-LRU
 //! eviction exactly as [`super::table::BoundedMap`], but expiry costs what expires (a deadline heap).
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::hash::BuildHasher;
 
 use super::state::{Flow, FlowKey};
 use super::table::{xorshift, SAMPLES};
-
-/// A flow's expiry deadline as queued: never later than its real one (`last_ns` only grows), so
-/// a popped entry is either expired, stale (flow gone) or re-queued with its real deadline.
-struct Due {
-    at: u64,
-    key: FlowKey,
-}
-
-impl PartialEq for Due {
-    fn eq(&self, o: &Due) -> bool {
-        self.at == o.at
-    }
-}
-impl Eq for Due {}
-impl PartialOrd for Due {
-    fn partial_cmp(&self, o: &Due) -> Option<Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Due {
-    fn cmp(&self, o: &Due) -> Ordering {
-        self.at.cmp(&o.at)
-    }
-}
 
 /// An index slot: the low 32 bits of the key's hash (its home slot and a tag) in the high half,
 /// entry position + 1 in the low half; 0 is empty.
@@ -48,7 +24,12 @@ pub(super) struct FlowTable {
     hasher: foldhash::fast::RandomState,
     cap: usize,
     rng: u64,
-    due: BinaryHeap<Reverse<Due>>,
+    /// Deadlines to look at: (capture time, entry position). A flow's queued deadline is never
+    /// later than its real one (`last_ns` only grows; a flow moved by compaction or eviction is
+    /// queued again at its new position), so a popped position holds an expired flow, a hole,
+    /// or a flow to queue again with its real deadline. Stale entries (positions since reused)
+    /// only cost a look: expiry always goes by the flow's real deadline.
+    due: BinaryHeap<Reverse<(u64, u32)>>,
     /// Idle limits (TCP, UDP, ns) the queued deadlines were computed with.
     idle: (u64, u64),
 }
@@ -194,7 +175,7 @@ impl FlowTable {
         }
     }
 
-    /// Close the holes, keeping the order of the flows.
+    /// Close the holes, keeping the order of the flows (positions change: queued again).
     fn compact(&mut self) {
         if self.holes == 0 {
             return;
@@ -202,28 +183,24 @@ impl FlowTable {
         self.entries.retain(|e| e.is_some());
         self.holes = 0;
         self.rebuild_index(self.index.len());
+        self.requeue_all();
     }
 
-    fn queue(&mut self, at: u64, key: FlowKey) {
+    fn queue(&mut self, at: u64, pos: usize) {
         if self.due.len() > 2 * self.live + 1024 {
             self.requeue_all();
         }
-        self.due.push(Reverse(Due { at, key }));
+        self.due.push(Reverse((at, pos as u32)));
     }
 
     /// The queue rebuilt from the table (one deadline per flow): bounds it after floods of
-    /// short-lived or evicted flows, and follows changed idle limits.
+    /// short-lived or evicted flows, and follows changed idle limits and moved flows.
     fn requeue_all(&mut self) {
-        let due: Vec<Reverse<Due>> = self
+        let due: Vec<Reverse<(u64, u32)>> = self
             .entries
             .iter()
-            .flatten()
-            .map(|(k, f)| {
-                Reverse(Due {
-                    at: self.deadline(f),
-                    key: *k,
-                })
-            })
+            .enumerate()
+            .filter_map(|(pos, e)| Some(Reverse((self.deadline(&e.as_ref()?.1), pos as u32))))
             .collect();
         self.due = BinaryHeap::from(due);
     }
@@ -236,7 +213,7 @@ impl FlowTable {
         if let Some(slot) = self.find(&k, h) {
             let at = self.at(slot);
             self.entries[at] = Some((k, v));
-            self.queue(deadline, k);
+            self.queue(deadline, at);
             return (self.flow_at(at), false);
         }
         let mut evicted = false;
@@ -266,7 +243,7 @@ impl FlowTable {
         self.entries.push(Some((k, v)));
         self.live += 1;
         self.index_put(h, at);
-        self.queue(deadline, k);
+        self.queue(deadline, at);
         (self.flow_at(at), evicted)
     }
 
@@ -311,6 +288,14 @@ impl FlowTable {
         }
         self.entries.swap_remove(at);
         self.live -= 1;
+        if let Some(d) = self
+            .entries
+            .get(at)
+            .and_then(|e| e.as_ref())
+            .map(|(_, f)| self.deadline(f))
+        {
+            self.queue(d, at);
+        }
     }
 
     /// Drop flows idle past their limit at `now` (`last_ns + idle < now`, idle by TCP or UDP);
@@ -321,26 +306,27 @@ impl FlowTable {
             self.requeue_all();
         }
         let mut n = 0;
-        while self.due.peek().is_some_and(|d| d.0.at < now) {
-            let Some(Reverse(d)) = self.due.pop() else {
+        while let Some(&Reverse((at, pos))) = self.due.peek() {
+            if at >= now {
                 break;
-            };
-            let h = self.hash(&d.key);
-            let Some(slot) = self.find(&d.key, h) else {
+            }
+            self.due.pop();
+            let pos = pos as usize;
+            let Some((k, f)) = self.entries.get(pos).and_then(|e| e.as_ref()) else {
                 continue;
             };
-            let at = self.at(slot);
-            let Some(real) = self.entries[at].as_ref().map(|(_, f)| self.deadline(f)) else {
-                continue;
-            };
+            let real = self.deadline(f);
             if real < now {
-                self.index_remove(slot);
-                self.entries[at] = None;
+                let h = self.hash(k);
+                if let Some(slot) = self.slot_of(h, pos) {
+                    self.index_remove(slot);
+                }
+                self.entries[pos] = None;
                 self.live -= 1;
                 self.holes += 1;
                 n += 1;
             } else {
-                self.queue(real, d.key);
+                self.queue(real, pos);
             }
         }
         while self.entries.last().is_some_and(|e| e.is_none()) {
