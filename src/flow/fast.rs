@@ -19,10 +19,13 @@ fn udp_port_special(p: u16) -> bool {
 impl Sensor {
     /// Start loading the flow-table memory a frame's lookup will read, a few frames before it
     /// is processed (a reader that can look ahead calls it): at a million flows that lookup is
-    /// a cache miss, which this overlaps with the work on the frames in between. A hint only:
-    /// it changes no state and no result.
+    /// a cache miss, which this overlaps with the work on the frames in between (with a small
+    /// table it returns at once). A hint only: it changes no state and no result.
     #[inline]
     pub fn prefetch(&self, frame: &Frame<'_>) {
+        if !self.flows.worth_prefetching() {
+            return;
+        }
         if let Some(p) = wire::packet(frame.linktype, frame.data) {
             let (key, _) = FlowKey::new(p.src, p.sp, p.dst, p.dp, p.proto);
             self.flows.prefetch(&key);

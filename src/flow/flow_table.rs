@@ -12,6 +12,14 @@ use super::table::{xorshift, SAMPLES};
 /// entry position + 1 in the low half; 0 is empty.
 const EMPTY: u64 = 0;
 
+/// Index size (slots of 8 bytes: 2 MiB, about 130,000 flows) from which prefetching pays: a
+/// smaller index stays in the caches and a prefetch would only cost its parse and hash. (Unit
+/// tests prefetch at any size, so they run the prefetch path.)
+#[cfg(not(test))]
+const PREFETCH_MIN_SLOTS: usize = 1 << 18;
+#[cfg(test)]
+const PREFETCH_MIN_SLOTS: usize = 0;
+
 /// Entries hold their flows in insertion order; an expired flow leaves a hole (`None`) that a
 /// compaction (order kept) closes before eviction samples by position, or once holes outnumber
 /// flows. The index is open addressing (linear probing, at most half full, backward-shift
@@ -83,6 +91,12 @@ impl FlowTable {
             }
             i = (i + 1) & mask;
         }
+    }
+
+    /// Is the index large enough for its lookups to miss the caches (worth a prefetch)?
+    #[inline]
+    pub(super) fn worth_prefetching(&self) -> bool {
+        self.index.len() >= PREFETCH_MIN_SLOTS
     }
 
     /// Start loading the index slot where `k`'s lookup begins (see [`super::Sensor::prefetch`]).
