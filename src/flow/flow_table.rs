@@ -95,6 +95,7 @@ impl FlowTable {
 
     /// Is the index large enough for its lookups to miss the caches (worth a prefetch)?
     #[inline]
+    #[allow(clippy::absurd_extreme_comparisons)] // (0 in unit tests)
     pub(super) fn worth_prefetching(&self) -> bool {
         self.index.len() >= PREFETCH_MIN_SLOTS
     }
@@ -387,7 +388,7 @@ mod tests {
     use super::*;
 
     fn key(i: u64) -> (FlowKey, bool) {
-        let udp = i % 3 == 0;
+        let udp = i.is_multiple_of(3);
         let (k, _) = FlowKey::new(
             IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32)),
             40_000,
@@ -413,10 +414,10 @@ mod tests {
             for step in 0..60_000u64 {
                 let r = xorshift(&mut rng);
                 // Mostly forward, sometimes a stray older timestamp or a gap past the idle limits.
-                let ts = if r % 97 == 0 {
+                let ts = if r.is_multiple_of(97) {
                     now.saturating_sub(5_000)
                 } else {
-                    now += if r % 503 == 0 { 4_000 } else { r % 7 };
+                    now += if r.is_multiple_of(503) { 4_000 } else { r % 7 };
                     now
                 };
                 if step % 100 == 0 {
