@@ -7,6 +7,7 @@
 pub mod config;
 mod emit;
 mod fast;
+mod flow_table;
 pub mod observation;
 pub mod sensor;
 mod state;

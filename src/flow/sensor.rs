@@ -11,15 +11,14 @@ use crate::decode::{link, Nesting};
 pub use super::config::Config;
 use super::defrag::Defrag;
 use super::emit::Ctx;
+use super::flow_table::FlowTable;
 use super::hosts::HostNames;
 use super::lookups::PendingQueries;
 use super::names::NameCache;
 use super::observation::*;
 use super::public_names::PublicNames;
 use super::reassembly::Budget;
-use super::state::{Flow, FlowKey};
 pub use super::stats::{DnsStats, FlowStats, KindCounts, Malformed, NameStats, QuicStats, Stats};
-use super::table::BoundedMap;
 
 const SEC: u64 = 1_000_000_000;
 
@@ -43,7 +42,7 @@ const RESCHEDULE_FRAMES: u64 = 256;
 
 pub struct Sensor {
     pub(super) cfg: Config,
-    pub(super) flows: BoundedMap<FlowKey, Flow>,
+    pub(super) flows: FlowTable,
     pub(super) names: NameCache,
     pub(super) queries: PendingQueries,
     pub(super) public: PublicNames,
@@ -65,7 +64,11 @@ pub struct Sensor {
 impl Sensor {
     pub fn new(cfg: Config) -> Sensor {
         Sensor {
-            flows: BoundedMap::new(cfg.max_flows),
+            flows: FlowTable::new(
+                cfg.max_flows,
+                cfg.tcp_idle_s.saturating_mul(SEC),
+                cfg.udp_idle_s.saturating_mul(SEC),
+            ),
             names: NameCache::new(
                 cfg.max_names,
                 cfg.name_grace_s,
@@ -236,11 +239,7 @@ impl Sensor {
     fn sweep(&mut self, now: u64, out: &mut Vec<Observation>) {
         let tcp_idle = self.cfg.tcp_idle_s.saturating_mul(SEC);
         let udp_idle = self.cfg.udp_idle_s.saturating_mul(SEC);
-        let n = self.flows.retain(|f| {
-            f.last_ns
-                .saturating_add(if f.udp { udp_idle } else { tcp_idle })
-                >= now
-        });
+        let n = self.flows.expire(now, tcp_idle, udp_idle);
         self.stats.flows.expired += n as u64;
         let incomplete = self.defrag.expire(now);
         self.incomplete_datagrams(incomplete, out);

@@ -18,7 +18,19 @@ pub struct BoundedMap<K, V> {
     rng: u64,
 }
 
-const SAMPLES: usize = 8;
+/// Entries sampled per eviction.
+pub(super) const SAMPLES: usize = 8;
+
+/// xorshift64*: cheap, good enough to pick eviction samples.
+#[inline]
+pub(super) fn xorshift(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
 
 impl<K: Hash + Eq, V: Aged> BoundedMap<K, V> {
     pub fn new(cap: usize) -> Self {
@@ -60,13 +72,13 @@ impl<K: Hash + Eq, V: Aged> BoundedMap<K, V> {
     }
 
     fn next_rand(&mut self) -> u64 {
-        // xorshift64*: cheap, good enough to pick eviction samples.
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        xorshift(&mut self.rng)
+    }
+
+    /// Keys in table order.
+    #[cfg(test)]
+    pub(super) fn keys(&self) -> impl Iterator<Item = &K> {
+        self.map.keys()
     }
 
     /// Insert, evicting one entry first if the table is full. Returns whether it evicted.
