@@ -35,29 +35,47 @@ pub fn replay_file(
         )
     })?;
     let mut out = Vec::with_capacity(16);
-    while let Some(item) = frames.next() {
-        match item {
-            Ok(frame) => {
-                sum.frames += 1;
-                sum.bytes += frame.data.len() as u64;
-                sensor.process(&frame, &mut out);
-                for o in out.drain(..) {
-                    on_obs(&o);
+    // Frames read ahead: each one's flow-table slot is asked for (`Sensor::prefetch`) when it
+    // is read and used PREFETCH frames later, so a large table's cache miss is not waited for.
+    let mut ring: std::collections::VecDeque<Frame<'_>> =
+        std::collections::VecDeque::with_capacity(PREFETCH);
+    let mut failed: Option<(CaptureError, u64)> = None;
+    let mut eof = false;
+    loop {
+        while ring.len() < PREFETCH && failed.is_none() && !eof {
+            match frames.next() {
+                Some(Ok(f)) => {
+                    sensor.prefetch(&f);
+                    ring.push_back(f);
                 }
-                if sum.frames & 0xffff == 0 {
-                    progress(frames.position());
-                    file.release_before(frames.position());
-                }
-            }
-            Err(e) => {
-                sum.skipped_bytes = frames.remaining();
-                return Err((e, sum));
+                Some(Err(e)) => failed = Some((e, frames.remaining())),
+                None => eof = true,
             }
         }
+        let Some(frame) = ring.pop_front() else {
+            break;
+        };
+        sum.frames += 1;
+        sum.bytes += frame.data.len() as u64;
+        sensor.process(&frame, &mut out);
+        for o in out.drain(..) {
+            on_obs(&o);
+        }
+        if sum.frames & 0xffff == 0 {
+            progress(frame.offset);
+            file.release_before(frame.offset);
+        }
+    }
+    if let Some((e, remaining)) = failed {
+        sum.skipped_bytes = remaining;
+        return Err((e, sum));
     }
     progress(frames.position());
     Ok(sum)
 }
+
+/// Frames read ahead of the one processed (see [`Sensor::prefetch`]).
+const PREFETCH: usize = 16;
 
 /// Flush what the sensor still holds at the end of the input (incomplete fragments).
 pub fn finish(sensor: &mut Sensor, mut on_obs: impl FnMut(&Observation)) {
@@ -296,8 +314,14 @@ fn shard_worker<P: Prepare>(
             obs: Vec::with_capacity(n_obs + n_obs / 4),
             bytes: Vec::with_capacity(n_bytes + n_bytes / 4),
         };
-        for item in items {
-            let tag = match item {
+        for (i, item) in items.iter().enumerate() {
+            if let Some(Item::Frame {
+                frame, owner: true, ..
+            }) = items.get(i + PREFETCH)
+            {
+                sensor.prefetch(frame);
+            }
+            let tag = match *item {
                 Item::Sweep { now, no } => {
                     sensor.sweep_now(now, no, &mut out);
                     (no, 0)
