@@ -9,7 +9,9 @@
 #
 #   bench/speed.sh [mix|classes|flows|all]     (default all)
 #
-# Environment: RUNS (5), N (mix packets, 2000000), FLOWS ("10000 100000 1000000"), OUT (where
+# Environment: RUNS (5), N (mix packets, 2000000), FLOWS ("10000 100000 1000000"), BULK (bulk
+# packets per flows capture, 12000000: enough that the setup's swing on a shared machine does
+# not swamp the difference), OUT (where
 # the generated captures go: $CARGO_TARGET_DIR/speed-bench, about 3 GB for all), BIN (a
 # shadowgate binary to measure instead of this tree's release build), PIN=1 (pin one-thread
 # runs to CPU 0 and two-thread runs to CPUs 0-1: on a quiet machine only). Needs suricata
@@ -162,7 +164,7 @@ if [ "$WHAT" = all ] || [ "$WHAT" = classes ]; then
 fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = flows ]; then
-  B=2000000
+  B=${BULK:-12000000}
   echo "concurrent flows: bulk cost (CPU time; 64-byte segments of done flows, $B of them round robin) and memory (best of $RUNS):"
   base=$OUT/empty.pcap
   [ -s "$base" ] || "$GEN/gen_speed" "$base" syn 1

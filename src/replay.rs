@@ -129,14 +129,29 @@ struct Done<T> {
     bytes: Vec<u8>,
 }
 
-/// Replay one file over several sensors made by [`Sensor::shard`], one thread each. This
-/// thread reads the file: it walks the record headers, gives each frame to the shard that owns
-/// its address pair ([`crate::flow::wire::shard_of`]; frames that feed the state every shard
-/// keeps, DNS and fragments, to the others as well) and keeps the sweep schedule for all
-/// shards, so every shard sweeps where one sensor would. The shards run the sensor and
-/// `prepare`; their outputs are merged back into capture order before `on_obs` (observations
-/// of one frame keep their order; those that two shards' sweeps emit before the same frame,
-/// incomplete fragments only, come shard by shard).
+/// A round for one shard: where the round starts in the file, and the shard's part of it.
+struct Round<'a> {
+    start: u64,
+    items: Vec<Item<'a>>,
+}
+
+/// What the reader thread ends with.
+struct ReadEnd {
+    sum: FileSummary,
+    error: Option<CaptureError>,
+    frames_seen: u64,
+    schedule: crate::flow::sensor::Schedule,
+}
+
+/// Replay one file over several sensors made by [`Sensor::shard`], one thread each. A reader
+/// thread walks the record headers, gives each frame to the shard that owns its address pair
+/// ([`crate::flow::wire::shard_of`]; frames that feed the state every shard keeps, DNS and
+/// fragments, to the others as well) and keeps the sweep schedule for all shards, so every
+/// shard sweeps where one sensor would. The shards run the sensor and `prepare`; this thread
+/// merges their outputs back into capture order before `on_obs` (observations of one frame keep
+/// their order; those that two shards' sweeps emit before the same frame, incomplete fragments
+/// only, come shard by shard). Reading, the shards and the merge overlap: each has its own
+/// thread, with at most [`ROUNDS_IN_FLIGHT`] rounds queued between two of them.
 pub fn replay_file_sharded<P: Prepare>(
     path: &Path,
     sensors: &mut [Sensor],
@@ -144,13 +159,10 @@ pub fn replay_file_sharded<P: Prepare>(
     mut on_obs: impl FnMut(&Observation, P::Out, &[u8]),
     mut progress: impl FnMut(u64),
 ) -> Result<FileSummary, (CaptureError, FileSummary)> {
-    use std::collections::VecDeque;
     use std::sync::mpsc;
 
-    use crate::flow::wire;
-
     let file = CaptureFile::open(path).map_err(|e| (e, FileSummary::default()))?;
-    let mut frames = file.frames().map_err(|e| {
+    let frames = file.frames().map_err(|e| {
         (
             e,
             FileSummary {
@@ -159,118 +171,134 @@ pub fn replay_file_sharded<P: Prepare>(
             },
         )
     })?;
-    let n = sensors.len().max(1) as u32;
-    let mut no = sensors.first().map_or(0, Sensor::frames_seen);
-    let mut schedule = sensors
+    let first = sensors.first().map_or(0, Sensor::frames_seen);
+    let schedule = sensors
         .first()
         .map(Sensor::schedule_state)
         .unwrap_or_default();
-    let mut sum = FileSummary::default();
-    let mut end: Option<CaptureError> = None;
-    std::thread::scope(|scope| {
+    let end = std::thread::scope(|scope| {
         let mut to = Vec::new();
         let mut from = Vec::new();
         for sensor in sensors.iter_mut() {
-            let (tx, rx) = mpsc::sync_channel::<Vec<Item<'_>>>(ROUNDS_IN_FLIGHT + 1);
-            let (dtx, drx) = mpsc::sync_channel::<Done<P::Out>>(ROUNDS_IN_FLIGHT + 1);
-            to.push(Some(tx));
+            let (tx, rx) = mpsc::sync_channel::<Round<'_>>(ROUNDS_IN_FLIGHT);
+            let (dtx, drx) = mpsc::sync_channel::<(u64, Done<P::Out>)>(ROUNDS_IN_FLIGHT);
+            to.push(tx);
             from.push(Some(drx));
             scope.spawn(move || shard_worker(sensor, prepare, rx, dtx));
         }
-        // Start position (for releasing the map) of each round not yet merged.
-        let mut inflight: VecDeque<u64> = VecDeque::new();
-        let mut merge_oldest = |from: &mut Vec<Option<mpsc::Receiver<Done<P::Out>>>>,
-                                inflight: &mut VecDeque<u64>| {
-            let mut parts: Vec<Done<P::Out>> = Vec::with_capacity(from.len());
-            for r in from.iter_mut() {
-                let got = r.as_ref().and_then(|r| r.recv().ok());
-                if got.is_none() {
-                    // A shard that panicked: its output ends here.
-                    *r = None;
-                }
-                parts.push(got.unwrap_or(Done {
-                    obs: Vec::new(),
-                    bytes: Vec::new(),
-                }));
-            }
-            merge(parts, &mut on_obs);
-            inflight.pop_front();
-            if let Some(&p) = inflight.front() {
-                file.release_before(p);
-            }
-        };
-        let mut rounds: Vec<Vec<Item<'_>>> = (0..n).map(|_| Vec::new()).collect();
-        let mut in_round = 0usize;
-        let mut round_start = frames.position();
+        let reader = scope.spawn(move || read_rounds(frames, first, schedule, to));
+        // Merge round by round: every shard gets every round (possibly empty), in order.
         loop {
-            let next = frames.next();
-            let last = next.is_none();
-            match next {
-                Some(Ok(frame)) => {
-                    no += 1;
-                    sum.frames += 1;
-                    sum.bytes += frame.data.len() as u64;
-                    if schedule.due(frame.ts_ns, no) {
-                        for r in rounds.iter_mut() {
-                            r.push(Item::Sweep {
-                                now: frame.ts_ns,
-                                no,
-                            });
-                        }
+            let mut parts: Vec<Done<P::Out>> = Vec::with_capacity(from.len());
+            let mut start = None;
+            for r in from.iter_mut() {
+                match r.as_ref().map(|r| r.recv()) {
+                    Some(Ok((s, d))) => {
+                        start = Some(s);
+                        parts.push(d);
                     }
-                    let (owner, shared) = wire::dispatch(frame.linktype, frame.data, n);
-                    for (i, r) in rounds.iter_mut().enumerate() {
-                        if i as u32 == owner || shared {
-                            r.push(Item::Frame {
-                                no,
-                                frame,
-                                owner: i as u32 == owner,
-                            });
-                        }
-                    }
-                    in_round += 1;
+                    // Input done (or a shard that panicked: its output ends here).
+                    _ => *r = None,
                 }
-                Some(Err(e)) => {
-                    sum.skipped_bytes = frames.remaining();
-                    end = Some(e);
-                }
-                None => {}
             }
-            let stop = last || end.is_some();
-            if in_round >= ROUND_FRAMES || (stop && in_round > 0) {
-                if inflight.len() >= ROUNDS_IN_FLIGHT {
-                    merge_oldest(&mut from, &mut inflight);
-                    progress(inflight.front().copied().unwrap_or(frames.position()));
-                }
-                for (r, t) in rounds.iter_mut().zip(to.iter_mut()) {
-                    let items = std::mem::replace(r, Vec::with_capacity(r.len() + 64));
-                    if t.as_ref().is_some_and(|t| t.send(items).is_err()) {
-                        *t = None;
-                    }
-                }
-                inflight.push_back(round_start);
-                round_start = frames.position();
-                in_round = 0;
-            }
-            if stop {
-                break;
-            }
+            let Some(start) = start else { break };
+            merge(parts, &mut on_obs);
+            // Every frame before this round's start is merged: its pages can go.
+            progress(start);
+            file.release_before(start);
         }
-        drop(to);
-        while !inflight.is_empty() {
-            merge_oldest(&mut from, &mut inflight);
+        // A reader that panicked is a bug: it goes on panicking here.
+        match reader.join() {
+            Ok(end) => end,
+            Err(p) => std::panic::resume_unwind(p),
         }
-        progress(frames.position());
     });
+    progress(file.len());
     if let Some(s) = sensors.first_mut() {
-        s.set_schedule_state(schedule);
+        s.set_schedule_state(end.schedule);
     }
     for s in sensors.iter_mut() {
-        s.set_frames_seen(no);
+        s.set_frames_seen(end.frames_seen);
     }
-    match end {
-        Some(e) => Err((e, sum)),
-        None => Ok(sum),
+    match end.error {
+        Some(e) => Err((e, end.sum)),
+        None => Ok(end.sum),
+    }
+}
+
+/// The reader thread of a sharded replay: frames to their shards, round by round.
+fn read_rounds<'a>(
+    mut frames: crate::capture::Frames<'a>,
+    mut no: u64,
+    mut schedule: crate::flow::sensor::Schedule,
+    to: Vec<std::sync::mpsc::SyncSender<Round<'a>>>,
+) -> ReadEnd {
+    use crate::flow::wire;
+    let n = to.len().max(1) as u32;
+    let mut to: Vec<Option<_>> = to.into_iter().map(Some).collect();
+    let mut sum = FileSummary::default();
+    let mut error = None;
+    let mut rounds: Vec<Vec<Item<'a>>> = (0..n).map(|_| Vec::new()).collect();
+    let mut in_round = 0usize;
+    let mut round_start = frames.position();
+    loop {
+        let next = frames.next();
+        let last = next.is_none();
+        match next {
+            Some(Ok(frame)) => {
+                no += 1;
+                sum.frames += 1;
+                sum.bytes += frame.data.len() as u64;
+                if schedule.due(frame.ts_ns, no) {
+                    for r in rounds.iter_mut() {
+                        r.push(Item::Sweep {
+                            now: frame.ts_ns,
+                            no,
+                        });
+                    }
+                }
+                let (owner, shared) = wire::dispatch(frame.linktype, frame.data, n);
+                for (i, r) in rounds.iter_mut().enumerate() {
+                    if i as u32 == owner || shared {
+                        r.push(Item::Frame {
+                            no,
+                            frame,
+                            owner: i as u32 == owner,
+                        });
+                    }
+                }
+                in_round += 1;
+            }
+            Some(Err(e)) => {
+                sum.skipped_bytes = frames.remaining();
+                error = Some(e);
+            }
+            None => {}
+        }
+        let stop = last || error.is_some();
+        if in_round >= ROUND_FRAMES || (stop && in_round > 0) {
+            for (r, t) in rounds.iter_mut().zip(to.iter_mut()) {
+                let items = std::mem::replace(r, Vec::with_capacity(r.len() + 64));
+                let round = Round {
+                    start: round_start,
+                    items,
+                };
+                if t.as_ref().is_some_and(|t| t.send(round).is_err()) {
+                    *t = None;
+                }
+            }
+            round_start = frames.position();
+            in_round = 0;
+        }
+        if stop {
+            break;
+        }
+    }
+    ReadEnd {
+        sum,
+        error,
+        frames_seen: no,
+        schedule,
     }
 }
 
@@ -302,14 +330,14 @@ fn merge<T>(parts: Vec<Done<T>>, on_obs: &mut impl FnMut(&Observation, T, &[u8])
 fn shard_worker<P: Prepare>(
     sensor: &mut Sensor,
     prepare: &P,
-    rx: std::sync::mpsc::Receiver<Vec<Item<'_>>>,
-    tx: std::sync::mpsc::SyncSender<Done<P::Out>>,
+    rx: std::sync::mpsc::Receiver<Round<'_>>,
+    tx: std::sync::mpsc::SyncSender<(u64, Done<P::Out>)>,
 ) {
     let mut out = Vec::with_capacity(16);
     let mut local = P::Local::default();
     // Sized as the last round's output (no regrowing: an observation is a large value).
     let (mut n_obs, mut n_bytes) = (64, 64 * 1024);
-    while let Ok(items) = rx.recv() {
+    while let Ok(Round { start, items }) = rx.recv() {
         let mut done = Done {
             obs: Vec::with_capacity(n_obs + n_obs / 4),
             bytes: Vec::with_capacity(n_bytes + n_bytes / 4),
@@ -337,7 +365,7 @@ fn shard_worker<P: Prepare>(
             }
         }
         (n_obs, n_bytes) = (done.obs.len().max(16), done.bytes.len().max(4096));
-        if tx.send(done).is_err() {
+        if tx.send((start, done)).is_err() {
             return;
         }
     }
