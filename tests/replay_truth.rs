@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use shadowgate::flow::{Config, Kind, Sensor};
 
+#[path = "support/captures.rs"]
+mod support;
+use support::captures;
+
 /// (file suffix, category, name, reason): names tshark reports that shadowgate does not.
 const MISSING_OK: &[(&str, &str, &str, &str)] = &[
     ("ndpi/malformed-dns.pcap", "dns", "<name too long>", "tshark prints a placeholder for a name over 255 bytes; shadowgate counts the message as malformed DNS"),
@@ -42,23 +46,6 @@ fn host(h: &str) -> String {
         h.to_string()
     };
     norm(&h)
-}
-
-fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            captures(&p, out);
-        } else if matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("pcap" | "pcapng")
-        ) {
-            out.push(p);
-        }
-    }
 }
 
 fn truth_path(p: &Path) -> PathBuf {

@@ -1,24 +1,14 @@
 //! Sharded replay (`replay --threads N`) against one sensor over every bundled capture: the same
 //! observations in the same order (inferred names included) and the same counters.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use shadowgate::flow::{sensor, Config, Observation, Sensor};
 use shadowgate::replay;
 
-fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            captures(&p, out);
-        } else if matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("pcap" | "pcapng")
-        ) {
-            out.push(p);
-        }
-    }
-}
+#[path = "support/captures.rs"]
+mod support;
+use support::captures;
 
 fn single(f: &Path) -> (Vec<Observation>, String) {
     let mut s = Sensor::new(Config::default());

@@ -2,7 +2,7 @@
 //! every bundled capture replayed with the bundled policy, and synthetic hostile values.
 
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::*;
@@ -11,6 +11,10 @@ use crate::flow::{Config, Evidence, Flag, Kind, TcpSeq};
 use crate::pipeline::{Output, Pipeline};
 use crate::policy::reload::PolicyHandle;
 use crate::policy::{Action, Category, Severity, SteerDef, Via};
+
+#[path = "../../../tests/support/captures.rs"]
+mod support;
+use support::captures;
 
 /// serde's observation without its closing brace (what `observation_open` must give).
 fn serde_open(o: &Observation) -> Vec<u8> {
@@ -57,19 +61,6 @@ impl Output for Keep {
     fn send(&mut self, o: &Observation, d: Option<&Decision>) -> Result<(), String> {
         self.0.lock().unwrap().push((o.clone(), d.cloned()));
         Ok(())
-    }
-}
-
-fn captures(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
-    entries.sort_by_key(|e| e.path());
-    for e in entries {
-        let p = e.path();
-        if p.is_dir() {
-            captures(&p, out);
-        } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
-            out.push(p);
-        }
     }
 }
 
