@@ -345,3 +345,384 @@ fn two_capture_threads_keep_a_clients_lookup_and_connection_together() {
         .is_some_and(|s| s.success()));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// systemd's side of the notify protocol: a datagram socket that records when each message came.
+struct NotifySocket {
+    path: std::path::PathBuf,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
+}
+
+impl NotifySocket {
+    fn bind(dir: &std::path::Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&path);
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let g = std::sync::Arc::clone(&got);
+        std::thread::spawn(move || {
+            let mut b = [0u8; 1024];
+            while let Ok(n) = sock.recv(&mut b) {
+                g.lock()
+                    .unwrap()
+                    .push((Instant::now(), String::from_utf8_lossy(&b[..n]).into_owned()));
+            }
+        });
+        NotifySocket { path, got }
+    }
+
+    /// Times of the WATCHDOG=1 keep-alives so far.
+    fn keepalives(&self) -> Vec<Instant> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, m)| m.lines().any(|l| l == "WATCHDOG=1"))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    fn messages(&self) -> Vec<String> {
+        self.got.lock().unwrap().iter().map(|(_, m)| m.clone()).collect()
+    }
+}
+
+/// An upstream resolver on the internet side that can go silent: while `answering` is false it
+/// drops every question (an ISP outage), otherwise it answers NXDOMAIN at once.
+fn switchable_upstream(
+    tb: &Testbed,
+    answering: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use hickory_proto::op::{Message, MessageType, ResponseCode};
+    let addr = SocketAddr::new(netns::UPSTREAM_DNS.into(), 53);
+    let sock = tb
+        .in_ns(&tb.inet, move || std::net::UdpSocket::bind(addr).unwrap())
+        .join()
+        .unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+            if !answering.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let mut r = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+            r.metadata.recursion_desired = q.metadata.recursion_desired;
+            r.metadata.recursion_available = true;
+            r.metadata.response_code = ResponseCode::NXDomain;
+            for question in &q.queries {
+                r.add_query(question.clone());
+            }
+            if let Ok(b) = r.to_vec() {
+                let _ = sock.send_to(&b, peer);
+            }
+        }
+    });
+}
+
+/// Issue 18, part 1: upstream DNS unreachable for 3 minutes. The daemon keeps feeding systemd's
+/// watchdog the whole time (so it is not restarted and keeps its cache, grants and stop sets),
+/// `/healthz` says degraded (200), the metric says the upstream is down, and the store records
+/// one `dns_upstream_down` and, once an upstream answers again, one `dns_upstream_up`.
+#[test]
+fn upstream_dns_outage_degrades_but_never_starves_the_watchdog() {
+    need_root!();
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let tb = Testbed::new("sgwdog");
+    let dir = tmpdir("watchdog");
+    let policy = policy_copy(&dir);
+    let cfg = config(
+        &dir,
+        &policy,
+        &format!(
+            "[dns]\nlisten = [\"{}:53\"]\nupstreams = [\"{}:53\"]\nclients = [\"10.20.0.0/16\"]\n\
+             upstream_timeout_ms = 400\n",
+            netns::GW_LAN,
+            netns::UPSTREAM_DNS
+        ),
+    );
+    let answering = Arc::new(AtomicBool::new(true));
+    switchable_upstream(&tb, Arc::clone(&answering));
+    let notify = NotifySocket::bind(&dir);
+    // systemd would kill the daemon after 2 s without a keep-alive; it pings every second.
+    let mut d = Daemon::start_with_env(
+        &tb,
+        &cfg,
+        &[
+            ("NOTIFY_SOCKET", notify.path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+    );
+    wait_healthy(&tb, &d);
+    let resolver = SocketAddr::new(netns::GW_LAN.into(), 53);
+    let lookup = |n: u32| {
+        let name = format!("q{n}.outage.example");
+        tb.in_ns(&tb.client, move || {
+            common::servers::dns_lookup(CLIENT.into(), resolver, &name)
+        })
+        .join()
+        .unwrap()
+    };
+    assert_eq!(lookup(0), Err("NXDomain".to_string()), "{}", d.log());
+
+    // The outage: 3 minutes of questions that no upstream answers.
+    answering.store(false, Ordering::SeqCst);
+    let outage = Instant::now();
+    let mut n = 1;
+    let mut degraded_seen = None;
+    while outage.elapsed() < Duration::from_secs(180) {
+        assert!(lookup(n).is_err());
+        n += 1;
+        if degraded_seen.is_none() && outage.elapsed() > Duration::from_secs(75) {
+            let (code, body) = http_get(&tb, METRICS.parse().unwrap(), "/healthz").unwrap();
+            assert_eq!(code, 200, "degraded is not failing: {body}");
+            assert!(body.contains("\"status\":\"degraded\""), "{body}");
+            assert!(body.contains("\"dns\":\"failing\""), "{body}");
+            let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+            assert_eq!(metric(&m, "shadowgate_dns_upstream_up", ""), 0.0, "{m}");
+            assert_eq!(metric(&m, "shadowgate_health_status", ""), 1.0, "{m}");
+            degraded_seen = Some(body);
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    assert!(degraded_seen.is_some());
+    assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log());
+    let e = wait_event(&dir, |e| e.kind == "dns_upstream_down");
+    assert!(
+        e.detail.as_deref().unwrap_or("").contains(&netns::UPSTREAM_DNS.to_string()),
+        "{e:?}"
+    );
+
+    // The ISP is back: the next question is answered, the recovery is on record.
+    answering.store(true, Ordering::SeqCst);
+    let back = Instant::now();
+    while lookup(n).is_err() {
+        n += 1;
+        assert!(back.elapsed() < Duration::from_secs(10), "{}", d.log());
+    }
+    wait_event(&dir, |e| e.kind == "dns_upstream_up");
+    let t = Instant::now();
+    loop {
+        let (code, body) = http_get(&tb, METRICS.parse().unwrap(), "/healthz").unwrap();
+        if code == 200 && body.contains("\"status\":\"ok\"") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let kinds: Vec<String> = events(&dir)
+        .into_iter()
+        .filter(|e| e.kind.starts_with("dns_upstream"))
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds, ["dns_upstream_down", "dns_upstream_up"]);
+
+    // The keep-alives never paused for as long as systemd waits (2 s), outage included.
+    let pings = notify.keepalives();
+    assert!(pings.len() >= 180, "{} keep-alives", pings.len());
+    let worst = pings
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default();
+    assert!(worst < Duration::from_millis(1900), "a {worst:?} gap");
+    assert!(
+        pings.last().unwrap().elapsed() < Duration::from_secs(2),
+        "keep-alives still coming"
+    );
+    let msgs = notify.messages();
+    assert!(msgs.iter().any(|m| m.contains("READY=1")), "{msgs:?}");
+    assert!(
+        msgs.iter().any(|m| m.contains("STATUS=degraded")),
+        "systemctl status shows the outage: {msgs:?}"
+    );
+    d.signal(libc::SIGTERM);
+    assert!(d
+        .wait_exit(Duration::from_secs(10))
+        .is_some_and(|s| s.success()));
+}
+
+/// An output that blocks the capture thread (as a wedged syscall would) until released.
+struct Wedge(std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl shadowgate::pipeline::Output for Wedge {
+    fn send(
+        &mut self,
+        o: &shadowgate::flow::Observation,
+        _: Option<&shadowgate::policy::Decision>,
+    ) -> Result<(), String> {
+        if o.name.as_deref() == Some("wedge.example") {
+            let (m, c) = &*self.0;
+            let mut wedged = m.lock().unwrap();
+            *wedged = true;
+            c.notify_all();
+            while *wedged {
+                wedged = c.wait(wedged).unwrap();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Issue 18, part 1: liveness is the daemon's own. A real capture thread on the gateway's LAN
+/// interface feeds the watchdog while it runs; once it is stuck in its pipeline, the keep-alives
+/// stop (systemd would restart the daemon); released, they resume.
+#[test]
+fn a_stalled_capture_thread_stops_the_watchdog() {
+    need_root!();
+    use shadowgate::capture::live::{LiveCapture, LiveOpts};
+    use shadowgate::daemon::{capture, health::Health, metrics::Metrics, Watchdog};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, Condvar, Mutex};
+    let tb = Testbed::new("sgstall");
+    let dir = tmpdir("stall");
+    let notify = NotifySocket::bind(&dir);
+    let cap = tb
+        .in_ns(&tb.gw, || LiveCapture::open("lan0", &LiveOpts::default()))
+        .join()
+        .unwrap()
+        .expect("capture on lan0");
+    let health = Arc::new(Health::new(vec!["lan0/0".into()], false));
+    let wedge = Arc::new((Mutex::new(false), Condvar::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let pipeline = shadowgate::pipeline::Pipeline::new(shadowgate::flow::Config::default())
+        .with_output(Box::new(Wedge(Arc::clone(&wedge))));
+    let thread = capture::spawn(
+        cap,
+        pipeline,
+        capture::CaptureCtx {
+            index: 0,
+            stop: Arc::clone(&stop),
+            health: Arc::clone(&health),
+            metrics: Metrics::new(),
+            system: None,
+            stats_interval: Duration::from_secs(1),
+        },
+    )
+    .unwrap();
+    let mut wd = Watchdog::new(
+        Some(Duration::from_millis(1000)),
+        Some(notify.path.clone().into_os_string()),
+    );
+    let run = |wd: &mut Watchdog, secs: u64| {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(secs) {
+            health.main_beat.now();
+            wd.tick(&health);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    run(&mut wd, 3);
+    let before = notify.keepalives().len();
+    assert!(before >= 4, "{before} keep-alives while alive");
+
+    // A DNS question for wedge.example from the client: the capture thread sees it and wedges.
+    let gw = SocketAddr::new(netns::GW_LAN.into(), 53);
+    tb.in_ns(&tb.client, move || {
+        let _ = common::servers::dns_lookup(CLIENT.into(), gw, "wedge.example");
+    });
+    let t = Instant::now();
+    while !*wedge.0.lock().unwrap() {
+        assert!(t.elapsed() < Duration::from_secs(5), "the capture thread never saw the query");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stalled_at = Instant::now();
+    run(&mut wd, 8);
+    let alive = health.alive();
+    assert!(
+        alive.as_ref().is_err_and(|e| e.contains("capture thread lan0/0")),
+        "{alive:?}"
+    );
+    // Up to the stale limit (5 s) it may still ping; after it, none.
+    let late: Vec<_> = notify
+        .keepalives()
+        .into_iter()
+        .filter(|t| *t > stalled_at + Duration::from_millis(5600))
+        .collect();
+    assert!(late.is_empty(), "{} keep-alives from a stalled daemon", late.len());
+
+    // Released: it beats again and the keep-alives resume.
+    *wedge.0.lock().unwrap() = false;
+    wedge.1.notify_all();
+    let resumed = Instant::now();
+    run(&mut wd, 3);
+    assert!(notify.keepalives().iter().any(|t| *t > resumed));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    thread.join().unwrap();
+}
+
+/// Issue 18, part 2: a configuration error exits with status 78 (the unit's
+/// RestartPreventExitStatus) and one journal line that says what to fix: a DNS port another
+/// resolver holds, and a broken configuration file.
+#[test]
+fn configuration_errors_exit_78_with_one_line_saying_what_to_fix() {
+    let dir = tmpdir("exit78");
+    let policy = common::daemon::root().join("policies");
+    // Port taken (as by dnsmasq): hold a UDP port on loopback, point [dns] listen at it.
+    let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let cfg = dir.join("taken.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[policy]\ndir = \"{}\"\n[store]\npath = \"{}\"\n[dns]\nlisten = [\"127.0.0.1:{port}\"]\n\
+             upstreams = [\"127.0.0.1:9\"]\nclients = [\"127.0.0.0/8\"]\n",
+            policy.display(),
+            dir.join("events.db").display()
+        ),
+    )
+    .unwrap();
+    let run = |cfg: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_shadowgate"))
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env_remove("NOTIFY_SOCKET")
+            .output()
+            .unwrap()
+    };
+    let o = run(&cfg);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(78), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("shadowgate: configuration error (exit status 78")
+            && last.contains(&format!("127.0.0.1:{port}"))
+            && last.contains("another resolver")
+            && last.contains("systemctl restart shadowgate"),
+        "{err}"
+    );
+    drop(held);
+
+    // A broken file: the same status, the file and line named.
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "[store\npath = 1\n").unwrap();
+    let o = run(&bad);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(78), "{err}");
+    assert_eq!(err.lines().count(), 1, "one journal line: {err}");
+    assert!(err.contains("bad.toml"), "{err}");
+
+    // Something a restart may cure is not a configuration error: a store path that cannot be
+    // created (a directory where the file should be stands in for a disk that is not there).
+    let blocked = dir.join("blocked.toml");
+    std::fs::create_dir_all(dir.join("store-is-a-dir")).unwrap();
+    std::fs::write(
+        &blocked,
+        format!(
+            "[policy]\ndir = \"{}\"\n[store]\npath = \"{}\"\n[dns]\nlisten = [\"127.0.0.1:0\"]\n\
+             upstreams = [\"127.0.0.1:9\"]\nclients = [\"127.0.0.0/8\"]\n",
+            policy.display(),
+            dir.join("store-is-a-dir").display()
+        ),
+    )
+    .unwrap();
+    let o = run(&blocked);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

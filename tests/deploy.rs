@@ -119,3 +119,43 @@ fn unit_directories_match_the_config() {
         assert!(fams.split(' ').any(|x| x == f), "{f} missing: {fams}");
     }
 }
+
+/// The unit does not restart on the daemon's configuration-error status, restarts on anything
+/// else, and `systemd-analyze verify` accepts it (with ExecStart pointing at the built binary).
+#[test]
+fn unit_verifies_and_does_not_restart_on_a_config_error() {
+    assert_eq!(unit("Restart"), ["always"]);
+    assert_eq!(
+        unit("RestartPreventExitStatus"),
+        [shadowgate::daemon::EXIT_CONFIG.to_string()]
+    );
+    assert_eq!(shadowgate::daemon::EXIT_CONFIG, 78, "documented in OPERATIONS.md");
+    let ops = std::fs::read_to_string(deploy("OPERATIONS.md")).unwrap();
+    assert!(ops.contains("exit status 78"), "OPERATIONS.md documents the status");
+    let analyze = std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output();
+    if analyze.is_err() && std::env::var_os("CI").is_none() {
+        eprintln!("skipped: no systemd-analyze (CI installs systemd)");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("sg-unit-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = std::fs::read_to_string(deploy("shadowgate.service"))
+        .unwrap()
+        .replace("/usr/local/bin/shadowgate", env!("CARGO_BIN_EXE_shadowgate"));
+    let unit_file = dir.join("shadowgate.service");
+    std::fs::write(&unit_file, text).unwrap();
+    let o = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit_file)
+        .output()
+        .expect("systemd-analyze runs");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.success() && !err.contains("shadowgate.service"),
+        "systemd-analyze verify: {err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,5 +1,6 @@
 //! `shadowgate run --config FILE`: the gateway daemon (live capture, enforcement, DNS mode,
-//! portal, metrics); see `daemon`.
+//! portal, metrics); see `daemon`. Exit status: 0 after a clean stop, 78 (`EX_CONFIG`) when the
+//! configuration must be fixed (the unit does not restart on it), 1 on any other failure.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,8 +20,8 @@ pub fn run(a: Args) -> ExitCode {
     match crate::daemon::run(&a.config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("shadowgate: {e}");
-            ExitCode::FAILURE
+            eprintln!("shadowgate: {}", e.journal_line());
+            ExitCode::from(e.exit_status())
         }
     }
 }

@@ -1,73 +1,175 @@
-//! What `/healthz` and the systemd watchdog ask: is capture reading, is DNS answering, is
-//! enforcement in force (or deliberately off)?
+//! Two questions with different answers.
+//!
+//! - **Is the daemon alive?** ([`Health::alive`]) Its own threads: every capture thread's
+//!   heartbeat, the main loop, the async runtime answering a probe. Only this feeds systemd's
+//!   watchdog: a restart can cure a hung thread, never an outage elsewhere.
+//! - **Does it work?** ([`Health::report`], `/healthz`) Liveness plus the dependencies and the
+//!   parts that can fail without the process being stuck: upstream DNS, the portal's listeners,
+//!   nftables, the store. A dependency that fails makes the daemon *degraded* (HTTP 200, a
+//!   metric and a system event pair); a part of the daemon itself that fails makes it *failing*
+//!   (HTTP 503).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde_json::json;
 
-/// A capture thread that has not reported for this long is stuck (its poll wakes every 100 ms).
+/// A capture thread that has not reported for this long is stuck (its poll wakes every 100 ms,
+/// it beats every 500 ms).
 const STALE_NS: u64 = 5_000_000_000;
+/// The main loop beats every 100 ms, the runtime probe answers within milliseconds: this long
+/// without either means the thread or the runtime is stuck.
+const LOOP_STALE_NS: u64 = 10_000_000_000;
 
 pub type Check = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// The overall state `/healthz` and `systemctl status` show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Everything configured works.
+    Ok,
+    /// The daemon works, but a dependency does not (upstream DNS, a full store): decisions,
+    /// events and enforcement go on; what depends on it waits or fails over.
+    Degraded,
+    /// A part of the daemon itself does not work (a stalled capture thread or runtime, a
+    /// portal listener that ended, nftables refusing operations).
+    Failing,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Degraded => "degraded",
+            Status::Failing => "failing",
+        }
+    }
+}
+
+/// One named liveness beat (ns since the epoch of its last sign of life; 0: not started).
+#[derive(Default)]
+pub struct Beat(AtomicU64);
+
+impl Beat {
+    pub fn now(&self) {
+        self.0.store(crate::time::now_ns(), Ordering::Relaxed);
+    }
+
+    fn fresh(&self, now: u64, stale: u64) -> bool {
+        now.saturating_sub(self.0.load(Ordering::Relaxed)) < stale
+    }
+
+    pub fn last_ns(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 #[derive(Default)]
 pub struct Health {
     /// Last heartbeat of each capture thread (ns since the epoch), by thread index.
-    pub capture_beats: Vec<AtomicU64>,
+    pub capture_beats: Vec<Beat>,
     pub capture_names: Vec<String>,
+    /// The main loop (signals, break-glass, watchdog) went round.
+    pub main_beat: Beat,
+    /// The async runtime (DNS, portal, metrics) ran a probe task. Watched only when `runtime`.
+    pub runtime_beat: Beat,
+    pub runtime: AtomicBool,
     /// Enforcement is on (enforce mode and no break-glass).
     pub enforcing: AtomicBool,
     /// Enforce mode was configured (so `enforcing == false` means break-glass).
     pub enforce_mode: bool,
     /// nftables failed on its last operation.
     pub nft_error: Mutex<Option<String>>,
+    /// The DNS upstreams answer (`None`: no DNS mode).
     pub dns: Mutex<Option<Check>>,
     pub portal: Mutex<Option<Check>>,
+    /// The store is at its size cap with nothing it may delete (set by the retention duty).
+    pub store_warning: Mutex<Option<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Health {
     pub fn new(capture_names: Vec<String>, enforce_mode: bool) -> Health {
-        Health {
-            capture_beats: capture_names.iter().map(|_| AtomicU64::new(0)).collect(),
+        let h = Health {
+            capture_beats: capture_names.iter().map(|_| Beat::default()).collect(),
             capture_names,
             enforcing: AtomicBool::new(enforce_mode),
             enforce_mode,
             ..Default::default()
+        };
+        // Threads get their grace period from now on (they beat once running).
+        let now = crate::time::now_ns();
+        for b in &h.capture_beats {
+            b.0.store(now, Ordering::Relaxed);
         }
+        h.main_beat.0.store(now, Ordering::Relaxed);
+        h.runtime_beat.0.store(now, Ordering::Relaxed);
+        h
     }
 
     pub fn beat(&self, thread: usize) {
         if let Some(b) = self.capture_beats.get(thread) {
-            b.store(crate::time::now_ns(), Ordering::Relaxed);
+            b.now();
         }
     }
 
     /// Are all capture threads alive?
     pub fn capture_ok(&self) -> bool {
         let now = crate::time::now_ns();
-        self.capture_beats
+        self.capture_beats.iter().all(|b| b.fresh(now, STALE_NS))
+    }
+
+    /// The daemon's own threads are alive: `Err` names what is stuck. This, and nothing a
+    /// dependency can break, decides whether systemd's watchdog is fed.
+    pub fn alive(&self) -> Result<(), String> {
+        let now = crate::time::now_ns();
+        let stuck: Vec<String> = self
+            .capture_names
             .iter()
-            .all(|b| now.saturating_sub(b.load(Ordering::Relaxed)) < STALE_NS)
+            .zip(&self.capture_beats)
+            .filter(|(_, b)| !b.fresh(now, STALE_NS))
+            .map(|(n, b)| {
+                format!(
+                    "capture thread {n} silent for {} s",
+                    now.saturating_sub(b.last_ns()) / 1_000_000_000
+                )
+            })
+            .chain(
+                (!self.main_beat.fresh(now, LOOP_STALE_NS)).then(|| "main loop stalled".to_string()),
+            )
+            .chain(
+                (self.runtime.load(Ordering::Relaxed)
+                    && !self.runtime_beat.fresh(now, LOOP_STALE_NS))
+                .then(|| "async runtime (DNS, portal, metrics) not answering".to_string()),
+            )
+            .collect();
+        if stuck.is_empty() {
+            Ok(())
+        } else {
+            Err(stuck.join("; "))
+        }
     }
 
     fn check(c: &Mutex<Option<Check>>) -> Option<bool> {
-        c.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|f| f())
+        lock(c).as_ref().map(|f| f())
     }
 
-    /// (healthy, JSON body).
-    pub fn report(&self) -> (bool, String) {
+    /// Do the DNS upstreams answer? `None` without DNS mode.
+    pub fn dns_upstream_ok(&self) -> Option<bool> {
+        Self::check(&self.dns)
+    }
+
+    /// The state and the `/healthz` JSON body.
+    pub fn report(&self) -> (Status, String) {
+        let alive = self.alive();
         let capture = self.capture_ok();
         let dns = Self::check(&self.dns);
         let portal = Self::check(&self.portal);
-        let nft_error = self
-            .nft_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let nft_error = lock(&self.nft_error).clone();
+        let store_warning = lock(&self.store_warning).clone();
         let enforcing = self.enforcing.load(Ordering::Relaxed);
         let enforcement = match (self.enforce_mode, enforcing, &nft_error) {
             (false, _, _) => "monitor",
@@ -75,22 +177,123 @@ impl Health {
             (true, true, Some(_)) => "failing",
             (true, true, None) => "enforcing",
         };
-        let ok = capture && dns != Some(false) && portal != Some(false) && enforcement != "failing";
+        let mut failing = Vec::new();
+        if let Err(e) = &alive {
+            failing.push(e.clone());
+        }
+        if portal == Some(false) {
+            failing.push("portal: a listener ended".to_string());
+        }
+        if enforcement == "failing" {
+            failing.push("enforcement: nftables refuses operations".to_string());
+        }
+        let mut degraded = Vec::new();
+        if dns == Some(false) {
+            degraded.push("dns: no upstream resolver answers".to_string());
+        }
+        if let Some(w) = &store_warning {
+            degraded.push(format!("store: {w}"));
+        }
+        let status = if !failing.is_empty() {
+            Status::Failing
+        } else if !degraded.is_empty() {
+            Status::Degraded
+        } else {
+            Status::Ok
+        };
         let threads: Vec<_> = self
             .capture_names
             .iter()
             .zip(&self.capture_beats)
-            .map(|(n, b)| json!({"thread": n, "last_beat_ns": b.load(Ordering::Relaxed)}))
+            .map(|(n, b)| json!({"thread": n, "last_beat_ns": b.last_ns()}))
             .collect();
         let body = json!({
-            "ok": ok,
+            "ok": status != Status::Failing,
+            "status": status.as_str(),
+            "failing": failing,
+            "degraded": degraded,
             "capture": if self.capture_names.is_empty() { "off" } else if capture { "ok" } else { "stalled" },
             "capture_threads": threads,
             "dns": match dns { None => "off", Some(true) => "ok", Some(false) => "failing" },
             "portal": match portal { None => "off", Some(true) => "ok", Some(false) => "failing" },
             "enforcement": enforcement,
             "nft_error": nft_error,
+            "store": match &store_warning { None => "ok".to_string(), Some(w) => format!("full: {w}") },
         });
-        (ok, format!("{body}\n"))
+        (status, format!("{body}\n"))
+    }
+}
+
+/// A part's up/down state, turned into edges: `Some(up)` when it changed since the last call.
+/// The first observation is an edge only when it is down (a daemon that starts healthy says
+/// nothing; one that starts with its upstream down says so).
+#[derive(Debug, Default)]
+pub struct Edge(Option<bool>);
+
+impl Edge {
+    pub fn update(&mut self, up: bool) -> Option<bool> {
+        let changed = match self.0 {
+            None => !up,
+            Some(prev) => prev != up,
+        };
+        self.0 = Some(up);
+        changed.then_some(up)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dependency_degrades_a_stuck_thread_fails() {
+        let h = Health::new(vec!["lan0/0".into()], false);
+        assert_eq!(h.report().0, Status::Ok);
+        assert!(h.alive().is_ok());
+        *lock(&h.dns) = Some(Box::new(|| false));
+        let (st, body) = h.report();
+        assert_eq!(st, Status::Degraded);
+        assert!(body.contains("\"status\":\"degraded\""), "{body}");
+        assert!(body.contains("\"ok\":true"), "{body}");
+        // Upstream DNS down never touches liveness.
+        assert!(h.alive().is_ok());
+        // A capture thread that stopped beating: not alive, failing.
+        h.capture_beats[0].0.store(1, Ordering::Relaxed);
+        let e = h.alive().unwrap_err();
+        assert!(e.contains("capture thread lan0/0"), "{e}");
+        assert_eq!(h.report().0, Status::Failing);
+    }
+
+    #[test]
+    fn runtime_and_main_loop_are_watched() {
+        let h = Health::new(vec![], false);
+        h.runtime.store(true, Ordering::Relaxed);
+        assert!(h.alive().is_ok());
+        h.runtime_beat.0.store(1, Ordering::Relaxed);
+        assert!(h.alive().unwrap_err().contains("runtime"));
+        h.runtime_beat.now();
+        h.main_beat.0.store(1, Ordering::Relaxed);
+        assert!(h.alive().unwrap_err().contains("main loop"));
+    }
+
+    #[test]
+    fn store_warning_degrades() {
+        let h = Health::new(vec![], false);
+        *lock(&h.store_warning) = Some("at max_mb".into());
+        let (st, body) = h.report();
+        assert_eq!(st, Status::Degraded);
+        assert!(body.contains("full: at max_mb"), "{body}");
+    }
+
+    #[test]
+    fn edges() {
+        let mut e = Edge::default();
+        assert_eq!(e.update(true), None);
+        assert_eq!(e.update(true), None);
+        assert_eq!(e.update(false), Some(false));
+        assert_eq!(e.update(false), None);
+        assert_eq!(e.update(true), Some(true));
+        let mut d = Edge::default();
+        assert_eq!(d.update(false), Some(false));
     }
 }

@@ -73,6 +73,10 @@ pub struct Metrics {
     pub sink_queue_depth: IntGaugeVec,
     pub capture_up: IntGaugeVec,
     pub enforcing: IntGauge,
+    /// 1 while an upstream resolver answers DNS mode's questions, 0 during an outage.
+    pub dns_upstream_up: IntGauge,
+    /// 0 ok, 1 degraded (a dependency is down), 2 failing (a part of the daemon is).
+    pub health_status: IntGauge,
 }
 
 impl Metrics {
@@ -181,6 +185,16 @@ impl Metrics {
                 &r,
                 "shadowgate_enforcing",
                 "1 when enforcement is on (0: monitor mode or break-glass)",
+            ),
+            dns_upstream_up: gauge(
+                &r,
+                "shadowgate_dns_upstream_up",
+                "1 while an upstream resolver answers DNS mode (0: every upstream silent for a minute)",
+            ),
+            health_status: gauge(
+                &r,
+                "shadowgate_health_status",
+                "0 ok, 1 degraded (a dependency such as upstream DNS is down), 2 failing (a part of the daemon is)",
             ),
             registry: r,
         }
@@ -314,11 +328,13 @@ async fn handle(
             (StatusCode::OK, "text/plain; version=0.0.4", text)
         }
         "/healthz" => {
-            let (ok, text) = scrape.health.report();
-            let st = if ok {
-                StatusCode::OK
-            } else {
+            let (status, text) = scrape.health.report();
+            // Degraded still answers 200: the daemon works, a dependency does not (the body and
+            // `shadowgate_health_status` say which); 503 only when a part of it fails.
+            let st = if status == super::health::Status::Failing {
                 StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
             };
             (st, "application/json", text)
         }

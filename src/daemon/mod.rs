@@ -29,6 +29,76 @@ use crate::record::Store;
 use health::Health;
 use metrics::{CountOutput, Metrics, Scrape};
 
+pub use control::Watchdog;
+
+/// Exit status of a configuration error (sysexits' `EX_CONFIG`). The unit does not restart on
+/// it (`RestartPreventExitStatus=78`): a restart cannot fix a broken file or a port another
+/// program holds, and restarting every second would only fill the journal.
+pub const EXIT_CONFIG: u8 = 78;
+/// Exit status of any other failure to start or run: the unit restarts the daemon.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Why the daemon could not start or run.
+#[derive(Debug)]
+pub enum RunError {
+    /// The configuration (file, policy, CA, a port or address) must be fixed: no restart.
+    Config(String),
+    /// Anything else (the kernel, the disk, a thread): a restart may help.
+    Runtime(String),
+}
+
+impl RunError {
+    pub fn exit_status(&self) -> u8 {
+        match self {
+            RunError::Config(_) => EXIT_CONFIG,
+            RunError::Runtime(_) => EXIT_FAILURE,
+        }
+    }
+
+    /// The one journal line that says what went wrong and what to do.
+    pub fn journal_line(&self) -> String {
+        match self {
+            RunError::Config(m) => format!(
+                "configuration error (exit status {EXIT_CONFIG}, systemd does not restart on it): {}; fix it, then `systemctl restart shadowgate`",
+                one_line(m)
+            ),
+            RunError::Runtime(m) => one_line(m),
+        }
+    }
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.journal_line())
+    }
+}
+
+/// A multi-line message (policy errors with hints) as one journal line.
+fn one_line(m: &str) -> String {
+    m.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+fn config_err(e: impl std::fmt::Display) -> RunError {
+    RunError::Config(e.to_string())
+}
+
+fn runtime_err(e: impl std::fmt::Display) -> RunError {
+    RunError::Runtime(e.to_string())
+}
+
+/// A store that cannot open: a newer schema (an older binary) is the operator's to fix; a disk
+/// or file error may pass.
+fn store_err(e: crate::record::StoreError) -> RunError {
+    match e {
+        crate::record::StoreError::TooNew(..) => config_err(e),
+        _ => runtime_err(e),
+    }
+}
+
 /// Events waiting for the store at most (about 30 MB at worst): past it, drops are counted.
 const QUEUE_CAPACITY: usize = 65_536;
 
@@ -88,15 +158,15 @@ fn validate(c: &Config, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Run the daemon until SIGTERM or SIGINT. Returns the process exit code.
-pub fn run(config_path: &Path) -> Result<(), String> {
+/// Run the daemon until SIGTERM or SIGINT.
+pub fn run(config_path: &Path) -> Result<(), RunError> {
     // Store, reports and logs name staff devices: nothing we create is world-readable.
     // SAFETY: umask has no memory-safety preconditions.
     unsafe {
         libc::umask(0o077);
     }
-    let config = Config::load(config_path).map_err(|e| e.to_string())?;
-    validate(&config, config_path)?;
+    let config = Config::load(config_path).map_err(config_err)?;
+    validate(&config, config_path).map_err(RunError::Config)?;
     // Started as root: keep only CAP_NET_RAW (capture, resets), CAP_NET_ADMIN (nftables) and,
     // when DNS or the portal listen on low ports, CAP_NET_BIND_SERVICE. Capabilities are per
     // thread, so this comes before any thread starts.
@@ -111,15 +181,15 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             .is_some_and(|m| m.listen.port() < 1024);
     match crate::act::privs::drop_privileges(keep_bind, None) {
         Ok(r) => eprintln!("shadowgate: {r}"),
-        Err(e) => return Err(e),
+        Err(e) => return Err(RunError::Config(e)),
     }
     let policy_dir = config.policy.as_ref().expect("validated").dir.clone();
-    let policy = PolicyHandle::load(&policy_dir).map_err(|e| e.to_string())?;
+    let policy = PolicyHandle::load(&policy_dir).map_err(config_err)?;
     let store_conf = config.store.clone().expect("validated");
     // Open (and migrate) the store now: a store that cannot be opened stops the start.
-    Store::open(&store_conf.path).map_err(|e| e.to_string())?;
+    Store::open(&store_conf.path).map_err(store_err)?;
     let sensor_id = config.sensor.id.clone();
-    let system = Some(SystemLog::open(&store_conf.path, &sensor_id).map_err(|e| e.to_string())?);
+    let system = Some(SystemLog::open(&store_conf.path, &sensor_id).map_err(store_err)?);
     if let Some(s) = &system {
         s.watch_policy(&policy);
     }
@@ -157,10 +227,10 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             &crate::act::nft::TableSpec::from_config(&config),
             &metrics.registry,
         )
-        .map_err(|e| format!("nftables: {e:#}"))?;
+        .map_err(|e| runtime_err(format!("nftables: {e:#}")))?;
         if break_glass {
             n.set_enforcing(false)
-                .map_err(|e| format!("nftables (break-glass at start): {e:#}"))?;
+                .map_err(|e| runtime_err(format!("nftables (break-glass at start): {e:#}")))?;
         }
         Some(n)
     } else {
@@ -180,7 +250,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     });
 
     // The recorder: a bounded queue in front of the store.
-    let store = Store::open(&store_conf.path).map_err(|e| e.to_string())?;
+    let store = Store::open(&store_conf.path).map_err(store_err)?;
     let (events, recorder) = queue::start(store, QUEUE_CAPACITY, store_conf.batch, system.clone());
 
     // Open every capture socket first (needs CAP_NET_RAW), then build their pipelines.
@@ -198,7 +268,9 @@ pub fn run(config_path: &Path) -> Result<(), String> {
                     promiscuous: cap.promiscuous,
                     ..LiveOpts::default()
                 };
-                sockets.push(LiveCapture::open(iface, &opts).map_err(|e| e.to_string())?);
+                // Not a configuration error: an interface can appear after the daemon (a
+                // VLAN or USB adapter set up later at boot), and a restart then finds it.
+                sockets.push(LiveCapture::open(iface, &opts).map_err(runtime_err)?);
             }
         }
     }
@@ -208,7 +280,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
         .thread_name("sg-async")
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(|e| runtime_err(format!("cannot start the async runtime: {e}")))?;
 
     // The metrics endpoint.
     if let Some(m) = &shared.config.metrics {
@@ -220,7 +292,10 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             health: Arc::clone(&health),
         });
         let listen = m.listen;
-        rt.block_on(metrics::serve(listen, scrape))?;
+        // Listeners (metrics, portal, DNS): their errors are the configuration's: a port
+        // another program holds, an address on no interface, a CA to remake.
+        rt.block_on(metrics::serve(listen, scrape))
+            .map_err(RunError::Config)?;
     }
 
     // The steering portal (binds its ports now; CAP_NET_BIND_SERVICE was kept for it).
@@ -236,7 +311,8 @@ pub fn run(config_path: &Path) -> Result<(), String> {
                     sensor: sensor_id.clone(),
                     registry: metrics.registry.clone(),
                 },
-            ))?;
+            ))
+            .map_err(RunError::Config)?;
             let h = Arc::new(std::sync::Mutex::new(Some(h)));
             let h2 = Arc::clone(&h);
             *health.portal.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(move || {
@@ -265,7 +341,8 @@ pub fn run(config_path: &Path) -> Result<(), String> {
                     enforcing: Arc::clone(&enforcing),
                     registry: metrics.registry.clone(),
                 },
-            ))?;
+            ))
+            .map_err(RunError::Config)?;
             let h = Arc::new(std::sync::Mutex::new(Some(h)));
             let h2 = Arc::clone(&h);
             *health.dns.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(move || {
@@ -313,12 +390,14 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             .unwrap_or(10),
     );
     let enforce_metrics = crate::act::enforcer::EnforceMetrics::new(&metrics.registry)
-        .map_err(|e| format!("metrics: {e}"))?;
+        .map_err(|e| runtime_err(format!("metrics: {e}")))?;
     let mut threads = Vec::new();
     for (i, cap) in sockets.into_iter().enumerate() {
         let resetter = if enforce_mode {
             Some(crate::act::reset::Resetter::new().map_err(|e| {
-                format!("cannot open raw sockets for resets: {e} (needs CAP_NET_RAW)")
+                runtime_err(format!(
+                    "cannot open raw sockets for resets: {e} (needs CAP_NET_RAW)"
+                ))
             })?)
         } else {
             None
@@ -354,7 +433,9 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             system: system.clone(),
             stats_interval,
         };
-        threads.push(capture::spawn(cap, p, ctx).map_err(|e| format!("capture thread: {e}"))?);
+        threads.push(
+            capture::spawn(cap, p, ctx).map_err(|e| runtime_err(format!("capture thread: {e}")))?,
+        );
     }
 
     // SIEM delivery from the store, each sink on its own thread.
@@ -375,7 +456,7 @@ pub fn run(config_path: &Path) -> Result<(), String> {
                         eprintln!("shadowgate: SIEM delivery stopped: {e}");
                     }
                 })
-                .map_err(|e| format!("feed thread: {e}"))?,
+                .map_err(|e| runtime_err(format!("feed thread: {e}")))?,
         )
     };
 
@@ -411,14 +492,20 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             r.clone(),
             store_conf.path.clone(),
             Some(policy_dir.clone()),
-        )?),
+        )
+        .map_err(RunError::Config)?),
         _ => None,
     };
 
     let _ = crate::act::sdnotify::ready();
     // Without a portal, grants (if any) still expire on record here.
     let expiry = portal.is_none().then(|| events.clone());
-    let how = control::main_loop(&shared, &econf.break_glass_file, expiry);
+    let how = control::main_loop(
+        &shared,
+        &econf.break_glass_file,
+        expiry,
+        Some(rt.handle().clone()),
+    );
     let _ = crate::act::sdnotify::stopping();
     refresher.stop();
 

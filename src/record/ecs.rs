@@ -45,7 +45,9 @@ fn system_category(kind: &str) -> (&'static str, &'static str) {
 fn system_document(e: &Event) -> Value {
     let (category, typ) = system_category(&e.kind);
     let outcome = match e.kind.as_str() {
-        "policy_rejected" | "sink_down" | "capture_gap" | "kernel_drops" => "failure",
+        "policy_rejected" | "sink_down" | "capture_gap" | "kernel_drops" | "dns_upstream_down" => {
+            "failure"
+        }
         _ => "success",
     };
     let detail: Value = e

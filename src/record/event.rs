@@ -74,6 +74,10 @@ pub enum SystemKind {
     Retention,
     /// Enforcement was turned off (or on again) with the break-glass switch.
     BreakGlass,
+    /// No upstream resolver answered DNS mode for a minute: lookups fail (the daemon runs on).
+    DnsUpstreamDown,
+    /// An upstream resolver answers again.
+    DnsUpstreamUp,
 }
 
 impl SystemKind {
@@ -89,6 +93,8 @@ impl SystemKind {
             SystemKind::SinkUp => "sink_up",
             SystemKind::Retention => "retention",
             SystemKind::BreakGlass => "break_glass",
+            SystemKind::DnsUpstreamDown => "dns_upstream_down",
+            SystemKind::DnsUpstreamUp => "dns_upstream_up",
         }
     }
 
@@ -98,6 +104,7 @@ impl SystemKind {
             SystemKind::PolicyRejected
             | SystemKind::CaptureGap
             | SystemKind::SinkDown
+            | SystemKind::DnsUpstreamDown
             | SystemKind::BreakGlass => "high",
             SystemKind::KernelDrops => "medium",
             _ => "info",

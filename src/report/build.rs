@@ -531,7 +531,7 @@ fn notes(i: &Inputs<'_>, week: &Week) -> Notes {
                 c.sink_outages += 1;
                 c.incidents.push(sys(n));
             }
-            "sink_up" => c.incidents.push(sys(n)),
+            "sink_up" | "dns_upstream_down" | "dns_upstream_up" => c.incidents.push(sys(n)),
             COACH_ACK => {
                 let d = n.dev.map(|d| device_info(s, d, i.inventory, i.pseudo));
                 let text = ["justification", "reason", "text"]

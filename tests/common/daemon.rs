@@ -44,11 +44,20 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(tb: &Testbed, config: &Path) -> Daemon {
-        let mut child = tb.spawn(
-            &tb.gw,
-            env!("CARGO_BIN_EXE_shadowgate"),
-            &["run", "--config", config.to_str().unwrap()],
-        );
+        Self::start_with_env(tb, config, &[])
+    }
+
+    /// Start with extra environment (e.g. systemd's NOTIFY_SOCKET and WATCHDOG_USEC).
+    pub fn start_with_env(tb: &Testbed, config: &Path, env: &[(&str, &str)]) -> Daemon {
+        let mut child = std::process::Command::new("ip")
+            .args(["netns", "exec", &tb.gw, env!("CARGO_BIN_EXE_shadowgate")])
+            .args(["run", "--config", config.to_str().unwrap()])
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn in namespace");
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let mut e = child.stderr.take().unwrap();
         let s2 = std::sync::Arc::clone(&stderr);
