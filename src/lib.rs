@@ -10,6 +10,7 @@ pub mod act;
 pub mod capture;
 pub mod cmd;
 pub mod config;
+pub mod csv_out;
 pub mod daemon;
 pub mod decode;
 pub mod flow;

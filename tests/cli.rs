@@ -1,8 +1,14 @@
 //! The `shadowgate` binary as a user runs it: output formats, exit codes and error messages on
 //! corrupt, truncated and foreign files.
 
+#[path = "../benches/synth.rs"]
+mod synth;
+
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+
+use shadowgate::record::Store;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_shadowgate"))
@@ -151,4 +157,179 @@ fn every_bundled_capture_replays_without_panic() {
         }
     }
     assert!(n >= 82);
+}
+
+/// Has a run ended as a command-line tool should when its reader has gone: exit 0, no panic,
+/// no backtrace?
+fn assert_quiet_end(what: &str, status: std::process::ExitStatus, stderr: &[u8]) {
+    use std::os::unix::process::ExitStatusExt;
+    let err = String::from_utf8_lossy(stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace") && !err.contains("Broken pipe"),
+        "{what}: {err}"
+    );
+    assert!(
+        status.success(),
+        "{what}: {status:?} (signal {:?}): {err}",
+        status.signal()
+    );
+}
+
+/// Issue 18: every subcommand that prints, with its stdout a pipe whose reader has gone (closed
+/// before the command starts, or after reading the first line as `| head -1` does), stops
+/// writing and exits 0, without a panic or a backtrace. replay and events print megabytes, more
+/// than a pipe holds, so their writes really fail; a replay that records events still records
+/// every file.
+#[test]
+fn every_printing_command_ends_quietly_on_a_closed_pipe() {
+    let dir = std::env::temp_dir().join(format!("shadowgate-cli-pipe-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let policies = s(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"));
+
+    // A capture of 3000 AI flows: 6000 observations, about 2 MB of JSON lines.
+    let mut frames = Vec::new();
+    for i in 0..3000 {
+        synth::flow(i, 0, &mut frames);
+    }
+    let pcap = dir.join("ai.pcap");
+    synth::write_pcap(&pcap, &frames).unwrap();
+    let pcap = s(&pcap);
+    let db = dir.join("events.db");
+    let cfg = dir.join("shadowgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sensor]\nid = \"gw-pipe\"\n[policy]\ndir = \"{policies}\"\n[store]\npath = \"{}\"\n[enforce]\nbreak_glass_file = \"{}\"\n",
+            db.display(),
+            dir.join("break-glass").display()
+        ),
+    )
+    .unwrap();
+    let (db, cfg) = (s(&db), s(&cfg));
+    // The store the events and report commands read (system and decision events).
+    let o = run(&["replay", "-q", "--config", &cfg, &pcap]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(o.stdout.len() > 1 << 20, "{} bytes", o.stdout.len());
+    let recorded = Store::open(Path::new(&db)).unwrap().count().unwrap();
+    let ca_dir = s(&dir.join("ca"));
+    let o = run(&["portal", "ca", "--out", &ca_dir, "--policy", &policies]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ca = s(&dir.join("ca/portal-ca.pem"));
+    let ca_again = s(&dir.join("ca-again"));
+    let out = s(&dir.join("report"));
+
+    let commands: Vec<Vec<&str>> = vec![
+        vec!["replay", &pcap],
+        vec!["replay", "--format", "table", &pcap],
+        vec!["replay", "--threads", "2", &pcap],
+        vec!["replay", "--policy", &policies, &pcap],
+        vec!["events", "--store", &db],
+        vec!["events", "--format", "json", "--store", &db],
+        vec!["events", "--format", "csv", "--store", &db],
+        vec![
+            "report",
+            "--week",
+            "2023-W46",
+            "--timezone",
+            "UTC",
+            "--config",
+            &cfg,
+            "--out",
+            &out,
+        ],
+        vec!["policy", "check", &policies],
+        vec![
+            "policy",
+            "explain",
+            "claude.ai",
+            "--client",
+            "10.20.9.9",
+            "--dir",
+            &policies,
+        ],
+        vec!["portal", "constraints", &ca],
+        vec![
+            "portal", "ca", "--force", "--out", &ca_again, "--policy", &policies,
+        ],
+        vec!["break-glass", "status", "--config", &cfg],
+        vec!["deliver", "--config", &cfg, "--timeout", "5"],
+        vec!["--help"],
+        vec!["--version"],
+        vec!["policy", "--help"],
+        vec!["events", "--help"],
+    ];
+    for args in &commands {
+        let what = args.join(" ");
+        // The reader closed before the command writes anything: its first write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = bin()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_quiet_end(
+            &format!("{what} (reader closed first)"),
+            o.status,
+            &o.stderr,
+        );
+
+        // `| head -1`: the reader takes one line and goes.
+        let mut child = bin()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(
+            !first.is_empty() || args[0] == "deliver",
+            "{what}: no output"
+        );
+        let o = child.wait_with_output().unwrap();
+        assert_quiet_end(&format!("{what} (head -1)"), o.status, &o.stderr);
+    }
+
+    // A replay that records: the reader going stops the printing, not the recording. Two files
+    // into a store with stdout closed hold what they hold with stdout read to the end.
+    let decisions = |db: &str| {
+        let st = Store::open(Path::new(db)).unwrap();
+        let ev = st.query(&Default::default()).unwrap();
+        let stops = ev.iter().filter(|e| e.kind == "sensor_stop").count();
+        (ev.iter().filter(|e| !e.is_system()).count(), stops)
+    };
+    let (db_read, db_closed) = (s(&dir.join("read.db")), s(&dir.join("closed.db")));
+    let replay = |db: &str| {
+        let mut c = bin();
+        c.args([
+            "replay", "-q", "--policy", &policies, "--store", db, &pcap, &pcap,
+        ]);
+        c
+    };
+    let o = replay(&db_read).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = replay(&db_closed).stdout(writer).output().unwrap();
+    assert_quiet_end("replay --store (reader closed first)", o.status, &o.stderr);
+    let (all, stops) = decisions(&db_read);
+    assert!(
+        all > 3000,
+        "{all} decisions (of {recorded} events in one replay)"
+    );
+    assert_eq!(stops, 1);
+    assert_eq!(
+        decisions(&db_closed),
+        (all, 1),
+        "every decision and the end of the replay are recorded"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,6 +7,8 @@
 mod browser;
 #[path = "report/fixtures.rs"]
 mod fixtures;
+#[path = "../benches/synth.rs"]
+mod synth;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -604,5 +606,165 @@ fn bad_arguments_say_what_to_do() {
         j["headline"]["this_week"]["visits"], 9,
         "categories come from the events"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A DHCP message of the synthetic client (02:00:00:00:00:01): its request with `hostname`, or
+/// the server's ACK of 10.20.9.9.
+fn dhcp(hostname: Option<&str>) -> Vec<u8> {
+    use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode};
+    use dhcproto::{Encodable, Encoder};
+    let mut m = Message::default();
+    m.set_flags(Flags::default())
+        .set_chaddr(&[2, 0, 0, 0, 0, 1]);
+    match hostname {
+        Some(h) => {
+            m.set_opcode(Opcode::BootRequest);
+            m.opts_mut()
+                .insert(DhcpOption::MessageType(MessageType::Request));
+            m.opts_mut().insert(DhcpOption::Hostname(h.to_string()));
+        }
+        None => {
+            m.set_opcode(Opcode::BootReply).set_yiaddr([10, 20, 9, 9]);
+            m.opts_mut()
+                .insert(DhcpOption::MessageType(MessageType::Ack));
+        }
+    }
+    let mut buf = Vec::new();
+    m.encode(&mut Encoder::new(&mut buf)).unwrap();
+    match hostname {
+        Some(_) => synth::udp([0, 0, 0, 0], [255, 255, 255, 255], 68, 67, &buf),
+        None => synth::udp([10, 20, 0, 1], [10, 20, 9, 9], 67, 68, &buf),
+    }
+}
+
+/// Does a spreadsheet read this cell as a formula (OWASP: = + - @ tab CR first)?
+fn formula(cell: &str) -> bool {
+    cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// Issue 18 (CSV injection, events CSV of a mixed store): a DHCP host name that is a
+/// spreadsheet formula, replayed into a store, is a neutralised text cell in `report.csv` and
+/// in `events --format csv`; the events CSV has a row per event of the store (system and
+/// decision events), each with the header's columns.
+#[test]
+fn formula_host_names_are_text_in_every_csv() {
+    let dir = tmp("formula");
+    let evil = "=HYPERLINK(\"http://evil.example/x\",\"open\")";
+    // The sensor reports host names in lower case.
+    let neutralised = format!("'{}", evil.to_lowercase());
+    let frames = vec![
+        dhcp(Some(evil)),
+        dhcp(None),
+        synth::tcp(
+            [10, 20, 9, 9],
+            [160, 79, 104, 10],
+            50000,
+            443,
+            1,
+            0,
+            "PA",
+            &synth::client_hello("claude.ai", 600),
+        ),
+    ];
+    // Frames at 2023-11-14T22:13:20Z and 1 ms apart: ISO week 2023-W46.
+    let pcap = dir.join("dhcp-formula.pcap");
+    synth::write_pcap(&pcap, &frames).unwrap();
+    let db = dir.join("events.db");
+    let cfg = dir.join("shadowgate.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[sensor]\nid = \"gw-formula\"\n[policy]\ndir = \"{}\"\n[store]\npath = \"{}\"\n",
+            policies().display(),
+            db.display()
+        ),
+    )
+    .unwrap();
+    let o = bin()
+        .args(["replay", "-q", "--drain-timeout", "0", "--config"])
+        .arg(&cfg)
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        stdout.contains("hyperlink"),
+        "the replay did not see the host name: {stdout}"
+    );
+
+    // report.csv
+    let out = dir.join("out");
+    let o = bin()
+        .args([
+            "report",
+            "--week",
+            "2023-W46",
+            "--timezone",
+            "UTC",
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = csv_rows(&out);
+    let row = rows
+        .iter()
+        .find(|r| r["service"] == "claude")
+        .unwrap_or_else(|| panic!("no claude row: {rows:#?}"));
+    assert_eq!(row["hostname"], neutralised, "{row:#?}");
+    assert_eq!(row["visits"], "1", "{row:#?}");
+    for r in &rows {
+        assert!(!r.values().any(|c| formula(c)), "formula cell in {r:#?}");
+    }
+    // report.json keeps the name as sent: it is data, not a spreadsheet.
+    let j: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert!(
+        j["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["hostname"] == evil.to_lowercase().as_str()),
+        "{}",
+        j["rows"]
+    );
+
+    // events --format csv
+    let o = bin()
+        .args(["events", "--format", "csv", "--store"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut rd = csv::Reader::from_reader(o.stdout.as_slice());
+    let header = rd.headers().unwrap().clone();
+    assert_eq!(header.len(), 26, "{header:?}");
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let recs: Vec<csv::StringRecord> = rd
+        .records()
+        .map(|r| r.expect("every row has the header's columns"))
+        .collect();
+    let stored = shadowgate::record::Store::open(&db)
+        .unwrap()
+        .count()
+        .unwrap();
+    assert_eq!(recs.len() as u64, stored as u64, "a row per stored event");
+    let via: Vec<&str> = recs.iter().map(|r| &r[col("seen_via")]).collect();
+    assert!(via.contains(&"system"), "no system event: {via:?}");
+    assert!(via.iter().any(|v| *v != "system"), "no decision: {via:?}");
+    let decision = recs
+        .iter()
+        .find(|r| &r[col("service")] == "claude")
+        .unwrap_or_else(|| panic!("no claude event: {recs:#?}"));
+    assert_eq!(&decision[col("client_hostname")], neutralised.as_str());
+    for r in &recs {
+        assert_eq!(r.len(), header.len(), "{r:?}");
+        assert!(!r.iter().any(formula), "formula cell in {r:?}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -37,10 +37,12 @@ pub struct Args {
 pub fn run(a: Args) -> ExitCode {
     if a.cleanup {
         return match crate::act::nft::remove_stale_table() {
-            Ok(true) => {
-                println!("removed the table inet shadowgate a stopped daemon left behind");
-                ExitCode::SUCCESS
-            }
+            Ok(true) => super::out::exit(
+                super::out::line(format_args!(
+                    "removed the table inet shadowgate a stopped daemon left behind"
+                )),
+                ExitCode::SUCCESS,
+            ),
             Ok(false) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("shadowgate: {e:#}");
@@ -84,10 +86,10 @@ pub fn run(a: Args) -> ExitCode {
         Switch::Status => Ok(if file.exists() { "on" } else { "off" }),
     };
     match r {
-        Ok(msg) => {
-            println!("break-glass {msg} ({})", file.display());
-            ExitCode::SUCCESS
-        }
+        Ok(msg) => super::out::exit(
+            super::out::line(format_args!("break-glass {msg} ({})", file.display())),
+            ExitCode::SUCCESS,
+        ),
         Err(e) => {
             eprintln!(
                 "shadowgate: {}: {e} (run as root or as the service user)",

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::csv_out::CsvWriter;
 use crate::record::{Event, Query};
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,15 +75,10 @@ pub fn run(a: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    match write_events(&mut out, &events, a.format).and_then(|_| out.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("shadowgate: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    super::out::exit(
+        super::out::print_with(|w| write_events(w, &events, a.format)),
+        ExitCode::SUCCESS,
+    )
 }
 
 fn write_events(out: &mut dyn Write, events: &[Event], format: EventFormat) -> std::io::Result<()> {
@@ -94,9 +90,11 @@ fn write_events(out: &mut dyn Write, events: &[Event], format: EventFormat) -> s
             }
         }
         EventFormat::Csv => {
-            let mut w = csv::Writer::from_writer(&mut *out);
+            // A fixed header and one row per event with its columns: system and decision
+            // events alike (their optional fields are empty cells, never missing ones).
+            let mut w = CsvWriter::new(&mut *out, Event::CSV_HEADER).map_err(csv_io)?;
             for e in events {
-                w.serialize(e).map_err(std::io::Error::other)?;
+                w.row(e.csv_cells()).map_err(csv_io)?;
             }
             w.flush()?;
         }
@@ -133,4 +131,15 @@ fn write_events(out: &mut dyn Write, events: &[Event], format: EventFormat) -> s
         }
     }
     Ok(())
+}
+
+/// A CSV write error as the I/O error under it (a closed pipe stays `BrokenPipe`).
+fn csv_io(e: csv::Error) -> std::io::Error {
+    if !e.is_io_error() {
+        return std::io::Error::other(e);
+    }
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        k => std::io::Error::other(format!("{k:?}")),
+    }
 }

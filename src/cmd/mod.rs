@@ -4,6 +4,7 @@
 pub mod breakglass;
 pub mod deliver;
 pub mod events;
+mod out;
 pub mod policy;
 pub mod portal;
 pub mod replay;

@@ -59,14 +59,14 @@ pub fn run(a: Args) -> ExitCode {
 fn check(dir: &std::path::Path) -> ExitCode {
     match Policy::load(dir) {
         Ok(p) => {
-            println!(
+            let said = super::out::line(format_args!(
                 "shadowgate: policy {}: {} services ({} domain patterns), {} rules: syntax is ok, test is successful",
                 dir.display(),
                 p.services().len(),
                 p.pattern_count(),
                 p.rule_count()
-            );
-            ExitCode::SUCCESS
+            ));
+            super::out::exit(said, ExitCode::SUCCESS)
         }
         Err(e) => {
             eprintln!("{e}");
@@ -112,9 +112,9 @@ fn explain(
         mac,
         hostname,
     };
-    print!(
-        "{}",
-        p.explain_on(name, &c, crate::time::now_ns(), evidence)
-    );
-    ExitCode::SUCCESS
+    let text = p.explain_on(name, &c, crate::time::now_ns(), evidence);
+    super::out::exit(
+        super::out::print_with(|w| w.write_all(text.as_bytes())),
+        ExitCode::SUCCESS,
+    )
 }

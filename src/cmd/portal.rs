@@ -95,25 +95,32 @@ fn make(
     }
     write(&key_p, key.as_bytes(), 0o600)?;
     write(&cert_p, cert.as_bytes(), 0o644)?;
-    println!(
-        "portal CA written: {} (certificate) and {} (key, mode 0600)",
-        cert_p.display(),
-        key_p.display()
-    );
-    println!(
-        "it may certify {} domain subtrees of the catalogue in {} and no IP address (list them with `shadowgate portal constraints {}`)",
-        domains.len(),
-        dir.display(),
-        cert_p.display()
-    );
-    println!("next: in the configuration's [portal] set");
-    println!("  ca_cert = \"{}\"", cert_p.display());
-    println!("  ca_key = \"{}\"", key_p.display());
-    println!("and install portal-ca.pem as a trusted root on the clinic's workstations.");
-    println!(
-        "If the catalogue gains domains, make a new CA: the constraints are fixed in this one."
-    );
-    Ok(())
+    super::out::print_with(|w| {
+        writeln!(
+            w,
+            "portal CA written: {} (certificate) and {} (key, mode 0600)",
+            cert_p.display(),
+            key_p.display()
+        )?;
+        writeln!(
+            w,
+            "it may certify {} domain subtrees of the catalogue in {} and no IP address (list them with `shadowgate portal constraints {}`)",
+            domains.len(),
+            dir.display(),
+            cert_p.display()
+        )?;
+        writeln!(w, "next: in the configuration's [portal] set")?;
+        writeln!(w, "  ca_cert = \"{}\"", cert_p.display())?;
+        writeln!(w, "  ca_key = \"{}\"", key_p.display())?;
+        writeln!(
+            w,
+            "and install portal-ca.pem as a trusted root on the clinic's workstations."
+        )?;
+        writeln!(
+            w,
+            "If the catalogue gains domains, make a new CA: the constraints are fixed in this one."
+        )
+    })
 }
 
 fn write(p: &Path, data: &[u8], mode: u32) -> Result<(), String> {
@@ -149,8 +156,5 @@ fn constraints(cert: &Path) -> Result<(), String> {
             cert.display()
         ));
     }
-    for n in names {
-        println!("{n}");
-    }
-    Ok(())
+    super::out::print_with(|w| names.iter().try_for_each(|n| writeln!(w, "{n}")))
 }

@@ -200,11 +200,16 @@ fn replay(
             b.finish_and_clear();
         }
         if let Some(e) = p.take_write_error() {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                eprintln!("shadowgate: cannot write output: {e}");
+                return ExitCode::FAILURE;
+            }
+            // The reader has gone (`| head`): stop quietly, unless events are being recorded:
+            // then every file still goes into the store (and the end of the run is recorded),
+            // only the printing stops.
+            if p.recorder().is_none() {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("shadowgate: cannot write output: {e}");
-            return ExitCode::FAILURE;
         }
         if let Err((e, sum)) = &res {
             p.flush_writer();

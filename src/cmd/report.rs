@@ -121,7 +121,9 @@ pub fn run(a: Args) -> ExitCode {
         Err(e) => return fail(e),
     };
     let h = &w.report.headline.this_week;
-    println!(
+    // The report is written whatever happens to stdout; a reader that has gone does not stop
+    // the mail either (see `out`).
+    let said = super::out::line(format_args!(
         "{}: {} visits, {} devices, {} services, {} lookup-only runs ({} events read) -> {} (and report.csv, report.json) in {:.1} s",
         w.week,
         h.visits,
@@ -131,12 +133,13 @@ pub fn run(a: Args) -> ExitCode {
         w.report.events_read,
         w.html.display(),
         t0.elapsed().as_secs_f64()
-    );
+    ));
     if let Some(s) = smtp {
         if let Err(e) = report::mail::send(&s, &w) {
             return fail(e);
         }
-        println!("mailed to {}", s.to.join(", "));
+        let mailed = super::out::line(format_args!("mailed to {}", s.to.join(", ")));
+        return super::out::exit(said.and(mailed), ExitCode::SUCCESS);
     }
-    ExitCode::SUCCESS
+    super::out::exit(said, ExitCode::SUCCESS)
 }

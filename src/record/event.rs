@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::csv_out::Cell;
 use crate::flow::observation::mac_string;
 use crate::flow::Observation;
 use crate::policy::Decision;
@@ -195,6 +196,70 @@ impl Event {
         }
     }
 
+    /// The columns of `shadowgate events --format csv`: every field, in the struct's order
+    /// (`detail` too, empty for decision events), so every row has the same columns.
+    pub const CSV_HEADER: [&'static str; 26] = [
+        "id",
+        "seq",
+        "ts",
+        "sensor",
+        "client_ip",
+        "client_port",
+        "client_mac",
+        "client_hostname",
+        "client_groups",
+        "server_ip",
+        "server_port",
+        "transport",
+        "kind",
+        "name",
+        "seen_via",
+        "evidence",
+        "service",
+        "service_name",
+        "category",
+        "action",
+        "severity",
+        "rule_id",
+        "steer_url",
+        "shared_tenant",
+        "repeat_count",
+        "detail",
+    ];
+
+    /// This event as a CSV row under [`Event::CSV_HEADER`] (text cells are neutralised by the
+    /// writer, numbers stay numbers).
+    pub fn csv_cells(&self) -> [Cell<'_>; 26] {
+        [
+            Cell::Text(&self.id),
+            Cell::Int(self.seq),
+            Cell::Uint(self.ts),
+            Cell::Text(&self.sensor),
+            Cell::Text(&self.client_ip),
+            Cell::Uint(self.client_port.into()),
+            Cell::OptText(self.client_mac.as_deref()),
+            Cell::OptText(self.client_hostname.as_deref()),
+            Cell::Text(&self.client_groups),
+            Cell::Text(&self.server_ip),
+            Cell::Uint(self.server_port.into()),
+            Cell::Text(&self.transport),
+            Cell::Text(&self.kind),
+            Cell::Text(&self.name),
+            Cell::Text(&self.seen_via),
+            Cell::OptText(self.evidence.as_deref()),
+            Cell::OptText(self.service.as_deref()),
+            Cell::OptText(self.service_name.as_deref()),
+            Cell::OptText(self.category.as_deref()),
+            Cell::Text(&self.action),
+            Cell::Text(&self.severity),
+            Cell::Text(&self.rule_id),
+            Cell::OptText(self.steer_url.as_deref()),
+            Cell::Bool(self.shared_tenant),
+            Cell::Uint(self.repeat_count.into()),
+            Cell::OptText(self.detail.as_deref()),
+        ]
+    }
+
     /// Is this one of the system's own events (not a traffic decision)?
     pub fn is_system(&self) -> bool {
         self.seen_via == SYSTEM
@@ -203,5 +268,25 @@ impl Event {
     /// RFC 3339 time of the event.
     pub fn time(&self) -> String {
         crate::flow::observation::format_ts(self.ts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CSV header names every field of the JSON form (a field added to `Event` must be
+    /// added to the CSV too), in the same order.
+    #[test]
+    fn csv_header_matches_the_fields() {
+        let e = Event::system(SystemKind::SinkUp, 1, "s", "sink up", serde_json::json!({}));
+        let v = serde_json::to_value(&e).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut header = Event::CSV_HEADER.to_vec();
+        let mut sorted = keys.clone();
+        sorted.sort_unstable();
+        header.sort_unstable();
+        assert_eq!(header, sorted);
+        assert_eq!(e.csv_cells().len(), Event::CSV_HEADER.len());
     }
 }

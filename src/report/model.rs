@@ -3,6 +3,8 @@
 
 use serde::Serialize;
 
+use crate::csv_out::Cell;
+
 /// Visits (or lookup-only runs) by their most restrictive action.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct Actions {
@@ -230,6 +232,53 @@ pub struct Row {
     pub visits: u64,
     pub lookups: u64,
     pub events: u64,
+}
+
+impl Row {
+    /// The columns of `report.csv`, in the field order (`rows` of `report.json`).
+    pub const CSV_HEADER: [&'static str; 17] = [
+        "week",
+        "device",
+        "hostname",
+        "mac",
+        "ips",
+        "owner",
+        "department",
+        "location",
+        "groups",
+        "service",
+        "service_name",
+        "category",
+        "baa",
+        "action",
+        "visits",
+        "lookups",
+        "events",
+    ];
+
+    /// This row's cells under [`Row::CSV_HEADER`]: names from the network and the inventory
+    /// are text (neutralised by the writer); the counts are numbers and stay numbers.
+    pub fn csv_cells(&self) -> [Cell<'_>; 17] {
+        [
+            Cell::Text(&self.week),
+            Cell::Text(&self.device),
+            Cell::Text(&self.hostname),
+            Cell::Text(&self.mac),
+            Cell::Text(&self.ips),
+            Cell::Text(&self.owner),
+            Cell::Text(&self.department),
+            Cell::Text(&self.location),
+            Cell::Text(&self.groups),
+            Cell::Text(&self.service),
+            Cell::Text(&self.service_name),
+            Cell::Text(&self.category),
+            Cell::Text(&self.baa),
+            Cell::Text(&self.action),
+            Cell::Uint(self.visits),
+            Cell::Uint(self.lookups),
+            Cell::Uint(self.events),
+        ]
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
