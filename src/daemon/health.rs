@@ -24,6 +24,9 @@ pub struct Health {
     pub nft_error: Mutex<Option<String>>,
     pub dns: Mutex<Option<Check>>,
     pub portal: Mutex<Option<Check>>,
+    /// The store keeper's warning (`full: ...` over the size cap with only undelivered events
+    /// left, `error: ...`), if any.
+    pub store_warning: Mutex<Option<String>>,
 }
 
 impl Health {
@@ -68,6 +71,11 @@ impl Health {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let store_warning = self
+            .store_warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let enforcing = self.enforcing.load(Ordering::Relaxed);
         let enforcement = match (self.enforce_mode, enforcing, &nft_error) {
             (false, _, _) => "monitor",
@@ -90,6 +98,7 @@ impl Health {
             "portal": match portal { None => "off", Some(true) => "ok", Some(false) => "failing" },
             "enforcement": enforcement,
             "nft_error": nft_error,
+            "store": store_warning.as_deref().unwrap_or("ok"),
         });
         (ok, format!("{body}\n"))
     }
