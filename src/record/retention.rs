@@ -605,14 +605,15 @@ mod tests {
         assert_eq!(system_events(st, "store_full").len(), 1);
         let w = heard.last_warning();
         assert!(w.starts_with("warning full:"), "{w}");
-        assert!(w.contains("2000 events") && w.contains("sink siem"), "{w}");
+        // The 2000 undelivered decisions and the size cap's own `retention` event.
+        assert!(w.contains("2001 events") && w.contains("sink siem"), "{w}");
         let full = &system_events(st, "store_full")[0];
         assert_eq!(full.severity, "high");
         assert!(full
             .detail
             .as_deref()
             .unwrap()
-            .contains("\"undelivered\":2000"));
+            .contains("\"undelivered\":2001"));
         let size_ev = &system_events(st, "retention")[0];
         assert!(size_ev
             .detail
