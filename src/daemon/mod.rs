@@ -182,17 +182,6 @@ pub fn run(config_path: &Path) -> Result<(), String> {
     // The recorder: a bounded queue in front of the store.
     let store = Store::open(&store_conf.path).map_err(|e| e.to_string())?;
     let (events, recorder) = queue::start(store, QUEUE_CAPACITY, store_conf.batch, system.clone());
-    // Retention (at start, then daily) and the size cap (every minute), on their own thread.
-    let keeper = crate::record::retention::spawn(
-        &store_conf.path,
-        crate::record::retention::Limits::from_config(&store_conf, &shared.config.sink),
-        system.clone(),
-        Box::new(metrics::StoreMetrics::register(
-            &metrics.registry,
-            Arc::clone(&health),
-        )),
-        Arc::clone(&shared.stop),
-    )?;
 
     // Open every capture socket first (needs CAP_NET_RAW), then build their pipelines.
     let mut sockets = Vec::new();
@@ -409,6 +398,18 @@ pub fn run(config_path: &Path) -> Result<(), String> {
             }),
         );
     }
+    // Retention (at start, then daily) and the size cap (every minute), on their own thread
+    // (after `sensor_start`, so the record reads in order).
+    let keeper = crate::record::retention::spawn(
+        &store_conf.path,
+        crate::record::retention::Limits::from_config(&store_conf, &shared.config.sink),
+        system.clone(),
+        Box::new(metrics::StoreMetrics::register(
+            &metrics.registry,
+            Arc::clone(&health),
+        )),
+        Arc::clone(&shared.stop),
+    )?;
     eprintln!(
         "shadowgate: running ({}{}), policy {}",
         if enforce_mode { "enforce" } else { "monitor" },

@@ -139,7 +139,8 @@ pub fn record_retention(log: &SystemLog, days: u32, r: &Retained) {
     let _ = log.record(
         SystemKind::Retention,
         &format!(
-            "retention ({days} days) deleted {} events{kept}{}",
+            "retention ({days} day{}) deleted {} events{kept}{}",
+            if days == 1 { "" } else { "s" },
             r.deleted,
             if r.complete {
                 ""
