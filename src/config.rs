@@ -97,6 +97,12 @@ pub struct StoreConf {
     pub path: PathBuf,
     #[serde(default = "default_retention")]
     pub retention_days: u32,
+    /// Size cap of the store in MiB (database pages in use; see `record::retention`): the
+    /// daemon deletes the oldest events every sink has delivered to stay under it. None (the
+    /// default): no cap, since deleting events before `retention_days` is the clinic's choice
+    /// to make, not ours; the example configuration sets one.
+    #[serde(default)]
+    pub max_mb: Option<std::num::NonZeroU64>,
     /// Events per transaction.
     #[serde(default = "default_batch")]
     pub batch: usize,

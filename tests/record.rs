@@ -133,8 +133,10 @@ fn store_file_is_private_and_versioned() {
     assert_eq!(text.lines().count(), steer + 1);
     // Retention never deletes what a sink has yet to deliver.
     st.set_cursor("slow-siem", 10).unwrap();
-    let deleted = st.apply_retention(0, u64::MAX).unwrap();
-    assert_eq!(deleted, 10);
+    let r = st
+        .apply_retention(&["slow-siem".to_string()], 0, u64::MAX)
+        .unwrap();
+    assert_eq!((r.deleted, r.kept_undelivered), (10, n as u64 - 10));
     assert_eq!(st.count().unwrap(), n - 10);
     let _ = std::fs::remove_dir_all(&d);
 }

@@ -123,14 +123,14 @@ pub fn run(a: Args) -> ExitCode {
                 log.watch_policy(h);
             }
             let days = store_conf.map_or(400, |s| s.retention_days);
-            match st.apply_retention(days, crate::time::now_ns()) {
-                Ok(n) => {
-                    let _ = log.record(
-                        SystemKind::Retention,
-                        &format!("retention ({days} days) deleted {n} events"),
-                        json!({ "days": days, "deleted": n }),
-                    );
-                }
+            // The configured sinks' cursors hold undelivered events back; with no configuration
+            // the sinks are unknown, so every cursor in the store does.
+            let sinks = match &conf {
+                Some(c) => Ok(c.sink.iter().map(|s| s.name.clone()).collect()),
+                None => st.cursor_names(),
+            };
+            match sinks.and_then(|s| st.apply_retention(&s, days, crate::time::now_ns())) {
+                Ok(r) => crate::record::retention::record_retention(&log, days, &r),
                 Err(e) => eprintln!("shadowgate: warning: retention not applied: {e}"),
             }
             let mut r = Recorder::new(st, store_conf.map_or(1000, |s| s.batch), &sensor_id);

@@ -83,7 +83,8 @@ pub struct Health {
     /// The DNS upstreams answer (`None`: no DNS mode).
     pub dns: Mutex<Option<Check>>,
     pub portal: Mutex<Option<Check>>,
-    /// The store is at its size cap with nothing it may delete (set by the retention duty).
+    /// The store keeper's warning (`full: ...` over the size cap with only undelivered events
+    /// left, `error: ...`), if any.
     pub store_warning: Mutex<Option<String>>,
 }
 
@@ -192,7 +193,7 @@ impl Health {
             degraded.push("dns: no upstream resolver answers".to_string());
         }
         if let Some(w) = &store_warning {
-            degraded.push(format!("store: {w}"));
+            degraded.push(format!("store {w}"));
         }
         let status = if !failing.is_empty() {
             Status::Failing
@@ -218,7 +219,7 @@ impl Health {
             "portal": match portal { None => "off", Some(true) => "ok", Some(false) => "failing" },
             "enforcement": enforcement,
             "nft_error": nft_error,
-            "store": match &store_warning { None => "ok".to_string(), Some(w) => format!("full: {w}") },
+            "store": store_warning.as_deref().unwrap_or("ok"),
         });
         (status, format!("{body}\n"))
     }
@@ -279,7 +280,7 @@ mod tests {
     #[test]
     fn store_warning_degrades() {
         let h = Health::new(vec![], false);
-        *lock(&h.store_warning) = Some("at max_mb".into());
+        *lock(&h.store_warning) = Some("full: at max_mb".into());
         let (st, body) = h.report();
         assert_eq!(st, Status::Degraded);
         assert!(body.contains("full: at max_mb"), "{body}");

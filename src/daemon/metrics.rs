@@ -19,7 +19,8 @@ use crate::flow::{Observation, Stats};
 use crate::pipeline::Output;
 use crate::policy::Decision;
 use crate::record::queue::QueueStats;
-use crate::record::Store;
+use crate::record::retention::{Condition, Deleted, Observer};
+use crate::record::{Store, StoreSize};
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
     let c = IntCounter::new(name, help).expect("valid metric");
@@ -264,6 +265,75 @@ impl Output for CountOutput {
                 .inc();
         }
         Ok(())
+    }
+}
+
+/// The store keeper's reports (`record::retention`) as metrics and the `/healthz` warning.
+pub struct StoreMetrics {
+    used: IntGauge,
+    file: IntGauge,
+    max: IntGauge,
+    deleted: IntCounterVec,
+    full: IntGauge,
+    health: Arc<Health>,
+}
+
+impl StoreMetrics {
+    pub fn register(r: &Registry, health: Arc<Health>) -> StoreMetrics {
+        let m = StoreMetrics {
+            used: gauge(
+                r,
+                "shadowgate_store_bytes",
+                "Event store bytes in use (database pages holding data: what [store] max_mb caps)",
+            ),
+            file: gauge(
+                r,
+                "shadowgate_store_file_bytes",
+                "Event store bytes on disk (database file, free pages included, and its WAL)",
+            ),
+            max: gauge(
+                r,
+                "shadowgate_store_max_bytes",
+                "The store's size cap ([store] max_mb; 0: none)",
+            ),
+            deleted: counter_vec(
+                r,
+                "shadowgate_store_deleted_total",
+                "Events deleted from the store by retention (age) or the size cap (size)",
+                &["reason"],
+            ),
+            full: gauge(
+                r,
+                "shadowgate_store_full",
+                "1 while the store is over its size cap and every event left is undelivered",
+            ),
+            health,
+        };
+        for why in [Deleted::Age, Deleted::Size] {
+            m.deleted.with_label_values(&[why.as_str()]);
+        }
+        m
+    }
+}
+
+impl Observer for StoreMetrics {
+    fn size(&self, size: &StoreSize, max_bytes: Option<u64>) {
+        self.used.set(size.used_bytes() as i64);
+        self.file.set(size.file_bytes() as i64);
+        self.max.set(max_bytes.unwrap_or(0) as i64);
+    }
+
+    fn deleted(&self, why: Deleted, n: u64) {
+        self.deleted.with_label_values(&[why.as_str()]).inc_by(n);
+    }
+
+    fn condition(&self, c: &Condition) {
+        self.full.set(matches!(c, Condition::Full(_)) as i64);
+        *self
+            .health
+            .store_warning
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = (*c != Condition::Ok).then(|| c.describe());
     }
 }
 

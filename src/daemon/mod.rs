@@ -479,6 +479,19 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
             }),
         );
     }
+    // Retention (at start, then daily) and the size cap (every minute), on their own thread
+    // (after `sensor_start`, so the record reads in order).
+    let keeper = crate::record::retention::spawn(
+        &store_conf.path,
+        crate::record::retention::Limits::from_config(&store_conf, &shared.config.sink),
+        system.clone(),
+        Box::new(metrics::StoreMetrics::register(
+            &metrics.registry,
+            Arc::clone(&health),
+        )),
+        Arc::clone(&shared.stop),
+    )
+    .map_err(runtime_err)?;
     eprintln!(
         "shadowgate: running ({}{}), policy {}",
         if enforce_mode { "enforce" } else { "monitor" },
@@ -514,6 +527,8 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     for t in threads {
         let _ = t.join();
     }
+    // The keeper ends between two delete batches (its own events before `sensor_stop`).
+    let _ = keeper.join();
     if let Some(h) = portal.and_then(|h| h.lock().unwrap_or_else(|e| e.into_inner()).take()) {
         rt.block_on(h.shutdown());
     }

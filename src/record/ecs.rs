@@ -36,6 +36,7 @@ fn system_category(kind: &str) -> (&'static str, &'static str) {
         "policy_reload" => ("configuration", "change"),
         "policy_rejected" => ("configuration", "error"),
         "retention" => ("database", "deletion"),
+        "store_full" | "store_ok" => ("database", "info"),
         // Capture gaps, kernel drops, sink outages and recoveries: the sensor's own health.
         _ => ("host", "info"),
     }
@@ -45,7 +46,8 @@ fn system_category(kind: &str) -> (&'static str, &'static str) {
 fn system_document(e: &Event) -> Value {
     let (category, typ) = system_category(&e.kind);
     let outcome = match e.kind.as_str() {
-        "policy_rejected" | "sink_down" | "capture_gap" | "kernel_drops" | "dns_upstream_down" => {
+        "policy_rejected" | "sink_down" | "capture_gap" | "kernel_drops" | "dns_upstream_down"
+        | "store_full" => {
             "failure"
         }
         _ => "success",

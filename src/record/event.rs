@@ -71,8 +71,13 @@ pub enum SystemKind {
     SinkDown,
     /// A SIEM sink delivers again.
     SinkUp,
-    /// Retention deleted old events.
+    /// Retention deleted old events (by age, or the oldest delivered ones for the size cap).
     Retention,
+    /// The store is over its size cap and nothing more can be deleted: every event left is
+    /// one a sink has not delivered yet (undelivered events are never deleted).
+    StoreFull,
+    /// The store is back under its size cap.
+    StoreOk,
     /// Enforcement was turned off (or on again) with the break-glass switch.
     BreakGlass,
     /// No upstream resolver answered DNS mode for a minute: lookups fail (the daemon runs on).
@@ -93,6 +98,8 @@ impl SystemKind {
             SystemKind::SinkDown => "sink_down",
             SystemKind::SinkUp => "sink_up",
             SystemKind::Retention => "retention",
+            SystemKind::StoreFull => "store_full",
+            SystemKind::StoreOk => "store_ok",
             SystemKind::BreakGlass => "break_glass",
             SystemKind::DnsUpstreamDown => "dns_upstream_down",
             SystemKind::DnsUpstreamUp => "dns_upstream_up",
@@ -106,6 +113,7 @@ impl SystemKind {
             | SystemKind::CaptureGap
             | SystemKind::SinkDown
             | SystemKind::DnsUpstreamDown
+            | SystemKind::StoreFull
             | SystemKind::BreakGlass => "high",
             SystemKind::KernelDrops => "medium",
             _ => "info",

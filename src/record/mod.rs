@@ -8,9 +8,10 @@ pub mod feed;
 pub mod queue;
 pub mod recorder;
 pub mod relp;
+pub mod retention;
 pub mod sinks;
 pub mod store;
 pub mod system;
 
 pub use event::{Event, SystemKind};
-pub use store::{Query, Store, StoreError};
+pub use store::{Query, Retained, Store, StoreError, StoreSize};

@@ -51,6 +51,9 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE events ADD COLUMN evidence TEXT;",
 ];
 
+/// The WAL file is cut back to this after a checkpoint (SQLite's `journal_size_limit`).
+const WAL_LIMIT_BYTES: i64 = 16 << 20;
+
 #[derive(Debug)]
 pub enum StoreError {
     Io(PathBuf, std::io::Error),
@@ -143,6 +146,10 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(sql)?;
         conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(sql)?;
+        // A transaction larger than usual (a big batch, a retention run) grows the WAL file;
+        // once checkpointed it is cut back to this size instead of keeping its largest one.
+        conn.pragma_update(None, "journal_size_limit", WAL_LIMIT_BYTES)
             .map_err(sql)?;
         let mut s = Store {
             path: path.into(),
@@ -321,6 +328,16 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
+    /// Every sink that has a cursor in the store (configured now or earlier).
+    pub fn cursor_names(&self) -> Result<Vec<String>, StoreError> {
+        let mut st = self
+            .conn
+            .prepare("SELECT sink FROM sink_cursors ORDER BY sink")
+            .map_err(|e| self.sql(e))?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(|e| self.sql(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
+    }
+
     /// Since when (ns) the sink has been failing, if it is: kept across runs so that a
     /// recovery in a later process is still reported as one.
     pub fn sink_down_since(&self, sink: &str) -> Result<Option<i64>, StoreError> {
@@ -343,16 +360,173 @@ impl Store {
             .map_err(|e| self.sql(e))
     }
 
-    /// Delete events older than `days` before `now_ns`, but never ones a sink has yet to deliver.
-    pub fn apply_retention(&self, days: u32, now_ns: u64) -> Result<usize, StoreError> {
-        let cutoff = now_ns
-            .saturating_sub(days as u64 * 86_400 * 1_000_000_000)
-            .min(i64::MAX as u64) as i64;
+    /// Up to which sequence number every sink in `sinks` (the sinks configured now) has
+    /// delivered: the lowest of their cursors, 0 for a sink that has never delivered. A cursor
+    /// left in the table by a sink that was removed from the configuration is ignored, so it
+    /// cannot hold events back forever. With no sinks every event is only in the store, and the
+    /// store is its record: it counts as delivered (`i64::MAX`), so age and size limits apply
+    /// to all of it.
+    pub fn delivered_upto(&self, sinks: &[String]) -> Result<i64, StoreError> {
+        let mut upto = i64::MAX;
+        for s in sinks {
+            upto = upto.min(self.cursor(s)?);
+        }
+        Ok(upto)
+    }
+
+    /// Events not yet delivered by every sink in `sinks` (see [`Store::delivered_upto`]).
+    pub fn undelivered(&self, sinks: &[String]) -> Result<i64, StoreError> {
+        let upto = self.delivered_upto(sinks)?;
+        self.conn
+            .query_row("SELECT COUNT(*) FROM events WHERE seq > ?1", [upto], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.sql(e))
+    }
+
+    /// The space the store takes now: cheap (page counts are in the file header, the WAL size
+    /// is a `stat`).
+    pub fn size(&self) -> Result<StoreSize, StoreError> {
+        let get = |p: &str| -> Result<u64, StoreError> {
+            self.conn
+                .query_row(&format!("PRAGMA {p}"), [], |r| r.get::<_, i64>(0))
+                .map(|v| v.max(0) as u64)
+                .map_err(|e| self.sql(e))
+        };
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        Ok(StoreSize {
+            page_size: get("page_size")?,
+            pages: get("page_count")?,
+            free_pages: get("freelist_count")?,
+            wal_bytes: std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0),
+        })
+    }
+
+    /// Delete at most `limit` events older than `cutoff_ns` with a sequence number up to
+    /// `upto`, in one transaction. Returns how many were deleted.
+    pub fn delete_aged(
+        &self,
+        cutoff_ns: i64,
+        upto: i64,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
         self.conn
             .execute(
-                "DELETE FROM events WHERE ts < ?1 AND seq <= (SELECT COALESCE(MIN(seq), (SELECT MAX(seq) FROM events)) FROM sink_cursors)",
-                [cutoff],
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts < ?1 AND seq <= ?2 LIMIT ?3)",
+                params![cutoff_ns, upto, limit as i64],
             )
             .map_err(|e| self.sql(e))
+    }
+
+    /// Events older than `cutoff_ns` that are kept because a sink has not delivered them.
+    pub fn aged_undelivered(&self, cutoff_ns: i64, upto: i64) -> Result<i64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE ts < ?1 AND seq > ?2",
+                params![cutoff_ns, upto],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Delete the `limit` oldest events (lowest sequence numbers) up to `upto`, in one
+    /// transaction. Returns how many were deleted: 0 when nothing up to `upto` is left.
+    pub fn delete_oldest(&self, upto: i64, limit: usize) -> Result<usize, StoreError> {
+        self.conn
+            .execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq <= ?1 ORDER BY seq LIMIT ?2)",
+                params![upto, limit as i64],
+            )
+            .map_err(|e| self.sql(e))
+    }
+
+    /// Delete events older than `days` before `now_ns`, but never ones a sink in `sinks` has
+    /// yet to deliver (see [`Store::delivered_upto`]), in transactions of at most `batch`
+    /// events so that writers wait at most one batch. Between batches `go_on` is asked whether
+    /// to continue (a stopping daemon says no; the rest waits for the next run).
+    pub fn retention_batched(
+        &self,
+        sinks: &[String],
+        days: u32,
+        now_ns: u64,
+        batch: usize,
+        mut go_on: impl FnMut() -> bool,
+    ) -> Result<Retained, StoreError> {
+        let cutoff_ns = now_ns
+            .saturating_sub(days as u64 * 86_400 * 1_000_000_000)
+            .min(i64::MAX as u64) as i64;
+        // Cursors only move forward: what is delivered now stays delivered while this runs.
+        let upto = self.delivered_upto(sinks)?;
+        let batch = batch.max(1);
+        let mut deleted = 0u64;
+        let mut complete = true;
+        loop {
+            let n = self.delete_aged(cutoff_ns, upto, batch)?;
+            deleted += n as u64;
+            if n < batch {
+                break;
+            }
+            if !go_on() {
+                complete = false;
+                break;
+            }
+        }
+        Ok(Retained {
+            cutoff_ns,
+            deleted,
+            kept_undelivered: self.aged_undelivered(cutoff_ns, upto)?.max(0) as u64,
+            complete,
+        })
+    }
+
+    /// [`Store::retention_batched`] in batches of [`RETENTION_BATCH`], to the end.
+    pub fn apply_retention(
+        &self,
+        sinks: &[String],
+        days: u32,
+        now_ns: u64,
+    ) -> Result<Retained, StoreError> {
+        self.retention_batched(sinks, days, now_ns, RETENTION_BATCH, || true)
+    }
+}
+
+/// Events deleted per transaction by retention and the size cap: a few milliseconds of work,
+/// so the recorder never waits long for the write lock.
+pub const RETENTION_BATCH: usize = 2_000;
+
+/// What a retention run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retained {
+    /// Events older than this (ns since the epoch) were due.
+    pub cutoff_ns: i64,
+    pub deleted: u64,
+    /// Old enough, but kept because a sink has not delivered them.
+    pub kept_undelivered: u64,
+    /// False when the run was stopped between two batches.
+    pub complete: bool,
+}
+
+/// The space the store takes (see [`Store::size`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreSize {
+    pub page_size: u64,
+    /// Pages in the database file, and how many of them are free (deleted events leave free
+    /// pages: SQLite reuses them for new events but does not shrink the file).
+    pub pages: u64,
+    pub free_pages: u64,
+    /// The write-ahead log's file (SQLite checkpoints it into the database every ~1,000 pages).
+    pub wal_bytes: u64,
+}
+
+impl StoreSize {
+    /// Bytes of the database that hold events, indexes and cursors: what `[store] max_mb` caps.
+    pub fn used_bytes(&self) -> u64 {
+        self.pages.saturating_sub(self.free_pages) * self.page_size
+    }
+
+    /// Bytes on disk: the database file and its WAL.
+    pub fn file_bytes(&self) -> u64 {
+        self.pages * self.page_size + self.wal_bytes
     }
 }

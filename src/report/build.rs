@@ -531,7 +531,11 @@ fn notes(i: &Inputs<'_>, week: &Week) -> Notes {
                 c.sink_outages += 1;
                 c.incidents.push(sys(n));
             }
-            "sink_up" | "dns_upstream_down" | "dns_upstream_up" => c.incidents.push(sys(n)),
+            // The store over its size cap with only undelivered events left, and its end; the
+            // upstream resolvers' outages.
+            "sink_up" | "store_full" | "store_ok" | "dns_upstream_down" | "dns_upstream_up" => {
+                c.incidents.push(sys(n))
+            }
             COACH_ACK => {
                 let d = n.dev.map(|d| device_info(s, d, i.inventory, i.pseudo));
                 let text = ["justification", "reason", "text"]
