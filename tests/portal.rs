@@ -585,10 +585,12 @@ fn portal_ca_cli() {
     let (permitted, excluded): (Vec<&str>, Vec<&str>) =
         names.lines().partition(|l| !l.starts_with("except "));
     let excluded: Vec<&str> = excluded.iter().map(|l| &l["except ".len()..]).collect();
-    let certifiable = |n: &str| {
-        permitted.iter().any(|p| covers(p, n)) && !excluded.iter().any(|x| covers(x, n))
-    };
-    assert!(certifiable("claude.ai") && certifiable("chatgpt.com"), "{names}");
+    let certifiable =
+        |n: &str| permitted.iter().any(|p| covers(p, n)) && !excluded.iter().any(|x| covers(x, n));
+    assert!(
+        certifiable("claude.ai") && certifiable("chatgpt.com"),
+        "{names}"
+    );
     let policy = shadowgate::policy::Policy::load(&pol).unwrap();
     let mut never = vec![
         "bedrock-runtime.us-east-1.amazonaws.com".to_string(),
@@ -598,7 +600,11 @@ fn portal_ca_cli() {
     for s in policy.services() {
         use shadowgate::policy::Category::*;
         if matches!(s.category, ApprovedRoute | EnterpriseAiApi | DnsResolver) {
-            never.extend(s.patterns.iter().map(|p| p.trim_start_matches("*.").to_string()));
+            never.extend(
+                s.patterns
+                    .iter()
+                    .map(|p| p.trim_start_matches("*.").to_string()),
+            );
         }
     }
     assert!(never.len() > 100, "templates expanded: {}", never.len());
@@ -619,8 +625,14 @@ fn portal_ca_cli() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let said = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(said.contains("chown shadowgate:shadowgate") && said.contains("chmod 0600"), "{said}");
-    assert!(said.contains("warning: portal CA scope: claude.ai"), "{said}");
+    assert!(
+        said.contains("chown shadowgate:shadowgate") && said.contains("chmod 0600"),
+        "{said}"
+    );
+    assert!(
+        said.contains("warning: portal CA scope: claude.ai"),
+        "{said}"
+    );
     // `policy check` warns that claude.ai is both steered and allowed, naming the rules.
     let o = run(&["policy", "check", pol.to_str().unwrap()]);
     assert!(o.status.success());
@@ -640,7 +652,10 @@ fn portal_ca_cli() {
         8,
     )
     .unwrap_err();
-    assert!(e.contains("chmod 0600") && e.contains("chown shadowgate"), "{e}");
+    assert!(
+        e.contains("chmod 0600") && e.contains("chown shadowgate"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -665,7 +680,11 @@ fn daemon_refuses_a_wider_portal_ca() {
         .services()
         .iter()
         .filter(|s| s.category != shadowgate::policy::Category::ApprovedRoute)
-        .flat_map(|s| s.patterns.iter().map(|x| x.trim_start_matches("*.").to_string()))
+        .flat_map(|s| {
+            s.patterns
+                .iter()
+                .map(|x| x.trim_start_matches("*.").to_string())
+        })
         .collect();
     let old: Vec<String> = all
         .iter()
@@ -700,7 +719,11 @@ fn daemon_refuses_a_wider_portal_ca() {
         policy.display(),
         cadir.display()
     );
-    assert!(wait_for(Duration::from_secs(5), || d.log().contains(&fix)), "{}", d.log());
+    assert!(
+        wait_for(Duration::from_secs(5), || d.log().contains(&fix)),
+        "{}",
+        d.log()
+    );
     let log = d.log();
     for n in [
         "bedrock-runtime.us-east-1.amazonaws.com",

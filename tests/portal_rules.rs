@@ -126,10 +126,16 @@ fn run() {
     rt.block_on(async {
         // A CA wider than the policy (the old rule: every catalogued domain but the approved
         // route's; here by hand) is refused at start, naming what it reaches and the fix.
-        let wide: Vec<String> = ["claude.ai", "chatgpt.com", "anthropic.com", "amazonaws.com", "dns.google"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let wide: Vec<String> = [
+            "claude.ai",
+            "chatgpt.com",
+            "anthropic.com",
+            "amazonaws.com",
+            "dns.google",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let (wcert, wkey) = ca::make_ca(&wide, &[], 1, "Test").unwrap();
         std::fs::write(dir.join("wide.pem"), &wcert).unwrap();
         std::fs::write(dir.join("wide.key"), &wkey).unwrap();
@@ -152,7 +158,12 @@ fn run() {
         .await
         .err()
         .expect("a wider CA is refused");
-        for n in ["amazonaws.com", "dns.google", "api.anthropic.com", "enterprise_ai_api"] {
+        for n in [
+            "amazonaws.com",
+            "dns.google",
+            "api.anthropic.com",
+            "enterprise_ai_api",
+        ] {
             assert!(e.contains(n), "{n}: {e}");
         }
         let fix = format!(

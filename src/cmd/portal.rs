@@ -112,7 +112,9 @@ fn make(
     for w in &scope.warnings {
         println!("warning: {w}");
     }
-    println!("next: give the key to the daemon's user (it refuses a key others or its group can read):");
+    println!(
+        "next: give the key to the daemon's user (it refuses a key others or its group can read):"
+    );
     println!(
         "  chown shadowgate:shadowgate {k} && chmod 0600 {k}",
         k = key_p.display()

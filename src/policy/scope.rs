@@ -145,16 +145,28 @@ impl fmt::Display for Overreach {
         match self {
             Overreach::NotSteered { subtree, reaches } => {
                 write!(f, "{subtree}: no steer or coach rule selects it")?;
-                if !reaches.is_empty() {
-                    let shown: Vec<String> = reaches
-                        .iter()
-                        .take(3)
-                        .map(|o| format!("{} ({})", o.subtree, o.category.as_str()))
-                        .collect();
-                    write!(f, "; it covers {}", shown.join(", "))?;
-                    if reaches.len() > 3 {
-                        write!(f, " and {} more", reaches.len() - 3)?;
+                // One entry per service: the aws-bedrock templates alone are 140 subtrees.
+                let mut by_service: Vec<(&Outside, usize)> = Vec::new();
+                for o in reaches {
+                    match by_service.iter_mut().find(|(x, _)| x.service == o.service) {
+                        Some((_, n)) => *n += 1,
+                        None => by_service.push((o, 1)),
                     }
+                }
+                for (i, (o, n)) in by_service.iter().enumerate() {
+                    write!(
+                        f,
+                        "{} {} ({}: {}{})",
+                        if i == 0 { "; it covers" } else { "," },
+                        o.service,
+                        o.category.as_str(),
+                        o.subtree,
+                        if *n > 1 {
+                            format!(" and {} more", n - 1)
+                        } else {
+                            String::new()
+                        }
+                    )?;
                 }
                 Ok(())
             }
@@ -239,11 +251,10 @@ impl Policy {
             }
         }
         for r in self.rules.iter().filter(|r| r.action == Action::Allow) {
-            let names_it = r.domain_patterns.iter().any(|d| {
-                s.patterns
-                    .iter()
-                    .any(|p| overlap(subtree(d), subtree(p)))
-            });
+            let names_it = r
+                .domain_patterns
+                .iter()
+                .any(|d| s.patterns.iter().any(|p| overlap(subtree(d), subtree(p))));
             if names_it && !allowed.contains(&r.id) {
                 allowed.push(r.id.clone());
             }
@@ -463,7 +474,13 @@ mod tests {
     fn bundled_scope_leaves_out_apis_resolvers_and_the_approved_route() {
         let p = bundled();
         let s = p.portal_scope();
-        for n in ["claude.ai", "www.claude.ai", "chatgpt.com", "chat.openai.com", "anthropic.com"] {
+        for n in [
+            "claude.ai",
+            "www.claude.ai",
+            "chatgpt.com",
+            "chat.openai.com",
+            "anthropic.com",
+        ] {
             assert!(s.permits(n), "{n} should be certifiable: {:?}", s.permitted);
         }
         for n in [
@@ -485,9 +502,18 @@ mod tests {
             }
         }
         // No permitted subtree contains an API host without excluding it.
-        assert!(s.excluded.iter().any(|x| x.subtree == "api.anthropic.com" && x.never));
-        assert!(s.excluded.iter().any(|x| x.subtree == "api.openai.com" && x.never));
-        assert!(s.permitted.iter().all(|d| d.contains('.') && !d.starts_with("*.")));
+        assert!(s
+            .excluded
+            .iter()
+            .any(|x| x.subtree == "api.anthropic.com" && x.never));
+        assert!(s
+            .excluded
+            .iter()
+            .any(|x| x.subtree == "api.openai.com" && x.never));
+        assert!(s
+            .permitted
+            .iter()
+            .all(|d| d.contains('.') && !d.starts_with("*.")));
         // Reduced: nothing under another.
         assert!(!s.permitted.contains(&"chat.openai.com".to_string()));
         assert!(s.overreach(&s.permitted, &s.excluded_subtrees()).is_empty());
@@ -577,7 +603,11 @@ action = "steer"
     #[test]
     fn rule_domains_count_and_never_certified_wins() {
         let cat = [
-            svc("bedrock", "enterprise_ai_api", "\"bedrock.us-east-1.amazonaws.com\""),
+            svc(
+                "bedrock",
+                "enterprise_ai_api",
+                "\"bedrock.us-east-1.amazonaws.com\"",
+            ),
             svc("c", "consumer_ai", "\"c.example\""),
         ]
         .concat();
@@ -592,7 +622,10 @@ action = "steer"
 "#;
         let s = policy("domains", &cat, rules).portal_scope();
         assert_eq!(s.permitted, vec!["amazonaws.com"]);
-        assert_eq!(s.excluded_subtrees(), vec!["bedrock.us-east-1.amazonaws.com"]);
+        assert_eq!(
+            s.excluded_subtrees(),
+            vec!["bedrock.us-east-1.amazonaws.com"]
+        );
         assert!(s
             .warnings
             .iter()
@@ -617,7 +650,10 @@ action = "steer"
         assert!(has("dns.google"), "{text:?}");
         assert!(has("api.anthropic.com"), "{text:?}");
         assert!(!has("claude.ai"), "{text:?}");
-        assert!(text.iter().any(|t| t.contains("enterprise_ai_api")), "{text:?}");
+        assert!(
+            text.iter().any(|t| t.contains("enterprise_ai_api")),
+            "{text:?}"
+        );
         // Narrower is fine; excluding the API host makes anthropic.com fine.
         assert!(s.overreach(&["claude.ai".into()], &[]).is_empty());
         assert!(s

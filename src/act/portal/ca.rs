@@ -132,11 +132,17 @@ impl PortalCa {
         })?;
         let key_pem = std::fs::read_to_string(key).map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                format!(" (the daemon's user must own it: {})", KEY_FIX.replace("KEY", &key.display().to_string()))
+                format!(
+                    " (the daemon's user must own it: {})",
+                    KEY_FIX.replace("KEY", &key.display().to_string())
+                )
             } else {
                 String::new()
             };
-            format!("{}: cannot read the portal CA key: {e}{hint}", key.display())
+            format!(
+                "{}: cannot read the portal CA key: {e}{hint}",
+                key.display()
+            )
         })?;
         Self::from_pem(&cert_pem, &key_pem, validity, cap)
             .map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))
@@ -380,8 +386,7 @@ pub fn new_ca_command(policy_dir: &Path, ca_cert: &Path, ca_key: &Path, clinic: 
 /// `s` as one shell word (single-quoted unless plainly safe).
 fn shell_word(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@,=".contains(&b))
     {
         s.to_string()
@@ -509,7 +514,11 @@ mod tests {
         ];
         for s in policy.services() {
             if crate::policy::scope::NEVER_CERTIFIED.contains(&s.category) {
-                never.extend(s.patterns.iter().map(|p| p.trim_start_matches("*.").to_string()));
+                never.extend(
+                    s.patterns
+                        .iter()
+                        .map(|p| p.trim_start_matches("*.").to_string()),
+                );
             }
         }
         assert!(never.iter().any(|n| n == "dns.google"));
@@ -549,16 +558,27 @@ mod tests {
         );
         assert!(fix.starts_with("shadowgate portal ca --policy "), "{fix}");
         assert!(fix.contains("--out /etc/shadowgate/portal-ca "), "{fix}");
-        assert!(fix.contains("--clinic 'Elm Street'\\''s clinic' --force"), "{fix}");
+        assert!(
+            fix.contains("--clinic 'Elm Street'\\''s clinic' --force"),
+            "{fix}"
+        );
         let e = ca.fits(&scope, pem, &fix).unwrap_err();
-        for n in ["amazonaws.com", "dns.google", "api.anthropic.com", "enterprise_ai_api"] {
+        for n in [
+            "amazonaws.com",
+            "dns.google",
+            "api.anthropic.com",
+            "enterprise_ai_api",
+        ] {
             assert!(e.contains(n), "{n}: {e}");
         }
         assert!(e.contains(&fix), "{e}");
         assert!(!e.contains("\n  claude.ai"), "{e}");
         // Other file names: the command says to point the configuration at the new ones.
         let fix2 = new_ca_command(&dir, Path::new("ca.pem"), Path::new("ca.key"), "c");
-        assert!(fix2.contains("--out . ") && fix2.contains("ca_cert = \"./portal-ca.pem\""), "{fix2}");
+        assert!(
+            fix2.contains("--out . ") && fix2.contains("ca_cert = \"./portal-ca.pem\""),
+            "{fix2}"
+        );
     }
 
     #[test]
@@ -573,7 +593,10 @@ mod tests {
             let r = check_key_file(&k);
             assert_eq!(r.is_ok(), ok, "{mode:o}: {r:?}");
             if let Err(e) = r {
-                assert!(e.contains("chmod 0600") && e.contains("chown shadowgate"), "{e}");
+                assert!(
+                    e.contains("chmod 0600") && e.contains("chown shadowgate"),
+                    "{e}"
+                );
             }
         }
         let _ = std::fs::remove_dir_all(&d);
