@@ -19,6 +19,7 @@ use common::daemon::{events, http_get, metric, tls_from, wait_healthy, Daemon, M
 use common::netns::{Testbed, CLIENT, CLIENT2, GW_LAN, SERVER, SERVER2, UPSTREAM_DNS};
 use common::servers::{dns_lookup, dns_server, TlsServer};
 use portal_bed::{bin, have, root, sh, suffix, write_policy};
+use shadowgate::act::portal::ca::covers;
 use shadowgate::record::Event;
 
 /// Long enough for the checks under the grant on a loaded 2-core machine (two browser starts).
@@ -571,7 +572,9 @@ fn portal_ca_cli() {
     ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
-    // The constraints list the catalogue's subtrees and nothing else.
+    // The constraints list what the bundled policy steers or coaches: consumer AI, never an
+    // enterprise API, the approved route or a DNS resolver (`except` lines: subtrees excluded
+    // inside a permitted one).
     let o = run(&[
         "portal",
         "constraints",
@@ -579,10 +582,66 @@ fn portal_ca_cli() {
     ]);
     assert!(o.status.success());
     let names = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(names.lines().any(|l| l == "claude.ai") && names.lines().any(|l| l == "chatgpt.com"));
+    let (permitted, excluded): (Vec<&str>, Vec<&str>) =
+        names.lines().partition(|l| !l.starts_with("except "));
+    let excluded: Vec<&str> = excluded.iter().map(|l| &l["except ".len()..]).collect();
+    let certifiable =
+        |n: &str| permitted.iter().any(|p| covers(p, n)) && !excluded.iter().any(|x| covers(x, n));
     assert!(
-        !names.lines().any(|l| l == "ai.clinic.example"),
-        "approved route left out: {names}"
+        certifiable("claude.ai") && certifiable("chatgpt.com"),
+        "{names}"
+    );
+    let policy = shadowgate::policy::Policy::load(&pol).unwrap();
+    let mut never = vec![
+        "bedrock-runtime.us-east-1.amazonaws.com".to_string(),
+        "api.anthropic.com".to_string(),
+        "api.openai.com".to_string(),
+    ];
+    for s in policy.services() {
+        use shadowgate::policy::Category::*;
+        if matches!(s.category, ApprovedRoute | EnterpriseAiApi | DnsResolver) {
+            never.extend(
+                s.patterns
+                    .iter()
+                    .map(|p| p.trim_start_matches("*.").to_string()),
+            );
+        }
+    }
+    assert!(never.len() > 100, "templates expanded: {}", never.len());
+    for n in &never {
+        assert!(!certifiable(n), "{n} is certifiable: {names}");
+        assert!(!permitted.contains(&n.as_str()), "{n} listed: {names}");
+    }
+    assert!(excluded.contains(&"api.anthropic.com"), "{names}");
+    // `portal ca` says who must own the key.
+    let o = run(&[
+        "portal",
+        "ca",
+        "--policy",
+        pol.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--force",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        said.contains("chown shadowgate:shadowgate") && said.contains("chmod 0600"),
+        "{said}"
+    );
+    assert!(
+        said.contains("warning: portal CA scope: claude.ai"),
+        "{said}"
+    );
+    // `policy check` warns that claude.ai is both steered and allowed, naming the rules.
+    let o = run(&["policy", "check", pol.to_str().unwrap()]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(
+        err.contains("warning: portal CA scope: claude.ai")
+            && err.contains("SG-110-claude-enterprise")
+            && err.contains("SG-300-consumer-ai"),
+        "{err}"
     );
     // The portal refuses a key others can read.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -593,6 +652,109 @@ fn portal_ca_cli() {
         8,
     )
     .unwrap_err();
-    assert!(e.contains("chmod 600"), "{e}");
+    assert!(
+        e.contains("chmod 0600") && e.contains("chown shadowgate"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The real daemon refuses a portal CA wider than the policy (one made with the old rule: every
+/// catalogued subtree but the approved route's), naming what it reaches and the command that
+/// makes a fitting CA; with the CA that command makes, it starts.
+#[test]
+fn daemon_refuses_a_wider_portal_ca() {
+    if !common::netns::can_run() {
+        eprintln!("skipping daemon_refuses_a_wider_portal_ca: needs root and `ip netns`");
+        return;
+    }
+    use shadowgate::act::portal::ca;
+    use std::os::unix::fs::PermissionsExt;
+    let tb = Testbed::new(&format!("sgpw-{}", suffix()));
+    let dir = common::daemon::tmpdir("portal-wide");
+    let policy = common::daemon::policy_copy(&dir);
+    let cadir = dir.join("ca");
+    std::fs::create_dir_all(&cadir).unwrap();
+    let p = shadowgate::policy::Policy::load(&policy).unwrap();
+    let all: Vec<String> = p
+        .services()
+        .iter()
+        .filter(|s| s.category != shadowgate::policy::Category::ApprovedRoute)
+        .flat_map(|s| {
+            s.patterns
+                .iter()
+                .map(|x| x.trim_start_matches("*.").to_string())
+        })
+        .collect();
+    let old: Vec<String> = all
+        .iter()
+        .filter(|d| !all.iter().any(|o| o != *d && covers(o, d)))
+        .cloned()
+        .collect();
+    assert!(old.iter().any(|d| d == "anthropic.com") && old.iter().any(|d| d == "dns.google"));
+    let (cert, key) = ca::make_ca(&old, &[], 2, "Elm Street Clinic").unwrap();
+    std::fs::write(cadir.join("portal-ca.pem"), cert).unwrap();
+    std::fs::write(cadir.join("portal-ca.key"), key).unwrap();
+    std::fs::set_permissions(
+        cadir.join("portal-ca.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let cfg = common::daemon::config(
+        &dir,
+        &policy,
+        &format!(
+            "[portal]\naddress = \"{GW_LAN}\"\nhttp = \"{GW_LAN}:80\"\nhttps = \"{GW_LAN}:443\"\nca_cert = \"{}\"\nca_key = \"{}\"\nclinic_name = \"Elm Street Clinic\"\n",
+            cadir.join("portal-ca.pem").display(),
+            cadir.join("portal-ca.key").display()
+        ),
+    );
+    let mut d = Daemon::start(&tb, &cfg);
+    let st = d
+        .wait_exit(Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("the daemon runs with a wide CA; its log:\n{}", d.log()));
+    assert!(!st.success());
+    let fix = format!(
+        "shadowgate portal ca --policy {} --out {} --clinic 'Elm Street Clinic' --force",
+        policy.display(),
+        cadir.display()
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || d.log().contains(&fix)),
+        "{}",
+        d.log()
+    );
+    let log = d.log();
+    for n in [
+        "bedrock-runtime.us-east-1.amazonaws.com",
+        "api.anthropic.com",
+        "api.openai.com",
+        "dns.google",
+        "enterprise_ai_api",
+        "dns_resolver",
+    ] {
+        assert!(log.contains(n), "{n}: {log}");
+    }
+    drop(d);
+
+    // The command in the message makes a CA the daemon accepts.
+    let args: Vec<String> = vec![
+        "portal".into(),
+        "ca".into(),
+        "--policy".into(),
+        policy.display().to_string(),
+        "--out".into(),
+        cadir.display().to_string(),
+        "--clinic".into(),
+        "Elm Street Clinic".into(),
+        "--force".into(),
+    ];
+    let o = Command::new(bin()).args(&args).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    let (_, h) = http_get(&tb, METRICS.parse().unwrap(), "/healthz").unwrap();
+    assert!(h.contains("portal"), "{h}");
+    drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -94,7 +94,7 @@ fn run() {
     std::fs::create_dir_all(&dir).unwrap();
     let policy_dir = dir.join("policy");
     write_policy(&policy_dir);
-    let (cert, key) = ca::make_ca(&ca::catalogue_domains(&policy_dir).unwrap(), 1, "Test").unwrap();
+    let (cert, key) = ca::make_ca_for(&ca::policy_scope(&policy_dir).unwrap(), 1, "Test").unwrap();
     std::fs::write(dir.join("ca.pem"), &cert).unwrap();
     std::fs::write(dir.join("ca.key"), &key).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -122,11 +122,61 @@ fn run() {
     let roots = Arc::new(roots);
     let one: IpAddr = ONE.parse().unwrap();
     let two: IpAddr = TWO.parse().unwrap();
+    let policy = PolicyHandle::load(&policy_dir).unwrap();
     rt.block_on(async {
+        // A CA wider than the policy (the old rule: every catalogued domain but the approved
+        // route's; here by hand) is refused at start, naming what it reaches and the fix.
+        let wide: Vec<String> = [
+            "claude.ai",
+            "chatgpt.com",
+            "anthropic.com",
+            "amazonaws.com",
+            "dns.google",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (wcert, wkey) = ca::make_ca(&wide, &[], 1, "Test").unwrap();
+        std::fs::write(dir.join("wide.pem"), &wcert).unwrap();
+        std::fs::write(dir.join("wide.key"), &wkey).unwrap();
+        std::fs::set_permissions(dir.join("wide.key"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+        let mut wconf = conf.clone();
+        wconf.ca_cert = Some(dir.join("wide.pem"));
+        wconf.ca_key = Some(dir.join("wide.key"));
+        let e = serve(
+            wconf,
+            PortalCtx {
+                policy: Arc::clone(&policy),
+                grants: Arc::new(Grants::new()),
+                devices: Arc::new(Devices::new()),
+                events: None,
+                sensor: "inproc".into(),
+                registry: prometheus::Registry::new(),
+            },
+        )
+        .await
+        .err()
+        .expect("a wider CA is refused");
+        for n in [
+            "amazonaws.com",
+            "dns.google",
+            "api.anthropic.com",
+            "enterprise_ai_api",
+        ] {
+            assert!(e.contains(n), "{n}: {e}");
+        }
+        let fix = format!(
+            "shadowgate portal ca --policy {} --out {} --clinic 'the clinic' --force",
+            policy_dir.display(),
+            dir.display()
+        );
+        assert!(e.contains(&fix), "{e}");
+
         let h = serve(
             conf,
             PortalCtx {
-                policy: PolicyHandle::load(&policy_dir).unwrap(),
+                policy: Arc::clone(&policy),
                 grants: Arc::clone(&grants),
                 devices: Arc::new(Devices::new()),
                 events: Some(tx),
@@ -262,6 +312,23 @@ fn run() {
             raw(TWO, http, get("claude.ai", "/", "document")).await.0,
             403
         );
+
+        // A reload that stops steering consumer AI (only chatgpt stays coached) leaves the CA
+        // wider than the policy: said loudly (gauge), and no leaf for claude.ai any more.
+        let toml = std::fs::read_to_string(policy_dir.join("policy.toml")).unwrap();
+        let cut = toml.find("[[rule]]\nid = \"T-300").expect("the steer rule");
+        std::fs::write(policy_dir.join("policy.toml"), &toml[..cut]).unwrap();
+        policy.reload().unwrap();
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
+        assert!(text.contains("shadowgate_portal_ca_too_wide 1"), "{text}");
+        assert!(handshake(TWO, https, "claude.ai", Arc::clone(&roots))
+            .await
+            .is_err());
+        handshake(TWO, https, "chatgpt.com", Arc::clone(&roots))
+            .await
+            .unwrap();
         h.shutdown().await;
     });
     rec.stop();

@@ -1,5 +1,5 @@
-//! `shadowgate portal`: make the portal CA (name-constrained to the catalogue's domains) and
-//! show which names an existing portal CA may certify.
+//! `shadowgate portal`: make the portal CA (name-constrained to what the policy steers or
+//! coaches) and show which names an existing portal CA may certify.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,14 +9,15 @@ use crate::act::portal::ca;
 
 #[derive(clap::Subcommand)]
 pub enum Args {
-    /// Make the portal CA: ECDSA P-256, name constraints permitting only the catalogue's domains
-    /// (and no IP address). Writes portal-ca.pem (install it on workstations) and portal-ca.key
-    /// (mode 0600; only the daemon reads it).
+    /// Make the portal CA: ECDSA P-256, name constraints permitting only the domains some steer
+    /// or coach rule selects, never the approved route, enterprise AI APIs or DNS resolvers (and
+    /// no IP address). Writes portal-ca.pem (install it on workstations) and portal-ca.key (mode
+    /// 0600; give it to the daemon's user: chown shadowgate:shadowgate).
     Ca {
         /// Directory to write portal-ca.pem and portal-ca.key into (created if missing).
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// Policy directory whose catalogue bounds the CA (or give --config).
+        /// Policy directory whose steer and coach rules bound the CA (or give --config).
         #[arg(long, value_name = "DIR")]
         policy: Option<PathBuf>,
         /// shadowgate configuration: its [policy] dir and [portal] clinic_name are used.
@@ -32,7 +33,8 @@ pub enum Args {
         #[arg(long)]
         force: bool,
     },
-    /// Print the DNS names a portal CA certificate may certify (its permitted subtrees).
+    /// Print the DNS names a portal CA certificate may certify: its permitted subtrees, one a
+    /// line, then `except NAME` for each excluded subtree inside them.
     Constraints {
         /// The CA certificate (PEM).
         cert: PathBuf,
@@ -81,8 +83,8 @@ fn make(
                 .and_then(|c| c.portal.as_ref().map(|p| p.clinic_name.clone()))
         })
         .unwrap_or_else(|| "the clinic".into());
-    let domains = ca::catalogue_domains(&dir)?;
-    let (cert, key) = ca::make_ca(&domains, days, &clinic)?;
+    let scope = ca::policy_scope(&dir)?;
+    let (cert, key) = ca::make_ca_for(&scope, days, &clinic)?;
     std::fs::create_dir_all(out)
         .map_err(|e| format!("{}: cannot create the directory: {e}", out.display()))?;
     let cert_p = out.join("portal-ca.pem");
@@ -104,12 +106,25 @@ fn make(
         )?;
         writeln!(
             w,
-            "it may certify {} domain subtrees of the catalogue in {} and no IP address (list them with `shadowgate portal constraints {}`)",
-            domains.len(),
+            "it may certify {} domain subtrees that rules in {} steer or coach, except {} inside them, never the approved route, enterprise AI APIs or DNS resolvers, and no IP address (list them with `shadowgate portal constraints {}`)",
+            scope.permitted.len(),
             dir.display(),
+            scope.excluded.len(),
             cert_p.display()
         )?;
-        writeln!(w, "next: in the configuration's [portal] set")?;
+        for warn in &scope.warnings {
+            writeln!(w, "warning: {warn}")?;
+        }
+        writeln!(
+            w,
+            "next: give the key to the daemon's user (it refuses a key others or its group can read):"
+        )?;
+        writeln!(
+            w,
+            "  chown shadowgate:shadowgate {k} && chmod 0600 {k}",
+            k = key_p.display()
+        )?;
+        writeln!(w, "in the configuration's [portal] set")?;
         writeln!(w, "  ca_cert = \"{}\"", cert_p.display())?;
         writeln!(w, "  ca_key = \"{}\"", key_p.display())?;
         writeln!(
@@ -118,7 +133,7 @@ fn make(
         )?;
         writeln!(
             w,
-            "If the catalogue gains domains, make a new CA: the constraints are fixed in this one."
+            "The constraints are fixed in this CA: when rules steer or coach new domains, make a new one. The daemon refuses it if the policy comes to steer less than it covers."
         )
     })
 }
@@ -149,12 +164,16 @@ fn constraints(cert: &Path) -> Result<(), String> {
     use rustls::pki_types::pem::PemObject;
     let der = rustls::pki_types::CertificateDer::from_pem_file(cert)
         .map_err(|e| format!("{}: not a PEM certificate ({e})", cert.display()))?;
-    let names = ca::permitted_dns(&der).map_err(|e| format!("{}: {e}", cert.display()))?;
+    let (names, excluded) =
+        ca::dns_constraints(&der).map_err(|e| format!("{}: {e}", cert.display()))?;
     if names.is_empty() {
         return Err(format!(
             "{}: no DNS name constraints: this CA can certify any site; do not use it as a portal CA",
             cert.display()
         ));
     }
-    super::out::print_with(|w| names.iter().try_for_each(|n| writeln!(w, "{n}")))
+    super::out::print_with(|w| {
+        names.iter().try_for_each(|n| writeln!(w, "{n}"))?;
+        excluded.iter().try_for_each(|n| writeln!(w, "except {n}"))
+    })
 }

@@ -103,6 +103,7 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
                         .at(&text, span.start),
                 );
             }
+            let mut own = Vec::new();
             for (d, at) in all {
                 match pattern(&d) {
                     Ok(p) => {
@@ -117,6 +118,7 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
                             continue;
                         }
                         owner.insert(p.clone(), (idx, f.clone()));
+                        own.push(p.clone());
                         patterns.push(p.clone());
                         catalog.insert(&p, (idx, patterns.len() - 1));
                     }
@@ -138,6 +140,7 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
                 baa_source: s.baa_source,
                 shared_tenant: s.shared_tenant,
                 file: f.clone(),
+                patterns: own,
             });
         }
     }

@@ -133,10 +133,12 @@ impl Policy {
                 }
             }
             let mut domains = DomainTrie::new();
+            let mut domain_patterns = Vec::new();
             for d in &r.domains {
                 match pattern(d.get_ref()) {
                     Ok(p) => {
                         domains.insert(&p, ());
+                        domain_patterns.push(p);
                     }
                     Err(m) => errs.push(PolicyError::new(f, m).at(text, d.span().start)),
                 }
@@ -231,6 +233,7 @@ impl Policy {
                 categories: r.categories,
                 kinds: r.kinds,
                 domains,
+                domain_patterns,
                 groups,
                 except_groups,
                 action,

@@ -1,7 +1,8 @@
 //! Decide: the service catalogue and the clinic's policy, compiled from `policies/` into a
 //! matcher (see [`matcher`]) and an ordered rule list. An observation's name (or, failing that,
 //! a name inferred from DNS) is matched to a service; the first rule that selects it and the
-//! client wins; a catalogued service no rule selects gets the default action.
+//! client wins; a catalogued service no rule selects gets the default action. [`scope`] says
+//! what the steering portal's CA may certify under the policy.
 
 mod catalog;
 pub mod change;
@@ -15,6 +16,7 @@ pub mod matcher;
 mod model;
 pub mod reload;
 mod schedule;
+pub mod scope;
 
 use std::path::PathBuf;
 
@@ -25,6 +27,7 @@ pub use error::{PolicyError, PolicyErrors};
 use matcher::DomainTrie;
 use model::Rule;
 pub use model::{Action, CatalogMatch, Decision, Service, Severity, Via};
+pub use scope::{Overreach, PortalScope, ScopeWarning};
 
 /// The compiled policy directory.
 #[derive(Debug, Clone)]

@@ -87,6 +87,9 @@ pub struct Service {
     pub baa_source: String,
     pub shared_tenant: Option<String>,
     pub file: PathBuf,
+    /// The service's catalogue patterns, normalised (`claude.ai`, `*.claude.ai`; templates
+    /// expanded over their regions).
+    pub patterns: Vec<String>,
 }
 
 /// What the catalogue says about a name.
@@ -106,6 +109,8 @@ pub(super) struct Rule {
     pub(super) categories: Vec<Category>,
     pub(super) kinds: Vec<String>,
     pub(super) domains: DomainTrie<()>,
+    /// The same patterns as a list (normalised), for what the portal CA must cover.
+    pub(super) domain_patterns: Vec<String>,
     pub(super) groups: Vec<usize>,
     pub(super) except_groups: Vec<usize>,
     pub(super) action: Action,

@@ -1,7 +1,9 @@
-//! The portal CA: `shadowgate portal ca` makes an ECDSA CA whose X.509 name constraints permit only
-//! the catalogue's domains (no IP addresses); the portal mints short-lived ECDSA leaves from it.
+//! The portal CA: `shadowgate portal ca` makes an ECDSA CA whose X.509 name constraints permit
+//! only what the policy may steer or coach ([`PortalScope`]: never the approved route, enterprise
+//! AI APIs or DNS resolvers; no IP addresses); the portal mints short-lived ECDSA leaves from it
+//! and refuses to start with a CA that reaches further ([`PortalCa::fits`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,81 +16,45 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 
-use crate::policy::config::{CatalogFile, Category};
+pub use crate::policy::scope::covers;
+use crate::policy::{Overreach, Policy, PortalScope};
 
-/// The domains a portal CA may certify: every catalogued domain pattern (templates expanded),
-/// `*.` stripped (a DNS name constraint covers the name and its subdomains), those under another
-/// listed domain dropped. The approved route is left out: the portal must never be able to
-/// impersonate the clinic's own compliant service.
-pub fn catalogue_domains(policy_dir: &Path) -> Result<Vec<String>, String> {
-    let dir = policy_dir.join("catalog");
-    let rd = std::fs::read_dir(&dir).map_err(|e| {
+/// The scope of a portal CA for the policy in `policy_dir`, loaded with the policy loader (the
+/// one catalogue reader). Fails if the policy is invalid or nothing can be certified.
+pub fn policy_scope(policy_dir: &Path) -> Result<PortalScope, String> {
+    let p = Policy::load(policy_dir).map_err(|e| {
         format!(
-            "{}: cannot read the catalogue ({e}); give --policy the policy directory (it holds catalog/*.toml)",
-            dir.display()
+            "{e}\nfix the policy first (`shadowgate policy check {}`)",
+            policy_dir.display()
         )
     })?;
-    let mut files: Vec<_> = rd
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .collect();
-    files.sort();
-    let mut all = BTreeSet::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        let cat: CatalogFile = toml::from_str(&text).map_err(|e| {
-            format!(
-                "{}: {} (run `shadowgate policy check` on the directory)",
-                f.display(),
-                e.message()
-            )
-        })?;
-        for s in cat.service {
-            let s = s.into_inner();
-            if s.category == Category::ApprovedRoute {
-                continue;
-            }
-            let mut pats: Vec<String> = s.domains.iter().map(|d| d.get_ref().clone()).collect();
-            for t in &s.templates {
-                for r in &s.regions {
-                    pats.push(t.get_ref().replace("{region}", r));
-                }
-            }
-            for p in pats {
-                let p = p.trim().trim_end_matches('.').to_ascii_lowercase();
-                let p = p.strip_prefix("*.").unwrap_or(&p).to_string();
-                if !p.is_empty() && !p.contains('*') && !p.contains('{') {
-                    all.insert(p);
-                }
-            }
-        }
-    }
-    let keep: Vec<String> = all
-        .iter()
-        .filter(|d| !all.iter().any(|p| p != *d && covers(p, d)))
-        .cloned()
-        .collect();
-    if keep.is_empty() {
+    let scope = p.portal_scope();
+    if scope.permitted.is_empty() {
         return Err(format!(
-            "{}: the catalogue lists no domains; a portal CA must be limited to them",
-            dir.display()
+            "{}: no steer or coach rule selects a domain the portal may certify (the approved route, enterprise AI APIs and DNS resolvers never are): the portal needs no CA; leave [portal] ca_cert and ca_key unset (HTTP only)",
+            policy_dir.display()
         ));
     }
-    Ok(keep)
+    Ok(scope)
 }
 
-/// Does a DNS name constraint `base` cover `name` (the name itself or a subdomain)?
-pub fn covers(base: &str, name: &str) -> bool {
-    let (b, n) = (base.trim_end_matches('.'), name.trim_end_matches('.'));
-    n.eq_ignore_ascii_case(b)
-        || (n.len() > b.len()
-            && n.as_bytes()[n.len() - b.len() - 1] == b'.'
-            && n[n.len() - b.len()..].eq_ignore_ascii_case(b))
+/// A new portal CA for a scope: (certificate PEM, private key PEM).
+pub fn make_ca_for(
+    scope: &PortalScope,
+    days: u32,
+    clinic: &str,
+) -> Result<(String, String), String> {
+    make_ca(&scope.permitted, &scope.excluded_subtrees(), days, clinic)
 }
 
-/// A new portal CA: (certificate PEM, private key PEM).
-pub fn make_ca(domains: &[String], days: u32, clinic: &str) -> Result<(String, String), String> {
+/// A new portal CA permitting the DNS subtrees `domains` except `excluded`, and no IP address:
+/// (certificate PEM, private key PEM).
+pub fn make_ca(
+    domains: &[String],
+    excluded: &[String],
+    days: u32,
+    clinic: &str,
+) -> Result<(String, String), String> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -113,11 +79,15 @@ pub fn make_ca(domains: &[String], days: u32, clinic: &str) -> Result<(String, S
             .iter()
             .map(|d| GeneralSubtree::DnsName(d.clone()))
             .collect(),
-        // No IP address may be certified at all.
-        excluded_subtrees: vec![
-            GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])),
-            GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])),
-        ],
+        // Never-certified names inside permitted subtrees, and no IP address at all.
+        excluded_subtrees: excluded
+            .iter()
+            .map(|d| GeneralSubtree::DnsName(d.clone()))
+            .chain([
+                GeneralSubtree::IpAddress(CidrSubnet::V4([0; 4], [0; 4])),
+                GeneralSubtree::IpAddress(CidrSubnet::V6([0; 16], [0; 16])),
+            ])
+            .collect(),
     });
     let cert = p.self_signed(&key).map_err(|e| e.to_string())?;
     Ok((cert.pem(), key.serialize_pem()))
@@ -135,6 +105,7 @@ pub struct PortalCa {
     issuer: Issuer<'static, KeyPair>,
     ca_der: CertificateDer<'static>,
     permitted: Vec<String>,
+    excluded: Vec<String>,
     validity: Duration,
     cap: usize,
     cache: Mutex<HashMap<String, Arc<Leaf>>>,
@@ -149,29 +120,30 @@ impl std::fmt::Debug for PortalCa {
 }
 
 impl PortalCa {
-    /// Read the CA certificate and key once (the key must not be readable by group or others).
+    /// Read the CA certificate and key once. The key must be owned by the user the daemon runs
+    /// as (or root) with mode 0600: see [`check_key_file`].
     pub fn load(cert: &Path, key: &Path, validity: Duration, cap: usize) -> Result<Self, String> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let m = std::fs::metadata(key)
-                .map_err(|e| format!("{}: cannot read the portal CA key: {e}", key.display()))?;
-            if m.permissions().mode() & 0o077 != 0 {
-                return Err(format!(
-                    "{}: the portal CA key is readable by others; run `chmod 600 {}`",
-                    key.display(),
-                    key.display()
-                ));
-            }
-        }
+        check_key_file(key)?;
         let cert_pem = std::fs::read_to_string(cert).map_err(|e| {
             format!(
                 "{}: cannot read the portal CA certificate: {e} (make one with `shadowgate portal ca`)",
                 cert.display()
             )
         })?;
-        let key_pem = std::fs::read_to_string(key)
-            .map_err(|e| format!("{}: cannot read the portal CA key: {e}", key.display()))?;
+        let key_pem = std::fs::read_to_string(key).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                format!(
+                    " (the daemon's user must own it: {})",
+                    KEY_FIX.replace("KEY", &key.display().to_string())
+                )
+            } else {
+                String::new()
+            };
+            format!(
+                "{}: cannot read the portal CA key: {e}{hint}",
+                key.display()
+            )
+        })?;
         Self::from_pem(&cert_pem, &key_pem, validity, cap)
             .map_err(|e| format!("{} / {}: {e}", cert.display(), key.display()))
     }
@@ -186,7 +158,7 @@ impl PortalCa {
             format!("not a PEM private key ({e}); use the files `shadowgate portal ca` wrote")
         })?;
         let der = pem_der(cert_pem)?;
-        let permitted = permitted_dns(&der)?;
+        let (permitted, excluded) = dns_constraints(&der)?;
         if permitted.is_empty() {
             return Err(
                 "the CA has no DNS name constraints; refusing to use an unconstrained CA (make one with `shadowgate portal ca`)"
@@ -199,6 +171,7 @@ impl PortalCa {
             issuer,
             ca_der: der,
             permitted,
+            excluded,
             validity,
             cap: cap.max(1),
             cache: Mutex::new(HashMap::new()),
@@ -213,6 +186,27 @@ impl PortalCa {
     /// Is `name` inside the CA's name constraints?
     pub fn permits(&self, name: &str) -> bool {
         self.permitted.iter().any(|b| covers(b, name))
+            && !self.excluded.iter().any(|b| covers(b, name))
+    }
+
+    /// The CA's permitted and excluded DNS subtrees.
+    pub fn constraints(&self) -> (&[String], &[String]) {
+        (&self.permitted, &self.excluded)
+    }
+
+    /// Where the CA reaches beyond what `scope` may certify (empty: it fits).
+    pub fn overreach(&self, scope: &PortalScope) -> Vec<Overreach> {
+        scope.overreach(&self.permitted, &self.excluded)
+    }
+
+    /// Refuse a CA that reaches beyond `scope`: the error names each subtree and gives the
+    /// command that makes a CA for the policy (`fix`, see [`new_ca_command`]).
+    pub fn fits(&self, scope: &PortalScope, cert: &Path, fix: &str) -> Result<(), String> {
+        let over = self.overreach(scope);
+        if over.is_empty() {
+            return Ok(());
+        }
+        Err(too_wide(cert, &over, fix))
     }
 
     /// The cached leaf for `name`, or a new one (`true`: minted now). Refuses names outside the
@@ -287,6 +281,46 @@ impl PortalCa {
     }
 }
 
+/// How to give the portal CA key its one mode (`KEY`: the key's path).
+pub const KEY_FIX: &str = "`chown shadowgate:shadowgate KEY && chmod 0600 KEY`";
+
+/// The one rule for the portal CA key: mode 0600 (no group or other bits) and owned by the user
+/// the daemon runs as (`shadowgate` under deploy/shadowgate.service) or by root (a daemon started
+/// by hand as root).
+///
+/// Why not `root:shadowgate 0640` like the configuration and the SIEM client key: this key signs
+/// certificates the clinic's workstations trust, so it should be readable by exactly one account,
+/// the daemon's. Group read would hand it to anything else running with the `shadowgate` group
+/// (an operator added to read the configuration, `sudo -u` tools); a third owner could read it
+/// too. The daemon cannot rewrite or re-mode it under the unit's `ProtectSystem=strict`
+/// (/etc is read-only to it), which was the one thing root ownership added.
+pub fn check_key_file(key: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let fix = KEY_FIX.replace("KEY", &key.display().to_string());
+        let m = std::fs::metadata(key)
+            .map_err(|e| format!("{}: cannot read the portal CA key: {e}", key.display()))?;
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{}: the portal CA key has mode {mode:04o}: group or others can read it; it must be 0600 and owned by the daemon's user: {fix}",
+                key.display()
+            ));
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if m.uid() != me && m.uid() != 0 {
+            return Err(format!(
+                "{}: the portal CA key is owned by uid {}, not by the daemon's user (uid {me}) or root: that account can read it; {fix}",
+                key.display(),
+                m.uid()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn pem_der(pem: &str) -> Result<CertificateDer<'static>, String> {
     use rustls::pki_types::pem::PemObject;
     CertificateDer::from_pem_slice(pem.as_bytes())
@@ -295,21 +329,86 @@ fn pem_der(pem: &str) -> Result<CertificateDer<'static>, String> {
 
 /// The permitted DNS subtrees of a CA certificate's name constraints.
 pub fn permitted_dns(der: &[u8]) -> Result<Vec<String>, String> {
+    dns_constraints(der).map(|(p, _)| p)
+}
+
+/// The permitted and the excluded DNS subtrees of a CA certificate's name constraints.
+pub fn dns_constraints(der: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
     use x509_parser::extensions::GeneralName;
     let (_, x) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| format!("not an X.509 certificate ({e})"))?;
     let nc = x
         .name_constraints()
         .map_err(|e| format!("bad name constraints ({e})"))?;
-    let mut out = Vec::new();
-    if let Some(nc) = nc {
-        for s in nc.value.permitted_subtrees.iter().flatten() {
-            if let GeneralName::DNSName(d) = s.base {
-                out.push(d.to_ascii_lowercase());
-            }
-        }
+    let dns = |subtrees: Option<&Vec<x509_parser::extensions::GeneralSubtree>>| -> Vec<String> {
+        subtrees
+            .into_iter()
+            .flatten()
+            .filter_map(|s| match s.base {
+                GeneralName::DNSName(d) => Some(d.trim_start_matches('.').to_ascii_lowercase()),
+                _ => None,
+            })
+            .collect()
+    };
+    Ok(match nc {
+        Some(nc) => (
+            dns(nc.value.permitted_subtrees.as_ref()),
+            dns(nc.value.excluded_subtrees.as_ref()),
+        ),
+        None => (Vec::new(), Vec::new()),
+    })
+}
+
+/// The command that makes a portal CA fitting the policy in `policy_dir`, written where
+/// `ca_cert` is (`--force`: it replaces the old one). Names other than portal-ca.pem and
+/// portal-ca.key get a note to point the configuration at the new files.
+pub fn new_ca_command(policy_dir: &Path, ca_cert: &Path, ca_key: &Path, clinic: &str) -> String {
+    let out = ca_cert
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut cmd = format!(
+        "shadowgate portal ca --policy {} --out {} --clinic {} --force",
+        shell_word(&policy_dir.display().to_string()),
+        shell_word(&out.display().to_string()),
+        shell_word(clinic)
+    );
+    if ca_cert != out.join("portal-ca.pem") || ca_key != out.join("portal-ca.key") {
+        cmd.push_str(&format!(
+            " (then set [portal] ca_cert = \"{}\" and ca_key = \"{}\")",
+            out.join("portal-ca.pem").display(),
+            out.join("portal-ca.key").display()
+        ));
     }
-    Ok(out)
+    cmd
+}
+
+/// `s` as one shell word (single-quoted unless plainly safe).
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:@,=".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The refusal of a CA that reaches beyond the policy.
+pub fn too_wide(cert: &Path, over: &[Overreach], fix: &str) -> String {
+    let mut s = format!(
+        "{}: this portal CA may certify names the policy never steers or coaches (the approved route, enterprise AI APIs and DNS resolvers are never certified):",
+        cert.display()
+    );
+    for o in over {
+        s.push_str("\n  ");
+        s.push_str(&o.to_string());
+    }
+    s.push_str(&format!(
+        "\nits key sits in the LAN-facing portal, so it must reach no further. Make a new CA with\n  {fix}\nthen install the new portal-ca.pem on the workstations and remove the old one from their trust stores"
+    ));
+    s
 }
 
 #[cfg(test)]
@@ -320,7 +419,7 @@ mod tests {
 
     fn ca(domains: &[&str]) -> (PortalCa, String) {
         let d: Vec<String> = domains.iter().map(|s| s.to_string()).collect();
-        let (cert, key) = make_ca(&d, 2, "Test clinic").unwrap();
+        let (cert, key) = make_ca(&d, &[], 2, "Test clinic").unwrap();
         (
             PortalCa::from_pem(&cert, &key, Duration::from_secs(3600), 4).unwrap(),
             cert,
@@ -395,15 +494,111 @@ mod tests {
     }
 
     #[test]
-    fn catalogue_domains_are_reduced_to_subtrees() {
+    fn bundled_policy_ca_reaches_no_api_resolver_or_approved_route() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
-        let d = catalogue_domains(&dir).unwrap();
-        assert!(d.contains(&"claude.ai".to_string()));
-        assert!(d.contains(&"openai.com".to_string()));
+        let scope = policy_scope(&dir).unwrap();
+        let (cert, key) = make_ca_for(&scope, 2, "Test clinic").unwrap();
+        let ca = PortalCa::from_pem(&cert, &key, Duration::from_secs(3600), 4).unwrap();
+        let (permitted, excluded) = ca.constraints();
+        assert!(permitted.contains(&"claude.ai".to_string()));
+        assert!(permitted.contains(&"openai.com".to_string()));
         // chat.openai.com is under openai.com: one subtree covers both.
-        assert!(!d.contains(&"chat.openai.com".to_string()));
-        assert!(d.iter().all(|x| !x.starts_with("*.")));
-        assert!(covers("openai.com", "chat.openai.com"));
-        assert!(!covers("openai.com", "notopenai.com"));
+        assert!(!permitted.contains(&"chat.openai.com".to_string()));
+        assert!(permitted.iter().all(|x| !x.starts_with("*.")));
+        assert!(excluded.contains(&"api.openai.com".to_string()));
+        let policy = Policy::load(&dir).unwrap();
+        let mut never = vec![
+            "bedrock-runtime.us-east-1.amazonaws.com".to_string(),
+            "api.anthropic.com".to_string(),
+            "api.openai.com".to_string(),
+        ];
+        for s in policy.services() {
+            if crate::policy::scope::NEVER_CERTIFIED.contains(&s.category) {
+                never.extend(
+                    s.patterns
+                        .iter()
+                        .map(|p| p.trim_start_matches("*.").to_string()),
+                );
+            }
+        }
+        assert!(never.iter().any(|n| n == "dns.google"));
+        assert!(never.iter().any(|n| n == "ai.clinic.example"));
+        for n in &never {
+            assert!(!ca.permits(n), "{n}");
+        }
+        for n in ["claude.ai", "chatgpt.com", "www.chatgpt.com"] {
+            assert!(ca.permits(n), "{n}");
+        }
+        // What a browser does: a leaf for the API host under anthropic.com is refused by the
+        // excluded subtree, one for the consumer site is accepted.
+        let (der, _) = ca.mint_der("api.anthropic.com").unwrap();
+        let e = verify(&ca, &der, "api.anthropic.com").unwrap_err();
+        assert!(e.to_lowercase().contains("constraint"), "{e}");
+        let (der, _) = ca.mint_der("www.anthropic.com").unwrap();
+        verify(&ca, &der, "www.anthropic.com").unwrap();
+        assert!(ca.overreach(&scope).is_empty());
+    }
+
+    #[test]
+    fn a_wider_ca_is_refused_with_the_fix() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        let scope = policy_scope(&dir).unwrap();
+        let wide: Vec<String> = ["claude.ai", "anthropic.com", "amazonaws.com", "dns.google"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (cert, key) = make_ca(&wide, &[], 2, "Test clinic").unwrap();
+        let ca = PortalCa::from_pem(&cert, &key, Duration::from_secs(3600), 4).unwrap();
+        let pem = Path::new("/etc/shadowgate/portal-ca/portal-ca.pem");
+        let fix = new_ca_command(
+            &dir,
+            pem,
+            Path::new("/etc/shadowgate/portal-ca/portal-ca.key"),
+            "Elm Street's clinic",
+        );
+        assert!(fix.starts_with("shadowgate portal ca --policy "), "{fix}");
+        assert!(fix.contains("--out /etc/shadowgate/portal-ca "), "{fix}");
+        assert!(
+            fix.contains("--clinic 'Elm Street'\\''s clinic' --force"),
+            "{fix}"
+        );
+        let e = ca.fits(&scope, pem, &fix).unwrap_err();
+        for n in [
+            "amazonaws.com",
+            "dns.google",
+            "api.anthropic.com",
+            "enterprise_ai_api",
+        ] {
+            assert!(e.contains(n), "{n}: {e}");
+        }
+        assert!(e.contains(&fix), "{e}");
+        assert!(!e.contains("\n  claude.ai"), "{e}");
+        // Other file names: the command says to point the configuration at the new ones.
+        let fix2 = new_ca_command(&dir, Path::new("ca.pem"), Path::new("ca.key"), "c");
+        assert!(
+            fix2.contains("--out . ") && fix2.contains("ca_cert = \"./portal-ca.pem\""),
+            "{fix2}"
+        );
+    }
+
+    #[test]
+    fn key_file_rule() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("sg-cakey-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let k = d.join("k.key");
+        std::fs::write(&k, "x").unwrap();
+        for (mode, ok) in [(0o600, true), (0o400, true), (0o640, false), (0o604, false)] {
+            std::fs::set_permissions(&k, std::fs::Permissions::from_mode(mode)).unwrap();
+            let r = check_key_file(&k);
+            assert_eq!(r.is_ok(), ok, "{mode:o}: {r:?}");
+            if let Err(e) = r {
+                assert!(
+                    e.contains("chmod 0600") && e.contains("chown shadowgate"),
+                    "{e}"
+                );
+            }
+        }
+        let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -1,5 +1,5 @@
 //! The portal's Prometheus metrics, registered on the registry the daemon gives it: requests by
-//! kind, leaves minted, handshakes refused, grants given, expired and active, events dropped.
+//! kind, leaves minted, handshakes refused, grants given, expired and active, events dropped, a CA wider than the policy in force.
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -11,6 +11,7 @@ pub(crate) struct Metrics {
     pub grants_expired: IntCounter,
     pub grants_active: IntGauge,
     pub events_dropped: IntCounter,
+    pub ca_too_wide: IntGauge,
 }
 
 impl Metrics {
@@ -54,6 +55,11 @@ impl Metrics {
                 "Portal events the recorder queue had no room for",
             )
             .map_err(|e| e.to_string())?,
+            ca_too_wide: IntGauge::new(
+                "shadowgate_portal_ca_too_wide",
+                "1 when a policy reload left the portal CA able to certify names the policy no longer steers or coaches (make a new CA; the daemon refuses it at the next start)",
+            )
+            .map_err(|e| e.to_string())?,
         };
         for c in [
             Box::new(m.requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -63,6 +69,7 @@ impl Metrics {
             Box::new(m.grants_expired.clone()),
             Box::new(m.grants_active.clone()),
             Box::new(m.events_dropped.clone()),
+            Box::new(m.ca_too_wide.clone()),
         ] {
             r.register(c)
                 .map_err(|e| format!("portal metrics: {e} (is the portal started twice?)"))?;

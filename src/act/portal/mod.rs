@@ -15,7 +15,7 @@ mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -25,8 +25,8 @@ use tokio::task::JoinHandle;
 use crate::act::config::PortalConf;
 use crate::act::devices::Devices;
 use crate::act::grants::Grants;
-use crate::policy::reload::PolicyHandle;
-use crate::policy::{Action, Client, Decision, Via};
+use crate::policy::reload::{PolicyHandle, ReloadOutcome};
+use crate::policy::{Action, Client, Decision, PortalScope, Via};
 use crate::record::queue::EventTx;
 
 pub use events::{expiry_events, COACH_ACK, GRANT_EXPIRED, PORTAL_VIEW};
@@ -79,6 +79,9 @@ pub(crate) struct State {
     pub ctx: PortalCtx,
     pub look: page::Look,
     pub ca: Option<ca::PortalCa>,
+    /// What the policy in force lets the portal certify (checked before every leaf; renewed on
+    /// each policy reload).
+    pub scope: arc_swap::ArcSwap<PortalScope>,
     pub csrf: csrf::Csrf,
     pub rate: rate::RateLimit,
     pub tls_rate: rate::RateLimit,
@@ -182,6 +185,14 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
             )
         }
     };
+    // A CA that reaches beyond what the policy steers or coaches (an older, wider CA, or one for
+    // another policy) is refused: its key sits in this LAN-facing process.
+    let scope = ctx.policy.current().portal_scope();
+    if let (Some(ca), Some(cert), Some(key)) = (&ca, &conf.ca_cert, &conf.ca_key) {
+        let fix = ca::new_ca_command(ctx.policy.dir(), cert, key, &conf.clinic_name);
+        ca.fits(&scope, cert, &fix)
+            .map_err(|e| format!("portal: {e}"))?;
+    }
     let defaults = |port: u16| -> Vec<SocketAddr> {
         let mut v = vec![SocketAddr::new(conf.address, port)];
         if let Some(a6) = conf.address6 {
@@ -220,10 +231,12 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
         tls_rate: rate::RateLimit::new(conf.rate_per_client),
         conns: rate::ConnLimit::new(CONNECTIONS_PER_CLIENT),
         ca,
+        scope: arc_swap::ArcSwap::from_pointee(scope),
         m,
         conf,
         ctx,
     });
+    watch_scope(&state);
     let (stop, stop_rx) = watch::channel(false);
     let alive = Arc::new(AtomicBool::new(true));
     let conns = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -254,6 +267,32 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
         http,
         https,
     })
+}
+
+/// On every accepted policy reload, renew the scope the portal mints within, and say loudly if
+/// the CA now reaches beyond it (the daemon would refuse it at the next start): the new policy
+/// no longer steers or coaches some of what the CA covers. Leaves stay limited to the new scope.
+fn watch_scope(state: &Arc<State>) {
+    let weak: Weak<State> = Arc::downgrade(state);
+    state.ctx.policy.on_reload(Box::new(move |o| {
+        let (ReloadOutcome::Accepted { .. }, Some(st)) = (o, weak.upgrade()) else {
+            return;
+        };
+        let scope = st.ctx.policy.current().portal_scope();
+        if let (Some(ca), Some(cert), Some(key)) = (&st.ca, &st.conf.ca_cert, &st.conf.ca_key) {
+            let fix = ca::new_ca_command(st.ctx.policy.dir(), cert, key, &st.conf.clinic_name);
+            match ca.fits(&scope, cert, &fix) {
+                Ok(()) => st.m.ca_too_wide.set(0),
+                Err(e) => {
+                    st.m.ca_too_wide.set(1);
+                    eprintln!(
+                        "shadowgate: WARNING: portal: after the policy reload, {e}\nshadowgate: the portal keeps running but mints leaves only within the new policy; the daemon will refuse this CA at its next start"
+                    );
+                }
+            }
+        }
+        st.scope.store(Arc::new(scope));
+    }));
 }
 
 async fn accept_loop(

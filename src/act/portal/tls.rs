@@ -46,13 +46,17 @@ pub(super) async fn serve_tls(
         _ => return,
     };
     let sni = start.client_hello().server_name().and_then(host_name);
-    // No name, a name nobody steers for this client, outside the CA, or a client over its
-    // limit: no certificate at all (the connection closes).
+    // No name, a name nobody steers for this client, outside the CA or the policy's portal
+    // scope, or a client over its limit: no certificate at all (the connection closes).
     let Some(name) = sni else {
         st.m.tls_refused.inc();
         return;
     };
-    if !ca.permits(&name) || st.decide(&name, ip, Via::Tls).is_none() || !st.tls_rate.allow(ip) {
+    if !ca.permits(&name)
+        || !st.scope.load().permits(&name)
+        || st.decide(&name, ip, Via::Tls).is_none()
+        || !st.tls_rate.allow(ip)
+    {
         st.m.tls_refused.inc();
         return;
     }
