@@ -95,7 +95,10 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
                 errs.push(
                     PolicyError::new(f, format!("vendor {:?} is declared twice", v.name))
                         .at(&text, span.start)
-                        .hint(format!("the other declaration is in {}; list all its domains there", prev.file.display())),
+                        .hint(format!(
+                            "the other declaration is in {}; list all its domains there",
+                            prev.file.display()
+                        )),
                 );
                 continue;
             }
@@ -178,9 +181,16 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
             if let Some(d) = &s.source_date {
                 if !valid_date(d.get_ref(), true) {
                     errs.push(
-                        PolicyError::new(f, format!("source_date {:?} of service {:?} is not a date", d.get_ref(), s.id))
-                            .at(&text, d.span().start)
-                            .hint("write the date of the BAA source as YYYY-MM-DD (or YYYY-MM)"),
+                        PolicyError::new(
+                            f,
+                            format!(
+                                "source_date {:?} of service {:?} is not a date",
+                                d.get_ref(),
+                                s.id
+                            ),
+                        )
+                        .at(&text, d.span().start)
+                        .hint("write the date of the BAA source as YYYY-MM-DD (or YYYY-MM)"),
                     );
                 }
             }

@@ -76,7 +76,12 @@ impl std::error::Error for PolicyErrors {}
 /// prefix, then to the alphabetically first, so the hint does not depend on iteration order
 /// ("claud": "claude", not "plaud").
 pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let prefix = |c: &str| word.chars().zip(c.chars()).take_while(|(a, b)| a == b).count();
+    let prefix = |c: &str| {
+        word.chars()
+            .zip(c.chars())
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
     candidates
         .filter_map(|c| {
             let d = strsim::levenshtein(word, c);
