@@ -658,3 +658,274 @@ fn dhcp_host_names_select_policy_groups() {
     );
     assert_eq!(d.groups, ["clinical", "enterprise-claude"]);
 }
+
+/// The service-owned names of three public community AI-domain lists (tests/data/ai-domains):
+/// a DNS question for at least 90 % of them gets a catalogued decision.
+#[test]
+fn catalogue_covers_community_ai_lists() {
+    let p = policy();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ai-domains");
+    let list = std::fs::read_to_string(data.join("domains.txt")).unwrap();
+    let names: Vec<&str> = list
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(names.len() > 250, "{} names in domains.txt", names.len());
+    let c = client("10.20.0.15");
+    let mut misses = Vec::new();
+    for n in &names {
+        let d = p.decide(&normalize(n).unwrap(), &c, 0, Via::Dns);
+        match d {
+            Some(d) if d.service.is_some() => {}
+            _ => misses.push(*n),
+        }
+    }
+    let covered = names.len() - misses.len();
+    let pct = covered as f64 * 100.0 / names.len() as f64;
+    eprintln!(
+        "community AI lists: {covered}/{} covered ({pct:.1} %); misses: {misses:?}",
+        names.len()
+    );
+    assert!(pct >= 90.0, "only {pct:.1} % covered; misses: {misses:#?}");
+
+    // Hosts on shared platforms were counted apart; the catalogue names some of them exactly.
+    let excluded = std::fs::read_to_string(data.join("excluded.txt")).unwrap();
+    let shared: Vec<&str> = excluded
+        .lines()
+        .filter(|l| l.contains(" shared: "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let tenant = shared.iter().filter(|n| service(&p, n).is_some()).count();
+    eprintln!(
+        "shared-platform hosts: {tenant}/{} named as exact tenant hosts",
+        shared.len()
+    );
+    // Never a platform suffix: another tenant of the same platform is not caught.
+    for other in [
+        "someone-else.s3.amazonaws.com",
+        "x.cloudinary.com",
+        "other.livekit.cloud",
+        "b.blob.core.windows.net",
+    ] {
+        assert!(
+            service(&p, other).is_none(),
+            "{other} caught by a platform suffix"
+        );
+    }
+}
+
+/// Shared apexes of large companies: never listed, neither themselves nor as `*.` suffixes.
+const SHARED_APEXES: &[&str] = &[
+    "microsoft.com",
+    "google.com",
+    "apple.com",
+    "amazon.com",
+    "bing.com",
+    "github.com",
+    "adobe.com",
+    "facebook.com",
+    "meta.com",
+    "x.com",
+    "tencent.com",
+    "baidu.com",
+    "amazonaws.com",
+    "googleapis.com",
+    "gstatic.com",
+    "azure.com",
+    "cloudflare.com",
+    "githubusercontent.com",
+    "clients6.google.com",
+    "windows.net",
+    "live.com",
+    "office.com",
+];
+
+/// Two-label public suffixes under which a registrable domain has three labels.
+const TWO_LABEL_SUFFIXES: &[&str] = &["co.uk", "com.cn", "com.au", "co.jp", "com.br", "co.in"];
+
+fn registrable(name: &str) -> String {
+    let labels: Vec<&str> = name.split('.').collect();
+    let n = labels.len();
+    let take = if n >= 3 && TWO_LABEL_SUFFIXES.contains(&labels[n - 2..].join(".").as_str()) {
+        3
+    } else {
+        2
+    };
+    labels[n.saturating_sub(take)..].join(".")
+}
+
+/// Catalogue lint: every problem found, as sentences.
+fn lint(p: &Policy) -> Vec<String> {
+    let mut out = Vec::new();
+    let vendor = |name: &str| p.vendors().iter().find(|v| v.name == name);
+    for v in p.vendors() {
+        for d in &v.domains {
+            if registrable(d) != *d {
+                out.push(format!(
+                    "vendor {:?}: {d:?} is not a registrable domain",
+                    v.name
+                ));
+            }
+        }
+    }
+    for s in p.services() {
+        if s.category == Category::ApprovedRoute {
+            continue; // the clinic's own route (local.toml)
+        }
+        if s.baa_source.trim().is_empty() {
+            out.push(format!("service {:?} has no baa_source", s.id));
+        }
+        if s.source_date.as_deref().is_none_or(|d| d.trim().is_empty()) {
+            out.push(format!("service {:?} has no source_date", s.id));
+        }
+        if vendor(&s.vendor).is_none() {
+            out.push(format!(
+                "service {:?}: vendor {:?} is not declared",
+                s.id, s.vendor
+            ));
+        }
+        for h in &s.tenant_hosts {
+            let own =
+                vendor(&s.vendor).is_some_and(|v| v.domains.iter().any(|d| d == &registrable(h)));
+            if own || h.starts_with("*.") {
+                out.push(format!(
+                    "service {:?}: tenant host {h:?} is a wildcard or the vendor's own domain",
+                    s.id
+                ));
+            }
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    for (pat, s) in p.catalog_patterns() {
+        if let Some(other) = seen.insert(pat.to_string(), s.id.clone()) {
+            out.push(format!("{pat:?} listed by {:?} and {:?}", other, s.id));
+        }
+        if s.category == Category::ApprovedRoute || s.tenant_hosts.iter().any(|h| h == pat) {
+            continue;
+        }
+        let name = pat.strip_prefix("*.").unwrap_or(pat);
+        if SHARED_APEXES.contains(&name) {
+            out.push(format!("service {:?} lists the shared apex {pat:?}", s.id));
+        }
+        let reg = registrable(name);
+        let owned = vendor(&s.vendor).is_some_and(|v| v.domains.contains(&reg));
+        if !owned {
+            out.push(format!(
+                "service {:?}: {pat:?} (registrable {reg:?}) is not a domain of vendor {:?}",
+                s.id, s.vendor
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn catalogue_lint_vendor_domains_sources_and_false_friends() {
+    let p = policy();
+    let problems = lint(&p);
+    assert!(problems.is_empty(), "{problems:#?}");
+    for s in p.services() {
+        if let Some(d) = &s.source_date {
+            assert!(d.len() == 7 || d.len() == 10, "{}: {d}", s.id);
+        }
+    }
+    // Names that non-AI businesses (or whole companies) own stay uncatalogued.
+    for name in [
+        "gemini.com",
+        "www.gemini.com",
+        "microsoft.com",
+        "www.microsoft.com",
+        "google.com",
+        "www.google.com",
+        "apple.com",
+        "bing.com",
+        "www.bing.com",
+        "github.com",
+        "office.com",
+        "muse.ai",
+        "mail.google.com",
+        "docs.google.com",
+        "outlook.office.com",
+    ] {
+        assert!(service(&p, name).is_none(), "{name} is caught");
+    }
+    // The names the issue lists are caught, each by its own service.
+    for (name, id) in [
+        ("perplexity.com", "perplexity"),
+        ("copilot.com", "copilot-consumer"),
+        ("chat.com", "chatgpt"),
+        ("duck.ai", "duck-ai"),
+        ("kimi.ai", "kimi"),
+        ("coze.com", "coze"),
+        ("openrouter.ai", "openrouter"),
+        ("groq.com", "groq"),
+        ("cohere.com", "cohere"),
+        ("notebooklm.google.com", "notebooklm"),
+        ("labs.google", "google-labs"),
+        ("arena.ai", "lmarena"),
+        ("minimax.io", "minimax"),
+        ("elevenlabs.io", "elevenlabs"),
+        ("sider.ai", "sider"),
+        ("novelai.net", "novelai"),
+        ("clau.de", "claude"),
+        ("www.getfreed.ai", "freed"),
+        ("scribe.heidihealth.com", "heidi"),
+        ("www.openevidence.com", "openevidence"),
+        ("gpt.doximity.com", "doximity-gpt"),
+        ("www.doximity.com", "doximity"),
+    ] {
+        assert_eq!(service(&p, name).as_deref(), Some(id), "{name}");
+    }
+    let cat = |id: &str| p.services().iter().find(|s| s.id == id).map(|s| s.category);
+    assert_eq!(cat("freed"), Some(Category::AiClinical));
+    assert_eq!(cat("cursor"), Some(Category::AiCoding));
+    assert_eq!(cat("midjourney"), Some(Category::AiMedia));
+    assert_eq!(cat("otter"), Some(Category::AiMeeting));
+    assert_eq!(cat("notion"), Some(Category::GeneralPlatform));
+    assert_eq!(cat("claude"), Some(Category::ConsumerAi));
+    assert_eq!(cat("anthropic-api"), Some(Category::EnterpriseAiApi));
+
+    // The lint finds each kind of mistake: an undeclared vendor, a foreign or shared-apex domain,
+    // a service without a source date.
+    let d = scratch("lint");
+    std::fs::write(
+        d.join("catalog/zz-extra.toml"),
+        "[[service]]\nid = \"x\"\nname = \"X\"\nvendor = \"Nobody\"\ncategory = \"consumer_ai\"\nkind = \"chat\"\ndomains = [\"gemini.com\", \"*.microsoft.com\"]\nbaa = \"none\"\nbaa_source = \"\"\n",
+    )
+    .unwrap();
+    let bad = Policy::load(&d).unwrap_or_else(|e| panic!("{e}"));
+    let problems = lint(&bad);
+    for want in [
+        "service \"x\" has no baa_source",
+        "service \"x\" has no source_date",
+        "vendor \"Nobody\" is not declared",
+        "lists the shared apex \"*.microsoft.com\"",
+        "\"gemini.com\" (registrable \"gemini.com\") is not a domain of vendor \"Nobody\"",
+    ] {
+        assert!(
+            problems.iter().any(|p| p.contains(want)),
+            "{want:?} not in {problems:#?}"
+        );
+    }
+
+    // The loader itself refuses, for a declared vendor, a domain it does not own, a name two
+    // services list, a wildcard tenant host and a date that is not one.
+    std::fs::write(
+        d.join("catalog/zz-extra.toml"),
+        "[[service]]\nid = \"x\"\nname = \"X\"\nvendor = \"OpenAI\"\ncategory = \"consumer_ai\"\nkind = \"chat\"\ndomains = [\"gemini.com\", \"claude.ai\"]\ntenant_hosts = [\"*.s3.amazonaws.com\"]\nbaa = \"none\"\nbaa_source = \"test\"\nsource_date = \"last week\"\n",
+    )
+    .unwrap();
+    let (ok, out) = check(&d);
+    assert!(!ok, "{out}");
+    for want in [
+        "zz-extra.toml:7:",
+        "domain \"gemini.com\" of service \"x\" is not a domain of its vendor \"OpenAI\"",
+        "already claimed by service \"claude\"",
+        "tenant host \"*.s3.amazonaws.com\" of service \"x\" must be one exact host name",
+        "source_date \"last week\" of service \"x\" is not a date",
+    ] {
+        assert!(out.contains(want), "{want:?} not in {out}");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

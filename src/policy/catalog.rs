@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::config::{self, Category};
 use super::error::{read, toml_error};
 use super::matcher::{normalize, DomainTrie};
+use super::model::{CatalogVersion, Vendor};
 use super::{CatalogMatch, Policy, PolicyError, Service};
 
 /// The loaded catalogue, before the policy is compiled against it.
@@ -15,17 +16,33 @@ pub(super) struct Catalog {
     /// Pattern -> (service index, index into `patterns`).
     pub(super) catalog: DomainTrie<(usize, usize)>,
     pub(super) patterns: Vec<String>,
+    /// Index into `patterns` -> service index.
+    pub(super) pattern_services: Vec<usize>,
     /// Service id -> service index.
     pub(super) ids: HashMap<String, usize>,
+    pub(super) vendors: Vec<Vendor>,
+    pub(super) versions: Vec<CatalogVersion>,
+}
+
+/// A service domain waiting for the vendor-ownership check (vendors may be declared in a later
+/// file): the normalised pattern, its service, and an error already pointing at it.
+struct Owned {
+    pattern: String,
+    service: usize,
+    at: PolicyError,
 }
 
 /// Load `dir/catalog/*.toml` (in file name order). All errors are collected in `errs`.
 pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
-    let mut services = Vec::new();
+    let mut services: Vec<Service> = Vec::new();
     let mut catalog = DomainTrie::new();
     let mut patterns = Vec::new();
+    let mut pattern_services = Vec::new();
     let mut owner: HashMap<String, (usize, PathBuf)> = HashMap::new();
     let mut ids: HashMap<String, usize> = HashMap::new();
+    let mut vendors: Vec<Vendor> = Vec::new();
+    let mut versions = Vec::new();
+    let mut to_check: Vec<Owned> = Vec::new();
 
     let cat_dir = dir.join("catalog");
     let mut files: Vec<PathBuf> = match std::fs::read_dir(&cat_dir) {
@@ -58,6 +75,60 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
                 continue;
             }
         };
+        if let Some(meta) = file.catalog {
+            if !valid_date(&meta.date, false) {
+                errs.push(
+                    PolicyError::new(f, format!("[catalog] date {:?} is not a date", meta.date))
+                        .hint("write it as YYYY-MM-DD"),
+                );
+            }
+            versions.push(CatalogVersion {
+                file: f.clone(),
+                version: meta.version,
+                date: meta.date,
+            });
+        }
+        for vdef in file.vendor {
+            let span = vdef.span();
+            let v = vdef.into_inner();
+            if let Some(prev) = vendors.iter().find(|p| p.name == v.name) {
+                errs.push(
+                    PolicyError::new(f, format!("vendor {:?} is declared twice", v.name))
+                        .at(&text, span.start)
+                        .hint(format!(
+                            "the other declaration is in {}; list all its domains there",
+                            prev.file.display()
+                        )),
+                );
+                continue;
+            }
+            let mut domains = Vec::new();
+            for d in &v.domains {
+                match pattern(d.get_ref()) {
+                    Ok(p) if !p.starts_with("*.") => {
+                        if let Some(other) = vendors.iter().find(|o| o.domains.contains(&p)) {
+                            errs.push(
+                                PolicyError::new(f, format!("domain {p:?} of vendor {:?} is already owned by vendor {:?}", v.name, other.name))
+                                    .at(&text, d.span().start)
+                                    .hint("a registrable domain has one owner; remove it from one of them"),
+                            );
+                        }
+                        domains.push(p);
+                    }
+                    Ok(p) => errs.push(
+                        PolicyError::new(f, format!("vendor domain {p:?} is a wildcard"))
+                            .at(&text, d.span().start)
+                            .hint("list the registrable domain the vendor owns (claude.ai); it covers its subdomains"),
+                    ),
+                    Err(m) => errs.push(PolicyError::new(f, m).at(&text, d.span().start)),
+                }
+            }
+            vendors.push(Vendor {
+                name: v.name,
+                domains,
+                file: f.clone(),
+            });
+        }
         for sdef in file.service {
             let span = sdef.span();
             let s = sdef.into_inner();
@@ -74,10 +145,11 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
                 continue;
             }
             let idx = services.len();
-            let mut all: Vec<(String, usize)> = s
+            // (pattern, offset, tenant host)
+            let mut all: Vec<(String, usize, bool)> = s
                 .domains
                 .iter()
-                .map(|d| (d.get_ref().clone(), d.span().start))
+                .map(|d| (d.get_ref().clone(), d.span().start, false))
                 .collect();
             for t in &s.templates {
                 if !t.get_ref().contains("{region}") || s.regions.is_empty() {
@@ -94,8 +166,11 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
                     continue;
                 }
                 for r in &s.regions {
-                    all.push((t.get_ref().replace("{region}", r), t.span().start));
+                    all.push((t.get_ref().replace("{region}", r), t.span().start, false));
                 }
+            }
+            for h in &s.tenant_hosts {
+                all.push((h.get_ref().clone(), h.span().start, true));
             }
             if all.is_empty() && s.category != Category::ApprovedRoute {
                 errs.push(
@@ -104,8 +179,30 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
                 );
             }
             let mut own = Vec::new();
-            for (d, at) in all {
+            if let Some(d) = &s.source_date {
+                if !valid_date(d.get_ref(), true) {
+                    errs.push(
+                        PolicyError::new(
+                            f,
+                            format!(
+                                "source_date {:?} of service {:?} is not a date",
+                                d.get_ref(),
+                                s.id
+                            ),
+                        )
+                        .at(&text, d.span().start)
+                        .hint("write the date of the BAA source as YYYY-MM-DD (or YYYY-MM)"),
+                    );
+                }
+            }
+            let mut tenant_hosts = Vec::new();
+            for (d, at, tenant) in all {
                 match pattern(&d) {
+                    Ok(p) if tenant && (p.starts_with("*.") || p.split('.').count() < 3) => errs.push(
+                        PolicyError::new(f, format!("tenant host {p:?} of service {:?} must be one exact host name on a shared platform", s.id))
+                            .at(&text, at)
+                            .hint("list the tenant's own host (bucket.s3.amazonaws.com), never the platform suffix; names the vendor owns go in `domains`"),
+                    ),
                     Ok(p) => {
                         if let Some((other, ofile)) = owner.get(&p) {
                             if *other != idx {
@@ -120,7 +217,17 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
                         owner.insert(p.clone(), (idx, f.clone()));
                         own.push(p.clone());
                         patterns.push(p.clone());
+                        pattern_services.push(idx);
                         catalog.insert(&p, (idx, patterns.len() - 1));
+                        if tenant {
+                            tenant_hosts.push(p);
+                        } else {
+                            to_check.push(Owned {
+                                pattern: p,
+                                service: idx,
+                                at: PolicyError::new(f, String::new()).at(&text, at),
+                            });
+                        }
                     }
                     Err(m) => errs.push(
                         PolicyError::new(f, m)
@@ -138,17 +245,71 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
                 kind: s.kind,
                 baa: s.baa,
                 baa_source: s.baa_source,
+                source_date: s.source_date.map(|d| d.into_inner()),
+                tenant_hosts,
                 shared_tenant: s.shared_tenant,
                 file: f.clone(),
                 patterns: own,
             });
         }
     }
+    // A declared vendor's services list only names under the vendor's own domains.
+    for o in to_check {
+        let s = &services[o.service];
+        let Some(v) = vendors.iter().find(|v| v.name == s.vendor) else {
+            continue;
+        };
+        let name = o.pattern.strip_prefix("*.").unwrap_or(&o.pattern);
+        if v.domains.iter().any(|d| under(name, d)) {
+            continue;
+        }
+        let owned_by = vendors
+            .iter()
+            .find(|w| w.domains.iter().any(|d| under(name, d)))
+            .map(|w| format!(" (it is listed under vendor {:?})", w.name))
+            .unwrap_or_default();
+        let mut e = o.at;
+        e.message = format!(
+            "domain {:?} of service {:?} is not a domain of its vendor {:?}{owned_by}",
+            o.pattern, s.id, s.vendor
+        );
+        errs.push(e.hint(format!(
+            "add the registrable domain to vendor {:?} (in {}) if that vendor owns it; a host on a shared platform goes in `tenant_hosts`",
+            v.name,
+            v.file.display()
+        )));
+    }
     Catalog {
         services,
         catalog,
         patterns,
+        pattern_services,
         ids,
+        vendors,
+        versions,
+    }
+}
+
+/// `name` is `domain` or one of its subdomains.
+fn under(name: &str, domain: &str) -> bool {
+    name == domain
+        || (name.len() > domain.len()
+            && name.ends_with(domain)
+            && name.as_bytes()[name.len() - domain.len() - 1] == b'.')
+}
+
+/// `YYYY-MM-DD`, or also `YYYY-MM` when `month_ok`.
+fn valid_date(s: &str, month_ok: bool) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let num = |p: &str, len: usize, lo: u32, hi: u32| {
+        p.len() == len
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| (lo..=hi).contains(&n))
+    };
+    match parts.as_slice() {
+        [y, m] => month_ok && num(y, 4, 1970, 9999) && num(m, 2, 1, 12),
+        [y, m, d] => num(y, 4, 1970, 9999) && num(m, 2, 1, 12) && num(d, 2, 1, 31),
+        _ => false,
     }
 }
 
@@ -194,6 +355,18 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_and_suffixes() {
+        assert!(valid_date("2026-12-01", false));
+        assert!(!valid_date("2026-12", false));
+        assert!(valid_date("2026-12", true));
+        assert!(!valid_date("2026-13-01", false));
+        assert!(!valid_date("Dec 2026", true));
+        assert!(under("gemini.google.com", "google.com"));
+        assert!(under("google.com", "google.com"));
+        assert!(!under("notgoogle.com", "google.com"));
+    }
 
     #[test]
     fn patterns() {

@@ -22,7 +22,10 @@ impl Policy {
             services,
             catalog,
             patterns,
+            pattern_services,
             ids,
+            vendors,
+            versions,
         } = catalog::load(dir, &mut errs);
 
         let pfile = dir.join("policy.toml");
@@ -31,6 +34,9 @@ impl Policy {
             services,
             catalog,
             patterns,
+            pattern_services,
+            vendors,
+            catalog_versions: versions,
             groups: Vec::new(),
             rules: Vec::new(),
             default_action: Action::Alert,

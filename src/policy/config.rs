@@ -7,8 +7,31 @@ use toml::Spanned;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogFile {
+    /// Version and date of the vendor catalogue data in this file (optional).
+    #[serde(default)]
+    pub catalog: Option<CatalogMeta>,
+    /// Vendors and the registrable domains they own (what their services may list).
+    #[serde(default)]
+    pub vendor: Vec<Spanned<VendorDef>>,
     #[serde(default)]
     pub service: Vec<Spanned<ServiceDef>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogMeta {
+    pub version: String,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VendorDef {
+    pub name: String,
+    /// Registrable domains the vendor owns (`google.com`, `claude.ai`).
+    #[serde(default)]
+    pub domains: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
@@ -22,6 +45,16 @@ pub enum Category {
     ApprovedRoute,
     /// Public DNS-over-HTTPS / DNS-over-TLS resolvers (DNS bypass).
     DnsResolver,
+    /// AI coding assistants, AI IDEs and app builders (IDE plugins and API hosts).
+    AiCoding,
+    /// Image, video, music and 3D generation.
+    AiMedia,
+    /// Meeting assistants, transcription and voice (speech to text, text to speech).
+    AiMeeting,
+    /// Clinical AI: ambient scribes, clinical documentation and decision support.
+    AiClinical,
+    /// General platforms whose AI is one feature among many (notes, design, office suites).
+    GeneralPlatform,
 }
 
 impl Category {
@@ -31,7 +64,42 @@ impl Category {
             Category::EnterpriseAiApi => "enterprise_ai_api",
             Category::ApprovedRoute => "approved_route",
             Category::DnsResolver => "dns_resolver",
+            Category::AiCoding => "ai_coding",
+            Category::AiMedia => "ai_media",
+            Category::AiMeeting => "ai_meeting",
+            Category::AiClinical => "ai_clinical",
+            Category::GeneralPlatform => "general_platform",
         }
+    }
+
+    /// Every category, in declaration order.
+    pub const ALL: [Category; 9] = [
+        Category::ConsumerAi,
+        Category::EnterpriseAiApi,
+        Category::ApprovedRoute,
+        Category::DnsResolver,
+        Category::AiCoding,
+        Category::AiMedia,
+        Category::AiMeeting,
+        Category::AiClinical,
+        Category::GeneralPlatform,
+    ];
+
+    /// Generative AI used on accounts the clinic holds no BAA for (consumer AI and its
+    /// coding, media, meeting and clinical kin): what the weekly report counts as consumer use.
+    pub fn is_unapproved_ai(self) -> bool {
+        matches!(
+            self,
+            Category::ConsumerAi
+                | Category::AiCoding
+                | Category::AiMedia
+                | Category::AiMeeting
+                | Category::AiClinical
+        )
+    }
+
+    pub fn parse(s: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.as_str() == s)
     }
 }
 
@@ -54,6 +122,13 @@ pub struct ServiceDef {
     /// BAA status in a sentence, and where that fact comes from.
     pub baa: String,
     pub baa_source: String,
+    /// Date of `baa_source` as reviewed: `YYYY-MM-DD` or `YYYY-MM`.
+    #[serde(default)]
+    pub source_date: Option<Spanned<String>>,
+    /// Exact host names on a shared platform (cloud storage, CDN) that belong to this service
+    /// only: matched exactly, never as a suffix, and exempt from the vendor-ownership check.
+    #[serde(default)]
+    pub tenant_hosts: Vec<Spanned<String>>,
     /// Set when business/enterprise tenants use the same host names as personal accounts.
     #[serde(default)]
     pub shared_tenant: Option<String>,

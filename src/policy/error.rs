@@ -72,16 +72,23 @@ impl fmt::Display for PolicyErrors {
 
 impl std::error::Error for PolicyErrors {}
 
-/// Closest candidate by edit distance, for "did you mean" hints.
+/// Closest candidate by edit distance, for "did you mean" hints. Ties go to the longer common
+/// prefix, then to the alphabetically first, so the hint does not depend on iteration order
+/// ("claud": "claude", not "plaud").
 pub fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let mut best: Option<(usize, &str)> = None;
-    for c in candidates {
-        let d = strsim::levenshtein(word, c);
-        if d <= 3.max(word.len() / 3) && best.is_none_or(|(bd, _)| d < bd) {
-            best = Some((d, c));
-        }
-    }
-    best.map(|(_, c)| c)
+    let prefix = |c: &str| {
+        word.chars()
+            .zip(c.chars())
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
+    candidates
+        .filter_map(|c| {
+            let d = strsim::levenshtein(word, c);
+            (d <= 3.max(word.len() / 3)).then(|| (d, std::cmp::Reverse(prefix(c)), c))
+        })
+        .min()
+        .map(|(_, _, c)| c)
 }
 
 /// Read a policy file, or say why not.

@@ -26,7 +26,7 @@ pub use config::{Category, SteerDef};
 pub use error::{PolicyError, PolicyErrors};
 use matcher::DomainTrie;
 use model::Rule;
-pub use model::{Action, CatalogMatch, Decision, Service, Severity, Via};
+pub use model::{Action, CatalogMatch, CatalogVersion, Decision, Service, Severity, Vendor, Via};
 pub use scope::{Overreach, PortalScope, ScopeWarning};
 
 /// The compiled policy directory.
@@ -36,6 +36,9 @@ pub struct Policy {
     services: Vec<Service>,
     catalog: DomainTrie<(usize, usize)>,
     patterns: Vec<String>,
+    pattern_services: Vec<usize>,
+    vendors: Vec<Vendor>,
+    catalog_versions: Vec<CatalogVersion>,
     groups: Vec<Group>,
     rules: Vec<Rule>,
     default_action: Action,
@@ -47,6 +50,25 @@ pub struct Policy {
 impl Policy {
     pub fn services(&self) -> &[Service] {
         &self.services
+    }
+
+    /// The catalogue's vendors and the domains each owns.
+    pub fn vendors(&self) -> &[Vendor] {
+        &self.vendors
+    }
+
+    /// `[catalog]` version and date of each catalogue file that has one.
+    pub fn catalog_versions(&self) -> &[CatalogVersion] {
+        &self.catalog_versions
+    }
+
+    /// Every catalogue pattern (`claude.ai`, `*.claude.ai`) with its service.
+    pub fn catalog_patterns(&self) -> Vec<(&str, &Service)> {
+        self.patterns
+            .iter()
+            .zip(&self.pattern_services)
+            .filter_map(|(p, &s)| Some((p.as_str(), self.services.get(s)?)))
+            .collect()
     }
 
     pub fn rule_count(&self) -> usize {

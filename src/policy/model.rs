@@ -85,11 +85,31 @@ pub struct Service {
     pub kind: String,
     pub baa: String,
     pub baa_source: String,
+    /// Date of `baa_source` (`YYYY-MM-DD` or `YYYY-MM`), when given.
+    pub source_date: Option<String>,
+    /// Exact hosts on shared platforms (see `tenant_hosts` in the catalogue).
+    pub tenant_hosts: Vec<String>,
     pub shared_tenant: Option<String>,
     pub file: PathBuf,
     /// The service's catalogue patterns, normalised (`claude.ai`, `*.claude.ai`; templates
     /// expanded over their regions).
     pub patterns: Vec<String>,
+}
+
+/// A vendor of the catalogue and the registrable domains it owns.
+#[derive(Debug, Clone)]
+pub struct Vendor {
+    pub name: String,
+    pub domains: Vec<String>,
+    pub file: PathBuf,
+}
+
+/// Version and date of one catalogue file (`[catalog]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogVersion {
+    pub file: PathBuf,
+    pub version: String,
+    pub date: String,
 }
 
 /// What the catalogue says about a name.

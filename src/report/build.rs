@@ -42,6 +42,12 @@ pub const CONSUMER: &str = "consumer_ai";
 pub const APPROVED: &str = "approved_route";
 pub const ENTERPRISE: &str = "enterprise_ai_api";
 
+/// Counted as consumer use: consumer AI and the categories split from it (coding, media,
+/// meeting and voice, clinical), all used on accounts without the clinic's BAA.
+pub fn is_consumer(category: &str) -> bool {
+    crate::policy::Category::parse(category).is_some_and(|c| c.is_unapproved_ai())
+}
+
 fn pct(a: u64, b: u64) -> Option<f64> {
     (a + b > 0).then(|| (a as f64 * 1000.0 / (a + b) as f64).round() / 10.0)
 }
@@ -159,14 +165,15 @@ pub fn build(i: &Inputs<'_>) -> Report {
         a.devices.insert(r.dev);
         a.services.insert(r.svc);
         a.actions.add(action, 1);
+        let consumer = is_consumer(cat);
+        a.consumer += consumer as u64;
         match cat {
-            CONSUMER => a.consumer += 1,
             APPROVED => a.approved += 1,
             ENTERPRISE => a.enterprise += 1,
             _ => {}
         }
         if w < this {
-            if cat == CONSUMER {
+            if consumer {
                 *earlier_consumer.entry(r.dev).or_default() += 1;
             }
             continue;
@@ -181,12 +188,12 @@ pub fn build(i: &Inputs<'_>) -> Report {
             let e = grp_acc.entry(g.to_string()).or_default();
             e.0 += 1;
             e.1.insert(r.dev);
-            e.2 += (cat == CONSUMER) as u64;
+            e.2 += consumer as u64;
             e.3 += (cat == APPROVED) as u64;
         }
         let d = dev_acc.entry(r.dev).or_default();
         d.visits += 1;
-        d.consumer += (cat == CONSUMER) as u64;
+        d.consumer += consumer as u64;
         d.approved += (cat == APPROVED) as u64;
         *d.per_service.entry(r.svc).or_default() += 1;
         d.groups = r.groups;

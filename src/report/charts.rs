@@ -141,8 +141,8 @@ pub fn services(rows: &[ServiceRow], limit: usize) -> Result<String, String> {
                 // Busiest at the top.
                 let y = n - 1 - i;
                 let colour = match r.category.as_str() {
-                    "consumer_ai" => CONSUMER,
                     "approved_route" => APPROVED,
+                    c if crate::report::build::is_consumer(c) => CONSUMER,
                     _ => BAR,
                 };
                 let mut bar = Rectangle::new(

@@ -43,6 +43,11 @@ fn cat_label(c: &str) -> &str {
         "enterprise_ai_api" => "enterprise API",
         "approved_route" => "approved route",
         "dns_resolver" => "DNS resolver",
+        "ai_coding" => "AI coding",
+        "ai_media" => "AI media",
+        "ai_meeting" => "AI meeting and voice",
+        "ai_clinical" => "clinical AI",
+        "general_platform" => "platform with AI features",
         other => other,
     }
 }

@@ -207,12 +207,7 @@ const SEVERITIES: [Severity; 5] = [
     Severity::High,
     Severity::Critical,
 ];
-const CATEGORIES: [Category; 4] = [
-    Category::ConsumerAi,
-    Category::EnterpriseAiApi,
-    Category::ApprovedRoute,
-    Category::DnsResolver,
-];
+const CATEGORIES: [Category; 9] = Category::ALL;
 
 fn addresses() -> Vec<IpAddr> {
     [
