@@ -706,6 +706,22 @@ fn configuration_errors_exit_78_with_one_line_saying_what_to_fix() {
     assert_eq!(err.lines().count(), 1, "one journal line: {err}");
     assert!(err.contains("bad.toml"), "{err}");
 
+    // A capture interface that does not exist (a typo): the same status, the name said.
+    let noif = dir.join("noif.toml");
+    std::fs::write(
+        &noif,
+        format!(
+            "[policy]\ndir = \"{}\"\n[store]\npath = \"{}\"\n[capture]\ninterfaces = [\"lan-typo9\"]\n",
+            policy.display(),
+            dir.join("events.db").display()
+        ),
+    )
+    .unwrap();
+    let o = run(&noif);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(78), "{err}");
+    assert!(err.lines().last().unwrap_or_default().contains("lan-typo9"), "{err}");
+
     // Something a restart may cure is not a configuration error: a store path that cannot be
     // created (a directory where the file should be stands in for a disk that is not there).
     let blocked = dir.join("blocked.toml");

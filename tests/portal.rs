@@ -630,7 +630,9 @@ fn portal_ca_cli() {
         "{said}"
     );
     assert!(
-        said.contains("warning: portal CA scope: claude.ai"),
+        said.lines().any(|l| l.starts_with("warning: portal CA scope:")
+            && l.contains(" claude.ai,")
+            && l.contains("(service claude)")),
         "{said}"
     );
     // `policy check` warns that claude.ai is both steered and allowed, naming the rules.
@@ -638,8 +640,9 @@ fn portal_ca_cli() {
     assert!(o.status.success());
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert!(
-        err.contains("warning: portal CA scope: claude.ai")
-            && err.contains("SG-110-claude-enterprise")
+        err.lines().any(|l| l.contains("warning: portal CA scope:")
+            && l.contains(" claude.ai,")
+            && l.contains("SG-110-claude-enterprise"))
             && err.contains("SG-300-consumer-ai"),
         "{err}"
     );

@@ -256,6 +256,16 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     // Open every capture socket first (needs CAP_NET_RAW), then build their pipelines.
     let mut sockets = Vec::new();
     if let Some(cap) = &shared.config.capture {
+        // An interface that does not exist is a configuration error (a typo, a renamed NIC):
+        // the unit starts after network-online.target, so a restart would not find it either.
+        for iface in &cap.interfaces {
+            if crate::capture::live::ifindex(iface).is_err() {
+                return Err(RunError::Config(format!(
+                    "{}: [capture] interfaces names {iface:?}, which is not an interface of this machine; `ip link` lists them",
+                    config_path.display()
+                )));
+            }
+        }
         for (n, iface) in cap.interfaces.iter().enumerate() {
             let threads = cap.threads.max(1);
             for _ in 0..threads {
@@ -268,8 +278,6 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
                     promiscuous: cap.promiscuous,
                     ..LiveOpts::default()
                 };
-                // Not a configuration error: an interface can appear after the daemon (a
-                // VLAN or USB adapter set up later at boot), and a restart then finds it.
                 sockets.push(LiveCapture::open(iface, &opts).map_err(runtime_err)?);
             }
         }
