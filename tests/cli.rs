@@ -226,6 +226,8 @@ fn every_printing_command_ends_quietly_on_a_closed_pipe() {
         vec!["replay", "--threads", "2", &pcap],
         vec!["replay", "--policy", &policies, &pcap],
         vec!["events", "--store", &db],
+        vec!["catalog", "list", &policies],
+        vec!["catalog", "list", "--format", "json", &policies],
         vec!["events", "--format", "json", "--store", &db],
         vec!["events", "--format", "csv", "--store", &db],
         vec![
