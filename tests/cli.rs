@@ -352,7 +352,11 @@ fn catalog_list_and_diff() {
     for col in ["ID", "CATEGORY", "VENDOR", "DOMAINS", "BAA"] {
         assert!(header.contains(col), "{t}");
     }
-    assert!(t.lines().any(|l| l.starts_with("abridge ") && l.contains("ai_clinical")), "{t}");
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("abridge ") && l.contains("ai_clinical")),
+        "{t}"
+    );
     assert!(!t.contains("consumer_ai"), "{t}");
     assert!(t.contains("catalogue 2026.12.1 (2026-12-01)"), "{t}");
 
@@ -369,7 +373,10 @@ fn catalog_list_and_diff() {
     assert_eq!(claude["category"], "consumer_ai");
     assert_eq!(claude["vendor"], "Anthropic");
     assert!(claude["domains"].as_u64().unwrap() >= 10, "{claude}");
-    assert!(claude["baa_summary"].as_str().unwrap().contains("no BAA"), "{claude}");
+    assert!(
+        claude["baa_summary"].as_str().unwrap().contains("no BAA"),
+        "{claude}"
+    );
     assert_eq!(v["versions"][0]["version"], "2026.12.1");
 
     // A grown catalogue: one service added, one removed, one moved to another category with a
@@ -377,7 +384,10 @@ fn catalog_list_and_diff() {
     let d = std::env::temp_dir().join(format!("sg-catdiff-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(d.join("catalog")).unwrap();
-    for e in std::fs::read_dir(root.join("policies/catalog")).unwrap().flatten() {
+    for e in std::fs::read_dir(root.join("policies/catalog"))
+        .unwrap()
+        .flatten()
+    {
         std::fs::copy(e.path(), d.join("catalog").join(e.file_name())).unwrap();
     }
     let f = d.join("catalog/consumer-ai.toml");
@@ -402,9 +412,17 @@ fn catalog_list_and_diff() {
         .arg(d.join("catalog"))
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let t = String::from_utf8_lossy(&o.stdout);
-    assert!(t.contains("+ newai (consumer_ai, 1 domains: newai.example)"), "{t}");
+    assert!(
+        t.contains("+ newai (consumer_ai, 1 domains: newai.example)"),
+        "{t}"
+    );
     assert!(t.contains("- perplexity (consumer_ai)"), "{t}");
     assert!(
         t.contains("~ chatgpt: category consumer_ai -> ai_media; domains added: sora.chatgpt.com"),
@@ -427,11 +445,7 @@ fn catalog_list_and_diff() {
 
     // A broken catalogue is said, with a non-zero exit.
     std::fs::write(d.join("catalog/zz-new.toml"), "[[service]]\nid = 3\n").unwrap();
-    let o = bin()
-        .args(["catalog", "list"])
-        .arg(&d)
-        .output()
-        .unwrap();
+    let o = bin().args(["catalog", "list"]).arg(&d).output().unwrap();
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("zz-new.toml"));
     let _ = std::fs::remove_dir_all(&d);

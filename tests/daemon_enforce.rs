@@ -487,10 +487,7 @@ fn grown_catalogue_is_steered_on_reload_and_names_outside_the_ca_are_reported() 
     tb.in_ns(&tb.inet, || {
         dns_server(
             SocketAddr::new(UPSTREAM_DNS.into(), 53),
-            vec![
-                ("claude.ai", SERVER),
-                ("chat.newai-grown.example", SERVER2),
-            ],
+            vec![("claude.ai", SERVER), ("chat.newai-grown.example", SERVER2)],
             Duration::from_millis(5),
         )
     })
@@ -507,7 +504,12 @@ fn grown_catalogue_is_steered_on_reload_and_names_outside_the_ca_are_reported() 
     };
     // Before: the new service is not catalogued (the real answer); the CA covers every
     // steered name; the catalogue in force is on record.
-    assert_eq!(q("chat.newai-grown.example"), Ok(vec![SERVER2]), "{}", d.log());
+    assert_eq!(
+        q("chat.newai-grown.example"),
+        Ok(vec![SERVER2]),
+        "{}",
+        d.log()
+    );
     assert_eq!(q("claude.ai"), Ok(vec![GW_LAN]));
     let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
     assert_eq!(
@@ -516,13 +518,15 @@ fn grown_catalogue_is_steered_on_reload_and_names_outside_the_ca_are_reported() 
         "{m}"
     );
     let first = wait_event(&dir, |e| e.kind == "catalog_loaded");
-    let detail: serde_json::Value =
-        serde_json::from_str(first.detail.as_deref().unwrap()).unwrap();
+    let detail: serde_json::Value = serde_json::from_str(first.detail.as_deref().unwrap()).unwrap();
     assert_eq!(detail["portal_uncertifiable"], 0, "{detail}");
     assert_eq!(detail["version"], "2026.12.1", "{detail}");
     assert!(detail["services"].as_u64().unwrap() >= 200, "{detail}");
     assert!(
-        detail["patterns_per_category"]["consumer_ai"].as_u64().unwrap() > 100,
+        detail["patterns_per_category"]["consumer_ai"]
+            .as_u64()
+            .unwrap()
+            > 100,
         "{detail}"
     );
 
@@ -546,13 +550,9 @@ fn grown_catalogue_is_steered_on_reload_and_names_outside_the_ca_are_reported() 
 
     // Reported: the event, the metric and the journal line, with the fix.
     let grown = wait_event(&dir, |e| {
-        e.kind == "catalog_loaded"
-            && e.detail
-                .as_deref()
-                .is_some_and(|d| d.contains("2027.01.1"))
+        e.kind == "catalog_loaded" && e.detail.as_deref().is_some_and(|d| d.contains("2027.01.1"))
     });
-    let detail: serde_json::Value =
-        serde_json::from_str(grown.detail.as_deref().unwrap()).unwrap();
+    let detail: serde_json::Value = serde_json::from_str(grown.detail.as_deref().unwrap()).unwrap();
     assert_eq!(detail["portal_uncertifiable"], 2, "{detail}");
     assert_eq!(
         detail["portal_uncertifiable_names"],

@@ -983,11 +983,13 @@ fn clinic_overrides_win_over_the_vendor_catalogue_and_survive_an_upgrade() {
     // also adds perplexity.ai names); the clinic's files stay and still win.
     let cf = d.join("catalog/consumer-ai.toml");
     let text = std::fs::read_to_string(&cf).unwrap();
-    let text = text.replacen("version = \"2026.12.1\"", "version = \"2027.01.1\"", 1).replacen(
-        "\"perplexity.com\", \"*.perplexity.com\"",
-        "\"perplexity.com\", \"*.perplexity.com\", \"labs.perplexity.ai\"",
-        1,
-    );
+    let text = text
+        .replacen("version = \"2026.12.1\"", "version = \"2027.01.1\"", 1)
+        .replacen(
+            "\"perplexity.com\", \"*.perplexity.com\"",
+            "\"perplexity.com\", \"*.perplexity.com\", \"labs.perplexity.ai\"",
+            1,
+        );
     std::fs::write(&cf, text).unwrap();
     let p = Policy::load(&d).unwrap_or_else(|e| panic!("{e}"));
     assert!(p

@@ -234,8 +234,9 @@ fn known_counts_in_json_and_csv() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     let coverage = &html[html.find("<section id=\"coverage\">").unwrap()..];
     assert!(
-        coverage.contains("Steered names the portal CA cannot certify: 2 (*.newai.example, newai.example)")
-            && coverage.contains("shadowgate portal ca ... --force"),
+        coverage.contains(
+            "Steered names the portal CA cannot certify: 2 (*.newai.example, newai.example)"
+        ) && coverage.contains("shadowgate portal ca ... --force"),
         "{coverage}"
     );
 

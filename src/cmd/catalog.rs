@@ -126,7 +126,12 @@ fn list(dir: &Path, category: Option<&str>, format: Format) -> ExitCode {
             w.write_all(b"\n")
         }
         Format::Table => {
-            let iw = services.iter().map(|s| s.id.len()).max().unwrap_or(2).max(2);
+            let iw = services
+                .iter()
+                .map(|s| s.id.len())
+                .max()
+                .unwrap_or(2)
+                .max(2);
             let cw = services
                 .iter()
                 .map(|s| s.category.as_str().len())

@@ -20,6 +20,7 @@ pub mod scope;
 
 use std::path::PathBuf;
 
+pub use catalog::{load_catalog, CatalogView, LOCAL_DIR, LOCAL_FILE};
 use client::Group;
 pub use client::{parse_mac, Client};
 pub use config::{Category, SteerDef};
@@ -30,7 +31,6 @@ pub use model::{
     Action, CatalogMatch, CatalogVersion, Decision, Override, OverrideKind, Service, Severity,
     Vendor, Via,
 };
-pub use catalog::{load_catalog, CatalogView, LOCAL_DIR, LOCAL_FILE};
 pub use scope::{Overreach, PortalScope, ScopeWarning};
 
 /// The compiled policy directory.

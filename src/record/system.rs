@@ -153,7 +153,11 @@ pub fn catalog_summary(policy: &Policy, uncertifiable: Option<&[String]>) -> Str
     let o = policy.catalog_overrides().len();
     let mut s = format!(
         "catalogue {}: {} services, {} patterns, {o} clinic override{}",
-        if v.is_empty() { "(no version)".to_string() } else { v.join(", ") },
+        if v.is_empty() {
+            "(no version)".to_string()
+        } else {
+            v.join(", ")
+        },
         policy.services().len(),
         policy.pattern_count(),
         if o == 1 { "" } else { "s" }

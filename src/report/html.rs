@@ -410,9 +410,9 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
                 "<p class=\"note warn\">Steered names the portal CA cannot certify: {n} ({names}). The catalogue grew after the CA was made: these names are still steered by DNS, but browsers show a certificate error instead of the portal page. Make a new CA (<code>shadowgate portal ca ... --force</code>) and install it on the clinic's devices.</p>"
             );
         }
-        Some(_) => h.push_str(
-            "<p class=\"note\">Steered names the portal CA cannot certify: 0.</p>",
-        ),
+        Some(_) => {
+            h.push_str("<p class=\"note\">Steered names the portal CA cannot certify: 0.</p>")
+        }
         None => {}
     }
     if !cv.down.is_empty() {
