@@ -33,6 +33,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cmd::policy::Args,
     },
+    /// The service catalogue: list its services, compare two catalogues.
+    Catalog {
+        #[command(subcommand)]
+        cmd: cmd::catalog::Args,
+    },
     /// Run the gateway daemon: capture live, decide, record, enforce, answer DNS.
     Run(cmd::run::Args),
     /// Turn enforcement off at once (on), back on (off), or show it (status).
@@ -57,6 +62,7 @@ fn main() -> ExitCode {
         Cmd::Deliver(a) => cmd::deliver::run(a),
         Cmd::Report(a) => cmd::report::run(a),
         Cmd::Policy { cmd } => cmd::policy::run(cmd),
+        Cmd::Catalog { cmd } => cmd::catalog::run(cmd),
         Cmd::Run(a) => cmd::run::run(a),
         Cmd::BreakGlass(a) => cmd::breakglass::run(a),
         Cmd::Portal { cmd } => cmd::portal::run(cmd),

@@ -226,6 +226,8 @@ fn every_printing_command_ends_quietly_on_a_closed_pipe() {
         vec!["replay", "--threads", "2", &pcap],
         vec!["replay", "--policy", &policies, &pcap],
         vec!["events", "--store", &db],
+        vec!["catalog", "list", &policies],
+        vec!["catalog", "list", "--format", "json", &policies],
         vec!["events", "--format", "json", "--store", &db],
         vec!["events", "--format", "csv", "--store", &db],
         vec![
@@ -332,4 +334,119 @@ fn every_printing_command_ends_quietly_on_a_closed_pipe() {
         "every decision and the end of the replay are recorded"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `shadowgate catalog list` (table, JSON, by category) and `catalog diff A B` between the
+/// bundled policy and a grown copy of its catalogue (issue 21 part 4).
+#[test]
+fn catalog_list_and_diff() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = bin()
+        .current_dir(root)
+        .args(["catalog", "list", "--category", "ai_clinical"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let t = String::from_utf8_lossy(&o.stdout);
+    let header = t.lines().next().unwrap();
+    for col in ["ID", "CATEGORY", "VENDOR", "DOMAINS", "BAA"] {
+        assert!(header.contains(col), "{t}");
+    }
+    assert!(
+        t.lines()
+            .any(|l| l.starts_with("abridge ") && l.contains("ai_clinical")),
+        "{t}"
+    );
+    assert!(!t.contains("consumer_ai"), "{t}");
+    assert!(t.contains("catalogue 2026.12.1 (2026-12-01)"), "{t}");
+
+    let o = bin()
+        .args(["catalog", "list", "--format", "json"])
+        .arg(root.join("policies"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let services = v["services"].as_array().unwrap();
+    assert!(services.len() >= 200, "{}", services.len());
+    let claude = services.iter().find(|s| s["id"] == "claude").unwrap();
+    assert_eq!(claude["category"], "consumer_ai");
+    assert_eq!(claude["vendor"], "Anthropic");
+    assert!(claude["domains"].as_u64().unwrap() >= 10, "{claude}");
+    assert!(
+        claude["baa_summary"].as_str().unwrap().contains("no BAA"),
+        "{claude}"
+    );
+    assert_eq!(v["versions"][0]["version"], "2026.12.1");
+
+    // A grown catalogue: one service added, one removed, one moved to another category with a
+    // new domain.
+    let d = std::env::temp_dir().join(format!("sg-catdiff-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("catalog")).unwrap();
+    for e in std::fs::read_dir(root.join("policies/catalog"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::copy(e.path(), d.join("catalog").join(e.file_name())).unwrap();
+    }
+    let f = d.join("catalog/consumer-ai.toml");
+    let text = std::fs::read_to_string(&f).unwrap();
+    let start = text.find("[[service]]\nid = \"perplexity\"").unwrap();
+    let end = start + 1 + text[start + 1..].find("[[service]]").unwrap();
+    let text = format!("{}{}", &text[..start], &text[end..]).replacen(
+        "id = \"chatgpt\"\nname = \"ChatGPT\"\nvendor = \"OpenAI\"\ncategory = \"consumer_ai\"\nkind = \"chat\"\ndomains = [\"chatgpt.com\",",
+        "id = \"chatgpt\"\nname = \"ChatGPT\"\nvendor = \"OpenAI\"\ncategory = \"ai_media\"\nkind = \"chat\"\ndomains = [\"sora.chatgpt.com\", \"chatgpt.com\",",
+        1,
+    );
+    std::fs::write(&f, text).unwrap();
+    std::fs::write(
+        d.join("catalog/zz-new.toml"),
+        "[catalog]\nversion = \"2027.01.1\"\ndate = \"2027-01-05\"\n\n[[service]]\nid = \"newai\"\nname = \"NewAI\"\nvendor = \"NewAI Inc\"\ncategory = \"consumer_ai\"\nkind = \"chat\"\ndomains = [\"newai.example\"]\nbaa = \"No BAA.\"\nbaa_source = \"test\"\nsource_date = \"2027-01\"\n",
+    )
+    .unwrap();
+    let o = bin()
+        .arg("catalog")
+        .arg("diff")
+        .arg(root.join("policies"))
+        .arg(d.join("catalog"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        t.contains("+ newai (consumer_ai, 1 domains: newai.example)"),
+        "{t}"
+    );
+    assert!(t.contains("- perplexity (consumer_ai)"), "{t}");
+    assert!(
+        t.contains("~ chatgpt: category consumer_ai -> ai_media; domains added: sora.chatgpt.com"),
+        "{t}"
+    );
+    assert!(t.contains("1 added, 1 removed, 1 changed"), "{t}");
+    assert!(t.contains("2027.01.1 (2027-01-05)"), "{t}");
+    let o = bin()
+        .args(["catalog", "diff", "--format", "json"])
+        .arg(d.join("catalog"))
+        .arg(root.join("policies"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["added"][0]["id"], "perplexity");
+    assert_eq!(v["removed"][0]["id"], "newai");
+    assert_eq!(v["changed"][0]["category"]["to"], "consumer_ai");
+    assert_eq!(v["changed"][0]["domains_removed"][0], "sora.chatgpt.com");
+
+    // A broken catalogue is said, with a non-zero exit.
+    std::fs::write(d.join("catalog/zz-new.toml"), "[[service]]\nid = 3\n").unwrap();
+    let o = bin().args(["catalog", "list"]).arg(&d).output().unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("zz-new.toml"));
+    let _ = std::fs::remove_dir_all(&d);
 }

@@ -454,3 +454,143 @@ fn after_kill_9_the_clinic_still_resolves_names() {
     assert_eq!(q("claude.ai"), Ok(vec![GW_LAN]));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 21 part 5: a policy reload with a grown catalogue in a running daemon (DNS mode, portal
+/// with a CA made for the catalogue before it grew). The newly catalogued service is steered
+/// within seconds; the names the old CA cannot certify are reported (journal warning,
+/// `shadowgate_portal_uncertifiable_names`, the `catalog_loaded` event), and the portal gives
+/// them no certificate (never mints outside its CA) and keeps serving the rest.
+#[test]
+fn grown_catalogue_is_steered_on_reload_and_names_outside_the_ca_are_reported() {
+    need_root!();
+    let _serial = serial();
+    let tb = Testbed::new("sggrow");
+    let dir = tmpdir("grow");
+    let policy = test_policy(&dir);
+    // The CA, made for the catalogue as it is now.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_shadowgate"))
+        .args(["portal", "ca", "--clinic", "Test clinic", "--policy"])
+        .arg(&policy)
+        .arg("--out")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg = dns_config(&dir, &policy, "");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "ca_cert = \"{}\"\nca_key = \"{}\"\n",
+        dir.join("portal-ca.pem").display(),
+        dir.join("portal-ca.key").display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    tb.in_ns(&tb.inet, || {
+        dns_server(
+            SocketAddr::new(UPSTREAM_DNS.into(), 53),
+            vec![("claude.ai", SERVER), ("chat.newai-grown.example", SERVER2)],
+            Duration::from_millis(5),
+        )
+    })
+    .join()
+    .unwrap();
+    let d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    let q = |name: &'static str| {
+        tb.in_ns(&tb.client, move || {
+            dns_lookup(CLIENT.into(), SocketAddr::new(GW_LAN.into(), 53), name)
+        })
+        .join()
+        .unwrap()
+    };
+    // Before: the new service is not catalogued (the real answer); the CA covers every
+    // steered name; the catalogue in force is on record.
+    assert_eq!(
+        q("chat.newai-grown.example"),
+        Ok(vec![SERVER2]),
+        "{}",
+        d.log()
+    );
+    assert_eq!(q("claude.ai"), Ok(vec![GW_LAN]));
+    let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+    assert_eq!(
+        metric(&m, "shadowgate_portal_uncertifiable_names", ""),
+        0.0,
+        "{m}"
+    );
+    let first = wait_event(&dir, |e| e.kind == "catalog_loaded");
+    let detail: serde_json::Value = serde_json::from_str(first.detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["portal_uncertifiable"], 0, "{detail}");
+    assert_eq!(detail["version"], "2026.12.1", "{detail}");
+    assert!(detail["services"].as_u64().unwrap() >= 200, "{detail}");
+    assert!(
+        detail["patterns_per_category"]["consumer_ai"]
+            .as_u64()
+            .unwrap()
+            > 100,
+        "{detail}"
+    );
+
+    // A catalogue upgrade adds a consumer AI service; the daemon sees the change by itself.
+    std::fs::write(
+        policy.join("catalog/zz-grown.toml"),
+        "[catalog]\nversion = \"2027.01.1\"\ndate = \"2027-01-05\"\n\n[[service]]\nid = \"newai\"\nname = \"NewAI\"\nvendor = \"NewAI Inc\"\ncategory = \"consumer_ai\"\nkind = \"chat\"\ndomains = [\"newai-grown.example\", \"*.newai-grown.example\"]\nbaa = \"No BAA.\"\nbaa_source = \"test\"\nsource_date = \"2027-01\"\n",
+    )
+    .unwrap();
+    let t = Instant::now();
+    while q("chat.newai-grown.example") != Ok(vec![GW_LAN]) {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the new service is not steered 10 s after the catalogue grew; log:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("steered {:?} after the catalogue grew", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+
+    // Reported: the event, the metric and the journal line, with the fix.
+    let grown = wait_event(&dir, |e| {
+        e.kind == "catalog_loaded" && e.detail.as_deref().is_some_and(|d| d.contains("2027.01.1"))
+    });
+    let detail: serde_json::Value = serde_json::from_str(grown.detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["portal_uncertifiable"], 2, "{detail}");
+    assert_eq!(
+        detail["portal_uncertifiable_names"],
+        serde_json::json!(["*.newai-grown.example", "newai-grown.example"]),
+        "{detail}"
+    );
+    assert!(grown.name.contains("cannot certify 2"), "{grown:?}");
+    let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+    assert_eq!(
+        metric(&m, "shadowgate_portal_uncertifiable_names", ""),
+        2.0,
+        "{m}"
+    );
+    let log = d.log();
+    assert!(
+        log.contains("cannot certify 2 steered or coached names")
+            && log.contains("newai-grown.example")
+            && log.contains("shadowgate portal ca --policy")
+            && log.contains("--force"),
+        "{log}"
+    );
+
+    // The fallback: HTTPS to the portal for the new name gets no certificate (a certificate
+    // error in the browser; nothing minted outside the CA), while a name inside the CA still
+    // gets the page, and the daemon stays healthy.
+    assert!(tls_from(&tb, CLIENT, GW_LAN, "chat.newai-grown.example").is_err());
+    // (The handshake completes with a leaf and the portal answers; this bare request is no
+    // navigation, so no page.)
+    let answer = tls_from(&tb, CLIENT, GW_LAN, "claude.ai").expect("portal over HTTPS");
+    assert!(answer.starts_with("HTTP/1."), "{answer}");
+    let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+    assert!(
+        metric(&m, "shadowgate_portal_tls_refused_total", "") >= 1.0,
+        "{m}"
+    );
+    assert_eq!(
+        http_get(&tb, METRICS.parse().unwrap(), "/healthz").map(|r| r.0),
+        Some(200)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -929,3 +929,92 @@ fn catalogue_lint_vendor_domains_sources_and_false_friends() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Issue 21 part 4: the clinic's files (`local/*.toml`, `catalog/local.toml`) win over the
+/// vendor catalogue, are reported, and survive a catalogue upgrade (new vendor files).
+#[test]
+fn clinic_overrides_win_over_the_vendor_catalogue_and_survive_an_upgrade() {
+    use shadowgate::policy::OverrideKind;
+    let d = scratch("overrides");
+    std::fs::create_dir_all(d.join("local")).unwrap();
+    // The clinic approves Perplexity Enterprise (its own entry, same id, another category) and
+    // claims one ChatGPT name for its own service.
+    std::fs::write(
+        d.join("local/clinic.toml"),
+        "[[service]]\nid = \"perplexity\"\nname = \"Perplexity Enterprise (clinic contract)\"\nvendor = \"Perplexity AI\"\ncategory = \"enterprise_ai_api\"\nkind = \"chat\"\ndomains = [\"perplexity.ai\", \"*.perplexity.ai\"]\nbaa = \"Clinic contract with a BAA.\"\nbaa_source = \"Clinic BAA register #12\"\nsource_date = \"2026-11\"\n\n\
+         [[service]]\nid = \"clinic-gpt-sso\"\nname = \"Clinic ChatGPT Enterprise SSO\"\nvendor = \"Clinic IT\"\ncategory = \"approved_route\"\nkind = \"portal\"\ndomains = [\"auth.openai.com\"]\nbaa = \"Clinic contract.\"\nbaa_source = \"Clinic BAA register #13\"\n",
+    )
+    .unwrap();
+    let p = Policy::load(&d).unwrap_or_else(|e| panic!("{e}"));
+    let svc = |p: &Policy, n: &str| {
+        p.classify(&normalize(n).unwrap())
+            .map(|m| (m.service.id.clone(), m.service.category))
+    };
+    assert_eq!(
+        svc(&p, "www.perplexity.ai"),
+        Some(("perplexity".into(), Category::EnterpriseAiApi))
+    );
+    // The vendor entry is gone whole: its other domains are no longer catalogued.
+    assert_eq!(svc(&p, "perplexity.com"), None);
+    assert_eq!(
+        svc(&p, "auth.openai.com"),
+        Some(("clinic-gpt-sso".into(), Category::ApprovedRoute))
+    );
+    assert_eq!(svc(&p, "chatgpt.com").map(|s| s.0), Some("chatgpt".into()));
+    let o = p.catalog_overrides();
+    assert_eq!(o.len(), 2, "{o:#?}");
+    assert!(o.iter().any(|o| o.kind == OverrideKind::Replaces
+        && o.service == "perplexity"
+        && o.file.ends_with("local/clinic.toml")));
+    assert!(o.iter().any(|o| o.kind == OverrideKind::Claims
+        && o.service == "chatgpt"
+        && o.by == "clinic-gpt-sso"
+        && o.pattern.as_deref() == Some("auth.openai.com")));
+    // `policy check` reports them (a note, not an error).
+    let (ok, out) = check(&d);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("note: vendor service \"perplexity\"")
+            && out.contains("auth.openai.com of vendor service \"chatgpt\" is claimed by the clinic's service \"clinic-gpt-sso\""),
+        "{out}"
+    );
+
+    // A catalogue upgrade replaces the vendor files (here: a new consumer-ai.toml version that
+    // also adds perplexity.ai names); the clinic's files stay and still win.
+    let cf = d.join("catalog/consumer-ai.toml");
+    let text = std::fs::read_to_string(&cf).unwrap();
+    let text = text
+        .replacen("version = \"2026.12.1\"", "version = \"2027.01.1\"", 1)
+        .replacen(
+            "\"perplexity.com\", \"*.perplexity.com\"",
+            "\"perplexity.com\", \"*.perplexity.com\", \"labs.perplexity.ai\"",
+            1,
+        );
+    std::fs::write(&cf, text).unwrap();
+    let p = Policy::load(&d).unwrap_or_else(|e| panic!("{e}"));
+    assert!(p
+        .catalog_versions()
+        .iter()
+        .any(|v| v.version == "2027.01.1"));
+    assert_eq!(
+        svc(&p, "labs.perplexity.ai"),
+        Some(("perplexity".into(), Category::EnterpriseAiApi))
+    );
+    assert_eq!(p.catalog_overrides().len(), 2);
+
+    // The clinic's files carry no vendor version, and two clinic entries still may not share
+    // a name.
+    std::fs::write(
+        d.join("local/zz.toml"),
+        "[catalog]\nversion = \"1\"\ndate = \"2026-01-01\"\n\n[[service]]\nid = \"x\"\nname = \"X\"\nvendor = \"X\"\ncategory = \"consumer_ai\"\nkind = \"chat\"\ndomains = [\"auth.openai.com\"]\nbaa = \"none\"\nbaa_source = \"test\"\n",
+    )
+    .unwrap();
+    let (ok, out) = check(&d);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("a clinic file has a [catalog] table")
+            && out.contains("already claimed by service \"clinic-gpt-sso\""),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -220,6 +220,25 @@ fn known_counts_in_json_and_csv() {
     assert_eq!(cv["capture_gap_bytes"], 1000);
     assert_eq!(cv["kernel_dropped_packets"], 42);
     assert_eq!(cv["sink_outages"], 1);
+    // The catalogue in force at the end of the week, and the steered names the portal CA
+    // cannot certify (a line in the HTML coverage section too).
+    assert!(
+        cv["catalogue"].as_str().unwrap().contains("2027.01.1"),
+        "{cv}"
+    );
+    assert_eq!(cv["portal_uncertifiable"], 2);
+    assert_eq!(
+        cv["portal_uncertifiable_names"],
+        serde_json::json!(["*.newai.example", "newai.example"])
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let coverage = &html[html.find("<section id=\"coverage\">").unwrap()..];
+    assert!(
+        coverage.contains(
+            "Steered names the portal CA cannot certify: 2 (*.newai.example, newai.example)"
+        ) && coverage.contains("shadowgate portal ca ... --force"),
+        "{coverage}"
+    );
 
     // The CSV: a row per device x service x action, same numbers.
     let rows = csv_rows(&out);

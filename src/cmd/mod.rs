@@ -2,6 +2,7 @@
 //! run. `main.rs` only parses the command line and calls `run` of the chosen command.
 
 pub mod breakglass;
+pub mod catalog;
 pub mod deliver;
 pub mod events;
 mod out;

@@ -66,6 +66,10 @@ fn check(dir: &std::path::Path) -> ExitCode {
                 p.pattern_count(),
                 p.rule_count()
             ));
+            // The clinic's files win over the vendor catalogue: say where.
+            for o in p.catalog_overrides() {
+                eprintln!("shadowgate: note: {o}");
+            }
             // Not errors: the policy is valid; a person should still read them.
             for w in p.portal_scope().warnings {
                 eprintln!("shadowgate: warning: {w}");

@@ -487,6 +487,32 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
             }),
         );
     }
+    // The catalogue in force, now and after each accepted reload (after `policy_reload`), with
+    // the steered names the portal CA cannot certify.
+    let ca_constraints = portal.as_ref().and_then(|h| {
+        h.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .and_then(|h| h.ca_constraints.clone())
+    });
+    let uncertifiable = move |p: &crate::policy::Policy| {
+        ca_constraints
+            .as_ref()
+            .map(|(perm, excl)| p.uncertifiable(&p.portal_scope(), perm, excl))
+    };
+    if let Some(s) = &system {
+        let current = policy.current();
+        s.catalog_loaded(&current, uncertifiable(&current).as_deref());
+        let (me, handle) = (Arc::clone(s), Arc::downgrade(&policy));
+        policy.on_reload(Box::new(move |o| {
+            if let (crate::policy::reload::ReloadOutcome::Accepted { .. }, Some(h)) =
+                (o, handle.upgrade())
+            {
+                let current = h.current();
+                me.catalog_loaded(&current, uncertifiable(&current).as_deref());
+            }
+        }));
+    }
     // Retention (at start, then daily) and the size cap (every minute), on their own thread
     // (after `sensor_start`, so the record reads in order).
     let keeper = crate::record::retention::spawn(

@@ -1,5 +1,11 @@
 //! The service catalogue: loading `catalog/*.toml` into services and a domain matcher, checking
 //! and normalising its domain patterns, and looking a name up in it.
+//!
+//! Two layers: the vendor catalogue (every `catalog/*.toml` but `catalog/local.toml`; what an
+//! upgrade replaces) and the clinic's own files (`catalog/local.toml` and `local/*.toml`; never
+//! shipped, never overwritten). The clinic's entries win: a clinic service with the id of a
+//! vendor service replaces it, and a clinic domain a vendor service lists is taken from that
+//! service. Each such override is kept ([`Override`]) and reported.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::config::{self, Category};
 use super::error::{read, toml_error};
 use super::matcher::{normalize, DomainTrie};
-use super::model::{CatalogVersion, Vendor};
+use super::model::{CatalogVersion, Override, OverrideKind, Vendor};
 use super::{CatalogMatch, Policy, PolicyError, Service};
 
 /// The loaded catalogue, before the policy is compiled against it.
@@ -22,6 +28,60 @@ pub(super) struct Catalog {
     pub(super) ids: HashMap<String, usize>,
     pub(super) vendors: Vec<Vendor>,
     pub(super) versions: Vec<CatalogVersion>,
+    pub(super) overrides: Vec<Override>,
+}
+
+/// The clinic's file inside the catalogue directory (the rest of it is vendor data).
+pub const LOCAL_FILE: &str = "local.toml";
+/// The clinic's directory of catalogue files, beside `catalog/` in the policy directory.
+pub const LOCAL_DIR: &str = "local";
+
+/// The `*.toml` files of `dir`, sorted; `None` when the directory does not exist.
+fn toml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// What the clinic's files claim: service ids and normalised domain patterns (errors are
+/// reported when the files are loaded in earnest).
+#[derive(Default)]
+struct Claims {
+    ids: HashMap<String, PathBuf>,
+    patterns: HashMap<String, (String, PathBuf)>,
+}
+
+fn claims(files: &[PathBuf]) -> Claims {
+    let mut c = Claims::default();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        let Ok(file) = toml::from_str::<config::CatalogFile>(&text) else {
+            continue;
+        };
+        for sdef in file.service {
+            let s = sdef.into_inner();
+            let mut names: Vec<String> = s.domains.iter().map(|d| d.get_ref().clone()).collect();
+            names.extend(s.tenant_hosts.iter().map(|d| d.get_ref().clone()));
+            for t in &s.templates {
+                for r in &s.regions {
+                    names.push(t.get_ref().replace("{region}", r));
+                }
+            }
+            for n in names {
+                if let Ok(p) = pattern(&n) {
+                    c.patterns.entry(p).or_insert((s.id.clone(), f.clone()));
+                }
+            }
+            c.ids.entry(s.id).or_insert(f.clone());
+        }
+    }
+    c
 }
 
 /// A service domain waiting for the vendor-ownership check (vendors may be declared in a later
@@ -32,8 +92,44 @@ struct Owned {
     at: PolicyError,
 }
 
-/// Load `dir/catalog/*.toml` (in file name order). All errors are collected in `errs`.
+/// Load `dir/catalog/*.toml` (vendor files in file name order) and the clinic's files
+/// (`catalog/local.toml`, `dir/local/*.toml`). All errors are collected in `errs`.
 pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
+    load_from(&dir.join("catalog"), Some(&dir.join(LOCAL_DIR)), errs)
+}
+
+/// The catalogue of a directory on its own (for `shadowgate catalog`): a policy directory (with
+/// `catalog/`) or a catalogue directory itself. No `policy.toml` is needed.
+pub fn load_catalog(dir: &Path) -> Result<CatalogView, super::PolicyErrors> {
+    let mut errs = Vec::new();
+    let c = if dir.join("catalog").is_dir() {
+        load(dir, &mut errs)
+    } else {
+        load_from(dir, None, &mut errs)
+    };
+    if !errs.is_empty() {
+        return Err(super::PolicyErrors(errs));
+    }
+    Ok(CatalogView {
+        dir: dir.to_path_buf(),
+        services: c.services,
+        vendors: c.vendors,
+        versions: c.versions,
+        overrides: c.overrides,
+    })
+}
+
+/// A catalogue loaded without a policy (see [`load_catalog`]).
+#[derive(Debug, Clone)]
+pub struct CatalogView {
+    pub dir: PathBuf,
+    pub services: Vec<Service>,
+    pub vendors: Vec<Vendor>,
+    pub versions: Vec<CatalogVersion>,
+    pub overrides: Vec<Override>,
+}
+
+fn load_from(cat_dir: &Path, local_dir: Option<&Path>, errs: &mut Vec<PolicyError>) -> Catalog {
     let mut services: Vec<Service> = Vec::new();
     let mut catalog = DomainTrie::new();
     let mut patterns = Vec::new();
@@ -44,23 +140,41 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
     let mut versions = Vec::new();
     let mut to_check: Vec<Owned> = Vec::new();
 
-    let cat_dir = dir.join("catalog");
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&cat_dir) {
-        Ok(rd) => rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-            .collect(),
-        Err(e) => {
-            errs.push(
-                PolicyError::new(&cat_dir, format!("cannot read the catalogue directory: {e}"))
-                    .hint("a policy directory holds policy.toml and catalog/*.toml (see policies/ in the source tree)"),
-            );
-            Vec::new()
+    let mut vendor_files = Vec::new();
+    let mut local_files = Vec::new();
+    match toml_files(cat_dir) {
+        Ok(all) => {
+            for f in all {
+                if f.file_name().is_some_and(|n| n == LOCAL_FILE) {
+                    local_files.push(f);
+                } else {
+                    vendor_files.push(f);
+                }
+            }
         }
-    };
-    files.sort();
-    for f in &files {
+        Err(e) => errs.push(
+            PolicyError::new(cat_dir, format!("cannot read the catalogue directory: {e}"))
+                .hint("a policy directory holds policy.toml and catalog/*.toml (see policies/ in the source tree)"),
+        ),
+    }
+    match local_dir.map(toml_files) {
+        None => {}
+        Some(Ok(v)) => local_files.extend(v),
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Some(Err(e)) => errs.push(
+            PolicyError::new(local_dir.unwrap_or(cat_dir), format!("cannot read the clinic's catalogue directory: {e}"))
+                .hint("it holds the clinic's own services and overrides (*.toml); remove it if there are none"),
+        ),
+    }
+    let clinic = claims(&local_files);
+    let mut overrides: Vec<Override> = Vec::new();
+    let files: Vec<(PathBuf, bool)> = vendor_files
+        .into_iter()
+        .map(|f| (f, false))
+        .chain(local_files.into_iter().map(|f| (f, true)))
+        .collect();
+    for (f, is_local) in &files {
+        let (f, is_local) = (f, *is_local);
         let text = match read(f) {
             Ok(t) => t,
             Err(e) => {
@@ -75,7 +189,13 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
                 continue;
             }
         };
-        if let Some(meta) = file.catalog {
+        if let (true, Some(_)) = (is_local, &file.catalog) {
+            errs.push(
+                PolicyError::new(f, "a clinic file has a [catalog] table (a vendor catalogue version)")
+                    .hint("[catalog] marks vendor data: remove it here, or move the file into catalog/ if it is a vendor catalogue"),
+            );
+        }
+        if let (false, Some(meta)) = (is_local, file.catalog) {
             if !valid_date(&meta.date, false) {
                 errs.push(
                     PolicyError::new(f, format!("[catalog] date {:?} is not a date", meta.date))
@@ -132,6 +252,19 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
         for sdef in file.service {
             let span = sdef.span();
             let s = sdef.into_inner();
+            if !is_local {
+                if let Some(by) = clinic.ids.get(&s.id) {
+                    overrides.push(Override {
+                        kind: OverrideKind::Replaces,
+                        service: s.id.clone(),
+                        vendor_file: f.clone(),
+                        by: s.id.clone(),
+                        file: by.clone(),
+                        pattern: None,
+                    });
+                    continue;
+                }
+            }
             if let Some(&prev) = ids.get(&s.id) {
                 let other: &Service = &services[prev];
                 errs.push(
@@ -204,6 +337,19 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
                             .hint("list the tenant's own host (bucket.s3.amazonaws.com), never the platform suffix; names the vendor owns go in `domains`"),
                     ),
                     Ok(p) => {
+                        if !is_local {
+                            if let Some((by, bfile)) = clinic.patterns.get(&p) {
+                                overrides.push(Override {
+                                    kind: OverrideKind::Claims,
+                                    service: s.id.clone(),
+                                    vendor_file: f.clone(),
+                                    by: by.clone(),
+                                    file: bfile.clone(),
+                                    pattern: Some(p),
+                                });
+                                continue;
+                            }
+                        }
                         if let Some((other, ofile)) = owner.get(&p) {
                             if *other != idx {
                                 errs.push(
@@ -287,6 +433,7 @@ pub(super) fn load(dir: &Path, errs: &mut Vec<PolicyError>) -> Catalog {
         ids,
         vendors,
         versions,
+        overrides,
     }
 }
 

@@ -26,6 +26,7 @@ impl Policy {
             ids,
             vendors,
             versions,
+            overrides,
         } = catalog::load(dir, &mut errs);
 
         let pfile = dir.join("policy.toml");
@@ -37,6 +38,7 @@ impl Policy {
             pattern_services,
             vendors,
             catalog_versions: versions,
+            overrides,
             groups: Vec::new(),
             rules: Vec::new(),
             default_action: Action::Alert,

@@ -20,13 +20,17 @@ pub mod scope;
 
 use std::path::PathBuf;
 
+pub use catalog::{load_catalog, CatalogView, LOCAL_DIR, LOCAL_FILE};
 use client::Group;
 pub use client::{parse_mac, Client};
 pub use config::{Category, SteerDef};
 pub use error::{PolicyError, PolicyErrors};
 use matcher::DomainTrie;
 use model::Rule;
-pub use model::{Action, CatalogMatch, CatalogVersion, Decision, Service, Severity, Vendor, Via};
+pub use model::{
+    Action, CatalogMatch, CatalogVersion, Decision, Override, OverrideKind, Service, Severity,
+    Vendor, Via,
+};
 pub use scope::{Overreach, PortalScope, ScopeWarning};
 
 /// The compiled policy directory.
@@ -39,6 +43,7 @@ pub struct Policy {
     pattern_services: Vec<usize>,
     vendors: Vec<Vendor>,
     catalog_versions: Vec<CatalogVersion>,
+    overrides: Vec<Override>,
     groups: Vec<Group>,
     rules: Vec<Rule>,
     default_action: Action,
@@ -60,6 +65,11 @@ impl Policy {
     /// `[catalog]` version and date of each catalogue file that has one.
     pub fn catalog_versions(&self) -> &[CatalogVersion] {
         &self.catalog_versions
+    }
+
+    /// Where the clinic's files override the vendor catalogue.
+    pub fn catalog_overrides(&self) -> &[Override] {
+        &self.overrides
     }
 
     /// Every catalogue pattern (`claude.ai`, `*.claude.ai`) with its service.

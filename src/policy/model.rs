@@ -112,6 +112,62 @@ pub struct CatalogVersion {
     pub date: String,
 }
 
+/// How a clinic entry overrides the vendor catalogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverrideKind {
+    /// A clinic service has the id of a vendor service: the vendor's entry is not loaded.
+    Replaces,
+    /// A clinic service lists a domain of a vendor service: the name is the clinic's.
+    Claims,
+}
+
+impl OverrideKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverrideKind::Replaces => "replaces",
+            OverrideKind::Claims => "claims",
+        }
+    }
+}
+
+/// One override of the vendor catalogue by the clinic's files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Override {
+    pub kind: OverrideKind,
+    /// The vendor service overridden.
+    pub service: String,
+    pub vendor_file: PathBuf,
+    /// The clinic service that wins.
+    pub by: String,
+    /// The clinic file it is in.
+    pub file: PathBuf,
+    /// The domain pattern taken (`Claims`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+}
+
+impl std::fmt::Display for Override {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.kind, &self.pattern) {
+            (OverrideKind::Claims, Some(p)) => write!(
+                f,
+                "{p} of vendor service {:?} is claimed by the clinic's service {:?} ({})",
+                self.service,
+                self.by,
+                self.file.display()
+            ),
+            _ => write!(
+                f,
+                "vendor service {:?} ({}) is replaced by the clinic's entry in {}",
+                self.service,
+                self.vendor_file.display(),
+                self.file.display()
+            ),
+        }
+    }
+}
+
 /// What the catalogue says about a name.
 #[derive(Debug, Clone, Copy)]
 pub struct CatalogMatch<'a> {

@@ -385,6 +385,40 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// The steered or coached catalogue patterns (those `scope` permits) that a CA with these
+    /// DNS name constraints cannot certify: its constraints were fixed when it was made, and the
+    /// catalogue or the rules have grown since. DNS steering still answers them with the portal,
+    /// where the browser shows a certificate error. Sorted, without duplicates.
+    pub fn uncertifiable(
+        &self,
+        scope: &PortalScope,
+        ca_permitted: &[String],
+        ca_excluded: &[String],
+    ) -> Vec<String> {
+        let ca_permits = |name: &str| {
+            ca_permitted.iter().any(|b| covers(b, name))
+                && !ca_excluded.iter().any(|b| covers(b, name))
+        };
+        let mut out: Vec<String> = self
+            .catalog_patterns()
+            .into_iter()
+            .map(|(p, _)| p)
+            .chain(
+                self.rules
+                    .iter()
+                    .filter(|r| matches!(r.action, Action::Steer | Action::Coach))
+                    .flat_map(|r| r.domain_patterns.iter().map(String::as_str)),
+            )
+            .filter(|p| scope.permits(subtree(p)) && !ca_permits(subtree(p)))
+            .map(str::to_string)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+}
+
 impl PortalScope {
     /// May a portal CA for this scope certify `name`?
     pub fn permits(&self, name: &str) -> bool {

@@ -33,7 +33,7 @@ fn system_category(kind: &str) -> (&'static str, &'static str) {
     match kind {
         "sensor_start" => ("process", "start"),
         "sensor_stop" => ("process", "end"),
-        "policy_reload" => ("configuration", "change"),
+        "policy_reload" | "catalog_loaded" => ("configuration", "change"),
         "policy_rejected" => ("configuration", "error"),
         "retention" => ("database", "deletion"),
         "store_full" | "store_ok" => ("database", "info"),

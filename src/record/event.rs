@@ -84,6 +84,9 @@ pub enum SystemKind {
     DnsUpstreamDown,
     /// An upstream resolver answers again.
     DnsUpstreamUp,
+    /// The service catalogue in force (at start and each accepted reload): versions, counts,
+    /// the clinic's overrides, and steered names the portal CA cannot certify.
+    CatalogLoaded,
 }
 
 impl SystemKind {
@@ -103,6 +106,7 @@ impl SystemKind {
             SystemKind::BreakGlass => "break_glass",
             SystemKind::DnsUpstreamDown => "dns_upstream_down",
             SystemKind::DnsUpstreamUp => "dns_upstream_up",
+            SystemKind::CatalogLoaded => "catalog_loaded",
         }
     }
 

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::event::{Event, SystemKind};
 use super::store::{Store, StoreError};
 use crate::policy::reload::{PolicyHandle, ReloadOutcome};
+use crate::policy::{Category, Policy};
 
 /// A shared writer of system events. Each event is its own committed transaction: they are
 /// rare, and each one matters (an outage must be on record even if the process dies next).
@@ -58,6 +59,17 @@ impl SystemLog {
             SystemKind::SensorStop,
             &format!("shadowgate stopped ({how})"),
             d,
+        );
+    }
+
+    /// `catalog_loaded`: the catalogue of `policy` in force: each vendor file's version and date,
+    /// services, patterns per category, the clinic's overrides, and (with a portal CA) the
+    /// steered or coached names the CA cannot certify.
+    pub fn catalog_loaded(&self, policy: &Policy, uncertifiable: Option<&[String]>) {
+        let _ = self.record(
+            SystemKind::CatalogLoaded,
+            &catalog_summary(policy, uncertifiable),
+            catalog_detail(policy, uncertifiable),
         );
     }
 
@@ -121,6 +133,77 @@ impl SystemLog {
         }
         r
     }
+}
+
+/// The versions of the vendor catalogue files, distinct, in file order (`2026.12.1`).
+fn versions(policy: &Policy) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for c in policy.catalog_versions() {
+        if !v.contains(&c.version) {
+            v.push(c.version.clone());
+        }
+    }
+    v
+}
+
+/// One line: `catalogue 2026.12.1: 213 services, 540 patterns, 1 override; the portal CA cannot
+/// certify 3 steered names`.
+pub fn catalog_summary(policy: &Policy, uncertifiable: Option<&[String]>) -> String {
+    let v = versions(policy);
+    let o = policy.catalog_overrides().len();
+    let mut s = format!(
+        "catalogue {}: {} services, {} patterns, {o} clinic override{}",
+        if v.is_empty() {
+            "(no version)".to_string()
+        } else {
+            v.join(", ")
+        },
+        policy.services().len(),
+        policy.pattern_count(),
+        if o == 1 { "" } else { "s" }
+    );
+    if let Some(u) = uncertifiable.filter(|u| !u.is_empty()) {
+        s.push_str(&format!(
+            "; the portal CA cannot certify {} steered or coached name{} (browsers get a certificate error; make a new CA)",
+            u.len(),
+            if u.len() == 1 { "" } else { "s" }
+        ));
+    }
+    s
+}
+
+/// The detail object of `catalog_loaded`.
+pub fn catalog_detail(policy: &Policy, uncertifiable: Option<&[String]>) -> Value {
+    let mut per_cat = serde_json::Map::new();
+    let mut svc_cat = serde_json::Map::new();
+    for c in Category::ALL {
+        let pats = policy
+            .catalog_patterns()
+            .iter()
+            .filter(|(_, s)| s.category == c)
+            .count();
+        let svcs = policy.services().iter().filter(|s| s.category == c).count();
+        if pats > 0 || svcs > 0 {
+            per_cat.insert(c.as_str().into(), json!(pats));
+            svc_cat.insert(c.as_str().into(), json!(svcs));
+        }
+    }
+    json!({
+        "versions": policy.catalog_versions().iter().map(|c| json!({
+            "file": c.file.display().to_string(),
+            "version": c.version,
+            "date": c.date,
+        })).collect::<Vec<_>>(),
+        "version": versions(policy).join(", "),
+        "services": policy.services().len(),
+        "patterns": policy.pattern_count(),
+        "services_per_category": svc_cat,
+        "patterns_per_category": per_cat,
+        "overrides": policy.catalog_overrides().len(),
+        "override_list": policy.catalog_overrides().iter().map(|o| o.to_string()).collect::<Vec<_>>(),
+        "portal_uncertifiable": uncertifiable.map(|u| u.len()),
+        "portal_uncertifiable_names": uncertifiable,
+    })
 }
 
 /// Add the fields of `extra` (an object) to `into` (an object).

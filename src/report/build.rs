@@ -518,6 +518,21 @@ fn notes(i: &Inputs<'_>, week: &Week) -> Notes {
                 running = false;
             }
             "policy_reload" => out.policy.reloads.push(sys(n)),
+            // The last load of the week says what was in force at its end.
+            "catalog_loaded" => {
+                c.catalogue = Some(n.summary.clone());
+                c.portal_uncertifiable = num(&n.detail, &["portal_uncertifiable"]);
+                c.portal_uncertifiable_names = n
+                    .detail
+                    .get("portal_uncertifiable_names")
+                    .and_then(|v| v.as_array())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+            }
             "policy_rejected" => out.policy.rejected.push(sys(n)),
             "capture_gap" => {
                 c.capture_gaps += 1;

@@ -390,6 +390,31 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
         cv.kernel_dropped_packets,
         cv.sink_outages
     );
+    if let Some(c) = &cv.catalogue {
+        let _ = write!(h, "<p class=\"note\">Catalogue in force: {}.</p>", esc(c));
+    }
+    match cv.portal_uncertifiable {
+        Some(n) if n > 0 => {
+            let mut names = cv
+                .portal_uncertifiable_names
+                .iter()
+                .take(20)
+                .map(|s| esc(s))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if cv.portal_uncertifiable_names.len() > 20 {
+                names.push_str(", ...");
+            }
+            let _ = write!(
+                h,
+                "<p class=\"note warn\">Steered names the portal CA cannot certify: {n} ({names}). The catalogue grew after the CA was made: these names are still steered by DNS, but browsers show a certificate error instead of the portal page. Make a new CA (<code>shadowgate portal ca ... --force</code>) and install it on the clinic's devices.</p>"
+            );
+        }
+        Some(_) => {
+            h.push_str("<p class=\"note\">Steered names the portal CA cannot certify: 0.</p>")
+        }
+        None => {}
+    }
     if !cv.down.is_empty() {
         h.push_str("<table><thead><tr><th>down from</th><th>to</th><th class=\"n\">for</th></tr></thead><tbody>");
         for d in &cv.down {

@@ -204,6 +204,15 @@ pub struct Coverage {
     pub sink_outages: u64,
     /// Gaps, drops and sink outages, in time order.
     pub incidents: Vec<SysRow>,
+    /// The catalogue in force at the week's last `catalog_loaded` (versions and counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalogue: Option<String>,
+    /// Steered or coached names the portal CA could not certify at that load (browsers got a
+    /// certificate error for them): a new CA is due. `None`: no portal CA, or no such event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub portal_uncertifiable: Option<u64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub portal_uncertifiable_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

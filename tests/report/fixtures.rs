@@ -211,6 +211,13 @@ pub fn events() -> Vec<Event> {
             "sink siem: connection refused",
             serde_json::json!({"sink": "siem"}),
         ),
+        // The catalogue grew past the portal CA (issue 21 part 5).
+        system(
+            ny("2026-11-19T07:00"),
+            "catalog_loaded",
+            "catalogue 2026.12.1, 2027.01.1: 214 services, 827 patterns, 0 clinic overrides; the portal CA cannot certify 2 steered or coached names (browsers get a certificate error; make a new CA)",
+            serde_json::json!({"version": "2026.12.1, 2027.01.1", "services": 214, "portal_uncertifiable": 2, "portal_uncertifiable_names": ["*.newai.example", "newai.example"]}),
+        ),
         // W45: F uses four services once each (so they are not new in W47).
         tls(ny("2026-11-04T10:00"), F, "chatgpt", "steer"),
         tls(ny("2026-11-04T11:00"), F, "clinic-ai-portal", "allow"),

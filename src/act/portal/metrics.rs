@@ -1,5 +1,6 @@
 //! The portal's Prometheus metrics, registered on the registry the daemon gives it: requests by
-//! kind, leaves minted, handshakes refused, grants given, expired and active, events dropped, a CA wider than the policy in force.
+//! kind, leaves minted, handshakes refused, grants given, expired and active, events dropped, a CA wider than the policy in force,
+//! steered names the CA cannot certify.
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
@@ -12,6 +13,7 @@ pub(crate) struct Metrics {
     pub grants_active: IntGauge,
     pub events_dropped: IntCounter,
     pub ca_too_wide: IntGauge,
+    pub uncertifiable: IntGauge,
 }
 
 impl Metrics {
@@ -60,6 +62,11 @@ impl Metrics {
                 "1 when a policy reload left the portal CA able to certify names the policy no longer steers or coaches (make a new CA; the daemon refuses it at the next start)",
             )
             .map_err(|e| e.to_string())?,
+            uncertifiable: IntGauge::new(
+                "shadowgate_portal_uncertifiable_names",
+                "Steered or coached catalogue patterns outside the portal CA's name constraints (the catalogue grew after the CA was made): browsers get a certificate error for them; make a new CA",
+            )
+            .map_err(|e| e.to_string())?,
         };
         for c in [
             Box::new(m.requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -70,6 +77,7 @@ impl Metrics {
             Box::new(m.grants_active.clone()),
             Box::new(m.events_dropped.clone()),
             Box::new(m.ca_too_wide.clone()),
+            Box::new(m.uncertifiable.clone()),
         ] {
             r.register(c)
                 .map_err(|e| format!("portal metrics: {e} (is the portal started twice?)"))?;

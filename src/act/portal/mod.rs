@@ -14,6 +14,7 @@ pub mod rate;
 mod tls;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -56,6 +57,8 @@ pub struct PortalHandle {
     /// Where it listens: plain HTTP, and HTTPS (empty without a CA).
     pub http: Vec<SocketAddr>,
     pub https: Vec<SocketAddr>,
+    /// The CA's permitted and excluded DNS subtrees (`None`: HTTP only).
+    pub ca_constraints: Option<(Vec<String>, Vec<String>)>,
 }
 
 impl PortalHandle {
@@ -65,6 +68,12 @@ impl PortalHandle {
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
+    }
+
+    /// The steered or coached names of `policy` the portal CA cannot certify (`None`: no CA).
+    pub fn uncertifiable(&self, policy: &crate::policy::Policy) -> Option<Vec<String>> {
+        let (permitted, excluded) = self.ca_constraints.as_ref()?;
+        Some(policy.uncertifiable(&policy.portal_scope(), permitted, excluded))
     }
 
     /// Every listener and the expiry task are running.
@@ -236,6 +245,7 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
         conf,
         ctx,
     });
+    report_uncertifiable(&state, "at start");
     watch_scope(&state);
     let (stop, stop_rx) = watch::channel(false);
     let alive = Arc::new(AtomicBool::new(true));
@@ -266,6 +276,10 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
         alive,
         http,
         https,
+        ca_constraints: state.ca.as_ref().map(|c| {
+            let (p, x) = c.constraints();
+            (p.to_vec(), x.to_vec())
+        }),
     })
 }
 
@@ -292,7 +306,50 @@ fn watch_scope(state: &Arc<State>) {
             }
         }
         st.scope.store(Arc::new(scope));
+        report_uncertifiable(&st, "after the policy reload");
     }));
+}
+
+/// Set `shadowgate_portal_uncertifiable_names` and warn in the journal when steered or coached
+/// names of the policy in force lie outside the CA (the catalogue grew after the CA was made).
+/// The portal still answers them over HTTP; over HTTPS it gives no certificate (the browser
+/// shows a certificate error), and it never mints outside its CA.
+fn report_uncertifiable(st: &State, when: &str) {
+    let (Some(ca), Some(cert), Some(key)) = (&st.ca, &st.conf.ca_cert, &st.conf.ca_key) else {
+        return;
+    };
+    let policy = st.ctx.policy.current();
+    let (permitted, excluded) = ca.constraints();
+    let names = policy.uncertifiable(&st.scope.load(), permitted, excluded);
+    st.m.uncertifiable.set(names.len() as i64);
+    if names.is_empty() {
+        return;
+    }
+    let fix = ca::new_ca_command(st.ctx.policy.dir(), cert, key, &st.conf.clinic_name);
+    eprintln!(
+        "shadowgate: WARNING: portal: {when}, {}",
+        uncertifiable_warning(cert, &names, &fix)
+    );
+}
+
+/// The warning for steered names outside the CA: which, what browsers see, what to do.
+pub fn uncertifiable_warning(cert: &Path, names: &[String], fix: &str) -> String {
+    const SHOWN: usize = 8;
+    let mut list = names
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        list.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    format!(
+        "the portal CA {} cannot certify {} steered or coached name{} of the catalogue ({list}): DNS steering still sends them to the portal, where browsers show a certificate error instead of the page; make a new CA and install it on the clinic's devices: {fix}",
+        cert.display(),
+        names.len(),
+        if names.len() == 1 { "" } else { "s" }
+    )
 }
 
 async fn accept_loop(
