@@ -362,9 +362,10 @@ impl NotifySocket {
         std::thread::spawn(move || {
             let mut b = [0u8; 1024];
             while let Ok(n) = sock.recv(&mut b) {
-                g.lock()
-                    .unwrap()
-                    .push((Instant::now(), String::from_utf8_lossy(&b[..n]).into_owned()));
+                g.lock().unwrap().push((
+                    Instant::now(),
+                    String::from_utf8_lossy(&b[..n]).into_owned(),
+                ));
             }
         });
         NotifySocket { path, got }
@@ -382,16 +383,18 @@ impl NotifySocket {
     }
 
     fn messages(&self) -> Vec<String> {
-        self.got.lock().unwrap().iter().map(|(_, m)| m.clone()).collect()
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, m)| m.clone())
+            .collect()
     }
 }
 
 /// An upstream resolver on the internet side that can go silent: while `answering` is false it
 /// drops every question (an ISP outage), otherwise it answers NXDOMAIN at once.
-fn switchable_upstream(
-    tb: &Testbed,
-    answering: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) {
+fn switchable_upstream(tb: &Testbed, answering: std::sync::Arc<std::sync::atomic::AtomicBool>) {
     use hickory_proto::op::{Message, MessageType, ResponseCode};
     let addr = SocketAddr::new(netns::UPSTREAM_DNS.into(), 53);
     let sock = tb
@@ -474,7 +477,10 @@ fn upstream_dns_outage_degrades_but_never_starves_the_watchdog() {
     let mut degraded_seen = None;
     while outage.elapsed() < Duration::from_secs(180) {
         let got = lookup(n);
-        assert!(got.is_err() && got != Err("NXDomain".to_string()), "{got:?}");
+        assert!(
+            got.is_err() && got != Err("NXDomain".to_string()),
+            "{got:?}"
+        );
         n += 1;
         if degraded_seen.is_none() && outage.elapsed() > Duration::from_secs(75) {
             let (code, body) = http_get(&tb, METRICS.parse().unwrap(), "/healthz").unwrap();
@@ -492,7 +498,10 @@ fn upstream_dns_outage_degrades_but_never_starves_the_watchdog() {
     assert!(d.child.try_wait().unwrap().is_none(), "{}", d.log());
     let e = wait_event(&dir, |e| e.kind == "dns_upstream_down");
     assert!(
-        e.detail.as_deref().unwrap_or("").contains(&netns::UPSTREAM_DNS.to_string()),
+        e.detail
+            .as_deref()
+            .unwrap_or("")
+            .contains(&netns::UPSTREAM_DNS.to_string()),
         "{e:?}"
     );
 
@@ -627,14 +636,19 @@ fn a_stalled_capture_thread_stops_the_watchdog() {
     });
     let t = Instant::now();
     while !*wedge.0.lock().unwrap() {
-        assert!(t.elapsed() < Duration::from_secs(5), "the capture thread never saw the query");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the capture thread never saw the query"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let stalled_at = Instant::now();
     run(&mut wd, 8);
     let alive = health.alive();
     assert!(
-        alive.as_ref().is_err_and(|e| e.contains("capture thread lan0/0")),
+        alive
+            .as_ref()
+            .is_err_and(|e| e.contains("capture thread lan0/0")),
         "{alive:?}"
     );
     // Up to the stale limit (5 s) it may still ping; after it, none.
@@ -643,7 +657,11 @@ fn a_stalled_capture_thread_stops_the_watchdog() {
         .into_iter()
         .filter(|t| *t > stalled_at + Duration::from_millis(5600))
         .collect();
-    assert!(late.is_empty(), "{} keep-alives from a stalled daemon", late.len());
+    assert!(
+        late.is_empty(),
+        "{} keep-alives from a stalled daemon",
+        late.len()
+    );
 
     // Released: it beats again and the keep-alives resume.
     *wedge.0.lock().unwrap() = false;
@@ -720,7 +738,10 @@ fn configuration_errors_exit_78_with_one_line_saying_what_to_fix() {
     let o = run(&noif);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(78), "{err}");
-    assert!(err.lines().last().unwrap_or_default().contains("lan-typo9"), "{err}");
+    assert!(
+        err.lines().last().unwrap_or_default().contains("lan-typo9"),
+        "{err}"
+    );
 
     // Something a restart may cure is not a configuration error: a store path that cannot be
     // created (a directory where the file should be stands in for a disk that is not there).

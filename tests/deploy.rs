@@ -129,9 +129,16 @@ fn unit_verifies_and_does_not_restart_on_a_config_error() {
         unit("RestartPreventExitStatus"),
         [shadowgate::daemon::EXIT_CONFIG.to_string()]
     );
-    assert_eq!(shadowgate::daemon::EXIT_CONFIG, 78, "documented in OPERATIONS.md");
+    assert_eq!(
+        shadowgate::daemon::EXIT_CONFIG,
+        78,
+        "documented in OPERATIONS.md"
+    );
     let ops = std::fs::read_to_string(deploy("OPERATIONS.md")).unwrap();
-    assert!(ops.contains("exit status 78"), "OPERATIONS.md documents the status");
+    assert!(
+        ops.contains("exit status 78"),
+        "OPERATIONS.md documents the status"
+    );
     let analyze = std::process::Command::new("systemd-analyze")
         .arg("--version")
         .output();
@@ -144,7 +151,10 @@ fn unit_verifies_and_does_not_restart_on_a_config_error() {
     std::fs::create_dir_all(&dir).unwrap();
     let text = std::fs::read_to_string(deploy("shadowgate.service"))
         .unwrap()
-        .replace("/usr/local/bin/shadowgate", env!("CARGO_BIN_EXE_shadowgate"));
+        .replace(
+            "/usr/local/bin/shadowgate",
+            env!("CARGO_BIN_EXE_shadowgate"),
+        );
     let unit_file = dir.join("shadowgate.service");
     std::fs::write(&unit_file, text).unwrap();
     let o = std::process::Command::new("systemd-analyze")

@@ -630,9 +630,10 @@ fn portal_ca_cli() {
         "{said}"
     );
     assert!(
-        said.lines().any(|l| l.starts_with("warning: portal CA scope:")
-            && l.contains(" claude.ai,")
-            && l.contains("(service claude)")),
+        said.lines()
+            .any(|l| l.starts_with("warning: portal CA scope:")
+                && l.contains(" claude.ai,")
+                && l.contains("(service claude)")),
         "{said}"
     );
     // `policy check` warns that claude.ai is both steered and allowed, naming the rules.

@@ -139,7 +139,8 @@ impl Health {
                 )
             })
             .chain(
-                (!self.main_beat.fresh(now, LOOP_STALE_NS)).then(|| "main loop stalled".to_string()),
+                (!self.main_beat.fresh(now, LOOP_STALE_NS))
+                    .then(|| "main loop stalled".to_string()),
             )
             .chain(
                 (self.runtime.load(Ordering::Relaxed)

@@ -309,18 +309,19 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     // The steering portal (binds its ports now; CAP_NET_BIND_SERVICE was kept for it).
     let portal = match &shared.config.portal {
         Some(pc) => {
-            let h = rt.block_on(crate::act::portal::serve(
-                pc.clone(),
-                crate::act::portal::PortalCtx {
-                    policy: Arc::clone(&policy),
-                    grants: Arc::clone(&shared.grants),
-                    devices: Arc::clone(&shared.devices),
-                    events: Some(events.clone()),
-                    sensor: sensor_id.clone(),
-                    registry: metrics.registry.clone(),
-                },
-            ))
-            .map_err(RunError::Config)?;
+            let h = rt
+                .block_on(crate::act::portal::serve(
+                    pc.clone(),
+                    crate::act::portal::PortalCtx {
+                        policy: Arc::clone(&policy),
+                        grants: Arc::clone(&shared.grants),
+                        devices: Arc::clone(&shared.devices),
+                        events: Some(events.clone()),
+                        sensor: sensor_id.clone(),
+                        registry: metrics.registry.clone(),
+                    },
+                ))
+                .map_err(RunError::Config)?;
             let h = Arc::new(std::sync::Mutex::new(Some(h)));
             let h2 = Arc::clone(&h);
             *health.portal.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(move || {
@@ -337,20 +338,21 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     // DNS mode: the LAN resolver (answers per policy; one event per lookup).
     let dns = match &shared.config.dns {
         Some(dc) => {
-            let h = rt.block_on(crate::act::dns::serve(
-                dc.clone(),
-                shared.config.portal.clone(),
-                crate::act::dns::DnsCtx {
-                    policy: Arc::clone(&policy),
-                    grants: Arc::clone(&shared.grants),
-                    devices: Arc::clone(&shared.devices),
-                    events: Some(events.clone()),
-                    sensor: sensor_id.clone(),
-                    enforcing: Arc::clone(&enforcing),
-                    registry: metrics.registry.clone(),
-                },
-            ))
-            .map_err(RunError::Config)?;
+            let h = rt
+                .block_on(crate::act::dns::serve(
+                    dc.clone(),
+                    shared.config.portal.clone(),
+                    crate::act::dns::DnsCtx {
+                        policy: Arc::clone(&policy),
+                        grants: Arc::clone(&shared.grants),
+                        devices: Arc::clone(&shared.devices),
+                        events: Some(events.clone()),
+                        sensor: sensor_id.clone(),
+                        enforcing: Arc::clone(&enforcing),
+                        registry: metrics.registry.clone(),
+                    },
+                ))
+                .map_err(RunError::Config)?;
             let h = Arc::new(std::sync::Mutex::new(Some(h)));
             let h2 = Arc::clone(&h);
             *health.dns.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(move || {
@@ -535,12 +537,14 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
 
     // The weekly report, on its schedule.
     let report = match &shared.config.report {
-        Some(r) if r.schedule.is_some() => Some(crate::report::schedule::spawn(
-            r.clone(),
-            store_conf.path.clone(),
-            Some(policy_dir.clone()),
-        )
-        .map_err(RunError::Config)?),
+        Some(r) if r.schedule.is_some() => Some(
+            crate::report::schedule::spawn(
+                r.clone(),
+                store_conf.path.clone(),
+                Some(policy_dir.clone()),
+            )
+            .map_err(RunError::Config)?,
+        ),
         _ => None,
     };
 

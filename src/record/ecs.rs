@@ -47,9 +47,7 @@ fn system_document(e: &Event) -> Value {
     let (category, typ) = system_category(&e.kind);
     let outcome = match e.kind.as_str() {
         "policy_rejected" | "sink_down" | "capture_gap" | "kernel_drops" | "dns_upstream_down"
-        | "store_full" => {
-            "failure"
-        }
+        | "store_full" => "failure",
         _ => "success",
     };
     let detail: Value = e
