@@ -151,6 +151,8 @@ fn thread_names() -> Vec<String> {
 /// uid and gid of a user name (or a numeric uid).
 fn user_ids(name: &str) -> Result<(u32, u32), String> {
     let c = std::ffi::CString::new(name).map_err(|_| format!("user {name:?}: bad name"))?;
+    // SAFETY: `passwd` is a plain C struct of pointers and integers; all-zero (null pointers) is a
+    // valid value, and getpwnam_r fills it before it is read.
     let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
     let mut out: *mut libc::passwd = std::ptr::null_mut();
     let mut buf = vec![0 as libc::c_char; 16 * 1024];
@@ -377,6 +379,7 @@ mod tests {
                     (libc::ETH_P_ALL as u16).to_be() as i32,
                 )
             };
+            // SAFETY: a plain socket call; the exiting child closes the descriptor.
             let nl =
                 unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_NETFILTER) };
             format!("packet {} netlink {}", pkt >= 0, nl >= 0)

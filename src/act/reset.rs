@@ -106,6 +106,8 @@ impl Resetter {
         let r = match dst.ip() {
             IpAddr::V4(a) => {
                 let fd = self.v4.as_ref().ok_or_else(no_socket)?;
+                // SAFETY: `sockaddr_in` is plain old data; all-zero is valid (and the padding must
+                // be zero for the kernel).
                 let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
                 sa.sin_family = libc::AF_INET as libc::sa_family_t;
                 sa.sin_addr.s_addr = u32::from_ne_bytes(a.octets());
@@ -123,6 +125,8 @@ impl Resetter {
             }
             IpAddr::V6(a) => {
                 let fd = self.v6.as_ref().ok_or_else(no_socket)?;
+                // SAFETY: `sockaddr_in6` is plain old data; all-zero is valid (flow info and scope
+                // id 0).
                 let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
                 sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
                 sa.sin6_addr.s6_addr = a.octets();

@@ -145,7 +145,9 @@ pub struct LiveCapture {
     scratch: Vec<u8>,
 }
 
-// The ring is owned by this value alone; the kernel writes only blocks it owns.
+// SAFETY: the ring is owned by this value alone: its raw pointers point into this socket's own
+// mmap, which moves with the value and is used by one thread at a time (`&mut self` everywhere);
+// the kernel writes only blocks it owns (TP_STATUS_KERNEL).
 unsafe impl Send for LiveCapture {}
 
 fn err(iface: &str, what: &str, e: io::Error) -> io::Error {

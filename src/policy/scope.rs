@@ -634,6 +634,57 @@ action = "steer"
         assert!(!s2.permits("dns.example") && !s2.permits("api.a.example"));
     }
 
+    /// A CA made before the catalogue grew: the steered names it cannot certify are listed
+    /// (its excluded subtrees and names outside its permitted ones), those it can are not, and
+    /// names no steer or coach rule selects never are.
+    #[test]
+    fn uncertifiable_lists_steered_names_outside_an_older_ca() {
+        let cat = [
+            svc("a", "consumer_ai", "\"a.example\", \"*.a.example\""),
+            svc("new", "consumer_ai", "\"new.example\", \"*.new.example\""),
+            svc("b", "consumer_ai", "\"b.example\""),
+            svc("api", "enterprise_ai_api", "\"api.a.example\""),
+        ]
+        .concat();
+        let rules = r#"
+[settings]
+default_action = "alert"
+[approved_route]
+url = "https://ai.example/"
+instruction = "use it"
+[[rule]]
+id = "allow-b"
+services = ["b"]
+action = "allow"
+[[rule]]
+id = "steer"
+categories = ["consumer_ai"]
+action = "steer"
+"#;
+        let p = policy("uncert", &cat, rules);
+        let s = p.portal_scope();
+        // The CA of today certifies everything steered.
+        assert!(p
+            .uncertifiable(&s, &s.permitted, &s.excluded_subtrees())
+            .is_empty());
+        // An older CA that knew only a.example: new.example and its subdomains are outside it.
+        let old = vec!["a.example".to_string()];
+        assert_eq!(
+            p.uncertifiable(&s, &old, &s.excluded_subtrees()),
+            vec!["*.new.example", "new.example"]
+        );
+        // One that excluded a steered host is missing it too; the enterprise API and the allowed
+        // b.example are never counted.
+        let excl = vec!["x.a.example".to_string(), "api.a.example".to_string()];
+        let wide = vec!["example".to_string()];
+        assert!(p.uncertifiable(&s, &wide, &excl).is_empty());
+        let excl2 = vec!["a.example".to_string()];
+        assert_eq!(
+            p.uncertifiable(&s, &wide, &excl2),
+            vec!["*.a.example", "a.example"]
+        );
+    }
+
     #[test]
     fn rule_domains_count_and_never_certified_wins() {
         let cat = [

@@ -65,7 +65,12 @@ pub enum TableOp {
     Destroy,
 }
 
+// SAFETY: `write` builds exactly one netlink message into `buf`, the batch's buffer that nftnl
+// sizes for one message (the trait's contract), from owned, NUL-terminated strings and plain
+// integers; nothing is kept after it returns.
 unsafe impl NlMsg for TableMsg {
+    // SAFETY (callers): `buf` must have room for one message of this kind; nftnl's batch guarantees
+    // it.
     unsafe fn write(&self, buf: *mut c_void, seq: u32, _t: MsgType) {
         let (ty, fl) = match self.op {
             TableOp::Create => (
@@ -75,6 +80,9 @@ unsafe impl NlMsg for TableMsg {
             TableOp::Delete => (NFT_MSG_DELTABLE, 0),
             TableOp::Destroy => (NFT_MSG_DESTROYTABLE, 0),
         };
+        // SAFETY: the nftnl object is allocated here, checked for null (abort: nothing sane follows
+        // an allocation failure), filled from CStrings that outlive the calls, serialised into
+        // `buf` (the caller's contract) and freed before the block ends; no pointer escapes.
         unsafe {
             let t = sys::nftnl_table_alloc();
             if t.is_null() {
@@ -103,8 +111,16 @@ pub struct SetMsg {
     pub size: u32,
 }
 
+// SAFETY: `write` builds exactly one netlink message into `buf`, the batch's buffer that nftnl
+// sizes for one message (the trait's contract), from owned, NUL-terminated strings and plain
+// integers; nothing is kept after it returns.
 unsafe impl NlMsg for SetMsg {
+    // SAFETY (callers): `buf` must have room for one message of this kind; nftnl's batch guarantees
+    // it.
     unsafe fn write(&self, buf: *mut c_void, seq: u32, _t: MsgType) {
+        // SAFETY: the nftnl object is allocated here, checked for null (abort: nothing sane follows
+        // an allocation failure), filled from CStrings that outlive the calls, serialised into
+        // `buf` (the caller's contract) and freed before the block ends; no pointer escapes.
         unsafe {
             let s = sys::nftnl_set_alloc();
             if s.is_null() {
@@ -152,13 +168,21 @@ pub struct ElemsMsg<'a> {
     pub elems: &'a [(Vec<u8>, u64)],
 }
 
+// SAFETY: `write` builds exactly one netlink message into `buf`, the batch's buffer that nftnl
+// sizes for one message (the trait's contract), from owned, NUL-terminated strings and plain
+// integers; nothing is kept after it returns.
 unsafe impl NlMsg for ElemsMsg<'_> {
+    // SAFETY (callers): `buf` must have room for one message of this kind; nftnl's batch guarantees
+    // it.
     unsafe fn write(&self, buf: *mut c_void, seq: u32, _t: MsgType) {
         let (ty, fl) = match self.op {
             ElemOp::Add => (NFT_MSG_NEWSETELEM, libc::NLM_F_CREATE as u16),
             ElemOp::Destroy => (NFT_MSG_DESTROYSETELEM, 0),
             ElemOp::Flush => (NFT_MSG_DELSETELEM, 0),
         };
+        // SAFETY: the nftnl object is allocated here, checked for null (abort: nothing sane follows
+        // an allocation failure), filled from CStrings that outlive the calls, serialised into
+        // `buf` (the caller's contract) and freed before the block ends; no pointer escapes.
         unsafe {
             let s = sys::nftnl_set_alloc();
             if s.is_null() {
@@ -203,8 +227,16 @@ pub struct FlushChain<'a> {
     pub chain: &'a CString,
 }
 
+// SAFETY: `write` builds exactly one netlink message into `buf`, the batch's buffer that nftnl
+// sizes for one message (the trait's contract), from owned, NUL-terminated strings and plain
+// integers; nothing is kept after it returns.
 unsafe impl NlMsg for FlushChain<'_> {
+    // SAFETY (callers): `buf` must have room for one message of this kind; nftnl's batch guarantees
+    // it.
     unsafe fn write(&self, buf: *mut c_void, seq: u32, _t: MsgType) {
+        // SAFETY: the nftnl object is allocated here, checked for null (abort: nothing sane follows
+        // an allocation failure), filled from CStrings that outlive the calls, serialised into
+        // `buf` (the caller's contract) and freed before the block ends; no pointer escapes.
         unsafe {
             let r = sys::nftnl_rule_alloc();
             if r.is_null() {
@@ -247,6 +279,9 @@ pub const REG_2: u32 = libc::NFT_REG_2 as u32;
 impl Expression for Load {
     fn to_expr(&self, _r: &Rule) -> NonNull<sys::nftnl_expr> {
         let e = expr(c"payload");
+        // SAFETY: `e` is a freshly allocated, non-null expression (`expr` aborts on null) owned by
+        // this function until it is returned; the setters copy the integers and the bytes of values
+        // that outlive the calls.
         unsafe {
             let p = e.as_ptr();
             sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_PAYLOAD_DREG as u16, self.dreg);
@@ -271,6 +306,9 @@ pub const META_L4PROTO: u32 = libc::NFT_META_L4PROTO as u32;
 impl Expression for MetaLoad {
     fn to_expr(&self, _r: &Rule) -> NonNull<sys::nftnl_expr> {
         let e = expr(c"meta");
+        // SAFETY: `e` is a freshly allocated, non-null expression (`expr` aborts on null) owned by
+        // this function until it is returned; the setters copy the integers and the bytes of values
+        // that outlive the calls.
         unsafe {
             sys::nftnl_expr_set_u32(e.as_ptr(), sys::NFTNL_EXPR_META_KEY as u16, self.key);
             sys::nftnl_expr_set_u32(e.as_ptr(), sys::NFTNL_EXPR_META_DREG as u16, self.dreg);
@@ -294,6 +332,9 @@ impl Expression for Cmp {
         } else {
             libc::NFT_CMP_NEQ
         };
+        // SAFETY: `e` is a freshly allocated, non-null expression (`expr` aborts on null) owned by
+        // this function until it is returned; the setters copy the integers and the bytes of values
+        // that outlive the calls.
         unsafe {
             let p = e.as_ptr();
             sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_CMP_SREG as u16, self.sreg);
@@ -319,6 +360,9 @@ impl Expression for Mask {
     fn to_expr(&self, _r: &Rule) -> NonNull<sys::nftnl_expr> {
         let e = expr(c"bitwise");
         let xor = vec![0u8; self.mask.len()];
+        // SAFETY: `e` is a freshly allocated, non-null expression (`expr` aborts on null) owned by
+        // this function until it is returned; the setters copy the integers and the bytes of values
+        // that outlive the calls.
         unsafe {
             let p = e.as_ptr();
             sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_BITWISE_SREG as u16, self.reg);
@@ -355,6 +399,9 @@ pub struct LookupNamed {
 impl Expression for LookupNamed {
     fn to_expr(&self, _r: &Rule) -> NonNull<sys::nftnl_expr> {
         let e = expr(c"lookup");
+        // SAFETY: `e` is a freshly allocated, non-null expression (`expr` aborts on null) owned by
+        // this function until it is returned; the setters copy the integers and the bytes of values
+        // that outlive the calls.
         unsafe {
             let p = e.as_ptr();
             sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_LOOKUP_SREG as u16, self.sreg);
@@ -374,6 +421,9 @@ pub struct ImmData {
 impl Expression for ImmData {
     fn to_expr(&self, _r: &Rule) -> NonNull<sys::nftnl_expr> {
         let e = expr(c"immediate");
+        // SAFETY: `e` is a freshly allocated, non-null expression (`expr` aborts on null) owned by
+        // this function until it is returned; the setters copy the integers and the bytes of values
+        // that outlive the calls.
         unsafe {
             let p = e.as_ptr();
             sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_IMM_DREG as u16, self.dreg);
@@ -398,6 +448,9 @@ pub struct Dnat {
 impl Expression for Dnat {
     fn to_expr(&self, _r: &Rule) -> NonNull<sys::nftnl_expr> {
         let e = expr(c"nat");
+        // SAFETY: `e` is a freshly allocated, non-null expression (`expr` aborts on null) owned by
+        // this function until it is returned; the setters copy the integers and the bytes of values
+        // that outlive the calls.
         unsafe {
             let p = e.as_ptr();
             sys::nftnl_expr_set_u32(

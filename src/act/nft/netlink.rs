@@ -41,6 +41,8 @@ impl NlSocket {
         }
         // SAFETY: fd is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: `sockaddr_nl` is plain old data; all-zero is valid (pid 0: the kernel, no
+        // groups).
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         sa.nl_family = libc::AF_NETLINK as u16;
         let len = std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
@@ -112,8 +114,12 @@ impl NlSocket {
                 iov_len: b.len(),
             })
             .collect();
+        // SAFETY: `sockaddr_nl` is plain old data; all-zero is valid (pid 0: the kernel, no
+        // groups).
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         sa.nl_family = libc::AF_NETLINK as u16;
+        // SAFETY: `msghdr` is plain old data; all-zero means no name, no iovecs and no control data
+        // until set below.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_name = &mut sa as *mut _ as *mut libc::c_void;
         msg.msg_namelen = std::mem::size_of::<libc::sockaddr_nl>() as u32;
