@@ -140,7 +140,8 @@ impl Duties {
                 upstream_edge(shared, up);
             }
         }
-        let (status, _) = shared.health.report();
+        let report = shared.health.report();
+        let status = report.status;
         shared.metrics.health_status.set(match status {
             Status::Ok => 0,
             Status::Degraded => 1,
@@ -150,24 +151,11 @@ impl Duties {
             self.status = Some(status);
             let text = match status {
                 Status::Ok => "running".to_string(),
-                _ => format!("{}: {}", status.as_str(), reasons(&shared.health)),
+                _ => format!("{}: {}", status.as_str(), report.reasons()),
             };
             let _ = crate::act::sdnotify::status(&text);
         }
     }
-}
-
-/// The reasons `/healthz` gives, on one line.
-fn reasons(h: &super::health::Health) -> String {
-    let (_, body) = h.report();
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    ["failing", "degraded"]
-        .iter()
-        .filter_map(|k| v.get(*k).and_then(|a| a.as_array()))
-        .flatten()
-        .filter_map(|r| r.as_str())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The upstream resolvers went down or came back: a journal line and a system event.

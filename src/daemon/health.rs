@@ -164,8 +164,8 @@ impl Health {
         Self::check(&self.dns)
     }
 
-    /// The state and the `/healthz` JSON body.
-    pub fn report(&self) -> (Status, String) {
+    /// The state, its reasons and the `/healthz` JSON body.
+    pub fn report(&self) -> Report {
         let alive = self.alive();
         let capture = self.capture_ok();
         let dns = Self::check(&self.dns);
@@ -222,7 +222,35 @@ impl Health {
             "nft_error": nft_error,
             "store": store_warning.as_deref().unwrap_or("ok"),
         });
-        (status, format!("{body}\n"))
+        Report {
+            status,
+            body: format!("{body}\n"),
+            failing,
+            degraded,
+        }
+    }
+}
+
+/// What [`Health::report`] found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub status: Status,
+    /// Why it is failing, and why degraded (empty when `ok`).
+    pub failing: Vec<String>,
+    pub degraded: Vec<String>,
+    /// The `/healthz` JSON body.
+    pub body: String,
+}
+
+impl Report {
+    /// The reasons on one line (for `systemctl status`).
+    pub fn reasons(&self) -> String {
+        self.failing
+            .iter()
+            .chain(&self.degraded)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 }
 
@@ -250,11 +278,13 @@ mod tests {
     #[test]
     fn a_dependency_degrades_a_stuck_thread_fails() {
         let h = Health::new(vec!["lan0/0".into()], false);
-        assert_eq!(h.report().0, Status::Ok);
+        assert_eq!(h.report().status, Status::Ok);
         assert!(h.alive().is_ok());
         *lock(&h.dns) = Some(Box::new(|| false));
-        let (st, body) = h.report();
+        let r = h.report();
+        let (st, body) = (r.status, r.body.clone());
         assert_eq!(st, Status::Degraded);
+        assert_eq!(r.reasons(), "dns: no upstream resolver answers");
         assert!(body.contains("\"status\":\"degraded\""), "{body}");
         assert!(body.contains("\"ok\":true"), "{body}");
         // Upstream DNS down never touches liveness.
@@ -263,7 +293,7 @@ mod tests {
         h.capture_beats[0].0.store(1, Ordering::Relaxed);
         let e = h.alive().unwrap_err();
         assert!(e.contains("capture thread lan0/0"), "{e}");
-        assert_eq!(h.report().0, Status::Failing);
+        assert_eq!(h.report().status, Status::Failing);
     }
 
     #[test]
@@ -282,9 +312,9 @@ mod tests {
     fn store_warning_degrades() {
         let h = Health::new(vec![], false);
         *lock(&h.store_warning) = Some("full: at max_mb".into());
-        let (st, body) = h.report();
-        assert_eq!(st, Status::Degraded);
-        assert!(body.contains("full: at max_mb"), "{body}");
+        let r = h.report();
+        assert_eq!(r.status, Status::Degraded);
+        assert!(r.body.contains("full: at max_mb"), "{}", r.body);
     }
 
     #[test]

@@ -398,7 +398,8 @@ async fn handle(
             (StatusCode::OK, "text/plain; version=0.0.4", text)
         }
         "/healthz" => {
-            let (status, text) = scrape.health.report();
+            let report = scrape.health.report();
+            let (status, text) = (report.status, report.body);
             // Degraded still answers 200: the daemon works, a dependency does not (the body and
             // `shadowgate_health_status` say which); 503 only when a part of it fails.
             let st = if status == super::health::Status::Failing {
