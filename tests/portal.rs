@@ -465,10 +465,16 @@ rate_per_client = 600
         .iter()
         .map(|r| r["navigations"].as_u64().unwrap())
         .sum();
-    assert_eq!(
-        views.len() as u64,
-        navs,
-        "views: {:?}",
+    // A load Chromium aborted with ERR_NETWORK_CHANGED and tried again may have been served once
+    // already; with no such retry the count is exact.
+    let retried: u64 = [&r1, &reach, &r2, &r3]
+        .iter()
+        .map(|r| r["network_changed_retries"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        (navs..=navs + retried).contains(&(views.len() as u64)),
+        "{} views for {navs} navigations ({retried} retried); views: {:?}",
+        views.len(),
         views
             .iter()
             .map(|v| (&v.client_ip, &v.name, &v.detail))

@@ -31,7 +31,10 @@ const INSIDE = 'control.claude.ai';
 const APPROVED = 'https://ai.clinic.example/';
 
 // navigations: page loads served by the portal (each one portal_view event).
-const out = { phase, checks: [], navigations: 0 };
+// network_changed_retries: navigations Chromium aborted with ERR_NETWORK_CHANGED (its network
+// change notifier firing on a loaded machine) and that were tried again; such an aborted load may
+// or may not have reached the portal.
+const out = { phase, checks: [], navigations: 0, network_changed_retries: 0 };
 function check(name, ok, detail) {
   out.checks.push({ name, ok: !!ok, detail: detail ?? null });
   if (!ok) {
@@ -78,7 +81,15 @@ for (const c of [desktop, phone]) {
 
 async function go(page, url) {
   out.navigations += 1;
-  return page.goto(url, { waitUntil: 'load' });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await page.goto(url, { waitUntil: 'load' });
+    } catch (e) {
+      if (attempt >= 3 || !/ERR_NETWORK_CHANGED/.test(String(e))) throw e;
+      out.network_changed_retries += 1;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
 }
 
 async function axe(page, label) {

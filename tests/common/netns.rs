@@ -145,7 +145,28 @@ impl Testbed {
                 ],
             );
         }
+        t.settle();
         t
+    }
+
+    /// Wait (up to 10 s) until no interface has a tentative IPv6 address: duplicate address
+    /// detection ends a second or two after a link comes up, and the address change it announces
+    /// makes a browser started before then abort its loads with ERR_NETWORK_CHANGED.
+    fn settle(&self) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < until {
+            let tentative = [&self.client, &self.gw, &self.inet].iter().any(|ns| {
+                Command::new("ip")
+                    .args(["-n", ns, "-6", "addr", "show", "tentative"])
+                    .output()
+                    .map(|o| !o.stdout.is_empty())
+                    .unwrap_or(false)
+            });
+            if !tentative {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 
     /// Run a command in namespace `ns` and wait for it.
