@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use prometheus::Registry;
-use shadowgate::act::nft::{Nft, TableSpec};
+use shadowgate::enforce::nft::{Nft, TableSpec};
 
 fn usage() -> ! {
     eprintln!(

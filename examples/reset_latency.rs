@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use nft_net::{in_ns, Bed, C1, SERVER};
 use prometheus::Registry;
-use shadowgate::act::config::EnforceConf;
-use shadowgate::act::enforcer::Enforcer;
-use shadowgate::act::grants::Grants;
-use shadowgate::act::nft::{Nft, TableSpec};
-use shadowgate::act::reset::Resetter;
+use shadowgate::enforce::config::EnforceConf;
+use shadowgate::enforce::enforcer::Enforcer;
+use shadowgate::enforce::grants::Grants;
+use shadowgate::enforce::nft::{Nft, TableSpec};
+use shadowgate::enforce::reset::Resetter;
 use shadowgate::flow::Config;
 use shadowgate::pipeline::Pipeline;
 use shadowgate::policy::reload::PolicyHandle;

@@ -1,16 +1,21 @@
-//! `shadowgate.toml`: sensor id, policy directory, event store and SIEM sinks, for replay and
-//! (later) the daemon. Errors name the file, line and column.
+//! `shadowgate.toml`, one file for replay and the daemon: the sensor id, policy directory and
+//! event store here; every other section lives with the room it configures (`[[sink]]` in
+//! `record::sink_conf`, `[capture]` in `capture::config`, `[enforce]` in `enforce::config`, `[dns]`
+//! in `resolver::config`, `[portal]`, `[devices]`, `[metrics]` in `daemon::config`, `[report]`).
+//! Relative paths are relative to the file; errors name the file, line and column.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use crate::act::config::*;
+pub use crate::capture::config::CaptureConf;
+pub use crate::daemon::config::MetricsConf;
+pub use crate::devices::config::DevicesConf;
+pub use crate::enforce::config::{EnforceConf, EnforceMode};
 use crate::policy::error::PolicyError;
-use crate::record::sinks::{
-    JsonLines, JsonTarget, Sink, Syslog, SyslogTransport, TlsFiles, Webhook,
-};
+pub use crate::portal::config::PortalConf;
+pub use crate::record::sink_conf::{SinkConf, SinkKind};
+pub use crate::resolver::config::{BlockAnswer, DnsConf};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +28,7 @@ pub struct Config {
     pub store: Option<StoreConf>,
     #[serde(default)]
     pub sink: Vec<SinkConf>,
-    /// The daemon (`shadowgate run`): see `act::config`.
+    /// The daemon (`shadowgate run`): each section lives with the room it configures.
     #[serde(default)]
     pub capture: Option<CaptureConf>,
     #[serde(default)]
@@ -116,110 +121,6 @@ fn default_batch() -> usize {
     1000
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
-pub enum SinkKind {
-    /// ECS JSON lines to a file (`path`) or a TCP peer (`address`).
-    Jsonl {
-        path: Option<PathBuf>,
-        address: Option<String>,
-    },
-    /// RFC 5424 with CEF over `udp`, `tcp`, `tls`, `relp` or `relp-tls`.
-    Syslog {
-        address: String,
-        transport: SyslogTransport,
-        /// TLS transports: CA bundle to verify the server (default: public web roots).
-        ca_file: Option<PathBuf>,
-        server_name: Option<String>,
-        /// TLS transports: client certificate and key (rsyslog's imrelp over TLS requires one).
-        cert_file: Option<PathBuf>,
-        key_file: Option<PathBuf>,
-    },
-    Webhook {
-        url: String,
-        #[serde(default)]
-        headers: std::collections::BTreeMap<String, String>,
-    },
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct SinkConf {
-    pub name: String,
-    /// Fold repeats of (client, service, action) within this many seconds into one alert.
-    #[serde(default)]
-    pub aggregate_window_s: u64,
-    #[serde(default = "default_sink_batch")]
-    pub batch: usize,
-    #[serde(flatten)]
-    pub kind: SinkKind,
-}
-
-fn default_sink_batch() -> usize {
-    500
-}
-
-impl SinkConf {
-    pub fn build(&self) -> Result<Box<dyn Sink>, String> {
-        Ok(match &self.kind {
-            SinkKind::Jsonl {
-                path: Some(p),
-                address: None,
-            } => Box::new(JsonLines::new(&self.name, JsonTarget::File(p.clone()))),
-            SinkKind::Jsonl {
-                path: None,
-                address: Some(a),
-            } => Box::new(JsonLines::new(&self.name, JsonTarget::Tcp(a.clone()))),
-            SinkKind::Jsonl { .. } => {
-                return Err(format!(
-                    "sink {:?}: give exactly one of `path` or `address`",
-                    self.name
-                ))
-            }
-            SinkKind::Syslog {
-                address,
-                transport,
-                ca_file,
-                server_name,
-                cert_file,
-                key_file,
-            } => {
-                if !transport.is_tls() && (cert_file.is_some() || key_file.is_some()) {
-                    return Err(format!(
-                        "sink {:?}: `cert_file` and `key_file` need transport \"tls\" or \"relp-tls\"",
-                        self.name
-                    ));
-                }
-                Box::new(
-                    Syslog::new(
-                        &self.name,
-                        address,
-                        *transport,
-                        TlsFiles {
-                            ca_file: ca_file.as_deref(),
-                            cert_file: cert_file.as_deref(),
-                            key_file: key_file.as_deref(),
-                        },
-                        server_name.as_deref(),
-                    )
-                    .map_err(|e| format!("sink {:?}: {e}", self.name))?,
-                )
-            }
-            SinkKind::Webhook { url, headers } => Box::new(Webhook::new(
-                &self.name,
-                url,
-                headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            )),
-        })
-    }
-
-    pub fn aggregate(&self) -> Option<Duration> {
-        (self.aggregate_window_s > 0).then(|| Duration::from_secs(self.aggregate_window_s))
-    }
-}
-
 impl Config {
     pub fn load(path: &Path) -> Result<Config, PolicyError> {
         let text = std::fs::read_to_string(path)
@@ -289,6 +190,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::sinks::SyslogTransport;
 
     fn dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("sg-config-{tag}-{}", std::process::id()));

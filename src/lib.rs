@@ -6,17 +6,21 @@
 //! feed). [`pipeline::Pipeline`] is that chain as one type; [`cmd`] holds the commands of the
 //! binary, [`config`] the configuration file and [`time`] the clock and time formats.
 
-pub mod act;
 pub mod capture;
 pub mod cmd;
 pub mod config;
 pub mod csv_out;
 pub mod daemon;
 pub mod decode;
+pub mod devices;
+pub mod enforce;
 pub mod flow;
+pub mod html;
 pub mod pipeline;
 pub mod policy;
+pub mod portal;
 pub mod record;
 pub mod replay;
 pub mod report;
+pub mod resolver;
 pub mod time;

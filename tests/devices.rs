@@ -7,8 +7,8 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shadowgate::act::config::DevicesConf;
-use shadowgate::act::devices::{
+use shadowgate::devices::config::DevicesConf;
+use shadowgate::devices::{
     learn_from_observation, leases::parse_leases, load_leases, neighbour, refresh_neighbours,
     spawn_refresh, spawn_refresh_metered, Device, DeviceMetrics, Devices, LeaseFormat, LeaseStats,
     NeighbourSource,
@@ -361,7 +361,7 @@ fn learns_from_observations() {
         hostname: Some("lab-pc".into()),
         ip: None,
     };
-    shadowgate::act::devices::learn_from_dhcp(&d, &lease);
+    shadowgate::devices::learn_from_dhcp(&d, &lease);
     assert_eq!(
         d.hostname_of_mac([2, 0, 0, 0, 0, 2]).as_deref(),
         Some("lab-pc")

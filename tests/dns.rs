@@ -14,13 +14,13 @@ use hickory_proto::rr::rdata::svcb::{
 };
 use hickory_proto::rr::rdata::{A, AAAA, HTTPS, SOA, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use shadowgate::act::config::{DnsConf, PortalConf};
-use shadowgate::act::devices::Devices;
-use shadowgate::act::dns::{serve, DnsCtx, DnsHandle, QueryResult};
-use shadowgate::act::grants::Grants;
+use shadowgate::config::{DnsConf, PortalConf};
+use shadowgate::devices::Devices;
+use shadowgate::enforce::grants::Grants;
 use shadowgate::policy::reload::PolicyHandle;
 use shadowgate::record::queue::{start, EventTx, RecorderThread};
 use shadowgate::record::{Event, Store};
+use shadowgate::resolver::{serve, DnsCtx, DnsHandle, QueryResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use nft_net::{in_ns, Bed, C1, C1_V6, C2, SERVER, SERVER_V6};
 use prometheus::Registry;
-use shadowgate::act::config::EnforceConf;
-use shadowgate::act::enforcer::{set_enforcing, Enforcer};
-use shadowgate::act::grants::Grants;
-use shadowgate::act::nft::{Nft, TableSpec};
-use shadowgate::act::reset::Resetter;
+use shadowgate::enforce::config::EnforceConf;
+use shadowgate::enforce::enforcer::{set_enforcing, Enforcer};
+use shadowgate::enforce::grants::Grants;
+use shadowgate::enforce::nft::{Nft, TableSpec};
+use shadowgate::enforce::reset::Resetter;
 use shadowgate::flow::Config;
 use shadowgate::pipeline::Pipeline;
 use shadowgate::policy::reload::PolicyHandle;

@@ -19,7 +19,7 @@ use common::daemon::{events, http_get, metric, tls_from, wait_healthy, Daemon, M
 use common::netns::{Testbed, CLIENT, CLIENT2, GW_LAN, SERVER, SERVER2, UPSTREAM_DNS};
 use common::servers::{dns_lookup, dns_server, TlsServer};
 use portal_bed::{bin, have, root, sh, suffix, write_policy};
-use shadowgate::act::portal::ca::covers;
+use shadowgate::portal::ca::covers;
 use shadowgate::record::Event;
 
 /// Long enough for the checks under the grant on a loaded 2-core machine (two browser starts).
@@ -143,7 +143,7 @@ fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// A leaf signed by the portal CA for any name, even outside its constraints (the portal itself
 /// never does that), as leaf.pem (with the CA) and leaf.key in `out`.
 fn mint_unchecked(cadir: &Path, name: &str, out: &Path) {
-    let ca = shadowgate::act::portal::ca::PortalCa::load(
+    let ca = shadowgate::portal::ca::PortalCa::load(
         &cadir.join("portal-ca.pem"),
         &cadir.join("portal-ca.key"),
         Duration::from_secs(3600),
@@ -655,7 +655,7 @@ fn portal_ca_cli() {
     );
     // The portal refuses a key others can read.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let e = shadowgate::act::portal::ca::PortalCa::load(
+    let e = shadowgate::portal::ca::PortalCa::load(
         &out.join("portal-ca.pem"),
         &key,
         Duration::from_secs(3600),
@@ -678,7 +678,7 @@ fn daemon_refuses_a_wider_portal_ca() {
         eprintln!("skipping daemon_refuses_a_wider_portal_ca: needs root and `ip netns`");
         return;
     }
-    use shadowgate::act::portal::ca;
+    use shadowgate::portal::ca;
     use std::os::unix::fs::PermissionsExt;
     let tb = Testbed::new(&format!("sgpw-{}", suffix()));
     let dir = common::daemon::tmpdir("portal-wide");

@@ -5,11 +5,11 @@ mod portal_bed;
 use portal_bed::{have, sh, suffix, write_policy};
 use std::time::Duration;
 
-use shadowgate::act::config::PortalConf;
-use shadowgate::act::devices::Devices;
-use shadowgate::act::grants::Grants;
-use shadowgate::act::portal::{ca, serve, PortalCtx};
+use shadowgate::devices::Devices;
+use shadowgate::enforce::grants::Grants;
 use shadowgate::policy::reload::PolicyHandle;
+use shadowgate::portal::config::PortalConf;
+use shadowgate::portal::{ca, serve, PortalCtx};
 use shadowgate::record::{Query, Store};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

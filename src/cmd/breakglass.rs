@@ -36,7 +36,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> ExitCode {
     if a.cleanup {
-        return match crate::act::nft::remove_stale_table() {
+        return match crate::enforce::nft::remove_stale_table() {
             Ok(true) => super::out::exit(
                 super::out::line(format_args!(
                     "removed the table inet shadowgate a stopped daemon left behind"

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::act::portal::ca;
+use crate::portal::ca;
 
 #[derive(clap::Subcommand)]
 pub enum Args {

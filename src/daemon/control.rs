@@ -52,7 +52,7 @@ pub(super) fn main_loop(
             last_glass = glass;
             let on = enforce_mode && !glass;
             if let Err(e) =
-                crate::act::enforcer::set_enforcing(&shared.enforcing, shared.nft.as_ref(), on)
+                crate::enforce::enforcer::set_enforcing(&shared.enforcing, shared.nft.as_ref(), on)
             {
                 eprintln!("shadowgate: nftables: {e:#}");
                 *shared
@@ -90,7 +90,7 @@ pub(super) fn main_loop(
             last_second = Instant::now();
             duties.each_second(shared);
             if let Some(tx) = &expiry {
-                for e in crate::act::portal::expiry_events(
+                for e in crate::portal::expiry_events(
                     &shared.grants,
                     &shared.config.sensor.id,
                     &shared.policy.current(),
@@ -153,7 +153,7 @@ impl Duties {
                 Status::Ok => "running".to_string(),
                 _ => format!("{}: {}", status.as_str(), report.reasons()),
             };
-            let _ = crate::act::sdnotify::status(&text);
+            let _ = crate::daemon::sdnotify::status(&text);
         }
     }
 }
@@ -200,7 +200,7 @@ impl Watchdog {
     /// As systemd set it up: `$WATCHDOG_USEC` (for this pid) and `$NOTIFY_SOCKET`.
     pub fn from_env() -> Watchdog {
         Watchdog::new(
-            crate::act::sdnotify::watchdog_interval(),
+            crate::daemon::sdnotify::watchdog_interval(),
             std::env::var_os("NOTIFY_SOCKET"),
         )
     }
@@ -230,7 +230,7 @@ impl Watchdog {
                     eprintln!("shadowgate: alive again: feeding the watchdog");
                 }
                 self.last = Some(Instant::now());
-                crate::act::sdnotify::notify_to(self.socket.as_deref(), "WATCHDOG=1")
+                crate::daemon::sdnotify::notify_to(self.socket.as_deref(), "WATCHDOG=1")
                     .unwrap_or(false)
             }
             Err(why) => {

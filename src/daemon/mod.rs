@@ -4,10 +4,13 @@
 //! enforcement off at once.
 
 pub mod capture;
+pub mod config;
 mod control;
 pub mod health;
 pub mod metrics;
 pub mod outputs;
+pub mod privs;
+pub mod sdnotify;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,10 +19,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::act::devices::Devices;
-use crate::act::grants::Grants;
 use crate::capture::live::{LiveCapture, LiveOpts};
 use crate::config::{Config, EnforceConf, EnforceMode};
+use crate::devices::Devices;
+use crate::enforce::grants::Grants;
 use crate::pipeline::Pipeline;
 use crate::policy::reload::PolicyHandle;
 use crate::record::queue;
@@ -115,7 +118,7 @@ pub struct Shared {
     pub enforcing: Arc<AtomicBool>,
     pub stop: Arc<AtomicBool>,
     /// The `inet shadowgate` table (enforce mode only).
-    pub nft: Option<crate::act::nft::Nft>,
+    pub nft: Option<crate::enforce::nft::Nft>,
 }
 
 fn enforce_conf(c: &Config) -> EnforceConf {
@@ -179,7 +182,7 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
             .metrics
             .as_ref()
             .is_some_and(|m| m.listen.port() < 1024);
-    match crate::act::privs::drop_privileges(keep_bind, None) {
+    match crate::daemon::privs::drop_privileges(keep_bind, None) {
         Ok(r) => eprintln!("shadowgate: {r}"),
         Err(e) => return Err(RunError::Config(e)),
     }
@@ -223,8 +226,8 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     // Enforce mode: the daemon's own nftables table (owned by its netlink socket, so it goes
     // with the process however it ends).
     let nft = if enforce_mode {
-        let n = crate::act::nft::Nft::open(
-            &crate::act::nft::TableSpec::from_config(&config),
+        let n = crate::enforce::nft::Nft::open(
+            &crate::enforce::nft::TableSpec::from_config(&config),
             &metrics.registry,
         )
         .map_err(|e| runtime_err(format!("nftables: {e:#}")))?;
@@ -310,9 +313,9 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     let portal = match &shared.config.portal {
         Some(pc) => {
             let h = rt
-                .block_on(crate::act::portal::serve(
+                .block_on(crate::portal::serve(
                     pc.clone(),
-                    crate::act::portal::PortalCtx {
+                    crate::portal::PortalCtx {
                         policy: Arc::clone(&policy),
                         grants: Arc::clone(&shared.grants),
                         devices: Arc::clone(&shared.devices),
@@ -339,10 +342,10 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     let dns = match &shared.config.dns {
         Some(dc) => {
             let h = rt
-                .block_on(crate::act::dns::serve(
+                .block_on(crate::resolver::serve(
                     dc.clone(),
                     shared.config.portal.clone(),
-                    crate::act::dns::DnsCtx {
+                    crate::resolver::DnsCtx {
                         policy: Arc::clone(&policy),
                         grants: Arc::clone(&shared.grants),
                         devices: Arc::clone(&shared.devices),
@@ -399,12 +402,12 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
             .map(|c| c.stats_interval_s.max(1))
             .unwrap_or(10),
     );
-    let enforce_metrics = crate::act::enforcer::EnforceMetrics::new(&metrics.registry)
+    let enforce_metrics = crate::enforce::enforcer::EnforceMetrics::new(&metrics.registry)
         .map_err(|e| runtime_err(format!("metrics: {e}")))?;
     let mut threads = Vec::new();
     for (i, cap) in sockets.into_iter().enumerate() {
         let resetter = if enforce_mode {
-            Some(crate::act::reset::Resetter::new().map_err(|e| {
+            Some(crate::enforce::reset::Resetter::new().map_err(|e| {
                 runtime_err(format!(
                     "cannot open raw sockets for resets: {e} (needs CAP_NET_RAW)"
                 ))
@@ -412,7 +415,7 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
         } else {
             None
         };
-        let enforcer = crate::act::enforcer::Enforcer::with_metrics(
+        let enforcer = crate::enforce::enforcer::Enforcer::with_metrics(
             &econf,
             shared.nft.clone(),
             resetter,
@@ -471,10 +474,10 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     };
 
     // Device attribution: neighbour table and leases file, refreshed on their own thread.
-    let refresher = crate::act::devices::spawn_refresh_metered(
+    let refresher = crate::devices::spawn_refresh_metered(
         shared.config.devices.clone().unwrap_or_default(),
         Arc::clone(&shared.devices),
-        crate::act::devices::DeviceMetrics::register(&metrics.registry).ok(),
+        crate::devices::DeviceMetrics::register(&metrics.registry).ok(),
     );
 
     if let Some(s) = &system {
@@ -548,7 +551,7 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
         _ => None,
     };
 
-    let _ = crate::act::sdnotify::ready();
+    let _ = crate::daemon::sdnotify::ready();
     // Without a portal, grants (if any) still expire on record here.
     let expiry = portal.is_none().then(|| events.clone());
     let how = control::main_loop(
@@ -557,7 +560,7 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
         expiry,
         Some(rt.handle().clone()),
     );
-    let _ = crate::act::sdnotify::stopping();
+    let _ = crate::daemon::sdnotify::stopping();
     refresher.stop();
 
     // Stop: capture first (no new decisions), then the rest.

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use crate::act::devices::Devices;
-use crate::act::grants::Grants;
+use crate::devices::Devices;
+use crate::enforce::grants::Grants;
 use crate::flow::{Kind, Observation};
 use crate::pipeline::Annotate;
 use crate::policy::{Action, Decision};
@@ -47,7 +47,7 @@ pub fn annotator(grants: Arc<Grants>, enforcing: Arc<AtomicBool>) -> Annotate {
 /// complete what the observation lacks from it (neighbour table, leases file).
 pub fn enricher(devices: Arc<Devices>) -> crate::pipeline::Enrich {
     Box::new(move |o: &mut Observation| {
-        crate::act::devices::learn_from_observation(&devices, o);
+        crate::devices::learn_from_observation(&devices, o);
         let c = &mut o.client;
         if c.mac.is_none() || c.hostname.is_none() {
             if let Some(d) = devices.lookup(c.ip) {

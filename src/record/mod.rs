@@ -9,6 +9,7 @@ pub mod queue;
 pub mod recorder;
 pub mod relp;
 pub mod retention;
+pub mod sink_conf;
 pub mod sinks;
 pub mod store;
 pub mod system;

@@ -23,7 +23,7 @@ use super::forward::Forwarder;
 use super::limit::Limiter;
 use super::metrics::{DnsMetrics, QueryResult};
 use super::DnsCtx;
-use crate::act::config::{DnsConf, PortalConf};
+use crate::config::{DnsConf, PortalConf};
 use crate::policy::Action;
 
 /// Largest UDP answer sent, whatever the client advertises.

@@ -12,6 +12,7 @@
 
 pub mod answer;
 pub mod cache;
+pub mod config;
 pub mod events;
 pub mod forward;
 pub mod handler;
@@ -28,9 +29,9 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::act::config::{DnsConf, PortalConf};
-use crate::act::devices::Devices;
-use crate::act::grants::Grants;
+use crate::config::{DnsConf, PortalConf};
+use crate::devices::Devices;
+use crate::enforce::grants::Grants;
 use crate::policy::reload::PolicyHandle;
 use crate::record::queue::EventTx;
 

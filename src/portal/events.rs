@@ -5,8 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde_json::{json, Value};
 
-use crate::act::devices::Devices;
-use crate::act::grants::Grants;
+use crate::devices::Devices;
+use crate::enforce::grants::Grants;
 use crate::flow::observation::mac_string;
 use crate::policy::{Decision, Policy};
 use crate::record::Event;

@@ -1,51 +1,19 @@
 //! DHCP server leases files (dnsmasq, ISC dhcpd, Kea memfile CSV), format detected from the
 //! content and read as a stream: active leases give address -> MAC + host name; others counted.
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::IpAddr;
 use std::path::Path;
 
+use super::lease::MAX_LINE;
+use super::lease::{mac, Latest};
+pub use super::lease::{LeaseEntry, LeaseFormat, LeaseStats, MAX_LEASES};
 use super::Devices;
 
 /// Files larger than this are refused (a leases file of a clinic is a few hundred KiB).
 pub const MAX_LEASES_FILE: u64 = 64 << 20;
-/// Distinct addresses kept from one file (twice the device table); the rest are counted.
-pub const MAX_LEASES: usize = 2 * super::MAX_DEVICES;
-/// Longest line (dnsmasq, Kea) or token (ISC) kept; the rest of it is skipped.
-pub(super) const MAX_LINE: usize = 4096;
 /// What format detection looks at.
 const DETECT_BYTES: usize = 64 * 1024;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LeaseFormat {
-    Dnsmasq,
-    IscDhcpd,
-    Kea,
-    /// Nothing but blank lines and comments.
-    Empty,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseStats {
-    pub format: LeaseFormat,
-    /// Active, unexpired leases learnt.
-    pub active: usize,
-    /// Leases expired, released, declined or freed (the latest record of each address counts).
-    pub expired: usize,
-    /// Lines (dnsmasq, Kea) or `lease` blocks (ISC) that could not be read, skipped.
-    pub malformed: usize,
-    /// Addresses past [`MAX_LEASES`], not read.
-    pub over_limit: usize,
-}
-
-/// One active lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseEntry {
-    pub ip: IpAddr,
-    pub mac: Option<[u8; 6]>,
-    pub hostname: Option<String>,
-}
 
 /// Read a leases file into `devices`. Errors (missing, unreadable, too large, unknown format)
 /// name the file and what to check.
@@ -117,41 +85,6 @@ pub fn read_leases(mut r: impl BufRead, now: i64) -> Result<(Vec<LeaseEntry>, Le
     Ok((out, st))
 }
 
-/// The latest record of each address, in order of first appearance, bounded.
-#[derive(Default)]
-pub(super) struct Latest {
-    map: HashMap<IpAddr, Option<LeaseEntry>>,
-    order: Vec<IpAddr>,
-}
-
-impl Latest {
-    /// Record `ip`'s latest state: `Some` when active.
-    pub(super) fn set(&mut self, ip: IpAddr, e: Option<LeaseEntry>, st: &mut LeaseStats) {
-        if let Some(v) = self.map.get_mut(&ip) {
-            *v = e;
-        } else if self.map.len() >= MAX_LEASES {
-            st.over_limit += 1;
-        } else {
-            self.map.insert(ip, e);
-            self.order.push(ip);
-        }
-    }
-
-    fn finish(mut self, st: &mut LeaseStats) -> Vec<LeaseEntry> {
-        let mut out = Vec::new();
-        for ip in self.order {
-            match self.map.remove(&ip).flatten() {
-                Some(e) => {
-                    st.active += 1;
-                    out.push(e);
-                }
-                None => st.expired += 1,
-            }
-        }
-        out
-    }
-}
-
 fn detect(text: &str) -> Option<LeaseFormat> {
     let mut data = text
         .lines()
@@ -211,10 +144,6 @@ pub(super) fn next_line(r: &mut impl BufRead, buf: &mut Vec<u8>) -> Option<Strin
         }
     }
     any.then(|| String::from_utf8_lossy(buf).trim().to_string())
-}
-
-pub(super) fn mac(s: &str) -> Option<[u8; 6]> {
-    crate::policy::parse_mac(s).ok()
 }
 
 /// dnsmasq: `expiry mac ip hostname clientid` per line (expiry 0: infinite; hostname `*`:

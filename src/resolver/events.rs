@@ -8,8 +8,8 @@ use hickory_proto::rr::{Record, RecordType};
 use serde_json::json;
 
 use super::answer::Enforcement;
-use crate::act::devices::Devices;
 use crate::decode::dns::{rcode_name, type_name};
+use crate::devices::Devices;
 use crate::flow::observation::{DnsAnswer, DnsInfo, Endpoint, Transport};
 use crate::flow::{Kind, Observation};
 use crate::policy::Decision;

@@ -1,8 +1,8 @@
 //! The portal's pages (steer, coach, granted, neutral, notices): self-contained HTML with inline
 //! CSS only, landmarks and labels for screen readers, and a layout that reflows on a phone.
 
-use crate::act::config::PortalConf;
 use crate::policy::SteerDef;
+use crate::portal::config::PortalConf;
 
 /// How the clinic's pages look (from `[portal]`), with colours checked before they reach CSS.
 #[derive(Debug, Clone)]
@@ -42,22 +42,7 @@ pub fn colour(c: Option<&str>) -> Option<String> {
         .then(|| c.to_ascii_lowercase())
 }
 
-/// Escape text for HTML element content and quoted attributes.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 8);
-    for ch in s.chars() {
-        match ch {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c if c.is_control() => {}
-            c => o.push(c),
-        }
-    }
-    o
-}
+pub use crate::html::esc;
 
 /// Only http(s) links leave the page (a `javascript:` steer target is shown as text).
 fn safe_url(u: &str) -> Option<&str> {

@@ -5,6 +5,7 @@
 //! minted per name from the portal CA ([`ca`]), only for names steered or coached for that client.
 
 pub mod ca;
+pub mod config;
 pub mod csrf;
 pub mod events;
 mod http;
@@ -23,11 +24,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::act::config::PortalConf;
-use crate::act::devices::Devices;
-use crate::act::grants::Grants;
+use crate::devices::Devices;
+use crate::enforce::grants::Grants;
 use crate::policy::reload::{PolicyHandle, ReloadOutcome};
 use crate::policy::{Action, Client, Decision, PortalScope, Via};
+use crate::portal::config::PortalConf;
 use crate::record::queue::EventTx;
 
 pub use events::{expiry_events, COACH_ACK, GRANT_EXPIRED, PORTAL_VIEW};

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::net::IpAddr;
 
-use super::leases::{mac, Latest, LeaseEntry, LeaseStats, MAX_LINE};
+use super::lease::{mac, Latest, LeaseEntry, LeaseStats, MAX_LINE};
 
 #[derive(Debug, PartialEq)]
 enum Tok {

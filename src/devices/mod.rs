@@ -1,7 +1,9 @@
 //! Device attribution: which MAC and host name an address belongs to, learnt from frames, DHCP
 //! on the wire, the kernel's neighbour table and a DHCP server's leases file.
 
+pub mod config;
 mod isc;
+mod lease;
 pub mod leases;
 pub mod metrics;
 pub mod neighbour;
@@ -17,7 +19,7 @@ pub use leases::{load_leases, LeaseFormat, LeaseStats};
 pub use metrics::DeviceMetrics;
 pub use neighbour::{refresh_neighbours, NeighbourSource, NeighbourStats};
 
-use crate::act::config::DevicesConf;
+use crate::devices::config::DevicesConf;
 use crate::flow::Observation;
 
 /// At most this many addresses (and as many MAC -> host name bindings) are remembered: a clinic

@@ -9,7 +9,7 @@ use hickory_proto::rr::rdata::{A, AAAA, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::metrics::QueryResult;
-use crate::act::config::{BlockAnswer, PortalConf};
+use crate::config::{BlockAnswer, PortalConf};
 use crate::policy::{Action, Decision};
 
 /// How to answer one query.

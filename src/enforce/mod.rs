@@ -1,0 +1,14 @@
+//! Stopping traffic on the gateway: the enforcer turns a decision into nftables elements and an
+//! exact TCP reset, honours coach grants and break-glass, and counts what it did.
+//!
+//! - [`enforcer`]: decision -> action (stop a flow, drop QUIC, allow under a grant).
+//! - [`nft`]: the `inet shadowgate` table and its sets, spoken over netlink (libnftnl).
+//! - [`reset`]: RST segments with the flow's exact sequence numbers, on a raw socket.
+//! - [`grants`]: coach acknowledgements every enforcement point (DNS, nftables, portal) consults.
+//! - [`config`]: the `[enforce]` section.
+
+pub mod config;
+pub mod enforcer;
+pub mod grants;
+pub mod nft;
+pub mod reset;
