@@ -16,6 +16,7 @@ pub mod devices;
 pub mod enforce;
 pub mod flow;
 pub mod html;
+mod layers; // test-only (`#![cfg(test)]`): the import rules of ARCHITECTURE.md
 pub mod pipeline;
 pub mod policy;
 pub mod portal;
