@@ -1,5 +1,6 @@
-//! The pipeline, one library type that replay and the daemon share: sources (capture files now,
-//! live interfaces next) -> [`Sensor`] -> policy -> outputs (stdout writer, recorder, actions).
+//! The pipeline, one library type that replay and the daemon share: sources (capture files in
+//! replay, a live interface's ring in each of the daemon's capture threads) -> [`Sensor`] ->
+//! policy -> outputs (stdout writer, recorder, actions).
 //!
 //! A frame enters with [`Pipeline::feed`] (or a whole file with [`Pipeline::replay_file`]); the
 //! sensor turns it into observations; the policy in force decides once per observation; every
