@@ -1,8 +1,9 @@
-//! `shadowgate.toml`, one file for replay and the daemon: the sensor id, policy directory and
-//! event store here; every other section lives with the room it configures (`[[sink]]` in
-//! `record::sink_conf`, `[capture]` in `capture::config`, `[enforce]` in `enforce::config`, `[dns]`
-//! in `resolver::config`, `[portal]`, `[devices]`, `[metrics]` in `daemon::config`, `[report]`).
-//! Relative paths are relative to the file; errors name the file, line and column.
+//! `shadowgate.toml`, one file for replay and the daemon: the sensor id and the policy directory
+//! here; every other section lives with the room it configures (`[store]` and `[[sink]]` in
+//! `record::config`, `[capture]` in `capture::config`, `[enforce]` in `enforce::config`, `[dns]`
+//! in `resolver::config`, `[portal]` in `portal::config`, `[devices]` in `devices::config`,
+//! `[metrics]` in `daemon::config`, `[report]` in `report::config`). Relative paths are relative
+//! to the file; errors name the file, line and column.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +15,7 @@ pub use crate::devices::config::DevicesConf;
 pub use crate::enforce::config::{EnforceConf, EnforceMode};
 use crate::policy::error::PolicyError;
 pub use crate::portal::config::PortalConf;
-pub use crate::record::sink_conf::{SinkConf, SinkKind};
+pub use crate::record::config::{SinkConf, SinkKind, StoreConf};
 pub use crate::resolver::config::{BlockAnswer, DnsConf};
 
 #[derive(Debug, Deserialize)]
@@ -94,31 +95,6 @@ fn default_sensor() -> String {
 #[serde(deny_unknown_fields)]
 pub struct PolicyConf {
     pub dir: PathBuf,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConf {
-    pub path: PathBuf,
-    #[serde(default = "default_retention")]
-    pub retention_days: u32,
-    /// Size cap of the store in MiB (database pages in use; see `record::retention`): the
-    /// daemon deletes the oldest events every sink has delivered to stay under it. None (the
-    /// default): no cap, since deleting events before `retention_days` is the clinic's choice
-    /// to make, not ours; the example configuration sets one.
-    #[serde(default)]
-    pub max_mb: Option<std::num::NonZeroU64>,
-    /// Events per transaction.
-    #[serde(default = "default_batch")]
-    pub batch: usize,
-}
-
-fn default_retention() -> u32 {
-    400
-}
-
-fn default_batch() -> usize {
-    1000
 }
 
 impl Config {

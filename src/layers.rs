@@ -23,17 +23,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("flow", &["capture", "decode", "time"]),
     ("replay", &["capture", "flow"]),
     ("policy", &["flow"]),
-    ("record", &["config", "csv_out", "flow", "policy", "time"]),
+    ("record", &["csv_out", "flow", "policy", "time"]),
     (
         "pipeline",
         &["capture", "flow", "policy", "record", "replay", "time"],
     ),
     ("devices", &["decode", "flow", "policy"]),
-    ("enforce", &["config", "flow", "pipeline", "policy"]),
+    ("enforce", &["flow", "pipeline", "policy"]),
     (
         "resolver",
         &[
-            "config", "decode", "devices", "enforce", "flow", "policy", "record", "time",
+            "decode", "devices", "enforce", "flow", "policy", "portal", "record", "time",
         ],
     ),
     (

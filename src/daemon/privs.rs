@@ -1,4 +1,4 @@
-//! Privilege drop after binding: keep only CAP_NET_RAW and CAP_NET_ADMIN (and optionally
+//! Privilege drop at start, before any thread or listener: keep only CAP_NET_RAW and CAP_NET_ADMIN (and optionally
 //! CAP_NET_BIND_SERVICE), empty the bounding set, set no_new_privs, optionally become a user.
 
 use std::fmt;

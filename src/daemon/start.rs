@@ -199,13 +199,40 @@ fn count_reloads(policy: &PolicyHandle, metrics: &Metrics) {
 /// Enforce mode: the daemon's own nftables table (owned by its netlink socket, so it goes with
 /// the process however it ends), switched off at once if break-glass is on.
 fn nft_table(config: &Config, metrics: &Metrics, mode: Mode) -> Result<Nft, RunError> {
-    let n = Nft::open(&TableSpec::from_config(config), &metrics.registry)
+    let n = Nft::open(&table_spec(config), &metrics.registry)
         .map_err(|e| runtime_err(format!("nftables: {e:#}")))?;
     if mode.break_glass {
         n.set_enforcing(false)
             .map_err(|e| runtime_err(format!("nftables (break-glass at start): {e:#}")))?;
     }
     Ok(n)
+}
+
+/// The daemon's table from its configuration: `[capture] interfaces`, `[enforce] lan`,
+/// `block_all_quic`, `set_size`, and `[dns] listen` as the intercept target when
+/// `[enforce] intercept_dns` is on (a wildcard listen address cannot be a DNAT target and is
+/// left out).
+fn table_spec(c: &Config) -> TableSpec {
+    let e = c.enforce.as_ref();
+    TableSpec {
+        lan_interfaces: c
+            .capture
+            .as_ref()
+            .map(|c| c.interfaces.clone())
+            .unwrap_or_default(),
+        lan_nets: e.map(|e| e.lan.clone()).unwrap_or_default(),
+        block_all_quic: e.is_some_and(|e| e.block_all_quic),
+        intercept: match (e.is_some_and(|e| e.intercept_dns), c.dns.as_ref()) {
+            (true, Some(d)) => d
+                .listen
+                .iter()
+                .filter(|a| !a.ip().is_unspecified())
+                .copied()
+                .collect(),
+            _ => Vec::new(),
+        },
+        max_elements: e.map(|e| e.set_size).unwrap_or(0),
+    }
 }
 
 /// The recorder: a bounded queue in front of the store.

@@ -5,10 +5,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::config::SinkConf;
 use super::deliver::{Deliverer, Step};
 use super::event::{Event, SystemKind};
 use super::store::Store;
-use crate::config::SinkConf;
 
 /// How one sink's drain ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Record: decisions become events in the embedded store, and sinks deliver them to the SIEM
 //! from their own cursors (at-least-once, in order).
 
+pub mod config;
 pub mod deliver;
 pub mod ecs;
 pub mod event;
@@ -9,7 +10,6 @@ pub mod queue;
 pub mod recorder;
 pub mod relp;
 pub mod retention;
-pub mod sink_conf;
 pub mod sinks;
 pub mod store;
 pub mod system;

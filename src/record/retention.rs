@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::config::{SinkConf, StoreConf};
 use super::event::SystemKind;
 use super::store::{Retained, Store, StoreError, StoreSize, RETENTION_BATCH};
 use super::system::SystemLog;
-use crate::config::{SinkConf, StoreConf};
 
 /// Retention by age runs at start and then this often.
 pub const RETENTION_EVERY: Duration = Duration::from_secs(86_400);

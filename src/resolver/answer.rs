@@ -8,9 +8,10 @@ use hickory_proto::rr::rdata::svcb::{Mandatory, SvcParamKey, SvcParamValue, SVCB
 use hickory_proto::rr::rdata::{A, AAAA, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
+use super::config::BlockAnswer;
 use super::metrics::QueryResult;
-use crate::config::{BlockAnswer, PortalConf};
 use crate::policy::{Action, Decision};
+use crate::portal::config::PortalConf;
 
 /// How to answer one query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,13 +18,14 @@ use ipnet::IpNet;
 
 use super::answer::{self, Plan};
 use super::cache::{Cache, Key};
+use super::config::DnsConf;
 use super::events;
 use super::forward::Forwarder;
 use super::limit::Limiter;
 use super::metrics::{DnsMetrics, QueryResult};
 use super::DnsCtx;
-use crate::config::{DnsConf, PortalConf};
 use crate::policy::Action;
+use crate::portal::config::PortalConf;
 
 /// Largest UDP answer sent, whatever the client advertises.
 const MAX_UDP_PAYLOAD: u16 = 4096;

@@ -29,11 +29,12 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{DnsConf, PortalConf};
 use crate::devices::Devices;
 use crate::enforce::grants::Grants;
 use crate::policy::reload::PolicyHandle;
+use crate::portal::config::PortalConf;
 use crate::record::queue::EventTx;
+use config::DnsConf;
 
 pub use metrics::{DnsMetrics, QueryResult};
 

@@ -32,35 +32,6 @@ pub struct TableSpec {
     pub max_elements: u32,
 }
 
-impl TableSpec {
-    /// The daemon's table from its configuration: `[capture] interfaces`, `[enforce] lan`,
-    /// `block_all_quic`, `set_size`, and `[dns] listen` as the intercept target when
-    /// `[enforce] intercept_dns` is on (a wildcard listen address cannot be a DNAT target and
-    /// is left out).
-    pub fn from_config(c: &crate::config::Config) -> TableSpec {
-        let e = c.enforce.as_ref();
-        TableSpec {
-            lan_interfaces: c
-                .capture
-                .as_ref()
-                .map(|c| c.interfaces.clone())
-                .unwrap_or_default(),
-            lan_nets: e.map(|e| e.lan.clone()).unwrap_or_default(),
-            block_all_quic: e.is_some_and(|e| e.block_all_quic),
-            intercept: match (e.is_some_and(|e| e.intercept_dns), c.dns.as_ref()) {
-                (true, Some(d)) => d
-                    .listen
-                    .iter()
-                    .filter(|a| !a.ip().is_unspecified())
-                    .copied()
-                    .collect(),
-                _ => Vec::new(),
-            },
-            max_elements: e.map(|e| e.set_size).unwrap_or(0),
-        }
-    }
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Fam {
     V4,

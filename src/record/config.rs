@@ -1,6 +1,6 @@
-//! The `[[sink]]` sections of `shadowgate.toml` and the factory that turns each into a live
-//! [`Sink`]: where the event feed goes (ECS JSON lines, syslog with CEF, a webhook). Keys are a
-//! contract: keep them stable.
+//! The `[store]` and `[[sink]]` sections of `shadowgate.toml`, and the factory that turns each
+//! sink into a live [`Sink`]: where events are kept and where the feed goes (ECS JSON lines,
+//! syslog with CEF, a webhook). Keys are a contract: keep them stable.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,6 +10,31 @@ use serde::Deserialize;
 use crate::record::sinks::{
     JsonLines, JsonTarget, Sink, Syslog, SyslogTransport, TlsFiles, Webhook,
 };
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConf {
+    pub path: PathBuf,
+    #[serde(default = "default_retention")]
+    pub retention_days: u32,
+    /// Size cap of the store in MiB (database pages in use; see `record::retention`): the
+    /// daemon deletes the oldest events every sink has delivered to stay under it. None (the
+    /// default): no cap, since deleting events before `retention_days` is the clinic's choice
+    /// to make, not ours; the example configuration sets one.
+    #[serde(default)]
+    pub max_mb: Option<std::num::NonZeroU64>,
+    /// Events per transaction.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+}
+
+fn default_retention() -> u32 {
+    400
+}
+
+fn default_batch() -> usize {
+    1000
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
