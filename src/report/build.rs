@@ -2,6 +2,7 @@
 //! the 5-week trend, services with BAA status, groups, top devices, first-seen services,
 //! approved-route adoption, coach justifications, DNS bypass, policy changes and coverage.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use jiff::tz::TimeZone;
@@ -9,7 +10,7 @@ use jiff::tz::TimeZone;
 use super::inventory::Inventory;
 use super::model::*;
 use super::pseudo::Pseudonymiser;
-use super::scan::{Note, Scan, ACTIONS, COACH_ACK, GRANT_EXPIRED, PORTAL_VIEW};
+use super::scan::{Note, Run, Scan, ACTIONS, COACH_ACK, GRANT_EXPIRED, PORTAL_VIEW};
 use super::week::{local, Week};
 
 /// What the catalogue says about a service.
@@ -62,6 +63,7 @@ fn rfc(t_ns: u64, tz: &TimeZone) -> String {
         .unwrap_or_default()
 }
 
+/// One week's AI use, as the runs are counted (DNS resolvers left out).
 #[derive(Default)]
 struct Acc {
     visits: u64,
@@ -75,6 +77,21 @@ struct Acc {
 }
 
 impl Acc {
+    /// Count one visit of category `cat` (`consumer`: of the consumer categories).
+    fn add_visit(&mut self, r: &Run, cat: &str, consumer: bool) {
+        self.visits += 1;
+        self.devices.insert(r.dev);
+        self.services.insert(r.svc);
+        self.actions.add(ACTIONS[r.action as usize], 1);
+        self.consumer += consumer as u64;
+        match cat {
+            APPROVED => self.approved += 1,
+            ENTERPRISE => self.enterprise += 1,
+            _ => {}
+        }
+    }
+
+    /// The week's headline numbers.
     fn numbers(&self) -> Numbers {
         Numbers {
             visits: self.visits,
@@ -89,295 +106,112 @@ impl Acc {
     }
 }
 
-pub fn build(i: &Inputs<'_>) -> Report {
-    let s = i.scan;
-    let this = i.weeks.len() - 1;
-    let week = &i.weeks[this];
-    let cat_of = |svc: u32| -> String {
-        let sv = &s.services[svc as usize];
-        i.catalogue
-            .and_then(|c| c.get(&sv.id))
-            .map(|e| e.category.clone())
-            .or_else(|| sv.category.clone())
-            .unwrap_or_else(|| "unknown".into())
-    };
-    let cats: Vec<String> = (0..s.services.len() as u32).map(cat_of).collect();
-    let week_of = |t: u64| i.weeks.iter().position(|w| t >= w.start_ns && t < w.end_ns);
+/// One service's use in the report week (DNS resolvers too: they make the bypass table).
+#[derive(Default)]
+struct SvcAcc {
+    visits: u64,
+    lookups: u64,
+    dot: u64,
+    devices: HashSet<u32>,
+    actions: Actions,
+}
 
-    let mut weeks: Vec<Acc> = (0..i.weeks.len()).map(|_| Acc::default()).collect();
-    // This week's breakdowns.
-    #[derive(Default)]
-    struct SvcAcc {
-        visits: u64,
-        lookups: u64,
-        dot: u64,
-        devices: HashSet<u32>,
-        actions: Actions,
-    }
-    #[derive(Default)]
-    struct DevAcc {
-        visits: u64,
-        consumer: u64,
-        approved: u64,
-        per_service: BTreeMap<u32, u64>,
-        groups: u32,
-    }
-    let mut svc_acc: BTreeMap<u32, SvcAcc> = BTreeMap::new();
-    let mut grp_acc: BTreeMap<String, (u64, HashSet<u32>, u64, u64)> = BTreeMap::new();
-    let mut dev_acc: HashMap<u32, DevAcc> = HashMap::new();
-    let mut earlier_consumer: HashMap<u32, u64> = HashMap::new();
-    // (device, service, action) -> (visits, lookups, events, groups).
-    type RowAcc = (u64, u64, u64, u32);
-    let mut rows: BTreeMap<(u32, u32, u8), RowAcc> = BTreeMap::new();
+/// One device's visits to AI services in the report week.
+#[derive(Default)]
+struct DevAcc {
+    visits: u64,
+    consumer: u64,
+    approved: u64,
+    per_service: BTreeMap<u32, u64>,
+    /// The interned groups of its last visit.
+    groups: u32,
+}
 
-    for r in &s.runs {
-        let Some(w) = week_of(r.start_ns) else {
-            continue;
-        };
-        let cat = cats[r.svc as usize].as_str();
-        let action = ACTIONS[r.action as usize];
-        if w == this {
-            let sa = svc_acc.entry(r.svc).or_default();
-            let row = rows
-                .entry((r.dev, r.svc, r.action))
-                .or_insert((0, 0, 0, r.groups));
-            row.2 += r.events as u64;
-            if r.visit {
-                sa.visits += 1;
-                sa.dot += r.dot as u64;
-                sa.devices.insert(r.dev);
-                sa.actions.add(action, 1);
-                row.0 += 1;
-            } else {
-                sa.lookups += 1;
-                row.1 += 1;
-            }
-        }
-        if cat == RESOLVER {
-            continue;
-        }
-        let a = &mut weeks[w];
-        if !r.visit {
-            a.lookups += 1;
-            continue;
-        }
-        a.visits += 1;
-        a.devices.insert(r.dev);
-        a.services.insert(r.svc);
-        a.actions.add(action, 1);
-        let consumer = is_consumer(cat);
-        a.consumer += consumer as u64;
-        match cat {
-            APPROVED => a.approved += 1,
-            ENTERPRISE => a.enterprise += 1,
-            _ => {}
-        }
-        if w < this {
-            if consumer {
-                *earlier_consumer.entry(r.dev).or_default() += 1;
-            }
-            continue;
-        }
-        let groups = &s.groups[r.groups as usize];
-        let names: Vec<&str> = if groups.is_empty() {
-            vec!["(no group)"]
-        } else {
-            groups.split(',').collect()
-        };
-        for g in names {
-            let e = grp_acc.entry(g.to_string()).or_default();
-            e.0 += 1;
-            e.1.insert(r.dev);
-            e.2 += consumer as u64;
-            e.3 += (cat == APPROVED) as u64;
-        }
-        let d = dev_acc.entry(r.dev).or_default();
-        d.visits += 1;
-        d.consumer += consumer as u64;
-        d.approved += (cat == APPROVED) as u64;
-        *d.per_service.entry(r.svc).or_default() += 1;
-        d.groups = r.groups;
+/// One client group's visits to AI services in the report week.
+#[derive(Default)]
+struct GroupAcc {
+    visits: u64,
+    devices: HashSet<u32>,
+    consumer: u64,
+    approved: u64,
+}
+
+/// The counts behind one CSV row (device x service x action) of the report week.
+struct RowAcc {
+    visits: u64,
+    lookups: u64,
+    events: u64,
+    /// The interned groups of the row's first run.
+    groups: u32,
+}
+
+/// Everything counted from the runs, in one pass over them.
+#[derive(Default)]
+struct Tally {
+    /// Per week of `Inputs::weeks`, oldest first.
+    weeks: Vec<Acc>,
+    services: BTreeMap<u32, SvcAcc>,
+    groups: BTreeMap<String, GroupAcc>,
+    devices: HashMap<u32, DevAcc>,
+    /// Consumer-AI visits per device in the four weeks before the report week.
+    earlier_consumer: HashMap<u32, u64>,
+    rows: BTreeMap<(u32, u32, u8), RowAcc>,
+}
+
+impl Inputs<'_> {
+    /// The report's week: the last of the five.
+    fn week(&self) -> &Week {
+        &self.weeks[self.weeks.len() - 1]
     }
 
-    let info = |dev: u32| -> DeviceInfo { device_info(s, dev, i.inventory, i.pseudo) };
-    let svc_name = |svc: u32| -> String {
-        let sv = &s.services[svc as usize];
-        i.catalogue
+    /// Which of the five weeks `t_ns` falls in.
+    fn week_of(&self, t_ns: u64) -> Option<usize> {
+        self.weeks
+            .iter()
+            .position(|w| t_ns >= w.start_ns && t_ns < w.end_ns)
+    }
+
+    /// A service's name: the catalogue's, else the one the events recorded, else its id.
+    fn service_name(&self, svc: u32) -> String {
+        let sv = &self.scan.services[svc as usize];
+        self.catalogue
             .and_then(|c| c.get(&sv.id))
             .map(|e| e.name.clone())
             .or_else(|| sv.name.clone())
             .unwrap_or_else(|| sv.id.clone())
-    };
-    let baa = |svc: u32| -> (String, String) {
-        i.catalogue
-            .and_then(|c| c.get(&s.services[svc as usize].id))
+    }
+
+    /// A service's BAA status and its source, from the catalogue.
+    fn baa(&self, svc: u32) -> (String, String) {
+        self.catalogue
+            .and_then(|c| c.get(&self.scan.services[svc as usize].id))
             .map(|e| (e.baa.clone(), e.baa_source.clone()))
             .unwrap_or_else(|| ("unknown (no catalogue given)".into(), String::new()))
-    };
-
-    // Headline, trend.
-    let nums: Vec<Numbers> = weeks.iter().map(Acc::numbers).collect();
-    let (cur, prev) = (
-        nums[this].clone(),
-        nums.get(this.wrapping_sub(1)).cloned().unwrap_or_default(),
-    );
-    let d = |a: u64, b: u64| a as i64 - b as i64;
-    let change = Change {
-        visits: d(cur.visits, prev.visits),
-        lookups: d(cur.lookups, prev.lookups),
-        devices: d(cur.devices, prev.devices),
-        services: d(cur.services, prev.services),
-        consumer_visits: d(cur.consumer_visits, prev.consumer_visits),
-        approved_visits: d(cur.approved_visits, prev.approved_visits),
-        block: d(cur.actions.block, prev.actions.block),
-        steer: d(cur.actions.steer, prev.actions.steer),
-        coach: d(cur.actions.coach, prev.actions.coach),
-        alert: d(cur.actions.alert, prev.actions.alert),
-        allow: d(cur.actions.allow, prev.actions.allow),
-    };
-    let trend = i
-        .weeks
-        .iter()
-        .zip(&nums)
-        .map(|(w, n)| TrendWeek {
-            week: w.label(),
-            visits: n.visits,
-            consumer_visits: n.consumer_visits,
-            approved_visits: n.approved_visits,
-            enterprise_visits: n.enterprise_visits,
-            devices: n.devices,
-            lookups: n.lookups,
-        })
-        .collect();
-
-    // Services (AI) and DNS bypass.
-    let mut services = Vec::new();
-    let mut dns_bypass = Vec::new();
-    let mut first_seen = Vec::new();
-    for (&svc, a) in &svc_acc {
-        let (b, src) = baa(svc);
-        let row = ServiceRow {
-            service: s.services[svc as usize].id.clone(),
-            name: svc_name(svc),
-            category: cats[svc as usize].clone(),
-            baa: b,
-            baa_source: src,
-            visits: a.visits,
-            lookups: a.lookups,
-            devices: a.devices.len() as u64,
-            actions: a.actions,
-            first_seen: !i.seen_before.get(svc as usize).copied().unwrap_or(true),
-        };
-        if row.first_seen {
-            first_seen.push(row.clone());
-        }
-        if cats[svc as usize] == RESOLVER {
-            dns_bypass.push(Bypass {
-                service: row.service.clone(),
-                name: row.name.clone(),
-                visits: a.visits,
-                dot_visits: a.dot,
-                lookups: a.lookups,
-                devices: a.devices.len() as u64,
-            });
-        } else {
-            services.push(row);
-        }
     }
-    let order = |a: &ServiceRow, b: &ServiceRow| {
-        (b.visits, b.lookups)
-            .cmp(&(a.visits, a.lookups))
-            .then(a.service.cmp(&b.service))
-    };
-    services.sort_by(order);
-    first_seen.sort_by(order);
-    dns_bypass.sort_by(|a, b| {
-        (b.visits, b.lookups)
-            .cmp(&(a.visits, a.lookups))
-            .then(a.service.cmp(&b.service))
-    });
 
-    let groups = grp_acc
-        .into_iter()
-        .map(|(g, (v, devs, c, a))| GroupRow {
-            group: g,
-            visits: v,
-            devices: devs.len() as u64,
-            consumer_visits: c,
-            approved_visits: a,
-            adoption_pct: pct(a, c),
-        })
-        .collect();
+    /// A device as the report shows it (inventory owner, pseudonyms).
+    fn device(&self, dev: u32) -> DeviceInfo {
+        device_info(self.scan, dev, self.inventory, self.pseudo)
+    }
+}
 
-    let mut devs: Vec<(&u32, &DevAcc)> = dev_acc.iter().collect();
-    devs.sort_by(|a, b| b.1.visits.cmp(&a.1.visits).then(a.0.cmp(b.0)));
-    let top_devices = devs
-        .iter()
-        .take(i.top_devices)
-        .map(|(&dev, a)| {
-            let top = a
-                .per_service
-                .iter()
-                .max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0)))
-                .map(|(&svc, _)| svc_name(svc))
-                .unwrap_or_default();
-            DeviceRow {
-                info: info(dev),
-                groups: s.groups[a.groups as usize].clone(),
-                visits: a.visits,
-                consumer_visits: a.consumer,
-                approved_visits: a.approved,
-                services: a.per_service.len() as u64,
-                top_service: top,
-            }
-        })
-        .collect();
-
-    let mut moved: Vec<MovedDevice> = devs
-        .iter()
-        .filter(|(dev, a)| a.approved > 0 && earlier_consumer.contains_key(dev))
-        .map(|(&dev, a)| MovedDevice {
-            info: info(dev),
-            earlier_consumer_visits: earlier_consumer[&dev],
-            approved_visits: a.approved,
-        })
-        .collect();
-    moved.sort_by(|a, b| a.info.device.cmp(&b.info.device));
-    let adoption = Adoption {
-        approved_visits: cur.approved_visits,
-        consumer_visits: cur.consumer_visits,
-        adoption_pct: pct(cur.approved_visits, cur.consumer_visits),
-        moved_devices: moved,
-    };
-
-    // CSV rows.
-    let rows = rows
-        .into_iter()
-        .map(|((dev, svc, act), (visits, lookups, events, groups))| {
-            let d = info(dev);
-            Row {
-                week: week.label(),
-                device: d.device,
-                hostname: d.hostname.unwrap_or_default(),
-                mac: d.mac.unwrap_or_default(),
-                ips: d.ips.join(" "),
-                owner: d.owner.unwrap_or_default(),
-                department: d.department.unwrap_or_default(),
-                location: d.location.unwrap_or_default(),
-                groups: s.groups[groups as usize].clone(),
-                service: s.services[svc as usize].id.clone(),
-                service_name: svc_name(svc),
-                category: cats[svc as usize].clone(),
-                baa: baa(svc).0,
-                action: ACTIONS[act as usize].to_string(),
-                visits,
-                lookups,
-                events,
-            }
-        })
-        .collect::<Vec<_>>();
-
-    // Notes: coverage, policy, coach.
+/// The report's outline as figures: count the runs once, then derive each table from the counts
+/// (headline and trend, services, groups, devices and adoption, CSV rows) and read the week's
+/// system and coach events for the notes.
+pub fn build(i: &Inputs<'_>) -> Report {
+    let week = i.week();
+    let cats = categories(i);
+    let t = tally(i, &cats);
+    let nums: Vec<Numbers> = t.weeks.iter().map(Acc::numbers).collect();
+    let (cur, prev) = this_and_previous(&nums);
+    let change = change(&cur, &prev);
+    let trend = trend(i.weeks, &nums);
+    let svc = service_tables(i, &cats, &t.services);
+    let groups = group_rows(t.groups);
+    let devs = ranked_devices(&t.devices);
+    let top_devices = top_devices(i, &devs);
+    let adoption = adoption(i, &cur, &devs, &t.earlier_consumer);
+    let rows = csv_rows(i, &cats, t.rows);
     let notes = notes(i, week);
 
     Report {
@@ -398,23 +232,345 @@ pub fn build(i: &Inputs<'_>) -> Report {
             change,
         },
         trend,
-        services,
+        services: svc.services,
         groups,
         top_devices,
-        first_seen,
+        first_seen: svc.first_seen,
         adoption,
         justifications: notes.justifications,
         justifications_withheld: i.pseudo.is_some(),
         portal_views: notes.portal_views,
         grants_expired: notes.grants_expired,
-        dns_bypass,
+        dns_bypass: svc.dns_bypass,
         policy: notes.policy,
         coverage: notes.coverage,
         rows,
-        events_read: s.rows_read,
+        events_read: i.scan.rows_read,
     }
 }
 
+/// Each scanned service's category (by index): the catalogue's, else the one the events
+/// recorded, else "unknown". First, as every count below depends on it.
+fn categories(i: &Inputs<'_>) -> Vec<String> {
+    let s = i.scan;
+    (0..s.services.len())
+        .map(|svc| {
+            let sv = &s.services[svc];
+            i.catalogue
+                .and_then(|c| c.get(&sv.id))
+                .map(|e| e.category.clone())
+                .or_else(|| sv.category.clone())
+                .unwrap_or_else(|| "unknown".into())
+        })
+        .collect()
+}
+
+/// Count every run of the five weeks: the report week's per service and per CSV row (DNS
+/// resolvers too), each week's AI use, the report week's per group and per device, and the
+/// earlier weeks' consumer-AI visits per device (for adoption).
+fn tally(i: &Inputs<'_>, cats: &[String]) -> Tally {
+    let this = i.weeks.len() - 1;
+    let mut t = Tally {
+        weeks: (0..i.weeks.len()).map(|_| Acc::default()).collect(),
+        ..Tally::default()
+    };
+    for r in &i.scan.runs {
+        let Some(w) = i.week_of(r.start_ns) else {
+            continue;
+        };
+        let cat = cats[r.svc as usize].as_str();
+        if w == this {
+            t.service_run(r);
+        }
+        if cat == RESOLVER {
+            continue;
+        }
+        if !r.visit {
+            t.weeks[w].lookups += 1;
+            continue;
+        }
+        let consumer = is_consumer(cat);
+        let approved = cat == APPROVED;
+        t.weeks[w].add_visit(r, cat, consumer);
+        if w < this {
+            if consumer {
+                *t.earlier_consumer.entry(r.dev).or_default() += 1;
+            }
+            continue;
+        }
+        t.group_visit(&i.scan.groups[r.groups as usize], r.dev, consumer, approved);
+        t.device_visit(r, consumer, approved);
+    }
+    t
+}
+
+impl Tally {
+    /// A run of the report week, for its service's figures and its CSV row.
+    fn service_run(&mut self, r: &Run) {
+        let sa = self.services.entry(r.svc).or_default();
+        let row = self.rows.entry((r.dev, r.svc, r.action)).or_insert(RowAcc {
+            visits: 0,
+            lookups: 0,
+            events: 0,
+            groups: r.groups,
+        });
+        row.events += r.events as u64;
+        if r.visit {
+            sa.visits += 1;
+            sa.dot += r.dot as u64;
+            sa.devices.insert(r.dev);
+            sa.actions.add(ACTIONS[r.action as usize], 1);
+            row.visits += 1;
+        } else {
+            sa.lookups += 1;
+            row.lookups += 1;
+        }
+    }
+
+    /// A report-week visit, for each of its client groups (`groups` comma-separated; none
+    /// counts as "(no group)").
+    fn group_visit(&mut self, groups: &str, dev: u32, consumer: bool, approved: bool) {
+        let names: Vec<&str> = if groups.is_empty() {
+            vec!["(no group)"]
+        } else {
+            groups.split(',').collect()
+        };
+        for g in names {
+            let e = self.groups.entry(g.to_string()).or_default();
+            e.visits += 1;
+            e.devices.insert(dev);
+            e.consumer += consumer as u64;
+            e.approved += approved as u64;
+        }
+    }
+
+    /// A report-week visit, for its device.
+    fn device_visit(&mut self, r: &Run, consumer: bool, approved: bool) {
+        let d = self.devices.entry(r.dev).or_default();
+        d.visits += 1;
+        d.consumer += consumer as u64;
+        d.approved += approved as u64;
+        *d.per_service.entry(r.svc).or_default() += 1;
+        d.groups = r.groups;
+    }
+}
+
+/// The report week's numbers and the previous week's (zero when there is none).
+fn this_and_previous(nums: &[Numbers]) -> (Numbers, Numbers) {
+    let this = nums.len() - 1;
+    (
+        nums[this].clone(),
+        nums.get(this.wrapping_sub(1)).cloned().unwrap_or_default(),
+    )
+}
+
+/// The headline's change on the previous week.
+fn change(cur: &Numbers, prev: &Numbers) -> Change {
+    let d = |a: u64, b: u64| a as i64 - b as i64;
+    Change {
+        visits: d(cur.visits, prev.visits),
+        lookups: d(cur.lookups, prev.lookups),
+        devices: d(cur.devices, prev.devices),
+        services: d(cur.services, prev.services),
+        consumer_visits: d(cur.consumer_visits, prev.consumer_visits),
+        approved_visits: d(cur.approved_visits, prev.approved_visits),
+        block: d(cur.actions.block, prev.actions.block),
+        steer: d(cur.actions.steer, prev.actions.steer),
+        coach: d(cur.actions.coach, prev.actions.coach),
+        alert: d(cur.actions.alert, prev.actions.alert),
+        allow: d(cur.actions.allow, prev.actions.allow),
+    }
+}
+
+/// The five-week trend, oldest week first.
+fn trend(weeks: &[Week], nums: &[Numbers]) -> Vec<TrendWeek> {
+    weeks
+        .iter()
+        .zip(nums)
+        .map(|(w, n)| TrendWeek {
+            week: w.label(),
+            visits: n.visits,
+            consumer_visits: n.consumer_visits,
+            approved_visits: n.approved_visits,
+            enterprise_visits: n.enterprise_visits,
+            devices: n.devices,
+            lookups: n.lookups,
+        })
+        .collect()
+}
+
+/// The report week's service tables: AI services, DNS resolvers reached (bypass) and services
+/// never seen before (either kind).
+struct ServiceTables {
+    services: Vec<ServiceRow>,
+    first_seen: Vec<ServiceRow>,
+    dns_bypass: Vec<Bypass>,
+}
+
+/// Split the report week's services into the AI services, the DNS bypass and the first-seen
+/// tables, each most used first.
+fn service_tables(i: &Inputs<'_>, cats: &[String], acc: &BTreeMap<u32, SvcAcc>) -> ServiceTables {
+    let mut t = ServiceTables {
+        services: Vec::new(),
+        first_seen: Vec::new(),
+        dns_bypass: Vec::new(),
+    };
+    for (&svc, a) in acc {
+        let row = service_row(i, cats, svc, a);
+        if row.first_seen {
+            t.first_seen.push(row.clone());
+        }
+        if cats[svc as usize] == RESOLVER {
+            t.dns_bypass.push(Bypass {
+                service: row.service.clone(),
+                name: row.name.clone(),
+                visits: a.visits,
+                dot_visits: a.dot,
+                lookups: a.lookups,
+                devices: a.devices.len() as u64,
+            });
+        } else {
+            t.services.push(row);
+        }
+    }
+    t.services.sort_by(most_used);
+    t.first_seen.sort_by(most_used);
+    t.dns_bypass.sort_by(|a, b| {
+        (b.visits, b.lookups)
+            .cmp(&(a.visits, a.lookups))
+            .then(a.service.cmp(&b.service))
+    });
+    t
+}
+
+/// One service's row: name, category and BAA status with its week's use.
+fn service_row(i: &Inputs<'_>, cats: &[String], svc: u32, a: &SvcAcc) -> ServiceRow {
+    let (baa, baa_source) = i.baa(svc);
+    ServiceRow {
+        service: i.scan.services[svc as usize].id.clone(),
+        name: i.service_name(svc),
+        category: cats[svc as usize].clone(),
+        baa,
+        baa_source,
+        visits: a.visits,
+        lookups: a.lookups,
+        devices: a.devices.len() as u64,
+        actions: a.actions,
+        first_seen: !i.seen_before.get(svc as usize).copied().unwrap_or(true),
+    }
+}
+
+/// Most visits first, then most lookups, then by id.
+fn most_used(a: &ServiceRow, b: &ServiceRow) -> Ordering {
+    (b.visits, b.lookups)
+        .cmp(&(a.visits, a.lookups))
+        .then(a.service.cmp(&b.service))
+}
+
+/// A row per client group, by name, with its adoption of the approved route.
+fn group_rows(groups: BTreeMap<String, GroupAcc>) -> Vec<GroupRow> {
+    groups
+        .into_iter()
+        .map(|(g, a)| GroupRow {
+            group: g,
+            visits: a.visits,
+            devices: a.devices.len() as u64,
+            consumer_visits: a.consumer,
+            approved_visits: a.approved,
+            adoption_pct: pct(a.approved, a.consumer),
+        })
+        .collect()
+}
+
+/// The report week's devices, most visits first (then by index, so the order is stable).
+fn ranked_devices(devices: &HashMap<u32, DevAcc>) -> Vec<(u32, &DevAcc)> {
+    let mut devs: Vec<(u32, &DevAcc)> = devices.iter().map(|(&d, a)| (d, a)).collect();
+    devs.sort_by(|a, b| b.1.visits.cmp(&a.1.visits).then(a.0.cmp(&b.0)));
+    devs
+}
+
+/// The `top_devices` devices with the most visits, each with its most used service.
+fn top_devices(i: &Inputs<'_>, devs: &[(u32, &DevAcc)]) -> Vec<DeviceRow> {
+    devs.iter()
+        .take(i.top_devices)
+        .map(|&(dev, a)| {
+            let top = a
+                .per_service
+                .iter()
+                .max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0)))
+                .map(|(&svc, _)| i.service_name(svc))
+                .unwrap_or_default();
+            DeviceRow {
+                info: i.device(dev),
+                groups: i.scan.groups[a.groups as usize].clone(),
+                visits: a.visits,
+                consumer_visits: a.consumer,
+                approved_visits: a.approved,
+                services: a.per_service.len() as u64,
+                top_service: top,
+            }
+        })
+        .collect()
+}
+
+/// Approved-route adoption: the week's share, and the devices that used consumer AI in the four
+/// weeks before and the approved route this week (by name).
+fn adoption(
+    i: &Inputs<'_>,
+    cur: &Numbers,
+    devs: &[(u32, &DevAcc)],
+    earlier_consumer: &HashMap<u32, u64>,
+) -> Adoption {
+    let mut moved: Vec<MovedDevice> = devs
+        .iter()
+        .filter(|(dev, a)| a.approved > 0 && earlier_consumer.contains_key(dev))
+        .map(|&(dev, a)| MovedDevice {
+            info: i.device(dev),
+            earlier_consumer_visits: earlier_consumer[&dev],
+            approved_visits: a.approved,
+        })
+        .collect();
+    moved.sort_by(|a, b| a.info.device.cmp(&b.info.device));
+    Adoption {
+        approved_visits: cur.approved_visits,
+        consumer_visits: cur.consumer_visits,
+        adoption_pct: pct(cur.approved_visits, cur.consumer_visits),
+        moved_devices: moved,
+    }
+}
+
+/// `report.csv`'s rows: one per device x service x action of the report week, in that order.
+fn csv_rows(i: &Inputs<'_>, cats: &[String], rows: BTreeMap<(u32, u32, u8), RowAcc>) -> Vec<Row> {
+    let week = i.week().label();
+    rows.into_iter()
+        .map(|((dev, svc, act), a)| {
+            let d = i.device(dev);
+            Row {
+                week: week.clone(),
+                device: d.device,
+                hostname: d.hostname.unwrap_or_default(),
+                mac: d.mac.unwrap_or_default(),
+                ips: d.ips.join(" "),
+                owner: d.owner.unwrap_or_default(),
+                department: d.department.unwrap_or_default(),
+                location: d.location.unwrap_or_default(),
+                groups: i.scan.groups[a.groups as usize].clone(),
+                service: i.scan.services[svc as usize].id.clone(),
+                service_name: i.service_name(svc),
+                category: cats[svc as usize].clone(),
+                baa: i.baa(svc).0,
+                action: ACTIONS[act as usize].to_string(),
+                visits: a.visits,
+                lookups: a.lookups,
+                events: a.events,
+            }
+        })
+        .collect()
+}
+
+/// A device as the report shows it: the inventory's owner, department and location (by MAC,
+/// else host name), pseudonyms when asked, and a display name (host name, else MAC, else
+/// address).
 fn device_info(
     s: &Scan,
     dev: u32,
@@ -463,14 +619,20 @@ fn num(d: &serde_json::Value, keys: &[&str]) -> Option<u64> {
     keys.iter().find_map(|k| d.get(*k).and_then(|v| v.as_u64()))
 }
 
-fn notes(i: &Inputs<'_>, week: &Week) -> Notes {
-    let s = i.scan;
-    let tz = i.tz;
-    let sys = |n: &Note| SysRow {
+/// A system event as a table row.
+fn sys_row(n: &Note, tz: &TimeZone) -> SysRow {
+    SysRow {
         time: local(n.ts, tz),
         kind: n.kind.clone(),
         summary: n.summary.clone(),
-    };
+    }
+}
+
+/// Read the report week's system, coach and portal events in time order: sensor starts and
+/// stops (downtime), policy reloads, the catalogue in force, capture gaps, drops and outages,
+/// coach justifications, expired grants and portal views.
+fn notes(i: &Inputs<'_>, week: &Week) -> Notes {
+    let tz = i.tz;
     let mut out = Notes {
         justifications: Vec::new(),
         portal_views: 0,
@@ -478,122 +640,157 @@ fn notes(i: &Inputs<'_>, week: &Week) -> Notes {
         policy: PolicyChanges::default(),
         coverage: Coverage::default(),
     };
-    let c = &mut out.coverage;
-    let mut running = s.lifecycle_before.as_deref() == Some("sensor_start");
-    let mut down_from =
-        (s.lifecycle_before.as_deref() == Some("sensor_stop")).then_some(week.start_ns);
-    c.lifecycle_known = s.lifecycle_before.is_some();
-    let down = |from: u64, to: u64, c: &mut Coverage| {
-        c.down_seconds += (to.saturating_sub(from)) / crate::time::SEC;
-        c.down.push(Interval {
-            from: local(from, tz),
-            to: local(to, tz),
-            seconds: to.saturating_sub(from) / crate::time::SEC,
-        });
-    };
-    for n in &s.notes {
+    let mut life = Lifecycle::before(i.scan, week);
+    out.coverage.lifecycle_known = i.scan.lifecycle_before.is_some();
+    for n in &i.scan.notes {
+        let c = &mut out.coverage;
         match n.kind.as_str() {
-            "sensor_start" => {
-                c.starts += 1;
-                c.lifecycle_known = true;
-                if running {
-                    c.unclean_restarts += 1;
-                    c.incidents.push(SysRow {
-                        time: local(n.ts, tz),
-                        kind: "unclean_restart".into(),
-                        summary: "started again with no stop recorded (crash or power loss): the downtime before is unknown".into(),
-                    });
-                }
-                if let Some(f) = down_from.take() {
-                    down(f, n.ts, c);
-                }
-                running = true;
-            }
-            "sensor_stop" => {
-                c.stops += 1;
-                c.lifecycle_known = true;
-                if down_from.is_none() {
-                    down_from = Some(n.ts);
-                }
-                running = false;
-            }
-            "policy_reload" => out.policy.reloads.push(sys(n)),
+            "sensor_start" => life.start(n, c, tz),
+            "sensor_stop" => life.stop(n, c),
+            "policy_reload" => out.policy.reloads.push(sys_row(n, tz)),
             // The last load of the week says what was in force at its end.
-            "catalog_loaded" => {
-                c.catalogue = Some(n.summary.clone());
-                c.portal_uncertifiable = num(&n.detail, &["portal_uncertifiable"]);
-                c.portal_uncertifiable_names = n
-                    .detail
-                    .get("portal_uncertifiable_names")
-                    .and_then(|v| v.as_array())
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|x| x.as_str().map(str::to_string))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-            }
-            "policy_rejected" => out.policy.rejected.push(sys(n)),
-            "capture_gap" => {
-                c.capture_gaps += 1;
-                c.capture_gap_bytes += num(&n.detail, &["skipped_bytes", "bytes"]).unwrap_or(0);
-                c.events_not_stored += num(&n.detail, &["events_dropped"]).unwrap_or(0);
-                c.incidents.push(sys(n));
-            }
-            "kernel_drops" => {
-                c.kernel_drop_reports += 1;
-                c.kernel_dropped_packets += num(
-                    &n.detail,
-                    &["dropped", "drops", "packets_dropped", "kernel_drops"],
-                )
-                .unwrap_or(0);
-                c.incidents.push(sys(n));
-            }
+            "catalog_loaded" => catalogue_loaded(c, n),
+            "policy_rejected" => out.policy.rejected.push(sys_row(n, tz)),
+            "capture_gap" => capture_gap(c, n, tz),
+            "kernel_drops" => kernel_drops(c, n, tz),
             "sink_down" => {
                 c.sink_outages += 1;
-                c.incidents.push(sys(n));
+                c.incidents.push(sys_row(n, tz));
             }
             // The store over its size cap with only undelivered events left, and its end; the
             // upstream resolvers' outages.
             "sink_up" | "store_full" | "store_ok" | "dns_upstream_down" | "dns_upstream_up" => {
-                c.incidents.push(sys(n))
+                c.incidents.push(sys_row(n, tz))
             }
-            COACH_ACK => {
-                let d = n.dev.map(|d| device_info(s, d, i.inventory, i.pseudo));
-                let text = ["justification", "reason", "text"]
-                    .iter()
-                    .find_map(|k| n.detail.get(*k).and_then(|v| v.as_str()))
-                    .map(str::to_string);
-                out.justifications.push(Justification {
-                    time: local(n.ts, tz),
-                    device: d
-                        .as_ref()
-                        .map(|d| d.device.clone())
-                        .unwrap_or_else(|| "?".into()),
-                    owner: d.and_then(|d| d.owner),
-                    service: n
-                        .svc
-                        .map(|v| {
-                            let sv = &s.services[v as usize];
-                            i.catalogue
-                                .and_then(|c| c.get(&sv.id))
-                                .map(|e| e.name.clone())
-                                .or_else(|| sv.name.clone())
-                                .unwrap_or_else(|| sv.id.clone())
-                        })
-                        .unwrap_or_default(),
-                    text: if i.pseudo.is_some() { None } else { text },
-                });
-            }
+            COACH_ACK => out.justifications.push(justification(i, n)),
             GRANT_EXPIRED => out.grants_expired += 1,
             PORTAL_VIEW => out.portal_views += 1,
             _ => {}
         }
     }
-    if let Some(f) = down_from {
-        if !running {
-            down(f, week.end_ns.min(i.now_ns.max(f)), c);
+    life.finish(&mut out.coverage, week.end_ns, i.now_ns, tz);
+    out
+}
+
+/// Whether the sensor is running, and since when it has been down, as the week's starts and
+/// stops are read in time order.
+struct Lifecycle {
+    running: bool,
+    down_from: Option<u64>,
+}
+
+impl Lifecycle {
+    /// The state at the week's start, from the last start or stop before it (a stop: down
+    /// since the week began).
+    fn before(s: &Scan, week: &Week) -> Self {
+        Lifecycle {
+            running: s.lifecycle_before.as_deref() == Some("sensor_start"),
+            down_from: (s.lifecycle_before.as_deref() == Some("sensor_stop"))
+                .then_some(week.start_ns),
         }
     }
-    out
+
+    /// A start: ends a downtime; a start while running is an unclean restart (no stop was
+    /// recorded, so the downtime before it is unknown).
+    fn start(&mut self, n: &Note, c: &mut Coverage, tz: &TimeZone) {
+        c.starts += 1;
+        c.lifecycle_known = true;
+        if self.running {
+            c.unclean_restarts += 1;
+            c.incidents.push(SysRow {
+                time: local(n.ts, tz),
+                kind: "unclean_restart".into(),
+                summary: "started again with no stop recorded (crash or power loss): the downtime before is unknown".into(),
+            });
+        }
+        if let Some(f) = self.down_from.take() {
+            down(c, f, n.ts, tz);
+        }
+        self.running = true;
+    }
+
+    /// A stop: the sensor is down from here (or still from an earlier stop).
+    fn stop(&mut self, n: &Note, c: &mut Coverage) {
+        c.stops += 1;
+        c.lifecycle_known = true;
+        if self.down_from.is_none() {
+            self.down_from = Some(n.ts);
+        }
+        self.running = false;
+    }
+
+    /// After the week's last event: a sensor still down is down until the week's end, or until
+    /// now when the week is not over (but not before it stopped).
+    fn finish(self, c: &mut Coverage, end_ns: u64, now_ns: u64, tz: &TimeZone) {
+        if let Some(f) = self.down_from {
+            if !self.running {
+                down(c, f, end_ns.min(now_ns.max(f)), tz);
+            }
+        }
+    }
+}
+
+/// Record that the sensor was down from `from` to `to`.
+fn down(c: &mut Coverage, from: u64, to: u64, tz: &TimeZone) {
+    c.down_seconds += (to.saturating_sub(from)) / crate::time::SEC;
+    c.down.push(Interval {
+        from: local(from, tz),
+        to: local(to, tz),
+        seconds: to.saturating_sub(from) / crate::time::SEC,
+    });
+}
+
+/// A catalogue load: its summary and the names the portal CA cannot certify.
+fn catalogue_loaded(c: &mut Coverage, n: &Note) {
+    c.catalogue = Some(n.summary.clone());
+    c.portal_uncertifiable = num(&n.detail, &["portal_uncertifiable"]);
+    c.portal_uncertifiable_names = n
+        .detail
+        .get("portal_uncertifiable_names")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+}
+
+/// A capture gap: bytes skipped and events not stored (under either field name writers use).
+fn capture_gap(c: &mut Coverage, n: &Note, tz: &TimeZone) {
+    c.capture_gaps += 1;
+    c.capture_gap_bytes += num(&n.detail, &["skipped_bytes", "bytes"]).unwrap_or(0);
+    c.events_not_stored += num(&n.detail, &["events_dropped"]).unwrap_or(0);
+    c.incidents.push(sys_row(n, tz));
+}
+
+/// A kernel drop report: packets the kernel dropped before the sensor saw them.
+fn kernel_drops(c: &mut Coverage, n: &Note, tz: &TimeZone) {
+    c.kernel_drop_reports += 1;
+    c.kernel_dropped_packets += num(
+        &n.detail,
+        &["dropped", "drops", "packets_dropped", "kernel_drops"],
+    )
+    .unwrap_or(0);
+    c.incidents.push(sys_row(n, tz));
+}
+
+/// A coach acknowledgement: who, for which service, and why (the text is left out of a
+/// pseudonymised report).
+fn justification(i: &Inputs<'_>, n: &Note) -> Justification {
+    let d = n.dev.map(|d| i.device(d));
+    let text = ["justification", "reason", "text"]
+        .iter()
+        .find_map(|k| n.detail.get(*k).and_then(|v| v.as_str()))
+        .map(str::to_string);
+    Justification {
+        time: local(n.ts, i.tz),
+        device: d
+            .as_ref()
+            .map(|d| d.device.clone())
+            .unwrap_or_else(|| "?".into()),
+        owner: d.and_then(|d| d.owner),
+        service: n.svc.map(|v| i.service_name(v)).unwrap_or_default(),
+        text: if i.pseudo.is_some() { None } else { text },
+    }
 }

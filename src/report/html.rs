@@ -82,10 +82,40 @@ svg.chart{display:block;width:100%;max-width:100%;height:auto;margin:4px 0}
 @media print{body{padding:0;max-width:none;font-size:9.5pt}h2{break-after:avoid-page}.card,svg.chart,figure{break-inside:avoid}a{color:inherit;text-decoration:none}}
 "#;
 
+/// The whole page, in the order the compliance officer reads it: the week's headline first,
+/// then the trend and what was used (services, groups, devices, new services), then what the
+/// people and the policy did (coach, DNS bypass, policy changes), then whether the figures can be
+/// trusted (coverage) and how they were counted.
 pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
     let mut h = String::with_capacity(64 * 1024);
-    let t = &r.headline.this_week;
-    let c = &r.headline.change;
+    head(&mut h, r);
+    headline(&mut h, r);
+    trend(&mut h, r, trend_svg);
+    services(&mut h, r, services_svg);
+    groups(&mut h, r);
+    top_devices(&mut h, r);
+    first_seen(&mut h, r);
+    coach(&mut h, r);
+    dns_bypass(&mut h, r);
+    policy(&mut h, r);
+    coverage(&mut h, r);
+    counting(&mut h, r);
+    h
+}
+
+/// A table with a header row of `head` (`<th>` cells, as HTML) and a row per item written by
+/// `row`: the shape of every list in the report.
+fn table<T>(h: &mut String, head: &str, items: &[T], mut row: impl FnMut(&mut String, &T)) {
+    let _ = write!(h, "<table><thead><tr>{head}</tr></thead><tbody>");
+    for it in items {
+        row(h, it);
+    }
+    h.push_str("</tbody></table>");
+}
+
+/// The document head (title, inline stylesheet) and the page header with the week, its dates
+/// and time zone, and whether the report is pseudonymised: opens the document, so it comes first.
+fn head(h: &mut String, r: &Report) {
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -104,8 +134,13 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
             ""
         }
     );
+}
 
-    // Headline.
+/// "This week": the four headline cards, the policy's actions against the previous week and the
+/// consumer / approved-route split. The first thing read, so it opens the body.
+fn headline(h: &mut String, r: &Report) {
+    let t = &r.headline.this_week;
+    let c = &r.headline.change;
     h.push_str("<section id=\"headline\"><h2>This week</h2><div class=\"cards\">");
     for (label, v, d) in [
         ("visits to AI services", t.visits, c.visits),
@@ -119,8 +154,25 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
             change(d)
         );
     }
-    h.push_str("</div><table class=\"actions\"><thead><tr><th>What the policy did (per visit, most restrictive action)</th><th class=\"n\">this week</th><th class=\"n\">previous week</th><th class=\"n\">change</th></tr></thead><tbody>");
+    h.push_str("</div>");
+    actions_table(h, r);
+    let _ = writeln!(
+        h,
+        "<p class=\"sub\">Consumer-AI visits {} ({}), approved-route visits {} ({}). Counts are visits and devices, not packets: see <a href=\"#counting\">how this report counts</a>.</p></section>",
+        t.consumer_visits,
+        change(c.consumer_visits),
+        t.approved_visits,
+        change(c.approved_visits)
+    );
+}
+
+/// The headline's table of what the policy did per visit, this week against the previous one,
+/// from the most to the least restrictive action.
+fn actions_table(h: &mut String, r: &Report) {
+    let t = &r.headline.this_week;
     let p = &r.headline.previous_week;
+    let c = &r.headline.change;
+    h.push_str("<table class=\"actions\"><thead><tr><th>What the policy did (per visit, most restrictive action)</th><th class=\"n\">this week</th><th class=\"n\">previous week</th><th class=\"n\">change</th></tr></thead><tbody>");
     for (label, a, d) in [
         ("blocked", "block", c.block),
         ("steered to the approved route", "steer", c.steer),
@@ -136,36 +188,40 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
             change(d)
         );
     }
-    let _ = writeln!(
-        h,
-        "</tbody></table><p class=\"sub\">Consumer-AI visits {} ({}), approved-route visits {} ({}). Counts are visits and devices, not packets: see <a href=\"#counting\">how this report counts</a>.</p></section>",
-        t.consumer_visits,
-        change(c.consumer_visits),
-        t.approved_visits,
-        change(c.approved_visits)
-    );
+    h.push_str("</tbody></table>");
+}
 
-    // Trend.
+/// The five-week trend: the chart, then its numbers as a table (for print and for readers who
+/// cannot see the chart). Right after the headline, to show whether this week is unusual.
+fn trend(h: &mut String, r: &Report, trend_svg: &str) {
     let _ = write!(
         h,
-        "<section id=\"trend\"><h2>Five-week trend</h2><figure>{trend_svg}</figure><table><thead><tr><th>week</th><th class=\"n\">visits</th><th class=\"n\">consumer AI</th><th class=\"n\">approved route</th><th class=\"n\">enterprise API</th><th class=\"n\">devices</th><th class=\"n\">lookup-only</th></tr></thead><tbody>"
+        "<section id=\"trend\"><h2>Five-week trend</h2><figure>{trend_svg}</figure>"
     );
-    for w in &r.trend {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-            esc(&w.week),
-            w.visits,
-            w.consumer_visits,
-            w.approved_visits,
-            w.enterprise_visits,
-            w.devices,
-            w.lookups
-        );
-    }
-    h.push_str("</tbody></table></section>\n");
+    table(
+        h,
+        "<th>week</th><th class=\"n\">visits</th><th class=\"n\">consumer AI</th><th class=\"n\">approved route</th><th class=\"n\">enterprise API</th><th class=\"n\">devices</th><th class=\"n\">lookup-only</th>",
+        &r.trend,
+        |h, w| {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&w.week),
+                w.visits,
+                w.consumer_visits,
+                w.approved_visits,
+                w.enterprise_visits,
+                w.devices,
+                w.lookups
+            );
+        },
+    );
+    h.push_str("</section>\n");
+}
 
-    // Services.
+/// Use by service: the chart (when anything was visited) and a row per AI service with its BAA
+/// status and what the policy did. What was used, before who used it.
+fn services(h: &mut String, r: &Report, services_svg: &str) {
     let _ = write!(h, "<section id=\"services\"><h2>Use by service</h2>");
     if r.services.iter().any(|s| s.visits > 0) {
         let _ = write!(h, "<figure>{services_svg}</figure>");
@@ -173,30 +229,36 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
     if r.services.is_empty() {
         h.push_str("<p class=\"empty\">No AI service was used this week.</p>");
     } else {
-        h.push_str("<table><thead><tr><th>service</th><th>BAA status (catalogue)</th><th class=\"n\">visits</th><th class=\"n\">devices</th><th class=\"n\">lookup-only</th><th class=\"n\">blocked</th><th class=\"n\">steered</th><th class=\"n\">coached</th><th class=\"n\">alerted</th><th class=\"n\">allowed</th></tr></thead><tbody>");
-        for s in &r.services {
-            let _ = write!(
-                h,
-                "<tr><td>{}<br><span class=\"sub\">{}{}</span></td><td class=\"baa\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                esc(&s.name),
-                esc(cat_label(&s.category)),
-                if s.first_seen { " · new" } else { "" },
-                esc(&s.baa),
-                s.visits,
-                s.devices,
-                s.lookups,
-                s.actions.block,
-                s.actions.steer,
-                s.actions.coach,
-                s.actions.alert,
-                s.actions.allow
-            );
-        }
-        h.push_str("</tbody></table>");
+        table(
+            h,
+            "<th>service</th><th>BAA status (catalogue)</th><th class=\"n\">visits</th><th class=\"n\">devices</th><th class=\"n\">lookup-only</th><th class=\"n\">blocked</th><th class=\"n\">steered</th><th class=\"n\">coached</th><th class=\"n\">alerted</th><th class=\"n\">allowed</th>",
+            &r.services,
+            |h, s| {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}<br><span class=\"sub\">{}{}</span></td><td class=\"baa\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                    esc(&s.name),
+                    esc(cat_label(&s.category)),
+                    if s.first_seen { " · new" } else { "" },
+                    esc(&s.baa),
+                    s.visits,
+                    s.devices,
+                    s.lookups,
+                    s.actions.block,
+                    s.actions.steer,
+                    s.actions.coach,
+                    s.actions.alert,
+                    s.actions.allow
+                );
+            },
+        );
     }
     h.push_str("</section>\n");
+}
 
-    // Groups and adoption.
+/// By client group, and approved-route adoption: the adoption figure, the groups table and the
+/// devices that moved from consumer AI to the approved route.
+fn groups(h: &mut String, r: &Report) {
     h.push_str("<section id=\"groups\"><h2>By client group, and approved-route adoption</h2>");
     let a = &r.adoption;
     let _ = write!(
@@ -206,11 +268,22 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
         a.approved_visits,
         a.consumer_visits
     );
-    if r.groups.is_empty() {
+    group_table(h, &r.groups);
+    moved_devices(h, &a.moved_devices);
+    h.push_str("</section>\n");
+}
+
+/// A row per client group: its visits, devices and adoption of the approved route.
+fn group_table(h: &mut String, groups: &[GroupRow]) {
+    if groups.is_empty() {
         h.push_str("<p class=\"empty\">No visits this week.</p>");
-    } else {
-        h.push_str("<table><thead><tr><th>group</th><th class=\"n\">visits</th><th class=\"n\">devices</th><th class=\"n\">consumer AI</th><th class=\"n\">approved route</th><th class=\"n\">adoption</th></tr></thead><tbody>");
-        for g in &r.groups {
+        return;
+    }
+    table(
+        h,
+        "<th>group</th><th class=\"n\">visits</th><th class=\"n\">devices</th><th class=\"n\">consumer AI</th><th class=\"n\">approved route</th><th class=\"n\">adoption</th>",
+        groups,
+        |h, g| {
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
@@ -221,15 +294,23 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
                 g.approved_visits,
                 pct(g.adoption_pct)
             );
-        }
-        h.push_str("</tbody></table>");
-    }
+        },
+    );
+}
+
+/// The devices that used consumer AI in the four weeks before and the approved route this week:
+/// adoption shown by name, after the group figures it explains.
+fn moved_devices(h: &mut String, moved: &[MovedDevice]) {
     h.push_str("<p class=\"sub\">Devices that used consumer AI in the four weeks before and the approved route this week:</p>");
-    if a.moved_devices.is_empty() {
+    if moved.is_empty() {
         h.push_str("<p class=\"empty\">None this week.</p>");
-    } else {
-        h.push_str("<table><thead><tr><th>device</th><th>owner</th><th>department</th><th class=\"n\">earlier consumer-AI visits</th><th class=\"n\">approved-route visits</th></tr></thead><tbody>");
-        for m in &a.moved_devices {
+        return;
+    }
+    table(
+        h,
+        "<th>device</th><th>owner</th><th>department</th><th class=\"n\">earlier consumer-AI visits</th><th class=\"n\">approved-route visits</th>",
+        moved,
+        |h, m| {
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
@@ -239,67 +320,84 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
                 m.earlier_consumer_visits,
                 m.approved_visits
             );
-        }
-        h.push_str("</tbody></table>");
-    }
-    h.push_str("</section>\n");
+        },
+    );
+}
 
-    // Top devices.
+/// The devices with the most visits, with their owner (from the inventory), MAC and addresses,
+/// groups and most used service.
+fn top_devices(h: &mut String, r: &Report) {
     h.push_str("<section id=\"devices\"><h2>Top devices</h2>");
     if r.top_devices.is_empty() {
         h.push_str("<p class=\"empty\">No visits this week.</p>");
     } else {
-        h.push_str("<table><thead><tr><th>device</th><th>owner · department · location</th><th>MAC · addresses</th><th>groups</th><th class=\"n\">visits</th><th class=\"n\">consumer</th><th class=\"n\">approved</th><th>most used</th></tr></thead><tbody>");
-        for d in &r.top_devices {
-            let owner = [&d.info.owner, &d.info.department, &d.info.location]
-                .iter()
-                .filter_map(|v| v.as_deref())
-                .map(esc)
-                .collect::<Vec<_>>()
-                .join(" · ");
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td class=\"mac\">{}<br><span class=\"sub\">{}</span></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-                esc(&d.info.device),
-                if owner.is_empty() { "–".into() } else { owner },
-                opt(&d.info.mac),
-                esc(&d.info.ips.join(" ")),
-                esc(&d.groups.replace(',', ", ")),
-                d.visits,
-                d.consumer_visits,
-                d.approved_visits,
-                esc(&d.top_service)
-            );
-        }
-        h.push_str("</tbody></table>");
+        table(
+            h,
+            "<th>device</th><th>owner · department · location</th><th>MAC · addresses</th><th>groups</th><th class=\"n\">visits</th><th class=\"n\">consumer</th><th class=\"n\">approved</th><th>most used</th>",
+            &r.top_devices,
+            device_row,
+        );
     }
     h.push_str("</section>\n");
+}
 
-    // First seen.
+/// One row of the top-devices table; owner, department and location share a cell ("–" when the
+/// inventory knows none of them).
+fn device_row(h: &mut String, d: &DeviceRow) {
+    let owner = [&d.info.owner, &d.info.department, &d.info.location]
+        .iter()
+        .filter_map(|v| v.as_deref())
+        .map(esc)
+        .collect::<Vec<_>>()
+        .join(" · ");
+    let _ = write!(
+        h,
+        "<tr><td>{}</td><td>{}</td><td class=\"mac\">{}<br><span class=\"sub\">{}</span></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+        esc(&d.info.device),
+        if owner.is_empty() { "–".into() } else { owner },
+        opt(&d.info.mac),
+        esc(&d.info.ips.join(" ")),
+        esc(&d.groups.replace(',', ", ")),
+        d.visits,
+        d.consumer_visits,
+        d.approved_visits,
+        esc(&d.top_service)
+    );
+}
+
+/// Services seen for the first time this week, with their category and BAA status: what is new
+/// and may need a policy decision.
+fn first_seen(h: &mut String, r: &Report) {
     h.push_str("<section id=\"first-seen\"><h2>Services seen for the first time</h2>");
     if r.first_seen.is_empty() {
         h.push_str(
             "<p class=\"empty\">None: every service used this week had been seen before.</p>",
         );
     } else {
-        h.push_str("<table><thead><tr><th>service</th><th class=\"k\">category</th><th>BAA status</th><th class=\"n\">visits</th><th class=\"n\">devices</th><th class=\"n\">lookup-only</th></tr></thead><tbody>");
-        for s in &r.first_seen {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td class=\"k\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                esc(&s.name),
-                esc(cat_label(&s.category)),
-                esc(&s.baa),
-                s.visits,
-                s.devices,
-                s.lookups
-            );
-        }
-        h.push_str("</tbody></table>");
+        table(
+            h,
+            "<th>service</th><th class=\"k\">category</th><th>BAA status</th><th class=\"n\">visits</th><th class=\"n\">devices</th><th class=\"n\">lookup-only</th>",
+            &r.first_seen,
+            |h, s| {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td class=\"k\">{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                    esc(&s.name),
+                    esc(cat_label(&s.category)),
+                    esc(&s.baa),
+                    s.visits,
+                    s.devices,
+                    s.lookups
+                );
+            },
+        );
     }
     h.push_str("</section>\n");
+}
 
-    // Coach.
+/// Coach justifications: portal views, acknowledgements and expired grants, then what people
+/// wrote (left out of a pseudonymised report).
+fn coach(h: &mut String, r: &Report) {
     let _ = write!(
         h,
         "<section id=\"coach\"><h2>Coach justifications</h2><p class=\"sub\">{} portal page views, {} coach acknowledgements, {} grants expired.{}</p>",
@@ -315,67 +413,112 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
     if r.justifications.is_empty() {
         h.push_str("<p class=\"empty\">No justifications were given.</p>");
     } else {
-        h.push_str("<table><thead><tr><th>time</th><th>device</th><th>owner</th><th>service</th><th>justification</th></tr></thead><tbody>");
-        for j in &r.justifications {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&j.time),
-                esc(&j.device),
-                opt(&j.owner),
-                esc(&j.service),
-                j.text
-                    .as_deref()
-                    .map(esc)
-                    .unwrap_or_else(|| "<span class=\"empty\">left out</span>".into())
-            );
-        }
-        h.push_str("</tbody></table>");
+        table(
+            h,
+            "<th>time</th><th>device</th><th>owner</th><th>service</th><th>justification</th>",
+            &r.justifications,
+            |h, j| {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&j.time),
+                    esc(&j.device),
+                    opt(&j.owner),
+                    esc(&j.service),
+                    j.text
+                        .as_deref()
+                        .map(esc)
+                        .unwrap_or_else(|| "<span class=\"empty\">left out</span>".into())
+                );
+            },
+        );
     }
     h.push_str("</section>\n");
+}
 
-    // DNS bypass.
+/// Devices that reached public DNS-over-HTTPS or DNS-over-TLS resolvers, which would hide their
+/// lookups from the sensor: kept apart from the AI services above.
+fn dns_bypass(h: &mut String, r: &Report) {
     h.push_str("<section id=\"dns-bypass\"><h2>DNS bypass (DoH / DoT) attempts</h2>");
     if r.dns_bypass.is_empty() {
         h.push_str("<p class=\"empty\">No device reached a public DNS-over-HTTPS or DNS-over-TLS resolver.</p>");
     } else {
-        h.push_str("<table><thead><tr><th>resolver</th><th class=\"n\">connections (visits)</th><th class=\"n\">of them DoT (port 853)</th><th class=\"n\">lookup-only</th><th class=\"n\">devices</th></tr></thead><tbody>");
-        for b in &r.dns_bypass {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                esc(&b.name),
-                b.visits,
-                b.dot_visits,
-                b.lookups,
-                b.devices
-            );
-        }
-        h.push_str("</tbody></table>");
+        table(
+            h,
+            "<th>resolver</th><th class=\"n\">connections (visits)</th><th class=\"n\">of them DoT (port 853)</th><th class=\"n\">lookup-only</th><th class=\"n\">devices</th>",
+            &r.dns_bypass,
+            |h, b| {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                    esc(&b.name),
+                    b.visits,
+                    b.dot_visits,
+                    b.lookups,
+                    b.devices
+                );
+            },
+        );
     }
     h.push_str("</section>\n");
+}
 
-    // Policy.
+/// Policy reloads accepted this week, and any rejected (the previous policy stayed in force).
+fn policy(h: &mut String, r: &Report) {
     h.push_str("<section id=\"policy\"><h2>Policy changes</h2>");
     sys_table(
-        &mut h,
+        h,
         &r.policy.reloads,
         "No policy change was accepted this week.",
     );
     if !r.policy.rejected.is_empty() {
         h.push_str("<p class=\"note warn\">Rejected policy reloads (the previous policy stayed in force):</p>");
-        sys_table(&mut h, &r.policy.rejected, "");
+        sys_table(h, &r.policy.rejected, "");
     } else {
         h.push_str("<p class=\"sub\">No policy reload failed.</p>");
     }
     h.push_str("</section>\n");
+}
 
-    // Coverage.
+/// Coverage: whether the sensor saw the whole week (starts, stops, downtime, capture gaps, drops,
+/// sink outages), the catalogue in force and names the portal CA cannot certify. Near the end:
+/// it qualifies every figure above.
+fn coverage(h: &mut String, r: &Report) {
     let cv = &r.coverage;
     h.push_str("<section id=\"coverage\"><h2>Coverage</h2>");
     if !cv.lifecycle_known {
         h.push_str("<p class=\"note warn\">No sensor start or stop was recorded in or before this week: whether the sensor ran all week is unknown.</p>");
     }
+    coverage_counts(h, cv);
+    if let Some(c) = &cv.catalogue {
+        let _ = write!(h, "<p class=\"note\">Catalogue in force: {}.</p>", esc(c));
+    }
+    portal_uncertifiable(h, cv);
+    if !cv.down.is_empty() {
+        table(
+            h,
+            "<th>down from</th><th>to</th><th class=\"n\">for</th>",
+            &cv.down,
+            |h, d| {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
+                    esc(&d.from),
+                    esc(&d.to),
+                    duration(d.seconds)
+                );
+            },
+        );
+    }
+    if !cv.incidents.is_empty() {
+        sys_table(h, &cv.incidents, "");
+    }
+    h.push_str("</section>\n");
+}
+
+/// The coverage counts: sensor starts and stops, unclean restarts, downtime, capture gaps, kernel
+/// drops and SIEM sink outages.
+fn coverage_counts(h: &mut String, cv: &Coverage) {
     let _ = write!(
         h,
         "<table><tbody><tr><td>sensor starts / stops</td><td class=\"n\">{} / {}</td></tr><tr><td>restarts without a recorded stop (crash, power loss)</td><td class=\"n\">{}</td></tr><tr><td>time the sensor was down</td><td class=\"n\">{}</td></tr><tr><td>capture gaps (bytes skipped, events not stored)</td><td class=\"n\">{} ({} B, {})</td></tr><tr><td>kernel drop reports (packets dropped)</td><td class=\"n\">{} ({})</td></tr><tr><td>SIEM sink outages</td><td class=\"n\">{}</td></tr></tbody></table>",
@@ -390,9 +533,11 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
         cv.kernel_dropped_packets,
         cv.sink_outages
     );
-    if let Some(c) = &cv.catalogue {
-        let _ = write!(h, "<p class=\"note\">Catalogue in force: {}.</p>", esc(c));
-    }
+}
+
+/// Steered names the portal CA cannot certify (the first 20), with what to do about them; a
+/// quiet zero when the catalogue said so, nothing when it did not say.
+fn portal_uncertifiable(h: &mut String, cv: &Coverage) {
     match cv.portal_uncertifiable {
         Some(n) if n > 0 => {
             let mut names = cv
@@ -415,24 +560,11 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
         }
         None => {}
     }
-    if !cv.down.is_empty() {
-        h.push_str("<table><thead><tr><th>down from</th><th>to</th><th class=\"n\">for</th></tr></thead><tbody>");
-        for d in &cv.down {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td></tr>",
-                esc(&d.from),
-                esc(&d.to),
-                duration(d.seconds)
-            );
-        }
-        h.push_str("</tbody></table>");
-    }
-    if !cv.incidents.is_empty() {
-        sys_table(&mut h, &cv.incidents, "");
-    }
-    h.push_str("</section>\n");
+}
 
+/// How this report counts (the sensor note, visit gap, weeks, missing catalogue or inventory),
+/// the events read and the version; closes the document.
+fn counting(h: &mut String, r: &Report) {
     let _ = write!(
         h,
         "<section id=\"counting\"><h2>How this report counts</h2><p class=\"note\">{} Visit gap: {} minutes. Weeks are ISO weeks (Monday to Sunday) in {}.{}{}</p><p class=\"sub\">{} events read. shadowgate {}.</p></section>\n</body></html>\n",
@@ -444,9 +576,10 @@ pub fn render(r: &Report, trend_svg: &str, services_svg: &str) -> String {
         r.events_read,
         env!("CARGO_PKG_VERSION")
     );
-    h
 }
 
+/// A table of system events (time, kind, summary), or the `empty` sentence when there are none
+/// (nothing at all when that is empty too).
 fn sys_table(h: &mut String, rows: &[SysRow], empty: &str) {
     if rows.is_empty() {
         if !empty.is_empty() {
@@ -454,19 +587,23 @@ fn sys_table(h: &mut String, rows: &[SysRow], empty: &str) {
         }
         return;
     }
-    h.push_str("<table><thead><tr><th>time</th><th>what</th><th>summary</th></tr></thead><tbody>");
-    for s in rows {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&s.time),
-            esc(&s.kind),
-            esc(&s.summary)
-        );
-    }
-    h.push_str("</tbody></table>");
+    table(
+        h,
+        "<th>time</th><th>what</th><th>summary</th>",
+        rows,
+        |h, s| {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&s.time),
+                esc(&s.kind),
+                esc(&s.summary)
+            );
+        },
+    );
 }
 
+/// A length of time as minutes (rounded up) under an hour, else hours and minutes.
 fn duration(s: u64) -> String {
     if s == 0 {
         "0".into()
