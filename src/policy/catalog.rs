@@ -161,7 +161,7 @@ fn catalogue_dir_files(
     match toml_files(cat_dir) {
         Ok(all) => all
             .into_iter()
-            .partition(|f| !f.file_name().is_some_and(|n| n == LOCAL_FILE)),
+            .partition(|f| f.file_name().is_none_or(|n| n != LOCAL_FILE)),
         Err(e) => {
             errs.push(
                 PolicyError::new(cat_dir, format!("cannot read the catalogue directory: {e}"))
