@@ -3,10 +3,10 @@
 
 use crate::capture::Frame;
 
+use super::ports::is_dns_port;
 use super::sensor::Sensor;
 use super::state::{FlowKey, State};
 use super::tcp::wants_data;
-use super::udp::is_dns_port;
 use super::wire::{self, TCP_RST, TCP_SYN};
 
 /// UDP ports the slow path looks at before any flow lookup: tunnels (VXLAN, Teredo, GTP-U),

@@ -15,7 +15,11 @@ mod stats;
 
 // Per layer: l3 (IPv4/IPv6, fragments, IP tunnels) hands segments to tcp (reassembly driver) and
 // udp (UDP tunnels, DHCP, DNS); stream classifies TCP streams and quic handles QUIC Initials.
+// Imports run one way: udp -> quic -> hello, tcp -> stream -> hello; ports (well-known ports)
+// and hello (a ClientHello's flags, TLS or QUIC) import none of the layers.
+mod hello;
 mod l3;
+mod ports;
 mod quic;
 mod stream;
 mod tcp;

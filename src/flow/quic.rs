@@ -4,10 +4,10 @@
 use crate::decode::{quic, tls};
 
 use super::emit::{Seg, Sinks};
+use super::hello::hello_flags;
 use super::observation::*;
 use super::reassembly::{Insert, SparseBuf};
 use super::state::{Flow, QuicConn};
-use super::stream::hello_flags;
 
 /// Client datagram of a QUIC flow: walk coalesced long-header packets, decrypt Initials, gather
 /// CRYPTO data until the ClientHello is complete.

@@ -4,9 +4,10 @@
 use crate::decode::{dns, http, socks, tls};
 
 use super::emit::{Seg, Sinks};
+use super::hello::hello_flags;
 use super::observation::*;
+use super::ports::is_dns_port;
 use super::state::{Flow, State};
-use super::udp::is_dns_port;
 
 /// Hashes a flow's last Host header, seeded per process: no chosen pair of hosts collides to
 /// hide the second one. Only compared for equality, so the output does not depend on the seed.
@@ -164,30 +165,6 @@ fn looks_like_dns_tcp(data: &[u8]) -> bool {
     len as usize >= 17
         && dns::looks_like_dns(&data[2..])
         && (data.len() - 2 <= len as usize || data.len() > 2 + len as usize)
-}
-
-/// ECH/ESNI flags of a ClientHello (TLS or QUIC) and its further SNI names (flagged as an
-/// anomaly, as is a UTF-8 name). The wire SNI decides: names are inferred from DNS only when the
-/// hello has no SNI, or encrypts it behind an ECH public name (Chromium sends a GREASE ECH
-/// extension with the real SNI in every hello).
-pub(super) fn hello_flags(o: &mut Observation, ch: &tls::ClientHello, sinks: &Sinks<'_>) {
-    o.wire_names.clone_from(&ch.other_snis);
-    if ch.sni_repeated || ch.sni_idna {
-        o.flags.push(Flag::Anomaly);
-    }
-    if ch.ech {
-        o.flags.push(Flag::Ech);
-    }
-    if ch.esni {
-        o.flags.push(Flag::Esni);
-    }
-    let outer = match ch.sni.as_deref() {
-        None => true,
-        Some(sni) => (ch.ech || ch.esni) && sinks.is_ech_public_name(sni),
-    };
-    if outer {
-        sinks.infer(o);
-    }
 }
 
 pub(super) fn http_observation(

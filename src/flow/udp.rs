@@ -7,14 +7,10 @@ use crate::decode::{dhcp, dns, quic, tunnel, Nesting};
 
 use super::emit::{Ctx, Seg, Sinks};
 use super::observation::*;
+use super::ports::is_dns_port;
 use super::quic::quic_datagram;
 use super::sensor::Sensor;
 use super::state::{Flow, FlowKey, State};
-
-#[inline]
-pub(super) fn is_dns_port(p: u16) -> bool {
-    matches!(p, 53 | 5353 | 5355)
-}
 
 /// NetBIOS name service uses the DNS wire format with encoded names; it is not DNS.
 #[inline]

@@ -17,6 +17,7 @@ use super::model::{CatalogVersion, Override, OverrideKind, Vendor};
 use super::{CatalogMatch, Policy, PolicyError, Service};
 
 /// The loaded catalogue, before the policy is compiled against it.
+#[derive(Default)]
 pub(super) struct Catalog {
     pub(super) services: Vec<Service>,
     /// Pattern -> (service index, index into `patterns`).
@@ -36,7 +37,7 @@ pub const LOCAL_FILE: &str = "local.toml";
 /// The clinic's directory of catalogue files, beside `catalog/` in the policy directory.
 pub const LOCAL_DIR: &str = "local";
 
-/// The `*.toml` files of `dir`, sorted; `None` when the directory does not exist.
+/// The `*.toml` files of `dir`, sorted (an error if the directory cannot be read).
 fn toml_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)?
         .flatten()
@@ -55,6 +56,8 @@ struct Claims {
     patterns: HashMap<String, (String, PathBuf)>,
 }
 
+/// Read the clinic's files for their claims alone (before the vendor files are loaded, so a
+/// vendor entry the clinic overrides is set aside as it is met). Unreadable files are skipped.
 fn claims(files: &[PathBuf]) -> Claims {
     let mut c = Claims::default();
     for f in files {
@@ -69,9 +72,7 @@ fn claims(files: &[PathBuf]) -> Claims {
             let mut names: Vec<String> = s.domains.iter().map(|d| d.get_ref().clone()).collect();
             names.extend(s.tenant_hosts.iter().map(|d| d.get_ref().clone()));
             for t in &s.templates {
-                for r in &s.regions {
-                    names.push(t.get_ref().replace("{region}", r));
-                }
+                names.extend(region_names(t.get_ref(), &s.regions));
             }
             for n in names {
                 if let Ok(p) = pattern(&n) {
@@ -82,14 +83,6 @@ fn claims(files: &[PathBuf]) -> Claims {
         }
     }
     c
-}
-
-/// A service domain waiting for the vendor-ownership check (vendors may be declared in a later
-/// file): the normalised pattern, its service, and an error already pointing at it.
-struct Owned {
-    pattern: String,
-    service: usize,
-    at: PolicyError,
 }
 
 /// Load `dir/catalog/*.toml` (vendor files in file name order) and the clinic's files
@@ -129,312 +122,567 @@ pub struct CatalogView {
     pub overrides: Vec<Override>,
 }
 
+/// Load the vendor files (in file name order), then the clinic's files, into one catalogue; then
+/// check that each service's domains lie under its vendor's (vendors may come in any file).
 fn load_from(cat_dir: &Path, local_dir: Option<&Path>, errs: &mut Vec<PolicyError>) -> Catalog {
-    let mut services: Vec<Service> = Vec::new();
-    let mut catalog = DomainTrie::new();
-    let mut patterns = Vec::new();
-    let mut pattern_services = Vec::new();
-    let mut owner: HashMap<String, (usize, PathBuf)> = HashMap::new();
-    let mut ids: HashMap<String, usize> = HashMap::new();
-    let mut vendors: Vec<Vendor> = Vec::new();
-    let mut versions = Vec::new();
-    let mut to_check: Vec<Owned> = Vec::new();
+    let (vendor_files, mut local_files) = catalogue_dir_files(cat_dir, errs);
+    local_files.extend(clinic_dir_files(local_dir, errs));
+    let mut loader = Loader {
+        cat: Catalog::default(),
+        owner: HashMap::new(),
+        to_check: Vec::new(),
+        clinic: claims(&local_files),
+    };
+    let files = vendor_files
+        .iter()
+        .map(|f| (f, Layer::Vendor))
+        .chain(local_files.iter().map(|f| (f, Layer::Clinic)));
+    for (path, layer) in files {
+        let Some((text, file)) = parse_file(path, errs) else {
+            continue;
+        };
+        let src = Source {
+            path,
+            text: &text,
+            layer,
+        };
+        loader.file(src, file, errs);
+    }
+    loader.check_vendor_domains(errs);
+    loader.cat
+}
 
-    let mut vendor_files = Vec::new();
-    let mut local_files = Vec::new();
+/// The `*.toml` files of the catalogue directory, split into vendor files and the clinic's
+/// `local.toml`. A missing or unreadable directory is an error (it is the catalogue).
+fn catalogue_dir_files(
+    cat_dir: &Path,
+    errs: &mut Vec<PolicyError>,
+) -> (Vec<PathBuf>, Vec<PathBuf>) {
     match toml_files(cat_dir) {
-        Ok(all) => {
-            for f in all {
-                if f.file_name().is_some_and(|n| n == LOCAL_FILE) {
-                    local_files.push(f);
-                } else {
-                    vendor_files.push(f);
-                }
-            }
-        }
-        Err(e) => errs.push(
-            PolicyError::new(cat_dir, format!("cannot read the catalogue directory: {e}"))
-                .hint("a policy directory holds policy.toml and catalog/*.toml (see policies/ in the source tree)"),
-        ),
-    }
-    match local_dir.map(toml_files) {
-        None => {}
-        Some(Ok(v)) => local_files.extend(v),
-        Some(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Some(Err(e)) => errs.push(
-            PolicyError::new(local_dir.unwrap_or(cat_dir), format!("cannot read the clinic's catalogue directory: {e}"))
-                .hint("it holds the clinic's own services and overrides (*.toml); remove it if there are none"),
-        ),
-    }
-    let clinic = claims(&local_files);
-    let mut overrides: Vec<Override> = Vec::new();
-    let files: Vec<(PathBuf, bool)> = vendor_files
-        .into_iter()
-        .map(|f| (f, false))
-        .chain(local_files.into_iter().map(|f| (f, true)))
-        .collect();
-    for (f, is_local) in &files {
-        let (f, is_local) = (f, *is_local);
-        let text = match read(f) {
-            Ok(t) => t,
-            Err(e) => {
-                errs.push(e);
-                continue;
-            }
-        };
-        let file: config::CatalogFile = match toml::from_str(&text) {
-            Ok(v) => v,
-            Err(e) => {
-                errs.push(toml_error(f, &text, e));
-                continue;
-            }
-        };
-        if let (true, Some(_)) = (is_local, &file.catalog) {
+        Ok(all) => all
+            .into_iter()
+            .partition(|f| f.file_name().is_none_or(|n| n != LOCAL_FILE)),
+        Err(e) => {
             errs.push(
-                PolicyError::new(f, "a clinic file has a [catalog] table (a vendor catalogue version)")
-                    .hint("[catalog] marks vendor data: remove it here, or move the file into catalog/ if it is a vendor catalogue"),
+                PolicyError::new(cat_dir, format!("cannot read the catalogue directory: {e}"))
+                    .hint("a policy directory holds policy.toml and catalog/*.toml (see policies/ in the source tree)"),
             );
+            (Vec::new(), Vec::new())
         }
-        if let (false, Some(meta)) = (is_local, file.catalog) {
-            if !valid_date(&meta.date, false) {
-                errs.push(
-                    PolicyError::new(f, format!("[catalog] date {:?} is not a date", meta.date))
-                        .hint("write it as YYYY-MM-DD"),
-                );
-            }
-            versions.push(CatalogVersion {
-                file: f.clone(),
-                version: meta.version,
-                date: meta.date,
-            });
+    }
+}
+
+/// The `*.toml` files of the clinic's own directory (`local/`). It is optional: a missing one
+/// is fine, an unreadable one is an error.
+fn clinic_dir_files(local_dir: Option<&Path>, errs: &mut Vec<PolicyError>) -> Vec<PathBuf> {
+    let Some(dir) = local_dir else {
+        return Vec::new();
+    };
+    match toml_files(dir) {
+        Ok(v) => v,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            errs.push(
+                PolicyError::new(dir, format!("cannot read the clinic's catalogue directory: {e}"))
+                    .hint("it holds the clinic's own services and overrides (*.toml); remove it if there are none"),
+            );
+            Vec::new()
         }
+    }
+}
+
+/// Read and parse one catalogue file; `None` (with the error in `errs`) if it cannot be read or
+/// is not a valid catalogue file.
+fn parse_file(path: &Path, errs: &mut Vec<PolicyError>) -> Option<(String, config::CatalogFile)> {
+    let text = match read(path) {
+        Ok(t) => t,
+        Err(e) => {
+            errs.push(e);
+            return None;
+        }
+    };
+    match toml::from_str(&text) {
+        Ok(file) => Some((text, file)),
+        Err(e) => {
+            errs.push(toml_error(path, &text, e));
+            None
+        }
+    }
+}
+
+/// The names a template stands for: one per region, `{region}` replaced.
+fn region_names<'a>(template: &'a str, regions: &'a [String]) -> impl Iterator<Item = String> + 'a {
+    regions.iter().map(move |r| template.replace("{region}", r))
+}
+
+/// Which layer a catalogue file belongs to: the vendor's (replaced on upgrade) or the clinic's
+/// own (`catalog/local.toml`, `local/*.toml`), whose entries win over the vendor's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layer {
+    Vendor,
+    Clinic,
+}
+
+/// One catalogue file being loaded: its path, its text (errors point into it) and its layer.
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    path: &'a Path,
+    text: &'a str,
+    layer: Layer,
+}
+
+impl Source<'_> {
+    /// An error in this file at byte offset `at` (line and column are computed from the text).
+    fn error_at(&self, message: impl Into<String>, at: usize) -> PolicyError {
+        PolicyError::new(self.path, message).at(self.text, at)
+    }
+}
+
+/// Whether a service name is a domain the vendor owns (checked against the vendor's registrable
+/// domains) or an exact tenant host on a shared platform (not checked: the platform owns it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NameKind {
+    Domain,
+    TenantHost,
+}
+
+/// One name a service lists, before it is validated: as written (templates already expanded),
+/// its offset in the file for errors, and its kind.
+struct ServiceName {
+    name: String,
+    at: usize,
+    kind: NameKind,
+}
+
+/// A service domain waiting for the vendor-ownership check (vendors may be declared in a later
+/// file): the normalised pattern, its service, and an error already pointing at it.
+struct Owned {
+    pattern: String,
+    service: usize,
+    at: PolicyError,
+}
+
+/// The catalogue as it is built, file after file, with what the checks across files need.
+struct Loader {
+    cat: Catalog,
+    /// Normalised pattern -> (service index, file): a name belongs to one service.
+    owner: HashMap<String, (usize, PathBuf)>,
+    /// Service domains to check against their vendor's domains once every file is read.
+    to_check: Vec<Owned>,
+    /// What the clinic's files claim, so vendor entries they override are set aside.
+    clinic: Claims,
+}
+
+impl Loader {
+    /// One parsed file: its `[catalog]` version, its vendors, then its services.
+    fn file(&mut self, src: Source<'_>, file: config::CatalogFile, errs: &mut Vec<PolicyError>) {
+        self.catalog_version(src, file.catalog, errs);
         for vdef in file.vendor {
-            let span = vdef.span();
-            let v = vdef.into_inner();
-            if let Some(prev) = vendors.iter().find(|p| p.name == v.name) {
-                errs.push(
-                    PolicyError::new(f, format!("vendor {:?} is declared twice", v.name))
-                        .at(&text, span.start)
-                        .hint(format!(
-                            "the other declaration is in {}; list all its domains there",
-                            prev.file.display()
-                        )),
-                );
-                continue;
-            }
-            let mut domains = Vec::new();
-            for d in &v.domains {
-                match pattern(d.get_ref()) {
-                    Ok(p) if !p.starts_with("*.") => {
-                        if let Some(other) = vendors.iter().find(|o| o.domains.contains(&p)) {
-                            errs.push(
-                                PolicyError::new(f, format!("domain {p:?} of vendor {:?} is already owned by vendor {:?}", v.name, other.name))
-                                    .at(&text, d.span().start)
-                                    .hint("a registrable domain has one owner; remove it from one of them"),
-                            );
-                        }
-                        domains.push(p);
-                    }
-                    Ok(p) => errs.push(
-                        PolicyError::new(f, format!("vendor domain {p:?} is a wildcard"))
-                            .at(&text, d.span().start)
-                            .hint("list the registrable domain the vendor owns (claude.ai); it covers its subdomains"),
-                    ),
-                    Err(m) => errs.push(PolicyError::new(f, m).at(&text, d.span().start)),
-                }
-            }
-            vendors.push(Vendor {
-                name: v.name,
-                domains,
-                file: f.clone(),
-            });
+            self.vendor(src, vdef, errs);
         }
         for sdef in file.service {
-            let span = sdef.span();
-            let s = sdef.into_inner();
-            if !is_local {
-                if let Some(by) = clinic.ids.get(&s.id) {
-                    overrides.push(Override {
-                        kind: OverrideKind::Replaces,
-                        service: s.id.clone(),
-                        vendor_file: f.clone(),
-                        by: s.id.clone(),
-                        file: by.clone(),
-                        pattern: None,
-                    });
-                    continue;
+            self.service(src, sdef, errs);
+        }
+    }
+
+    /// A vendor file's `[catalog]` table is its version (the date must be a date); a clinic file
+    /// has none, since it would pass the clinic's data off as a vendor release.
+    fn catalog_version(
+        &mut self,
+        src: Source<'_>,
+        meta: Option<config::CatalogMeta>,
+        errs: &mut Vec<PolicyError>,
+    ) {
+        let Some(meta) = meta else {
+            return;
+        };
+        if src.layer == Layer::Clinic {
+            errs.push(
+                PolicyError::new(src.path, "a clinic file has a [catalog] table (a vendor catalogue version)")
+                    .hint("[catalog] marks vendor data: remove it here, or move the file into catalog/ if it is a vendor catalogue"),
+            );
+            return;
+        }
+        if !valid_date(&meta.date, false) {
+            errs.push(
+                PolicyError::new(
+                    src.path,
+                    format!("[catalog] date {:?} is not a date", meta.date),
+                )
+                .hint("write it as YYYY-MM-DD"),
+            );
+        }
+        self.cat.versions.push(CatalogVersion {
+            file: src.path.to_path_buf(),
+            version: meta.version,
+            date: meta.date,
+        });
+    }
+
+    /// A `[[vendor]]`: declared once, with registrable domains no other vendor owns.
+    fn vendor(
+        &mut self,
+        src: Source<'_>,
+        vdef: toml::Spanned<config::VendorDef>,
+        errs: &mut Vec<PolicyError>,
+    ) {
+        let span = vdef.span();
+        let v = vdef.into_inner();
+        if let Some(prev) = self.cat.vendors.iter().find(|p| p.name == v.name) {
+            errs.push(
+                src.error_at(format!("vendor {:?} is declared twice", v.name), span.start)
+                    .hint(format!(
+                        "the other declaration is in {}; list all its domains there",
+                        prev.file.display()
+                    )),
+            );
+            return;
+        }
+        let domains = v
+            .domains
+            .iter()
+            .filter_map(|d| self.vendor_domain(src, &v.name, d, errs))
+            .collect();
+        self.cat.vendors.push(Vendor {
+            name: v.name,
+            domains,
+            file: src.path.to_path_buf(),
+        });
+    }
+
+    /// One vendor domain, normalised: an exact registrable domain (its subdomains come with it,
+    /// so a wildcard is an error). A domain another vendor owns is reported but kept.
+    fn vendor_domain(
+        &self,
+        src: Source<'_>,
+        vendor: &str,
+        d: &toml::Spanned<String>,
+        errs: &mut Vec<PolicyError>,
+    ) -> Option<String> {
+        let at = d.span().start;
+        match pattern(d.get_ref()) {
+            Ok(p) if !p.starts_with("*.") => {
+                if let Some(other) = self.cat.vendors.iter().find(|o| o.domains.contains(&p)) {
+                    errs.push(
+                        src.error_at(
+                            format!(
+                                "domain {p:?} of vendor {vendor:?} is already owned by vendor {:?}",
+                                other.name
+                            ),
+                            at,
+                        )
+                        .hint("a registrable domain has one owner; remove it from one of them"),
+                    );
                 }
+                Some(p)
             }
-            if let Some(&prev) = ids.get(&s.id) {
-                let other: &Service = &services[prev];
+            Ok(p) => {
                 errs.push(
-                    PolicyError::new(f, format!("service id {:?} is defined twice", s.id))
-                        .at(&text, span.start)
-                        .hint(format!(
-                            "the other definition is in {}; ids must be unique",
-                            other.file.display()
-                        )),
+                    src.error_at(format!("vendor domain {p:?} is a wildcard"), at)
+                        .hint("list the registrable domain the vendor owns (claude.ai); it covers its subdomains"),
                 );
+                None
+            }
+            Err(m) => {
+                errs.push(src.error_at(m, at));
+                None
+            }
+        }
+    }
+
+    /// A `[[service]]`: set aside if the clinic replaces it, else checked (unique id, some
+    /// domains, a valid source date) and added with every name it may claim.
+    fn service(
+        &mut self,
+        src: Source<'_>,
+        sdef: toml::Spanned<config::ServiceDef>,
+        errs: &mut Vec<PolicyError>,
+    ) {
+        let span = sdef.span();
+        let s = sdef.into_inner();
+        if src.layer == Layer::Vendor && self.replaced_by_clinic(src, &s.id) {
+            return;
+        }
+        if self.defined_before(src, &s.id, span.start, errs) {
+            return;
+        }
+        let names = service_names(src, &s, errs);
+        if names.is_empty() && s.category != Category::ApprovedRoute {
+            errs.push(src.error_at(format!("service {:?} has no domains", s.id), span.start));
+        }
+        check_source_date(src, &s, errs);
+        let idx = self.cat.services.len();
+        let (patterns, tenant_hosts) = self.claim_names(src, &s.id, idx, names, errs);
+        self.cat.ids.insert(s.id.clone(), idx);
+        self.cat
+            .services
+            .push(new_service(s, src.path, patterns, tenant_hosts));
+    }
+
+    /// A service id already defined (ids are unique across both layers): an error pointing at
+    /// the other definition.
+    fn defined_before(
+        &self,
+        src: Source<'_>,
+        id: &str,
+        at: usize,
+        errs: &mut Vec<PolicyError>,
+    ) -> bool {
+        let Some(&prev) = self.cat.ids.get(id) else {
+            return false;
+        };
+        errs.push(
+            src.error_at(format!("service id {id:?} is defined twice"), at)
+                .hint(format!(
+                    "the other definition is in {}; ids must be unique",
+                    self.cat.services[prev].file.display()
+                )),
+        );
+        true
+    }
+
+    /// Enter service `idx`'s names (see [`Loader::service_name`]). Returns the patterns it owns
+    /// and, among them, its tenant hosts; its domains wait for the vendor check.
+    fn claim_names(
+        &mut self,
+        src: Source<'_>,
+        id: &str,
+        idx: usize,
+        names: Vec<ServiceName>,
+        errs: &mut Vec<PolicyError>,
+    ) -> (Vec<String>, Vec<String>) {
+        let (mut patterns, mut tenant_hosts) = (Vec::new(), Vec::new());
+        for n in names {
+            let Some(p) = self.service_name(src, id, idx, &n, errs) else {
+                continue;
+            };
+            patterns.push(p.clone());
+            match n.kind {
+                NameKind::TenantHost => tenant_hosts.push(p),
+                NameKind::Domain => self.to_check.push(Owned {
+                    pattern: p,
+                    service: idx,
+                    at: src.error_at(String::new(), n.at),
+                }),
+            }
+        }
+        (patterns, tenant_hosts)
+    }
+
+    /// A vendor service the clinic defines under the same id: the clinic's entry wins, and the
+    /// override is kept for `policy check` and `catalog list` to report.
+    fn replaced_by_clinic(&mut self, src: Source<'_>, id: &str) -> bool {
+        let Some(by) = self.clinic.ids.get(id) else {
+            return false;
+        };
+        self.cat.overrides.push(Override {
+            kind: OverrideKind::Replaces,
+            service: id.to_string(),
+            vendor_file: src.path.to_path_buf(),
+            by: id.to_string(),
+            file: by.clone(),
+            pattern: None,
+        });
+        true
+    }
+
+    /// One name of service `idx`: validated and normalised, then entered in the matcher unless
+    /// the clinic claims it (vendor files) or another service has it. Returns the pattern if
+    /// the service now owns it.
+    fn service_name(
+        &mut self,
+        src: Source<'_>,
+        id: &str,
+        idx: usize,
+        n: &ServiceName,
+        errs: &mut Vec<PolicyError>,
+    ) -> Option<String> {
+        let p = match pattern(&n.name) {
+            Ok(p) => p,
+            Err(m) => {
+                errs.push(
+                    src.error_at(m, n.at)
+                        .hint("use exact names (claude.ai) or suffix wildcards (*.claude.ai)"),
+                );
+                return None;
+            }
+        };
+        if n.kind == NameKind::TenantHost && !is_one_host(&p) {
+            errs.push(
+                src.error_at(format!("tenant host {p:?} of service {id:?} must be one exact host name on a shared platform"), n.at)
+                    .hint("list the tenant's own host (bucket.s3.amazonaws.com), never the platform suffix; names the vendor owns go in `domains`"),
+            );
+            return None;
+        }
+        if src.layer == Layer::Vendor && self.claimed_by_clinic(src, id, &p) {
+            return None;
+        }
+        if let Some((other, ofile)) = self.owner.get(&p) {
+            if *other != idx {
+                errs.push(
+                    src.error_at(
+                        format!(
+                            "domain {p:?} of service {id:?} is already claimed by service {:?}",
+                            self.cat.services[*other].id
+                        ),
+                        n.at,
+                    )
+                    .hint(format!(
+                        "a name belongs to one service; remove it from one of them (other: {})",
+                        ofile.display()
+                    )),
+                );
+            }
+            return None;
+        }
+        self.enter(src, idx, &p);
+        Some(p)
+    }
+
+    /// A vendor service's name that a clinic service lists: the clinic's service keeps it, and
+    /// the override is kept for `policy check` and `catalog list` to report.
+    fn claimed_by_clinic(&mut self, src: Source<'_>, id: &str, p: &str) -> bool {
+        let Some((by, bfile)) = self.clinic.patterns.get(p) else {
+            return false;
+        };
+        self.cat.overrides.push(Override {
+            kind: OverrideKind::Claims,
+            service: id.to_string(),
+            vendor_file: src.path.to_path_buf(),
+            by: by.clone(),
+            file: bfile.clone(),
+            pattern: Some(p.to_string()),
+        });
+        true
+    }
+
+    /// Give pattern `p` to service `idx`: its owner, its index in `patterns`, its matcher entry.
+    fn enter(&mut self, src: Source<'_>, idx: usize, p: &str) {
+        let cat = &mut self.cat;
+        self.owner
+            .insert(p.to_string(), (idx, src.path.to_path_buf()));
+        cat.patterns.push(p.to_string());
+        cat.pattern_services.push(idx);
+        cat.catalog.insert(p, (idx, cat.patterns.len() - 1));
+    }
+
+    /// A declared vendor's services list only names under the vendor's own domains (a service
+    /// whose vendor is not declared is not checked). Runs once every file is loaded.
+    fn check_vendor_domains(&mut self, errs: &mut Vec<PolicyError>) {
+        for o in std::mem::take(&mut self.to_check) {
+            let s = &self.cat.services[o.service];
+            let vendors = &self.cat.vendors;
+            let Some(v) = vendors.iter().find(|v| v.name == s.vendor) else {
+                continue;
+            };
+            let name = o.pattern.strip_prefix("*.").unwrap_or(&o.pattern);
+            if v.domains.iter().any(|d| under(name, d)) {
                 continue;
             }
-            let idx = services.len();
-            // (pattern, offset, tenant host)
-            let mut all: Vec<(String, usize, bool)> = s
-                .domains
+            let owned_by = vendors
                 .iter()
-                .map(|d| (d.get_ref().clone(), d.span().start, false))
-                .collect();
-            for t in &s.templates {
-                if !t.get_ref().contains("{region}") || s.regions.is_empty() {
-                    errs.push(
-                        PolicyError::new(
-                            f,
-                            format!(
-                                "template {:?} needs a {{region}} placeholder and a `regions` list",
-                                t.get_ref()
-                            ),
-                        )
-                        .at(&text, t.span().start),
-                    );
-                    continue;
-                }
-                for r in &s.regions {
-                    all.push((t.get_ref().replace("{region}", r), t.span().start, false));
-                }
-            }
-            for h in &s.tenant_hosts {
-                all.push((h.get_ref().clone(), h.span().start, true));
-            }
-            if all.is_empty() && s.category != Category::ApprovedRoute {
-                errs.push(
-                    PolicyError::new(f, format!("service {:?} has no domains", s.id))
-                        .at(&text, span.start),
-                );
-            }
-            let mut own = Vec::new();
-            if let Some(d) = &s.source_date {
-                if !valid_date(d.get_ref(), true) {
-                    errs.push(
-                        PolicyError::new(
-                            f,
-                            format!(
-                                "source_date {:?} of service {:?} is not a date",
-                                d.get_ref(),
-                                s.id
-                            ),
-                        )
-                        .at(&text, d.span().start)
-                        .hint("write the date of the BAA source as YYYY-MM-DD (or YYYY-MM)"),
-                    );
-                }
-            }
-            let mut tenant_hosts = Vec::new();
-            for (d, at, tenant) in all {
-                match pattern(&d) {
-                    Ok(p) if tenant && (p.starts_with("*.") || p.split('.').count() < 3) => errs.push(
-                        PolicyError::new(f, format!("tenant host {p:?} of service {:?} must be one exact host name on a shared platform", s.id))
-                            .at(&text, at)
-                            .hint("list the tenant's own host (bucket.s3.amazonaws.com), never the platform suffix; names the vendor owns go in `domains`"),
-                    ),
-                    Ok(p) => {
-                        if !is_local {
-                            if let Some((by, bfile)) = clinic.patterns.get(&p) {
-                                overrides.push(Override {
-                                    kind: OverrideKind::Claims,
-                                    service: s.id.clone(),
-                                    vendor_file: f.clone(),
-                                    by: by.clone(),
-                                    file: bfile.clone(),
-                                    pattern: Some(p),
-                                });
-                                continue;
-                            }
-                        }
-                        if let Some((other, ofile)) = owner.get(&p) {
-                            if *other != idx {
-                                errs.push(
-                                    PolicyError::new(f, format!("domain {p:?} of service {:?} is already claimed by service {:?}", s.id, services[*other].id))
-                                        .at(&text, at)
-                                        .hint(format!("a name belongs to one service; remove it from one of them (other: {})", ofile.display())),
-                                );
-                            }
-                            continue;
-                        }
-                        owner.insert(p.clone(), (idx, f.clone()));
-                        own.push(p.clone());
-                        patterns.push(p.clone());
-                        pattern_services.push(idx);
-                        catalog.insert(&p, (idx, patterns.len() - 1));
-                        if tenant {
-                            tenant_hosts.push(p);
-                        } else {
-                            to_check.push(Owned {
-                                pattern: p,
-                                service: idx,
-                                at: PolicyError::new(f, String::new()).at(&text, at),
-                            });
-                        }
-                    }
-                    Err(m) => errs.push(
-                        PolicyError::new(f, m)
-                            .at(&text, at)
-                            .hint("use exact names (claude.ai) or suffix wildcards (*.claude.ai)"),
-                    ),
-                }
-            }
-            ids.insert(s.id.clone(), idx);
-            services.push(Service {
-                id: s.id,
-                name: s.name,
-                vendor: s.vendor,
-                category: s.category,
-                kind: s.kind,
-                baa: s.baa,
-                baa_source: s.baa_source,
-                source_date: s.source_date.map(|d| d.into_inner()),
-                tenant_hosts,
-                shared_tenant: s.shared_tenant,
-                file: f.clone(),
-                patterns: own,
-            });
+                .find(|w| w.domains.iter().any(|d| under(name, d)))
+                .map(|w| format!(" (it is listed under vendor {:?})", w.name))
+                .unwrap_or_default();
+            let mut e = o.at;
+            e.message = format!(
+                "domain {:?} of service {:?} is not a domain of its vendor {:?}{owned_by}",
+                o.pattern, s.id, s.vendor
+            );
+            errs.push(e.hint(format!(
+                "add the registrable domain to vendor {:?} (in {}) if that vendor owns it; a host on a shared platform goes in `tenant_hosts`",
+                v.name,
+                v.file.display()
+            )));
         }
     }
-    // A declared vendor's services list only names under the vendor's own domains.
-    for o in to_check {
-        let s = &services[o.service];
-        let Some(v) = vendors.iter().find(|v| v.name == s.vendor) else {
-            continue;
-        };
-        let name = o.pattern.strip_prefix("*.").unwrap_or(&o.pattern);
-        if v.domains.iter().any(|d| under(name, d)) {
+}
+
+/// Every name a service lists, in the order errors are reported: its domains, its templates
+/// expanded per region (a template without `{region}` or `regions` is an error), its tenant hosts.
+fn service_names(
+    src: Source<'_>,
+    s: &config::ServiceDef,
+    errs: &mut Vec<PolicyError>,
+) -> Vec<ServiceName> {
+    let entry = |kind| {
+        move |d: &toml::Spanned<String>| ServiceName {
+            name: d.get_ref().clone(),
+            at: d.span().start,
+            kind,
+        }
+    };
+    let mut names: Vec<ServiceName> = s.domains.iter().map(entry(NameKind::Domain)).collect();
+    for t in &s.templates {
+        if !t.get_ref().contains("{region}") || s.regions.is_empty() {
+            errs.push(src.error_at(
+                format!(
+                    "template {:?} needs a {{region}} placeholder and a `regions` list",
+                    t.get_ref()
+                ),
+                t.span().start,
+            ));
             continue;
         }
-        let owned_by = vendors
-            .iter()
-            .find(|w| w.domains.iter().any(|d| under(name, d)))
-            .map(|w| format!(" (it is listed under vendor {:?})", w.name))
-            .unwrap_or_default();
-        let mut e = o.at;
-        e.message = format!(
-            "domain {:?} of service {:?} is not a domain of its vendor {:?}{owned_by}",
-            o.pattern, s.id, s.vendor
+        names.extend(
+            region_names(t.get_ref(), &s.regions).map(|name| ServiceName {
+                name,
+                at: t.span().start,
+                kind: NameKind::Domain,
+            }),
         );
-        errs.push(e.hint(format!(
-            "add the registrable domain to vendor {:?} (in {}) if that vendor owns it; a host on a shared platform goes in `tenant_hosts`",
-            v.name,
-            v.file.display()
-        )));
     }
-    Catalog {
-        services,
-        catalog,
+    names.extend(s.tenant_hosts.iter().map(entry(NameKind::TenantHost)));
+    names
+}
+
+/// The loaded service: its definition with the patterns it owns and the file it came from.
+fn new_service(
+    s: config::ServiceDef,
+    file: &Path,
+    patterns: Vec<String>,
+    tenant_hosts: Vec<String>,
+) -> Service {
+    Service {
+        id: s.id,
+        name: s.name,
+        vendor: s.vendor,
+        category: s.category,
+        kind: s.kind,
+        baa: s.baa,
+        baa_source: s.baa_source,
+        source_date: s.source_date.map(|d| d.into_inner()),
+        tenant_hosts,
+        shared_tenant: s.shared_tenant,
+        file: file.to_path_buf(),
         patterns,
-        pattern_services,
-        ids,
-        vendors,
-        versions,
-        overrides,
     }
+}
+
+/// A service's `source_date` (of its BAA source) is a date or a month.
+fn check_source_date(src: Source<'_>, s: &config::ServiceDef, errs: &mut Vec<PolicyError>) {
+    let Some(d) = &s.source_date else {
+        return;
+    };
+    if !valid_date(d.get_ref(), true) {
+        errs.push(
+            src.error_at(
+                format!(
+                    "source_date {:?} of service {:?} is not a date",
+                    d.get_ref(),
+                    s.id
+                ),
+                d.span().start,
+            )
+            .hint("write the date of the BAA source as YYYY-MM-DD (or YYYY-MM)"),
+        );
+    }
+}
+
+/// A tenant host is one exact name with at least three labels (`bucket.s3.amazonaws.com`): a
+/// wildcard or a bare registrable domain would take the whole shared platform.
+fn is_one_host(p: &str) -> bool {
+    !p.starts_with("*.") && p.split('.').count() >= 3
 }
 
 /// `name` is `domain` or one of its subdomains.

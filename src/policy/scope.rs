@@ -265,11 +265,31 @@ impl Policy {
     /// What a portal CA for this policy may certify (see the module documentation).
     pub fn portal_scope(&self) -> PortalScope {
         let mut warnings = Vec::new();
-        let mut cands: Vec<Candidate> = Vec::new();
-        // Subtrees of services that stay outside: never certified, or not steered or coached.
-        let mut outside: Vec<Outside> = Vec::new();
-        // Per kept service: its subtrees and who allows it (for the warning).
-        let mut kept: Vec<(usize, Vec<String>, Vec<String>)> = Vec::new();
+        let Subtrees {
+            mut candidates,
+            mut outside,
+            also_allowed,
+        } = self.service_subtrees();
+        candidates.extend(self.rule_subtrees());
+        outside.sort_by(|a, b| (&a.subtree, &a.service).cmp(&(&b.subtree, &b.service)));
+        outside.dedup();
+        let protected: Vec<Outside> = outside.iter().filter(|o| o.never).cloned().collect();
+        let certifiable = certifiable(&candidates, &protected, &mut warnings);
+        let permitted = outermost(&certifiable);
+        let excluded = excluded(&outside, &permitted, &certifiable);
+        warnings.extend(self.also_allowed_warnings(also_allowed, &permitted));
+        PortalScope {
+            permitted,
+            excluded,
+            protected,
+            warnings,
+        }
+    }
+
+    /// Every catalogued service's subtrees, sorted by what a steer or coach rule can do to it:
+    /// candidates for the CA (steered or coached, and not [`NEVER_CERTIFIED`]), or kept outside.
+    fn service_subtrees(&self) -> Subtrees {
+        let mut out = Subtrees::default();
         for (i, s) in self.services.iter().enumerate() {
             let (steered_by, allowed_by) = self.reach(i, s);
             let never = NEVER_CERTIFIED.contains(&s.category);
@@ -277,12 +297,12 @@ impl Policy {
             for p in &s.patterns {
                 let t = subtree(p).to_string();
                 if keep {
-                    cands.push(Candidate {
+                    out.candidates.push(Candidate {
                         subtree: t,
                         steered_by: steered_by.clone(),
                     });
                 } else {
-                    outside.push(Outside {
+                    out.outside.push(Outside {
                         subtree: t,
                         service: s.id.clone(),
                         category: s.category,
@@ -291,74 +311,36 @@ impl Policy {
                 }
             }
             if keep && !allowed_by.is_empty() {
-                kept.push((i, steered_by, allowed_by));
-            }
-        }
-        for r in self.rules.iter().filter(|r| stops(r.action)) {
-            for d in &r.domain_patterns {
-                cands.push(Candidate {
-                    subtree: subtree(d).to_string(),
-                    steered_by: vec![r.id.clone()],
+                out.also_allowed.push(AlsoAllowed {
+                    index: i,
+                    steered_by,
+                    allowed_by,
                 });
             }
         }
-        outside.sort_by(|a, b| (&a.subtree, &a.service).cmp(&(&b.subtree, &b.service)));
-        outside.dedup();
-        let protected: Vec<Outside> = outside.iter().filter(|o| o.never).cloned().collect();
+        out
+    }
 
-        // Candidates that cannot be certified: whole top-level domains, and those inside a
-        // never-certified subtree (an excluded subtree wins over a permitted one in X.509).
-        let mut usable: Vec<&Candidate> = Vec::new();
-        for c in &cands {
-            if !c.subtree.contains('.') {
-                let w = ScopeWarning::TopLevel {
-                    domain: c.subtree.clone(),
-                    steered_by: c.steered_by.clone(),
-                };
-                if !warnings.contains(&w) {
-                    warnings.push(w);
-                }
-            } else if let Some(o) = protected.iter().find(|o| covers(&o.subtree, &c.subtree)) {
-                let w = ScopeWarning::Uncertifiable {
-                    domain: c.subtree.clone(),
-                    steered_by: c.steered_by.clone(),
-                    inside: o.clone(),
-                };
-                if !warnings.contains(&w) {
-                    warnings.push(w);
-                }
-            } else {
-                usable.push(c);
-            }
-        }
-        let all: BTreeSet<&str> = usable.iter().map(|c| c.subtree.as_str()).collect();
-        let permitted: Vec<String> = all
-            .iter()
-            .filter(|d| !all.iter().any(|p| p != *d && covers(p, d)))
-            .map(|d| d.to_string())
-            .collect();
-
-        // Inside a permitted subtree: exclude every never-certified subtree, and every
-        // unsteered service's subtree that would not also take away a steered one.
-        let inside: Vec<&Outside> = outside
-            .iter()
-            .filter(|o| permitted.iter().any(|p| covers(p, &o.subtree)))
-            .filter(|o| o.never || !all.iter().any(|c| covers(&o.subtree, c)))
-            .collect();
-        let mut excluded: Vec<Outside> = inside
-            .iter()
-            .filter(|o| {
-                !inside
-                    .iter()
-                    .any(|x| x.subtree != o.subtree && covers(&x.subtree, &o.subtree))
+    /// The domains steer and coach rules name themselves: candidates too, whatever the catalogue.
+    fn rule_subtrees(&self) -> impl Iterator<Item = Candidate> + '_ {
+        self.rules.iter().filter(|r| stops(r.action)).flat_map(|r| {
+            r.domain_patterns.iter().map(|d| Candidate {
+                subtree: subtree(d).to_string(),
+                steered_by: vec![r.id.clone()],
             })
-            .map(|o| (*o).clone())
-            .collect();
-        excluded.sort_by(|a, b| a.subtree.cmp(&b.subtree).then(b.never.cmp(&a.never)));
-        excluded.dedup_by(|a, b| a.subtree == b.subtree);
+        })
+    }
 
-        for (i, steered_by, allowed_by) in kept {
-            let s = &self.services[i];
+    /// [`ScopeWarning::AlsoAllowed`] for each steered service some rule also allows, naming its
+    /// subtrees the CA permits (none: no warning).
+    fn also_allowed_warnings(
+        &self,
+        also_allowed: Vec<AlsoAllowed>,
+        permitted: &[String],
+    ) -> Vec<ScopeWarning> {
+        let mut warnings = Vec::new();
+        for a in also_allowed {
+            let s = &self.services[a.index];
             let mut domains: Vec<String> = s
                 .patterns
                 .iter()
@@ -371,18 +353,100 @@ impl Policy {
                 warnings.push(ScopeWarning::AlsoAllowed {
                     domains,
                     service: s.id.clone(),
-                    steered_by,
-                    allowed_by,
+                    steered_by: a.steered_by,
+                    allowed_by: a.allowed_by,
                 });
             }
         }
-        PortalScope {
-            permitted,
-            excluded,
-            protected,
-            warnings,
+        warnings
+    }
+}
+
+/// The catalogue's subtrees as [`Policy::portal_scope`] starts from them.
+#[derive(Default)]
+struct Subtrees {
+    /// Subtrees some steer or coach rule can select (a CA may have to certify them).
+    candidates: Vec<Candidate>,
+    /// Subtrees of services that stay outside: never certified, or not steered or coached.
+    outside: Vec<Outside>,
+    /// Steered services that some rule also allows (for the warning).
+    also_allowed: Vec<AlsoAllowed>,
+}
+
+/// A steered or coached service that other rules allow for some clients or times.
+struct AlsoAllowed {
+    /// Index of the service in the policy.
+    index: usize,
+    steered_by: Vec<String>,
+    allowed_by: Vec<String>,
+}
+
+/// The candidate subtrees a CA can certify. Whole top-level domains cannot, nor can those inside
+/// a never-certified subtree (an excluded subtree wins over a permitted one in X.509): each of
+/// those gets one warning instead.
+fn certifiable<'c>(
+    candidates: &'c [Candidate],
+    protected: &[Outside],
+    warnings: &mut Vec<ScopeWarning>,
+) -> BTreeSet<&'c str> {
+    let mut usable = BTreeSet::new();
+    for c in candidates {
+        let w = if !c.subtree.contains('.') {
+            ScopeWarning::TopLevel {
+                domain: c.subtree.clone(),
+                steered_by: c.steered_by.clone(),
+            }
+        } else if let Some(o) = protected.iter().find(|o| covers(&o.subtree, &c.subtree)) {
+            ScopeWarning::Uncertifiable {
+                domain: c.subtree.clone(),
+                steered_by: c.steered_by.clone(),
+                inside: o.clone(),
+            }
+        } else {
+            usable.insert(c.subtree.as_str());
+            continue;
+        };
+        if !warnings.contains(&w) {
+            warnings.push(w);
         }
     }
+    usable
+}
+
+/// The permitted subtrees: the certifiable ones not under another (sorted, as the set is).
+fn outermost(certifiable: &BTreeSet<&str>) -> Vec<String> {
+    certifiable
+        .iter()
+        .filter(|d| !certifiable.iter().any(|p| p != *d && covers(p, d)))
+        .map(|d| d.to_string())
+        .collect()
+}
+
+/// The excluded subtrees: inside a permitted subtree, every never-certified subtree, and every
+/// unsteered service's subtree that would not also take away a steered one; only the outermost
+/// of them, sorted (on a tie, the never-certified entry is kept).
+fn excluded(
+    outside: &[Outside],
+    permitted: &[String],
+    certifiable: &BTreeSet<&str>,
+) -> Vec<Outside> {
+    let inside: Vec<&Outside> = outside
+        .iter()
+        .filter(|o| permitted.iter().any(|p| covers(p, &o.subtree)))
+        .filter(|o| o.never || !certifiable.iter().any(|c| covers(&o.subtree, c)))
+        .collect();
+    let mut excluded: Vec<Outside> = inside
+        .iter()
+        .filter(|o| {
+            !inside
+                .iter()
+                .any(|x| x.subtree != o.subtree && covers(&x.subtree, &o.subtree))
+        })
+        .map(|o| (*o).clone())
+        .collect();
+    excluded.sort_by(|a, b| a.subtree.cmp(&b.subtree).then(b.never.cmp(&a.never)));
+    excluded.dedup_by(|a, b| a.subtree == b.subtree);
+    excluded
 }
 
 impl Policy {
