@@ -42,7 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "devices", "enforce", "flow", "html", "policy", "record", "time",
         ],
     ),
-    ("report", &["csv_out", "policy", "record", "time"]),
+    ("report", &["csv_out", "html", "policy", "record", "time"]),
     (
         "config",
         &[

@@ -5,21 +5,7 @@ use std::fmt::Write;
 
 use super::model::*;
 
-/// Escape text for HTML element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
+pub use crate::html::esc;
 
 fn opt(s: &Option<String>) -> String {
     s.as_deref().map(esc).unwrap_or_else(|| "–".into())
