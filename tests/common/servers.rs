@@ -355,7 +355,8 @@ pub fn dns_lookup(
         .collect())
 }
 
-fn rand_id() -> u16 {
+/// A DNS message id that differs between calls (the clock's nanoseconds).
+pub fn rand_id() -> u16 {
     (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
