@@ -200,10 +200,7 @@ pub fn tls_get(
     )
     .unwrap();
     let mut s = match bind {
-        Some(ip) => {
-            let sock = socket2_connect(ip, addr).map_err(|e| e.to_string())?;
-            sock
-        }
+        Some(ip) => socket2_connect(ip, addr).map_err(|e| e.to_string())?,
         None => {
             TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?
         }
