@@ -1,37 +1,18 @@
 //! The adversarial regression captures of `pcaps/adversarial` (see its README) through the
 //! sensor in a small stack: nests and far-future times survived, names decided as meant.
 
-use shadowgate::flow::{Config, Kind, Observation, Sensor};
-use shadowgate::policy::Policy;
+mod common;
+use common::files::root;
+use common::policy::bundled;
+use common::sensor::{replay_capture, small_stack};
 
-fn policy() -> Policy {
-    Policy::load(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/policies"
-    )))
-    .unwrap()
-}
-
-/// Run `f` in a thread with a 256 KiB stack: a recursion per nesting level would overflow it.
-fn small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(256 * 1024)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .expect("no stack overflow, no panic")
-}
+use shadowgate::flow::{Kind, Observation};
 
 /// Replay one adversarial capture through a sensor in a 256 KiB stack: observations and stats.
 fn adversarial(file: &'static str) -> (Vec<Observation>, shadowgate::flow::Stats) {
     small_stack(move || {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("pcaps/adversarial")
-            .join(file);
-        let mut s = Sensor::new(Config::default());
-        let mut obs = Vec::new();
-        shadowgate::replay::replay_file(&path, &mut s, |o| obs.push(o.clone()), |_| {}).unwrap();
-        shadowgate::replay::finish(&mut s, |o| obs.push(o.clone()));
+        let (obs, s, read) = replay_capture(&root().join("pcaps/adversarial").join(file));
+        read.unwrap();
         (obs, s.stats())
     })
 }
@@ -53,7 +34,7 @@ fn adversarial_nests_and_far_future_times_are_survived() {
 
 #[test]
 fn adversarial_names_decide_as_the_user_meant() {
-    let p = policy();
+    let p = bundled();
     // (capture, frame, kind, name or wire name that must decide, service)
     let cases = [
         (

@@ -1,29 +1,26 @@
 //! The `shadowgate` binary as a user runs it: output formats, exit codes and error messages on
 //! corrupt, truncated and foreign files.
 
-#[path = "../benches/synth.rs"]
-mod synth;
+mod common;
+use common::captures::captures;
+use common::cli::{bin, run};
+use common::events::json_lines;
+use common::files::{policies, root, scratch};
+use common::frames::ai_capture;
+use common::policy::copy_tree;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
 use shadowgate::record::Store;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shadowgate"))
-}
-
+/// A capture of the public corpus, `pcaps/public/REL`.
 fn pcap(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("pcaps/public")
-        .join(rel)
+    root().join("pcaps/public").join(rel)
 }
 
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("run shadowgate")
-}
-
+/// The file `name` with `bytes` in a folder of this test binary (kept between calls).
 fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("shadowgate-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -37,11 +34,7 @@ fn json_lines_have_the_stable_fields() {
     let f = pcap("ndpi/quic-29.pcap");
     let out = run(&["replay", "-q", f.to_str().unwrap()]);
     assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&String::from_utf8(out.stdout).unwrap());
     assert!(!lines.is_empty());
     for l in &lines {
         let kind = l["kind"].as_str().unwrap();
@@ -132,31 +125,19 @@ fn truncated_and_foreign_files() {
 
 #[test]
 fn every_bundled_capture_replays_without_panic() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps");
-    let mut stack = vec![root];
-    let mut n = 0;
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("pcap" | "pcapng")
-            ) {
-                let out = run(&["replay", "-q", "--stats", p.to_str().unwrap()]);
-                let err = String::from_utf8_lossy(&out.stderr);
-                assert!(!err.contains("panicked"), "{}: {err}", p.display());
-                assert!(
-                    out.status.code().is_some(),
-                    "{} killed by a signal",
-                    p.display()
-                );
-                n += 1;
-            }
-        }
+    let mut files = Vec::new();
+    captures(&root().join("pcaps"), &mut files);
+    for p in &files {
+        let out = run(&["replay", "-q", "--stats", p.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{}: {err}", p.display());
+        assert!(
+            out.status.code().is_some(),
+            "{} killed by a signal",
+            p.display()
+        );
     }
-    assert!(n >= 82);
+    assert!(files.len() >= 82);
 }
 
 /// Has a run ended as a command-line tool should when its reader has gone: exit 0, no panic,
@@ -182,20 +163,12 @@ fn assert_quiet_end(what: &str, status: std::process::ExitStatus, stderr: &[u8])
 /// every file.
 #[test]
 fn every_printing_command_ends_quietly_on_a_closed_pipe() {
-    let dir = std::env::temp_dir().join(format!("shadowgate-cli-pipe-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("shadowgate-cli-pipe");
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let policies = s(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"));
+    let policies = s(&policies());
 
     // A capture of 3000 AI flows: 6000 observations, about 2 MB of JSON lines.
-    let mut frames = Vec::new();
-    for i in 0..3000 {
-        synth::flow(i, 0, &mut frames);
-    }
-    let pcap = dir.join("ai.pcap");
-    synth::write_pcap(&pcap, &frames).unwrap();
-    let pcap = s(&pcap);
+    let pcap = s(&ai_capture(&dir, 3000));
     let db = dir.join("events.db");
     let cfg = dir.join("shadowgate.toml");
     std::fs::write(
@@ -340,7 +313,7 @@ fn every_printing_command_ends_quietly_on_a_closed_pipe() {
 /// bundled policy and a grown copy of its catalogue (issue 21 part 4).
 #[test]
 fn catalog_list_and_diff() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = root();
     let o = bin()
         .current_dir(root)
         .args(["catalog", "list", "--category", "ai_clinical"])
@@ -381,15 +354,8 @@ fn catalog_list_and_diff() {
 
     // A grown catalogue: one service added, one removed, one moved to another category with a
     // new domain.
-    let d = std::env::temp_dir().join(format!("sg-catdiff-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("catalog")).unwrap();
-    for e in std::fs::read_dir(root.join("policies/catalog"))
-        .unwrap()
-        .flatten()
-    {
-        std::fs::copy(e.path(), d.join("catalog").join(e.file_name())).unwrap();
-    }
+    let d = scratch("sg-catdiff");
+    copy_tree(&root.join("policies/catalog"), &d.join("catalog"));
     let f = d.join("catalog/consumer-ai.toml");
     let text = std::fs::read_to_string(&f).unwrap();
     let start = text.find("[[service]]\nid = \"perplexity\"").unwrap();

@@ -2,16 +2,19 @@
 //! the gateway's LAN side, decides, records, answers `/metrics`, reloads and stops cleanly.
 
 mod common;
-#[path = "../benches/synth.rs"]
-#[allow(dead_code)]
-mod synth;
+use common::cli::bin;
+use common::daemon::*;
+use common::events::events;
+use common::files::{policies, root, tmpdir};
+use common::http;
+use common::net::free_port;
+use common::netns::{self, Testbed, CLIENT, SERVER, SERVER2};
+use common::policy::copy_bundled;
+use common::servers::tls_get;
+use common::synth;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-use common::daemon::*;
-use common::netns::{self, Testbed, CLIENT, SERVER, SERVER2};
-use common::servers::tls_get;
 
 /// Monitor mode: a ClientHello for claude.ai is decided (steer) and recorded as "would stop",
 /// and the connection goes through; `/metrics` counts it; SIGHUP with a broken policy keeps the
@@ -20,8 +23,8 @@ use common::servers::tls_get;
 fn monitor_mode_records_would_stop_and_lets_it_through() {
     need_root!();
     let tb = Testbed::new("sgmon");
-    let dir = tmpdir("monitor");
-    let policy = policy_copy(&dir);
+    let dir = tmpdir("daemon", "monitor");
+    let policy = copy_bundled(&dir);
     let cfg = config(
         &dir,
         &policy,
@@ -129,8 +132,8 @@ fn monitor_mode_records_would_stop_and_lets_it_through() {
 fn daemon_survives_adversarial_frames_on_the_wire() {
     need_root!();
     let tb = Testbed::new("sgadv");
-    let dir = tmpdir("adversarial");
-    let policy = policy_copy(&dir);
+    let dir = tmpdir("daemon", "adversarial");
+    let policy = copy_bundled(&dir);
     let cfg = config(&dir, &policy, "[enforce]\nmode = \"monitor\"\n");
     let mut d = Daemon::start(&tb, &cfg);
     wait_healthy(&tb, &d);
@@ -222,8 +225,8 @@ fn daemon_survives_adversarial_frames_on_the_wire() {
 fn kernel_drops_are_counted_and_recorded() {
     need_root!();
     let tb = Testbed::new("sgdrop");
-    let dir = tmpdir("drops");
-    let policy = policy_copy(&dir);
+    let dir = tmpdir("daemon", "drops");
+    let policy = copy_bundled(&dir);
     let cfg = config(&dir, &policy, "[enforce]\nmode = \"monitor\"\n");
     // A 2 MiB ring (eight 256 KiB blocks).
     let text = std::fs::read_to_string(&cfg)
@@ -279,8 +282,8 @@ fn kernel_drops_are_counted_and_recorded() {
 fn two_capture_threads_keep_a_clients_lookup_and_connection_together() {
     need_root!();
     let tb = Testbed::new("sgfan");
-    let dir = tmpdir("fanout");
-    let policy = policy_copy(&dir);
+    let dir = tmpdir("daemon", "fanout");
+    let policy = copy_bundled(&dir);
     let cfg = config(&dir, &policy, "[enforce]\nmode = \"monitor\"\n");
     let text = std::fs::read_to_string(&cfg)
         .unwrap()
@@ -346,52 +349,6 @@ fn two_capture_threads_keep_a_clients_lookup_and_connection_together() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// systemd's side of the notify protocol: a datagram socket that records when each message came.
-struct NotifySocket {
-    path: std::path::PathBuf,
-    got: std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
-}
-
-impl NotifySocket {
-    fn bind(dir: &std::path::Path) -> NotifySocket {
-        let path = dir.join("notify.sock");
-        let _ = std::fs::remove_file(&path);
-        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
-        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let g = std::sync::Arc::clone(&got);
-        std::thread::spawn(move || {
-            let mut b = [0u8; 1024];
-            while let Ok(n) = sock.recv(&mut b) {
-                g.lock().unwrap().push((
-                    Instant::now(),
-                    String::from_utf8_lossy(&b[..n]).into_owned(),
-                ));
-            }
-        });
-        NotifySocket { path, got }
-    }
-
-    /// Times of the WATCHDOG=1 keep-alives so far.
-    fn keepalives(&self) -> Vec<Instant> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, m)| m.lines().any(|l| l == "WATCHDOG=1"))
-            .map(|(t, _)| *t)
-            .collect()
-    }
-
-    fn messages(&self) -> Vec<String> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, m)| m.clone())
-            .collect()
-    }
-}
-
 /// An upstream resolver on the internet side that can go silent: while `answering` is false it
 /// drops every question (an ISP outage), otherwise it answers NXDOMAIN at once.
 fn switchable_upstream(tb: &Testbed, answering: std::sync::Arc<std::sync::atomic::AtomicBool>) {
@@ -434,8 +391,8 @@ fn upstream_dns_outage_degrades_but_never_starves_the_watchdog() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let tb = Testbed::new("sgwdog");
-    let dir = tmpdir("watchdog");
-    let policy = policy_copy(&dir);
+    let dir = tmpdir("daemon", "watchdog");
+    let policy = copy_bundled(&dir);
     let cfg = config(
         &dir,
         &policy,
@@ -459,15 +416,7 @@ fn upstream_dns_outage_degrades_but_never_starves_the_watchdog() {
         ],
     );
     wait_healthy(&tb, &d);
-    let resolver = SocketAddr::new(netns::GW_LAN.into(), 53);
-    let lookup = |n: u32| {
-        let name = format!("q{n}.outage.example");
-        tb.in_ns(&tb.client, move || {
-            common::servers::dns_lookup(CLIENT.into(), resolver, &name)
-        })
-        .join()
-        .unwrap()
-    };
+    let lookup = |n: u32| dns_from(&tb, CLIENT, netns::GW_LAN, &format!("q{n}.outage.example"));
     assert_eq!(lookup(0), Err("NXDomain".to_string()), "{}", d.log());
 
     // The outage: 3 minutes of questions that no upstream answers.
@@ -588,7 +537,7 @@ fn a_stalled_capture_thread_stops_the_watchdog() {
     use std::sync::atomic::AtomicBool;
     use std::sync::{Arc, Condvar, Mutex};
     let tb = Testbed::new("sgstall");
-    let dir = tmpdir("stall");
+    let dir = tmpdir("daemon", "stall");
     let notify = NotifySocket::bind(&dir);
     let cap = tb
         .in_ns(&tb.gw, || LiveCapture::open("lan0", &LiveOpts::default()))
@@ -678,8 +627,8 @@ fn a_stalled_capture_thread_stops_the_watchdog() {
 /// resolver holds, and a broken configuration file.
 #[test]
 fn configuration_errors_exit_78_with_one_line_saying_what_to_fix() {
-    let dir = tmpdir("exit78");
-    let policy = common::daemon::root().join("policies");
+    let dir = tmpdir("daemon", "exit78");
+    let policy = policies();
     // Port taken (as by dnsmasq): hold a UDP port on loopback, point [dns] listen at it.
     let held = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = held.local_addr().unwrap().port();
@@ -695,7 +644,7 @@ fn configuration_errors_exit_78_with_one_line_saying_what_to_fix() {
     )
     .unwrap();
     let run = |cfg: &std::path::Path| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_shadowgate"))
+        bin()
             .args(["run", "--config"])
             .arg(cfg)
             .env_remove("NOTIFY_SOCKET")
@@ -766,31 +715,6 @@ fn configuration_errors_exit_78_with_one_line_saying_what_to_fix() {
     );
 }
 
-/// GET `path` from `addr` on this host (the daemons of the namespace tests answer in theirs).
-fn get_here(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let code = out.get(9..12)?.parse().ok()?;
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((code, body))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Issue 18, the disk: the running daemon (without capture: a `[dns]` resolver on 127.0.0.1
 /// whose upstream never answers) applies `retention_days` at start and the `max_mb` cap. A store
 /// pre-filled with events from three days ago, half delivered by the configured sink (a SIEM that
@@ -802,8 +726,8 @@ fn free_port() -> u16 {
 fn daemon_applies_retention_and_the_size_cap_but_keeps_undelivered_events() {
     need_root!();
     use shadowgate::record::{Event, Store, SystemKind};
-    let dir = tmpdir("retention");
-    let policy = policy_copy(&dir);
+    let dir = tmpdir("daemon", "retention");
+    let policy = copy_bundled(&dir);
     let db = dir.join("events.db");
     let now = shadowgate::time::now_ns();
     let day = 86_400 * shadowgate::time::SEC;
@@ -856,7 +780,7 @@ fn daemon_applies_retention_and_the_size_cap_but_keeps_undelivered_events() {
     )
     .unwrap();
     let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_shadowgate"))
+    let child = bin()
         .args(["run", "--config"])
         .arg(&cfg)
         .stderr(log)
@@ -892,7 +816,7 @@ fn daemon_applies_retention_and_the_size_cap_but_keeps_undelivered_events() {
     // Metrics and health say so (health stays 200: the store's state is a warning).
     let t = Instant::now();
     let m = loop {
-        let (_, m) = get_here(metrics, "/metrics").unwrap_or_default();
+        let (_, m) = http::get(metrics, "/metrics").unwrap_or_default();
         if metric(&m, "shadowgate_store_full", "") == 1.0 || t.elapsed() > Duration::from_secs(5) {
             break m;
         }
@@ -918,7 +842,7 @@ fn daemon_applies_retention_and_the_size_cap_but_keeps_undelivered_events() {
         metric(&m, "shadowgate_store_bytes", "") > (1u64 << 20) as f64,
         "{m}"
     );
-    let (code, body) = get_here(metrics, "/healthz").unwrap();
+    let (code, body) = http::get(metrics, "/healthz").unwrap();
     assert_eq!(code, 200, "{body}");
     let h: serde_json::Value = serde_json::from_str(&body).unwrap();
     let store = h["store"].as_str().unwrap_or_default();

@@ -3,15 +3,17 @@
 //! alert-only service untouched, DNS mode answers per policy, and fail-open after `kill -9`.
 
 mod common;
-#[path = "../benches/synth.rs"]
-#[allow(dead_code)]
-mod synth;
+use common::cli::bin;
+use common::daemon::*;
+use common::events::events;
+use common::files::tmpdir;
+use common::frames::{quic_hello, InitialShape};
+use common::policy::with_rules;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::daemon::*;
 use common::netns::{
     Testbed, CLIENT, CLIENT2, GW_LAN, OUTSIDER, SERVER, SERVER2, SERVER3, UPSTREAM_DNS,
 };
@@ -74,10 +76,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// `dir/policies`: the bundled catalogue with [`POLICY`].
 fn test_policy(dir: &Path) -> PathBuf {
-    let p = policy_copy(dir);
-    std::fs::write(p.join("policy.toml"), POLICY).unwrap();
-    p
+    with_rules(&dir.join("policies"), POLICY)
 }
 
 /// Servers on the internet side: claude.ai and chatgpt.com at SERVER, the approved route and
@@ -132,26 +133,6 @@ fn nft_tables(tb: &Testbed) -> String {
     String::from_utf8_lossy(&o.stdout).to_string()
 }
 
-/// A QUIC v1 Initial carrying a ClientHello for `sni`.
-fn quic_initial(sni: &str) -> Vec<u8> {
-    let hello = synth::client_hello(sni, 0);
-    // CRYPTO frame: type 0x06, offset 0, length, data (the handshake message without the
-    // 5-byte record header).
-    let hs = &hello[5..];
-    let mut frames = vec![0x06, 0x00];
-    frames.extend(synth::quic_varint(hs.len() as u64, 2));
-    frames.extend_from_slice(hs);
-    synth::quic_v1_initial(
-        &[0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08],
-        &[1, 2, 3, 4],
-        &[],
-        0,
-        &frames,
-        1200,
-        true,
-    )
-}
-
 /// Enforce mode over TLS, QUIC and plain passage; the stop is exact (no byte after the hello
 /// reaches the server) and a retry is stopped too; `/metrics` counts it; SIGTERM removes the
 /// table.
@@ -160,7 +141,7 @@ fn enforce_stops_steered_tls_and_quic_and_leaves_the_rest_alone() {
     need_root!();
     let _serial = serial();
     let tb = Testbed::new("sgenf");
-    let dir = tmpdir("enforce");
+    let dir = tmpdir("daemon", "enforce");
     let policy = test_policy(&dir);
     let cfg = enforce_config(&dir, &policy, "");
     let (ai, approved, api) = internet(&tb);
@@ -203,7 +184,15 @@ fn enforce_stops_steered_tls_and_quic_and_leaves_the_rest_alone() {
 
     // QUIC to chatgpt.com: the Initial passes (a passive sensor sees it), later datagrams from
     // that client to that address are dropped; another client still gets through.
-    let initial = quic_initial("chatgpt.com");
+    let initial = quic_hello(
+        "chatgpt.com",
+        &InitialShape {
+            dcid: &[0x83, 0x94, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08],
+            scid: &[1, 2, 3, 4],
+            hello_size: 0,
+            datagram_len: 1200,
+        },
+    );
     tb.in_ns(&tb.client, move || {
         let s = UdpSocket::bind(SocketAddr::new(CLIENT.into(), 0)).unwrap();
         s.send_to(&initial, SocketAddr::new(SERVER.into(), 443))
@@ -300,14 +289,14 @@ fn break_glass_turns_enforcement_off_at_once() {
     need_root!();
     let _serial = serial();
     let tb = Testbed::new("sgglass");
-    let dir = tmpdir("glass");
+    let dir = tmpdir("daemon", "glass");
     let policy = test_policy(&dir);
     let cfg = enforce_config(&dir, &policy, "");
     let _srv = internet(&tb);
     let d = Daemon::start(&tb, &cfg);
     wait_healthy(&tb, &d);
     assert!(tls_from(&tb, CLIENT, SERVER, "claude.ai").is_err());
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_shadowgate"))
+    let o = bin()
         .args(["break-glass", "on", "--reason", "test", "--config"])
         .arg(&cfg)
         .output()
@@ -320,7 +309,7 @@ fn break_glass_turns_enforcement_off_at_once() {
     assert!(e.detail.as_deref().unwrap().contains("\"enforcing\":false"));
     let (_, h) = http_get(&tb, METRICS.parse().unwrap(), "/healthz").unwrap();
     assert!(h.contains("break_glass"), "{h}");
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_shadowgate"))
+    let o = bin()
         .args(["break-glass", "off", "--config"])
         .arg(&cfg)
         .output()
@@ -349,19 +338,13 @@ fn dns_mode_answers_per_policy() {
     need_root!();
     let _serial = serial();
     let tb = Testbed::new("sgdns");
-    let dir = tmpdir("dnsmode");
+    let dir = tmpdir("daemon", "dnsmode");
     let policy = test_policy(&dir);
     let cfg = dns_config(&dir, &policy, "");
     let _srv = internet(&tb);
     let d = Daemon::start(&tb, &cfg);
     wait_healthy(&tb, &d);
-    let q = |src: std::net::Ipv4Addr, name: &'static str| {
-        tb.in_ns(&tb.client, move || {
-            dns_lookup(src.into(), SocketAddr::new(GW_LAN.into(), 53), name)
-        })
-        .join()
-        .unwrap()
-    };
+    let q = |src, name| dns_from(&tb, src, GW_LAN, name);
     assert_eq!(q(CLIENT, "claude.ai"), Ok(vec![GW_LAN]), "{}", d.log());
     assert_eq!(q(CLIENT, "chat.deepseek.com"), Err("NXDomain".into()));
     assert_eq!(q(CLIENT, "example.org"), Ok(vec![SERVER2]));
@@ -414,24 +397,14 @@ fn after_kill_9_the_clinic_still_resolves_names() {
     need_root!();
     let _serial = serial();
     let tb = Testbed::new("sgkill");
-    let dir = tmpdir("kill9");
+    let dir = tmpdir("daemon", "kill9");
     let policy = test_policy(&dir);
     let cfg = dns_config(&dir, &policy, "intercept_dns = true");
     let _srv = internet(&tb);
     let mut d = Daemon::start(&tb, &cfg);
     wait_healthy(&tb, &d);
     // The client asks the internet resolver; the gateway redirects it to shadowgate.
-    let q = |name: &'static str| {
-        tb.in_ns(&tb.client, move || {
-            dns_lookup(
-                CLIENT.into(),
-                SocketAddr::new(UPSTREAM_DNS.into(), 53),
-                name,
-            )
-        })
-        .join()
-        .unwrap()
-    };
+    let q = |name| dns_from(&tb, CLIENT, UPSTREAM_DNS, name);
     assert_eq!(q("claude.ai"), Ok(vec![GW_LAN]), "intercepted\n{}", d.log());
     assert!(tls_from(&tb, CLIENT, SERVER, "claude.ai").is_err());
     d.signal(libc::SIGKILL);
@@ -465,10 +438,10 @@ fn grown_catalogue_is_steered_on_reload_and_names_outside_the_ca_are_reported() 
     need_root!();
     let _serial = serial();
     let tb = Testbed::new("sggrow");
-    let dir = tmpdir("grow");
+    let dir = tmpdir("daemon", "grow");
     let policy = test_policy(&dir);
     // The CA, made for the catalogue as it is now.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_shadowgate"))
+    let o = bin()
         .args(["portal", "ca", "--clinic", "Test clinic", "--policy"])
         .arg(&policy)
         .arg("--out")
@@ -495,13 +468,7 @@ fn grown_catalogue_is_steered_on_reload_and_names_outside_the_ca_are_reported() 
     .unwrap();
     let d = Daemon::start(&tb, &cfg);
     wait_healthy(&tb, &d);
-    let q = |name: &'static str| {
-        tb.in_ns(&tb.client, move || {
-            dns_lookup(CLIENT.into(), SocketAddr::new(GW_LAN.into(), 53), name)
-        })
-        .join()
-        .unwrap()
-    };
+    let q = |name| dns_from(&tb, CLIENT, GW_LAN, name);
     // Before: the new service is not catalogued (the real answer); the CA covers every
     // steered name; the catalogue in force is on record.
     assert_eq!(

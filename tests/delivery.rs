@@ -3,14 +3,14 @@
 //! and retention are system events in the store, in `shadowgate events` and in the ECS feed.
 
 mod common;
-#[path = "../benches/synth.rs"]
-mod synth;
-use common::{ai_capture, bin};
+use common::cli::{bin, replay_with};
+use common::events::{json_lines, read_jsonl};
+use common::files::{policies, store_config, tmpdir};
+use common::frames::ai_capture;
+use common::net::{free_port, tcp_collector, Collect};
+use common::policy::copy_bundled;
 
-use std::io::Read;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,59 +18,9 @@ use shadowgate::policy::reload::PolicyHandle;
 use shadowgate::record::system::SystemLog;
 use shadowgate::record::{Query, Store};
 
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sg-delivery-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn policies() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
-}
-
-fn config(dir: &Path, policy: &Path, sinks: &str) -> PathBuf {
-    let c = dir.join("shadowgate.toml");
-    std::fs::write(
-        &c,
-        format!(
-            "[sensor]\nid = \"test-gw\"\n[policy]\ndir = \"{}\"\n[store]\npath = \"events.db\"\nbatch = 500\n{sinks}",
-            policy.display()
-        ),
-    )
-    .unwrap();
-    c
-}
-
-fn read_jsonl(p: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(p)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-/// Collect everything sent to `listener` (one connection at a time).
-fn tcp_collector(listener: TcpListener) -> Arc<Mutex<Vec<u8>>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = Arc::clone(&got);
-    std::thread::spawn(move || {
-        for mut s in listener.incoming().flatten() {
-            let mut buf = [0u8; 1 << 16];
-            while let Ok(n) = s.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                g.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        }
-    });
-    got
-}
-
 #[test]
 fn a_siem_that_never_reads_does_not_delay_the_others() {
-    let d = tmpdir("stuck");
+    let d = tmpdir("delivery", "stuck");
     // The stuck SIEM: accepts connections and never reads (its socket buffers fill up).
     let stuck = TcpListener::bind("127.0.0.1:0").unwrap();
     let stuck_port = stuck.local_addr().unwrap().port();
@@ -83,11 +33,12 @@ fn a_siem_that_never_reads_does_not_delay_the_others() {
     });
     let live = TcpListener::bind("127.0.0.1:0").unwrap();
     let live_port = live.local_addr().unwrap().port();
-    let got = tcp_collector(live);
+    let got = tcp_collector(live, Collect::AsItArrives);
     let file = d.join("siem.jsonl");
     // The stuck sink comes first: before each sink had its own thread it starved the others.
-    let cfg = config(
+    let cfg = store_config(
         &d,
+        "shadowgate.toml",
         &policies(),
         &format!(
             "[[sink]]\nname = \"stuck\"\ntype = \"jsonl\"\naddress = \"127.0.0.1:{stuck_port}\"\nbatch = 5000\n\
@@ -98,20 +49,7 @@ fn a_siem_that_never_reads_does_not_delay_the_others() {
     );
     let pcap = ai_capture(&d, 8000);
     let t0 = Instant::now();
-    let out = bin()
-        .args([
-            "replay",
-            "-q",
-            "--emit",
-            "decisions",
-            "--drain-timeout",
-            "6",
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg(&pcap)
-        .output()
-        .unwrap();
+    let out = replay_with(&cfg, &pcap, 6);
     let took = t0.elapsed();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
@@ -158,24 +96,14 @@ fn a_siem_that_never_reads_does_not_delay_the_others() {
 
 #[test]
 fn policy_reloads_and_sink_outages_are_system_events_in_the_store_and_the_ecs_feed() {
-    let d = tmpdir("reload");
+    let d = tmpdir("delivery", "reload");
     // A private copy of the policy to break and fix.
-    let pol = d.join("policies");
-    let copy = Command::new("cp")
-        .args(["-r"])
-        .arg(policies())
-        .arg(&pol)
-        .status()
-        .unwrap();
-    assert!(copy.success());
+    let pol = copy_bundled(&d);
     let file = d.join("ecs.jsonl");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port(); // nothing listens: this SIEM is down
-    let cfg = config(
+    let port = free_port(); // nothing listens: this SIEM is down
+    let cfg = store_config(
         &d,
+        "shadowgate.toml",
         &pol,
         &format!(
             "[[sink]]\nname = \"ecs\"\ntype = \"jsonl\"\npath = \"{}\"\n\
@@ -219,11 +147,7 @@ fn policy_reloads_and_sink_outages_are_system_events_in_the_store_and_the_ecs_fe
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let evs: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let evs = json_lines(&String::from_utf8(out.stdout).unwrap());
     let kinds: Vec<&str> = evs.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["policy_rejected", "policy_reload"]);
     let rejected: serde_json::Value =
@@ -261,7 +185,10 @@ fn policy_reloads_and_sink_outages_are_system_events_in_the_store_and_the_ecs_fe
     assert_eq!(docs[1]["event"]["type"][0], "change");
 
     // The SIEM comes back: a later run records the recovery once.
-    let got = tcp_collector(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let got = tcp_collector(
+        TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        Collect::AsItArrives,
+    );
     let out = bin()
         .args(["deliver", "--timeout", "10", "--config"])
         .arg(&cfg)

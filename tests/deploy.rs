@@ -1,12 +1,17 @@
 //! deploy/: the example configuration loads (every section, and every commented-out sink once
 //! uncommented), and the systemd unit's directories agree with the paths the configuration uses.
 
+mod common;
+use common::cli::EXE;
+use common::files::{root, scratch};
+
 use std::path::{Path, PathBuf};
 
 use shadowgate::config::{Config, EnforceMode, SinkKind};
 
+/// The file `f` of `deploy/`.
 fn deploy(f: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy").join(f)
+    root().join("deploy").join(f)
 }
 
 #[test]
@@ -28,9 +33,7 @@ fn example_config_has_every_section() {
 /// The sink examples are valid once uncommented (their TLS files replaced by real ones).
 #[test]
 fn example_sinks_load_when_uncommented() {
-    let dir = std::env::temp_dir().join(format!("sg-deploy-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("sg-deploy");
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["loghost.clinic.example".into()])
         .unwrap()
@@ -146,15 +149,10 @@ fn unit_verifies_and_does_not_restart_on_a_config_error() {
         eprintln!("skipped: no systemd-analyze (CI installs systemd)");
         return;
     }
-    let dir = std::env::temp_dir().join(format!("sg-unit-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("sg-unit");
     let text = std::fs::read_to_string(deploy("shadowgate.service"))
         .unwrap()
-        .replace(
-            "/usr/local/bin/shadowgate",
-            env!("CARGO_BIN_EXE_shadowgate"),
-        );
+        .replace("/usr/local/bin/shadowgate", EXE);
     let unit_file = dir.join("shadowgate.service");
     std::fs::write(&unit_file, text).unwrap();
     let o = std::process::Command::new("systemd-analyze")

@@ -2,7 +2,6 @@
 //! DHCP on the wire through the sensor, the refresh thread, and the kernel neighbour table.
 
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,22 +13,19 @@ use shadowgate::devices::{
     NeighbourSource,
 };
 
-#[path = "../benches/synth.rs"]
-#[allow(dead_code)]
-mod synth;
+mod common;
+use common::files::tmpdir;
+use common::frames::{dhcp, SYNTH_CLIENT_MAC};
+use common::netns::in_ns;
+use common::synth;
+use common::tools::ip as ipcmd;
+use common::wait::until;
 
 /// 2026-11-18 12:00 UTC: the "now" of the sample files below.
 const NOW: i64 = 1_795_003_200;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
-}
-
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sg-devices-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 const DNSMASQ: &str = "\
@@ -239,7 +235,7 @@ fn kea_memfile_leases() {
 
 #[test]
 fn load_leases_from_files() {
-    let dir = tmp("load");
+    let dir = tmpdir("devices", "load");
     let d = Devices::new();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -289,37 +285,11 @@ fn load_leases_from_files() {
 /// sensor's observation carries the MAC and host name, and the device table learns them.
 #[test]
 fn learns_from_observations() {
-    use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode};
-    use dhcproto::{Encodable, Encoder};
     use shadowgate::capture::Frame;
-    let mac = [2, 0, 0, 0, 0, 1]; // synth's client MAC
-    let dhcp = |ack: Option<[u8; 4]>| {
-        let mut m = Message::default();
-        m.set_flags(Flags::default()).set_chaddr(&mac);
-        match ack {
-            Some(ip) => {
-                m.set_opcode(Opcode::BootReply).set_yiaddr(ip);
-                m.opts_mut()
-                    .insert(DhcpOption::MessageType(MessageType::Ack));
-            }
-            None => {
-                m.set_opcode(Opcode::BootRequest);
-                m.opts_mut()
-                    .insert(DhcpOption::MessageType(MessageType::Request));
-                m.opts_mut()
-                    .insert(DhcpOption::Hostname("Exam-Room-2".into()));
-            }
-        }
-        let mut buf = Vec::new();
-        m.encode(&mut Encoder::new(&mut buf)).unwrap();
-        match ack {
-            None => synth::udp([0, 0, 0, 0], [255, 255, 255, 255], 68, 67, &buf),
-            Some(_) => synth::udp([10, 20, 0, 1], [10, 20, 9, 9], 67, 68, &buf),
-        }
-    };
+    let mac = SYNTH_CLIENT_MAC;
     let frames = [
-        dhcp(None),
-        dhcp(Some([10, 20, 9, 9])),
+        dhcp(mac, Some("Exam-Room-2"), None),
+        dhcp(mac, None, Some([10, 20, 9, 9])),
         synth::tcp(
             [10, 20, 9, 9],
             [160, 79, 104, 10],
@@ -370,7 +340,7 @@ fn learns_from_observations() {
 
 #[test]
 fn refresh_thread_rereads_the_leases_file_and_stops() {
-    let dir = tmp("refresh");
+    let dir = tmpdir("devices", "refresh");
     let p = dir.join("kea-leases4.csv");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -396,11 +366,12 @@ fn refresh_thread_rereads_the_leases_file_and_stops() {
     let metrics = DeviceMetrics::register(&registry).unwrap();
     let r = spawn_refresh_metered(conf, devices.clone(), Some(metrics));
     let wait = |ipaddr: &str| {
-        let t = Instant::now();
-        while devices.lookup(ip(ipaddr)).is_none() {
-            assert!(t.elapsed() < Duration::from_secs(10), "{ipaddr} not learnt");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        assert!(
+            until(Duration::from_secs(10), Duration::from_millis(20), || {
+                devices.lookup(ip(ipaddr)).is_some()
+            }),
+            "{ipaddr} not learnt"
+        );
     };
     wait("10.7.0.5");
     std::fs::write(
@@ -451,15 +422,6 @@ impl Drop for Netns {
             .stderr(std::process::Stdio::null())
             .status();
     }
-}
-
-fn ipcmd(args: &[&str]) {
-    let o = Command::new("ip").args(args).output().unwrap();
-    assert!(
-        o.status.success(),
-        "ip {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
 }
 
 /// Root: a neighbour entry added with `ip neigh add` in a namespace of our own is seen by
@@ -534,12 +496,7 @@ fn neighbour_table_in_a_namespace() {
         "stale",
     ]);
 
-    let path = format!("/run/netns/{n}");
-    let res = std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).unwrap();
-        use std::os::fd::AsRawFd;
-        // SAFETY: setns on this thread only, with a namespace fd we opened.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+    let res = in_ns(n, move || {
         let d = Devices::new();
         d.learn(ip("10.99.0.7"), None, Some("exam-room-3"));
         let st = refresh_neighbours(&d).unwrap();
@@ -554,10 +511,10 @@ fn neighbour_table_in_a_namespace() {
             },
             via_thread.clone(),
         );
-        let t = Instant::now();
-        while via_thread.lookup(ip("10.99.0.7")).is_none() && t.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        // Waited for, not asserted: the lookup below says what the thread saw.
+        until(Duration::from_secs(5), Duration::from_millis(10), || {
+            via_thread.lookup(ip("10.99.0.7")).is_some()
+        });
         r.stop();
         (d, st, arp, via_thread.lookup(ip("fd99::7")))
     })

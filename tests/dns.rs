@@ -1,6 +1,11 @@
 //! DNS mode end to end over loopback: shadowgate's resolver in front of a fake upstream that
 //! answers 20 ms late, driven by real UDP/TCP clients bound to 127.0.0.x addresses.
 
+mod common;
+use common::files::{policies, tmpdir};
+use common::policy::with_rules;
+use common::servers::rand_id;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -208,15 +213,6 @@ async fn ask_tcp(server: SocketAddr, from: &str, name: &str, t: RecordType) -> M
     Message::from_vec(&b).unwrap()
 }
 
-fn rand_id() -> u16 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    (SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-        & 0xffff) as u16
-}
-
 fn a_of(m: &Message) -> Vec<IpAddr> {
     m.answers
         .iter()
@@ -228,25 +224,11 @@ fn a_of(m: &Message) -> Vec<IpAddr> {
         .collect()
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sg-dns-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// A policy with every DNS answer in it: chatgpt coached, sora blocked, claude steered,
 /// the rest of the catalogue alerted (the default).
 fn test_policy(dir: &Path) -> PathBuf {
-    let p = dir.join("policy");
-    std::fs::create_dir_all(p.join("catalog")).unwrap();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/catalog");
-    for f in std::fs::read_dir(&src).unwrap() {
-        let f = f.unwrap().path();
-        std::fs::copy(&f, p.join("catalog").join(f.file_name().unwrap())).unwrap();
-    }
-    std::fs::write(
-        p.join("policy.toml"),
+    with_rules(
+        &dir.join("policy"),
         r#"
 [settings]
 default_action = "alert"
@@ -276,8 +258,6 @@ steer_to = "approved"
 severity = "medium"
 "#,
     )
-    .unwrap();
-    p
 }
 
 struct Rig {
@@ -293,7 +273,7 @@ struct Rig {
 
 impl Rig {
     async fn new(tag: &str, policy: &Path, extra: &str) -> Rig {
-        let dir = temp_dir(&format!("{tag}-rig"));
+        let dir = tmpdir("dns", &format!("{tag}-rig"));
         let (up, seen) = upstream("127.0.0.53").await;
         // A dead upstream first: the resolver fails over to the live one.
         let dead = std::net::UdpSocket::bind("127.0.0.54:0").unwrap();
@@ -361,13 +341,9 @@ upstream_timeout_ms = 300
     }
 }
 
-fn bundled_policy() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bundled_policy_steers_claude_and_forwards_the_rest() {
-    let rig = Rig::new("bundled", &bundled_policy(), "").await;
+    let rig = Rig::new("bundled", &policies(), "").await;
     // claude.ai: steered (SG-300) -> the portal address, short TTL, for A and AAAA.
     let m = ask(rig.server, "127.0.0.1", "claude.ai.", RecordType::A).await;
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
@@ -493,7 +469,7 @@ async fn bundled_policy_steers_claude_and_forwards_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coach_block_grants_ech_and_monitor_mode() {
-    let dir = temp_dir("policy");
+    let dir = tmpdir("dns", "policy");
     let policy = test_policy(&dir);
     let rig = Rig::new("coach", &policy, "").await;
     let me = "127.0.0.1";
@@ -598,7 +574,7 @@ async fn coach_block_grants_ech_and_monitor_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn null_block_answers() {
-    let dir = temp_dir("null");
+    let dir = tmpdir("dns", "null");
     let policy = test_policy(&dir);
     let rig = Rig::new("null", &policy, "block_answer = \"null\"").await;
     let m = ask(rig.server, "127.0.0.1", "sora.com.", RecordType::A).await;
@@ -618,7 +594,7 @@ async fn null_block_answers() {
 async fn outsiders_refused_flooders_limited_garbage_survived() {
     let rig = Rig::new(
         "limits",
-        &bundled_policy(),
+        &policies(),
         "rate_per_client = 20\ntcp_max_per_client = 2",
     )
     .await;
@@ -745,7 +721,7 @@ async fn bind_errors_name_the_address() {
     ))
     .unwrap();
     let ctx = DnsCtx {
-        policy: PolicyHandle::load(&bundled_policy()).unwrap(),
+        policy: PolicyHandle::load(&policies()).unwrap(),
         grants: Arc::new(Grants::new()),
         devices: Arc::new(Devices::new()),
         events: None,
@@ -769,7 +745,7 @@ async fn servfail_and_unhealthy_when_no_upstream_answers() {
     ))
     .unwrap();
     let ctx = DnsCtx {
-        policy: PolicyHandle::load(&bundled_policy()).unwrap(),
+        policy: PolicyHandle::load(&policies()).unwrap(),
         grants: Arc::new(Grants::new()),
         devices: Arc::new(Devices::new()),
         events: None,

@@ -1,20 +1,22 @@
 //! Enforcement on a real gateway in network namespaces: the owned nftables table (created,
 //! replaced, deleted, gone after `kill -9`), exact resets, stopped flows, QUIC drops and grants.
 
-mod nft_net;
-#[path = "../benches/synth.rs"]
-mod synth;
+mod common;
+use common::files::policies;
+use common::frames::{quic_hello, InitialShape};
+use common::netns::in_ns;
+use common::nft_bed::{self, Bed, C1, C1_V6, C2, SERVER, SERVER_V6};
+use common::synth;
+use common::tools::run;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use nft_net::{in_ns, Bed, C1, C1_V6, C2, SERVER, SERVER_V6};
 use prometheus::Registry;
 use shadowgate::enforce::config::EnforceConf;
 use shadowgate::enforce::enforcer::{set_enforcing, Enforcer};
@@ -24,15 +26,6 @@ use shadowgate::enforce::reset::Resetter;
 use shadowgate::flow::Config;
 use shadowgate::pipeline::Pipeline;
 use shadowgate::policy::reload::PolicyHandle;
-
-macro_rules! need_root {
-    () => {
-        if let Some(why) = nft_net::unavailable() {
-            eprintln!("skipped: {why}");
-            return;
-        }
-    };
-}
 
 fn spec() -> TableSpec {
     TableSpec {
@@ -65,12 +58,11 @@ impl Gw {
             let nft = Nft::open(&spec(), &r2).expect("open table");
             let resetter = Resetter::new().expect("raw sockets");
             let enf = Enforcer::new(&conf, Some(nft.clone()), Some(resetter), g2, e2, &r2).unwrap();
-            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-            let policy = PolicyHandle::load(&root.join("policies")).unwrap();
+            let policy = PolicyHandle::load(&policies()).unwrap();
             let p = Pipeline::new(Config::default())
                 .with_policy(policy)
                 .with_output(Box::new(enf));
-            let p = nft_net::capture_loop(p, &["gc1", "gc2"], s2, move || tx.send(nft).unwrap());
+            let p = nft_bed::capture_loop(p, &["gc1", "gc2"], s2, move || tx.send(nft).unwrap());
             eprintln!("gateway capture: {:?} {:?}", p.counts(), p.stats());
         });
         let nft = rx.recv().expect("gateway started");
@@ -139,7 +131,7 @@ fn server_on(bed: &Bed, ip: &'static str) -> (mpsc::Receiver<Received>, JoinHand
     let (tx, rx) = mpsc::channel();
     let t = in_ns(&bed.s, move || {
         let l = TcpListener::bind((ip, 443)).unwrap_or_else(|e| {
-            let a = nft_net::sh(&["ip", "addr"]);
+            let a = run(&["ip", "addr"]);
             panic!("bind {ip}: {e}\n{}", String::from_utf8_lossy(&a.stdout))
         });
         ready_tx.send(()).unwrap();
@@ -240,10 +232,10 @@ fn reconnect(bed: &Bed, port: u16) -> Result<(), ErrorKind> {
 
 #[test]
 fn table_is_created_replaced_and_deleted() {
-    need_root!();
+    need_root!(nft_bed::unavailable());
     let bed = Bed::new();
     // A stale table (say from an old version without the owner flag) with a marker chain.
-    let o = nft_net::sh(&[
+    let o = run(&[
         "ip",
         "netns",
         "exec",
@@ -261,7 +253,7 @@ fn table_is_created_replaced_and_deleted() {
         !json.contains("stale_marker"),
         "stale table replaced: {json}"
     );
-    let text = nft_net::sh(&[
+    let text = run(&[
         "ip",
         "netns",
         "exec",
@@ -313,7 +305,7 @@ fn table_owner_child() {
 
 #[test]
 fn kill_9_leaves_no_table_and_no_dns_redirect_behind() {
-    need_root!();
+    need_root!(nft_bed::unavailable());
     let bed = Bed::new();
     let mut child = Command::new("ip")
         .args(["netns", "exec", &bed.gw])
@@ -413,7 +405,7 @@ fn ask_dns(bed: &Bed) -> Option<Vec<u8>> {
 
 #[test]
 fn client_hello_is_reset_at_both_ends_and_the_flow_stays_stopped() {
-    need_root!();
+    need_root!(nft_bed::unavailable());
     let bed = Bed::new();
     let gw = Gw::start(&bed, "enforce");
     let hello = synth::client_hello("claude.ai", 400);
@@ -443,7 +435,7 @@ fn client_hello_is_reset_at_both_ends_and_the_flow_stays_stopped() {
 
 #[test]
 fn ipv6_client_hello_is_reset_at_both_ends_and_stopped() {
-    need_root!();
+    need_root!(nft_bed::unavailable());
     let bed = Bed::new();
     let gw = Gw::start(&bed, "enforce");
     let hello = synth::client_hello("claude.ai", 400);
@@ -467,7 +459,7 @@ fn ipv6_client_hello_is_reset_at_both_ends_and_stopped() {
 
 #[test]
 fn monitor_mode_touches_nothing() {
-    need_root!();
+    need_root!(nft_bed::unavailable());
     let bed = Bed::new();
     let gw = Gw::start(&bed, "monitor");
     let hello = synth::client_hello("claude.ai", 400);
@@ -481,24 +473,6 @@ fn monitor_mode_touches_nothing() {
     assert_eq!(gw.metric("shadowgate_flows_stopped_total", None), 0.0);
     gw.nft.sync();
     assert!(!bed.set_text("stop4").contains("elements"));
-}
-
-/// A QUIC v1 client Initial naming `sni`.
-fn quic_hello(sni: &str) -> Vec<u8> {
-    let rec = synth::client_hello(sni, 300);
-    let hs = &rec[5..];
-    let mut frames = vec![0x06, 0x00];
-    frames.extend_from_slice(&synth::quic_varint(hs.len() as u64, 2));
-    frames.extend_from_slice(hs);
-    synth::quic_v1_initial(
-        &[1, 2, 3, 4, 5, 6, 7, 8],
-        &[9; 8],
-        &[],
-        0,
-        &frames,
-        1250,
-        true,
-    )
 }
 
 /// Send one datagram from `ns` (bound to `src`) to SERVER:443; true if the echo came back.
@@ -517,7 +491,7 @@ fn quic_echoes(ns: &str, src: &'static str, payload: Vec<u8>) -> bool {
 
 #[test]
 fn quic_is_dropped_per_client_and_address_until_a_grant() {
-    need_root!();
+    need_root!(nft_bed::unavailable());
     let bed = Bed::new();
     let gw = Gw::start(&bed, "enforce");
     let stop = Arc::new(AtomicBool::new(false));
@@ -533,7 +507,16 @@ fn quic_is_dropped_per_client_and_address_until_a_grant() {
         }
     });
     // The first Initial passes (the sensor only sees it) and makes the decision.
-    quic_echoes(&bed.c1, C1, quic_hello("claude.ai"));
+    let initial = quic_hello(
+        "claude.ai",
+        &InitialShape {
+            dcid: &[1, 2, 3, 4, 5, 6, 7, 8],
+            scid: &[9; 8],
+            hello_size: 300,
+            datagram_len: 1250,
+        },
+    );
+    quic_echoes(&bed.c1, C1, initial);
     std::thread::sleep(Duration::from_millis(100));
     gw.nft.sync();
     assert_eq!(
@@ -561,7 +544,7 @@ fn quic_is_dropped_per_client_and_address_until_a_grant() {
 
 #[test]
 fn break_glass_flushes_and_disables_at_once() {
-    need_root!();
+    need_root!(nft_bed::unavailable());
     let bed = Bed::new();
     let gw = Gw::start(&bed, "enforce");
     let c: SocketAddr = "10.77.1.2:41021".parse().unwrap();
@@ -588,7 +571,7 @@ fn break_glass_flushes_and_disables_at_once() {
 
 #[test]
 fn dns_answer_drops_quic_for_that_client_and_the_answered_address() {
-    need_root!();
+    need_root!(nft_bed::unavailable());
     let bed = Bed::new();
     let gw = Gw::start(&bed, "enforce");
     let (ready_tx, ready_rx) = mpsc::channel();

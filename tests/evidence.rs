@@ -1,16 +1,17 @@
 //! Deciding on evidence: the wire SNI decides (GREASE ECH), inferred names by whose lookup they
 //! come from, a name cache that cannot be poisoned cheaply, and one decision per DNS lookup.
 
-#[path = "../benches/synth.rs"]
-mod synth;
+mod common;
+use common::events::json_lines;
+use common::files::policies;
+use common::sensor::{Buf, Keep, T0};
+use common::synth;
 
-use std::io::Write;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use shadowgate::capture::Frame;
 use shadowgate::flow::{Config, Flag, Kind, Observation};
-use shadowgate::pipeline::{Emit, Format, Output, Pipeline};
+use shadowgate::pipeline::{Emit, Format, Pipeline};
 use shadowgate::policy::reload::PolicyHandle;
 use shadowgate::policy::{Action, Decision};
 
@@ -20,37 +21,7 @@ const C: [u8; 4] = [10, 20, 1, 12];
 const DC: [u8; 4] = [10, 0, 0, 2];
 const UPSTREAM: [u8; 4] = [9, 9, 9, 9];
 const CDN: [u8; 4] = [104, 18, 32, 7];
-const T0: u64 = 1_700_000_000_000_000_000;
 const MS: u64 = 1_000_000;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-type Acted = Arc<Mutex<Vec<(Observation, Option<Decision>)>>>;
-
-/// An output that keeps what it received (the daemon's actions).
-struct Keep(Acted);
-
-impl Output for Keep {
-    fn send(&mut self, o: &Observation, d: Option<&Decision>) -> Result<(), String> {
-        self.0.lock().unwrap().push((o.clone(), d.cloned()));
-        Ok(())
-    }
-}
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// What a run produced: decisions as `--emit decisions` prints them, and what the actions got.
 struct Run {
@@ -97,7 +68,7 @@ fn d(
 
 /// Frames at the given capture times (ms after T0) through a pipeline with the bundled policy.
 fn run_with(cfg: Config, frames: &[(u64, Vec<u8>)]) -> Run {
-    let policy = PolicyHandle::load(&root().join("policies")).unwrap();
+    let policy = PolicyHandle::load(&policies()).unwrap();
     let acted = Arc::new(Mutex::new(Vec::new()));
     let out = Buf::default();
     let mut p = Pipeline::new(cfg)
@@ -115,11 +86,7 @@ fn run_with(cfg: Config, frames: &[(u64, Vec<u8>)]) -> Run {
     }
     p.finish();
     assert_eq!(p.counts().pending_lookups, 0);
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-    let printed = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let printed = json_lines(&out.text());
     let acted = acted.lock().unwrap().clone();
     Run {
         printed,
@@ -529,7 +496,7 @@ fn one_decision_per_lookup() {
     // An answer alone: one decision (see an_answer_to_no_seen_query_is_weak_evidence).
 
     // The same with `--emit all`: every observation printed once, the decision once.
-    let policy = PolicyHandle::load(&root().join("policies")).unwrap();
+    let policy = PolicyHandle::load(&policies()).unwrap();
     let out = Buf::default();
     let mut p = Pipeline::new(Config::default())
         .with_policy(policy)
@@ -544,11 +511,7 @@ fn one_decision_per_lookup() {
         });
     }
     p.finish();
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&out.text());
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["kind"], "dns_query");
     assert!(lines[0].get("decision").is_none());

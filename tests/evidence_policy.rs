@@ -1,54 +1,24 @@
 //! Evidence in the policy: `min_evidence` rules fall through, the bundled policy stops traffic
 //! only on strong evidence, and the public captures (and the adversarial ones) decide correctly.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::captures::captures;
+use common::events::json_lines;
+use common::files::{policies, root, tmpdir};
+use common::policy::{bundled, with_rules};
+use common::sensor::{Buf, Keep};
+
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use shadowgate::flow::{Config, Evidence, Kind, Observation};
-use shadowgate::pipeline::{Emit, Format, Output, Pipeline};
+use shadowgate::pipeline::{Emit, Format, Pipeline};
 use shadowgate::policy::reload::PolicyHandle;
 use shadowgate::policy::{Action, Client, Decision, Policy, Via};
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-type Acted = Arc<Mutex<Vec<(Observation, Option<Decision>)>>>;
-
-/// An output that keeps what it received (the daemon's actions).
-struct Keep(Acted);
-
-impl Output for Keep {
-    fn send(&mut self, o: &Observation, d: Option<&Decision>) -> Result<(), String> {
-        self.0.lock().unwrap().push((o.clone(), d.cloned()));
-        Ok(())
-    }
-}
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A policy directory with the bundled catalogue and this `policy.toml`.
-fn policy_dir(tag: &str, policy: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sg-evidence-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("catalog")).unwrap();
-    for e in std::fs::read_dir(root().join("policies/catalog")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), d.join("catalog").join(e.file_name())).unwrap();
-    }
-    std::fs::write(d.join("policy.toml"), policy).unwrap();
-    d
+fn policy_dir(tag: &str, policy: &str) -> std::path::PathBuf {
+    with_rules(&tmpdir("evidence", tag), policy)
 }
 
 #[test]
@@ -99,7 +69,7 @@ fn min_evidence_rules_fall_through_and_are_validated() {
 
 #[test]
 fn the_bundled_policy_stops_traffic_only_on_strong_evidence() {
-    let p = Policy::load(&root().join("policies")).unwrap();
+    let p = bundled();
     let c = Client {
         ip: Some("10.20.1.10".parse().unwrap()),
         mac: None,
@@ -127,20 +97,9 @@ fn the_bundled_policy_stops_traffic_only_on_strong_evidence() {
 #[test]
 fn benign_public_captures_decide_only_on_catalogued_names() {
     let mut files = Vec::new();
-    let mut dirs = vec![root().join("pcaps/public")];
-    while let Some(dir) = dirs.pop() {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
+    captures(&root().join("pcaps/public"), &mut files);
     assert!(files.len() > 50);
-    let policy = PolicyHandle::load(&root().join("policies")).unwrap();
+    let policy = PolicyHandle::load(&policies()).unwrap();
     let mut bad = Vec::new();
     let mut decided = 0;
     let mut seen = std::collections::BTreeSet::new();
@@ -235,19 +194,14 @@ fn replay(path: &Path) -> Replayed {
     let acted = Arc::new(Mutex::new(Vec::new()));
     let out = Buf::default();
     let mut p = Pipeline::new(Config::default())
-        .with_policy(PolicyHandle::load(&root().join("policies")).unwrap())
+        .with_policy(PolicyHandle::load(&policies()).unwrap())
         .with_writer(Box::new(out.clone()), Format::Json, Emit::All)
         .with_output(Box::new(Keep(acted.clone())));
     p.replay_file(path, |_| {}).unwrap();
     p.finish();
-    let bytes = out.0.lock().unwrap().clone();
-    let printed = String::from_utf8(bytes.clone())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let text = out.text();
     let acted = acted.lock().unwrap().clone();
-    (acted, printed, bytes.len())
+    (acted, json_lines(&text), text.len())
 }
 
 #[test]

@@ -1,42 +1,26 @@
 //! Issue 8, trust before enforcement: frames that could kill or flood the sensor (deep nesting,
 //! extreme timestamps) and names as the user meant them (IDNA, HTTP, proxies, two SNIs, QUIC).
 
-#[path = "../benches/synth.rs"]
-mod synth;
+mod common;
+use common::cli::bin;
+use common::files::{root, scratch};
+use common::frames::flows_capture;
+use common::policy::bundled;
+use common::sensor::{feed_at, small_stack, T0};
+use common::synth;
 
 use etherparse::{IpNumber, Ipv4Header, Ipv6Header, PacketBuilder, UdpHeader};
-use shadowgate::capture::Frame;
 use shadowgate::flow::{Config, Flag, Kind, Observation, Sensor};
-use shadowgate::policy::{Action, Policy};
+use shadowgate::policy::Action;
 
 const C: [u8; 4] = [10, 9, 0, 5];
 const S: [u8; 4] = [160, 79, 104, 10];
-const T0: u64 = 1_700_000_000_000_000_000;
 
-fn feed_at(sensor: &mut Sensor, linktype: u32, frames: &[(u64, Vec<u8>)]) -> Vec<Observation> {
-    let mut out = Vec::new();
-    for (ts, f) in frames {
-        let fr = Frame {
-            ts_ns: *ts,
-            linktype,
-            data: f,
-            orig_len: f.len() as u32,
-            offset: 0,
-        };
-        sensor.process(&fr, &mut out);
-    }
-    sensor.finish(&mut out);
-    out
-}
-
+/// `frames` of `linktype` through a fresh sensor (see `common::sensor::feed`): what it observed,
+/// and the sensor.
 fn feed(linktype: u32, frames: &[Vec<u8>]) -> (Vec<Observation>, Sensor) {
     let mut s = Sensor::new(Config::default());
-    let timed: Vec<_> = frames
-        .iter()
-        .enumerate()
-        .map(|(i, f)| (T0 + i as u64 * 1_000_000, f.clone()))
-        .collect();
-    (feed_at(&mut s, linktype, &timed), s)
+    (common::sensor::feed(&mut s, linktype, frames), s)
 }
 
 // ---- nesting -------------------------------------------------------------------------------
@@ -143,16 +127,6 @@ fn mpls_pw_nest(layers: usize, ip: &[u8]) -> Vec<u8> {
         p = eth(0x8847, &m);
     }
     p
-}
-
-/// Run `f` in a thread with a 256 KiB stack: a recursion per nesting level would overflow it.
-fn small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(256 * 1024)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .expect("no stack overflow, no panic")
 }
 
 #[test]
@@ -276,19 +250,14 @@ fn fragments_at_the_end_of_time_are_flushed_at_finish() {
 
 #[test]
 fn replay_output_is_the_same_in_two_processes() {
-    let dir = std::env::temp_dir().join(format!("sg-harden-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("sg-harden");
     let pcap = dir.join("many.pcap");
-    let mut frames = Vec::new();
-    for i in 0..400 {
-        synth::flow(i, 2, &mut frames);
-    }
-    synth::write_pcap(&pcap, &frames).unwrap();
+    flows_capture(&pcap, 400, 2);
     let run = || {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shadowgate"))
+        let out = bin()
             .args(["replay", "--policy", "policies", "--stats"])
             .arg(&pcap)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .current_dir(root())
             .output()
             .unwrap();
         assert!(out.status.success());
@@ -301,14 +270,6 @@ fn replay_output_is_the_same_in_two_processes() {
 }
 
 // ---- names ---------------------------------------------------------------------------------
-
-fn policy() -> Policy {
-    Policy::load(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/policies"
-    )))
-    .unwrap()
-}
 
 /// The client's stream in TCP segments (SYN first), plus optional server bytes after the first.
 fn stream(parts: &[&[u8]], server_after_first: Option<&[u8]>) -> Vec<Vec<u8>> {
@@ -341,7 +302,7 @@ fn full_width_sni_is_matched_as_its_a_label() {
     let o = one(&obs, Kind::TlsClientHello);
     assert_eq!(o.name.as_deref(), Some("claude.ai"));
     assert!(o.flags.contains(&Flag::Anomaly));
-    let d = policy().decide_observation(o).unwrap();
+    let d = bundled().decide_observation(o).unwrap();
     assert_eq!(d.service.as_deref(), Some("claude"));
     // A U-label in an HTTP Host header becomes its punycode A-label.
     let req = "GET / HTTP/1.1\r\nHost: bücher.example\r\n\r\n";
@@ -367,7 +328,7 @@ fn absolute_form_target_wins_over_host() {
         o.http.as_ref().unwrap().host.as_deref(),
         Some("www.example.org")
     );
-    let d = policy().decide_observation(o).unwrap();
+    let d = bundled().decide_observation(o).unwrap();
     assert_eq!(
         (d.action, d.matched_name.as_str()),
         (Action::Steer, "claude.ai")
@@ -387,7 +348,7 @@ fn repeated_or_conflicting_host_headers_are_anomalies_and_the_strictest_wins() {
     assert_eq!(o.name.as_deref(), Some("www.example.org"));
     assert_eq!(o.wire_names, ["claude.ai"]);
     assert!(o.flags.contains(&Flag::Anomaly));
-    let d = policy().decide_observation(o).unwrap();
+    let d = bundled().decide_observation(o).unwrap();
     assert_eq!(
         (d.action, d.matched_name.as_str()),
         (Action::Steer, "claude.ai")
@@ -426,7 +387,7 @@ fn connect_target_is_reported_and_the_tunnelled_hello_read() {
     let info = p.proxy.as_ref().unwrap();
     assert_eq!((info.protocol, info.port), ("http", 443));
     assert_eq!(
-        policy().decide_observation(p).unwrap().via,
+        bundled().decide_observation(p).unwrap().via,
         shadowgate::policy::Via::Proxy
     );
     let h = one(&obs, Kind::TlsClientHello);
@@ -511,7 +472,7 @@ fn two_sni_host_names_are_both_decided() {
         assert_eq!(o.name.as_deref(), Some("www.example.org"));
         assert_eq!(o.wire_names, ["claude.ai"]);
         assert!(o.flags.contains(&Flag::Anomaly));
-        let d = policy().decide_observation(o).unwrap();
+        let d = bundled().decide_observation(o).unwrap();
         assert_eq!(
             (d.action, d.matched_name.as_str()),
             (Action::Steer, "claude.ai")

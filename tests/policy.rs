@@ -2,22 +2,21 @@
 //! shared-tenant limit), explain output, validation errors with positions, schedules, and hot
 //! reload with a broken file while decisions continue.
 
+mod common;
+use common::cli::bin;
+use common::files::{policies, root, tmpdir};
+use common::frames::{dhcp, SYNTH_CLIENT_MAC};
+use common::policy::{bundled, copy_tree};
+use common::synth;
+use common::wait::until;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shadowgate::policy::matcher::normalize;
 use shadowgate::policy::reload::PolicyHandle;
 use shadowgate::policy::{Action, Category, Client, Policy, Via};
-
-fn dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
-}
-
-fn policy() -> Policy {
-    Policy::load(&dir()).unwrap_or_else(|e| panic!("bundled policy invalid:\n{e}"))
-}
 
 fn client(ip: &str) -> Client<'static> {
     Client {
@@ -33,19 +32,14 @@ fn service(p: &Policy, name: &str) -> Option<String> {
 
 /// A scratch copy of the bundled policy directory.
 fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sg-policy-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(d.join("catalog")).unwrap();
-    for e in std::fs::read_dir(dir().join("catalog")).unwrap().flatten() {
-        std::fs::copy(e.path(), d.join("catalog").join(e.file_name())).unwrap();
-    }
-    std::fs::copy(dir().join("policy.toml"), d.join("policy.toml")).unwrap();
+    let d = tmpdir("policy", tag);
+    copy_tree(&policies(), &d);
     d
 }
 
 #[test]
 fn catalogue_covers_what_the_issue_asks() {
-    let p = policy();
+    let p = bundled();
     let consumer = p
         .services()
         .iter()
@@ -101,7 +95,7 @@ fn catalogue_covers_what_the_issue_asks() {
 
 #[test]
 fn most_specific_entry_wins_and_false_friends_do_not_match() {
-    let p = policy();
+    let p = bundled();
     assert_eq!(
         service(&p, "api.anthropic.com").as_deref(),
         Some("anthropic-api")
@@ -140,7 +134,7 @@ fn most_specific_entry_wins_and_false_friends_do_not_match() {
 
 #[test]
 fn shared_tenant_service_is_allowed_only_for_the_enrolled_group() {
-    let p = policy();
+    let p = bundled();
     let enrolled = p
         .decide("claude.ai", &client("10.20.5.7"), 0, Via::Tls)
         .unwrap();
@@ -211,7 +205,7 @@ fn shared_tenant_service_is_allowed_only_for_the_enrolled_group() {
 
 #[test]
 fn explain_says_which_rule_and_why() {
-    let p = policy();
+    let p = bundled();
     let e = p.explain("Claude.AI.", &client("10.20.1.2"), 0);
     for needle in [
         "name:      claude.ai",
@@ -234,11 +228,7 @@ fn explain_says_which_rule_and_why() {
 }
 
 fn check(d: &Path) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_shadowgate"))
-        .args(["policy", "check"])
-        .arg(d)
-        .output()
-        .unwrap();
+    let out = bin().args(["policy", "check"]).arg(d).output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
@@ -247,7 +237,7 @@ fn check(d: &Path) -> (bool, String) {
 
 #[test]
 fn policy_check_reports_file_line_column_and_a_hint() {
-    let (ok, out) = check(&dir());
+    let (ok, out) = check(&policies());
     assert!(ok && out.contains("test is successful"), "{out}");
 
     let d = scratch("check");
@@ -335,15 +325,12 @@ fn schedules_follow_the_policy_time_zone() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !cond() {
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Wait (up to 10 s) until `cond` holds; fail the test naming `what` if it never does.
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    assert!(
+        until(Duration::from_secs(10), Duration::from_millis(20), cond),
+        "timed out waiting for {what}"
+    );
 }
 
 #[test]
@@ -400,8 +387,8 @@ fn hot_reload_rejects_a_broken_file_and_keeps_deciding() {
 
 #[test]
 fn replay_with_policy_gives_the_expected_decisions_for_the_ai_captures() {
-    let p = policy();
-    let caps = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/generated");
+    let p = bundled();
+    let caps = root().join("pcaps/generated");
     let mut got = Vec::new();
     for f in ["curl-dig.pcap", "aioquic.pcap", "chromium-ai.pcap"] {
         let mut sensor = shadowgate::flow::Sensor::new(Default::default());
@@ -580,46 +567,10 @@ fn replay_with_policy_gives_the_expected_decisions_for_the_ai_captures() {
     assert!(got.iter().all(|g| !g.3.is_empty()), "{got:#?}");
 }
 
-#[path = "../benches/synth.rs"]
-mod synth;
-
-/// A DHCP message from `mac` (request with a host name, or the server's ACK of `ip`).
-fn dhcp(mac: [u8; 6], hostname: Option<&str>, ack_ip: Option<[u8; 4]>) -> Vec<u8> {
-    use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode};
-    use dhcproto::{Encodable, Encoder};
-    let mut m = Message::default();
-    m.set_flags(Flags::default()).set_chaddr(&mac);
-    let to_server = ack_ip.is_none();
-    m.set_opcode(if to_server {
-        Opcode::BootRequest
-    } else {
-        Opcode::BootReply
-    });
-    if let Some(ip) = ack_ip {
-        m.set_yiaddr(ip);
-        m.opts_mut()
-            .insert(DhcpOption::MessageType(MessageType::Ack));
-    } else {
-        m.opts_mut()
-            .insert(DhcpOption::MessageType(MessageType::Request));
-    }
-    if let Some(h) = hostname {
-        m.opts_mut().insert(DhcpOption::Hostname(h.to_string()));
-    }
-    let mut buf = Vec::new();
-    m.encode(&mut Encoder::new(&mut buf)).unwrap();
-    if to_server {
-        synth::udp([0, 0, 0, 0], [255, 255, 255, 255], 68, 67, &buf)
-    } else {
-        synth::udp([10, 20, 0, 1], [10, 20, 9, 9], 67, 68, &buf)
-    }
-}
-
 #[test]
 fn dhcp_host_names_select_policy_groups() {
     use shadowgate::capture::Frame;
-    // The synthetic client MAC of synth::tcp/udp is 02:00:00:00:00:01.
-    let mac = [2, 0, 0, 0, 0, 1];
+    let mac = SYNTH_CLIENT_MAC;
     let frames = [
         dhcp(mac, Some("AI-Pilot-03"), None),
         dhcp(mac, None, Some([10, 20, 9, 9])),
@@ -650,7 +601,7 @@ fn dhcp_host_names_select_policy_groups() {
     }
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(out[0].client.hostname.as_deref(), Some("ai-pilot-03"));
-    let d = policy().decide_observation(&out[0]).unwrap();
+    let d = bundled().decide_observation(&out[0]).unwrap();
     assert_eq!(
         (d.action, d.rule_id.as_str()),
         (Action::Allow, "SG-110-claude-enterprise"),
@@ -663,8 +614,8 @@ fn dhcp_host_names_select_policy_groups() {
 /// a DNS question for at least 90 % of them gets a catalogued decision.
 #[test]
 fn catalogue_covers_community_ai_lists() {
-    let p = policy();
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ai-domains");
+    let p = bundled();
+    let data = root().join("tests/data/ai-domains");
     let list = std::fs::read_to_string(data.join("domains.txt")).unwrap();
     let names: Vec<&str> = list
         .lines()
@@ -822,7 +773,7 @@ fn lint(p: &Policy) -> Vec<String> {
 
 #[test]
 fn catalogue_lint_vendor_domains_sources_and_false_friends() {
-    let p = policy();
+    let p = bundled();
     let problems = lint(&p);
     assert!(problems.is_empty(), "{problems:#?}");
     for s in p.services() {

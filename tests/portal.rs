@@ -5,22 +5,21 @@
 //! tests/browser (CI does all of that); skips with the reason when one is missing.
 
 mod common;
-mod portal_bed;
-#[path = "../benches/synth.rs"]
-#[allow(dead_code)]
-mod synth;
+use common::cli::{bin, run};
+use common::daemon::{dns_from, http_get, metric, tls_from, wait_healthy, Daemon, METRICS};
+use common::events::{events, of_kind};
+use common::files::{root, tmpdir};
+use common::netns::{suffix, Testbed, CLIENT, CLIENT2, GW_LAN, SERVER, SERVER2, UPSTREAM_DNS};
+use common::policy::{copy_bundled, with_rules, PORTAL_RULES};
+use common::servers::{dns_server, TlsServer};
+use common::tools::{have, must};
+use common::wait::until;
 
+use shadowgate::portal::ca::covers;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-use common::daemon::{events, http_get, metric, tls_from, wait_healthy, Daemon, METRICS};
-use common::netns::{Testbed, CLIENT, CLIENT2, GW_LAN, SERVER, SERVER2, UPSTREAM_DNS};
-use common::servers::{dns_lookup, dns_server, TlsServer};
-use portal_bed::{bin, have, root, sh, suffix, write_policy};
-use shadowgate::portal::ca::covers;
-use shadowgate::record::Event;
 
 /// Long enough for the checks under the grant on a loaded 2-core machine (two browser starts).
 const GRANT_SECONDS: u64 = 60;
@@ -89,7 +88,7 @@ fn use_source(tb: &Testbed, src: Ipv4Addr) {
     ] {
         let mut a = vec!["ip", "-n", &tb.client, "route", "replace"];
         a.extend(r);
-        sh(&a);
+        must(&a);
     }
 }
 
@@ -122,23 +121,8 @@ fn browser(tb: &Testbed, phase: &str, home: &Path, dir: &Path, art: &Path) -> se
     v
 }
 
-fn of_kind<'a>(ev: &'a [Event], k: &str) -> Vec<&'a Event> {
-    ev.iter().filter(|e| e.kind == k).collect()
-}
-
-/// Poll until `f` holds (up to `within`); false if it never did.
-fn wait_for(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t = Instant::now();
-    loop {
-        if f() {
-            return true;
-        }
-        if t.elapsed() > within {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+/// How often the checks below poll the daemon.
+const POLL: Duration = Duration::from_millis(200);
 
 /// A leaf signed by the portal CA for any name, even outside its constraints (the portal itself
 /// never does that), as leaf.pem (with the CA) and leaf.key in `out`.
@@ -184,15 +168,6 @@ fn base64(b: &[u8]) -> String {
     s
 }
 
-/// DNS lookup of `name` at the daemon from `src` in the client namespace.
-fn lookup(tb: &Testbed, src: Ipv4Addr, name: &'static str) -> Result<Vec<Ipv4Addr>, String> {
-    tb.in_ns(&tb.client, move || {
-        dns_lookup(src.into(), SocketAddr::new(GW_LAN.into(), 53), name)
-    })
-    .join()
-    .unwrap()
-}
-
 #[test]
 fn portal_in_a_real_browser() {
     if let Some(r) = skip_reason() {
@@ -200,7 +175,7 @@ fn portal_in_a_real_browser() {
         return;
     }
     let tb = Testbed::new(&format!("sgpo-{}", suffix()));
-    let dir = common::daemon::tmpdir("portal");
+    let dir = tmpdir("daemon", "portal");
 
     // The internet: an upstream DNS zone, and one TLS server (20 ms away) for both services.
     let (service, _other) = tb
@@ -234,9 +209,9 @@ fn portal_in_a_real_browser() {
     // Policy (chatgpt coached, other consumer AI steered), portal CA (through the CLI), and
     // leaves the CA signed for a name outside its constraints and (control) one inside.
     let policy = dir.join("policy");
-    write_policy(&policy);
+    with_rules(&policy, PORTAL_RULES);
     let cadir = dir.join("ca");
-    let o = Command::new(bin())
+    let o = bin()
         .args([
             "portal",
             "ca",
@@ -266,8 +241,8 @@ fn portal_in_a_real_browser() {
     let nss = home.join(".pki/nssdb");
     std::fs::create_dir_all(&nss).unwrap();
     let db = format!("sql:{}", nss.display());
-    sh(&["certutil", "-d", &db, "-N", "--empty-password"]);
-    sh(&[
+    must(&["certutil", "-d", &db, "-N", "--empty-password"]);
+    must(&[
         "certutil",
         "-d",
         &db,
@@ -345,14 +320,17 @@ rate_per_client = 600
     // Before anything: both clients are sent to the portal by DNS and stopped on the wire.
     for c in [CLIENT, CLIENT2] {
         assert_eq!(
-            lookup(&tb, c, "chatgpt.com"),
+            dns_from(&tb, c, GW_LAN, "chatgpt.com"),
             Ok(vec![GW_LAN]),
             "{}",
             d.log()
         );
-        assert_eq!(lookup(&tb, c, "claude.ai"), Ok(vec![GW_LAN]));
+        assert_eq!(dns_from(&tb, c, GW_LAN, "claude.ai"), Ok(vec![GW_LAN]));
     }
-    assert_eq!(lookup(&tb, CLIENT, "www.example.org"), Ok(vec![SERVER2]));
+    assert_eq!(
+        dns_from(&tb, CLIENT, GW_LAN, "www.example.org"),
+        Ok(vec![SERVER2])
+    );
     assert!(tls_from(&tb, CLIENT, SERVER, "chatgpt.com").is_err());
     // The portal mints no certificate for a name nobody steers.
     let refused = tls_from(&tb, CLIENT, GW_LAN, "www.example.org");
@@ -371,7 +349,7 @@ rate_per_client = 600
     // The same client now REALLY reaches the service: a fresh lookup gets the real address, a TLS
     // connection from it gets the server's answer; then a new browser process loads the page.
     assert_eq!(
-        lookup(&tb, CLIENT, "chatgpt.com"),
+        dns_from(&tb, CLIENT, GW_LAN, "chatgpt.com"),
         Ok(vec![SERVER]),
         "{}",
         d.log()
@@ -383,13 +361,16 @@ rate_per_client = 600
         d.log()
     );
     assert_eq!(
-        lookup(&tb, CLIENT, "claude.ai"),
+        dns_from(&tb, CLIENT, GW_LAN, "claude.ai"),
         Ok(vec![GW_LAN]),
         "grant is per service"
     );
     let reach = browser(&tb, "reach", &home, &dir, &art);
     // A second client (10.20.1.3) is still steered: DNS, the wire and the browser.
-    assert_eq!(lookup(&tb, CLIENT2, "chatgpt.com"), Ok(vec![GW_LAN]));
+    assert_eq!(
+        dns_from(&tb, CLIENT2, GW_LAN, "chatgpt.com"),
+        Ok(vec![GW_LAN])
+    );
     assert!(tls_from(&tb, CLIENT2, SERVER, "chatgpt.com").is_err());
     use_source(&tb, CLIENT2);
     let r2 = browser(&tb, "client2", &home, &dir, &art);
@@ -427,7 +408,7 @@ rate_per_client = 600
 
     // The grant expires by itself: event, DNS answers the portal again, the wire stops the
     // service again, and a browser on client 1 is coached again.
-    let expired = wait_for(Duration::from_secs(GRANT_SECONDS + 30), || {
+    let expired = until(Duration::from_secs(GRANT_SECONDS + 30), POLL, || {
         !of_kind(&events(&dir), "grant_expired").is_empty()
     });
     assert!(expired, "no grant_expired event\n{}", d.log());
@@ -437,16 +418,17 @@ rate_per_client = 600
     assert_eq!(exp[0].client_ip, CLIENT.to_string());
     assert_eq!(exp[0].service.as_deref(), Some("chatgpt"));
     assert!(
-        wait_for(Duration::from_secs(10), || lookup(
+        until(Duration::from_secs(10), POLL, || dns_from(
             &tb,
             CLIENT,
+            GW_LAN,
             "chatgpt.com"
         ) == Ok(vec![GW_LAN])),
         "after expiry DNS answers the portal again: {:?}",
-        lookup(&tb, CLIENT, "chatgpt.com")
+        dns_from(&tb, CLIENT, GW_LAN, "chatgpt.com")
     );
     assert!(
-        wait_for(Duration::from_secs(10), || tls_from(
+        until(Duration::from_secs(10), POLL, || tls_from(
             &tb,
             CLIENT,
             SERVER,
@@ -543,12 +525,6 @@ rate_per_client = 600
 fn portal_ca_cli() {
     let dir = std::env::temp_dir().join(format!("sgportal-cli-{}", suffix()));
     let out = dir.join("ca");
-    let run = |args: &[&str]| {
-        Command::new(bin())
-            .args(args)
-            .output()
-            .expect("shadowgate runs")
-    };
     let pol = root().join("policies");
     let o = run(&[
         "portal",
@@ -681,8 +657,8 @@ fn daemon_refuses_a_wider_portal_ca() {
     use shadowgate::portal::ca;
     use std::os::unix::fs::PermissionsExt;
     let tb = Testbed::new(&format!("sgpw-{}", suffix()));
-    let dir = common::daemon::tmpdir("portal-wide");
-    let policy = common::daemon::policy_copy(&dir);
+    let dir = tmpdir("daemon", "portal-wide");
+    let policy = copy_bundled(&dir);
     let cadir = dir.join("ca");
     std::fs::create_dir_all(&cadir).unwrap();
     let p = shadowgate::policy::Policy::load(&policy).unwrap();
@@ -730,7 +706,7 @@ fn daemon_refuses_a_wider_portal_ca() {
         cadir.display()
     );
     assert!(
-        wait_for(Duration::from_secs(5), || d.log().contains(&fix)),
+        until(Duration::from_secs(5), POLL, || d.log().contains(&fix)),
         "{}",
         d.log()
     );
@@ -759,7 +735,7 @@ fn daemon_refuses_a_wider_portal_ca() {
         "Elm Street Clinic".into(),
         "--force".into(),
     ];
-    let o = Command::new(bin()).args(&args).output().unwrap();
+    let o = bin().args(&args).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let d = Daemon::start(&tb, &cfg);
     wait_healthy(&tb, &d);

@@ -1,8 +1,12 @@
 //! The portal's HTTP and TLS rules without a browser: in-process, in a private network namespace
 //! of the test thread (loopback only; 127.0.0.1 and 127.0.0.2 are two clients). Needs root.
 
-mod portal_bed;
-use portal_bed::{have, sh, suffix, write_policy};
+mod common;
+use common::events::{events, of_kind};
+use common::netns::suffix;
+use common::policy::{with_rules, PORTAL_RULES};
+use common::tools::{have, must};
+
 use std::time::Duration;
 
 use shadowgate::devices::Devices;
@@ -10,7 +14,7 @@ use shadowgate::enforce::grants::Grants;
 use shadowgate::policy::reload::PolicyHandle;
 use shadowgate::portal::config::PortalConf;
 use shadowgate::portal::{ca, serve, PortalCtx};
-use shadowgate::record::{Query, Store};
+use shadowgate::record::Store;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -89,11 +93,11 @@ fn portal_rules_without_a_browser() {
 fn run() {
     // SAFETY: moves only this thread into a new, empty network namespace.
     assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
-    sh(&["ip", "link", "set", "lo", "up"]);
+    must(&["ip", "link", "set", "lo", "up"]);
     let dir = std::env::temp_dir().join(format!("sgportal-inproc-{}", suffix()));
     std::fs::create_dir_all(&dir).unwrap();
     let policy_dir = dir.join("policy");
-    write_policy(&policy_dir);
+    with_rules(&policy_dir, PORTAL_RULES);
     let (cert, key) = ca::make_ca_for(&ca::policy_scope(&policy_dir).unwrap(), 1, "Test").unwrap();
     std::fs::write(dir.join("ca.pem"), &cert).unwrap();
     std::fs::write(dir.join("ca.key"), &key).unwrap();
@@ -332,11 +336,8 @@ fn run() {
         h.shutdown().await;
     });
     rec.stop();
-    let ev = Store::open(&store_path)
-        .unwrap()
-        .query(&Query::default())
-        .unwrap();
-    let kind = |k: &str| ev.iter().filter(|e| e.kind == k).collect::<Vec<_>>();
+    let ev = events(&dir);
+    let kind = |k| of_kind(&ev, k);
     let acks = kind("coach_ack");
     assert_eq!(acks.len(), 1);
     assert_eq!(acks[0].client_ip, ONE);

@@ -4,75 +4,26 @@
 //! listeners the test starts on 127.0.0.1.
 
 mod common;
-#[path = "../benches/synth.rs"]
-mod synth;
-use common::{ai_capture, bin};
+use common::cli::{bin, replay_with};
+use common::events::{events, json_lines};
+use common::files::{policies, store_config, tmpdir};
+use common::frames::ai_capture;
+use common::net::{free_port, tcp_collector, Collect};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shadowgate::record::{Query, Store};
 
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sg-record-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn policies() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("policies")
-        .display()
-        .to_string()
-}
-
-fn config(dir: &Path, sinks: &str) -> PathBuf {
-    let c = dir.join("shadowgate.toml");
-    std::fs::write(
-        &c,
-        format!("[sensor]\nid = \"test-gw\"\n[policy]\ndir = \"{}\"\n[store]\npath = \"events.db\"\nbatch = 500\n{sinks}", policies()),
-    )
-    .unwrap();
-    c
-}
-
-/// `shadowgate replay` of `pcap` with the configuration, deciding and recording; sinks are drained
-/// for up to `drain_s` seconds.
-fn replay_with(cfg: &Path, pcap: &Path, drain_s: u32) -> std::process::Output {
-    bin()
-        .args([
-            "replay",
-            "-q",
-            "--emit",
-            "decisions",
-            "--drain-timeout",
-            &drain_s.to_string(),
-            "--config",
-        ])
-        .arg(cfg)
-        .arg(pcap)
-        .output()
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn store_file_is_private_and_versioned() {
     use std::os::unix::fs::PermissionsExt;
-    let d = tmpdir("store");
-    let cfg = config(&d, "");
+    let d = tmpdir("record", "store");
+    let cfg = store_config(&d, "shadowgate.toml", &policies(), "");
     let pcap = ai_capture(&d, 50);
     let out = replay_with(&cfg, &pcap, 30);
     assert!(
@@ -143,10 +94,12 @@ fn store_file_is_private_and_versioned() {
 
 #[test]
 fn sigkill_during_a_burst_keeps_every_acknowledged_event_and_delivers_it() {
-    let d = tmpdir("kill");
+    let d = tmpdir("record", "kill");
     let out_file = d.join("siem.jsonl");
-    let cfg = config(
+    let cfg = store_config(
         &d,
+        "shadowgate.toml",
+        &policies(),
         &format!(
             "[[sink]]\nname = \"file\"\ntype = \"jsonl\"\npath = \"{}\"\n",
             out_file.display()
@@ -189,8 +142,7 @@ fn sigkill_during_a_burst_keeps_every_acknowledged_event_and_delivers_it() {
         "the replay finished before it could be killed"
     );
     assert!(acked > 0);
-    let st = Store::open(&d.join("events.db")).unwrap();
-    let stored = st.query(&Query::default()).unwrap();
+    let stored = events(&d);
     assert!(
         stored.len() as i64 >= acked,
         "acknowledged {acked}, stored {}",
@@ -199,7 +151,6 @@ fn sigkill_during_a_burst_keeps_every_acknowledged_event_and_delivers_it() {
     for (i, e) in stored.iter().enumerate().take(acked as usize) {
         assert_eq!(e.seq, i as i64 + 1);
     }
-    drop(st);
     // Restarted delivery sends everything that was recorded, in order.
     let out = bin()
         .args(["deliver", "--config"])
@@ -211,11 +162,7 @@ fn sigkill_during_a_burst_keeps_every_acknowledged_event_and_delivers_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out_file)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = json_lines(&std::fs::read_to_string(&out_file).unwrap());
     assert_eq!(lines.len(), stored.len());
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["event"]["sequence"], i as i64 + 1);
@@ -223,27 +170,14 @@ fn sigkill_during_a_burst_keeps_every_acknowledged_event_and_delivers_it() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
-/// Accept one TCP connection at a time on `port`, collecting all bytes until each peer closes.
-fn tcp_collector(listener: TcpListener) -> Arc<Mutex<Vec<u8>>> {
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let g = Arc::clone(&got);
-    std::thread::spawn(move || {
-        for s in listener.incoming().flatten() {
-            let mut s = s;
-            let mut buf = Vec::new();
-            let _ = s.read_to_end(&mut buf);
-            g.lock().unwrap().extend_from_slice(&buf);
-        }
-    });
-    got
-}
-
 #[test]
 fn siem_down_then_back_gets_everything_in_order() {
-    let d = tmpdir("down");
+    let d = tmpdir("record", "down");
     let port = free_port(); // nothing listens yet: the SIEM is down
-    let cfg = config(
+    let cfg = store_config(
         &d,
+        "shadowgate.toml",
+        &policies(),
         &format!("[[sink]]\nname = \"siem\"\ntype = \"jsonl\"\naddress = \"127.0.0.1:{port}\"\n"),
     );
     // A DNS lookup is one decision (query and answer together): 450 flows give over 500 events.
@@ -261,7 +195,10 @@ fn siem_down_then_back_gets_everything_in_order() {
     assert_eq!(st.cursor("siem").unwrap(), 0);
 
     // The SIEM comes back.
-    let got = tcp_collector(TcpListener::bind(("127.0.0.1", port)).unwrap());
+    let got = tcp_collector(
+        TcpListener::bind(("127.0.0.1", port)).unwrap(),
+        Collect::WholeConnections,
+    );
     let out = bin()
         .args(["deliver", "--config"])
         .arg(&cfg)
@@ -321,7 +258,7 @@ fn check_syslog(msg: &str) {
 
 #[test]
 fn syslog_over_udp_tcp_and_tls_with_cef() {
-    let d = tmpdir("syslog");
+    let d = tmpdir("record", "syslog");
     // TLS server certificate for "localhost", trusted through ca_file.
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let ca = d.join("ca.pem");
@@ -355,12 +292,14 @@ fn syslog_over_udp_tcp_and_tls_with_cef() {
     }
     let tcp_listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let tcp_port = tcp_listener.local_addr().unwrap().port();
-    let tcp_got = tcp_collector(tcp_listener);
+    let tcp_got = tcp_collector(tcp_listener, Collect::WholeConnections);
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let udp_port = udp.local_addr().unwrap().port();
-    let cfg = config(
+    let cfg = store_config(
         &d,
+        "shadowgate.toml",
+        &policies(),
         &format!(
             "[[sink]]\nname = \"udp\"\ntype = \"syslog\"\ntransport = \"udp\"\naddress = \"127.0.0.1:{udp_port}\"\n\
              [[sink]]\nname = \"tcp\"\ntype = \"syslog\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:{tcp_port}\"\n\
@@ -396,7 +335,7 @@ fn syslog_over_udp_tcp_and_tls_with_cef() {
 
 #[test]
 fn webhook_retries_until_the_server_accepts_and_aggregation_folds_repeats() {
-    let d = tmpdir("hook");
+    let d = tmpdir("record", "hook");
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let bodies = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
@@ -453,8 +392,10 @@ fn webhook_retries_until_the_server_accepts_and_aggregation_folds_repeats() {
             }
         });
     }
-    let cfg = config(
+    let cfg = store_config(
         &d,
+        "shadowgate.toml",
+        &policies(),
         &format!(
             "[[sink]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/ingest\"\nheaders = {{ Authorization = \"Bearer t\" }}\n\
              [[sink]]\nname = \"folded\"\ntype = \"jsonl\"\npath = \"folded.jsonl\"\naggregate_window_s = 3600\n"
@@ -486,11 +427,7 @@ fn webhook_retries_until_the_server_accepts_and_aggregation_folds_repeats() {
         .collect();
     assert_eq!(seqs, (1..=total).collect::<Vec<_>>());
     // Aggregated feed: one alert per (client, service, action), counts adding up; the store keeps all.
-    let folded: Vec<serde_json::Value> = std::fs::read_to_string(d.join("folded.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let folded = json_lines(&std::fs::read_to_string(d.join("folded.jsonl")).unwrap());
     let counted: i64 = folded
         .iter()
         .map(|f| f["shadowgate"]["repeat_count"].as_i64().unwrap_or(1))
@@ -525,7 +462,7 @@ fn webhook_retries_until_the_server_accepts_and_aggregation_folds_repeats() {
 
 #[test]
 fn a_full_disk_gives_a_clear_error_and_keeps_what_was_committed() {
-    let d = tmpdir("full");
+    let d = tmpdir("record", "full");
     let mnt = d.join("tiny");
     std::fs::create_dir_all(&mnt).unwrap();
     // A 256 KiB tmpfs (we are root in CI); skip where mounting is not allowed.
@@ -551,7 +488,7 @@ fn a_full_disk_gives_a_clear_error_and_keeps_what_was_committed() {
         &cfg,
         format!(
             "[policy]\ndir = \"{}\"\n[store]\npath = \"tiny/events.db\"\nbatch = 200\n",
-            policies()
+            policies().display()
         ),
     )
     .unwrap();

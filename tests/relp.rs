@@ -9,85 +9,23 @@
 //! queue an acknowledged message may still die with the process: see the README.)
 
 mod common;
-#[path = "../benches/synth.rs"]
-mod synth;
-use common::{ai_capture, bin};
+use common::cli::{bin, replay_with};
+use common::events::events;
+use common::files::{policies, store_config, TempDir};
+use common::frames::ai_capture;
+use common::net::free_port;
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shadowgate::record::{Query, Store};
+use shadowgate::record::Store;
 
 /// Messages outstanding at most per RELP session (`relp::DEFAULT_WINDOW`): after a failure at
 /// most this many are repeated.
 const WINDOW: usize = shadowgate::record::relp::DEFAULT_WINDOW;
-
-/// A fresh directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("sg-relp-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn policies() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("policies")
-        .display()
-        .to_string()
-}
-
-/// `shadowgate.toml`-style configuration `name` in `dir` with the shared store and `sinks`.
-fn config(dir: &Path, name: &str, sinks: &str) -> PathBuf {
-    let c = dir.join(name);
-    std::fs::write(
-        &c,
-        format!("[sensor]\nid = \"test-gw\"\n[policy]\ndir = \"{}\"\n[store]\npath = \"events.db\"\nbatch = 500\n{sinks}", policies()),
-    )
-    .unwrap();
-    c
-}
-
-/// `shadowgate replay` of `pcap` with the configuration, deciding and recording; sinks are drained
-/// for up to `drain_s` seconds.
-fn replay_with(cfg: &Path, pcap: &Path, drain_s: u32) -> std::process::Output {
-    bin()
-        .args([
-            "replay",
-            "-q",
-            "--emit",
-            "decisions",
-            "--drain-timeout",
-            &drain_s.to_string(),
-            "--config",
-        ])
-        .arg(cfg)
-        .arg(pcap)
-        .output()
-        .unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The syslog sink section for a RELP receiver on `port`.
 fn relp_sink(port: u16, tls: Option<&Certs>, batch: usize) -> String {
@@ -336,13 +274,7 @@ impl LineCounter {
 
 /// Store sequence of each received message, found through its CEF `externalId` (event id).
 fn seqs(dir: &Path, msgs: &[String]) -> Vec<i64> {
-    let st = Store::open(&dir.join("events.db")).unwrap();
-    let by_id: HashMap<String, i64> = st
-        .query(&Query::default())
-        .unwrap()
-        .into_iter()
-        .map(|e| (e.id, e.seq))
-        .collect();
+    let by_id: HashMap<String, i64> = events(dir).into_iter().map(|e| (e.id, e.seq)).collect();
     msgs.iter()
         .map(|m| {
             assert!(
@@ -395,11 +327,16 @@ fn check_at_least_once_in_order(msgs: &[String], seqs: &[i64], total: i64, windo
 
 #[test]
 fn a_burst_over_relp_arrives_whole_and_in_order() {
-    let d = TempDir::new("burst");
+    let d = TempDir::new("relp", "burst");
     let port = free_port();
     let mut rs = Rsyslog::configure(&d.0, port, None);
     rs.start();
-    let cfg = config(&d.0, "shadowgate.toml", &relp_sink(port, None, 500));
+    let cfg = store_config(
+        &d.0,
+        "shadowgate.toml",
+        &policies(),
+        &relp_sink(port, None, 500),
+    );
     let pcap = ai_capture(&d.0, 1700);
     let t = Instant::now();
     let out = replay_with(&cfg, &pcap, 30);
@@ -442,11 +379,11 @@ impl Drop for Reaped {
 /// is SIGKILLed `kills` times mid-stream and restarted: every event arrives, in order, with at most
 /// the in-flight window repeated each time.
 fn kill_and_restart_mid_stream(tag: &str, tls: bool, kills: usize) {
-    let d = TempDir::new(tag);
+    let d = TempDir::new("relp", tag);
     let certs = tls.then(|| make_certs(&d.0));
     let port = free_port();
     let mut rs = Rsyslog::configure(&d.0, port, certs.as_ref());
-    let rec = config(&d.0, "record.toml", "");
+    let rec = store_config(&d.0, "record.toml", &policies(), "");
     let out = replay_with(&rec, &ai_capture(&d.0, 1700), 0);
     assert!(
         out.status.success(),
@@ -459,7 +396,12 @@ fn kill_and_restart_mid_stream(tag: &str, tls: bool, kills: usize) {
         .unwrap();
     assert!(total >= 2000, "{total}");
     // Small batches: several are delivered before and after each kill.
-    let cfg = config(&d.0, "deliver.toml", &relp_sink(port, certs.as_ref(), 200));
+    let cfg = store_config(
+        &d.0,
+        "deliver.toml",
+        &policies(),
+        &relp_sink(port, certs.as_ref(), 200),
+    );
     rs.start();
     let t = Instant::now();
     let mut deliver = Reaped(
@@ -540,9 +482,14 @@ fn relp_over_tls_with_a_kill_mid_stream_loses_nothing() {
 #[test]
 fn a_receiver_that_is_down_then_back_gets_everything() {
     // Nothing listens: the replay records, delivery fails and the events wait in the store.
-    let d = TempDir::new("down");
+    let d = TempDir::new("relp", "down");
     let port = free_port();
-    let cfg = config(&d.0, "shadowgate.toml", &relp_sink(port, None, 500));
+    let cfg = store_config(
+        &d.0,
+        "shadowgate.toml",
+        &policies(),
+        &relp_sink(port, None, 500),
+    );
     let out = replay_with(&cfg, &ai_capture(&d.0, 100), 1);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -567,8 +514,7 @@ fn a_receiver_that_is_down_then_back_gets_everything() {
     );
     let msgs = received(&d.0);
     // The recovery is recorded (sink_up) and delivered too.
-    let st = Store::open(&d.0.join("events.db")).unwrap();
-    let evs = st.query(&Query::default()).unwrap();
+    let evs = events(&d.0);
     assert_eq!(evs.len() as i64, total + 1);
     assert_eq!(evs.last().unwrap().kind, "sink_up");
     assert_eq!(seqs(&d.0, &msgs), (1..=total + 1).collect::<Vec<_>>());

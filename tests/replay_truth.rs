@@ -3,14 +3,14 @@
 //! name and HTTP host in the truth file, and no name that is not there. Known differences are
 //! listed in EXCEPTIONS with their reason; an exception that no longer applies fails the test.
 
+mod common;
+use common::captures::captures;
+use common::files::root;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use shadowgate::flow::{Config, Kind, Sensor};
-
-#[path = "support/captures.rs"]
-mod support;
-use support::captures;
 
 /// (file suffix, category, name, reason): names tshark reports that shadowgate does not.
 const MISSING_OK: &[(&str, &str, &str, &str)] = &[
@@ -66,7 +66,7 @@ fn every_capture_matches_its_truth_on_two_threads() {
 }
 
 fn check_truth(threads: usize) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps");
+    let root = root().join("pcaps");
     let mut files = Vec::new();
     captures(&root, &mut files);
     files.sort();
@@ -180,7 +180,7 @@ fn check_truth(threads: usize) {
 fn grease_ech_hellos_are_decided_by_their_sni() {
     // Chrome sends a GREASE ECH extension in every hello, with the real SNI in the clear: the
     // SNI decides, so no names are inferred from DNS even though the same capture resolved them.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/public");
+    let root = root().join("pcaps/public");
     let mut sensor = Sensor::new(Config::default());
     let mut obs = Vec::new();
     let f = root.join("retina/quic-chrome-dns.pcap");

@@ -5,10 +5,13 @@
 
 #[path = "report/browser.rs"]
 mod browser;
+mod common;
 #[path = "report/fixtures.rs"]
 mod fixtures;
-#[path = "../benches/synth.rs"]
-mod synth;
+use common::cli::bin;
+use common::files::{policies, root, tmpdir};
+use common::frames::{dhcp, SYNTH_CLIENT_MAC};
+use common::synth;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -16,21 +19,6 @@ use std::process::Command;
 
 use fixtures::TZ;
 use serde_json::Value;
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shadowgate"))
-}
-
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sg-report-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn policies() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
-}
 
 /// Run `shadowgate report` on the fixture store; returns the output folder and the JSON.
 fn report(dir: &Path, week: &str, tz: &str, extra: &[&str]) -> (PathBuf, Value) {
@@ -81,7 +69,7 @@ fn row<'a>(
 
 #[test]
 fn known_counts_in_json_and_csv() {
-    let dir = tmp("counts");
+    let dir = tmpdir("report", "counts");
     let (out, j) = report(&dir, "2026-W47", TZ, &[]);
     let h = &j["headline"]["this_week"];
     // A 3 (2 claude, 1 approved), B 2, C 1, D 1, E 2.
@@ -285,7 +273,7 @@ fn known_counts_in_json_and_csv() {
 
 #[test]
 fn week_edges_follow_the_time_zone() {
-    let dir = tmp("edges");
+    let dir = tmpdir("report", "edges");
     // The visit that began Sunday 23:50 of W47 and went on past midnight is W47's: none in W48.
     let (_, w48) = report(&dir, "2026-W48", TZ, &[]);
     assert_eq!(w48["headline"]["this_week"]["visits"], 0);
@@ -312,7 +300,7 @@ fn week_edges_follow_the_time_zone() {
 
 #[test]
 fn pseudonymised_report_hides_people_and_is_stable_across_weeks() {
-    let dir = tmp("pseudo");
+    let dir = tmpdir("report", "pseudo");
     std::fs::write(dir.join("key"), "0123456789abcdef0123456789abcdef\n").unwrap();
     std::fs::write(
         dir.join("sg.toml"),
@@ -373,7 +361,7 @@ fn html_in_headless_chromium() {
         println!("skipped: Debian's chromium is not installed (CI installs it)");
         return;
     };
-    let dir = tmp("html");
+    let dir = tmpdir("report", "html");
     let (out, _) = report(&dir, "2026-W47", TZ, &[]);
     let html = out.join("report.html");
     let page = std::fs::read_to_string(&html).unwrap();
@@ -383,7 +371,7 @@ fn html_in_headless_chromium() {
         "self-contained"
     );
 
-    let art = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-artifacts/report");
+    let art = root().join("target/test-artifacts/report");
     std::fs::create_dir_all(&art).unwrap();
     // Element counts and overflow, measured by Chromium at the width of A4 paper less the
     // print margins (190 mm = 718 CSS px) and at the full A4 width (794 px).
@@ -440,7 +428,7 @@ fn mailed_through_a_local_starttls_server() {
         println!("skipped: python3 with aiosmtpd is not installed (CI installs it with pip)");
         return;
     }
-    let dir = tmp("mail");
+    let dir = tmpdir("report", "mail");
     let key = rcgen::KeyPair::generate().unwrap();
     let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".into()])
         .unwrap()
@@ -518,7 +506,7 @@ fn mailed_through_a_local_starttls_server() {
 
 #[test]
 fn schedule_writes_last_weeks_report() {
-    let dir = tmp("sched");
+    let dir = tmpdir("report", "sched");
     let db = dir.join("events.db");
     // One visit in the last complete week (UTC), whatever today is.
     let now = shadowgate::time::now_ns();
@@ -562,7 +550,7 @@ fn schedule_writes_last_weeks_report() {
 
 #[test]
 fn bad_arguments_say_what_to_do() {
-    let dir = tmp("args");
+    let dir = tmpdir("report", "args");
     let run = |args: &[&str]| {
         let o = bin().arg("report").args(args).output().unwrap();
         (
@@ -628,35 +616,6 @@ fn bad_arguments_say_what_to_do() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A DHCP message of the synthetic client (02:00:00:00:00:01): its request with `hostname`, or
-/// the server's ACK of 10.20.9.9.
-fn dhcp(hostname: Option<&str>) -> Vec<u8> {
-    use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, Opcode};
-    use dhcproto::{Encodable, Encoder};
-    let mut m = Message::default();
-    m.set_flags(Flags::default())
-        .set_chaddr(&[2, 0, 0, 0, 0, 1]);
-    match hostname {
-        Some(h) => {
-            m.set_opcode(Opcode::BootRequest);
-            m.opts_mut()
-                .insert(DhcpOption::MessageType(MessageType::Request));
-            m.opts_mut().insert(DhcpOption::Hostname(h.to_string()));
-        }
-        None => {
-            m.set_opcode(Opcode::BootReply).set_yiaddr([10, 20, 9, 9]);
-            m.opts_mut()
-                .insert(DhcpOption::MessageType(MessageType::Ack));
-        }
-    }
-    let mut buf = Vec::new();
-    m.encode(&mut Encoder::new(&mut buf)).unwrap();
-    match hostname {
-        Some(_) => synth::udp([0, 0, 0, 0], [255, 255, 255, 255], 68, 67, &buf),
-        None => synth::udp([10, 20, 0, 1], [10, 20, 9, 9], 67, 68, &buf),
-    }
-}
-
 /// Does a spreadsheet read this cell as a formula (OWASP: = + - @ tab CR first)?
 fn formula(cell: &str) -> bool {
     cell.starts_with(['=', '+', '-', '@', '\t', '\r'])
@@ -668,13 +627,13 @@ fn formula(cell: &str) -> bool {
 /// decision events), each with the header's columns.
 #[test]
 fn formula_host_names_are_text_in_every_csv() {
-    let dir = tmp("formula");
+    let dir = tmpdir("report", "formula");
     let evil = "=HYPERLINK(\"http://evil.example/x\",\"open\")";
     // The sensor reports host names in lower case.
     let neutralised = format!("'{}", evil.to_lowercase());
     let frames = vec![
-        dhcp(Some(evil)),
-        dhcp(None),
+        dhcp(SYNTH_CLIENT_MAC, Some(evil), None),
+        dhcp(SYNTH_CLIENT_MAC, None, Some([10, 20, 9, 9])),
         synth::tcp(
             [10, 20, 9, 9],
             [160, 79, 104, 10],

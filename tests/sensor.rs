@@ -2,30 +2,14 @@
 //! and retransmitted, no SYN seen, DNS over TCP framing, IP fragments, floods against the limits,
 //! and names inferred from DNS when the hello shows none.
 
-#[path = "../benches/synth.rs"]
-mod synth;
+mod common;
+use common::sensor::feed;
+use common::synth;
 
-use shadowgate::capture::Frame;
 use shadowgate::flow::{Config, Flag, Kind, Observation, Sensor};
 
 const C: [u8; 4] = [10, 9, 0, 5];
 const S: [u8; 4] = [160, 79, 104, 10];
-
-fn feed(sensor: &mut Sensor, frames: &[Vec<u8>]) -> Vec<Observation> {
-    let mut out = Vec::new();
-    for (i, f) in frames.iter().enumerate() {
-        let fr = Frame {
-            ts_ns: 1_700_000_000_000_000_000 + i as u64 * 1_000_000,
-            linktype: 1,
-            data: f,
-            orig_len: f.len() as u32,
-            offset: 0,
-        };
-        sensor.process(&fr, &mut out);
-    }
-    sensor.finish(&mut out);
-    out
-}
 
 fn hello_segments(
     sni: &str,
@@ -66,7 +50,7 @@ fn hello_in_order_reordered_and_retransmitted() {
             frames.push(segs[i].clone());
             frames.push(segs[i].clone()); // every segment retransmitted
         }
-        let obs = feed(&mut Sensor::new(Config::default()), &frames);
+        let obs = feed(&mut Sensor::new(Config::default()), 1, &frames);
         let o = only_hello(&obs);
         assert_eq!(o.name.as_deref(), Some("claude.ai"), "order {order:?}");
         assert!(o.flags.contains(&Flag::Segmented));
@@ -80,6 +64,7 @@ fn hello_without_syn_and_reordered_start() {
     let (_, segs) = hello_segments("chatgpt.com", 1800, 2, false);
     let obs = feed(
         &mut Sensor::new(Config::default()),
+        1,
         &[segs[1].clone(), segs[0].clone()],
     );
     assert_eq!(only_hello(&obs).name.as_deref(), Some("chatgpt.com"));
@@ -110,7 +95,7 @@ fn overlapping_retransmission_with_different_cut() {
         "PA",
         &ch[1100..],
     ));
-    let obs = feed(&mut Sensor::new(Config::default()), &frames);
+    let obs = feed(&mut Sensor::new(Config::default()), 1, &frames);
     assert_eq!(only_hello(&obs).name.as_deref(), Some("gemini.google.com"));
 }
 
@@ -128,7 +113,7 @@ fn tls_on_port_80_and_http_on_443_by_content() {
         "PA",
         b"GET / HTTP/1.1\r\nHost: chatgpt.com\r\n\r\n",
     ));
-    let obs = feed(&mut Sensor::new(Config::default()), &frames);
+    let obs = feed(&mut Sensor::new(Config::default()), 1, &frames);
     assert!(obs
         .iter()
         .any(|o| o.kind == Kind::TlsClientHello && o.name.as_deref() == Some("claude.ai")));
@@ -155,7 +140,7 @@ fn dns_over_tcp_pipelined_and_split() {
         synth::tcp(C, S, 53000, 53, 100, 1, "PA", &stream[..cut]),
         synth::tcp(C, S, 53000, 53, 100 + cut as u32, 1, "PA", &stream[cut..]),
     ];
-    let obs = feed(&mut Sensor::new(Config::default()), &frames);
+    let obs = feed(&mut Sensor::new(Config::default()), 1, &frames);
     let names: Vec<_> = obs
         .iter()
         .filter(|o| o.kind == Kind::DnsQuery)
@@ -196,6 +181,7 @@ fn fragmented_dns_answer_is_reassembled_in_any_order() {
     ];
     let obs = feed(
         &mut Sensor::new(Config::default()),
+        1,
         &[frags[2].clone(), frags[0].clone(), frags[1].clone()],
     );
     assert_eq!(obs.len(), 1, "{obs:?}");
@@ -206,7 +192,7 @@ fn fragmented_dns_answer_is_reassembled_in_any_order() {
         "160.79.104.10"
     );
     // Only the first fragment: the questions are still reported, flagged partial.
-    let obs = feed(&mut Sensor::new(Config::default()), &[frags[0].clone()]);
+    let obs = feed(&mut Sensor::new(Config::default()), 1, &[frags[0].clone()]);
     assert_eq!(obs.len(), 1, "{obs:?}");
     assert_eq!(obs[0].name.as_deref(), Some("claude.ai"));
     assert!(obs[0].flags.contains(&Flag::Partial));
@@ -224,7 +210,7 @@ fn name_inferred_from_dns_when_hello_has_no_sni_or_ech() {
     // An empty host_name reads as "no SNI", which is what a bare-IP connection sends.
     let ch = synth::client_hello("", 300);
     frames.push(synth::tcp(C, S, 51000, 443, 1, 0, "PA", &ch));
-    let obs = feed(&mut Sensor::new(Config::default()), &frames);
+    let obs = feed(&mut Sensor::new(Config::default()), 1, &frames);
     let h = only_hello(&obs);
     assert_eq!(h.name, None);
     assert_eq!(h.inferred_names, ["claude.ai"]);
@@ -255,7 +241,7 @@ fn flood_of_flows_stays_within_the_table() {
     let (mut hs, segs) = hello_segments("claude.ai", 1800, 2, true);
     frames.append(&mut hs);
     frames.extend(segs);
-    let obs = feed(&mut sensor, &frames);
+    let obs = feed(&mut sensor, 1, &frames);
     assert_eq!(only_hello(&obs).name.as_deref(), Some("claude.ai"));
     let st = sensor.stats();
     assert!(st.flows.active <= 1000, "{st:?}");
@@ -282,7 +268,7 @@ fn endless_hello_is_cut_at_the_buffer_cap() {
         ));
     }
     let mut sensor = Sensor::new(Config::default());
-    let obs = feed(&mut sensor, &frames);
+    let obs = feed(&mut sensor, 1, &frames);
     assert!(obs.is_empty());
     let st = sensor.stats();
     assert!(
@@ -318,7 +304,7 @@ fn flood_of_half_sent_hellos_stays_within_the_reassembly_budget() {
         "PA",
         &synth::client_hello("claude.ai", 500),
     ));
-    let obs = feed(&mut sensor, &frames);
+    let obs = feed(&mut sensor, 1, &frames);
     assert_eq!(only_hello(&obs).name.as_deref(), Some("claude.ai"));
     let st = sensor.stats();
     assert!(st.flows.reassembly_bytes <= budget as u64, "{st:?}");

@@ -1,20 +1,21 @@
 //! Sharded replay (`replay --threads N`) against one sensor over every bundled capture: the same
 //! observations in the same order (inferred names included) and the same counters.
 
+mod common;
+use common::captures::captures;
+use common::cli::bin;
+use common::files::root;
+use common::sensor::replay_capture;
+
 use std::path::Path;
 
 use shadowgate::flow::{sensor, Config, Observation, Sensor};
 use shadowgate::replay;
 
-#[path = "support/captures.rs"]
-mod support;
-use support::captures;
-
+/// `f` through one sensor (a read error ends the file, as in the sharded run): observations and
+/// counters.
 fn single(f: &Path) -> (Vec<Observation>, String) {
-    let mut s = Sensor::new(Config::default());
-    let mut obs = Vec::new();
-    let _ = replay::replay_file(f, &mut s, |o| obs.push(o.clone()), |_| {});
-    replay::finish(&mut s, |o| obs.push(o.clone()));
+    let (obs, s, _) = replay_capture(f);
     (obs, serde_json::to_string_pretty(&s.stats()).unwrap())
 }
 
@@ -39,9 +40,8 @@ fn sharded(f: &Path, n: usize) -> (Vec<Observation>, String, Vec<u64>) {
 
 #[test]
 fn sharded_replay_reports_what_one_sensor_reports() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps");
     let mut files = Vec::new();
-    captures(&root, &mut files);
+    captures(&root().join("pcaps"), &mut files);
     files.sort();
     assert!(files.len() >= 80, "{}", files.len());
     let mut observations = 0;
@@ -73,7 +73,6 @@ fn sharded_replay_reports_what_one_sensor_reports() {
 /// policy's decisions and `--stats`).
 #[test]
 fn threads_flag_prints_the_same_output() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let files = [
         "pcaps/generated/chromium-ai.pcap",
         "pcaps/generated/curl-dig.pcap",
@@ -81,8 +80,8 @@ fn threads_flag_prints_the_same_output() {
     ];
     for format in ["json", "table"] {
         let run = |threads: &str| {
-            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_shadowgate"));
-            c.current_dir(root)
+            let mut c = bin();
+            c.current_dir(root())
                 .args([
                     "replay", "--policy", "policies", "--stats", "--format", format,
                 ])

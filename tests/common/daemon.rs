@@ -3,38 +3,16 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::events::events;
 use super::netns::Testbed;
-use shadowgate::record::{Query, Store};
-
-pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("sg-daemon-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// A copy of the bundled policy (tests may break it).
-pub fn policy_copy(dir: &Path) -> PathBuf {
-    let p = dir.join("policies");
-    let o = std::process::Command::new("cp")
-        .args(["-r"])
-        .arg(root().join("policies"))
-        .arg(&p)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
-    p
-}
+use super::wait::until;
 
 /// The daemon under test, killed on drop.
 pub struct Daemon {
@@ -43,6 +21,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Start `shadowgate run --config CONFIG` in the gateway namespace.
     pub fn start(tb: &Testbed, config: &Path) -> Daemon {
         Self::start_with_env(tb, config, &[])
     }
@@ -50,7 +29,7 @@ impl Daemon {
     /// Start with extra environment (e.g. systemd's NOTIFY_SOCKET and WATCHDOG_USEC).
     pub fn start_with_env(tb: &Testbed, config: &Path, env: &[(&str, &str)]) -> Daemon {
         let mut child = std::process::Command::new("ip")
-            .args(["netns", "exec", &tb.gw, env!("CARGO_BIN_EXE_shadowgate")])
+            .args(["netns", "exec", &tb.gw, super::cli::EXE])
             .args(["run", "--config", config.to_str().unwrap()])
             .envs(env.iter().copied())
             .stdin(std::process::Stdio::null())
@@ -75,10 +54,12 @@ impl Daemon {
         Daemon { child, stderr }
     }
 
+    /// The daemon's process id.
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
+    /// Send the daemon signal `sig`.
     pub fn signal(&self, sig: i32) {
         // `ip netns exec` execs the daemon: the child's pid is the daemon's.
         // SAFETY: kill on our own child's pid.
@@ -87,6 +68,7 @@ impl Daemon {
         }
     }
 
+    /// Its exit status once it has exited (polled every 20 ms), None if it still runs after `within`.
     pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let t = Instant::now();
         while t.elapsed() < within {
@@ -98,53 +80,46 @@ impl Daemon {
         None
     }
 
+    /// What it wrote to stderr so far (its journal).
     pub fn log(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 }
 
 impl Drop for Daemon {
+    /// Kill the daemon and reap it.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// GET `path` from the metrics endpoint inside the gateway namespace.
+/// GET `path` from `addr` (the metrics endpoint) inside the gateway namespace.
 pub fn http_get(tb: &Testbed, addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let path = path.to_string();
-    tb.in_ns(&tb.gw, move || {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
-        write!(
-            s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        let code = out.get(9..12)?.parse().ok()?;
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-        Some((code, body))
-    })
-    .join()
-    .unwrap()
+    tb.in_ns(&tb.gw, move || super::http::get(addr, &path))
+        .join()
+        .unwrap()
 }
 
 pub const METRICS: &str = "127.0.0.1:9811";
 
 /// Wait until `/healthz` says ok (capture threads running).
 pub fn wait_healthy(tb: &Testbed, d: &Daemon) {
-    let t = Instant::now();
-    while t.elapsed() < Duration::from_secs(15) {
-        if let Some((200, _)) = http_get(tb, METRICS.parse().unwrap(), "/healthz") {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("daemon not healthy within 15 s; its log:\n{}", d.log());
+    let healthy = || {
+        matches!(
+            http_get(tb, METRICS.parse().unwrap(), "/healthz"),
+            Some((200, _))
+        )
+    };
+    assert!(
+        until(Duration::from_secs(15), Duration::from_millis(100), healthy),
+        "daemon not healthy within 15 s; its log:\n{}",
+        d.log()
+    );
 }
 
+/// The sum of the samples of metric `name` whose labels contain `labels`, in `/metrics` text.
 pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
@@ -153,6 +128,8 @@ pub fn metric(text: &str, name: &str, labels: &str) -> f64 {
         .sum()
 }
 
+/// `dir/shadowgate.toml` for the daemon on the testbed: capture on lan0, the policy in `policy`,
+/// the store `dir/events.db` (every event committed at once), metrics on [`METRICS`], and `extra`.
 pub fn config(dir: &Path, policy: &Path, extra: &str) -> PathBuf {
     let p = dir.join("shadowgate.toml");
     std::fs::write(
@@ -166,13 +143,6 @@ pub fn config(dir: &Path, policy: &Path, extra: &str) -> PathBuf {
     )
     .unwrap();
     p
-}
-
-pub fn events(dir: &Path) -> Vec<shadowgate::record::Event> {
-    Store::open(&dir.join("events.db"))
-        .unwrap()
-        .query(&Query::default())
-        .unwrap()
 }
 
 /// Wait until the store holds an event matching `f` (up to 5 s).
@@ -193,16 +163,6 @@ pub fn wait_event(
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-#[macro_export]
-macro_rules! need_root {
-    () => {
-        if !common::netns::can_run() {
-            eprintln!("skipped: needs root and `ip netns` (CI has both)");
-            return;
-        }
-    };
 }
 
 /// Send raw Ethernet frames out of `dev` in the calling thread's namespace.
@@ -258,6 +218,22 @@ pub fn tls_from(
     .unwrap()
 }
 
+/// A DNS lookup (type A) of `name` from `src` in the client namespace, asking `server`:53: the
+/// addresses, or the response code (see `servers::dns_lookup`).
+pub fn dns_from(
+    tb: &Testbed,
+    src: std::net::Ipv4Addr,
+    server: std::net::Ipv4Addr,
+    name: &str,
+) -> Result<Vec<std::net::Ipv4Addr>, String> {
+    let name = name.to_string();
+    tb.in_ns(&tb.client, move || {
+        super::servers::dns_lookup(src.into(), SocketAddr::new(server.into(), 53), &name)
+    })
+    .join()
+    .unwrap()
+}
+
 /// A TLS server for `names` on `addr`:443 in the internet namespace, answering 20 ms late.
 pub fn tls_server(
     tb: &Testbed,
@@ -273,4 +249,52 @@ pub fn tls_server(
     })
     .join()
     .unwrap()
+}
+
+/// systemd's side of the notify protocol: a datagram socket that records when each message came.
+pub struct NotifySocket {
+    pub path: PathBuf,
+    got: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+impl NotifySocket {
+    /// Bind `dir/notify.sock` and record what arrives on a thread of its own.
+    pub fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&path);
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = Arc::clone(&got);
+        std::thread::spawn(move || {
+            let mut b = [0u8; 1024];
+            while let Ok(n) = sock.recv(&mut b) {
+                g.lock().unwrap().push((
+                    Instant::now(),
+                    String::from_utf8_lossy(&b[..n]).into_owned(),
+                ));
+            }
+        });
+        NotifySocket { path, got }
+    }
+
+    /// Times of the WATCHDOG=1 keep-alives so far.
+    pub fn keepalives(&self) -> Vec<Instant> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, m)| m.lines().any(|l| l == "WATCHDOG=1"))
+            .map(|(t, _)| *t)
+            .collect()
+    }
+
+    /// Every message so far, in the order they came.
+    pub fn messages(&self) -> Vec<String> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
 }

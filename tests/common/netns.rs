@@ -7,6 +7,8 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Output, Stdio};
 
+use super::tools::ip;
+
 /// client (10.20.1.2, .3, .4) -- lan0 [gateway 10.20.1.1 | 10.99.2.1] wan0 -- inet (10.99.2.2 ..)
 pub struct Testbed {
     pub client: String,
@@ -36,14 +38,40 @@ pub fn can_run() -> bool {
         .unwrap_or(false)
 }
 
-fn ip(args: &[&str]) {
-    let o = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        o.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr)
-    );
+/// Why the namespace tests cannot run here, if they cannot (see [`can_run`]).
+pub fn unavailable() -> Option<String> {
+    (!can_run()).then(|| "needs root and `ip netns` (CI has both)".to_string())
+}
+
+/// Four hex digits that differ between runs and processes, for names of namespaces and folders
+/// that test binaries running at once must not share.
+pub fn suffix() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:04x}", (t ^ std::process::id().rotate_left(7)) & 0xffff)
+}
+
+/// Move the calling thread into namespace `ns` (threads it spawns inherit it).
+pub fn enter(ns: &str) {
+    let path = format!("/run/netns/{ns}");
+    let file = std::fs::File::open(&path).expect("open netns");
+    // SAFETY: a valid namespace descriptor; setns changes only this thread's namespace.
+    let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
+}
+
+/// Run `f` on a new thread inside namespace `ns` (its sockets live there).
+pub fn in_ns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        enter(&ns);
+        f()
+    })
 }
 
 impl Testbed {
@@ -190,20 +218,13 @@ impl Testbed {
             .expect("spawn in namespace")
     }
 
-    /// Run `f` on a new thread inside namespace `ns` (its sockets live there).
+    /// Run `f` on a new thread inside namespace `ns` of this testbed (see [`in_ns`]).
     pub fn in_ns<T: Send + 'static>(
         &self,
         ns: &str,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> std::thread::JoinHandle<T> {
-        let path = format!("/run/netns/{ns}");
-        std::thread::spawn(move || {
-            let file = std::fs::File::open(&path).expect("open netns");
-            // SAFETY: a valid namespace descriptor; only this thread changes namespace.
-            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(r, 0, "setns {path}: {}", std::io::Error::last_os_error());
-            f()
-        })
+        in_ns(ns, f)
     }
 }
 

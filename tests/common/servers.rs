@@ -200,10 +200,7 @@ pub fn tls_get(
     )
     .unwrap();
     let mut s = match bind {
-        Some(ip) => {
-            let sock = socket2_connect(ip, addr).map_err(|e| e.to_string())?;
-            sock
-        }
+        Some(ip) => socket2_connect(ip, addr).map_err(|e| e.to_string())?,
         None => {
             TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?
         }
@@ -355,7 +352,8 @@ pub fn dns_lookup(
         .collect())
 }
 
-fn rand_id() -> u16 {
+/// A DNS message id that differs between calls (the clock's nanoseconds).
+pub fn rand_id() -> u16 {
     (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

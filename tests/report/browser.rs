@@ -138,12 +138,8 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start(dir: &Path, inbox: &Path) -> SmtpServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/report/smtp_server.py");
+        let port = crate::common::net::free_port();
+        let script = crate::common::files::root().join("tests/report/smtp_server.py");
         let mut child = Command::new("python3")
             .arg(script)
             .arg(dir.join("cert.pem"))
