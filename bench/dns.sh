@@ -17,8 +17,12 @@ done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-(cd "$ROOT" && cargo build --release --bin shadowgate >&2)
-BIN=$CARGO_TARGET_DIR/release/shadowgate
+# BIN: a shadowgate binary to measure instead of this tree's release build (e.g. an older one, to
+# compare two builds in the same conditions).
+if [ -z "${BIN:-}" ]; then
+    (cd "$ROOT" && cargo build --release --bin shadowgate >&2)
+    BIN=$CARGO_TARGET_DIR/release/shadowgate
+fi
 
 S=$(printf '%04x' $((RANDOM % 65536)))
 C=sgdns-c$S G=sgdns-g$S U=sgdns-u$S

@@ -9,9 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-1000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet --example reset_latency --example enforce_demo
-"$CARGO_TARGET_DIR/release/examples/reset_latency" "$N"
+# EXAMPLES: a directory holding reset_latency and enforce_demo built elsewhere (e.g. from an older
+# commit, to compare two builds in the same conditions); default: build this tree's.
+if [ -z "${EXAMPLES:-}" ]; then
+  cargo build --release --quiet --example reset_latency --example enforce_demo
+  EXAMPLES="$CARGO_TARGET_DIR/release/examples"
+fi
+"$EXAMPLES/reset_latency" "$N"
 NS="sgnft-bench-$$"
 ip netns add "$NS"
 trap 'ip netns del "$NS"' EXIT
-ip netns exec "$NS" "$CARGO_TARGET_DIR/release/examples/enforce_demo" bench 50000
+ip netns exec "$NS" "$EXAMPLES/enforce_demo" bench 50000

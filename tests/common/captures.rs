@@ -1,6 +1,6 @@
 //! Every capture file (`.pcap`, `.pcapng`) under a folder, in path order: shared by the tests
 //! that replay all bundled captures (also by a unit test in `src/`, through
-//! `tests/support/captures.rs`).
+//! `#[path]` in `src/pipeline/json/tests.rs`).
 
 use std::path::{Path, PathBuf};
 

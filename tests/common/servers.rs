@@ -330,7 +330,9 @@ pub fn dns_lookup(
     use hickory_proto::op::{Message, Query};
     use hickory_proto::rr::{Name, RData, RecordType};
     let sock = std::net::UdpSocket::bind(SocketAddr::new(bind, 0)).map_err(|e| e.to_string())?;
-    sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    // A stub resolver's own wait (glibc: 5 s): a daemon that has just started on a loaded 2-core
+    // machine may take more than 2 s for its first answer.
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut m = Message::query();
     m.metadata.id = rand_id();
     m.metadata.recursion_desired = true;
