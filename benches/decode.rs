@@ -180,7 +180,7 @@ fn store(c: &mut Criterion) {
     g.bench_function("append_batch_of_1000", |b| {
         b.iter(|| {
             let mut batch: Vec<Event> = (0..1000)
-                .map(|_| Event::from_decision(&o, &d, "bench"))
+                .map(|_| Event::decided(o.kind.into(), &o, &d, "bench", None, None))
                 .collect();
             st.append(&mut batch).unwrap()
         })

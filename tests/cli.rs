@@ -278,7 +278,10 @@ fn every_printing_command_ends_quietly_on_a_closed_pipe() {
     let decisions = |db: &str| {
         let st = Store::open(Path::new(db)).unwrap();
         let ev = st.query(&Default::default()).unwrap();
-        let stops = ev.iter().filter(|e| e.kind == "sensor_stop").count();
+        let stops = ev
+            .iter()
+            .filter(|e| e.kind.as_str() == "sensor_stop")
+            .count();
         (ev.iter().filter(|e| !e.is_system()).count(), stops)
     };
     let (db_read, db_closed) = (s(&dir.join("read.db")), s(&dir.join("closed.db")));

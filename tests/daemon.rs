@@ -512,7 +512,7 @@ impl shadowgate::pipeline::Output for Wedge {
         &mut self,
         o: &shadowgate::flow::Observation,
         _: Option<&shadowgate::policy::Decision>,
-    ) -> Result<(), String> {
+    ) -> Result<Option<shadowgate::record::Enforced>, String> {
         if o.name.as_deref() == Some("wedge.example") {
             let (m, c) = &*self.0;
             let mut wedged = m.lock().unwrap();
@@ -522,7 +522,7 @@ impl shadowgate::pipeline::Output for Wedge {
                 wedged = c.wait(wedged).unwrap();
             }
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -741,9 +741,9 @@ fn daemon_applies_retention_and_the_size_cap_but_keeps_undelivered_events() {
                 "x",
                 serde_json::json!({}),
             );
-            e.kind = "tls_client_hello".into();
+            e.kind = shadowgate::flow::Kind::TlsClientHello.into();
             e.seen_via = "tls".into();
-            e.action = "steer".into();
+            e.action = Some(shadowgate::policy::Action::Steer);
             e.client_ip = format!("10.0.{}.{}", i / 250, i % 250);
             e.name = "claude.ai".into();
             e.detail = Some("y".repeat(200));

@@ -87,7 +87,7 @@ fn a_siem_that_never_reads_does_not_delay_the_others() {
         .query(&Query::default())
         .unwrap()
         .into_iter()
-        .filter(|e| e.kind == "sink_down")
+        .filter(|e| e.kind.as_str() == "sink_down")
         .count();
     assert_eq!(down, 1, "one sink_down event for the stuck sink");
     drop(held);
@@ -201,11 +201,11 @@ fn policy_reloads_and_sink_outages_are_system_events_in_the_store_and_the_ecs_fe
     );
     std::thread::sleep(Duration::from_millis(300));
     let st = Store::open(&store).unwrap();
-    let kinds: Vec<String> = st
+    let kinds: Vec<&str> = st
         .query(&Query::default())
         .unwrap()
         .into_iter()
-        .map(|e| e.kind)
+        .map(|e| e.kind.as_str())
         .collect();
     assert_eq!(
         kinds,

@@ -2,6 +2,7 @@
 //! answers 20 ms late, driven by real UDP/TCP clients bound to 127.0.0.x addresses.
 
 mod common;
+use common::events::{words, Event};
 use common::files::{policies, tmpdir};
 use common::policy::with_rules;
 use common::servers::rand_id;
@@ -22,9 +23,10 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use shadowgate::config::{DnsConf, PortalConf};
 use shadowgate::devices::Devices;
 use shadowgate::enforce::grants::Grants;
+use shadowgate::pipeline::Judge;
 use shadowgate::policy::reload::PolicyHandle;
 use shadowgate::record::queue::{start, EventTx, RecorderThread};
-use shadowgate::record::{Event, Store};
+use shadowgate::record::Store;
 use shadowgate::resolver::{serve, DnsCtx, DnsHandle, QueryResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -305,11 +307,10 @@ upstream_timeout_ms = 300
             Some("frontdesk-1"),
         );
         let ctx = DnsCtx {
-            policy: PolicyHandle::load(policy).unwrap(),
+            judge: Judge::new(PolicyHandle::load(policy).unwrap(), "gw-test")
+                .recording(tx)
+                .with_devices(devices),
             grants: grants.clone(),
-            devices,
-            events: Some(tx),
-            sensor: "gw-test".into(),
             enforcing: enforcing.clone(),
             registry: registry.clone(),
         };
@@ -333,7 +334,13 @@ upstream_timeout_ms = 300
         if let Some(r) = self.recorder.take() {
             tokio::task::spawn_blocking(move || r.stop()).await.unwrap();
         }
-        Store::open(&self.store).unwrap().after(0, 10_000).unwrap()
+        Store::open(&self.store)
+            .unwrap()
+            .after(0, 10_000)
+            .unwrap()
+            .iter()
+            .map(words)
+            .collect()
     }
 
     fn count(&self, r: QueryResult) -> u64 {
@@ -721,11 +728,9 @@ async fn bind_errors_name_the_address() {
     ))
     .unwrap();
     let ctx = DnsCtx {
-        policy: PolicyHandle::load(&policies()).unwrap(),
+        judge: Judge::new(PolicyHandle::load(&policies()).unwrap(), "t")
+            .with_devices(Arc::new(Devices::new())),
         grants: Arc::new(Grants::new()),
-        devices: Arc::new(Devices::new()),
-        events: None,
-        sensor: "t".into(),
         enforcing: Arc::new(AtomicBool::new(true)),
         registry: prometheus::Registry::new(),
     };
@@ -745,11 +750,9 @@ async fn servfail_and_unhealthy_when_no_upstream_answers() {
     ))
     .unwrap();
     let ctx = DnsCtx {
-        policy: PolicyHandle::load(&policies()).unwrap(),
+        judge: Judge::new(PolicyHandle::load(&policies()).unwrap(), "t")
+            .with_devices(Arc::new(Devices::new())),
         grants: Arc::new(Grants::new()),
-        devices: Arc::new(Devices::new()),
-        events: None,
-        sensor: "t".into(),
         enforcing: Arc::new(AtomicBool::new(true)),
         registry: prometheus::Registry::new(),
     };

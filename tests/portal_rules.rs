@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use shadowgate::devices::Devices;
 use shadowgate::enforce::grants::Grants;
+use shadowgate::pipeline::Judge;
 use shadowgate::policy::reload::PolicyHandle;
 use shadowgate::portal::config::PortalConf;
 use shadowgate::portal::{ca, serve, PortalCtx};
@@ -151,11 +152,9 @@ fn run() {
         let e = serve(
             wconf,
             PortalCtx {
-                policy: Arc::clone(&policy),
+                judge: Judge::new(Arc::clone(&policy), "inproc")
+                    .with_devices(Arc::new(Devices::new())),
                 grants: Arc::new(Grants::new()),
-                devices: Arc::new(Devices::new()),
-                events: None,
-                sensor: "inproc".into(),
                 registry: prometheus::Registry::new(),
             },
         )
@@ -180,11 +179,10 @@ fn run() {
         let h = serve(
             conf,
             PortalCtx {
-                policy: Arc::clone(&policy),
+                judge: Judge::new(Arc::clone(&policy), "inproc")
+                    .recording(tx)
+                    .with_devices(Arc::new(Devices::new())),
                 grants: Arc::clone(&grants),
-                devices: Arc::new(Devices::new()),
-                events: Some(tx),
-                sensor: "inproc".into(),
                 registry: registry.clone(),
             },
         )

@@ -17,7 +17,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shadowgate::record::{Query, Store};
+use shadowgate::policy::Action;
+use shadowgate::record::{Query, Store, SystemKind};
 
 #[test]
 fn store_file_is_private_and_versioned() {
@@ -64,7 +65,7 @@ fn store_file_is_private_and_versioned() {
         !claude.is_empty()
             && claude
                 .iter()
-                .all(|e| e.service.as_deref() == Some("claude") && e.action == "steer")
+                .all(|e| e.service.as_deref() == Some("claude") && e.action == Some(Action::Steer))
     );
     // The CLI query: CSV with a header and one row per event.
     let csv = bin()
@@ -76,7 +77,7 @@ fn store_file_is_private_and_versioned() {
     assert!(text.starts_with("id,seq,ts,sensor,client_ip"), "{text}");
     let steer = st
         .query(&Query {
-            action: Some("steer".into()),
+            action: Some(Some(Action::Steer)),
             ..Query::default()
         })
         .unwrap()
@@ -223,8 +224,14 @@ fn siem_down_then_back_gets_everything_in_order() {
     // same feed: the recovery is the one event added by the delivery run.
     let events = st.query(&Query::default()).unwrap();
     assert_eq!(events.len() as i64, total + 1);
-    assert_eq!(events.iter().filter(|e| e.kind == "sink_down").count(), 1);
-    assert_eq!(events.last().unwrap().kind, "sink_up");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.kind == SystemKind::SinkDown.into())
+            .count(),
+        1
+    );
+    assert_eq!(events.last().unwrap().kind, SystemKind::SinkUp.into());
     assert_eq!(seqs, (1..=total + 1).collect::<Vec<_>>());
     assert_eq!(st.cursor("siem").unwrap(), total + 1);
     let _ = std::fs::remove_dir_all(&d);

@@ -49,10 +49,18 @@ pub fn run(a: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let action = match a.action.as_deref().map(crate::record::event::parse_action) {
+        None => None,
+        Some(Ok(act)) => Some(act),
+        Some(Err(e)) => {
+            eprintln!("shadowgate: --action: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut q = Query {
         service: a.service,
         client: a.client,
-        action: a.action,
+        action,
         limit: a.limit,
         ..Query::default()
     };
@@ -122,7 +130,7 @@ fn write_events(out: &mut dyn Write, events: &[Event], format: EventFormat) -> s
                         &e.client_ip,
                         e.service.as_deref().unwrap_or("-"),
                         &e.name,
-                        &e.action,
+                        e.action_word(),
                         &e.rule_id,
                         &count,
                     ],

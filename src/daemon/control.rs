@@ -12,14 +12,13 @@ use serde_json::json;
 
 use super::health::{Edge, Status};
 use super::Shared;
-use crate::record::queue;
 use crate::record::SystemKind;
 
 /// Signals and the once-a-second duties, until asked to stop. Returns how it ended.
 pub(super) fn main_loop(
     shared: &Arc<Shared>,
     break_glass_file: &Path,
-    expiry: Option<queue::EventTx>,
+    expiry: Option<crate::pipeline::Judge>,
     runtime: Option<tokio::runtime::Handle>,
 ) -> &'static str {
     use signal_hook::consts::{SIGINT, SIGTERM};
@@ -89,14 +88,11 @@ pub(super) fn main_loop(
         if last_second.elapsed() >= Duration::from_secs(1) {
             last_second = Instant::now();
             duties.each_second(shared);
-            if let Some(tx) = &expiry {
-                for e in crate::portal::expiry_events(
-                    &shared.grants,
-                    &shared.config.sensor.id,
-                    &shared.policy.current(),
-                    &shared.devices,
-                ) {
-                    tx.send(e);
+            if let Some(judge) = &expiry {
+                for e in
+                    crate::portal::expiry_events(&shared.grants, judge, &shared.policy.current())
+                {
+                    judge.record_event(e);
                 }
             }
         }

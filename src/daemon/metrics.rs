@@ -253,7 +253,11 @@ impl StatsDelta {
 pub struct CountOutput(pub Metrics);
 
 impl Output for CountOutput {
-    fn send(&mut self, o: &Observation, d: Option<&Decision>) -> Result<(), String> {
+    fn send(
+        &mut self,
+        o: &Observation,
+        d: Option<&Decision>,
+    ) -> Result<Option<crate::record::Enforced>, String> {
         self.0
             .observations
             .with_label_values(&[o.kind.as_str()])
@@ -264,7 +268,7 @@ impl Output for CountOutput {
                 .with_label_values(&[d.action.as_str(), d.service.as_deref().unwrap_or("")])
                 .inc();
         }
-        Ok(())
+        Ok(None)
     }
 }
 

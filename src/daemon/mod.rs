@@ -174,14 +174,17 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     let (shared, mode) = start::shared_state(config, policy, system)?;
     // The recorder before anything that decides: every later step may record an event.
     let (events, recorder) = start::recorder(&shared)?;
+    // One decision path for capture, the resolver and the portal.
+    let judge = start::judge(&shared, &events);
     // Capture sockets need CAP_NET_RAW, and a wrong interface name is the configuration's
     // fault: open them before the runtime and the listeners.
     let sockets = start::open_captures(&shared, config_path)?;
     let rt = start::runtime()?;
     // Listeners bind now: a port another program holds is a configuration error.
-    let listeners = start::listeners(&rt, &shared, &events)?;
-    // Capture threads only after the listeners, so the pipeline knows their addresses.
-    let captures = start::spawn_captures(sockets, &shared, &events, mode)?;
+    let listeners = start::listeners(&rt, &shared, &events, &judge)?;
+    // Capture threads only after the listeners, so what they claimed is known from the first
+    // frame on.
+    let captures = start::spawn_captures(sockets, &shared, &judge, mode)?;
     let feed = start::spawn_feed(&shared)?;
     let refresher = start::spawn_device_refresh(&shared);
     // `sensor_start`, then the catalogue in force: the record reads in start order.
@@ -193,6 +196,7 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     let running = start::Running {
         shared,
         events,
+        judge,
         recorder,
         rt,
         listeners,

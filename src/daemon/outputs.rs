@@ -1,47 +1,10 @@
-//! What the daemon adds to each capture pipeline: the event `detail` saying what enforcement did,
-//! and the device table's completion of each observation before the policy decides.
+//! What the daemon adds to each capture pipeline: the device table learns from every
+//! observation and completes it before the policy decides.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use serde_json::json;
-
 use crate::devices::Devices;
-use crate::enforce::grants::Grants;
-use crate::flow::{Kind, Observation};
-use crate::pipeline::Annotate;
-use crate::policy::{Action, Decision};
-
-/// Does this decision stop traffic (for a client without a grant)?
-pub fn stops(d: &Decision) -> bool {
-    matches!(d.action, Action::Block | Action::Steer | Action::Coach)
-}
-
-/// The `detail` of a capture decision's event: what enforcement did (or would have done).
-pub fn annotator(grants: Arc<Grants>, enforcing: Arc<AtomicBool>) -> Annotate {
-    Box::new(move |o: &Observation, d: &Decision| {
-        if !stops(d) {
-            return None;
-        }
-        let granted = d.action == Action::Coach
-            && d.service
-                .as_deref()
-                .is_some_and(|s| grants.active(o.client.ip, s));
-        let how = match o.kind {
-            Kind::TlsClientHello | Kind::HttpRequest | Kind::ProxyConnect => "reset",
-            Kind::QuicInitial => "quic_drop",
-            Kind::DnsQuery | Kind::DnsAnswer => "quic_drop_answered",
-        };
-        let state = if granted {
-            "granted"
-        } else if enforcing.load(Ordering::Relaxed) {
-            "stopped"
-        } else {
-            "would_stop"
-        };
-        Some(json!({"enforcement": state, "how": how}).to_string())
-    })
-}
+use crate::flow::Observation;
 
 /// Learn the client's MAC and DHCP host name from an observation into the device table, and
 /// complete what the observation lacks from it (neighbour table, leases file).

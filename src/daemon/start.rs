@@ -22,6 +22,7 @@ use crate::enforce::enforcer::{EnforceMetrics, Enforcer};
 use crate::enforce::grants::Grants;
 use crate::enforce::nft::{Nft, TableSpec};
 use crate::enforce::reset::Resetter;
+use crate::pipeline::Judge;
 use crate::pipeline::Pipeline;
 use crate::policy::reload::{PolicyHandle, ReloadOutcome};
 use crate::policy::Policy;
@@ -62,6 +63,8 @@ pub(super) struct Listeners {
 pub(super) struct Running {
     pub shared: Arc<Shared>,
     pub events: EventTx,
+    /// The one decision path every source shares (it holds a sender of `events`).
+    pub judge: Judge,
     pub recorder: RecorderThread,
     pub rt: tokio::runtime::Runtime,
     pub listeners: Listeners,
@@ -300,6 +303,7 @@ pub(super) fn listeners(
     rt: &tokio::runtime::Runtime,
     shared: &Shared,
     events: &EventTx,
+    judge: &Judge,
 ) -> Result<Listeners, RunError> {
     if let Some(m) = &shared.config.metrics {
         let scrape = Arc::new(Scrape {
@@ -313,8 +317,8 @@ pub(super) fn listeners(
             .map_err(RunError::Config)?;
     }
     Ok(Listeners {
-        portal: portal(rt, shared, events)?,
-        dns: resolver(rt, shared, events)?,
+        portal: portal(rt, shared, judge)?,
+        dns: resolver(rt, shared, judge)?,
     })
 }
 
@@ -339,17 +343,14 @@ fn watched<H: Send + 'static>(
 fn portal(
     rt: &tokio::runtime::Runtime,
     shared: &Shared,
-    events: &EventTx,
+    judge: &Judge,
 ) -> Result<Option<Slot<PortalHandle>>, RunError> {
     let Some(pc) = &shared.config.portal else {
         return Ok(None);
     };
     let ctx = crate::portal::PortalCtx {
-        policy: Arc::clone(&shared.policy),
+        judge: judge.clone(),
         grants: Arc::clone(&shared.grants),
-        devices: Arc::clone(&shared.devices),
-        events: Some(events.clone()),
-        sensor: shared.config.sensor.id.clone(),
         registry: shared.metrics.registry.clone(),
     };
     let h = rt
@@ -366,17 +367,14 @@ fn portal(
 fn resolver(
     rt: &tokio::runtime::Runtime,
     shared: &Shared,
-    events: &EventTx,
+    judge: &Judge,
 ) -> Result<Option<Slot<DnsHandle>>, RunError> {
     let Some(dc) = &shared.config.dns else {
         return Ok(None);
     };
     let ctx = crate::resolver::DnsCtx {
-        policy: Arc::clone(&shared.policy),
+        judge: judge.clone(),
         grants: Arc::clone(&shared.grants),
-        devices: Arc::clone(&shared.devices),
-        events: Some(events.clone()),
-        sensor: shared.config.sensor.id.clone(),
         enforcing: Arc::clone(&shared.enforcing),
         registry: shared.metrics.registry.clone(),
     };
@@ -390,28 +388,12 @@ fn resolver(
     Ok(Some(watched(h, DnsHandle::healthy, &shared.health.dns)))
 }
 
-/// The portal's addresses: the steered client's connections to it are not the service.
-fn portal_addresses(config: &Config) -> Vec<std::net::IpAddr> {
-    config
-        .portal
-        .as_ref()
-        .map(|p| {
-            let mut v = vec![p.address];
-            v.extend(p.address6);
-            v.extend(p.http.map(|a| a.ip()));
-            v.extend(p.https.map(|a| a.ip()));
-            v.retain(|a| !a.is_unspecified());
-            v
-        })
-        .unwrap_or_default()
-}
-
-/// One thread per capture socket, each driving its own pipeline: sensor -> policy -> events
-/// (annotated with grants and enforcement), device enrichment, the enforcer and the counters.
+/// One thread per capture socket, each driving its own pipeline: sensor -> device enrichment
+/// -> the judge (policy, events with what the enforcer did) -> the enforcer and the counters.
 pub(super) fn spawn_captures(
     sockets: Vec<LiveCapture>,
     shared: &Shared,
-    events: &EventTx,
+    judge: &Judge,
     mode: Mode,
 ) -> Result<Vec<JoinHandle<()>>, RunError> {
     let mut flow_cfg = crate::flow::Config::default();
@@ -429,7 +411,7 @@ pub(super) fn spawn_captures(
     let mut threads = Vec::new();
     for (i, cap) in sockets.into_iter().enumerate() {
         let enforcer = enforcer(shared, mode, enforce_metrics.clone())?;
-        let p = pipeline(shared, events, flow_cfg.clone()).with_output(Box::new(enforcer));
+        let p = pipeline(shared, judge, flow_cfg.clone()).with_output(Box::new(enforcer));
         let p = p.with_output(Box::new(CountOutput(shared.metrics.clone())));
         let ctx = capture::CaptureCtx {
             index: i,
@@ -467,27 +449,19 @@ fn enforcer(shared: &Shared, mode: Mode, metrics: EnforceMetrics) -> Result<Enfo
     ))
 }
 
-/// A capture thread's pipeline up to its actions: the daemon's own resolver and portal
-/// addresses are skipped (they decide and record for themselves).
-fn pipeline(shared: &Shared, events: &EventTx, flow_cfg: crate::flow::Config) -> Pipeline {
-    let own_resolvers = shared
-        .config
-        .dns
-        .as_ref()
-        .map(|d| d.listen.clone())
-        .unwrap_or_default();
+/// The one decision path: the policy in force, the device table, the recorder queue. The
+/// resolver and the portal claim their traffic on it when they bind.
+pub(super) fn judge(shared: &Shared, events: &EventTx) -> Judge {
+    Judge::new(Arc::clone(&shared.policy), &shared.config.sensor.id)
+        .recording(events.clone())
+        .with_devices(Arc::clone(&shared.devices))
+}
+
+/// A capture thread's pipeline up to its actions: it learns devices from frames, decides through
+/// the judge, and leaves traffic the resolver and the portal claimed to them.
+fn pipeline(shared: &Shared, judge: &Judge, flow_cfg: crate::flow::Config) -> Pipeline {
     Pipeline::new(flow_cfg)
-        .with_policy(Arc::clone(&shared.policy))
-        .with_events(
-            events.clone(),
-            &shared.config.sensor.id,
-            Some(outputs::annotator(
-                Arc::clone(&shared.grants),
-                Arc::clone(&shared.enforcing),
-            )),
-        )
-        .with_own_resolvers(own_resolvers)
-        .with_own_addresses(portal_addresses(&shared.config))
+        .with_judge(judge.clone())
         .with_enrich(outputs::enricher(Arc::clone(&shared.devices)))
 }
 
@@ -621,7 +595,7 @@ impl Running {
     pub(super) fn serve(&self) -> &'static str {
         let _ = super::sdnotify::ready();
         // Without a portal, grants (if any) still expire on record here.
-        let expiry = self.listeners.portal.is_none().then(|| self.events.clone());
+        let expiry = self.listeners.portal.is_none().then(|| self.judge.clone());
         let break_glass = enforce_conf(&self.shared.config).break_glass_file;
         let how = control::main_loop(
             &self.shared,
@@ -640,6 +614,7 @@ impl Running {
         let Running {
             shared,
             events,
+            judge,
             recorder,
             rt,
             listeners,
@@ -681,6 +656,7 @@ impl Running {
                 }),
             );
         }
+        drop(judge);
         drop(events);
         recorder.stop();
         if let Some(f) = feed {

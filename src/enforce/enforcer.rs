@@ -23,35 +23,12 @@ use crate::flow::{Kind, Observation};
 use crate::pipeline::Output;
 use crate::policy::config::Category;
 use crate::policy::{Action, Decision};
+use crate::record::{Enforced, How, Outcome};
 
 /// Entries of each state table at most (past it, expired ones go, then the oldest).
 pub const MAX_STATE: usize = 131_072;
 /// How long a decided DNS query waits for its answer.
 const QUERY_WAIT: Duration = Duration::from_secs(10);
-
-/// What the enforcer did with one decision (for the event's detail).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Resets sent and/or the table told to stop the flow or drop QUIC.
-    Stopped,
-    /// Would have stopped it, but monitor mode or break glass is on.
-    WouldStop,
-    /// A coach decision under an active grant: let through.
-    Granted,
-    /// Nothing to do (allow, alert, no decision, or nothing to act on).
-    None,
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Stopped => "stopped",
-            Outcome::WouldStop => "would_stop",
-            Outcome::Granted => "granted",
-            Outcome::None => "none",
-        }
-    }
-}
 
 /// `shadowgate_flows_stopped_total{how}` and `shadowgate_would_stop_total`.
 #[derive(Clone)]
@@ -182,7 +159,8 @@ struct FlowState {
 
 /// What a decided DNS query left for its answer (answers come to outputs without a decision).
 struct Pending {
-    act: Option<String>,
+    /// None: the decision lets the lookup through (allow, alert).
+    act: Option<Verdict>,
     until: Instant,
 }
 
@@ -199,7 +177,6 @@ pub struct Enforcer {
     quic: Arc<Mutex<QuicState>>,
     flows: Arc<Mutex<FlowState>>,
     queries: HashMap<(IpAddr, String), Pending>,
-    last: Arc<Mutex<Outcome>>,
 }
 
 impl Enforcer {
@@ -241,7 +218,6 @@ impl Enforcer {
             quic: Arc::default(),
             flows: Arc::default(),
             queries: HashMap::new(),
-            last: Arc::new(Mutex::new(Outcome::None)),
         };
         if let Some(nft) = e.nft.clone() {
             let quic = e.quic.clone();
@@ -249,12 +225,6 @@ impl Enforcer {
             grants.on_grant(Box::new(move |g: &Grant| lift(&nft, &quic, &flows, g)));
         }
         e
-    }
-
-    /// The outcome of the last observation `send` was given (the pipeline hands an observation
-    /// to outputs before the recorder, so the lead's recorder can read it for the same one).
-    pub fn last_outcome(&self) -> Arc<Mutex<Outcome>> {
-        self.last.clone()
     }
 
     pub fn metrics(&self) -> &EnforceMetrics {
@@ -265,105 +235,74 @@ impl Enforcer {
         !self.monitor && self.enforcing.load(Ordering::Relaxed)
     }
 
-    /// Act on one observation and its decision; what happened.
-    pub fn act(&mut self, o: &Observation, d: Option<&Decision>) -> Outcome {
-        let out = self.act_inner(o, d);
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = out;
-        out
-    }
-
-    fn act_inner(&mut self, o: &Observation, d: Option<&Decision>) -> Outcome {
+    /// Act on one observation and its decision; what became of the decision (none for an
+    /// observation without one, an allow or alert decision, and a DNS query: its answer acts).
+    pub fn act(&mut self, o: &Observation, d: Option<&Decision>) -> Option<Enforced> {
         let client = o.client.ip;
-        match o.kind {
+        let how = match o.kind {
             Kind::DnsQuery => {
                 if let (Some(d), Some(name)) = (d, o.name.as_ref()) {
                     self.remember_query(client, name, d);
                 }
-                Outcome::None
+                return None;
             }
-            Kind::DnsAnswer => {
-                let service = match d {
-                    Some(d) => match self.stops(client, d) {
-                        Verdict::Stop(s) => Some(s),
-                        Verdict::Granted => return Outcome::Granted,
-                        Verdict::Pass => None,
-                    },
-                    None => o.name.as_ref().and_then(|n| self.answer_of(client, n)),
-                };
-                let Some(service) = service else {
-                    return Outcome::None;
-                };
-                let answers: Vec<(IpAddr, u32)> = o
-                    .dns
-                    .iter()
-                    .flat_map(|dns| dns.answers.iter())
-                    .filter(|a| a.rtype == "A" || a.rtype == "AAAA")
-                    .filter_map(|a| a.data.parse::<IpAddr>().ok().map(|ip| (ip, a.ttl)))
-                    .collect();
-                if answers.is_empty() {
-                    return Outcome::None;
-                }
-                if !self.active() {
-                    self.metrics.would_stop.inc();
-                    return Outcome::WouldStop;
-                }
-                for (ip, ttl) in answers {
-                    let ttl = self.timeouts.quic(Duration::from_secs(ttl as u64));
-                    self.drop_quic(client, ip, &service, ttl, "dns_quic");
-                }
-                Outcome::Stopped
-            }
-            Kind::QuicInitial => {
-                let Some(d) = d else {
-                    return Outcome::None;
-                };
-                let service = match self.stops(client, d) {
-                    Verdict::Stop(s) => s,
-                    Verdict::Granted => return Outcome::Granted,
-                    Verdict::Pass => return Outcome::None,
-                };
-                if !self.active() {
-                    self.metrics.would_stop.inc();
-                    return Outcome::WouldStop;
-                }
+            Kind::DnsAnswer => How::QuicDropAnswered,
+            Kind::QuicInitial => How::QuicDrop,
+            Kind::TlsClientHello | Kind::HttpRequest | Kind::ProxyConnect => How::Reset,
+        };
+        // The query's decision, for an answer (checked again against grants now).
+        let verdict = match d {
+            Some(d) => verdict(d, client, &self.grants),
+            None if o.kind == Kind::DnsAnswer => match o.name.as_ref() {
+                Some(n) => self.answer_of(client, n)?,
+                None => return None,
+            },
+            None => return None,
+        };
+        let service = match verdict {
+            Verdict::Stop(s) => s,
+            Verdict::Granted => return Some(flow(Outcome::Granted, None)),
+            Verdict::Exempt => return Some(flow(Outcome::Allowed, None)),
+            Verdict::Pass => return None,
+        };
+        let done = match how {
+            How::QuicDropAnswered => self.drop_answered(o, &service),
+            How::QuicDrop => self.active().then(|| {
                 let ttl = self.timeouts.quic_min;
                 self.drop_quic(client, o.server.ip, &service, ttl, "quic");
-                Outcome::Stopped
+            }),
+            How::Reset if o.transport != Transport::Tcp => {
+                return Some(flow(Outcome::NotActed, None))
             }
-            Kind::TlsClientHello | Kind::HttpRequest | Kind::ProxyConnect => {
-                let Some(d) = d else {
-                    return Outcome::None;
-                };
-                if o.transport != Transport::Tcp {
-                    return Outcome::None;
-                }
-                let service = match self.stops(client, d) {
-                    Verdict::Stop(s) => s,
-                    Verdict::Granted => return Outcome::Granted,
-                    Verdict::Pass => return Outcome::None,
-                };
-                if !self.active() {
-                    self.metrics.would_stop.inc();
-                    return Outcome::WouldStop;
-                }
-                self.stop_tcp(o, &service);
-                Outcome::Stopped
+            How::Reset => self.active().then(|| self.stop_tcp(o, &service)),
+        };
+        Some(match done {
+            Some(()) => flow(Outcome::Stopped, Some(how)),
+            None if !self.active() && self.has_target(o, how) => {
+                self.metrics.would_stop.inc();
+                flow(Outcome::WouldStop, Some(how))
             }
-        }
+            None => flow(Outcome::NotActed, None),
+        })
     }
 
-    /// Does this decision stop the client's traffic? (block, steer, or coach without a grant;
-    /// a DNS resolver only on block).
-    fn stops(&self, client: IpAddr, d: &Decision) -> Verdict {
-        let service = d.service.clone().unwrap_or_else(|| d.matched_name.clone());
-        match d.action {
-            Action::Block => Verdict::Stop(service),
-            _ if d.category == Some(Category::DnsResolver) => Verdict::Pass,
-            Action::Steer => Verdict::Stop(service),
-            Action::Coach if self.grants.active(client, &service) => Verdict::Granted,
-            Action::Coach => Verdict::Stop(service),
-            Action::Allow | Action::Alert => Verdict::Pass,
+    /// Is there something to act on (a DNS answer with addresses; any flow)?
+    fn has_target(&self, o: &Observation, how: How) -> bool {
+        how != How::QuicDropAnswered || !answered_addresses(o).is_empty()
+    }
+
+    /// QUIC to the addresses a DNS answer gave, for the client; none when there are none or
+    /// enforcement is off.
+    fn drop_answered(&mut self, o: &Observation, service: &str) -> Option<()> {
+        let answers = answered_addresses(o);
+        if answers.is_empty() || !self.active() {
+            return None;
         }
+        for (ip, ttl) in answers {
+            let ttl = self.timeouts.quic(Duration::from_secs(ttl as u64));
+            self.drop_quic(o.client.ip, ip, service, ttl, "dns_quic");
+        }
+        Some(())
     }
 
     fn remember_query(&mut self, client: IpAddr, name: &str, d: &Decision) {
@@ -374,9 +313,11 @@ impl Enforcer {
                 self.queries.clear();
             }
         }
-        let act = match self.stops(client, d) {
-            Verdict::Stop(s) => Some(s),
-            _ => None,
+        let act = match verdict(d, client, &self.grants) {
+            Verdict::Stop(s) => Some(Verdict::Stop(s)),
+            Verdict::Granted => Some(Verdict::Granted),
+            Verdict::Exempt => Some(Verdict::Exempt),
+            Verdict::Pass => None,
         };
         self.queries.insert(
             (client, name.to_string()),
@@ -387,17 +328,18 @@ impl Enforcer {
         );
     }
 
-    /// The service a decided query for `name` stops (checked again against grants now).
-    fn answer_of(&mut self, client: IpAddr, name: &str) -> Option<String> {
+    /// The verdict of a decided query for `name` (a stop checked again against grants now);
+    /// none when no decided query waits for this answer.
+    fn answer_of(&mut self, client: IpAddr, name: &str) -> Option<Verdict> {
         let p = self.queries.remove(&(client, name.to_string()))?;
         if p.until < Instant::now() {
             return None;
         }
-        let s = p.act?;
-        if self.grants.active(client, &s) {
-            return None;
-        }
-        Some(s)
+        Some(match p.act {
+            Some(Verdict::Stop(s)) if self.grants.active(client, &s) => Verdict::Granted,
+            Some(v) => v,
+            None => Verdict::Pass,
+        })
     }
 
     fn drop_quic(&self, client: IpAddr, addr: IpAddr, service: &str, ttl: Duration, how: &str) {
@@ -478,10 +420,60 @@ pub fn set_enforcing(enforcing: &AtomicBool, nft: Option<&Nft>, on: bool) -> Res
     Ok(())
 }
 
-enum Verdict {
+/// Whether a decision stops a client's traffic: the one answer the enforcer, the resolver and
+/// the stored event share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Stop it; the grant key (the service, or the matched name if uncatalogued).
     Stop(String),
+    /// A coach decision, and the client holds a grant for it: let through.
     Granted,
+    /// A steer or coach decision on a category the gateway never stops (public DNS resolvers:
+    /// only `block` stops them): let through.
+    Exempt,
+    /// Allow or alert: let through.
     Pass,
+}
+
+/// The key a coach grant is held under: the service, or the matched name if uncatalogued.
+pub fn grant_key(d: &Decision) -> String {
+    d.service.clone().unwrap_or_else(|| d.matched_name.clone())
+}
+
+/// Does this decision stop `client`'s traffic? Block always; steer; coach without an active
+/// grant; a DNS resolver's category only on block.
+pub fn verdict(d: &Decision, client: IpAddr, grants: &Grants) -> Verdict {
+    let key = || grant_key(d);
+    match d.action {
+        Action::Block => Verdict::Stop(key()),
+        Action::Steer | Action::Coach if d.category == Some(Category::DnsResolver) => {
+            Verdict::Exempt
+        }
+        Action::Steer => Verdict::Stop(key()),
+        Action::Coach => {
+            let k = key();
+            if grants.active(client, &k) {
+                Verdict::Granted
+            } else {
+                Verdict::Stop(k)
+            }
+        }
+        Action::Allow | Action::Alert => Verdict::Pass,
+    }
+}
+
+fn flow(outcome: Outcome, how: Option<How>) -> Enforced {
+    Enforced::Flow { outcome, how }
+}
+
+/// The A and AAAA addresses of a DNS answer, with their TTLs.
+fn answered_addresses(o: &Observation) -> Vec<(IpAddr, u32)> {
+    o.dns
+        .iter()
+        .flat_map(|dns| dns.answers.iter())
+        .filter(|a| a.rtype == "A" || a.rtype == "AAAA")
+        .filter_map(|a| a.data.parse::<IpAddr>().ok().map(|ip| (ip, a.ttl)))
+        .collect()
 }
 
 /// A new grant: lift the client's QUIC drops for the service and accept its addresses (the
@@ -511,15 +503,174 @@ fn lift(nft: &Nft, quic: &Mutex<QuicState>, flows: &Mutex<FlowState>, g: &Grant)
 }
 
 impl Output for Enforcer {
-    fn send(&mut self, o: &Observation, d: Option<&Decision>) -> Result<(), String> {
-        self.act(o, d);
-        Ok(())
+    fn send(&mut self, o: &Observation, d: Option<&Decision>) -> Result<Option<Enforced>, String> {
+        Ok(self.act(o, d))
+    }
+
+    /// The answer never came: nothing was acted on (or the decision let it through).
+    fn unanswered(&mut self, q: &Observation, d: &Decision) -> Option<Enforced> {
+        if let Some(n) = q.name.as_ref() {
+            self.queries.remove(&(q.client.ip, n.clone()));
+        }
+        match verdict(d, q.client.ip, &self.grants) {
+            Verdict::Stop(_) => Some(flow(Outcome::NotActed, None)),
+            Verdict::Granted => Some(flow(Outcome::Granted, None)),
+            Verdict::Exempt => Some(flow(Outcome::Allowed, None)),
+            Verdict::Pass => None,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flow::observation::{DnsAnswer, DnsInfo, Endpoint};
+    use crate::flow::Evidence;
+    use crate::policy::{Severity, Via};
+
+    fn obs(kind: Kind, name: &str, transport: Transport) -> Observation {
+        let ep = |ip: &str, port| Endpoint {
+            ip: ip.parse().unwrap(),
+            port,
+            mac: None,
+            hostname: None,
+        };
+        Observation {
+            ts: 1,
+            kind,
+            name: Some(name.into()),
+            wire_names: Vec::new(),
+            inferred_names: Vec::new(),
+            inferred_evidence: Vec::new(),
+            transport,
+            client: ep("10.20.0.5", 50000),
+            server: ep("192.0.2.1", 443),
+            flags: Vec::new(),
+            dns: None,
+            tls: None,
+            quic: None,
+            http: None,
+            proxy: None,
+            frame: 0,
+            tcp: None,
+        }
+    }
+
+    fn decision(action: Action, service: &str, category: Category) -> Decision {
+        Decision {
+            service: Some(service.into()),
+            service_name: None,
+            category: Some(category),
+            service_kind: None,
+            matched_name: format!("{service}.example"),
+            pattern: String::new(),
+            via: Via::Tls,
+            evidence: Evidence::Wire,
+            rule_id: "r".into(),
+            action,
+            severity: Severity::Medium,
+            steer_to: None,
+            groups: Vec::new(),
+            shared_tenant: false,
+        }
+    }
+
+    /// An enforcer in enforce mode with nothing to touch (no table, no raw sockets).
+    fn enforcer(on: bool) -> (Enforcer, Arc<Grants>) {
+        let conf: EnforceConf = toml::from_str("mode = \"enforce\"").unwrap();
+        let grants = Arc::new(Grants::new());
+        let metrics = EnforceMetrics::new(&Registry::new()).unwrap();
+        let e = Enforcer::with_metrics(
+            &conf,
+            None,
+            None,
+            Arc::clone(&grants),
+            Arc::new(AtomicBool::new(on)),
+            metrics,
+        );
+        (e, grants)
+    }
+
+    fn flow_of(outcome: Outcome, how: Option<How>) -> Option<Enforced> {
+        Some(Enforced::Flow { outcome, how })
+    }
+
+    /// What the stored event says is what the enforcer did: the one `verdict` decides both.
+    #[test]
+    fn the_outcome_is_what_the_enforcer_did() {
+        let (mut e, grants) = enforcer(true);
+        let hello = obs(Kind::TlsClientHello, "claude.example", Transport::Tcp);
+        let steer = decision(Action::Steer, "claude", Category::ConsumerAi);
+        assert_eq!(
+            e.act(&hello, Some(&steer)),
+            flow_of(Outcome::Stopped, Some(How::Reset))
+        );
+        // A public DNS resolver is stopped only by block: steered, it passes (the event said
+        // "stopped" here before).
+        let doh = decision(Action::Steer, "doh", Category::DnsResolver);
+        assert_eq!(e.act(&hello, Some(&doh)), flow_of(Outcome::Allowed, None));
+        let block_doh = decision(Action::Block, "doh", Category::DnsResolver);
+        assert_eq!(
+            e.act(&hello, Some(&block_doh)),
+            flow_of(Outcome::Stopped, Some(How::Reset))
+        );
+        // Coach under a grant: let through; allow and alert: nothing to say.
+        let coach = decision(Action::Coach, "claude", Category::ConsumerAi);
+        grants.grant(hello.client.ip, "claude", Duration::from_secs(60));
+        assert_eq!(e.act(&hello, Some(&coach)), flow_of(Outcome::Granted, None));
+        let alert = decision(Action::Alert, "claude", Category::ConsumerAi);
+        assert_eq!(e.act(&hello, Some(&alert)), None);
+        assert_eq!(e.act(&hello, None), None);
+
+        // A blocked lookup: the query is remembered, its answer's addresses are dropped.
+        let block = decision(Action::Block, "gemini", Category::ConsumerAi);
+        let q = obs(Kind::DnsQuery, "gemini.example", Transport::Udp);
+        assert_eq!(e.act(&q, Some(&block)), None);
+        let mut a = obs(Kind::DnsAnswer, "gemini.example", Transport::Udp);
+        a.dns = Some(DnsInfo {
+            id: 1,
+            qtype: "A".into(),
+            rcode: Some("NOERROR"),
+            answers: vec![DnsAnswer {
+                name: "gemini.example".into(),
+                rtype: "A".into(),
+                ttl: 300,
+                data: "192.0.2.7".into(),
+            }],
+        });
+        assert_eq!(
+            e.act(&a, None),
+            flow_of(Outcome::Stopped, Some(How::QuicDropAnswered))
+        );
+        // A blocked lookup whose answer never came: nothing was acted on (the event said
+        // "stopped" here before).
+        assert_eq!(e.act(&q, Some(&block)), None);
+        assert_eq!(e.unanswered(&q, &block), flow_of(Outcome::NotActed, None));
+        // ... and its late answer is no longer the lookup's.
+        assert_eq!(e.act(&a, None), None);
+        // An answer without addresses: nothing to drop.
+        assert_eq!(e.act(&q, Some(&block)), None);
+        let mut empty = a.clone();
+        empty.dns.as_mut().unwrap().answers.clear();
+        assert_eq!(e.act(&empty, None), flow_of(Outcome::NotActed, None));
+    }
+
+    #[test]
+    fn break_glass_would_stop() {
+        let (mut e, _) = enforcer(false);
+        let hello = obs(Kind::TlsClientHello, "claude.example", Transport::Tcp);
+        let steer = decision(Action::Steer, "claude", Category::ConsumerAi);
+        assert_eq!(
+            e.act(&hello, Some(&steer)),
+            flow_of(Outcome::WouldStop, Some(How::Reset))
+        );
+        let quic = obs(Kind::QuicInitial, "claude.example", Transport::Udp);
+        assert_eq!(
+            e.act(&quic, Some(&steer)),
+            flow_of(Outcome::WouldStop, Some(How::QuicDrop))
+        );
+        assert_eq!(e.metrics().would_stop.get(), 2);
+    }
 
     #[test]
     fn quic_state_is_per_client_and_refreshes_only_when_extended() {

@@ -12,6 +12,7 @@
 //! completes the query (or on the query itself if no answer comes within `dns_timeout_s`).
 
 pub mod json;
+pub mod judge;
 mod lookups;
 pub mod writer;
 
@@ -23,11 +24,11 @@ use crate::capture::{CaptureError, Frame};
 use crate::flow::{Config, Flag, Kind, LookupKey, Observation, Sensor, Stats};
 use crate::policy::reload::PolicyHandle;
 use crate::policy::Decision;
-use crate::record::queue::EventTx;
 use crate::record::recorder::Recorder;
-use crate::record::Event;
+use crate::record::Enforced;
 use crate::replay::{self, FileSummary};
 
+pub use judge::{Claims, Judge};
 pub use writer::{Format, Writer};
 
 /// Which observations the stdout writer prints when a policy decides.
@@ -42,23 +43,17 @@ pub enum Emit {
 /// A further output (the daemon's actions): receives every observation with its decision as it
 /// passes. A DNS query comes with the lookup's decision; its answer then comes with none.
 pub trait Output: Send {
-    /// Take one observation. An error stops this output; the others go on.
-    fn send(&mut self, o: &Observation, d: Option<&Decision>) -> Result<(), String>;
+    /// Take one observation; say what was enforced (the enforcer), which the event of the
+    /// decision records. An error stops this output; the others go on.
+    fn send(&mut self, o: &Observation, d: Option<&Decision>) -> Result<Option<Enforced>, String>;
+    /// A decided DNS query whose answer never came: what became of its decision.
+    fn unanswered(&mut self, _query: &Observation, _d: &Decision) -> Option<Enforced> {
+        None
+    }
     /// End of input: finish what is buffered.
     fn flush(&mut self) -> Result<(), String> {
         Ok(())
     }
-}
-
-/// Says what was done about a decision (`{"enforcement":"stopped"}`, ...), stored as the event's
-/// `detail`; the daemon's enforcement state answers it.
-pub type Annotate = Box<dyn Fn(&Observation, &Decision) -> Option<String> + Send>;
-
-/// Events for a queue to the store (the daemon's recorder thread), instead of a [`Recorder`].
-struct Events {
-    tx: EventTx,
-    sensor: String,
-    annotate: Option<Annotate>,
 }
 
 /// The observation writer for stdout (or any byte sink).
@@ -70,7 +65,8 @@ struct Outputs {
     decider: Decider,
     writer: Option<(BoxWriter, Emit)>,
     recorder: Option<Recorder>,
-    events: Option<Events>,
+    /// The daemon's recording (a queue to the store), instead of a [`Recorder`].
+    judge: Option<Judge>,
     extra: Vec<Box<dyn Output>>,
     observations: u64,
     decisions: u64,
@@ -82,28 +78,21 @@ struct Outputs {
     unmatched: lookups::UnmatchedLimit,
 }
 
-/// Who decides: the policy, except for traffic to shadowgate's own resolver and services
-/// (shared by the merge and, in a sharded replay, by every shard).
+/// Who decides: the policy, except for traffic another source (shadowgate's own resolver and
+/// portal) decides itself (shared by the merge and, in a sharded replay, by every shard).
 #[derive(Clone)]
 struct Decider {
     policy: Option<Arc<PolicyHandle>>,
-    /// DNS servers whose lookups are recorded elsewhere (shadowgate's own resolver).
-    own_resolvers: Vec<std::net::SocketAddr>,
-    /// shadowgate's own services (the portal): traffic to them is never decided or acted on.
-    own_addresses: Vec<std::net::IpAddr>,
+    /// What the resolver and the portal claimed ([`Judge::claim`]).
+    claims: Option<Arc<arc_swap::ArcSwap<Claims>>>,
 }
 
 impl Decider {
-    /// Is this shadowgate's own traffic (no decision, no event, no action)?
+    /// Is this traffic another source decides (no decision, no event, no action here)? A
+    /// steered client's browser asking the portal for claude.ai is shadowgate's own service
+    /// answering, not the service: the portal records it (`portal_view`).
     fn own(&self, o: &Observation) -> bool {
-        let dns = matches!(o.kind, Kind::DnsQuery | Kind::DnsAnswer);
-        // A steered client's browser asking the portal for claude.ai is shadowgate's own
-        // service answering, not the service: the portal records it (`portal_view`).
-        (dns && self
-            .own_resolvers
-            .iter()
-            .any(|a| a.ip() == o.server.ip && a.port() == o.server.port))
-            || (!dns && self.own_addresses.contains(&o.server.ip))
+        self.claims.as_ref().is_some_and(|c| c.load().own(o))
     }
 
     fn decide(&self, o: &Observation) -> Option<Decision> {
@@ -175,10 +164,10 @@ impl Outputs {
             decision: None,
         });
         if self.decider.own(o) {
-            // Answered (and recorded) by shadowgate's own resolver: one event per lookup.
+            // Decided (and recorded) by the resolver or the portal: one event per lookup.
             self.expire(o.ts);
             self.act(o, None);
-            self.deliver(o, None, plain);
+            self.deliver(o, None, plain, None);
             return;
         }
         self.expire(o.ts);
@@ -194,17 +183,19 @@ impl Outputs {
                         }
                     }
                     // Undecided, or a retransmission of a held query.
-                    _ => self.deliver(o, None, plain),
+                    _ => self.deliver(o, None, plain, None),
                 }
             }
             (Kind::DnsAnswer, Some(k)) => match self.lookups.answer(&k) {
                 Some(h) => {
-                    self.act(o, None);
+                    // The enforcer acts on the answer with the query's decision: what it did is
+                    // the lookup's enforcement.
+                    let enforced = self.act(o, None);
                     let q = h.rendered.as_ref().map(|(open, _)| Rendered {
                         open,
                         decision: None,
                     });
-                    self.deliver(&h.query, None, q);
+                    self.deliver(&h.query, None, q, None);
                     let a = match (r, h.rendered.as_ref()) {
                         (Some(r), Some((_, dec))) => Some(Rendered {
                             open: r.open,
@@ -212,35 +203,42 @@ impl Outputs {
                         }),
                         _ => None,
                     };
-                    self.deliver(o, Some(&h.decision), a);
+                    self.deliver(o, Some(&h.decision), a, enforced);
                 }
                 // The query was not captured: the answer is the lookup (at most one decision
                 // per client and name per minute: such answers are cheap to spoof).
                 None if o.flags.contains(&Flag::Unmatched) => {
-                    self.act(o, d.as_ref());
+                    let enforced = self.act(o, d.as_ref());
                     let d = d.filter(|_| self.unmatched.allow(o));
-                    self.deliver(o, d.as_ref(), if d.is_some() { r } else { plain });
+                    self.deliver(o, d.as_ref(), if d.is_some() { r } else { plain }, enforced);
                 }
                 // The query was seen and got no decision (or already gave it, timed out).
                 None => {
                     self.act(o, None);
-                    self.deliver(o, None, plain);
+                    self.deliver(o, None, plain, None);
                 }
             },
             _ => {
-                self.act(o, d.as_ref());
-                self.deliver(o, d.as_ref(), r);
+                let enforced = self.act(o, d.as_ref());
+                self.deliver(o, d.as_ref(), r, enforced);
             }
         }
     }
 
-    /// A held query delivered with its decision (no answer came in time, or no room).
+    /// A held query delivered with its decision (no answer came in time, or no room). The
+    /// enforcer only remembered the query: with no answer seen there was nothing to act on.
     fn deliver_held(&mut self, h: &lookups::Held) {
         let r = h.rendered.as_ref().map(|(open, dec)| Rendered {
             open,
             decision: Some(dec),
         });
-        self.deliver(&h.query, Some(&h.decision), r);
+        let mut enforced = None;
+        for (out, err) in self.extra.iter_mut().zip(self.extra_err.iter()) {
+            if err.is_none() {
+                enforced = enforced.or(out.unanswered(&h.query, &h.decision));
+            }
+        }
+        self.deliver(&h.query, Some(&h.decision), r, enforced);
     }
 
     /// Decided queries unanswered for too long (all of them at `u64::MAX`) carry the decision.
@@ -253,27 +251,36 @@ impl Outputs {
         self.expired = expired;
     }
 
-    /// The actions: every observation as it passes.
-    fn act(&mut self, o: &Observation, d: Option<&Decision>) {
+    /// The actions: every observation as it passes. What the enforcer did (the first output
+    /// that says).
+    fn act(&mut self, o: &Observation, d: Option<&Decision>) -> Option<Enforced> {
+        let mut enforced = None;
         for (out, err) in self.extra.iter_mut().zip(self.extra_err.iter_mut()) {
             if err.is_none() {
-                if let Err(e) = out.send(o, d) {
-                    *err = Some(e);
+                match out.send(o, d) {
+                    Ok(e) => enforced = enforced.or(e),
+                    Err(e) => *err = Some(e),
                 }
             }
         }
+        enforced
     }
 
-    /// The recorder and the stdout writer: every observation, a DNS lookup's decision once.
-    fn deliver(&mut self, o: &Observation, d: Option<&Decision>, r: Option<Rendered<'_>>) {
+    /// The recorder and the stdout writer: every observation, a DNS lookup's decision once,
+    /// with what enforcement did about it.
+    fn deliver(
+        &mut self,
+        o: &Observation,
+        d: Option<&Decision>,
+        r: Option<Rendered<'_>>,
+        enforced: Option<Enforced>,
+    ) {
         if d.is_some() {
             self.decisions += 1;
         }
-        if let (Some(ev), Some(d)) = (self.events.as_ref(), d) {
-            let mut e = Event::from_decision(o, d, &ev.sensor);
-            e.detail = ev.annotate.as_ref().and_then(|a| a(o, d));
+        if let (Some(j), Some(d)) = (self.judge.as_ref(), d) {
             // A full queue is counted by the queue and stored as a coverage gap.
-            ev.tx.send(e);
+            j.record(o.kind.into(), o, d, enforced, None);
         }
         if let (Some(rec), Some(d)) = (self.recorder.as_mut(), d) {
             if self.store_err.is_none() {
@@ -338,12 +345,11 @@ impl Pipeline {
             outs: Outputs {
                 decider: Decider {
                     policy: None,
-                    own_resolvers: Vec::new(),
-                    own_addresses: Vec::new(),
+                    claims: None,
                 },
                 writer: None,
                 recorder: None,
-                events: None,
+                judge: None,
                 extra: Vec::new(),
                 observations: 0,
                 decisions: 0,
@@ -390,28 +396,13 @@ impl Pipeline {
         self
     }
 
-    /// Queue decisions as events for the daemon's recorder thread (never blocks: a full queue
-    /// drops and counts). `annotate` fills each event's `detail`.
-    pub fn with_events(mut self, tx: EventTx, sensor: &str, annotate: Option<Annotate>) -> Self {
-        self.outs.events = Some(Events {
-            tx,
-            sensor: sensor.to_string(),
-            annotate,
-        });
-        self
-    }
-
-    /// DNS to these servers is answered and recorded by shadowgate's own resolver: capture
-    /// still learns names from it but makes no second decision or event.
-    pub fn with_own_resolvers(mut self, addrs: Vec<std::net::SocketAddr>) -> Self {
-        self.outs.decider.own_resolvers = addrs;
-        self
-    }
-
-    /// Traffic to these addresses (shadowgate's portal) is shadowgate's own: no decision, no
-    /// event, no action.
-    pub fn with_own_addresses(mut self, addrs: Vec<std::net::IpAddr>) -> Self {
-        self.outs.decider.own_addresses = addrs;
+    /// Decide with the judge's policy and queue each decision's event for the daemon's recorder
+    /// thread (never blocks: a full queue drops and counts). Traffic the resolver and the
+    /// portal claim is theirs: capture still learns names from it but decides nothing twice.
+    pub fn with_judge(mut self, judge: Judge) -> Self {
+        self.outs.decider.policy = Some(Arc::clone(judge.policy()));
+        self.outs.decider.claims = Some(judge.claims());
+        self.outs.judge = Some(judge);
         self
     }
 
@@ -564,12 +555,16 @@ mod tests {
     struct Keep(Seen);
 
     impl Output for Keep {
-        fn send(&mut self, o: &Observation, d: Option<&Decision>) -> Result<(), String> {
+        fn send(
+            &mut self,
+            o: &Observation,
+            d: Option<&Decision>,
+        ) -> Result<Option<Enforced>, String> {
             self.0.lock().unwrap().push((
                 o.name.clone().unwrap_or_default(),
                 d.map(|d| d.action.as_str().to_string()),
             ));
-            Ok(())
+            Ok(None)
         }
     }
 

@@ -155,7 +155,7 @@ impl Policy {
             if let Some(d) = self.decide_on(&n, &client, o.ts, via, wire) {
                 if best
                     .as_ref()
-                    .is_none_or(|b| restrictiveness(d.action) > restrictiveness(b.action))
+                    .is_none_or(|b| d.action.rank() > b.action.rank())
                 {
                     best = Some(d);
                 }
@@ -198,17 +198,5 @@ fn ambiguous(top: Evidence, distinct: usize) -> Evidence {
         Evidence::OtherClient
     } else {
         top
-    }
-}
-
-/// Order of actions when several names of one observation are decided: block > steer > coach >
-/// alert > allow.
-fn restrictiveness(a: Action) -> u8 {
-    match a {
-        Action::Allow => 0,
-        Action::Alert => 1,
-        Action::Coach => 2,
-        Action::Steer => 3,
-        Action::Block => 4,
     }
 }

@@ -11,18 +11,36 @@ use super::matcher::DomainTrie;
 use super::schedule::Schedule;
 use crate::flow::Evidence;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// What the policy says to do about a name. Declared from least to most restrictive: the
+/// order compares them ([`Action::rank`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Allow,
     Alert,
-    Block,
-    Steer,
     Coach,
+    Steer,
+    Block,
 }
 
 impl Action {
-    pub(super) fn parse(s: &str) -> Option<Action> {
+    /// Every action, from least to most restrictive (the order [`Action::rank`] gives).
+    pub const BY_RANK: [Action; 5] = [
+        Action::Allow,
+        Action::Alert,
+        Action::Coach,
+        Action::Steer,
+        Action::Block,
+    ];
+
+    /// How restrictive the action is (0: allow .. 4: block): where several names of one message
+    /// or several events of one visit meet, the most restrictive wins.
+    pub fn rank(self) -> u8 {
+        self as u8
+    }
+
+    /// The action of a policy word (`allow`, ...); none for any other word.
+    pub fn parse(s: &str) -> Option<Action> {
         Some(match s {
             "allow" => Action::Allow,
             "alert" => Action::Alert,
@@ -63,7 +81,7 @@ impl Severity {
         SEVERITIES[self as usize]
     }
 
-    pub(super) fn parse(s: &str) -> Option<Severity> {
+    pub fn parse(s: &str) -> Option<Severity> {
         Some(match s {
             "info" => Severity::Info,
             "low" => Severity::Low,
@@ -224,6 +242,21 @@ impl Via {
             Via::Inferred => "inferred",
             Via::Manual => "manual",
         }
+    }
+
+    /// The way of a word written by [`Via::as_str`].
+    pub fn parse(s: &str) -> Option<Via> {
+        [
+            Via::Dns,
+            Via::Tls,
+            Via::Quic,
+            Via::Http,
+            Via::Proxy,
+            Via::Inferred,
+            Via::Manual,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 

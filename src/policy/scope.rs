@@ -218,7 +218,8 @@ impl Rule {
     }
 }
 
-fn stops(a: Action) -> bool {
+/// Does a rule with this action put up a portal page (the portal CA must certify its names)?
+fn shows_page(a: Action) -> bool {
     matches!(a, Action::Steer | Action::Coach)
 }
 
@@ -233,7 +234,7 @@ impl Policy {
             if !r.selects_service(index, s) {
                 continue;
             }
-            if stops(r.action) {
+            if shows_page(r.action) {
                 steered.push(r.id.clone());
             } else if r.action == Action::Allow {
                 allowed.push(r.id.clone());
@@ -244,7 +245,7 @@ impl Policy {
             }
         }
         if open {
-            if stops(self.default_action) {
+            if shows_page(self.default_action) {
                 steered.push(DEFAULT_RULE.to_string());
             } else if self.default_action == Action::Allow {
                 allowed.push(DEFAULT_RULE.to_string());
@@ -323,12 +324,15 @@ impl Policy {
 
     /// The domains steer and coach rules name themselves: candidates too, whatever the catalogue.
     fn rule_subtrees(&self) -> impl Iterator<Item = Candidate> + '_ {
-        self.rules.iter().filter(|r| stops(r.action)).flat_map(|r| {
-            r.domain_patterns.iter().map(|d| Candidate {
-                subtree: subtree(d).to_string(),
-                steered_by: vec![r.id.clone()],
+        self.rules
+            .iter()
+            .filter(|r| shows_page(r.action))
+            .flat_map(|r| {
+                r.domain_patterns.iter().map(|d| Candidate {
+                    subtree: subtree(d).to_string(),
+                    steered_by: vec![r.id.clone()],
+                })
             })
-        })
     }
 
     /// [`ScopeWarning::AlsoAllowed`] for each steered service some rule also allows, naming its

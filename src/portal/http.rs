@@ -15,9 +15,11 @@ use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
-use super::events::{portal_event, Peer, COACH_ACK, PORTAL_VIEW};
+use super::events::Peer;
 use super::{client_ip, host_name, page, State};
+use crate::enforce::enforcer::grant_key;
 use crate::policy::{Action, Decision, Via};
+use crate::record::PortalKind;
 
 /// Where the coach form posts.
 pub const CONTINUE_PATH: &str = "/.shadowgate/continue";
@@ -202,33 +204,30 @@ fn view(h: &HeaderMap, path: &str, conn: &Conn, st: &State, name: &str) -> Respo
         return empty(StatusCode::NOT_FOUND);
     }
     let ip = client_ip(conn.peer);
-    let Some(d) = st.decide(name, ip, conn.via()) else {
+    let Some((o, d)) = st.decide(name, conn.peer(), conn.via()) else {
         count("neutral");
         return html(StatusCode::NOT_FOUND, page::neutral(&st.look, name));
     };
     let service_name = d.service_name.clone().unwrap_or_else(|| name.to_string());
     let (kind, status, body) = match d.action {
-        Action::Coach => {
-            let service = service_id(&d, name);
-            match st.ctx.grants.remaining(ip, &service) {
-                Some(left) => (
-                    "granted",
-                    StatusCode::OK,
-                    page::granted(
-                        &st.look,
-                        &service_name,
-                        name,
-                        conn.scheme(),
-                        &page::duration_words(left),
-                    ),
+        Action::Coach => match st.ctx.grants.remaining(ip, &grant_key(&d)) {
+            Some(left) => (
+                "granted",
+                StatusCode::OK,
+                page::granted(
+                    &st.look,
+                    &service_name,
+                    name,
+                    conn.scheme(),
+                    &page::duration_words(left),
                 ),
-                None => (
-                    "coach",
-                    StatusCode::FORBIDDEN,
-                    coach_page(st, &d, &service_name, name, ip, None),
-                ),
-            }
-        }
+            ),
+            None => (
+                "coach",
+                StatusCode::FORBIDDEN,
+                coach_page(st, &d, &service_name, name, ip, None),
+            ),
+        },
         _ => (
             "steer",
             StatusCode::FORBIDDEN,
@@ -236,19 +235,13 @@ fn view(h: &HeaderMap, path: &str, conn: &Conn, st: &State, name: &str) -> Respo
         ),
     };
     count(kind);
-    st.record(portal_event(
-        PORTAL_VIEW,
-        &st.ctx.sensor,
-        conn.peer(),
-        &st.ctx.devices,
+    st.record(
+        PortalKind::View,
+        &o,
         &d,
         json!({ "page": kind, "scheme": conn.scheme() }),
-    ));
+    );
     html(status, body)
-}
-
-fn service_id(d: &Decision, name: &str) -> String {
-    d.service.clone().unwrap_or_else(|| name.to_string())
 }
 
 fn coach_page(
@@ -347,9 +340,9 @@ async fn coach_post(
     };
     let form = parse_form(&body);
     let get = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let Some(d) = st
-        .decide(name, ip, conn.via())
-        .filter(|d| d.action == Action::Coach)
+    let Some((o, d)) = st
+        .decide(name, conn.peer(), conn.via())
+        .filter(|(_, d)| d.action == Action::Coach)
     else {
         return refuse("This site is not one you can continue to from here");
     };
@@ -385,18 +378,16 @@ async fn coach_post(
             coach_page(st, &d, &service_name, name, ip, Some(&e)),
         );
     }
-    let service = service_id(&d, name);
+    let service = grant_key(&d);
     let ttl = st.grant_ttl();
     // The grant is for the address this connection came from, never one named in the form.
     st.ctx.grants.grant(ip, &service, ttl);
     st.m.grants.inc();
     st.m.grants_active.set(st.ctx.grants.len() as i64);
     count("coach_ack");
-    st.record(portal_event(
-        COACH_ACK,
-        &st.ctx.sensor,
-        conn.peer(),
-        &st.ctx.devices,
+    st.record(
+        PortalKind::CoachAck,
+        &o,
         &d,
         json!({
             "justification": just,
@@ -404,7 +395,7 @@ async fn coach_post(
             "grant_seconds": ttl.as_secs(),
             "scheme": conn.scheme(),
         }),
-    ));
+    );
     let mut r = empty(StatusCode::SEE_OTHER);
     r.headers_mut().insert(header::LOCATION, hv("/"));
     r

@@ -24,14 +24,15 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::devices::Devices;
 use crate::enforce::grants::Grants;
-use crate::policy::reload::{PolicyHandle, ReloadOutcome};
-use crate::policy::{Action, Client, Decision, PortalScope, Via};
+use crate::flow::Observation;
+use crate::pipeline::Judge;
+use crate::policy::reload::ReloadOutcome;
+use crate::policy::{Action, Decision, PortalScope, Via};
 use crate::portal::config::PortalConf;
-use crate::record::queue::EventTx;
+use crate::record::PortalKind;
 
-pub use events::{expiry_events, COACH_ACK, GRANT_EXPIRED, PORTAL_VIEW};
+pub use events::{expiry_events, Peer};
 
 /// Connections served at once (all clients); past it, new ones wait in the kernel's backlog.
 const MAX_CONNECTIONS: usize = 512;
@@ -42,11 +43,10 @@ const FORM_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// What the portal shares with the rest of the daemon.
 pub struct PortalCtx {
-    pub policy: Arc<PolicyHandle>,
+    /// Decides each page request with the policy in force (completed with the client's device)
+    /// and records what the portal did.
+    pub judge: Judge,
     pub grants: Arc<Grants>,
-    pub devices: Arc<Devices>,
-    pub events: Option<EventTx>,
-    pub sensor: String,
     pub registry: prometheus::Registry,
 }
 
@@ -108,29 +108,28 @@ impl State {
         }
     }
 
-    /// The decision for `name` asked by `ip`, if it is steered or coached right now.
-    pub fn decide(&self, name: &str, ip: IpAddr, via: Via) -> Option<Decision> {
-        let dev = self.ctx.devices.lookup(ip);
-        let client = Client {
-            ip: Some(ip),
-            mac: dev.as_ref().and_then(|d| d.mac),
-            hostname: dev.as_ref().and_then(|d| d.hostname.as_deref()),
-        };
-        let d = self.ctx.policy.current().decide_on(
-            name,
-            &client,
-            crate::time::now_ns(),
-            via,
-            crate::flow::Evidence::Wire,
-        )?;
-        matches!(d.action, Action::Steer | Action::Coach).then_some(d)
+    /// The request for `name` from `peer` and its decision, if the name is steered or coached
+    /// for that client right now.
+    pub fn decide(&self, name: &str, peer: Peer, via: Via) -> Option<(Observation, Decision)> {
+        let mut o = events::observation(name, peer, via);
+        let d = self.ctx.judge.decide(&mut o)?;
+        matches!(d.action, Action::Steer | Action::Coach).then_some((o, d))
     }
 
-    pub fn record(&self, e: crate::record::Event) {
-        if let Some(tx) = &self.ctx.events {
-            if !tx.send(e) {
-                self.m.events_dropped.inc();
-            }
+    /// What the portal did about a decision, as its event.
+    pub fn record(
+        &self,
+        kind: PortalKind,
+        o: &Observation,
+        d: &Decision,
+        detail: serde_json::Value,
+    ) {
+        let extra = match detail {
+            serde_json::Value::Object(m) => Some(m),
+            _ => None,
+        };
+        if !self.ctx.judge.record(kind.into(), o, d, None, extra) && self.ctx.judge.records() {
+            self.m.events_dropped.inc();
         }
     }
 }
@@ -197,9 +196,9 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
     };
     // A CA that reaches beyond what the policy steers or coaches (an older, wider CA, or one for
     // another policy) is refused: its key sits in this LAN-facing process.
-    let scope = ctx.policy.current().portal_scope();
+    let scope = ctx.judge.policy().current().portal_scope();
     if let (Some(ca), Some(cert), Some(key)) = (&ca, &conf.ca_cert, &conf.ca_key) {
-        let fix = ca::new_ca_command(ctx.policy.dir(), cert, key, &conf.clinic_name);
+        let fix = ca::new_ca_command(ctx.judge.policy().dir(), cert, key, &conf.clinic_name);
         ca.fits(&scope, cert, &fix)
             .map_err(|e| format!("portal: {e}"))?;
     }
@@ -271,6 +270,12 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
         )));
     }
     tasks.push(tokio::spawn(expiry_task(Arc::clone(&state), stop_rx)));
+    // Requests to the portal's addresses (where the resolver sends steered names) are the
+    // portal's to decide: capture must not decide them again as the service.
+    state.ctx.judge.claim(|c| {
+        c.addresses.push(state.conf.address);
+        c.addresses.extend(state.conf.address6);
+    });
     Ok(PortalHandle {
         stop,
         tasks,
@@ -289,13 +294,13 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
 /// no longer steers or coaches some of what the CA covers. Leaves stay limited to the new scope.
 fn watch_scope(state: &Arc<State>) {
     let weak: Weak<State> = Arc::downgrade(state);
-    state.ctx.policy.on_reload(Box::new(move |o| {
+    state.ctx.judge.policy().on_reload(Box::new(move |o| {
         let (ReloadOutcome::Accepted { .. }, Some(st)) = (o, weak.upgrade()) else {
             return;
         };
-        let scope = st.ctx.policy.current().portal_scope();
+        let scope = st.ctx.judge.policy().current().portal_scope();
         if let (Some(ca), Some(cert), Some(key)) = (&st.ca, &st.conf.ca_cert, &st.conf.ca_key) {
-            let fix = ca::new_ca_command(st.ctx.policy.dir(), cert, key, &st.conf.clinic_name);
+            let fix = ca::new_ca_command(st.ctx.judge.policy().dir(), cert, key, &st.conf.clinic_name);
             match ca.fits(&scope, cert, &fix) {
                 Ok(()) => st.m.ca_too_wide.set(0),
                 Err(e) => {
@@ -319,14 +324,14 @@ fn report_uncertifiable(st: &State, when: &str) {
     let (Some(ca), Some(cert), Some(key)) = (&st.ca, &st.conf.ca_cert, &st.conf.ca_key) else {
         return;
     };
-    let policy = st.ctx.policy.current();
+    let policy = st.ctx.judge.policy().current();
     let (permitted, excluded) = ca.constraints();
     let names = policy.uncertifiable(&st.scope.load(), permitted, excluded);
     st.m.uncertifiable.set(names.len() as i64);
     if names.is_empty() {
         return;
     }
-    let fix = ca::new_ca_command(st.ctx.policy.dir(), cert, key, &st.conf.clinic_name);
+    let fix = ca::new_ca_command(st.ctx.judge.policy().dir(), cert, key, &st.conf.clinic_name);
     eprintln!(
         "shadowgate: WARNING: portal: {when}, {}",
         uncertifiable_warning(cert, &names, &fix)
@@ -409,15 +414,12 @@ async fn expiry_task(state: Arc<State>, mut stop: watch::Receiver<bool>) {
             _ = tick.tick() => {}
             _ = stop.changed() => break,
         }
-        let policy = state.ctx.policy.current();
-        for e in expiry_events(
-            &state.ctx.grants,
-            &state.ctx.sensor,
-            &policy,
-            &state.ctx.devices,
-        ) {
+        let policy = state.ctx.judge.policy().current();
+        for e in expiry_events(&state.ctx.grants, &state.ctx.judge, &policy) {
             state.m.grants_expired.inc();
-            state.record(e);
+            if !state.ctx.judge.record_event(e) && state.ctx.judge.records() {
+                state.m.events_dropped.inc();
+            }
         }
         state.m.grants_active.set(state.ctx.grants.len() as i64);
     }

@@ -54,7 +54,16 @@ pub(super) async fn serve_tls(
     };
     if !ca.permits(&name)
         || !st.scope.load().permits(&name)
-        || st.decide(&name, ip, Via::Tls).is_none()
+        || st
+            .decide(
+                &name,
+                super::Peer {
+                    client: SocketAddr::new(ip, peer.port()),
+                    server,
+                },
+                Via::Tls,
+            )
+            .is_none()
         || !st.tls_rate.allow(ip)
     {
         st.m.tls_refused.inc();

@@ -11,6 +11,7 @@ use indexmap::IndexMap;
 use super::event::{Event, SystemKind};
 use super::sinks::Sink;
 use super::store::{Store, StoreError};
+use crate::policy::Action;
 
 /// Alert windows open at once per sink; past it the oldest is closed early.
 pub const MAX_OPEN_WINDOWS: usize = 10_000;
@@ -18,7 +19,7 @@ pub const MAX_OPEN_WINDOWS: usize = 10_000;
 /// Folds repeats of (client, service, action) within `window` of event time.
 pub struct Aggregator {
     window_ns: u64,
-    open: IndexMap<(String, String, String), Open>,
+    open: IndexMap<(String, String, Option<Action>), Open>,
 }
 
 struct Open {
@@ -35,11 +36,11 @@ impl Aggregator {
         }
     }
 
-    fn key(e: &Event) -> (String, String, String) {
+    fn key(e: &Event) -> (String, String, Option<Action>) {
         (
             e.client_ip.clone(),
             e.service.clone().unwrap_or_else(|| e.name.clone()),
-            e.action.clone(),
+            e.action,
         )
     }
 
@@ -349,16 +350,16 @@ mod tests {
             client_groups: String::new(),
             server_ip: "192.0.2.1".into(),
             server_port: 443,
-            transport: "tcp".into(),
-            kind: "tls_client_hello".into(),
+            transport: Some(crate::flow::observation::Transport::Tcp),
+            kind: crate::flow::Kind::TlsClientHello.into(),
             name: format!("{service}.example"),
             seen_via: "tls".into(),
-            evidence: Some("wire".into()),
+            evidence: Some(crate::flow::Evidence::Wire),
             service: Some(service.into()),
             service_name: None,
             category: None,
-            action: "steer".into(),
-            severity: "medium".into(),
+            action: Some(Action::Steer),
+            severity: crate::policy::Severity::Medium,
             rule_id: "r".into(),
             steer_url: None,
             shared_tenant: false,
@@ -442,11 +443,11 @@ mod tests {
             d.step(&mut st, false).unwrap();
             d.next_try = Instant::now();
         }
-        let kinds: Vec<String> = st
+        let kinds: Vec<&str> = st
             .after(40, 1000)
             .unwrap()
             .into_iter()
-            .map(|e| e.kind)
+            .map(|e| e.kind.as_str())
             .collect();
         assert_eq!(kinds, ["sink_down", "sink_up"], "then damped");
         assert!(d.flaps > 10, "{}", d.flaps);

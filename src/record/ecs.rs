@@ -4,52 +4,74 @@
 
 use serde_json::{json, Map, Value};
 
-use super::event::Event;
+use super::event::{Event, SystemKind};
+use super::words::{EventKind, Word};
+use crate::flow::Kind;
+use crate::policy::{Action, Severity, Via};
 
-/// ECS `event.severity` (numeric) for a policy severity word.
-pub fn severity_number(s: &str) -> u8 {
+/// ECS `event.severity` (numeric) for a policy severity.
+pub fn severity_number(s: Severity) -> u8 {
     match s {
-        "info" => 1,
-        "low" => 3,
-        "medium" => 5,
-        "high" => 8,
-        "critical" => 10,
-        _ => 5,
+        Severity::Info => 1,
+        Severity::Low => 3,
+        Severity::Medium => 5,
+        Severity::High => 8,
+        Severity::Critical => 10,
     }
 }
 
 /// ECS `event.type` for an action: stopped traffic (block, steer, coach) is `denied`, allowed
-/// traffic `allowed`, an alert (let through, reported) `info`.
-pub fn event_type(action: &str) -> &'static str {
+/// traffic `allowed`, an alert (let through, reported) and no action (system events) `info`.
+pub fn event_type(action: Option<Action>) -> &'static str {
     match action {
-        "block" | "steer" | "coach" => "denied",
-        "allow" => "allowed",
-        _ => "info",
+        Some(Action::Block | Action::Steer | Action::Coach) => "denied",
+        Some(Action::Allow) => "allowed",
+        Some(Action::Alert) | None => "info",
     }
 }
 
-/// ECS `event.category` and `event.type` of a system event kind.
-fn system_category(kind: &str) -> (&'static str, &'static str) {
-    match kind {
-        "sensor_start" => ("process", "start"),
-        "sensor_stop" => ("process", "end"),
-        "policy_reload" | "catalog_loaded" => ("configuration", "change"),
-        "policy_rejected" => ("configuration", "error"),
-        "retention" => ("database", "deletion"),
-        "store_full" | "store_ok" => ("database", "info"),
+/// ECS `event.category`, `event.type` and `event.outcome` of a system event kind.
+fn system_category(kind: SystemKind) -> (&'static str, &'static str, &'static str) {
+    use SystemKind as K;
+    let (category, typ) = match kind {
+        K::SensorStart => ("process", "start"),
+        K::SensorStop => ("process", "end"),
+        K::PolicyReload | K::CatalogLoaded => ("configuration", "change"),
+        K::PolicyRejected => ("configuration", "error"),
+        K::Retention => ("database", "deletion"),
+        K::StoreFull | K::StoreOk => ("database", "info"),
         // Capture gaps, kernel drops, sink outages and recoveries: the sensor's own health.
-        _ => ("host", "info"),
-    }
+        K::CaptureGap
+        | K::KernelDrops
+        | K::SinkDown
+        | K::SinkUp
+        | K::BreakGlass
+        | K::DnsUpstreamDown
+        | K::DnsUpstreamUp => ("host", "info"),
+    };
+    let outcome = match kind {
+        K::PolicyRejected
+        | K::SinkDown
+        | K::CaptureGap
+        | K::KernelDrops
+        | K::DnsUpstreamDown
+        | K::StoreFull => "failure",
+        K::SensorStart
+        | K::SensorStop
+        | K::PolicyReload
+        | K::SinkUp
+        | K::Retention
+        | K::StoreOk
+        | K::BreakGlass
+        | K::DnsUpstreamUp
+        | K::CatalogLoaded => "success",
+    };
+    (category, typ, outcome)
 }
 
 /// The ECS document of a system event (`event.dataset` = `shadowgate.system`).
-fn system_document(e: &Event) -> Value {
-    let (category, typ) = system_category(&e.kind);
-    let outcome = match e.kind.as_str() {
-        "policy_rejected" | "sink_down" | "capture_gap" | "kernel_drops" | "dns_upstream_down"
-        | "store_full" => "failure",
-        _ => "success",
-    };
+fn system_document(e: &Event, kind: SystemKind) -> Value {
+    let (category, typ, outcome) = system_category(kind);
     let detail: Value = e
         .detail
         .as_deref()
@@ -62,9 +84,9 @@ fn system_document(e: &Event) -> Value {
             "kind": "event",
             "category": [category],
             "type": [typ],
-            "action": e.kind,
+            "action": kind.as_str(),
             "outcome": outcome,
-            "severity": severity_number(&e.severity),
+            "severity": severity_number(e.severity),
             "dataset": "shadowgate.system",
             "module": "shadowgate",
             "sequence": e.seq,
@@ -72,13 +94,13 @@ fn system_document(e: &Event) -> Value {
         "message": e.name,
         "rule": { "id": e.rule_id, "ruleset": "shadowgate-system" },
         "observer": { "name": e.sensor, "type": "sensor", "vendor": "shadowgate", "product": "shadowgate" },
-        "shadowgate": { "system": e.kind, "detail": detail },
+        "shadowgate": { "system": kind.as_str(), "detail": detail },
     })
 }
 
 pub fn document(e: &Event) -> Value {
-    if e.is_system() {
-        return system_document(e);
+    if let EventKind::System(k) = e.kind {
+        return system_document(e, k);
     }
     let mut d = Map::new();
     d.insert("@timestamp".into(), json!(e.time()));
@@ -86,11 +108,11 @@ pub fn document(e: &Event) -> Value {
         "event".into(),
         json!({
             "id": e.id,
-            "kind": if e.action == "allow" { "event" } else { "alert" },
+            "kind": if e.action == Some(Action::Allow) { "event" } else { "alert" },
             "category": ["network"],
-            "type": [event_type(&e.action)],
-            "action": e.action,
-            "severity": severity_number(&e.severity),
+            "type": [event_type(e.action)],
+            "action": e.action_word(),
+            "severity": severity_number(e.severity),
             "dataset": "shadowgate.decision",
             "module": "shadowgate",
             "sequence": e.seq,
@@ -108,27 +130,27 @@ pub fn document(e: &Event) -> Value {
         "destination".into(),
         json!({ "ip": e.server_ip, "port": e.server_port, "domain": e.name }),
     );
-    let proto = match e.seen_via.as_str() {
-        "dns" => "dns",
-        "http" => "http",
-        "quic" => "quic",
+    let proto = match Via::parse(&e.seen_via) {
+        Some(Via::Dns) => "dns",
+        Some(Via::Http) => "http",
+        Some(Via::Quic) => "quic",
         _ => "tls",
     };
     d.insert(
         "network".into(),
-        json!({ "transport": e.transport, "protocol": proto }),
+        json!({ "transport": e.transport.map_or("", Word::word), "protocol": proto }),
     );
-    match e.kind.as_str() {
-        "dns_query" | "dns_answer" => {
+    match e.kind {
+        EventKind::Observed(Kind::DnsQuery | Kind::DnsAnswer) => {
             d.insert("dns".into(), json!({ "question": { "name": e.name } }));
         }
-        "tls_client_hello" | "quic_initial" => {
+        EventKind::Observed(Kind::TlsClientHello | Kind::QuicInitial) => {
             d.insert("tls".into(), json!({ "client": { "server_name": e.name } }));
         }
-        "http_request" => {
+        EventKind::Observed(Kind::HttpRequest) => {
             d.insert("url".into(), json!({ "domain": e.name }));
         }
-        _ => {}
+        EventKind::Observed(Kind::ProxyConnect) | EventKind::Portal(_) | EventKind::System(_) => {}
     }
     d.insert(
         "rule".into(),
@@ -140,10 +162,10 @@ pub fn document(e: &Event) -> Value {
         json!({
             "service": e.service,
             "service_name": e.service_name,
-            "category": e.category,
+            "category": e.category.map(Word::word),
             "seen_via": e.seen_via,
-            "evidence": e.evidence,
-            "observation": e.kind,
+            "evidence": e.evidence.map(Word::word),
+            "observation": e.kind.word(),
             "client_groups": if e.client_groups.is_empty() { vec![] } else { e.client_groups.split(',').collect::<Vec<_>>() },
             "steer_url": e.steer_url,
             "shared_tenant": e.shared_tenant,
@@ -164,13 +186,14 @@ mod tests {
     #[test]
     fn stopped_traffic_is_denied_and_allowed_traffic_allowed() {
         for (a, t) in [
-            ("block", "denied"),
-            ("steer", "denied"),
-            ("coach", "denied"),
-            ("allow", "allowed"),
-            ("alert", "info"),
+            (Some(Action::Block), "denied"),
+            (Some(Action::Steer), "denied"),
+            (Some(Action::Coach), "denied"),
+            (Some(Action::Allow), "allowed"),
+            (Some(Action::Alert), "info"),
+            (None, "info"),
         ] {
-            assert_eq!(event_type(a), t, "{a}");
+            assert_eq!(event_type(a), t, "{a:?}");
         }
     }
 

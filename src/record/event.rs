@@ -4,10 +4,12 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::words::{self, Enforced, EventKind, PortalKind, Word};
 use crate::csv_out::Cell;
-use crate::flow::observation::mac_string;
-use crate::flow::Observation;
-use crate::policy::Decision;
+use crate::flow::observation::{mac_string, Transport};
+use crate::flow::{Evidence, Observation};
+use crate::policy::config::Category;
+use crate::policy::{Action, Decision, Service, Severity};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
@@ -27,33 +29,81 @@ pub struct Event {
     pub client_groups: String,
     pub server_ip: String,
     pub server_port: u16,
-    pub transport: String,
-    /// Observation kind (`dns_query`, `tls_client_hello`, ...).
-    pub kind: String,
+    /// None for events about no flow (system events, grant expiries): written `""`.
+    #[serde(with = "transport_word")]
+    pub transport: Option<Transport>,
+    /// What the event is about: an observation's kind (`dns_query`, `tls_client_hello`, ...), a
+    /// portal event or a system event.
+    #[serde(with = "words::word")]
+    pub kind: EventKind,
     /// The name the decision is about, and how it was seen (`dns`, `tls`, `quic`, `http`, `inferred`).
     pub name: String,
     pub seen_via: String,
     /// How strongly the traffic shows the name: `wire`, `own_lookup`, `resolver_lookup`,
     /// `other_client`, `unmatched_answer` (none for system events and events stored before v4).
-    #[serde(default)]
-    pub evidence: Option<String>,
+    #[serde(default, with = "words::opt_word")]
+    pub evidence: Option<Evidence>,
     pub service: Option<String>,
     pub service_name: Option<String>,
-    pub category: Option<String>,
-    pub action: String,
-    pub severity: String,
+    #[serde(default, with = "words::opt_word")]
+    pub category: Option<Category>,
+    /// The policy's action; none for system events (written `info`).
+    #[serde(with = "action_word")]
+    pub action: Option<Action>,
+    #[serde(with = "words::word")]
+    pub severity: Severity,
     pub rule_id: String,
     pub steer_url: Option<String>,
     pub shared_tenant: bool,
     /// Events folded into this one (1 for a single event).
     pub repeat_count: u32,
-    /// System events: what happened, as a JSON object (errors, counts, digests).
+    /// What happened, as a JSON object: for a decision what enforcement did (`enforcement`,
+    /// `how` or `dns_answer`: [`Enforced::detail`]) and what the portal adds; for a system
+    /// event its errors, counts, digests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
+/// `transport` as its word, `""` for none.
+mod transport_word {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Transport>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(words::or_word(*v, ""))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Transport>, D::Error> {
+        words::from_or_word(&String::deserialize(d)?, "").map_err(serde::de::Error::custom)
+    }
+}
+
+/// `action` as its word, `info` for none.
+mod action_word {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Action>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(words::or_word(*v, INFO))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Action>, D::Error> {
+        words::from_or_word(&String::deserialize(d)?, INFO).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The `action` word of events without a policy action (system events).
+pub const INFO: &str = "info";
+
+/// An `action` word as the store and the CLI write it: a policy action, or none for `info`.
+pub fn parse_action(s: &str) -> Result<Option<Action>, String> {
+    words::from_or_word(s, INFO).map_err(|_| {
+        format!("unknown action `{s}`: use one of allow, alert, block, steer, coach, info")
+    })
+}
+
 /// The system's own events (`seen_via` = `system`): coverage and changes for the report and SIEM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SystemKind {
     /// The sensor started (version, policy digest).
     SensorStart,
@@ -90,6 +140,24 @@ pub enum SystemKind {
 }
 
 impl SystemKind {
+    pub const ALL: [SystemKind; 15] = [
+        SystemKind::SensorStart,
+        SystemKind::SensorStop,
+        SystemKind::PolicyReload,
+        SystemKind::PolicyRejected,
+        SystemKind::CaptureGap,
+        SystemKind::KernelDrops,
+        SystemKind::SinkDown,
+        SystemKind::SinkUp,
+        SystemKind::Retention,
+        SystemKind::StoreFull,
+        SystemKind::StoreOk,
+        SystemKind::BreakGlass,
+        SystemKind::DnsUpstreamDown,
+        SystemKind::DnsUpstreamUp,
+        SystemKind::CatalogLoaded,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SystemKind::SensorStart => "sensor_start",
@@ -110,17 +178,24 @@ impl SystemKind {
         }
     }
 
-    /// Severity word for the event (failures and gaps matter to the compliance officer).
-    fn severity(self) -> &'static str {
+    /// Severity of the event (failures and gaps matter to the compliance officer).
+    fn severity(self) -> Severity {
         match self {
             SystemKind::PolicyRejected
             | SystemKind::CaptureGap
             | SystemKind::SinkDown
             | SystemKind::DnsUpstreamDown
             | SystemKind::StoreFull
-            | SystemKind::BreakGlass => "high",
-            SystemKind::KernelDrops => "medium",
-            _ => "info",
+            | SystemKind::BreakGlass => Severity::High,
+            SystemKind::KernelDrops => Severity::Medium,
+            SystemKind::SensorStart
+            | SystemKind::SensorStop
+            | SystemKind::PolicyReload
+            | SystemKind::SinkUp
+            | SystemKind::Retention
+            | SystemKind::StoreOk
+            | SystemKind::DnsUpstreamUp
+            | SystemKind::CatalogLoaded => Severity::Info,
         }
     }
 }
@@ -129,11 +204,19 @@ impl SystemKind {
 pub const SYSTEM: &str = "system";
 
 impl Event {
-    pub fn from_decision(o: &Observation, d: &Decision, sensor: &str) -> Event {
-        let via = serde_json::to_value(d.via)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+    /// The one event of a decision: `kind` is the observation's kind, or what the portal did
+    /// about it; `enforced` what became of it at the gateway (none where nothing acts: replay);
+    /// `extra` further `detail` fields (the portal's page, a justification).
+    pub fn decided(
+        kind: EventKind,
+        o: &Observation,
+        d: &Decision,
+        sensor: &str,
+        enforced: Option<Enforced>,
+        extra: Option<serde_json::Map<String, serde_json::Value>>,
+    ) -> Event {
+        let mut detail = enforced.map(Enforced::detail).unwrap_or_default();
+        detail.extend(extra.unwrap_or_default());
         Event {
             id: ulid::Ulid::from_datetime(crate::time::ns_to_system(o.ts)).to_string(),
             seq: 0,
@@ -146,26 +229,63 @@ impl Event {
             client_groups: d.groups.join(","),
             server_ip: o.server.ip.to_string(),
             server_port: o.server.port,
-            transport: if o.transport == crate::flow::observation::Transport::Tcp {
-                "tcp"
-            } else {
-                "udp"
-            }
-            .to_string(),
-            kind: o.kind.as_str().to_string(),
+            transport: Some(o.transport),
+            kind,
             name: d.matched_name.clone(),
-            seen_via: via,
-            evidence: Some(d.evidence.as_str().to_string()),
+            seen_via: d.via.as_str().to_string(),
+            evidence: Some(d.evidence),
             service: d.service.clone(),
             service_name: d.service_name.clone(),
-            category: d.category.map(|c| c.as_str().to_string()),
-            action: d.action.as_str().to_string(),
-            severity: d.severity.as_str().to_string(),
+            category: d.category,
+            action: Some(d.action),
+            severity: d.severity,
             rule_id: d.rule_id.clone(),
             steer_url: d.steer_to.as_ref().map(|s| s.url.clone()),
             shared_tenant: d.shared_tenant,
             repeat_count: 1,
-            detail: None,
+            detail: (!detail.is_empty()).then(|| serde_json::Value::Object(detail).to_string()),
+        }
+    }
+
+    /// A coach grant ended: the client's access to `service` (`svc`: its catalogue entry, if
+    /// it still has one) is stopped again.
+    pub fn grant_expired(
+        ts: u64,
+        sensor: &str,
+        client: std::net::IpAddr,
+        device: (Option<String>, Option<String>),
+        service: &str,
+        svc: Option<&Service>,
+    ) -> Event {
+        Event {
+            id: ulid::Ulid::from_datetime(crate::time::ns_to_system(ts)).to_string(),
+            seq: 0,
+            ts,
+            sensor: sensor.to_string(),
+            client_ip: client.to_string(),
+            client_port: 0,
+            client_mac: device.0,
+            client_hostname: device.1,
+            client_groups: String::new(),
+            server_ip: String::new(),
+            server_port: 0,
+            transport: None,
+            kind: EventKind::Portal(PortalKind::GrantExpired),
+            name: service.to_string(),
+            seen_via: "portal".into(),
+            evidence: None,
+            service: Some(service.to_string()),
+            service_name: svc.map(|s| s.name.clone()),
+            category: svc.map(|s| s.category),
+            action: Some(Action::Coach),
+            severity: Severity::Info,
+            rule_id: "portal.grant_expired".into(),
+            steer_url: None,
+            shared_tenant: svc.is_some_and(|s| s.shared_tenant.is_some()),
+            repeat_count: 1,
+            detail: Some(
+                serde_json::json!({ "service": service, "client": client.to_string() }).to_string(),
+            ),
         }
     }
 
@@ -190,16 +310,16 @@ impl Event {
             client_groups: String::new(),
             server_ip: String::new(),
             server_port: 0,
-            transport: String::new(),
-            kind: kind.as_str().to_string(),
+            transport: None,
+            kind: EventKind::System(kind),
             name: summary.to_string(),
             seen_via: SYSTEM.to_string(),
             evidence: None,
             service: None,
             service_name: None,
             category: None,
-            action: "info".to_string(),
-            severity: kind.severity().to_string(),
+            action: None,
+            severity: kind.severity(),
             rule_id: format!("system.{}", kind.as_str()),
             steer_url: None,
             shared_tenant: false,
@@ -254,16 +374,16 @@ impl Event {
             Cell::Text(&self.client_groups),
             Cell::Text(&self.server_ip),
             Cell::Uint(self.server_port.into()),
-            Cell::Text(&self.transport),
-            Cell::Text(&self.kind),
+            Cell::Text(words::or_word(self.transport, "")),
+            Cell::Text(self.kind.word()),
             Cell::Text(&self.name),
             Cell::Text(&self.seen_via),
-            Cell::OptText(self.evidence.as_deref()),
+            Cell::OptText(self.evidence.map(Word::word)),
             Cell::OptText(self.service.as_deref()),
             Cell::OptText(self.service_name.as_deref()),
-            Cell::OptText(self.category.as_deref()),
-            Cell::Text(&self.action),
-            Cell::Text(&self.severity),
+            Cell::OptText(self.category.map(Word::word)),
+            Cell::Text(self.action_word()),
+            Cell::Text(self.severity.word()),
             Cell::Text(&self.rule_id),
             Cell::OptText(self.steer_url.as_deref()),
             Cell::Bool(self.shared_tenant),
@@ -274,7 +394,12 @@ impl Event {
 
     /// Is this one of the system's own events (not a traffic decision)?
     pub fn is_system(&self) -> bool {
-        self.seen_via == SYSTEM
+        self.kind.is_system()
+    }
+
+    /// The `action` word: the policy's action, `info` for system events.
+    pub fn action_word(&self) -> &'static str {
+        words::or_word(self.action, INFO)
     }
 
     /// RFC 3339 time of the event.

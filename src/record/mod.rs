@@ -13,6 +13,8 @@ pub mod retention;
 pub mod sinks;
 pub mod store;
 pub mod system;
+pub mod words;
 
 pub use event::{Event, SystemKind};
 pub use store::{Query, Retained, Store, StoreError, StoreSize};
+pub use words::{DnsAnswer, Enforced, EventKind, How, Outcome, PortalKind};

@@ -236,7 +236,10 @@ mod tests {
         rec.stop();
         let st = Store::open(&path).unwrap();
         let all = st.after(0, 100_000).unwrap();
-        let gaps: Vec<_> = all.iter().filter(|e| e.kind == "capture_gap").collect();
+        let gaps: Vec<_> = all
+            .iter()
+            .filter(|e| e.kind == SystemKind::CaptureGap.into())
+            .collect();
         let dropped = 10_000 - sent;
         assert!(dropped > 0, "a 4-slot queue must drop under 10,000 sends");
         assert_eq!(all.len() as u64 - gaps.len() as u64, sent);

@@ -28,7 +28,14 @@ impl Recorder {
     }
 
     pub fn record(&mut self, o: &Observation, d: &Decision) -> Result<(), StoreError> {
-        self.buf.push(Event::from_decision(o, d, &self.sensor));
+        self.buf.push(Event::decided(
+            o.kind.into(),
+            o,
+            d,
+            &self.sensor,
+            None,
+            None,
+        ));
         if self.buf.len() >= self.batch {
             self.commit()?;
         }

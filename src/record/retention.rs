@@ -432,7 +432,7 @@ mod tests {
         let mut evs: Vec<Event> = (0..n)
             .map(|i| {
                 let mut e = Event::system(SystemKind::SensorStart, ts, "gw", "x", json!({}));
-                e.kind = "tls_client_hello".into();
+                e.kind = crate::flow::Kind::TlsClientHello.into();
                 e.seen_via = "tls".into();
                 e.client_ip = format!("10.0.{}.{}", i / 250, i % 250);
                 e.name = format!("host{i}.claude.ai");
@@ -484,7 +484,7 @@ mod tests {
         st.after(0, 1_000_000)
             .unwrap()
             .into_iter()
-            .filter(|e| e.kind == kind)
+            .filter(|e| e.kind.as_str() == kind)
             .collect()
     }
 
@@ -609,7 +609,7 @@ mod tests {
         // The 2000 undelivered decisions and the size cap's own `retention` event.
         assert!(w.contains("2001 events") && w.contains("sink siem"), "{w}");
         let full = &system_events(st, "store_full")[0];
-        assert_eq!(full.severity, "high");
+        assert_eq!(full.severity, crate::policy::Severity::High);
         assert!(full
             .detail
             .as_deref()

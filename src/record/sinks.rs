@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::ecs;
-use super::event::Event;
+use super::event::{Event, SystemKind};
+use super::words::{EventKind, Word};
+use crate::policy::Severity;
 
 pub trait Sink: Send {
     fn name(&self) -> &str;
@@ -122,14 +124,14 @@ fn cef_value(s: &str) -> String {
 
 /// The CEF payload of one event.
 pub fn cef(e: &Event) -> String {
-    if e.is_system() {
-        return cef_system(e);
+    if let EventKind::System(k) = e.kind {
+        return cef_system(e, k);
     }
     let name = format!(
         "{} {} ({})",
-        e.action,
+        e.action_word(),
         e.service.as_deref().unwrap_or(&e.name),
-        e.category.as_deref().unwrap_or("uncatalogued")
+        e.category.map_or("uncatalogued", Word::word)
     );
     let mut ext = vec![
         format!("rt={}", e.ts / 1_000_000),
@@ -139,8 +141,11 @@ pub fn cef(e: &Event) -> String {
         format!("dst={}", e.server_ip),
         format!("dpt={}", e.server_port),
         format!("dhost={}", cef_value(&e.name)),
-        format!("proto={}", e.transport.to_ascii_uppercase()),
-        format!("act={}", e.action),
+        format!(
+            "proto={}",
+            e.transport.map_or("", Word::word).to_ascii_uppercase()
+        ),
+        format!("act={}", e.action_word()),
         format!("cnt={}", e.repeat_count),
         format!(
             "cs1Label=service cs1={}",
@@ -148,7 +153,7 @@ pub fn cef(e: &Event) -> String {
         ),
         format!(
             "cs2Label=category cs2={}",
-            cef_value(e.category.as_deref().unwrap_or(""))
+            cef_value(e.category.map_or("", Word::word))
         ),
         format!("cs3Label=seenVia cs3={}", e.seen_via),
         format!("cs4Label=clientGroups cs4={}", cef_value(&e.client_groups)),
@@ -162,8 +167,8 @@ pub fn cef(e: &Event) -> String {
     if let Some(u) = &e.steer_url {
         ext.push(format!("cs5Label=steerTo cs5={}", cef_value(u)));
     }
-    if let Some(v) = &e.evidence {
-        ext.push(format!("cs6Label=evidence cs6={v}"));
+    if let Some(v) = e.evidence {
+        ext.push(format!("cs6Label=evidence cs6={}", v.word()));
     }
     // Portal events (`coach_ack`: the justification) carry a JSON detail.
     if let Some(d) = &e.detail {
@@ -174,18 +179,18 @@ pub fn cef(e: &Event) -> String {
         env!("CARGO_PKG_VERSION"),
         cef_header(&e.rule_id),
         cef_header(&name),
-        ecs::severity_number(&e.severity),
+        ecs::severity_number(e.severity),
         ext.join(" ")
     )
 }
 
 /// The CEF payload of a system event: signature `system.<kind>`, the summary as the name and
 /// `msg`, the JSON detail in a custom string.
-fn cef_system(e: &Event) -> String {
+fn cef_system(e: &Event, kind: SystemKind) -> String {
     let ext = [
         format!("rt={}", e.ts / 1_000_000),
         format!("externalId={}", e.id),
-        format!("act={}", e.kind),
+        format!("act={}", kind.as_str()),
         format!("msg={}", cef_value(&e.name)),
         format!("cs1Label=sensor cs1={}", cef_value(&e.sensor)),
         format!(
@@ -198,19 +203,19 @@ fn cef_system(e: &Event) -> String {
         env!("CARGO_PKG_VERSION"),
         cef_header(&e.rule_id),
         cef_header(&e.name),
-        ecs::severity_number(&e.severity),
+        ecs::severity_number(e.severity),
         ext.join(" ")
     )
 }
 
 /// RFC 5424 message: facility local4 (20), severity from the event.
 pub fn syslog_line(e: &Event, hostname: &str) -> String {
-    let sev = match e.severity.as_str() {
-        "critical" => 2,
-        "high" => 3,
-        "medium" => 4,
-        "low" => 5,
-        _ => 6,
+    let sev = match e.severity {
+        Severity::Critical => 2,
+        Severity::High => 3,
+        Severity::Medium => 4,
+        Severity::Low => 5,
+        Severity::Info => 6,
     };
     let pri = 20 * 8 + sev;
     let host = if hostname.is_empty() { "-" } else { hostname };

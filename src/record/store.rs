@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::event::Event;
+use super::event::{Event, INFO};
+use super::words::{self, Word};
+use crate::policy::Action;
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how far a file is.
 const MIGRATIONS: &[&str] = &[
@@ -80,7 +82,8 @@ pub struct Query {
     pub until_ns: Option<u64>,
     pub service: Option<String>,
     pub client: Option<String>,
-    pub action: Option<String>,
+    /// Events with this action (`Some(None)`: `info`, the system's own events).
+    pub action: Option<Option<Action>>,
     pub limit: Option<usize>,
 }
 
@@ -104,22 +107,55 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
         client_groups: r.get(8)?,
         server_ip: r.get(9)?,
         server_port: r.get(10)?,
-        transport: r.get(11)?,
-        kind: r.get(12)?,
+        transport: opt_word(r, 11, "")?,
+        kind: word(r, 12)?,
         name: r.get(13)?,
         seen_via: r.get(14)?,
         service: r.get(15)?,
         service_name: r.get(16)?,
-        category: r.get(17)?,
-        action: r.get(18)?,
-        severity: r.get(19)?,
+        category: nullable_word(r, 17)?,
+        action: opt_word(r, 18, INFO)?,
+        severity: word(r, 19)?,
         rule_id: r.get(20)?,
         steer_url: r.get(21)?,
         shared_tenant: r.get(22)?,
         repeat_count: r.get(23)?,
         detail: r.get(24)?,
-        evidence: r.get(25)?,
+        evidence: nullable_word(r, 25)?,
     })
+}
+
+/// A column written by [`Word::word`]: a word this shadowgate does not know (a store written by
+/// a newer version) is an error that names it.
+fn word<T: Word>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<T> {
+    let s: String = r.get(i)?;
+    T::from_word(&s).ok_or_else(|| unknown_word(i, &s))
+}
+
+fn nullable_word<T: Word>(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<T>> {
+    match r.get::<_, Option<String>>(i)? {
+        None => Ok(None),
+        Some(s) => T::from_word(&s)
+            .map(Some)
+            .ok_or_else(|| unknown_word(i, &s)),
+    }
+}
+
+fn opt_word<T: Word>(r: &rusqlite::Row<'_>, i: usize, absent: &str) -> rusqlite::Result<Option<T>> {
+    let s: String = r.get(i)?;
+    words::from_or_word(&s, absent).map_err(|_| unknown_word(i, &s))
+}
+
+fn unknown_word(i: usize, s: &str) -> rusqlite::Error {
+    let column = COLUMNS.split(", ").nth(i).unwrap_or("?");
+    rusqlite::Error::FromSqlConversionFailure(
+        i,
+        rusqlite::types::Type::Text,
+        format!(
+            "unknown {column} `{s}`: the event was written by a newer shadowgate; upgrade shadowgate to read this store"
+        )
+        .into(),
+    )
 }
 
 impl Store {
@@ -222,21 +258,21 @@ impl Store {
                     e.client_groups,
                     e.server_ip,
                     e.server_port,
-                    e.transport,
-                    e.kind,
+                    words::or_word(e.transport, ""),
+                    e.kind.word(),
                     e.name,
                     e.seen_via,
                     e.service,
                     e.service_name,
-                    e.category,
-                    e.action,
-                    e.severity,
+                    e.category.map(Word::word),
+                    e.action_word(),
+                    e.severity.word(),
                     e.rule_id,
                     e.steer_url,
                     e.shared_tenant,
                     e.repeat_count,
                     e.detail,
-                    e.evidence
+                    e.evidence.map(Word::word)
                 ])
                 .map_err(sql)?;
                 last = tx.last_insert_rowid();
@@ -282,9 +318,9 @@ impl Store {
                 args.push(c.to_ascii_lowercase().into());
             }
         }
-        if let Some(a) = &q.action {
+        if let Some(a) = q.action {
             sql += " AND action = ?";
-            args.push(a.clone().into());
+            args.push(words::or_word(a, INFO).to_string().into());
         }
         sql += " ORDER BY seq";
         if let Some(l) = q.limit {

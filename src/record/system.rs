@@ -235,8 +235,8 @@ mod tests {
         let evs = st.after(0, 10).unwrap();
         assert_eq!(evs.len(), 1);
         assert!(evs[0].is_system());
-        assert_eq!(evs[0].kind, "sink_down");
-        assert_eq!(evs[0].severity, "high");
+        assert_eq!(evs[0].kind, SystemKind::SinkDown.into());
+        assert_eq!(evs[0].severity, crate::policy::Severity::High);
         assert!(evs[0].detail.as_deref().unwrap().contains("refused"));
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -10,8 +10,10 @@ use jiff::tz::TimeZone;
 use super::inventory::Inventory;
 use super::model::*;
 use super::pseudo::Pseudonymiser;
-use super::scan::{Note, Run, Scan, ACTIONS, COACH_ACK, GRANT_EXPIRED, PORTAL_VIEW};
+use super::scan::{Note, Run, Scan};
 use super::week::{local, Week};
+use crate::policy::Action;
+use crate::record::{EventKind, PortalKind, SystemKind};
 
 /// What the catalogue says about a service.
 #[derive(Debug, Clone)]
@@ -82,7 +84,7 @@ impl Acc {
         self.visits += 1;
         self.devices.insert(r.dev);
         self.services.insert(r.svc);
-        self.actions.add(ACTIONS[r.action as usize], 1);
+        self.actions.add(r.action, 1);
         self.consumer += consumer as u64;
         match cat {
             APPROVED => self.approved += 1,
@@ -155,7 +157,7 @@ struct Tally {
     devices: HashMap<u32, DevAcc>,
     /// Consumer-AI visits per device in the four weeks before the report week.
     earlier_consumer: HashMap<u32, u64>,
-    rows: BTreeMap<(u32, u32, u8), RowAcc>,
+    rows: BTreeMap<(u32, u32, Action), RowAcc>,
 }
 
 impl Inputs<'_> {
@@ -319,7 +321,7 @@ impl Tally {
             sa.visits += 1;
             sa.dot += r.dot as u64;
             sa.devices.insert(r.dev);
-            sa.actions.add(ACTIONS[r.action as usize], 1);
+            sa.actions.add(r.action, 1);
             row.visits += 1;
         } else {
             sa.lookups += 1;
@@ -540,7 +542,11 @@ fn adoption(
 }
 
 /// `report.csv`'s rows: one per device x service x action of the report week, in that order.
-fn csv_rows(i: &Inputs<'_>, cats: &[String], rows: BTreeMap<(u32, u32, u8), RowAcc>) -> Vec<Row> {
+fn csv_rows(
+    i: &Inputs<'_>,
+    cats: &[String],
+    rows: BTreeMap<(u32, u32, Action), RowAcc>,
+) -> Vec<Row> {
     let week = i.week().label();
     rows.into_iter()
         .map(|((dev, svc, act), a)| {
@@ -559,7 +565,7 @@ fn csv_rows(i: &Inputs<'_>, cats: &[String], rows: BTreeMap<(u32, u32, u8), RowA
                 service_name: i.service_name(svc),
                 category: cats[svc as usize].clone(),
                 baa: i.baa(svc).0,
-                action: ACTIONS[act as usize].to_string(),
+                action: act.as_str().to_string(),
                 visits: a.visits,
                 lookups: a.lookups,
                 events: a.events,
@@ -623,7 +629,7 @@ fn num(d: &serde_json::Value, keys: &[&str]) -> Option<u64> {
 fn sys_row(n: &Note, tz: &TimeZone) -> SysRow {
     SysRow {
         time: local(n.ts, tz),
-        kind: n.kind.clone(),
+        kind: n.kind.as_str().to_string(),
         summary: n.summary.clone(),
     }
 }
@@ -644,28 +650,31 @@ fn notes(i: &Inputs<'_>, week: &Week) -> Notes {
     out.coverage.lifecycle_known = i.scan.lifecycle_before.is_some();
     for n in &i.scan.notes {
         let c = &mut out.coverage;
-        match n.kind.as_str() {
-            "sensor_start" => life.start(n, c, tz),
-            "sensor_stop" => life.stop(n, c),
-            "policy_reload" => out.policy.reloads.push(sys_row(n, tz)),
+        use SystemKind as S;
+        match n.kind {
+            EventKind::System(S::SensorStart) => life.start(n, c, tz),
+            EventKind::System(S::SensorStop) => life.stop(n, c),
+            EventKind::System(S::PolicyReload) => out.policy.reloads.push(sys_row(n, tz)),
             // The last load of the week says what was in force at its end.
-            "catalog_loaded" => catalogue_loaded(c, n),
-            "policy_rejected" => out.policy.rejected.push(sys_row(n, tz)),
-            "capture_gap" => capture_gap(c, n, tz),
-            "kernel_drops" => kernel_drops(c, n, tz),
-            "sink_down" => {
+            EventKind::System(S::CatalogLoaded) => catalogue_loaded(c, n),
+            EventKind::System(S::PolicyRejected) => out.policy.rejected.push(sys_row(n, tz)),
+            EventKind::System(S::CaptureGap) => capture_gap(c, n, tz),
+            EventKind::System(S::KernelDrops) => kernel_drops(c, n, tz),
+            EventKind::System(S::SinkDown) => {
                 c.sink_outages += 1;
                 c.incidents.push(sys_row(n, tz));
             }
             // The store over its size cap with only undelivered events left, and its end; the
             // upstream resolvers' outages.
-            "sink_up" | "store_full" | "store_ok" | "dns_upstream_down" | "dns_upstream_up" => {
-                c.incidents.push(sys_row(n, tz))
-            }
-            COACH_ACK => out.justifications.push(justification(i, n)),
-            GRANT_EXPIRED => out.grants_expired += 1,
-            PORTAL_VIEW => out.portal_views += 1,
-            _ => {}
+            EventKind::System(
+                S::SinkUp | S::StoreFull | S::StoreOk | S::DnsUpstreamDown | S::DnsUpstreamUp,
+            ) => c.incidents.push(sys_row(n, tz)),
+            // Retention and break glass have their own figures elsewhere (or none).
+            EventKind::System(S::Retention | S::BreakGlass) => {}
+            EventKind::Portal(PortalKind::CoachAck) => out.justifications.push(justification(i, n)),
+            EventKind::Portal(PortalKind::GrantExpired) => out.grants_expired += 1,
+            EventKind::Portal(PortalKind::View) => out.portal_views += 1,
+            EventKind::Observed(_) => {}
         }
     }
     life.finish(&mut out.coverage, week.end_ns, i.now_ns, tz);

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use super::model::*;
+use crate::policy::Action;
 
 pub use crate::html::esc;
 
@@ -160,11 +161,11 @@ fn actions_table(h: &mut String, r: &Report) {
     let c = &r.headline.change;
     h.push_str("<table class=\"actions\"><thead><tr><th>What the policy did (per visit, most restrictive action)</th><th class=\"n\">this week</th><th class=\"n\">previous week</th><th class=\"n\">change</th></tr></thead><tbody>");
     for (label, a, d) in [
-        ("blocked", "block", c.block),
-        ("steered to the approved route", "steer", c.steer),
-        ("coached (warned, then allowed)", "coach", c.coach),
-        ("alerted", "alert", c.alert),
-        ("allowed", "allow", c.allow),
+        ("blocked", Action::Block, c.block),
+        ("steered to the approved route", Action::Steer, c.steer),
+        ("coached (warned, then allowed)", Action::Coach, c.coach),
+        ("alerted", Action::Alert, c.alert),
+        ("allowed", Action::Allow, c.allow),
     ] {
         let _ = write!(
             h,

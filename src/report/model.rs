@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::csv_out::Cell;
+use crate::policy::Action;
 
 /// Visits (or lookup-only runs) by their most restrictive action.
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -16,22 +17,27 @@ pub struct Actions {
 }
 
 impl Actions {
-    pub fn add(&mut self, action: &str, n: u64) {
+    pub fn add(&mut self, action: Action, n: u64) {
+        *self.slot(action) += n;
+    }
+
+    pub fn get(&self, action: Action) -> u64 {
         match action {
-            "block" => self.block += n,
-            "steer" => self.steer += n,
-            "coach" => self.coach += n,
-            "allow" => self.allow += n,
-            _ => self.alert += n,
+            Action::Block => self.block,
+            Action::Steer => self.steer,
+            Action::Coach => self.coach,
+            Action::Alert => self.alert,
+            Action::Allow => self.allow,
         }
     }
-    pub fn get(&self, action: &str) -> u64 {
+
+    fn slot(&mut self, action: Action) -> &mut u64 {
         match action {
-            "block" => self.block,
-            "steer" => self.steer,
-            "coach" => self.coach,
-            "allow" => self.allow,
-            _ => self.alert,
+            Action::Block => &mut self.block,
+            Action::Steer => &mut self.steer,
+            Action::Coach => &mut self.coach,
+            Action::Alert => &mut self.alert,
+            Action::Allow => &mut self.allow,
         }
     }
 }

@@ -7,21 +7,24 @@ use std::path::Path;
 
 use rusqlite::{Connection, OpenFlags, Row};
 
-/// Event kinds that show a connection (or a portal page view): a run holding one is a visit.
-pub const CONNECTION_KINDS: &[&str] = &[
-    "tls_client_hello",
-    "quic_initial",
-    "http_request",
-    "proxy_connect",
-    "portal_view",
-];
+use crate::flow::Kind;
+use crate::policy::Action;
+use crate::record::words::Word;
+use crate::record::{EventKind, PortalKind, SystemKind};
 
-/// Actions from least to most restrictive: a visit takes its most restrictive event's action.
-pub const ACTIONS: [&str; 5] = ["allow", "alert", "coach", "steer", "block"];
-
-/// Kinds of events that matter to the report but are not part of visits.
-pub const COACH_ACK: &str = "coach_ack";
-pub const GRANT_EXPIRED: &str = "grant_expired";
+/// Does an event of this kind show a connection (or a portal page view)? A run holding one is a
+/// visit; lookups alone are not.
+pub fn is_connection(k: EventKind) -> bool {
+    match k {
+        EventKind::Observed(
+            Kind::TlsClientHello | Kind::QuicInitial | Kind::HttpRequest | Kind::ProxyConnect,
+        )
+        | EventKind::Portal(PortalKind::View) => true,
+        EventKind::Observed(Kind::DnsQuery | Kind::DnsAnswer)
+        | EventKind::Portal(PortalKind::CoachAck | PortalKind::GrantExpired)
+        | EventKind::System(_) => false,
+    }
+}
 
 /// A device as the store names it: by MAC when known (stable across DHCP changes), else by DHCP
 /// host name, else by address.
@@ -49,8 +52,8 @@ pub struct Run {
     /// Interned `client_groups` of the run's first event.
     pub groups: u32,
     pub start_ns: u64,
-    /// Index into [`ACTIONS`] of the most restrictive action.
-    pub action: u8,
+    /// The most restrictive action of its events.
+    pub action: Action,
     /// Connection evidence: this run is a visit; otherwise it was lookups only.
     pub visit: bool,
     /// A connection to port 853 (DNS over TLS).
@@ -62,7 +65,7 @@ pub struct Run {
 #[derive(Debug, Clone)]
 pub struct Note {
     pub ts: u64,
-    pub kind: String,
+    pub kind: EventKind,
     pub summary: String,
     pub detail: serde_json::Value,
     pub dev: Option<u32>,
@@ -89,7 +92,7 @@ struct Open {
     first: u64,
     last: u64,
     groups: u32,
-    action: Option<u8>,
+    action: Action,
     visit: bool,
     dot: bool,
     events: u32,
@@ -97,7 +100,7 @@ struct Open {
 
 impl Open {
     /// A run that begins with an event at `ts`.
-    fn new(ts: u64, groups: u32, action: Option<u8>) -> Self {
+    fn new(ts: u64, groups: u32, action: Action) -> Self {
         Open {
             first: ts,
             last: ts,
@@ -110,13 +113,14 @@ impl Open {
     }
 }
 
-/// The action's rank, none for `info` (system and portal events) and unknown words.
-fn action_index(a: &str) -> Option<u8> {
-    ACTIONS.iter().position(|x| *x == a).map(|i| i as u8)
+/// An event's action: none for `info`; a word this shadowgate does not know is an error.
+fn parse_action(word: &str) -> Result<Option<Action>, String> {
+    crate::record::event::parse_action(word).map_err(|e| {
+        format!(
+            "{e}: the store was written by a newer shadowgate; upgrade shadowgate to report on it"
+        )
+    })
 }
-
-/// A portal page view: connection evidence for the service it is about, whoever recorded it.
-pub const PORTAL_VIEW: &str = "portal_view";
 
 /// Open the store read-only (the report never writes to it).
 pub fn open(path: &Path) -> Result<Connection, String> {
@@ -251,21 +255,26 @@ impl Builder {
     fn event(&mut self, r: &Row<'_>) -> Result<(), String> {
         self.s.rows_read += 1;
         let ts = r.get::<_, i64>(0).map_err(sql)?.max(0) as u64;
-        let kind = r.get_ref(6).map_err(sql)?.as_str().unwrap_or("");
-        let via = r.get_ref(7).map_err(sql)?.as_str().unwrap_or("");
-        let is_system = via == crate::record::event::SYSTEM;
-        let is_ack = kind == COACH_ACK || kind == GRANT_EXPIRED;
+        let word = r.get_ref(6).map_err(sql)?.as_str().unwrap_or("");
+        let kind = EventKind::from_word(word).ok_or_else(|| {
+            format!("unknown event kind `{word}`: the store was written by a newer shadowgate; upgrade shadowgate to report on it")
+        })?;
         let dev = self.device(r)?;
         let svc = self.service(r)?;
-
-        let portal = kind == PORTAL_VIEW;
-        if is_system || is_ack || portal {
-            self.note(r, ts, kind, dev, svc);
-            if !portal {
-                return Ok(());
+        let step = match kind {
+            EventKind::Observed(_) => true,
+            // A page view is a note and connection evidence.
+            EventKind::Portal(PortalKind::View) => {
+                self.note(r, ts, kind, dev, svc);
+                true
             }
-        }
-        let (Some(dev), Some(svc)) = (dev, svc) else {
+            EventKind::Portal(PortalKind::CoachAck | PortalKind::GrantExpired)
+            | EventKind::System(_) => {
+                self.note(r, ts, kind, dev, svc);
+                false
+            }
+        };
+        let (true, Some(dev), Some(svc)) = (step, dev, svc) else {
             return Ok(());
         };
         self.step(r, ts, kind, dev, svc)
@@ -329,9 +338,14 @@ impl Builder {
 
     /// A system, coach or portal event: a sensor start or stop before the week says whether the
     /// sensor was running when it began; one inside the week is a note.
-    fn note(&mut self, r: &Row<'_>, ts: u64, kind: &str, dev: Option<u32>, svc: Option<u32>) {
-        if ts < self.week.0 && (kind == "sensor_start" || kind == "sensor_stop") {
-            self.s.lifecycle_before = Some(kind.to_string());
+    fn note(&mut self, r: &Row<'_>, ts: u64, kind: EventKind, dev: Option<u32>, svc: Option<u32>) {
+        if ts < self.week.0
+            && matches!(
+                kind,
+                EventKind::System(SystemKind::SensorStart | SystemKind::SensorStop)
+            )
+        {
+            self.s.lifecycle_before = Some(kind.as_str().to_string());
         }
         if ts >= self.week.0 && ts < self.week.1 {
             let detail = text(r, 13)
@@ -339,7 +353,7 @@ impl Builder {
                 .unwrap_or(serde_json::Value::Null);
             self.s.notes.push(Note {
                 ts,
-                kind: kind.to_string(),
+                kind,
                 summary: text(r, 12).unwrap_or_default(),
                 detail,
                 dev,
@@ -350,10 +364,21 @@ impl Builder {
 
     /// An event of `dev` for `svc`: it extends their open run, or, after a pause longer than the
     /// visit gap, closes it and begins the next.
-    fn step(&mut self, r: &Row<'_>, ts: u64, kind: &str, dev: u32, svc: u32) -> Result<(), String> {
+    fn step(
+        &mut self,
+        r: &Row<'_>,
+        ts: u64,
+        kind: EventKind,
+        dev: u32,
+        svc: u32,
+    ) -> Result<(), String> {
+        let word = r.get_ref(11).map_err(sql)?.as_str().unwrap_or("");
+        // A decision always has an action; `info` belongs to no visit.
+        let Some(action) = parse_action(word)? else {
+            return Ok(());
+        };
         let groups = self.groups(r)?;
-        let action = action_index(r.get_ref(11).map_err(sql)?.as_str().unwrap_or(""));
-        let conn = CONNECTION_KINDS.contains(&kind);
+        let conn = is_connection(kind);
         let dot = conn && r.get::<_, i64>(5).unwrap_or(0) == 853;
         let o = self
             .open
@@ -403,7 +428,7 @@ fn close(runs: &mut Vec<Run>, dev: u32, svc: u32, o: Open, keep: (u64, u64)) {
             svc,
             groups: o.groups,
             start_ns: o.first,
-            action: o.action.unwrap_or(1),
+            action: o.action,
             visit: o.visit,
             dot: o.dot,
             events: o.events,

@@ -10,8 +10,10 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 use super::config::BlockAnswer;
 use super::metrics::QueryResult;
+use crate::enforce::enforcer::Verdict;
 use crate::policy::{Action, Decision};
 use crate::portal::config::PortalConf;
+use crate::record::{DnsAnswer, Outcome};
 
 /// How to answer one query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,44 +34,20 @@ pub enum Plan {
     Nodata,
 }
 
-/// What the decision did to the lookup, for the event (`enforcement` in its detail).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Enforcement {
-    /// The answer was changed (portal, NXDOMAIN, null, no data).
-    Stopped,
-    /// Not enforcing (monitor mode, break glass): the real answer went out.
-    WouldStop,
-    /// A coach decision under an active grant: the real answer, TTLs capped.
-    Granted,
-    /// Allow or alert: the real answer.
-    Allowed,
-}
-
-impl Enforcement {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Enforcement::Stopped => "stopped",
-            Enforcement::WouldStop => "would_stop",
-            Enforcement::Granted => "granted",
-            Enforcement::Allowed => "allowed",
-        }
-    }
-}
-
 fn is_svcb(t: RecordType) -> bool {
     matches!(t, RecordType::HTTPS | RecordType::SVCB)
 }
 
-/// Decide how to answer. `granted`: the client has an active coach grant for the service.
+/// Decide how to answer a lookup, and what that does to it (`enforcement` in the event).
+/// `verdict`: whether the decision stops this client's traffic (`enforce::verdict`).
 pub fn plan(
-    d: Option<&Decision>,
+    d: Option<(&Decision, &Verdict)>,
     qtype: RecordType,
     enforcing: bool,
-    granted: bool,
     block: BlockAnswer,
     portal_ttl: u32,
-) -> (Plan, Option<Enforcement>) {
-    let Some(d) = d else {
+) -> (Plan, Option<Outcome>) {
+    let Some((d, verdict)) = d else {
         return (
             Plan::Real {
                 cap_ttl: None,
@@ -78,29 +56,18 @@ pub fn plan(
             None,
         );
     };
-    let catalogued = d.service.is_some();
-    let stops = match d.action {
-        Action::Block | Action::Steer => true,
-        Action::Coach => !granted,
-        Action::Allow | Action::Alert => false,
-    };
     let real = |cap_ttl| Plan::Real {
         cap_ttl,
-        strip_ech: catalogued,
+        strip_ech: d.service.is_some(),
     };
-    if !enforcing {
-        let e = if stops {
-            Enforcement::WouldStop
-        } else if d.action == Action::Coach {
-            Enforcement::Granted
-        } else {
-            Enforcement::Allowed
-        };
-        return (real(None), Some(e));
+    match verdict {
+        Verdict::Pass | Verdict::Exempt => return (real(None), Some(Outcome::Allowed)),
+        Verdict::Granted if enforcing => return (real(Some(portal_ttl)), Some(Outcome::Granted)),
+        Verdict::Granted => return (real(None), Some(Outcome::Granted)),
+        Verdict::Stop(_) if !enforcing => return (real(None), Some(Outcome::WouldStop)),
+        Verdict::Stop(_) => {}
     }
     let p = match d.action {
-        Action::Allow | Action::Alert => return (real(None), Some(Enforcement::Allowed)),
-        Action::Coach if granted => return (real(Some(portal_ttl)), Some(Enforcement::Granted)),
         Action::Block => match block {
             BlockAnswer::Nxdomain => Plan::Nxdomain,
             BlockAnswer::Null if matches!(qtype, RecordType::A | RecordType::AAAA) => Plan::Null,
@@ -111,7 +78,7 @@ pub fn plan(
         _ if matches!(qtype, RecordType::A | RecordType::AAAA) => Plan::Portal,
         _ => Plan::Nodata,
     };
-    (p, Some(Enforcement::Stopped))
+    (p, Some(Outcome::Stopped))
 }
 
 /// A synthesised answer: rcode, answer records, authority (a SOA bounding negative caching),
@@ -120,7 +87,7 @@ pub struct Synth {
     pub rcode: ResponseCode,
     pub answers: Vec<Record>,
     pub authorities: Vec<Record>,
-    pub word: &'static str,
+    pub word: DnsAnswer,
     pub result: QueryResult,
 }
 
@@ -159,7 +126,7 @@ pub fn synthesize(
         rcode: ResponseCode::NoError,
         answers: Vec::new(),
         authorities: soa(),
-        word: "nodata",
+        word: DnsAnswer::Nodata,
         result: QueryResult::Nodata,
     };
     match p {
@@ -180,7 +147,7 @@ pub fn synthesize(
                     rcode: ResponseCode::NoError,
                     answers: vec![rec(a)],
                     authorities: Vec::new(),
-                    word: "portal",
+                    word: DnsAnswer::Portal,
                     result: QueryResult::Portal,
                 },
                 None => nodata(),
@@ -190,7 +157,7 @@ pub fn synthesize(
             rcode: ResponseCode::NXDomain,
             answers: Vec::new(),
             authorities: soa(),
-            word: "nxdomain",
+            word: DnsAnswer::Nxdomain,
             result: QueryResult::Blocked,
         },
         Plan::Null => {
@@ -202,7 +169,7 @@ pub fn synthesize(
                 rcode: ResponseCode::NoError,
                 answers: vec![rec(a)],
                 authorities: Vec::new(),
-                word: "null",
+                word: DnsAnswer::Null,
                 result: QueryResult::Blocked,
             }
         }
@@ -289,9 +256,23 @@ mod tests {
             cap_ttl: cap,
             strip_ech: true,
         };
+        // The verdict the enforcer would give (a grant held or not).
+        let pl = |d: &Decision, q, enforcing, granted: bool, block| {
+            let g = crate::enforce::grants::Grants::new();
+            let ip: IpAddr = "10.0.0.9".parse().unwrap();
+            if granted {
+                g.grant(
+                    ip,
+                    &crate::enforce::enforcer::grant_key(d),
+                    std::time::Duration::from_secs(60),
+                );
+            }
+            let v = crate::enforce::enforcer::verdict(d, ip, &g);
+            plan(Some((d, &v)), q, enforcing, block, 30)
+        };
         // Undecided names: forwarded, no event, nothing stripped.
         assert_eq!(
-            plan(None, A, true, false, nx, 30),
+            plan(None, A, true, nx, 30),
             (
                 Plan::Real {
                     cap_ttl: None,
@@ -300,77 +281,63 @@ mod tests {
                 None
             )
         );
-        let s = Some(Enforcement::Stopped);
+        let s = Some(Outcome::Stopped);
+        assert_eq!(pl(&d(Action::Steer), A, true, false, nx), (Plan::Portal, s));
         assert_eq!(
-            plan(Some(&d(Action::Steer)), A, true, false, nx, 30),
+            pl(&d(Action::Steer), AAAA, true, false, nx),
             (Plan::Portal, s)
         );
         assert_eq!(
-            plan(Some(&d(Action::Steer)), AAAA, true, false, nx, 30),
-            (Plan::Portal, s)
-        );
-        assert_eq!(
-            plan(Some(&d(Action::Steer)), HTTPS, true, false, nx, 30),
+            pl(&d(Action::Steer), HTTPS, true, false, nx),
             (Plan::Nodata, s)
         );
         assert_eq!(
-            plan(Some(&d(Action::Coach)), SVCB, true, false, nx, 30),
+            pl(&d(Action::Coach), SVCB, true, false, nx),
             (Plan::Nodata, s)
         );
         assert_eq!(
-            plan(Some(&d(Action::Steer)), MX, true, false, nx, 30),
+            pl(&d(Action::Steer), MX, true, false, nx),
             (Plan::Nodata, s)
         );
         assert_eq!(
-            plan(Some(&d(Action::Block)), A, true, false, nx, 30),
+            pl(&d(Action::Block), A, true, false, nx),
             (Plan::Nxdomain, s)
         );
         assert_eq!(
-            plan(Some(&d(Action::Block)), HTTPS, true, false, nx, 30),
+            pl(&d(Action::Block), HTTPS, true, false, nx),
             (Plan::Nxdomain, s)
         );
         let null = BlockAnswer::Null;
         assert_eq!(
-            plan(Some(&d(Action::Block)), AAAA, true, false, null, 30),
+            pl(&d(Action::Block), AAAA, true, false, null),
             (Plan::Null, s)
         );
         assert_eq!(
-            plan(Some(&d(Action::Block)), TXT, true, false, null, 30),
+            pl(&d(Action::Block), TXT, true, false, null),
             (Plan::Nodata, s)
         );
         // Coach under a grant: real, TTL capped.
         assert_eq!(
-            plan(Some(&d(Action::Coach)), A, true, true, nx, 30),
-            (real(Some(30)), Some(Enforcement::Granted))
+            pl(&d(Action::Coach), A, true, true, nx),
+            (real(Some(30)), Some(Outcome::Granted))
         );
+        assert_eq!(pl(&d(Action::Coach), A, true, false, nx), (Plan::Portal, s));
         assert_eq!(
-            plan(Some(&d(Action::Coach)), A, true, false, nx, 30),
-            (Plan::Portal, s)
-        );
-        assert_eq!(
-            plan(Some(&d(Action::Alert)), HTTPS, true, false, nx, 30),
-            (real(None), Some(Enforcement::Allowed))
+            pl(&d(Action::Alert), HTTPS, true, false, nx),
+            (real(None), Some(Outcome::Allowed))
         );
         // Monitor mode: always real, the event says what would have happened.
         assert_eq!(
-            plan(Some(&d(Action::Block)), A, false, false, nx, 30),
-            (real(None), Some(Enforcement::WouldStop))
+            pl(&d(Action::Block), A, false, false, nx),
+            (real(None), Some(Outcome::WouldStop))
         );
         assert_eq!(
-            plan(Some(&d(Action::Steer)), HTTPS, false, false, nx, 30),
-            (real(None), Some(Enforcement::WouldStop))
+            pl(&d(Action::Steer), HTTPS, false, false, nx),
+            (real(None), Some(Outcome::WouldStop))
         );
         // An uncatalogued name decided by a domain rule keeps its ECH.
         assert_eq!(
-            plan(
-                Some(&decision(Action::Allow, false)),
-                HTTPS,
-                true,
-                false,
-                nx,
-                30
-            )
-            .0,
+            pl(&decision(Action::Allow, false), HTTPS, true, false, nx).0,
             Plan::Real {
                 cap_ttl: None,
                 strip_ech: false
@@ -385,7 +352,7 @@ mod tests {
         let s = synthesize(Plan::Portal, &n, RecordType::A, Some(&pc), 30);
         assert_eq!(s.answers[0].data, RData::A(A::new(10, 0, 0, 1)));
         assert_eq!(s.answers[0].ttl, 30);
-        assert_eq!((s.word, s.result), ("portal", QueryResult::Portal));
+        assert_eq!((s.word, s.result), (DnsAnswer::Portal, QueryResult::Portal));
         let s = synthesize(Plan::Portal, &n, RecordType::AAAA, Some(&pc), 30);
         assert_eq!(
             s.answers[0].data,
@@ -395,7 +362,10 @@ mod tests {
         let v4only: PortalConf = toml::from_str("address = \"10.0.0.1\"").unwrap();
         let s = synthesize(Plan::Portal, &n, RecordType::AAAA, Some(&v4only), 30);
         assert!(s.answers.is_empty());
-        assert_eq!((s.rcode, s.word), (ResponseCode::NoError, "nodata"));
+        assert_eq!(
+            (s.rcode, s.word),
+            (ResponseCode::NoError, DnsAnswer::Nodata)
+        );
         let s = synthesize(Plan::Nxdomain, &n, RecordType::A, None, 30);
         assert_eq!(s.rcode, ResponseCode::NXDomain);
         assert!(matches!(s.authorities[0].data, RData::SOA(_)));

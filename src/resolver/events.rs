@@ -1,19 +1,14 @@
-//! The resolver's observations and events: each decided lookup becomes one `dns_query`
-//! observation (client device, listen address, transport, answers) and one stored event.
+//! The resolver's observations: each lookup becomes one `dns_query` observation (client,
+//! listen address, transport, and once answered the answers), which the judge completes with
+//! the client's device, decides and records.
 
 use std::net::SocketAddr;
 
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::{Record, RecordType};
-use serde_json::json;
-
-use super::answer::Enforcement;
 use crate::decode::dns::{rcode_name, type_name};
-use crate::devices::Devices;
 use crate::flow::observation::{DnsAnswer, DnsInfo, Endpoint, Transport};
 use crate::flow::{Kind, Observation};
-use crate::policy::Decision;
-use crate::record::Event;
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{Record, RecordType};
 
 /// Answers kept in an observation at most, and characters of one answer's data.
 const MAX_ANSWERS: usize = 16;
@@ -27,9 +22,7 @@ pub fn observation(
     client: SocketAddr,
     server: SocketAddr,
     tcp: bool,
-    devices: &Devices,
 ) -> Observation {
-    let dev = devices.lookup(client.ip()).unwrap_or_default();
     Observation {
         ts: crate::time::now_ns(),
         kind: Kind::DnsQuery,
@@ -41,8 +34,8 @@ pub fn observation(
         client: Endpoint {
             ip: client.ip(),
             port: client.port(),
-            mac: dev.mac,
-            hostname: dev.hostname,
+            mac: None,
+            hostname: None,
         },
         server: Endpoint {
             ip: server.ip(),
@@ -95,18 +88,4 @@ pub fn set_answer(o: &mut Observation, rcode: ResponseCode, answers: &[Record]) 
             }
         })
         .collect();
-}
-
-/// The stored event: the decision, with what the resolver answered and what that did.
-pub fn event(
-    o: &Observation,
-    d: &Decision,
-    sensor: &str,
-    answer: &str,
-    enforcement: Enforcement,
-) -> Event {
-    let mut e = Event::from_decision(o, d, sensor);
-    e.detail =
-        Some(json!({ "dns_answer": answer, "enforcement": enforcement.as_str() }).to_string());
-    e
 }

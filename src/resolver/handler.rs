@@ -24,8 +24,10 @@ use super::forward::Forwarder;
 use super::limit::Limiter;
 use super::metrics::{DnsMetrics, QueryResult};
 use super::DnsCtx;
-use crate::policy::Action;
+use crate::enforce::enforcer::verdict;
+use crate::flow::Kind;
 use crate::portal::config::PortalConf;
+use crate::record::{DnsAnswer, Enforced};
 
 /// Largest UDP answer sent, whatever the client advertises.
 const MAX_UDP_PAYLOAD: u16 = 4096;
@@ -138,33 +140,26 @@ impl RequestHandler for Handler {
         let mut obs = None;
         let mut decision = None;
         if qclass == DNSClass::IN && !name.is_empty() {
-            let o = events::observation(
+            let mut o = events::observation(
                 name.clone(),
                 qtype,
                 req.metadata.id,
                 SocketAddr::new(ip, req.src().port()),
                 self.listen,
                 tcp,
-                &s.ctx.devices,
             );
-            decision = s.ctx.policy.current().decide_observation(&o);
+            decision = s.ctx.judge.decide(&mut o);
             if decision.is_some() {
                 obs = Some(o);
             }
         }
-        let granted = decision.as_ref().is_some_and(|d| {
-            d.action == Action::Coach
-                && s.ctx
-                    .grants
-                    .active(ip, d.service.as_deref().unwrap_or(&d.matched_name))
-        });
+        let verdict = decision.as_ref().map(|d| verdict(d, ip, &s.ctx.grants));
         let enforcing = s.ctx.enforcing.load(Ordering::Relaxed);
         let ttl = s.conf.portal_ttl_s;
-        let (plan, enforcement) = answer::plan(
-            decision.as_ref(),
+        let (plan, outcome) = answer::plan(
+            decision.as_ref().zip(verdict.as_ref()),
             qtype,
             enforcing,
-            granted,
             s.conf.block_answer,
             ttl,
         );
@@ -208,9 +203,9 @@ impl RequestHandler for Handler {
                     answer::strip_ech(&mut ans);
                 }
                 let word = if result == QueryResult::Servfail {
-                    "servfail"
+                    DnsAnswer::Servfail
                 } else {
-                    "real"
+                    DnsAnswer::Real
                 };
                 (rcode, ans, auth, word, result)
             }
@@ -221,11 +216,15 @@ impl RequestHandler for Handler {
         };
         s.metrics.count(result);
 
-        if let (Some(mut o), Some(d), Some(enf)) = (obs, decision.as_ref(), enforcement) {
-            if let Some(tx) = &s.ctx.events {
-                events::set_answer(&mut o, rcode, &answers);
-                tx.send(events::event(&o, d, &s.ctx.sensor, word, enf));
-            }
+        if let (Some(mut o), Some(d), Some(outcome)) = (obs, decision.as_ref(), outcome) {
+            events::set_answer(&mut o, rcode, &answers);
+            let enforced = Enforced::Lookup {
+                outcome,
+                answer: word,
+            };
+            s.ctx
+                .judge
+                .record(Kind::DnsQuery.into(), &o, d, Some(enforced), None);
         }
 
         respond(req, rh, rcode, &answers, &authorities).await

@@ -7,8 +7,9 @@
 //! NXDOMAIN or 0.0.0.0/:: (`block_answer`), steer and coach (without a grant) the portal address
 //! with TTL `portal_ttl_s` and no data for HTTPS/SVCB; coach under a grant gets the real answer
 //! with TTLs capped at `portal_ttl_s`; HTTPS/SVCB answers of catalogued names lose their ECH
-//! config. While `enforcing` is false every answer is the real one. Each decided lookup is one
-//! event (`detail`: `dns_answer`, `enforcement`).
+//! config; whether a decision stops the lookup is `enforce::verdict`'s answer, the same the
+//! enforcer acts on. While `enforcing` is false every answer is the real one. Each decided lookup
+//! is one event through the judge (`detail`: `dns_answer`, `enforcement`).
 
 pub mod answer;
 pub mod cache;
@@ -29,11 +30,9 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::devices::Devices;
 use crate::enforce::grants::Grants;
-use crate::policy::reload::PolicyHandle;
+use crate::pipeline::Judge;
 use crate::portal::config::PortalConf;
-use crate::record::queue::EventTx;
 use config::DnsConf;
 
 pub use metrics::{DnsMetrics, QueryResult};
@@ -41,13 +40,10 @@ pub use metrics::{DnsMetrics, QueryResult};
 /// What the resolver shares with the rest of the daemon.
 #[derive(Clone)]
 pub struct DnsCtx {
-    pub policy: Arc<PolicyHandle>,
+    /// Decides each lookup with the policy in force, completes it with the client's device
+    /// and records it (one event per decided lookup; a judge without a recorder records none).
+    pub judge: Judge,
     pub grants: Arc<Grants>,
-    pub devices: Arc<Devices>,
-    /// Where events go (`None`: decide and answer, record nothing).
-    pub events: Option<EventTx>,
-    /// The sensor name of the events.
-    pub sensor: String,
     /// false: monitor mode or break glass: answer everything for real, record "would stop".
     pub enforcing: Arc<AtomicBool>,
     pub registry: prometheus::Registry,
@@ -195,6 +191,11 @@ pub async fn serve(
         tasks.push(tokio::spawn(tcp::serve(tcpl, h, limits, stop_rx.clone())));
         addrs.push(local);
     }
+    // DNS to these sockets is the resolver's to decide: capture must not decide it again.
+    shared
+        .ctx
+        .judge
+        .claim(|c| c.dns.extend(addrs.iter().copied()));
     Ok(DnsHandle {
         servers,
         stop,

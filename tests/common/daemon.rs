@@ -146,10 +146,7 @@ pub fn config(dir: &Path, policy: &Path, extra: &str) -> PathBuf {
 }
 
 /// Wait until the store holds an event matching `f` (up to 5 s).
-pub fn wait_event(
-    dir: &Path,
-    f: impl Fn(&shadowgate::record::Event) -> bool,
-) -> shadowgate::record::Event {
+pub fn wait_event(dir: &Path, f: impl Fn(&super::events::Event) -> bool) -> super::events::Event {
     let t = Instant::now();
     loop {
         if let Some(e) = events(dir).into_iter().find(|e| f(e)) {

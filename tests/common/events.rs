@@ -2,14 +2,62 @@
 
 use std::path::Path;
 
-use shadowgate::record::{Event, Query, Store};
+use shadowgate::record::{Query, Store};
 
-/// Every event in the store `dir/events.db`, oldest first.
+/// An event as the SIEM reads it: every field as the words its JSON form writes (`kind`,
+/// `action`, `severity`, `evidence`, `category`, `transport` are enums in the library).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct Event {
+    pub id: String,
+    pub seq: i64,
+    pub ts: u64,
+    pub sensor: String,
+    pub client_ip: String,
+    pub client_port: u16,
+    pub client_mac: Option<String>,
+    pub client_hostname: Option<String>,
+    pub client_groups: String,
+    pub server_ip: String,
+    pub server_port: u16,
+    pub transport: String,
+    pub kind: String,
+    pub name: String,
+    pub seen_via: String,
+    pub evidence: Option<String>,
+    pub service: Option<String>,
+    pub service_name: Option<String>,
+    pub category: Option<String>,
+    pub action: String,
+    pub severity: String,
+    pub rule_id: String,
+    pub steer_url: Option<String>,
+    pub shared_tenant: bool,
+    pub repeat_count: u32,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+impl Event {
+    /// One of the system's own events (written with `seen_via` = `system`)?
+    pub fn is_system(&self) -> bool {
+        self.seen_via == "system"
+    }
+}
+
+/// A library event in its written words.
+pub fn words(e: &shadowgate::record::Event) -> Event {
+    serde_json::from_value(serde_json::to_value(e).unwrap()).unwrap()
+}
+
+/// Every event in the store `dir/events.db`, oldest first, in its written words.
 pub fn events(dir: &Path) -> Vec<Event> {
     Store::open(&dir.join("events.db"))
         .unwrap()
         .query(&Query::default())
         .unwrap()
+        .iter()
+        .map(words)
+        .collect()
 }
 
 /// The events of kind `k` among `ev`.

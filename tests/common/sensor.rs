@@ -77,9 +77,13 @@ pub struct Keep(pub Acted);
 
 impl Output for Keep {
     /// Keep a copy of the observation and its decision.
-    fn send(&mut self, o: &Observation, d: Option<&Decision>) -> Result<(), String> {
+    fn send(
+        &mut self,
+        o: &Observation,
+        d: Option<&Decision>,
+    ) -> Result<Option<shadowgate::record::Enforced>, String> {
         self.0.lock().unwrap().push((o.clone(), d.cloned()));
-        Ok(())
+        Ok(None)
     }
 }
 

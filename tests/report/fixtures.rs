@@ -78,47 +78,48 @@ fn category(service: &str) -> &'static str {
     }
 }
 
+/// An event written with these words, read as the store reads it back.
 pub fn event(ts: u64, d: Dev, kind: &str, service: &str, action: &str, port: u16) -> Event {
-    Event {
-        id: ulid::Ulid::new().to_string(),
-        seq: 0,
-        ts,
-        sensor: "gw-test".into(),
-        client_ip: d.ip.into(),
-        client_port: 50000,
-        client_mac: d.mac.map(Into::into),
-        client_hostname: d.host.map(Into::into),
-        client_groups: d.groups.into(),
-        server_ip: "192.0.2.10".into(),
-        server_port: port,
-        transport: if kind == "quic_initial" || kind.starts_with("dns") {
-            "udp"
-        } else {
-            "tcp"
-        }
-        .into(),
-        kind: kind.into(),
-        name: format!("{service}.example"),
-        seen_via: match kind {
-            "tls_client_hello" => "tls",
-            "quic_initial" => "quic",
-            "http_request" => "http",
-            "portal_view" => "portal",
-            _ => "dns",
-        }
-        .into(),
-        evidence: Some("wire".into()),
-        service: Some(service.into()),
-        service_name: Some(service.into()),
-        category: Some(category(service).into()),
-        action: action.into(),
-        severity: "medium".into(),
-        rule_id: "SG-TEST".into(),
-        steer_url: None,
-        shared_tenant: false,
-        repeat_count: 1,
-        detail: None,
-    }
+    let transport = if kind == "quic_initial" || kind.starts_with("dns") {
+        "udp"
+    } else {
+        "tcp"
+    };
+    let seen_via = match kind {
+        "tls_client_hello" => "tls",
+        "quic_initial" => "quic",
+        "http_request" => "http",
+        "portal_view" => "portal",
+        _ => "dns",
+    };
+    serde_json::from_value(serde_json::json!({
+        "id": ulid::Ulid::new().to_string(),
+        "seq": 0,
+        "ts": ts,
+        "sensor": "gw-test",
+        "client_ip": d.ip,
+        "client_port": 50000,
+        "client_mac": d.mac,
+        "client_hostname": d.host,
+        "client_groups": d.groups,
+        "server_ip": "192.0.2.10",
+        "server_port": port,
+        "transport": transport,
+        "kind": kind,
+        "name": format!("{service}.example"),
+        "seen_via": seen_via,
+        "evidence": "wire",
+        "service": service,
+        "service_name": service,
+        "category": category(service),
+        "action": action,
+        "severity": "medium",
+        "rule_id": "SG-TEST",
+        "steer_url": null,
+        "shared_tenant": false,
+        "repeat_count": 1,
+    }))
+    .unwrap()
 }
 
 pub fn tls(ts: u64, d: Dev, service: &str, action: &str) -> Event {
@@ -130,16 +131,17 @@ pub fn lookup(ts: u64, d: Dev, service: &str, action: &str) -> Event {
 }
 
 pub fn system(ts: u64, kind: &str, summary: &str, detail: serde_json::Value) -> Event {
-    let mut e = Event::system(
+    let e = Event::system(
         shadowgate::record::event::SystemKind::SensorStart,
         ts,
         "gw-test",
         summary,
         detail,
     );
-    e.kind = kind.into();
-    e.rule_id = format!("system.{kind}");
-    e
+    let mut v = serde_json::to_value(&e).unwrap();
+    v["kind"] = kind.into();
+    v["rule_id"] = format!("system.{kind}").into();
+    serde_json::from_value(v).unwrap()
 }
 
 /// A portal or coach event about a device and service (as the daemon's portal records them).

@@ -58,9 +58,13 @@ type Seen = Arc<Mutex<Vec<(Observation, Option<Decision>)>>>;
 struct Keep(Seen);
 
 impl Output for Keep {
-    fn send(&mut self, o: &Observation, d: Option<&Decision>) -> Result<(), String> {
+    fn send(
+        &mut self,
+        o: &Observation,
+        d: Option<&Decision>,
+    ) -> Result<Option<crate::record::Enforced>, String> {
         self.0.lock().unwrap().push((o.clone(), d.cloned()));
-        Ok(())
+        Ok(None)
     }
 }
 
