@@ -4,7 +4,7 @@ and format of ../generated/truth.py and ../public (sni, quic_sni, dns_queries, h
 
 The file is named after the whole capture name (grease-ech.pcap -> grease-ech.pcap.truth.json,
 deep-nesting.pcap.held -> deep-nesting.pcap.truth.json), deliberately not grease-ech.truth.json:
-tests/replay_truth.rs pairs every X.pcap under pcaps/ with an X.truth.json and demands that the
+tests/it/replay_truth.rs pairs every X.pcap under pcaps/ with an X.truth.json and demands that the
 sensor report exactly tshark's names, which these captures are built to contradict (see README).
 """
 import json, subprocess, sys

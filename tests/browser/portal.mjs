@@ -1,5 +1,5 @@
 // Drives Debian's chromium (headless, through playwright-core; no browser download) against the
-// daemon's portal in the namespace testbed of tests/portal.rs, one phase per run; prints JSON.
+// daemon's portal in the namespace testbed of tests/it/portal.rs, one phase per run; prints JSON.
 //
 // Names are resolved by the daemon's DNS (the client namespace's resolv.conf points at it).
 // Environment: SG_PHASE (client1 | reach | client2 | expired), SG_PORTAL_IP, SG_SERVER_IP (the

@@ -12,7 +12,7 @@ use crate::pipeline::{Output, Pipeline};
 use crate::policy::reload::PolicyHandle;
 use crate::policy::{Action, Category, Severity, SteerDef, Via};
 
-#[path = "../../../tests/common/captures.rs"]
+#[path = "../../../tests/it/common/captures.rs"]
 mod support;
 use support::captures;
 

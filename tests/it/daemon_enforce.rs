@@ -2,22 +2,22 @@
 //! (the server gets no application byte), the approved route, an uncatalogued site and an
 //! alert-only service untouched, DNS mode answers per policy, and fail-open after `kill -9`.
 
-mod common;
-use common::cli::bin;
-use common::daemon::*;
-use common::events::events;
-use common::files::tmpdir;
-use common::frames::{quic_hello, InitialShape};
-use common::policy::with_rules;
+use crate::common::cli::bin;
+use crate::common::daemon::*;
+use crate::common::events::events;
+use crate::common::files::tmpdir;
+use crate::common::frames::{quic_hello, InitialShape};
+use crate::common::policy::with_rules;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::netns::{
-    Testbed, CLIENT, CLIENT2, GW_LAN, OUTSIDER, SERVER, SERVER2, SERVER3, UPSTREAM_DNS,
+use crate::common::netns::{
+    reset_timing_lock, Testbed, CLIENT, CLIENT2, GW_LAN, OUTSIDER, SERVER, SERVER2, SERVER3,
+    UPSTREAM_DNS,
 };
-use common::servers::{dns_lookup, dns_server, TlsServer};
+use crate::common::servers::{dns_lookup, dns_server, TlsServer};
 
 /// The test policy: the bundled catalogue with rules that exercise every action.
 const POLICY: &str = r#"
@@ -68,12 +68,11 @@ action = "alert"
 severity = "low"
 "#;
 
-/// The tests of this file run one at a time: a reset must beat a server that answers 20 ms
-/// late, and four daemons with their servers on two loaded cores could make it miss.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
+/// The tests of this file run one at a time, and not beside `enforce`'s (one lock for both,
+/// `netns::reset_timing_lock`): a reset must beat a server that answers 20 ms late, and four
+/// daemons with their servers on two loaded cores could make it miss.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+    reset_timing_lock()
 }
 
 /// `dir/policies`: the bundled catalogue with [`POLICY`].

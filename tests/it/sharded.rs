@@ -1,11 +1,10 @@
 //! Sharded replay (`replay --threads N`) against one sensor over every bundled capture: the same
 //! observations in the same order (inferred names included) and the same counters.
 
-mod common;
-use common::captures::captures;
-use common::cli::bin;
-use common::files::root;
-use common::sensor::replay_capture;
+use crate::common::captures::captures;
+use crate::common::cli::bin;
+use crate::common::files::root;
+use crate::common::sensor::replay_capture;
 
 use std::path::Path;
 

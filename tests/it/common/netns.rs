@@ -44,7 +44,7 @@ pub fn unavailable() -> Option<String> {
 }
 
 /// Four hex digits that differ between runs and processes, for names of namespaces and folders
-/// that test binaries running at once must not share.
+/// that tests running at once must not share.
 pub fn suffix() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -74,9 +74,23 @@ pub fn in_ns<T: Send + 'static>(
     })
 }
 
+/// One at a time, across the whole test binary: the tests that time a reset against a server
+/// that answers 20 ms late (`enforce`, each on an [`nft_bed::Bed`](super::nft_bed::Bed), and
+/// `daemon_enforce`). They were kept apart by a lock of each file and by running in binaries of
+/// their own; in one binary they would otherwise run beside each other, and more daemons,
+/// capture loops and servers on two loaded cores could make a reset miss. Hold the guard for
+/// the test.
+pub fn reset_timing_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Testbed {
-    /// A fresh testbed whose namespaces are named `{tag}-c`, `{tag}-g`, `{tag}-i`.
+    /// A fresh testbed whose namespaces are named `{tag}-{pid}-c`, `-g`, `-i`: `tag` is unique
+    /// to the test (see the `names` test), the pid keeps two runs of the tests on one machine
+    /// apart (a testbed first deletes namespaces of its names).
     pub fn new(tag: &str) -> Testbed {
+        let tag = format!("{tag}-{}", std::process::id());
         let t = Testbed {
             client: format!("{tag}-c"),
             gw: format!("{tag}-g"),

@@ -13,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use shadowgate::capture::Frame;
 use shadowgate::pipeline::Pipeline;
 
+use super::netns::reset_timing_lock;
 use super::tools::{must, run};
 
 /// Why these tests cannot run here (not root, or a tool missing), if so.
@@ -39,7 +40,8 @@ pub fn unavailable() -> Option<String> {
 /// c1 (10.77.1.2) and c2 (10.77.3.2) - gw (10.77.1.1, .3.1, .2.1; forwarding) - s (10.77.2.2);
 /// the same with fd77:N::2 / fd77:N::1 for IPv6.
 pub struct Bed {
-    /// One test bed at a time: the tests time resets against a server that answers 20 ms late,
+    /// One test bed at a time, and none while a `daemon_enforce` test runs (one lock for both,
+    /// [`reset_timing_lock`]): the tests time resets against a server that answers 20 ms late,
     /// which other beds' threads on a loaded machine could delay.
     _serial: std::sync::MutexGuard<'static, ()>,
     pub c1: String,
@@ -55,7 +57,8 @@ pub const C1_V6: &str = "fd77:1::2";
 pub const SERVER_V6: &str = "fd77:2::2";
 
 impl Bed {
-    /// Build the namespaces and links (one bed at a time: this waits for the one in use).
+    /// Build the namespaces and links (one bed at a time: this waits for the one in use, or for
+    /// a `daemon_enforce` test).
     pub fn new() -> Bed {
         let tag = format!(
             "{:x}",
@@ -66,9 +69,8 @@ impl Bed {
                     .subsec_nanos() as u64
         );
         let tag = &tag[tag.len().saturating_sub(6)..];
-        static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let b = Bed {
-            _serial: SERIAL.lock().unwrap_or_else(|e| e.into_inner()),
+            _serial: reset_timing_lock(),
             c1: format!("sgnft-c1-{tag}"),
             c2: format!("sgnft-c2-{tag}"),
             gw: format!("sgnft-gw-{tag}"),

@@ -1,13 +1,13 @@
 //! Issue 8, trust before enforcement: frames that could kill or flood the sensor (deep nesting,
 //! extreme timestamps) and names as the user meant them (IDNA, HTTP, proxies, two SNIs, QUIC).
 
-mod common;
-use common::cli::bin;
-use common::files::{root, scratch};
-use common::frames::flows_capture;
-use common::policy::bundled;
-use common::sensor::{feed_at, small_stack, T0};
-use common::synth;
+use crate::common;
+use crate::common::cli::bin;
+use crate::common::files::{root, scratch};
+use crate::common::frames::flows_capture;
+use crate::common::policy::bundled;
+use crate::common::sensor::{feed_at, small_stack, T0};
+use crate::common::synth;
 
 use etherparse::{IpNumber, Ipv4Header, Ipv6Header, PacketBuilder, UdpHeader};
 use shadowgate::flow::{Config, Flag, Kind, Observation, Sensor};

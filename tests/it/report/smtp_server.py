@@ -1,4 +1,4 @@
-"""A local SMTP server for tests/report.rs: aiosmtpd on 127.0.0.1 that requires STARTTLS and
+"""A local SMTP server for tests/it/report.rs: aiosmtpd on 127.0.0.1 that requires STARTTLS and
 saves each message (with its envelope and whether TLS was on) as a file in an inbox folder.
 
 Usage: smtp_server.py CERT KEY INBOX PORT. Prints "ready" when listening; runs until stdin closes.

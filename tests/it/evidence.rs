@@ -1,11 +1,10 @@
 //! Deciding on evidence: the wire SNI decides (GREASE ECH), inferred names by whose lookup they
 //! come from, a name cache that cannot be poisoned cheaply, and one decision per DNS lookup.
 
-mod common;
-use common::events::json_lines;
-use common::files::policies;
-use common::sensor::{Buf, Keep, T0};
-use common::synth;
+use crate::common::events::json_lines;
+use crate::common::files::policies;
+use crate::common::sensor::{Buf, Keep, T0};
+use crate::common::synth;
 
 use std::sync::{Arc, Mutex};
 

@@ -2,9 +2,8 @@
 //! and retransmitted, no SYN seen, DNS over TCP framing, IP fragments, floods against the limits,
 //! and names inferred from DNS when the hello shows none.
 
-mod common;
-use common::sensor::feed;
-use common::synth;
+use crate::common::sensor::feed;
+use crate::common::synth;
 
 use shadowgate::flow::{Config, Flag, Kind, Observation, Sensor};
 

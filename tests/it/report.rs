@@ -3,15 +3,12 @@
 //! Chromium (screenshot, element counts, A4 width, PDF), e-mail to a local STARTTLS SMTP server,
 //! and the daemon's schedule.
 
-#[path = "report/browser.rs"]
 mod browser;
-mod common;
-#[path = "report/fixtures.rs"]
 mod fixtures;
-use common::cli::bin;
-use common::files::{policies, root, tmpdir};
-use common::frames::{dhcp, SYNTH_CLIENT_MAC};
-use common::synth;
+use crate::common::cli::bin;
+use crate::common::files::{policies, root, tmpdir};
+use crate::common::frames::{dhcp, SYNTH_CLIENT_MAC};
+use crate::common::synth;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -3,12 +3,11 @@
 //! over TCP, syslog over UDP, TCP and TLS, webhook) carry ECS / CEF as promised. Receivers are
 //! listeners the test starts on 127.0.0.1.
 
-mod common;
-use common::cli::{bin, replay_with};
-use common::events::{events, json_lines};
-use common::files::{policies, store_config, tmpdir};
-use common::frames::ai_capture;
-use common::net::{free_port, tcp_collector, Collect};
+use crate::common::cli::{bin, replay_with};
+use crate::common::events::{events, json_lines};
+use crate::common::files::{policies, store_config, tmpdir};
+use crate::common::frames::ai_capture;
+use crate::common::net::{free_port, tcp_collector, Collect};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, UdpSocket};

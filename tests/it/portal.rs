@@ -4,16 +4,18 @@
 //! Needs root, `ip`, /usr/bin/chromium, node, certutil (libnss3-tools) and `npm ci` run in
 //! tests/browser (CI does all of that); skips with the reason when one is missing.
 
-mod common;
-use common::cli::{bin, run};
-use common::daemon::{dns_from, http_get, metric, tls_from, wait_healthy, Daemon, METRICS};
-use common::events::{events, of_kind};
-use common::files::{root, tmpdir};
-use common::netns::{suffix, Testbed, CLIENT, CLIENT2, GW_LAN, SERVER, SERVER2, UPSTREAM_DNS};
-use common::policy::{copy_bundled, with_rules, PORTAL_RULES};
-use common::servers::{dns_server, TlsServer};
-use common::tools::{have, must};
-use common::wait::until;
+use crate::common;
+use crate::common::cli::{bin, run};
+use crate::common::daemon::{dns_from, http_get, metric, tls_from, wait_healthy, Daemon, METRICS};
+use crate::common::events::{events, of_kind};
+use crate::common::files::{root, tmpdir};
+use crate::common::netns::{
+    suffix, Testbed, CLIENT, CLIENT2, GW_LAN, SERVER, SERVER2, UPSTREAM_DNS,
+};
+use crate::common::policy::{copy_bundled, with_rules, PORTAL_RULES};
+use crate::common::servers::{dns_server, TlsServer};
+use crate::common::tools::{have, must};
+use crate::common::wait::until;
 
 use shadowgate::portal::ca::covers;
 use std::net::{Ipv4Addr, SocketAddr};

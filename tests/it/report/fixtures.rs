@@ -161,7 +161,7 @@ pub fn portal(
 
 /// The fixture. In New York time, week 2026-W47 has 9 visits on 5 devices and 6 services
 /// (7 consumer AI, 1 approved route, 1 enterprise API), 1 lookup-only run, 2 DNS-bypass visits
-/// (1 DoT); W46 has 3 visits, W45 2, W48 none. See tests/report.rs for each figure.
+/// (1 DoT); W46 has 3 visits, W45 2, W48 none. See tests/it/report.rs for each figure.
 pub fn events() -> Vec<Event> {
     let mut v = vec![
         // Coverage: running since W46, down one hour in W47.

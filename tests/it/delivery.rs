@@ -2,13 +2,12 @@
 //! other sinks; policy reloads (rejected and accepted), sink outages and recoveries, start, stop
 //! and retention are system events in the store, in `shadowgate events` and in the ECS feed.
 
-mod common;
-use common::cli::{bin, replay_with};
-use common::events::{json_lines, read_jsonl};
-use common::files::{policies, store_config, tmpdir};
-use common::frames::ai_capture;
-use common::net::{free_port, tcp_collector, Collect};
-use common::policy::copy_bundled;
+use crate::common::cli::{bin, replay_with};
+use crate::common::events::{json_lines, read_jsonl};
+use crate::common::files::{policies, store_config, tmpdir};
+use crate::common::frames::ai_capture;
+use crate::common::net::{free_port, tcp_collector, Collect};
+use crate::common::policy::copy_bundled;
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};

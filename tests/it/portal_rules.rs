@@ -1,11 +1,10 @@
 //! The portal's HTTP and TLS rules without a browser: in-process, in a private network namespace
 //! of the test thread (loopback only; 127.0.0.1 and 127.0.0.2 are two clients). Needs root.
 
-mod common;
-use common::events::{events, of_kind};
-use common::netns::suffix;
-use common::policy::{with_rules, PORTAL_RULES};
-use common::tools::{have, must};
+use crate::common::events::{events, of_kind};
+use crate::common::netns::suffix;
+use crate::common::policy::{with_rules, PORTAL_RULES};
+use crate::common::tools::{have, must};
 
 use std::time::Duration;
 

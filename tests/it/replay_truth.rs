@@ -3,9 +3,8 @@
 //! name and HTTP host in the truth file, and no name that is not there. Known differences are
 //! listed in EXCEPTIONS with their reason; an exception that no longer applies fails the test.
 
-mod common;
-use common::captures::captures;
-use common::files::root;
+use crate::common::captures::captures;
+use crate::common::files::root;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

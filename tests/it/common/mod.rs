@@ -1,7 +1,7 @@
-//! Helpers shared by the integration tests (each `tests/*.rs` is its own binary and says
-//! `mod common;`), one module per job. A binary uses part of them: dead code is allowed here.
-
-#![allow(dead_code)]
+//! Helpers shared by the integration tests (the modules of the one test binary `tests/it/`,
+//! each says `use crate::common::...`), one module per job. All of them are in one crate now,
+//! so a helper no test uses is dead code (a warning); `netns`, `nft_bed`, `daemon` and `servers`
+//! still allow it (`netns` and `nft_bed` are also compiled into `examples/reset_latency.rs`).
 
 /// Every capture file under a folder (`pcaps/`).
 pub mod captures;
@@ -35,7 +35,7 @@ pub mod tools;
 pub mod wait;
 
 /// Synthetic traffic (also used by the benchmarks and `examples/gen_capture.rs`).
-#[path = "../../benches/synth.rs"]
+#[path = "../../../benches/synth.rs"]
 pub mod synth;
 
 /// Skip the test, saying why, when something it needs is missing here. Without an argument:
@@ -44,7 +44,7 @@ pub mod synth;
 #[macro_export]
 macro_rules! need_root {
     () => {
-        $crate::need_root!(common::netns::unavailable())
+        $crate::need_root!($crate::common::netns::unavailable())
     };
     ($missing:expr) => {
         if let Some(why) = $missing {

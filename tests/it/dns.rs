@@ -1,11 +1,10 @@
 //! DNS mode end to end over loopback: shadowgate's resolver in front of a fake upstream that
 //! answers 20 ms late, driven by real UDP/TCP clients bound to 127.0.0.x addresses.
 
-mod common;
-use common::events::{words, Event};
-use common::files::{policies, tmpdir};
-use common::policy::with_rules;
-use common::servers::rand_id;
+use crate::common::events::{words, Event};
+use crate::common::files::{policies, tmpdir};
+use crate::common::policy::with_rules;
+use crate::common::servers::rand_id;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -457,7 +456,8 @@ async fn bundled_policy_steers_claude_and_forwards_the_rest() {
     assert_eq!(e.rule_id, "SG-300-consumer-ai");
     assert_eq!(e.client_ip, "127.0.0.1");
     // The device table ignores loopback addresses (never a LAN device), so this loopback client
-    // stays unattributed; a LAN client's MAC and host name come from the table (tests/devices.rs).
+    // stays unattributed; a LAN client's MAC and host name come from the table
+    // (tests/it/devices.rs).
     assert_eq!(e.client_mac, None);
     assert_eq!(e.client_hostname, None);
     assert_eq!(e.server_ip, "127.0.0.1");

@@ -2,13 +2,12 @@
 //! shared-tenant limit), explain output, validation errors with positions, schedules, and hot
 //! reload with a broken file while decisions continue.
 
-mod common;
-use common::cli::bin;
-use common::files::{policies, root, tmpdir};
-use common::frames::{dhcp, SYNTH_CLIENT_MAC};
-use common::policy::{bundled, copy_tree};
-use common::synth;
-use common::wait::until;
+use crate::common::cli::bin;
+use crate::common::files::{policies, root, tmpdir};
+use crate::common::frames::{dhcp, SYNTH_CLIENT_MAC};
+use crate::common::policy::{bundled, copy_tree};
+use crate::common::synth;
+use crate::common::wait::until;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

@@ -13,13 +13,12 @@ use shadowgate::devices::{
     NeighbourSource,
 };
 
-mod common;
-use common::files::tmpdir;
-use common::frames::{dhcp, SYNTH_CLIENT_MAC};
-use common::netns::in_ns;
-use common::synth;
-use common::tools::ip as ipcmd;
-use common::wait::until;
+use crate::common::files::tmpdir;
+use crate::common::frames::{dhcp, SYNTH_CLIENT_MAC};
+use crate::common::netns::in_ns;
+use crate::common::synth;
+use crate::common::tools::ip as ipcmd;
+use crate::common::wait::until;
 
 /// 2026-11-18 12:00 UTC: the "now" of the sample files below.
 const NOW: i64 = 1_795_003_200;

@@ -8,12 +8,11 @@
 //! the file shows exactly what the sender can be held to. (With rsyslog's default in-memory
 //! queue an acknowledged message may still die with the process: see the README.)
 
-mod common;
-use common::cli::{bin, replay_with};
-use common::events::events;
-use common::files::{policies, store_config, TempDir};
-use common::frames::ai_capture;
-use common::net::free_port;
+use crate::common::cli::{bin, replay_with};
+use crate::common::events::events;
+use crate::common::files::{policies, store_config, TempDir};
+use crate::common::frames::ai_capture;
+use crate::common::net::free_port;
 
 use std::collections::HashMap;
 use std::io::Read;

@@ -1,13 +1,12 @@
 //! The `shadowgate` binary as a user runs it: output formats, exit codes and error messages on
 //! corrupt, truncated and foreign files.
 
-mod common;
-use common::captures::captures;
-use common::cli::{bin, run};
-use common::events::json_lines;
-use common::files::{policies, root, scratch};
-use common::frames::ai_capture;
-use common::policy::copy_tree;
+use crate::common::captures::captures;
+use crate::common::cli::{bin, run};
+use crate::common::events::json_lines;
+use crate::common::files::{policies, root, scratch};
+use crate::common::frames::ai_capture;
+use crate::common::policy::copy_tree;
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
@@ -20,7 +19,8 @@ fn pcap(rel: &str) -> PathBuf {
     root().join("pcaps/public").join(rel)
 }
 
-/// The file `name` with `bytes` in a folder of this test binary (kept between calls).
+/// The file `name` with `bytes` in this module's folder `<tmp>/shadowgate-cli-<pid>` (kept between
+/// calls).
 fn tmp(name: &str, bytes: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("shadowgate-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

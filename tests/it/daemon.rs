@@ -1,17 +1,17 @@
 //! The daemon on a namespace testbed (client, gateway, internet): `shadowgate run` captures on
 //! the gateway's LAN side, decides, records, answers `/metrics`, reloads and stops cleanly.
 
-mod common;
-use common::cli::bin;
-use common::daemon::*;
-use common::events::events;
-use common::files::{policies, root, tmpdir};
-use common::http;
-use common::net::free_port;
-use common::netns::{self, Testbed, CLIENT, SERVER, SERVER2};
-use common::policy::copy_bundled;
-use common::servers::tls_get;
-use common::synth;
+use crate::common;
+use crate::common::cli::bin;
+use crate::common::daemon::*;
+use crate::common::events::events;
+use crate::common::files::{policies, root, tmpdir};
+use crate::common::http;
+use crate::common::net::free_port;
+use crate::common::netns::{self, Testbed, CLIENT, SERVER, SERVER2};
+use crate::common::policy::copy_bundled;
+use crate::common::servers::tls_get;
+use crate::common::synth;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -1,12 +1,11 @@
 //! Evidence in the policy: `min_evidence` rules fall through, the bundled policy stops traffic
 //! only on strong evidence, and the public captures (and the adversarial ones) decide correctly.
 
-mod common;
-use common::captures::captures;
-use common::events::json_lines;
-use common::files::{policies, root, tmpdir};
-use common::policy::{bundled, with_rules};
-use common::sensor::{Buf, Keep};
+use crate::common::captures::captures;
+use crate::common::events::json_lines;
+use crate::common::files::{policies, root, tmpdir};
+use crate::common::policy::{bundled, with_rules};
+use crate::common::sensor::{Buf, Keep};
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

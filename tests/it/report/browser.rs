@@ -139,7 +139,7 @@ pub struct SmtpServer {
 impl SmtpServer {
     pub fn start(dir: &Path, inbox: &Path) -> SmtpServer {
         let port = crate::common::net::free_port();
-        let script = crate::common::files::root().join("tests/report/smtp_server.py");
+        let script = crate::common::files::root().join("tests/it/report/smtp_server.py");
         let mut child = Command::new("python3")
             .arg(script)
             .arg(dir.join("cert.pem"))

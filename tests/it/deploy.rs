@@ -1,9 +1,8 @@
 //! deploy/: the example configuration loads (every section, and every commented-out sink once
 //! uncommented), and the systemd unit's directories agree with the paths the configuration uses.
 
-mod common;
-use common::cli::EXE;
-use common::files::{root, scratch};
+use crate::common::cli::EXE;
+use crate::common::files::{root, scratch};
 
 use std::path::{Path, PathBuf};
 

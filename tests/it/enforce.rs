@@ -1,13 +1,12 @@
 //! Enforcement on a real gateway in network namespaces: the owned nftables table (created,
 //! replaced, deleted, gone after `kill -9`), exact resets, stopped flows, QUIC drops and grants.
 
-mod common;
-use common::files::policies;
-use common::frames::{quic_hello, InitialShape};
-use common::netns::in_ns;
-use common::nft_bed::{self, Bed, C1, C1_V6, C2, SERVER, SERVER_V6};
-use common::synth;
-use common::tools::run;
+use crate::common::files::policies;
+use crate::common::frames::{quic_hello, InitialShape};
+use crate::common::netns::in_ns;
+use crate::common::nft_bed::{self, Bed, C1, C1_V6, C2, SERVER, SERVER_V6};
+use crate::common::synth;
+use crate::common::tools::run;
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -280,8 +279,8 @@ fn table_is_created_replaced_and_deleted() {
 }
 
 /// The table's owner for the `kill -9` test: this test binary run again as a child, running
-/// only `table_owner_child` (examples are test harnesses under `cargo test --all-targets`, so
-/// `examples/enforce_demo` cannot be relied on).
+/// only `enforce::table_owner_child` (examples are test harnesses under
+/// `cargo test --all-targets`, so `examples/enforce_demo` cannot be relied on).
 #[test]
 #[ignore = "the child process of kill_9_leaves_no_table_and_no_dns_redirect_behind"]
 fn table_owner_child() {
@@ -312,7 +311,7 @@ fn kill_9_leaves_no_table_and_no_dns_redirect_behind() {
         .arg(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "table_owner_child",
+            "enforce::table_owner_child",
             "--ignored",
             "--nocapture",
             "--test-threads",

@@ -1,10 +1,9 @@
 //! The adversarial regression captures of `pcaps/adversarial` (see its README) through the
 //! sensor in a small stack: nests and far-future times survived, names decided as meant.
 
-mod common;
-use common::files::root;
-use common::policy::bundled;
-use common::sensor::{replay_capture, small_stack};
+use crate::common::files::root;
+use crate::common::policy::bundled;
+use crate::common::sensor::{replay_capture, small_stack};
 
 use shadowgate::flow::{Kind, Observation};
 

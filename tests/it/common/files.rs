@@ -14,7 +14,8 @@ pub fn policies() -> PathBuf {
 }
 
 /// A fresh, empty folder `<tmp>/<name>-<pid>` (whatever an earlier run left there is removed):
-/// the pid keeps test binaries that run at once apart.
+/// the pid keeps runs of the tests that go at once apart. All tests of the binary share the pid,
+/// so `name` must be unique across its modules (the `names` test checks the literal ones).
 pub fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
