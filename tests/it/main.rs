@@ -17,6 +17,7 @@ mod adversarial;
 mod cli;
 mod daemon;
 mod daemon_enforce;
+mod decision_path;
 mod delivery;
 mod deploy;
 mod devices;
