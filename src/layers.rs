@@ -31,7 +31,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "capture", "devices", "flow", "policy", "record", "replay", "time",
         ],
     ),
-    ("enforce", &["flow", "pipeline", "policy", "record"]),
+    ("enforce", &["flow", "pipeline", "policy", "record", "time"]),
     (
         "resolver",
         &[

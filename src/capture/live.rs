@@ -181,6 +181,67 @@ fn setsockopt<T>(fd: i32, level: i32, name: i32, v: &T) -> io::Result<()> {
 }
 
 /// The index of interface `name`.
+/// The networks of the addresses configured on these interfaces (their connected subnets):
+/// `[enforce] lan`'s default. Link-local IPv6 networks are left out.
+pub fn interface_networks(names: &[String]) -> io::Result<Vec<ipnet::IpNet>> {
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list it allocates (freed below with
+    // freeifaddrs) or returns -1 and leaves it untouched.
+    if unsafe { libc::getifaddrs(&mut list) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut nets = Vec::new();
+    let mut p = list;
+    while !p.is_null() {
+        // SAFETY: `p` is a node of the list getifaddrs returned, valid until freeifaddrs.
+        let ifa = unsafe { &*p };
+        p = ifa.ifa_next;
+        if ifa.ifa_name.is_null() || ifa.ifa_addr.is_null() || ifa.ifa_netmask.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_name is a NUL-terminated string owned by the list.
+        let name = unsafe { std::ffi::CStr::from_ptr(ifa.ifa_name) };
+        if !names.iter().any(|n| n.as_bytes() == name.to_bytes()) {
+            continue;
+        }
+        // SAFETY: ifa_addr and ifa_netmask point to sockaddrs of the family in sa_family:
+        // sockaddr_in for AF_INET, sockaddr_in6 for AF_INET6 (read only for those).
+        let net = unsafe {
+            match i32::from((*ifa.ifa_addr).sa_family) {
+                libc::AF_INET => {
+                    let a = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                    let m = &*(ifa.ifa_netmask as *const libc::sockaddr_in);
+                    let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+                    let len = u32::from_be(m.sin_addr.s_addr).leading_ones() as u8;
+                    ipnet::Ipv4Net::new(ip, len)
+                        .ok()
+                        .map(|n| ipnet::IpNet::V4(n.trunc()))
+                }
+                libc::AF_INET6 => {
+                    let a = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                    let m = &*(ifa.ifa_netmask as *const libc::sockaddr_in6);
+                    let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+                    let len = u128::from_be_bytes(m.sin6_addr.s6_addr).leading_ones() as u8;
+                    let unicast_link_local = ip.segments()[0] & 0xffc0 == 0xfe80;
+                    (!unicast_link_local)
+                        .then(|| ipnet::Ipv6Net::new(ip, len).ok())
+                        .flatten()
+                        .map(|n| ipnet::IpNet::V6(n.trunc()))
+                }
+                _ => None,
+            }
+        };
+        if let Some(n) = net {
+            if !nets.contains(&n) {
+                nets.push(n);
+            }
+        }
+    }
+    // SAFETY: `list` came from getifaddrs and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(nets)
+}
+
 pub fn ifindex(name: &str) -> io::Result<u32> {
     let c = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     // SAFETY: `c` is a valid C string.

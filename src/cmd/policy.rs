@@ -74,6 +74,9 @@ fn check(dir: &std::path::Path) -> ExitCode {
             for w in p.portal_scope().warnings {
                 eprintln!("shadowgate: warning: {w}");
             }
+            for w in p.group_warnings() {
+                eprintln!("shadowgate: warning: {w}");
+            }
             super::out::exit(said, ExitCode::SUCCESS)
         }
         Err(e) => {

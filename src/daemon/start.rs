@@ -410,7 +410,7 @@ pub(super) fn spawn_captures(
         .map_err(|e| runtime_err(format!("metrics: {e}")))?;
     let mut threads = Vec::new();
     for (i, cap) in sockets.into_iter().enumerate() {
-        let enforcer = enforcer(shared, mode, enforce_metrics.clone())?;
+        let enforcer = enforcer(shared, judge, mode, enforce_metrics.clone())?;
         let p = pipeline(shared, judge, flow_cfg.clone()).with_output(Box::new(enforcer));
         let p = p.with_output(Box::new(CountOutput(shared.metrics.clone())));
         let ctx = capture::CaptureCtx {
@@ -429,7 +429,12 @@ pub(super) fn spawn_captures(
 }
 
 /// A capture thread's enforcer (with its own raw sockets for resets in enforce mode).
-fn enforcer(shared: &Shared, mode: Mode, metrics: EnforceMetrics) -> Result<Enforcer, RunError> {
+fn enforcer(
+    shared: &Shared,
+    judge: &Judge,
+    mode: Mode,
+    metrics: EnforceMetrics,
+) -> Result<Enforcer, RunError> {
     let resetter = if mode.enforce {
         Some(Resetter::new().map_err(|e| {
             runtime_err(format!(
@@ -439,14 +444,48 @@ fn enforcer(shared: &Shared, mode: Mode, metrics: EnforceMetrics) -> Result<Enfo
     } else {
         None
     };
-    Ok(Enforcer::with_metrics(
+    let mut e = Enforcer::with_metrics(
         &enforce_conf(&shared.config),
         shared.nft.clone(),
         resetter,
         Arc::clone(&shared.grants),
         Arc::clone(&shared.enforcing),
         metrics,
-    ))
+    )
+    .with_lan(lan(shared));
+    if let Some(tx) = judge.events() {
+        e = e.with_events(tx.clone(), &shared.config.sensor.id);
+    }
+    Ok(e)
+}
+
+/// The sources the enforcer acts on: `[enforce] lan`, else the capture interfaces' connected
+/// subnets. Traffic from anywhere else (a forged source) is decided and recorded only.
+fn lan(shared: &Shared) -> Vec<ipnet::IpNet> {
+    let conf = enforce_conf(&shared.config);
+    if !conf.lan.is_empty() {
+        return conf.lan;
+    }
+    let ifaces = shared
+        .config
+        .capture
+        .as_ref()
+        .map(|c| c.interfaces.clone())
+        .unwrap_or_default();
+    match crate::capture::live::interface_networks(&ifaces) {
+        Ok(n) if !n.is_empty() => n,
+        Ok(_) => {
+            eprintln!(
+                "shadowgate: warning: [enforce] lan is not set and the capture interfaces ({}) have no address: the enforcer acts on any source address; set [enforce] lan to the clinic's networks",
+                ifaces.join(", ")
+            );
+            Vec::new()
+        }
+        Err(e) => {
+            eprintln!("shadowgate: warning: cannot read the capture interfaces' addresses ({e}): the enforcer acts on any source address; set [enforce] lan");
+            Vec::new()
+        }
+    }
 }
 
 /// The one decision path: the policy in force, the device table, the recorder queue. The

@@ -27,7 +27,10 @@ pub struct EnforceConf {
     /// Redirect LAN DNS sent to any other resolver to shadowgate's (needs `[dns]`).
     #[serde(default)]
     pub intercept_dns: bool,
-    /// Networks whose traffic is enforced (default: everything on the capture interfaces).
+    /// The clinic's networks: the only sources the enforcer acts on (a hello in another
+    /// address's name is recorded, never acted on), and what the all-QUIC drop and the DNS
+    /// intercept match. Default: the capture interfaces' connected subnets for the enforcer,
+    /// the capture interfaces themselves for the table.
     #[serde(default)]
     pub lan: Vec<IpNet>,
     /// Break-glass file: while it exists, nothing is enforced (monitor mode).

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use ipnet::IpNet;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use super::config::{EnforceConf, EnforceMode};
@@ -19,14 +20,45 @@ use super::grants::{Grant, Grants};
 use super::nft::Nft;
 use super::reset::Resetter;
 use crate::flow::observation::Transport;
-use crate::flow::{Kind, Observation};
+use crate::flow::{Flag, Kind, Observation};
 use crate::pipeline::Output;
 use crate::policy::config::Category;
 use crate::policy::{Action, Decision};
+use crate::record::queue::EventTx;
 use crate::record::{Enforced, How, Outcome};
 
 /// Entries of each state table at most (past it, expired ones go, then the oldest).
 pub const MAX_STATE: usize = 131_072;
+/// Stop-set entries one client holds at most at once: past it, its flows are still reset but not
+/// added, so no client (or forger) can fill the set all clients share.
+pub const STOPS_PER_CLIENT: usize = 256;
+/// QUIC drops one client holds at most at once.
+pub const QUIC_PER_CLIENT: usize = 512;
+
+/// Entries in force per client, each with when it ends.
+#[derive(Default)]
+struct Quota {
+    per_client: HashMap<IpAddr, Vec<Instant>>,
+}
+
+impl Quota {
+    /// Count one more entry for `client` until `until`, unless it holds `max` in force already.
+    fn take(&mut self, client: IpAddr, until: Instant, max: usize) -> bool {
+        let now = Instant::now();
+        if self.per_client.len() >= MAX_STATE {
+            self.per_client.retain(|_, v| v.iter().any(|u| *u > now));
+        }
+        let v = self.per_client.entry(client).or_default();
+        if v.len() >= max {
+            v.retain(|u| *u > now);
+            if v.len() >= max {
+                return false;
+            }
+        }
+        v.push(until);
+        true
+    }
+}
 /// How long a decided DNS query waits for its answer.
 const QUERY_WAIT: Duration = Duration::from_secs(10);
 
@@ -39,6 +71,8 @@ pub struct EnforceMetrics {
     pub would_stop: IntCounter,
     /// Resets that could not be sent (routing, permissions).
     pub reset_errors: IntCounter,
+    /// Entries not added because a client held its quota, by set (`stop`, `quic`).
+    pub quota_full: IntCounterVec,
 }
 
 impl EnforceMetrics {
@@ -55,6 +89,14 @@ impl EnforceMetrics {
             "shadowgate_reset_errors_total",
             "TCP resets that could not be sent",
         )?;
+        let quota_full = IntCounterVec::new(
+            Opts::new(
+                "shadowgate_enforce_quota_full_total",
+                "Stop entries and QUIC drops not added because the client held its quota, by set",
+            ),
+            &["set"],
+        )?;
+        reg.register(Box::new(quota_full.clone()))?;
         reg.register(Box::new(stopped.clone()))?;
         reg.register(Box::new(would_stop.clone()))?;
         reg.register(Box::new(reset_errors.clone()))?;
@@ -62,6 +104,7 @@ impl EnforceMetrics {
             stopped,
             would_stop,
             reset_errors,
+            quota_full,
         })
     }
 }
@@ -94,6 +137,7 @@ impl Timeouts {
 #[derive(Default)]
 struct QuicState {
     drops: HashMap<(IpAddr, IpAddr), (String, Instant)>,
+    quota: Quota,
 }
 
 impl QuicState {
@@ -120,6 +164,9 @@ impl QuicState {
                 }
             }
             _ => {
+                if !self.quota.take(client, until, QUIC_PER_CLIENT) {
+                    return Put::Full;
+                }
                 self.drops
                     .insert((client, addr), (service.to_string(), until));
                 Put::New
@@ -142,19 +189,62 @@ impl QuicState {
     }
 }
 
-#[derive(PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 enum Put {
     New,
     Refresh,
     Known,
+    /// The client holds its quota of drops: not added.
+    Full,
 }
 
-/// Flows stopped (client, server) -> until, and addresses per (client, service) seen on stopped
-/// flows (for allow entries when a grant comes).
+/// Flows stopped (client, server) -> until, and the addresses DNS answered each client for each
+/// stopped service, with when the answer's TTL ends: the only addresses a grant opens. A server
+/// address of a flow is the client's choice (any address, a shared CDN's), so it never is.
 #[derive(Default)]
 struct FlowState {
     stopped: HashMap<(SocketAddr, SocketAddr), Instant>,
-    seen: HashMap<(IpAddr, String), Vec<IpAddr>>,
+    answered: HashMap<(IpAddr, String), Vec<(IpAddr, Instant)>>,
+    quota: Quota,
+}
+
+/// Addresses kept per client and service from its answers.
+const MAX_ANSWERED: usize = 64;
+
+impl FlowState {
+    /// The client's own lookup of `service` answered `addr`, valid until `until`.
+    fn answered(&mut self, client: IpAddr, service: &str, addr: IpAddr, until: Instant) {
+        let now = Instant::now();
+        if self.answered.len() >= MAX_STATE {
+            self.answered.retain(|_, v| v.iter().any(|(_, u)| *u > now));
+            if self.answered.len() >= MAX_STATE {
+                self.answered.clear();
+            }
+        }
+        let v = self
+            .answered
+            .entry((client, service.to_string()))
+            .or_default();
+        v.retain(|(a, u)| *u > now && *a != addr);
+        if v.len() < MAX_ANSWERED {
+            v.push((addr, until));
+        }
+    }
+
+    /// What a grant to `client` for `service` opens: the addresses its own lookups of the
+    /// service were answered with, still within their TTL.
+    fn grant_addresses(&self, client: IpAddr, service: &str) -> Vec<IpAddr> {
+        let now = Instant::now();
+        self.answered
+            .get(&(client, service.to_string()))
+            .map(|v| {
+                v.iter()
+                    .filter(|(_, u)| *u > now)
+                    .map(|(a, _)| *a)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// What a decided DNS query left for its answer (answers come to outputs without a decision).
@@ -177,6 +267,12 @@ pub struct Enforcer {
     quic: Arc<Mutex<QuicState>>,
     flows: Arc<Mutex<FlowState>>,
     queries: HashMap<(IpAddr, String), Pending>,
+    /// Sources whose traffic is acted on (`[enforce] lan`; empty: any).
+    lan: Vec<IpNet>,
+    /// Where `set_full` system events go (the daemon's recorder queue), and the sensor id.
+    events: Option<EventTx>,
+    sensor: String,
+    last_full: Mutex<HashMap<&'static str, Instant>>,
 }
 
 impl Enforcer {
@@ -218,6 +314,10 @@ impl Enforcer {
             quic: Arc::default(),
             flows: Arc::default(),
             queries: HashMap::new(),
+            lan: conf.lan.clone(),
+            events: None,
+            sensor: String::new(),
+            last_full: Mutex::default(),
         };
         if let Some(nft) = e.nft.clone() {
             let quic = e.quic.clone();
@@ -225,6 +325,20 @@ impl Enforcer {
             grants.on_grant(Box::new(move |g: &Grant| lift(&nft, &quic, &flows, g)));
         }
         e
+    }
+
+    /// Act only on clients inside these networks (the daemon passes `[enforce] lan`, or the
+    /// capture interfaces' connected subnets when it is not set).
+    pub fn with_lan(mut self, lan: Vec<IpNet>) -> Enforcer {
+        self.lan = lan;
+        self
+    }
+
+    /// Say on `tx` (as sensor `sensor`) when a client reaches its quota (`set_full`).
+    pub fn with_events(mut self, tx: EventTx, sensor: &str) -> Enforcer {
+        self.events = Some(tx);
+        self.sensor = sensor.to_string();
+        self
     }
 
     pub fn metrics(&self) -> &EnforceMetrics {
@@ -259,6 +373,14 @@ impl Enforcer {
             },
             None => return None,
         };
+        // Never on a source that may be forged: a TCP flow whose handshake the sensor did not
+        // see (another device can send hellos in anyone's name), or an address outside the LAN.
+        let forged = o.flags.contains(&Flag::UnverifiedSource)
+            || (o.kind == Kind::DnsAnswer && o.flags.contains(&Flag::Unmatched))
+            || (!self.lan.is_empty() && !self.lan.iter().any(|n| n.contains(&client)));
+        if forged && matches!(verdict, Verdict::Stop(_)) {
+            return Some(flow(Outcome::NotActed, None));
+        }
         let service = match verdict {
             Verdict::Stop(s) => s,
             Verdict::Granted => return Some(flow(Outcome::Granted, None)),
@@ -274,7 +396,7 @@ impl Enforcer {
             How::Reset if o.transport != Transport::Tcp => {
                 return Some(flow(Outcome::NotActed, None))
             }
-            How::Reset => self.active().then(|| self.stop_tcp(o, &service)),
+            How::Reset => self.active().then(|| self.stop_tcp(o)),
         };
         Some(match done {
             Some(()) => flow(Outcome::Stopped, Some(how)),
@@ -298,6 +420,17 @@ impl Enforcer {
         if answers.is_empty() || !self.active() {
             return None;
         }
+        let now = Instant::now();
+        let mut f = self.flows.lock().unwrap_or_else(|e| e.into_inner());
+        for &(ip, ttl) in &answers {
+            f.answered(
+                o.client.ip,
+                service,
+                ip,
+                now + Duration::from_secs(ttl as u64),
+            );
+        }
+        drop(f);
         for (ip, ttl) in answers {
             let ttl = self.timeouts.quic(Duration::from_secs(ttl as u64));
             self.drop_quic(o.client.ip, ip, service, ttl, "dns_quic");
@@ -361,12 +494,46 @@ impl Enforcer {
                 nft.drop_quic(client, addr, ttl);
             }
             Put::Known => return,
+            Put::Full => {
+                self.full("quic", client);
+                return;
+            }
         }
         self.metrics.stopped.with_label_values(&[how]).inc();
     }
 
+    /// A client at its quota: counted, and a `set_full` system event at most once a minute
+    /// per kind (the daemon's recorder queue; the capture thread never waits for the store).
+    fn full(&self, what: &'static str, client: IpAddr) {
+        self.metrics.quota_full.with_label_values(&[what]).inc();
+        let Some(tx) = &self.events else { return };
+        let mut last = self.last_full.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if last
+            .get(what)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60))
+        {
+            return;
+        }
+        last.insert(what, now);
+        let max = if what == "stop" {
+            STOPS_PER_CLIENT
+        } else {
+            QUIC_PER_CLIENT
+        };
+        tx.send(crate::record::Event::system(
+            crate::record::SystemKind::SetFull,
+            crate::time::now_ns(),
+            &self.sensor,
+            &format!(
+                "{client} holds its quota of {max} {what} entries: further ones are not added"
+            ),
+            serde_json::json!({ "set": what, "client": client.to_string(), "quota": max }),
+        ));
+    }
+
     /// Resets now (exact numbers), then the flow into the stop set.
-    fn stop_tcp(&self, o: &Observation, service: &str) {
+    fn stop_tcp(&self, o: &Observation) {
         let client = SocketAddr::new(o.client.ip, o.client.port);
         let server = SocketAddr::new(o.server.ip, o.server.port);
         if let (Some(r), Some(seq)) = (&self.resetter, &o.tcp) {
@@ -387,17 +554,14 @@ impl Enforcer {
                 f.stopped.clear();
             }
         }
-        f.stopped.insert((client, server), now + self.timeouts.flow);
-        if f.seen.len() >= MAX_STATE {
-            f.seen.clear();
+        let until = now + self.timeouts.flow;
+        if !f.quota.take(client.ip(), until, STOPS_PER_CLIENT) {
+            drop(f);
+            // The resets went out: this flow is stopped; only the table entry is not added.
+            self.full("stop", client.ip());
+            return;
         }
-        let seen = f
-            .seen
-            .entry((o.client.ip, service.to_string()))
-            .or_default();
-        if !seen.contains(&o.server.ip) && seen.len() < 64 {
-            seen.push(o.server.ip);
-        }
+        f.stopped.insert((client, server), until);
         drop(f);
         nft.stop_flow(client, server, self.timeouts.flow);
         self.metrics.stopped.with_label_values(&["tcp_table"]).inc();
@@ -476,28 +640,24 @@ fn answered_addresses(o: &Observation) -> Vec<(IpAddr, u32)> {
         .collect()
 }
 
-/// A new grant: lift the client's QUIC drops for the service and accept its addresses (the
-/// dropped ones and those of its stopped flows) until the grant ends.
+/// A new grant: lift the client's QUIC drops for the service (they only ever held that client)
+/// and accept the service's own addresses, those its lookups of it were answered with, until the
+/// grant ends. Never an address the client chose (the server of a flow or a QUIC Initial).
 fn lift(nft: &Nft, quic: &Mutex<QuicState>, flows: &Mutex<FlowState>, g: &Grant) {
     let ttl = g.expires.saturating_duration_since(Instant::now());
     if ttl.is_zero() {
         return;
     }
-    let mut addrs = quic
+    let dropped = quic
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .take(g.client, &g.service);
-    nft.remove_quic_for(g.client, &addrs);
-    let f = flows.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(seen) = f.seen.get(&(g.client, g.service.clone())) {
-        for a in seen {
-            if !addrs.contains(a) {
-                addrs.push(*a);
-            }
-        }
-    }
-    drop(f);
-    for a in addrs {
+    nft.remove_quic_for(g.client, &dropped);
+    let open = flows
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .grant_addresses(g.client, &g.service);
+    for a in open {
         nft.allow(g.client, a, ttl);
     }
 }
@@ -686,6 +846,102 @@ mod tests {
         assert_eq!(q.take(a, "claude"), vec![s]);
         assert!(q.take(a, "claude").is_empty());
         assert_eq!(q.take(b, "chatgpt"), Vec::<IpAddr>::new());
+    }
+
+    /// A grant opens only what DNS answered the client for the service, within the TTL: not a
+    /// flow's server (the client's choice), not another client's answer, not another service's.
+    #[test]
+    fn a_grant_opens_only_the_answered_addresses() {
+        let (mut e, _) = enforcer(true);
+        let block = decision(Action::Coach, "gemini", Category::ConsumerAi);
+        let q = obs(Kind::DnsQuery, "gemini.example", Transport::Udp);
+        assert_eq!(e.act(&q, Some(&block)), None);
+        let mut a = obs(Kind::DnsAnswer, "gemini.example", Transport::Udp);
+        let rr = |data: &str, ttl| DnsAnswer {
+            name: "gemini.example".into(),
+            rtype: "A".into(),
+            ttl,
+            data: data.into(),
+        };
+        a.dns = Some(DnsInfo {
+            id: 1,
+            qtype: "A".into(),
+            rcode: Some("NOERROR"),
+            answers: vec![rr("192.0.2.7", 300), rr("192.0.2.8", 0)],
+        });
+        e.act(&a, None);
+        // A stopped flow to an address the client chose (a CDN's) opens nothing.
+        let mut hello = obs(Kind::TlsClientHello, "gemini.example", Transport::Tcp);
+        hello.server.ip = "203.0.113.50".parse().unwrap();
+        e.act(&hello, Some(&block));
+        let f = e.flows.lock().unwrap();
+        let client: IpAddr = "10.20.0.5".parse().unwrap();
+        assert_eq!(
+            f.grant_addresses(client, "gemini"),
+            vec!["192.0.2.7".parse::<IpAddr>().unwrap()],
+            "the answered address within its TTL, nothing else"
+        );
+        assert!(f
+            .grant_addresses("10.20.0.6".parse().unwrap(), "gemini")
+            .is_empty());
+        assert!(f.grant_addresses(client, "claude").is_empty());
+    }
+
+    /// One client cannot fill what every client shares: its entries stop at its quota, another
+    /// client's are still added, and expired entries make room again.
+    #[test]
+    fn quotas_are_per_client() {
+        let mut q = QuicState::default();
+        let a: IpAddr = "10.0.0.5".parse().unwrap();
+        let b: IpAddr = "10.0.0.6".parse().unwrap();
+        let later = Instant::now() + Duration::from_secs(60);
+        for i in 0..QUIC_PER_CLIENT {
+            let s = IpAddr::from([192, 0, (i / 256) as u8, (i % 256) as u8]);
+            assert_eq!(q.put(a, s, "claude", later), Put::New);
+        }
+        let s = IpAddr::from([198, 51, 100, 1]);
+        assert_eq!(q.put(a, s, "claude", later), Put::Full);
+        assert_eq!(q.put(b, s, "claude", later), Put::New);
+        let mut quota = Quota::default();
+        let past = Instant::now();
+        for _ in 0..STOPS_PER_CLIENT {
+            assert!(quota.take(a, past, STOPS_PER_CLIENT));
+        }
+        // All expired: room again.
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(quota.take(a, later, STOPS_PER_CLIENT));
+    }
+
+    /// A hello whose handshake the sensor did not see is never acted on, nor a client outside
+    /// the LAN, nor an answer to a query nobody saw.
+    #[test]
+    fn forged_sources_are_not_acted_on() {
+        let (e, _) = enforcer(true);
+        let mut e = e.with_lan(vec!["10.20.0.0/16".parse().unwrap()]);
+        let steer = decision(Action::Steer, "claude", Category::ConsumerAi);
+        let mut hello = obs(Kind::TlsClientHello, "claude.example", Transport::Tcp);
+        hello.flags.push(Flag::UnverifiedSource);
+        assert_eq!(
+            e.act(&hello, Some(&steer)),
+            flow_of(Outcome::NotActed, None)
+        );
+        let mut outside = obs(Kind::TlsClientHello, "claude.example", Transport::Tcp);
+        outside.client.ip = "172.16.0.9".parse().unwrap();
+        assert_eq!(
+            e.act(&outside, Some(&steer)),
+            flow_of(Outcome::NotActed, None)
+        );
+        let mut answer = obs(Kind::DnsAnswer, "claude.example", Transport::Udp);
+        answer.flags.push(Flag::Unmatched);
+        assert_eq!(
+            e.act(&answer, Some(&steer)),
+            flow_of(Outcome::NotActed, None)
+        );
+        let inside = obs(Kind::TlsClientHello, "claude.example", Transport::Tcp);
+        assert_eq!(
+            e.act(&inside, Some(&steer)),
+            flow_of(Outcome::Stopped, Some(How::Reset))
+        );
     }
 
     #[test]

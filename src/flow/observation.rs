@@ -119,6 +119,10 @@ pub enum Flag {
     /// headers, a Host that disagrees with an absolute-form target, a UTF-8 name where the
     /// protocol carries A-labels.
     Anomaly,
+    /// TCP: the sensor did not see this connection's handshake with matching numbers (the
+    /// segment does not acknowledge the server's SYN-ACK, or no SYN-ACK was seen), so the source
+    /// address may be forged. Decided and recorded, never acted on.
+    UnverifiedSource,
 }
 
 impl Flag {
@@ -138,6 +142,7 @@ impl Flag {
             Flag::OffPort => "off_port",
             Flag::Proxied => "proxied",
             Flag::Anomaly => "anomaly",
+            Flag::UnverifiedSource => "unverified_source",
         }
     }
 }

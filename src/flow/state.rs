@@ -98,6 +98,8 @@ pub(super) struct Flow {
     pub(super) tries: u8,
     /// Sequence number of the first data byte per direction (ISN + 1), from the SYNs.
     pub(super) isn: [Option<u32>; 2],
+    /// The SYN-ACK acknowledged the SYN's number (the handshake matched so far).
+    pub(super) synack_ok: bool,
     pub(super) streams: [Option<Box<Stream>>; 2],
     pub(super) quic: Option<Box<QuicConn>>,
     /// HTTP: requests seen and a hash of the last Host, to report each new host once per flow.
@@ -121,6 +123,7 @@ impl Flow {
             client_a: None,
             tries: 0,
             isn: [None, None],
+            synack_ok: false,
             streams: [None, None],
             quic: None,
             last_host: 0,

@@ -31,6 +31,7 @@ impl Sensor {
         let before = out.len();
         self.tcp_segment(cx, t, out);
         if out.len() > before {
+            let verified = self.handshake_verified(cx, t);
             // The observations this segment completed: note where the flow stood.
             let mut next = t.sequence_number().wrapping_add(t.payload().len() as u32);
             if t.syn() {
@@ -50,9 +51,28 @@ impl Sensor {
                     && o.client.port == t.source_port()
                 {
                     o.tcp = Some(seq);
+                    if !verified {
+                        o.flags.push(Flag::UnverifiedSource);
+                    }
                 }
             }
         }
+    }
+
+    /// Did this segment come from the end that made the connection's handshake? It must
+    /// acknowledge the other side's SYN (its ISN + 1), and that SYN must have answered this
+    /// side's own. A host that forges another's address without seeing the server's answer
+    /// cannot know that number.
+    fn handshake_verified(&mut self, cx: Ctx, t: &TcpSlice<'_>) -> bool {
+        let (key, src_a) = FlowKey::new(cx.src, t.source_port(), cx.dst, t.destination_port(), 6);
+        let Some(f) = self.flows.get_mut(&key) else {
+            return false;
+        };
+        let (mine, theirs) = if src_a { (0, 1) } else { (1, 0) };
+        t.ack()
+            && f.isn[mine].is_some()
+            && f.isn[theirs] == Some(t.acknowledgment_number())
+            && f.synack_ok
     }
 
     fn tcp_segment(&mut self, cx: Ctx, t: &TcpSlice<'_>, out: &mut Vec<Observation>) {
@@ -131,6 +151,10 @@ fn note_syn(flow: &mut Flow, t: &TcpSlice<'_>, dir: usize, src_a: bool) -> u32 {
     let mut seq = t.sequence_number();
     if t.syn() {
         seq = seq.wrapping_add(1);
+        // A SYN-ACK answers the other side's SYN: it must acknowledge that SYN's number.
+        if t.ack() {
+            flow.synack_ok = flow.isn[1 - dir] == Some(t.acknowledgment_number());
+        }
         flow.isn[dir] = Some(seq);
         if flow.client_a.is_none() {
             flow.client_a = Some(if t.ack() { !src_a } else { src_a });

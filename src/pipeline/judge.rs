@@ -90,6 +90,11 @@ impl Judge {
         self
     }
 
+    /// The recorder queue, for a source's own system events (`set_full`).
+    pub fn events(&self) -> Option<&EventTx> {
+        self.events.as_ref()
+    }
+
     /// Does it record (is there a recorder queue)?
     pub fn records(&self) -> bool {
         self.events.is_some()

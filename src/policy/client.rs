@@ -1,5 +1,11 @@
 //! Clients and client groups: who a decision is about, and the `[[group]]` tables that place a
 //! client by IP network, MAC address or prefix, or DHCP host name glob.
+//!
+//! A device says its own DHCP host name, and any device can claim a locally administered MAC.
+//! So a group that lets traffic through (named by an allow rule's `groups` or by any rule's
+//! `except_groups`: a *granting* group) places a client by its network or MAC, and its host name
+//! patterns only narrow that; a group that only restricts more may match on a host name alone.
+//! `policy check` warns where a granting group would otherwise trust what a device says.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -30,6 +36,8 @@ pub(super) struct Group {
     nets: Vec<IpNet>,
     macs: Vec<MacPattern>,
     hostnames: Vec<String>,
+    /// The rules that make it a granting group (allow rules naming it, rules excepting it).
+    pub(super) granted_by: Vec<String>,
 }
 
 impl Group {
@@ -69,7 +77,58 @@ impl Group {
             nets,
             macs,
             hostnames: g.hostnames,
+            granted_by: Vec::new(),
         }
+    }
+
+    /// Does the client belong? A granting group needs the network or the MAC, then the host
+    /// name if it lists any; another group takes any of the three.
+    fn contains(&self, c: &Client<'_>) -> bool {
+        let net =
+            c.ip.is_some_and(|ip| self.nets.iter().any(|n| n.contains(&ip)));
+        let mac = c
+            .mac
+            .is_some_and(|m| self.macs.iter().any(|p| m[..p.len] == p.bytes[..p.len]));
+        let host = c
+            .hostname
+            .is_some_and(|h| self.hostnames.iter().any(|p| glob(p, h)));
+        if self.granted_by.is_empty() {
+            net || mac || host
+        } else {
+            (net || mac) && (self.hostnames.is_empty() || host)
+        }
+    }
+
+    /// What `policy check` says about a granting group a device could join by what it says of
+    /// itself.
+    pub(super) fn warnings(&self) -> Vec<String> {
+        if self.granted_by.is_empty() {
+            return Vec::new();
+        }
+        let by = self.granted_by.join(", ");
+        let mut w = Vec::new();
+        if self.nets.is_empty() && self.macs.is_empty() && !self.hostnames.is_empty() {
+            w.push(format!(
+                "group {:?} lets traffic through ({by}) but places devices by DHCP host name only: a device names itself, so it matches no device; add cidrs (or exact macs) and keep the host names to narrow them",
+                self.id
+            ));
+        }
+        for m in &self.macs {
+            // The locally administered bit: such an address is chosen by the device (or anyone).
+            if m.len < 6 && m.bytes[0] & 0x02 != 0 {
+                w.push(format!(
+                    "group {:?} lets traffic through ({by}) and matches the locally administered MAC prefix {}: any device can take such an address; match it by cidrs instead",
+                    self.id,
+                    m.bytes[..m.len]
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<Vec<_>>()
+                        .join(":")
+                        + ":*"
+                ));
+            }
+        }
+        w
     }
 }
 
@@ -143,15 +202,13 @@ impl Policy {
     /// The groups (indexes into `self.groups`) the client belongs to.
     pub(super) fn client_groups(&self, c: &Client<'_>) -> Vec<usize> {
         (0..self.groups.len())
-            .filter(|&i| {
-                let g = &self.groups[i];
-                c.ip.is_some_and(|ip| g.nets.iter().any(|n| n.contains(&ip)))
-                    || c.mac
-                        .is_some_and(|m| g.macs.iter().any(|p| m[..p.len] == p.bytes[..p.len]))
-                    || c.hostname
-                        .is_some_and(|h| g.hostnames.iter().any(|p| glob(p, h)))
-            })
+            .filter(|&i| self.groups[i].contains(c))
             .collect()
+    }
+
+    /// Granting groups a device could join by what it says of itself (see the module's head).
+    pub fn group_warnings(&self) -> Vec<String> {
+        self.groups.iter().flat_map(Group::warnings).collect()
     }
 }
 

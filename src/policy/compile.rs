@@ -93,6 +93,20 @@ impl Policy {
             let rule = self.compile_rule(&cx, span.start, r, errs);
             self.rules.push(rule);
         }
+        // Groups that let traffic through are placed by network or MAC only (client.rs).
+        for r in &self.rules {
+            let allow = r.action == Action::Allow;
+            for &g in r
+                .except_groups
+                .iter()
+                .chain(r.groups.iter().filter(|_| allow))
+            {
+                let by = &mut self.groups[g].granted_by;
+                if !by.contains(&r.id) {
+                    by.push(r.id.clone());
+                }
+            }
+        }
     }
 
     /// `[settings]`: the default action and severity (for names no rule selects) and the time

@@ -21,7 +21,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::enforce::grants::Grants;
@@ -34,10 +34,14 @@ use crate::record::PortalKind;
 
 pub use events::{expiry_events, Peer};
 
-/// Connections served at once (all clients); past it, new ones wait in the kernel's backlog.
+/// Connections served at once (all clients), shared fairly between addresses (`rate::ConnLimit`:
+/// when full, a newcomer takes the oldest connection of the biggest holder).
 const MAX_CONNECTIONS: usize = 512;
 /// Open connections per client address (browsers open about six per host); more are closed.
 const CONNECTIONS_PER_CLIENT: usize = 32;
+/// How long one connection may live, whatever it does (a client that sends slowly or never
+/// reads its answers keeps a slot no longer than this).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
 /// How long a coach form stays valid.
 const FORM_TTL: Duration = Duration::from_secs(15 * 60);
 
@@ -238,7 +242,7 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
         csrf: csrf::Csrf::new(FORM_TTL)?,
         rate: rate::RateLimit::new(conf.rate_per_client),
         tls_rate: rate::RateLimit::new(conf.rate_per_client),
-        conns: rate::ConnLimit::new(CONNECTIONS_PER_CLIENT),
+        conns: rate::ConnLimit::new(CONNECTIONS_PER_CLIENT, MAX_CONNECTIONS),
         ca,
         scope: arc_swap::ArcSwap::from_pointee(scope),
         m,
@@ -249,7 +253,6 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
     watch_scope(&state);
     let (stop, stop_rx) = watch::channel(false);
     let alive = Arc::new(AtomicBool::new(true));
-    let conns = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut tasks = Vec::new();
     let mut http = Vec::new();
     let mut https = Vec::new();
@@ -264,7 +267,6 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
             l,
             tls,
             Arc::clone(&state),
-            Arc::clone(&conns),
             stop_rx.clone(),
             Arc::clone(&alive),
         )));
@@ -362,16 +364,11 @@ async fn accept_loop(
     l: TcpListener,
     tls: bool,
     state: Arc<State>,
-    conns: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
     alive: Arc<AtomicBool>,
 ) {
     let local = l.local_addr().ok();
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&conns).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = stop.changed() => break,
-        };
         let (sock, peer) = tokio::select! {
             r = l.accept() => match r {
                 Ok(x) => x,
@@ -384,7 +381,7 @@ async fn accept_loop(
             },
             _ = stop.changed() => break,
         };
-        let Some(slot) = state.conns.enter(client_ip(peer)) else {
+        let Some(mut slot) = state.conns.enter(client_ip(peer)) else {
             state.m.requests.with_label_values(&["limited"]).inc();
             drop(sock);
             continue;
@@ -393,13 +390,22 @@ async fn accept_loop(
         let st = Arc::clone(&state);
         let stop2 = stop.clone();
         tokio::spawn(async move {
-            let (_permit, _slot) = (permit, slot);
             let _ = sock.set_nodelay(true);
-            if tls {
-                tls::serve_tls(sock, peer, server, st, stop2).await;
-            } else {
-                http::serve_conn(sock, http::Conn::plain(peer, server), st, stop2).await;
+            let serve = async {
+                if tls {
+                    tls::serve_tls(sock, peer, server, st, stop2).await;
+                } else {
+                    http::serve_conn(sock, http::Conn::plain(peer, server), st, stop2).await;
+                }
+            };
+            // A connection ends when it is done, when its lifetime is up, or when a fairer
+            // share needs its slot; the slot is freed as the task ends.
+            tokio::select! {
+                _ = serve => {}
+                _ = tokio::time::sleep(CONNECTION_LIFETIME) => {}
+                _ = &mut slot.closed => {}
             }
+            drop(slot);
         });
     }
     if !*stop.borrow() {

@@ -47,7 +47,8 @@ fn system_category(kind: SystemKind) -> (&'static str, &'static str, &'static st
         | K::SinkUp
         | K::BreakGlass
         | K::DnsUpstreamDown
-        | K::DnsUpstreamUp => ("host", "info"),
+        | K::DnsUpstreamUp
+        | K::SetFull => ("host", "info"),
     };
     let outcome = match kind {
         K::PolicyRejected
@@ -55,7 +56,8 @@ fn system_category(kind: SystemKind) -> (&'static str, &'static str, &'static st
         | K::CaptureGap
         | K::KernelDrops
         | K::DnsUpstreamDown
-        | K::StoreFull => "failure",
+        | K::StoreFull
+        | K::SetFull => "failure",
         K::SensorStart
         | K::SensorStop
         | K::PolicyReload

@@ -137,10 +137,13 @@ pub enum SystemKind {
     /// The service catalogue in force (at start and each accepted reload): versions, counts,
     /// the clinic's overrides, and steered names the portal CA cannot certify.
     CatalogLoaded,
+    /// A client reached its quota of stop entries or QUIC drops (or a shared set is full): its
+    /// further flows are still reset but not added (at most once a minute per kind).
+    SetFull,
 }
 
 impl SystemKind {
-    pub const ALL: [SystemKind; 15] = [
+    pub const ALL: [SystemKind; 16] = [
         SystemKind::SensorStart,
         SystemKind::SensorStop,
         SystemKind::PolicyReload,
@@ -156,6 +159,7 @@ impl SystemKind {
         SystemKind::DnsUpstreamDown,
         SystemKind::DnsUpstreamUp,
         SystemKind::CatalogLoaded,
+        SystemKind::SetFull,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -175,6 +179,7 @@ impl SystemKind {
             SystemKind::DnsUpstreamDown => "dns_upstream_down",
             SystemKind::DnsUpstreamUp => "dns_upstream_up",
             SystemKind::CatalogLoaded => "catalog_loaded",
+            SystemKind::SetFull => "set_full",
         }
     }
 
@@ -187,7 +192,7 @@ impl SystemKind {
             | SystemKind::DnsUpstreamDown
             | SystemKind::StoreFull
             | SystemKind::BreakGlass => Severity::High,
-            SystemKind::KernelDrops => Severity::Medium,
+            SystemKind::KernelDrops | SystemKind::SetFull => Severity::Medium,
             SystemKind::SensorStart
             | SystemKind::SensorStop
             | SystemKind::PolicyReload
@@ -216,6 +221,10 @@ impl Event {
         extra: Option<serde_json::Map<String, serde_json::Value>>,
     ) -> Event {
         let mut detail = enforced.map(Enforced::detail).unwrap_or_default();
+        if o.flags.contains(&crate::flow::Flag::UnverifiedSource) {
+            // The source may be forged: not acted on, and no visit in the report.
+            detail.insert("unverified_source".into(), true.into());
+        }
         detail.extend(extra.unwrap_or_default());
         Event {
             id: ulid::Ulid::from_datetime(crate::time::ns_to_system(o.ts)).to_string(),

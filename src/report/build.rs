@@ -667,7 +667,12 @@ fn notes(i: &Inputs<'_>, week: &Week) -> Notes {
             // The store over its size cap with only undelivered events left, and its end; the
             // upstream resolvers' outages.
             EventKind::System(
-                S::SinkUp | S::StoreFull | S::StoreOk | S::DnsUpstreamDown | S::DnsUpstreamUp,
+                S::SinkUp
+                | S::StoreFull
+                | S::StoreOk
+                | S::DnsUpstreamDown
+                | S::DnsUpstreamUp
+                | S::SetFull,
             ) => c.incidents.push(sys_row(n, tz)),
             // Retention and break glass have their own figures elsewhere (or none).
             EventKind::System(S::Retention | S::BreakGlass) => {}

@@ -378,7 +378,13 @@ impl Builder {
             return Ok(());
         };
         let groups = self.groups(r)?;
-        let conn = is_connection(kind);
+        // A connection whose source may be forged (no handshake seen) is no visit.
+        let unverified = r
+            .get_ref(13)
+            .ok()
+            .and_then(|v| v.as_str_or_null().ok().flatten())
+            .is_some_and(|d| d.contains("\"unverified_source\":true"));
+        let conn = is_connection(kind) && !unverified;
         let dot = conn && r.get::<_, i64>(5).unwrap_or(0) == 853;
         let o = self
             .open

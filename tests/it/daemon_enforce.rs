@@ -560,3 +560,135 @@ fn grown_catalogue_is_steered_on_reload_and_names_outside_the_ca_are_reported() 
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Send `hello`s for `name` from `src` (a forged source: another device's address) to
+/// `dst:443`, one from each port of `ports`, as raw IPv4 packets from the client's segment with
+/// no handshake before them: what a LAN host can do in a colleague's name.
+fn forge_hellos(
+    tb: &Testbed,
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    name: &str,
+    ports: std::ops::Range<u16>,
+) -> usize {
+    let hello = crate::common::synth::client_hello(name, 400);
+    tb.in_ns(&tb.client, move || {
+        // SAFETY: a raw IPv4 socket (IP_HDRINCL implied by IPPROTO_RAW); the descriptor is
+        // owned and closed below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+        assert!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+        let mut sent = 0;
+        for port in ports {
+            let frame = crate::common::synth::tcp(
+                src.octets(),
+                dst.octets(),
+                port,
+                443,
+                0x1000_0000 ^ u32::from(port),
+                0x2000_0000,
+                "PA",
+                &hello,
+            );
+            let ip = &frame[14..];
+            let to = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(dst).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: `ip` and `to` are valid for the lengths given.
+            let n = unsafe {
+                libc::sendto(
+                    fd,
+                    ip.as_ptr().cast(),
+                    ip.len(),
+                    0,
+                    (&to as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            if n > 0 {
+                sent += 1;
+            }
+        }
+        // SAFETY: closes the descriptor opened above, once.
+        unsafe { libc::close(fd) };
+        sent
+    })
+    .join()
+    .unwrap()
+}
+
+/// Issue 22: hellos forged in a client's name (every ephemeral port, no handshake) are decided
+/// and recorded as `unverified_source`, and nothing is acted on: the client's own connections
+/// to an ordinary site on the same server address work, no flow enters the stop set, no reset
+/// is sent; the client's own real connection to a steered name is still stopped.
+#[test]
+fn forged_hellos_in_a_clients_name_stop_nothing() {
+    need_root!();
+    let _serial = serial();
+    let tb = Testbed::new("sgforge");
+    let dir = tmpdir("daemon", "forged");
+    let policy = test_policy(&dir);
+    let cfg = enforce_config(&dir, &policy, "");
+    let (ai, approved, _api) = internet(&tb);
+    let d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    // The attacker: a hello for claude.ai in CLIENT's name from every ephemeral port, to the
+    // server of the ordinary site (example.org at SERVER2) and to claude.ai's.
+    let mut sent = forge_hellos(&tb, CLIENT, SERVER2, "claude.ai", 32768..61000);
+    sent += forge_hellos(&tb, CLIENT, SERVER, "claude.ai", 40000..41000);
+    assert_eq!(sent, 28_232 + 1_000);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+    assert_eq!(
+        metric(&m, "shadowgate_flows_stopped_total", ""),
+        0.0,
+        "nothing acted on forged hellos: {m}"
+    );
+    let stop = tb.exec(
+        &tb.gw,
+        &["nft", "list", "set", "inet", "shadowgate", "stop4"],
+    );
+    let stop = String::from_utf8_lossy(&stop.stdout).to_string();
+    assert!(!stop.contains("10.20.1.2"), "{stop}");
+    // The client's own connections to the ordinary site: 3 of 3 work.
+    for i in 0..3 {
+        let ok = tls_from(&tb, CLIENT, SERVER2, "example.org");
+        assert!(
+            ok.as_deref().unwrap_or("").contains("ok"),
+            "try {i}: {ok:?}\n{}",
+            d.log()
+        );
+    }
+    assert!(approved.wait(3).iter().all(|c| c.app_bytes > 0));
+    // The forged hellos are on record, marked, and not enforced.
+    let e = wait_event(&dir, |e| {
+        e.name == "claude.ai"
+            && e.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("\"unverified_source\":true"))
+    });
+    assert_eq!(e.client_ip, "10.20.1.2");
+    assert!(
+        e.detail
+            .as_deref()
+            .unwrap()
+            .contains("\"enforcement\":\"none\""),
+        "{e:?}"
+    );
+    // The client's own connection to claude.ai (a real handshake) is stopped as before.
+    assert!(tls_from(&tb, CLIENT, SERVER, "claude.ai").is_err());
+    let own = ai.wait(1);
+    assert!(own.iter().all(|c| c.app_bytes == 0), "{own:?}");
+    let e = wait_event(&dir, |e| {
+        e.name == "claude.ai"
+            && e.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("\"enforcement\":\"stopped\""))
+    });
+    assert!(!e.detail.unwrap().contains("unverified_source"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

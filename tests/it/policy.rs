@@ -153,24 +153,55 @@ fn shared_tenant_service_is_allowed_only_for_the_enrolled_group() {
         other.steer_to.as_ref().unwrap().url,
         "https://ai.clinic.example/"
     );
-    // Group membership by DHCP host name and MAC prefix.
-    let by_host = Client {
+    // A group that lets traffic through places a device by network (or MAC); its DHCP host
+    // name only narrows that. A device names itself: a renamed PC gains no allow group.
+    let ip = "10.20.5.7".parse().ok();
+    let pilot = Client {
+        ip,
         hostname: Some("AI-PILOT-07"),
         ..Default::default()
     };
     assert_eq!(
-        p.decide("claude.ai", &by_host, 0, Via::Dns).unwrap().action,
+        p.decide("claude.ai", &pilot, 0, Via::Dns).unwrap().action,
         Action::Allow
     );
-    let admin = Client {
-        mac: Some([0x02, 0, 0x5e, 0x10, 0, 0x42]),
+    let renamed = Client {
+        ip: "10.20.1.2".parse().ok(),
+        hostname: Some("ai-pilot-x"),
         ..Default::default()
     };
+    let d = p.decide("claude.ai", &renamed, 0, Via::Dns).unwrap();
+    assert_eq!(
+        (d.action, d.rule_id.as_str()),
+        (Action::Steer, "SG-300-consumer-ai")
+    );
+    assert_eq!(d.groups, ["clinical"], "{d:?}");
+    let unnamed = Client {
+        ip,
+        ..Default::default()
+    };
+    assert_eq!(
+        p.decide("claude.ai", &unnamed, 0, Via::Dns).unwrap().action,
+        Action::Steer,
+        "the pilot subnet without the pilot name is not the group"
+    );
+    // it-admin is excepted from SG-200 by its network; a locally administered MAC (which any
+    // device can take) no longer places a device in it.
+    let admin = client("10.99.0.5");
     let d = p.decide("api.openai.com", &admin, 0, Via::Tls).unwrap();
     assert_eq!(
         d.rule_id, "default",
         "it-admin is excepted from SG-200: {d:?}"
     );
+    let claimed_mac = Client {
+        ip: "10.20.1.2".parse().ok(),
+        mac: Some([0x02, 0, 0x5e, 0x10, 0, 0x42]),
+        ..Default::default()
+    };
+    let d = p
+        .decide("api.openai.com", &claimed_mac, 0, Via::Tls)
+        .unwrap();
+    assert_eq!(d.rule_id, "SG-200-enterprise-api", "{d:?}");
     // Approved route and the clinic's Bedrock account: allowed; DoH resolvers: alert.
     assert_eq!(
         p.decide("ai.clinic.example", &client("10.20.1.2"), 0, Via::Tls)
@@ -572,9 +603,9 @@ fn dhcp_host_names_select_policy_groups() {
     let mac = SYNTH_CLIENT_MAC;
     let frames = [
         dhcp(mac, Some("AI-Pilot-03"), None),
-        dhcp(mac, None, Some([10, 20, 9, 9])),
+        dhcp(mac, None, Some([10, 20, 5, 9])),
         synth::tcp(
-            [10, 20, 9, 9],
+            [10, 20, 5, 9],
             [160, 79, 104, 10],
             50000,
             443,
@@ -967,4 +998,93 @@ fn clinic_overrides_win_over_the_vendor_catalogue_and_survive_an_upgrade() {
         "{out}"
     );
     let _ = std::fs::remove_dir_all(&d);
+}
+
+/// Groups a device cannot claim alone (issue 22): `policy check` names each granting group that
+/// trusts what a device says of itself, and such a group grants nothing on that alone.
+#[test]
+fn policy_check_warns_where_a_device_could_claim_a_granting_group() {
+    let dir = tmpdir("policy", "claimable-groups");
+    let p = crate::common::policy::with_rules(
+        &dir,
+        r#"
+[[group]]
+id = "pilots"
+hostnames = ["ai-pilot-*"]
+
+[[group]]
+id = "admins"
+cidrs = ["10.99.0.0/24"]
+macs = ["02:00:5e:10:00:*"]
+
+[[group]]
+id = "blocked-kiosks"
+hostnames = ["kiosk-*"]
+
+[[rule]]
+id = "R-allow-pilots"
+services = ["claude"]
+groups = ["pilots"]
+action = "allow"
+
+[[rule]]
+id = "R-kiosks"
+categories = ["consumer_ai"]
+groups = ["blocked-kiosks"]
+action = "block"
+
+[[rule]]
+id = "R-steer"
+categories = ["consumer_ai"]
+except_groups = ["admins"]
+action = "steer"
+"#,
+    );
+    let out = bin().args(["policy", "check"]).arg(&p).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("group \"pilots\" lets traffic through (R-allow-pilots)")
+            && err.contains("DHCP host name only"),
+        "{err}"
+    );
+    assert!(
+        err.contains("group \"admins\" lets traffic through (R-steer)")
+            && err.contains("locally administered MAC prefix 02:00:5e:10:00:*"),
+        "{err}"
+    );
+    // A group that only restricts more may match by host name: no warning.
+    assert!(!err.contains("blocked-kiosks"), "{err}");
+
+    let pol = Policy::load(&p).unwrap();
+    let named = Client {
+        ip: "10.20.1.2".parse().ok(),
+        hostname: Some("ai-pilot-9"),
+        ..Default::default()
+    };
+    assert_eq!(
+        pol.decide("claude.ai", &named, 0, Via::Tls)
+            .unwrap()
+            .rule_id,
+        "R-steer",
+        "a host name alone grants nothing"
+    );
+    let kiosk = Client {
+        hostname: Some("kiosk-2"),
+        ..named
+    };
+    assert_eq!(
+        pol.decide("claude.ai", &kiosk, 0, Via::Tls)
+            .unwrap()
+            .rule_id,
+        "R-kiosks",
+        "a host name may still restrict"
+    );
+    let admin_net = client("10.99.0.7");
+    let d = pol.decide("claude.ai", &admin_net, 0, Via::Tls);
+    assert!(
+        d.as_ref().is_none_or(|d| d.rule_id != "R-steer"),
+        "the admins' network is excepted: {d:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

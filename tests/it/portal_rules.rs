@@ -369,3 +369,90 @@ fn run() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 22: a LAN host cannot hold the portal. 700 connections from 25 addresses of one host,
+/// each sending pipelined requests and never reading an answer, and the steer page still
+/// answers another client within a second (a newcomer takes the oldest connection of the
+/// biggest holder once every slot is taken).
+#[test]
+fn held_connections_from_many_addresses_leave_the_page_to_the_client() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !have("ip") {
+        eprintln!("skipping held_connections_from_many_addresses_leave_the_page_to_the_client: needs root and ip (a private network namespace)");
+        return;
+    }
+    std::thread::spawn(hold).join().unwrap();
+}
+
+fn hold() {
+    // SAFETY: moves only this thread into a new, empty network namespace.
+    assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+    must(&["ip", "link", "set", "lo", "up"]);
+    let conf: PortalConf = toml::from_str(
+        "address = \"127.0.0.1\"\nhttp = \"127.0.0.1:0\"\nrate_per_client = 100000\n",
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let h = serve(
+            conf,
+            PortalCtx {
+                judge: Judge::new(
+                    PolicyHandle::load(&crate::common::files::policies()).unwrap(),
+                    "inproc",
+                ),
+                grants: Arc::new(Grants::new()),
+                registry: prometheus::Registry::new(),
+            },
+        )
+        .await
+        .unwrap();
+        let http = h.http[0];
+        // The attacker: 25 addresses, 28 connections each, 64 pipelined requests on each and
+        // not one byte read.
+        let mut held = Vec::new();
+        let burst: String = (0..64)
+            .map(|_| "GET / HTTP/1.1\r\nHost: chatgpt.com\r\nSec-Fetch-Dest: document\r\n\r\n")
+            .collect();
+        for a in 1..=25u8 {
+            for _ in 0..28 {
+                let s = tokio::net::TcpSocket::new_v4().unwrap();
+                s.bind(SocketAddr::new(IpAddr::from([127, 0, 1, a]), 0))
+                    .unwrap();
+                let Ok(mut c) = s.connect(http).await else {
+                    continue;
+                };
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(50), c.write_all(burst.as_bytes()))
+                        .await;
+                held.push(c);
+            }
+        }
+        assert_eq!(
+            held.len(),
+            700,
+            "every attacker connection was accepted by the kernel"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The client asks for the page it was steered to.
+        let t = std::time::Instant::now();
+        let (status, page) = tokio::time::timeout(
+            Duration::from_secs(1),
+            raw(ONE, http, get("chatgpt.com", "/", "document")),
+        )
+        .await
+        .expect("the steer page answered within a second");
+        assert_eq!(status, 403, "{page}");
+        assert!(page.contains("ChatGPT"), "{page}");
+        eprintln!(
+            "steer page answered in {:?} beside 700 held connections",
+            t.elapsed()
+        );
+        drop(held);
+        h.shutdown().await;
+    });
+}
