@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("time", &[]),
     ("csv_out", &[]),
     ("html", &[]),
+    ("slots", &[]),
     ("flow", &["capture", "decode", "time"]),
     ("replay", &["capture", "flow"]),
     ("policy", &["flow"]),
@@ -35,13 +36,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "resolver",
         &[
-            "decode", "enforce", "flow", "pipeline", "policy", "portal", "record", "time",
+            "decode", "enforce", "flow", "pipeline", "policy", "portal", "record", "slots", "time",
         ],
     ),
     (
         "portal",
         &[
-            "enforce", "flow", "html", "pipeline", "policy", "record", "time",
+            "enforce", "flow", "html", "pipeline", "policy", "record", "slots", "time",
         ],
     ),
     (

@@ -28,4 +28,5 @@ pub mod record;
 pub mod replay;
 pub mod report;
 pub mod resolver;
+pub mod slots;
 pub mod time;

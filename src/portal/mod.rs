@@ -99,7 +99,7 @@ pub(crate) struct State {
     pub csrf: csrf::Csrf,
     pub rate: rate::RateLimit,
     pub tls_rate: rate::RateLimit,
-    pub conns: rate::ConnLimit,
+    pub conns: crate::slots::ConnLimit,
     pub m: metrics::Metrics,
 }
 
@@ -242,7 +242,7 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
         csrf: csrf::Csrf::new(FORM_TTL)?,
         rate: rate::RateLimit::new(conf.rate_per_client),
         tls_rate: rate::RateLimit::new(conf.rate_per_client),
-        conns: rate::ConnLimit::new(CONNECTIONS_PER_CLIENT, MAX_CONNECTIONS),
+        conns: crate::slots::ConnLimit::new(CONNECTIONS_PER_CLIENT, MAX_CONNECTIONS),
         ca,
         scope: arc_swap::ArcSwap::from_pointee(scope),
         m,

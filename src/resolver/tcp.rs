@@ -1,8 +1,9 @@
 //! DNS over TCP for the resolver: hickory's request parsing and handler behind an accept loop
-//! that bounds connections (in all and per client) and closes idle or slow ones.
+//! that bounds connections (per client and in all, shared fairly: `crate::slots`) and closes
+//! idle, slow and old ones: each query must arrive whole within `idle`, and a connection lives
+//! at most [`LIFETIME`].
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,6 +20,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::handler::{canonical, Handler};
+use crate::slots::{ConnLimit, Refused};
+
+/// How long one connection may live, whatever it sends.
+pub const LIFETIME: Duration = Duration::from_secs(60);
 
 /// Connection limits.
 #[derive(Debug, Clone, Copy)]
@@ -54,31 +59,6 @@ impl ResponseHandler for Slot {
     }
 }
 
-/// Open connections per client and in all.
-#[derive(Default)]
-struct Table {
-    per: HashMap<IpAddr, usize>,
-    total: usize,
-}
-
-struct Guard {
-    table: Arc<Mutex<Table>>,
-    ip: IpAddr,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        t.total = t.total.saturating_sub(1);
-        if let Some(n) = t.per.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                t.per.remove(&self.ip);
-            }
-        }
-    }
-}
-
 /// Accept and serve connections until `stop` turns true; open connections end with it.
 pub async fn serve(
     listener: TcpListener,
@@ -86,7 +66,7 @@ pub async fn serve(
     limits: Limits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let table = Arc::new(Mutex::new(Table::default()));
+    let slots = ConnLimit::new(limits.per_client, limits.total);
     let mut conns = JoinSet::new();
     loop {
         let (stream, src) = tokio::select! {
@@ -102,38 +82,31 @@ pub async fn serve(
         };
         while conns.try_join_next().is_some() {}
         let ip = canonical(src.ip());
-        let guard = {
-            let mut t = table.lock().unwrap_or_else(|e| e.into_inner());
-            let mine = t.per.get(&ip).copied().unwrap_or(0);
-            if t.total >= limits.total {
+        let mut slot = match slots.try_enter(ip) {
+            Ok(s) => s,
+            Err(why) => {
+                let reason = match why {
+                    Refused::Total => "total",
+                    Refused::PerClient => "per_client",
+                };
                 handler
                     .shared
                     .metrics
                     .tcp_refused
-                    .with_label_values(&["total"])
+                    .with_label_values(&[reason])
                     .inc();
                 continue;
-            }
-            if mine >= limits.per_client {
-                handler
-                    .shared
-                    .metrics
-                    .tcp_refused
-                    .with_label_values(&["per_client"])
-                    .inc();
-                continue;
-            }
-            t.total += 1;
-            *t.per.entry(ip).or_insert(0) += 1;
-            Guard {
-                table: Arc::clone(&table),
-                ip,
             }
         };
         let h = handler.clone();
         conns.spawn(async move {
-            let _g = guard;
-            connection(stream, src, h, limits.idle).await;
+            // Done, too old, or its slot given to a fairer share: the connection closes.
+            tokio::select! {
+                _ = connection(stream, src, h, limits.idle) => {}
+                _ = tokio::time::sleep(LIFETIME) => {}
+                _ = &mut slot.closed => {}
+            }
+            drop(slot);
         });
     }
     conns.shutdown().await;
@@ -144,20 +117,22 @@ pub async fn serve(
 async fn connection(mut s: TcpStream, src: SocketAddr, h: Handler, idle: Duration) {
     let _ = s.set_nodelay(true);
     loop {
-        let mut len = [0u8; 2];
-        match tokio::time::timeout(idle, s.read_exact(&mut len)).await {
-            Ok(Ok(_)) => {}
-            _ => return,
-        }
-        let n = u16::from_be_bytes(len) as usize;
-        if n < 12 {
+        // The whole query (length and message) within `idle`: trickling a byte now and then
+        // does not keep the connection.
+        let read = async {
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).await.ok()?;
+            let n = u16::from_be_bytes(len) as usize;
+            if n < 12 {
+                return None;
+            }
+            let mut buf = vec![0u8; n];
+            s.read_exact(&mut buf).await.ok()?;
+            Some(buf)
+        };
+        let Ok(Some(buf)) = tokio::time::timeout(idle, read).await else {
             return;
-        }
-        let mut buf = vec![0u8; n];
-        match tokio::time::timeout(idle, s.read_exact(&mut buf)).await {
-            Ok(Ok(_)) => {}
-            _ => return,
-        }
+        };
         let out = match Request::from_bytes(buf.clone(), src, Protocol::Tcp) {
             Ok(req) => {
                 if req.metadata.message_type != hickory_server::proto::op::MessageType::Query {

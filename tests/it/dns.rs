@@ -602,7 +602,7 @@ async fn outsiders_refused_flooders_limited_garbage_survived() {
     let rig = Rig::new(
         "limits",
         &policies(),
-        "rate_per_client = 20\ntcp_max_per_client = 2",
+        "rate_per_client = 20\ntcp_max_per_client = 2\ntcp_idle_ms = 500",
     )
     .await;
     // A client outside `clients`: REFUSED, over UDP and TCP, counted, not recorded.
@@ -708,6 +708,31 @@ async fn outsiders_refused_flooders_limited_garbage_survived() {
     assert!(matches!(r, Ok(0) | Err(_)));
     drop(conns);
     tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // A query trickled a byte at a time does not keep its connection: the whole query must
+    // arrive within tcp_idle_ms (it was per read: 2 bytes every 9 s held a slot for ever).
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.6:0".parse().unwrap()).unwrap();
+    let mut slow = sock.connect(rig.server).await.unwrap();
+    let mut q = Message::new(7, MessageType::Query, OpCode::Query);
+    q.add_query(Query::query(
+        Name::from_ascii("example.org.").unwrap(),
+        RecordType::A,
+    ));
+    let q = q.to_vec().unwrap();
+    let len = (q.len() as u16).to_be_bytes();
+    // Each piece inside the idle time of the one before, the whole beyond it.
+    slow.write_all(&len[..1]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let _ = slow.write_all(&len[1..]).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let _ = slow.write_all(&q).await;
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(2), slow.read_to_end(&mut got)).await;
+    assert!(
+        matches!(r, Ok(Ok(0)) | Ok(Err(_))) && got.is_empty(),
+        "a trickled query is cut off unanswered: {r:?} {got:?}"
+    );
 
     // Still answering.
     let m = ask_tcp(rig.server, "127.0.0.5", "claude.ai.", RecordType::A).await;

@@ -134,9 +134,14 @@ fn most_specific_entry_wins_and_false_friends_do_not_match() {
 #[test]
 fn shared_tenant_service_is_allowed_only_for_the_enrolled_group() {
     let p = bundled();
-    let enrolled = p
-        .decide("claude.ai", &client("10.20.5.7"), 0, Via::Tls)
-        .unwrap();
+    // Enrolled: in the pilot subnet and named ai-pilot-* (a granting group's host names narrow
+    // its network).
+    let pilot = Client {
+        ip: "10.20.5.7".parse().ok(),
+        hostname: Some("ai-pilot-07"),
+        ..Default::default()
+    };
+    let enrolled = p.decide("claude.ai", &pilot, 0, Via::Tls).unwrap();
     assert_eq!(
         (enrolled.action, enrolled.rule_id.as_str()),
         (Action::Allow, "SG-110-claude-enterprise")
@@ -1008,6 +1013,10 @@ fn policy_check_warns_where_a_device_could_claim_a_granting_group() {
     let p = crate::common::policy::with_rules(
         &dir,
         r#"
+[approved_route]
+url = "https://ai.clinic.example/"
+instruction = "Use the clinic's assistant."
+
 [[group]]
 id = "pilots"
 hostnames = ["ai-pilot-*"]

@@ -628,20 +628,16 @@ fn formula_host_names_are_text_in_every_csv() {
     let evil = "=HYPERLINK(\"http://evil.example/x\",\"open\")";
     // The sensor reports host names in lower case.
     let neutralised = format!("'{}", evil.to_lowercase());
-    let frames = vec![
+    let mut frames = vec![
         dhcp(SYNTH_CLIENT_MAC, Some(evil), None),
         dhcp(SYNTH_CLIENT_MAC, None, Some([10, 20, 9, 9])),
-        synth::tcp(
-            [10, 20, 9, 9],
-            [160, 79, 104, 10],
-            50000,
-            443,
-            1,
-            0,
-            "PA",
-            &synth::client_hello("claude.ai", 600),
-        ),
     ];
+    frames.extend(crate::common::frames::tls_connection(
+        [10, 20, 9, 9],
+        [160, 79, 104, 10],
+        50000,
+        "claude.ai",
+    ));
     // Frames at 2023-11-14T22:13:20Z and 1 ms apart: ISO week 2023-W46.
     let pcap = dir.join("dhcp-formula.pcap");
     synth::write_pcap(&pcap, &frames).unwrap();

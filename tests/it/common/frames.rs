@@ -84,3 +84,23 @@ pub fn quic_hello(sni: &str, shape: &InitialShape) -> Vec<u8> {
         true,
     )
 }
+
+/// A TLS connection as a client makes it: SYN, SYN-ACK, ACK, then a ClientHello for `name`
+/// (a hello the sensor verifies: it acknowledges the server's SYN).
+pub fn tls_connection(client: [u8; 4], server: [u8; 4], port: u16, name: &str) -> Vec<Vec<u8>> {
+    vec![
+        synth::tcp(client, server, port, 443, 0, 0, "S", &[]),
+        synth::tcp(server, client, 443, port, 5000, 1, "SA", &[]),
+        synth::tcp(client, server, port, 443, 1, 5001, "A", &[]),
+        synth::tcp(
+            client,
+            server,
+            port,
+            443,
+            1,
+            5001,
+            "PA",
+            &synth::client_hello(name, 600),
+        ),
+    ]
+}
