@@ -19,10 +19,13 @@ pub struct ConnLimit {
     slots: Arc<Mutex<Slots>>,
 }
 
+/// One connection: its id and the signal that closes it (taken when sent).
+type Open = (u64, Option<oneshot::Sender<()>>);
+
 #[derive(Default)]
 struct Slots {
-    /// Per address, its connections oldest first: id and the signal that closes it.
-    open: HashMap<IpAddr, Vec<(u64, Option<oneshot::Sender<()>>)>>,
+    /// Per address, its connections oldest first.
+    open: HashMap<IpAddr, Vec<Open>>,
     count: usize,
     next: u64,
 }
