@@ -684,36 +684,19 @@ impl Output for Enforcer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::observation::{DnsAnswer, DnsInfo, Endpoint};
+    use crate::flow::observation::{DnsAnswer, DnsInfo};
     use crate::flow::Evidence;
     use crate::policy::{Severity, Via};
 
     fn obs(kind: Kind, name: &str, transport: Transport) -> Observation {
-        let ep = |ip: &str, port| Endpoint {
-            ip: ip.parse().unwrap(),
-            port,
-            mac: None,
-            hostname: None,
-        };
-        Observation {
-            ts: 1,
+        Observation::between(
+            1,
             kind,
-            name: Some(name.into()),
-            wire_names: Vec::new(),
-            inferred_names: Vec::new(),
-            inferred_evidence: Vec::new(),
+            Some(name.into()),
             transport,
-            client: ep("10.20.0.5", 50000),
-            server: ep("192.0.2.1", 443),
-            flags: Vec::new(),
-            dns: None,
-            tls: None,
-            quic: None,
-            http: None,
-            proxy: None,
-            frame: 0,
-            tcp: None,
-        }
+            "10.20.0.5:50000".parse().unwrap(),
+            "192.0.2.1:443".parse().unwrap(),
+        )
     }
 
     fn decision(action: Action, service: &str, category: Category) -> Decision {

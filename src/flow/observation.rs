@@ -282,6 +282,45 @@ pub struct Observation {
     pub tcp: Option<TcpSeq>,
 }
 
+impl Observation {
+    /// An observation of `kind` about `name` between two sockets, with nothing else known yet
+    /// (no flags, no protocol details, no device): what the resolver and the portal see.
+    pub fn between(
+        ts: u64,
+        kind: Kind,
+        name: Option<String>,
+        transport: Transport,
+        client: std::net::SocketAddr,
+        server: std::net::SocketAddr,
+    ) -> Observation {
+        let ep = |a: std::net::SocketAddr| Endpoint {
+            ip: a.ip(),
+            port: a.port(),
+            mac: None,
+            hostname: None,
+        };
+        Observation {
+            ts,
+            kind,
+            name,
+            wire_names: Vec::new(),
+            inferred_names: Vec::new(),
+            inferred_evidence: Vec::new(),
+            transport,
+            client: ep(client),
+            server: ep(server),
+            flags: Vec::new(),
+            dns: None,
+            tls: None,
+            quic: None,
+            http: None,
+            proxy: None,
+            frame: 0,
+            tcp: None,
+        }
+    }
+}
+
 /// Where a TCP flow stood when the client segment that completed a message was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpSeq {

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use crate::enforce::grants::Grants;
-use crate::flow::observation::{mac_string, Endpoint, Transport};
+use crate::flow::observation::{mac_string, Transport};
 use crate::flow::{Kind, Observation};
 use crate::pipeline::Judge;
 use crate::policy::{Policy, Via};
@@ -21,35 +21,19 @@ pub struct Peer {
 /// A request for `name` from `peer` (`via`: TLS for HTTPS, HTTP otherwise), as the policy
 /// sees it: the name is on the wire (the SNI or the Host header).
 pub fn observation(name: &str, peer: Peer, via: Via) -> Observation {
-    let endpoint = |a: SocketAddr| Endpoint {
-        ip: a.ip(),
-        port: a.port(),
-        mac: None,
-        hostname: None,
+    let kind = if via == Via::Tls {
+        Kind::TlsClientHello
+    } else {
+        Kind::HttpRequest
     };
-    Observation {
-        ts: crate::time::now_ns(),
-        kind: if via == Via::Tls {
-            Kind::TlsClientHello
-        } else {
-            Kind::HttpRequest
-        },
-        name: Some(name.to_string()),
-        wire_names: Vec::new(),
-        inferred_names: Vec::new(),
-        inferred_evidence: Vec::new(),
-        transport: Transport::Tcp,
-        client: endpoint(peer.client),
-        server: endpoint(peer.server),
-        flags: Vec::new(),
-        dns: None,
-        tls: None,
-        quic: None,
-        http: None,
-        proxy: None,
-        frame: 0,
-        tcp: None,
-    }
+    Observation::between(
+        crate::time::now_ns(),
+        kind,
+        Some(name.to_string()),
+        Transport::Tcp,
+        peer.client,
+        peer.server,
+    )
 }
 
 /// Take the expired grants out of `grants` and make one `grant_expired` event each. Only one

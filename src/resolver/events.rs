@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use crate::decode::dns::{rcode_name, type_name};
-use crate::flow::observation::{DnsAnswer, DnsInfo, Endpoint, Transport};
+use crate::flow::observation::{DnsAnswer, DnsInfo, Transport};
 use crate::flow::{Kind, Observation};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Record, RecordType};
@@ -23,44 +23,25 @@ pub fn observation(
     server: SocketAddr,
     tcp: bool,
 ) -> Observation {
-    Observation {
-        ts: crate::time::now_ns(),
-        kind: Kind::DnsQuery,
-        name: Some(name),
-        wire_names: Vec::new(),
-        inferred_names: Vec::new(),
-        inferred_evidence: Vec::new(),
-        transport: if tcp { Transport::Tcp } else { Transport::Udp },
-        client: Endpoint {
-            ip: client.ip(),
-            port: client.port(),
-            mac: None,
-            hostname: None,
-        },
-        server: Endpoint {
-            ip: server.ip(),
-            port: server.port(),
-            mac: None,
-            hostname: None,
-        },
-        flags: if tcp {
-            vec![crate::flow::Flag::DnsTcp]
-        } else {
-            Vec::new()
-        },
-        dns: Some(DnsInfo {
-            id,
-            qtype: type_name(u16::from(qtype)),
-            rcode: None,
-            answers: Vec::new(),
-        }),
-        tls: None,
-        quic: None,
-        http: None,
-        proxy: None,
-        frame: 0,
-        tcp: None,
+    let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+    let mut o = Observation::between(
+        crate::time::now_ns(),
+        Kind::DnsQuery,
+        Some(name),
+        transport,
+        client,
+        server,
+    );
+    if tcp {
+        o.flags.push(crate::flow::Flag::DnsTcp);
     }
+    o.dns = Some(DnsInfo {
+        id,
+        qtype: type_name(u16::from(qtype)),
+        rcode: None,
+        answers: Vec::new(),
+    });
+    o
 }
 
 /// Note the answer sent (rcode and up to 16 records).
