@@ -8,6 +8,9 @@ use std::time::{Duration, Instant};
 
 /// At most this many grants at once (a LAN cannot need more; past it the oldest goes first).
 pub const MAX_GRANTS: usize = 65_536;
+/// At most this many grants per client address at once: one device acknowledging service after
+/// service cannot crowd out everyone else's grants.
+pub const GRANTS_PER_CLIENT: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
@@ -38,15 +41,26 @@ impl Grants {
     }
 
     /// Allow `service` for `client` for `ttl` from now (a repeat extends it).
-    pub fn grant(&self, client: IpAddr, service: &str, ttl: Duration) -> Grant {
-        let expires = Instant::now() + ttl;
+    /// None when the client holds [`GRANTS_PER_CLIENT`] other grants in force.
+    pub fn grant(&self, client: IpAddr, service: &str, ttl: Duration) -> Option<Grant> {
+        let now = Instant::now();
+        let expires = now + ttl;
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if m.len() >= MAX_GRANTS && !m.contains_key(&(client, service.to_string())) {
+        let key = (client, service.to_string());
+        if !m.contains_key(&key)
+            && m.iter()
+                .filter(|((c, _), e)| *c == client && **e > now)
+                .count()
+                >= GRANTS_PER_CLIENT
+        {
+            return None;
+        }
+        if m.len() >= MAX_GRANTS && !m.contains_key(&key) {
             if let Some(k) = m.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone()) {
                 m.remove(&k);
             }
         }
-        m.insert((client, service.to_string()), expires);
+        m.insert(key, expires);
         drop(m);
         let g = Grant {
             client,
@@ -56,7 +70,7 @@ impl Grants {
         for h in self.hooks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             h(&g);
         }
-        g
+        Some(g)
     }
 
     /// Run `hook` on every grant from now on.
@@ -132,5 +146,20 @@ mod tests {
         assert_eq!(gone.len(), 1);
         assert_eq!(gone[0].client, a);
         assert!(g.is_empty());
+    }
+
+    #[test]
+    fn grants_per_client_are_capped() {
+        let g = Grants::new();
+        let a: IpAddr = "10.0.0.5".parse().unwrap();
+        let b: IpAddr = "10.0.0.6".parse().unwrap();
+        let hour = Duration::from_secs(3600);
+        for i in 0..GRANTS_PER_CLIENT {
+            assert!(g.grant(a, &format!("svc{i}"), hour).is_some());
+        }
+        assert!(g.grant(a, "one-more", hour).is_none());
+        // A repeat of one it holds still extends it; another client is not affected.
+        assert!(g.grant(a, "svc0", hour).is_some());
+        assert!(g.grant(b, "one-more", hour).is_some());
     }
 }

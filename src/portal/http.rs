@@ -381,7 +381,14 @@ async fn coach_post(
     let service = grant_key(&d);
     let ttl = st.grant_ttl();
     // The grant is for the address this connection came from, never one named in the form.
-    st.ctx.grants.grant(ip, &service, ttl);
+    if st.ctx.grants.grant(ip, &service, ttl).is_none() {
+        count("coach_refused");
+        let e = "This device already holds as many acknowledgements as it may; try again when one ends.";
+        return html(
+            StatusCode::TOO_MANY_REQUESTS,
+            coach_page(st, &d, &service_name, name, ip, Some(e)),
+        );
+    }
     st.m.grants.inc();
     st.m.grants_active.set(st.ctx.grants.len() as i64);
     count("coach_ack");

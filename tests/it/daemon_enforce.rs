@@ -404,7 +404,10 @@ fn after_kill_9_the_clinic_still_resolves_names() {
     wait_healthy(&tb, &d);
     // The client asks the internet resolver; the gateway redirects it to shadowgate.
     let q = |name| dns_from(&tb, CLIENT, UPSTREAM_DNS, name);
-    assert_eq!(q("claude.ai"), Ok(vec![GW_LAN]), "intercepted\n{}", d.log());
+    // A stub resolver asks again after a timeout: the first question may be lost on a loaded
+    // machine (seen once in the full suite); what matters is who answers.
+    let first = q("claude.ai").or_else(|_| q("claude.ai"));
+    assert_eq!(first, Ok(vec![GW_LAN]), "intercepted\n{}", d.log());
     assert!(tls_from(&tb, CLIENT, SERVER, "claude.ai").is_err());
     d.signal(libc::SIGKILL);
     d.wait_exit(Duration::from_secs(5)).expect("killed");
