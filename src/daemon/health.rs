@@ -10,7 +10,7 @@
 //!   (HTTP 503).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
@@ -86,6 +86,9 @@ pub struct Health {
     /// The store keeper's warning (`full: ...` over the size cap with only undelivered events
     /// left, `error: ...`), if any.
     pub store_warning: Mutex<Option<String>>,
+    /// When a client last reached its quota of stop entries or QUIC drops (ns; 0: never):
+    /// degraded for a minute after.
+    pub quota_full_ns: Arc<AtomicU64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -196,6 +199,14 @@ impl Health {
         if let Some(w) = &store_warning {
             degraded.push(format!("store {w}"));
         }
+        let full = self.quota_full_ns.load(Ordering::Relaxed);
+        let quota_full = full != 0 && crate::time::now_ns().saturating_sub(full) < 60_000_000_000;
+        if quota_full {
+            degraded.push(
+                "enforcement: a client reached its quota of stop entries or QUIC drops (set_full)"
+                    .to_string(),
+            );
+        }
         let status = if !failing.is_empty() {
             Status::Failing
         } else if !degraded.is_empty() {
@@ -221,6 +232,7 @@ impl Health {
             "enforcement": enforcement,
             "nft_error": nft_error,
             "store": store_warning.as_deref().unwrap_or("ok"),
+            "quota": if quota_full { "full" } else { "ok" },
         });
         Report {
             status,
@@ -315,6 +327,20 @@ mod tests {
         let r = h.report();
         assert_eq!(r.status, Status::Degraded);
         assert!(r.body.contains("full: at max_mb"), "{}", r.body);
+    }
+
+    #[test]
+    fn a_reached_quota_degrades_for_a_minute() {
+        let h = Health::new(vec![], false);
+        assert_eq!(h.report().status, Status::Ok);
+        h.quota_full_ns
+            .store(crate::time::now_ns(), Ordering::Relaxed);
+        let r = h.report();
+        assert_eq!(r.status, Status::Degraded);
+        assert!(r.body.contains("\"quota\":\"full\""), "{}", r.body);
+        h.quota_full_ns
+            .store(crate::time::now_ns() - 61_000_000_000, Ordering::Relaxed);
+        assert_eq!(h.report().status, Status::Ok);
     }
 
     #[test]

@@ -452,7 +452,8 @@ fn enforcer(
         Arc::clone(&shared.enforcing),
         metrics,
     )
-    .with_lan(lan(shared));
+    .with_lan(lan(shared))
+    .with_full_flag(Arc::clone(&shared.health.quota_full_ns));
     if let Some(tx) = judge.events() {
         e = e.with_events(tx.clone(), &shared.config.sensor.id);
     }

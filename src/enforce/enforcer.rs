@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -273,6 +273,8 @@ pub struct Enforcer {
     events: Option<EventTx>,
     sensor: String,
     last_full: Mutex<HashMap<&'static str, Instant>>,
+    /// Set to the time a client reached a quota (the daemon's health reads it).
+    full_at: Option<Arc<AtomicU64>>,
 }
 
 impl Enforcer {
@@ -318,6 +320,7 @@ impl Enforcer {
             events: None,
             sensor: String::new(),
             last_full: Mutex::default(),
+            full_at: None,
         };
         if let Some(nft) = e.nft.clone() {
             let quic = e.quic.clone();
@@ -331,6 +334,12 @@ impl Enforcer {
     /// capture interfaces' connected subnets when it is not set).
     pub fn with_lan(mut self, lan: Vec<IpNet>) -> Enforcer {
         self.lan = lan;
+        self
+    }
+
+    /// Note in `at` when a client reaches its quota (for the daemon's health).
+    pub fn with_full_flag(mut self, at: Arc<AtomicU64>) -> Enforcer {
+        self.full_at = Some(at);
         self
     }
 
@@ -506,6 +515,9 @@ impl Enforcer {
     /// per kind (the daemon's recorder queue; the capture thread never waits for the store).
     fn full(&self, what: &'static str, client: IpAddr) {
         self.metrics.quota_full.with_label_values(&[what]).inc();
+        if let Some(f) = &self.full_at {
+            f.store(crate::time::now_ns(), Ordering::Relaxed);
+        }
         let Some(tx) = &self.events else { return };
         let mut last = self.last_full.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
