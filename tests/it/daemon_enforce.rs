@@ -695,3 +695,80 @@ fn forged_hellos_in_a_clients_name_stop_nothing() {
     assert!(!e.detail.unwrap().contains("unverified_source"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 22: one host cannot fill the stop set every client shares. 300 real connections from
+/// one client to claude.ai, each stopped: past its quota (256 stop entries) the client's flows
+/// are still reset but not added, the quota is counted, recorded once as `set_full` and shown
+/// by `/healthz`; another client's claude.ai is still stopped, with its own table entry.
+#[test]
+fn one_client_reaches_its_quota_and_others_are_still_stopped() {
+    need_root!();
+    let _serial = serial();
+    let tb = Testbed::new("sgquota");
+    let dir = tmpdir("daemon", "quota");
+    let policy = test_policy(&dir);
+    let cfg = enforce_config(&dir, &policy, "");
+    let (ai, _approved, _api) = internet(&tb);
+    let d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    let n = 300;
+    for i in 0..n {
+        let got = tls_from(&tb, CLIENT, SERVER, "claude.ai");
+        assert!(
+            got.is_err(),
+            "connection {i} got through: {got:?}\n{}",
+            d.log()
+        );
+    }
+    let conns = ai.wait(n);
+    assert!(
+        conns.iter().all(|c| c.app_bytes == 0),
+        "no connection past the quota delivered a byte"
+    );
+    // Every hello decided and reset (the capture thread may still be on the last ones).
+    let t = Instant::now();
+    let m = loop {
+        let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+        if metric(&m, "shadowgate_flows_stopped_total", "how=\"tcp_reset\"") >= n as f64
+            || t.elapsed() > Duration::from_secs(5)
+        {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let resets = metric(&m, "shadowgate_flows_stopped_total", "how=\"tcp_reset\"");
+    assert!(resets >= 290.0, "{m}");
+    assert_eq!(
+        metric(&m, "shadowgate_flows_stopped_total", "how=\"tcp_table\""),
+        256.0,
+        "the client's quota of table entries: {m}"
+    );
+    let full = metric(&m, "shadowgate_enforce_quota_full_total", "set=\"stop\"");
+    assert_eq!(
+        full,
+        resets - 256.0,
+        "every flow past the quota was counted: {m}"
+    );
+    let e = wait_event(&dir, |e| e.kind == "set_full");
+    assert!(
+        e.detail.as_deref().unwrap_or("").contains("10.20.1.2"),
+        "{e:?}"
+    );
+    let (_, h) = http_get(&tb, METRICS.parse().unwrap(), "/healthz").unwrap();
+    assert!(h.contains("\"quota\":\"full\""), "{h}");
+    // Another client is stopped as before, and gets its own stop entry.
+    assert!(tls_from(&tb, CLIENT2, SERVER, "claude.ai").is_err());
+    std::thread::sleep(Duration::from_millis(200));
+    let stop = tb.exec(
+        &tb.gw,
+        &["nft", "list", "set", "inet", "shadowgate", "stop4"],
+    );
+    let stop = String::from_utf8_lossy(&stop.stdout).to_string();
+    assert!(stop.contains("10.20.1.3"), "{stop}");
+    assert_eq!(
+        events(&dir).iter().filter(|e| e.kind == "set_full").count(),
+        1,
+        "recorded once a minute, not per flow"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
