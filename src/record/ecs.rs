@@ -49,6 +49,7 @@ fn system_category(kind: SystemKind) -> (&'static str, &'static str, &'static st
         | K::DnsUpstreamDown
         | K::DnsUpstreamUp
         | K::SetFull => ("host", "info"),
+        K::DnsBypass => ("network", "denied"),
     };
     let outcome = match kind {
         K::PolicyRejected
@@ -66,7 +67,8 @@ fn system_category(kind: SystemKind) -> (&'static str, &'static str, &'static st
         | K::StoreOk
         | K::BreakGlass
         | K::DnsUpstreamUp
-        | K::CatalogLoaded => "success",
+        | K::CatalogLoaded
+        | K::DnsBypass => "success",
     };
     (category, typ, outcome)
 }

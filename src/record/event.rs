@@ -140,10 +140,14 @@ pub enum SystemKind {
     /// A client reached its quota of stop entries or QUIC drops (or a shared set is full): its
     /// further flows are still reset but not added (at most once a minute per kind).
     SetFull,
+    /// A device looked up a browser's or its OS's bypass name (DNS over HTTPS canary, iCloud
+    /// Private Relay, designated resolvers), answered by the resolver (once an hour per client
+    /// and name).
+    DnsBypass,
 }
 
 impl SystemKind {
-    pub const ALL: [SystemKind; 16] = [
+    pub const ALL: [SystemKind; 17] = [
         SystemKind::SensorStart,
         SystemKind::SensorStop,
         SystemKind::PolicyReload,
@@ -160,6 +164,7 @@ impl SystemKind {
         SystemKind::DnsUpstreamUp,
         SystemKind::CatalogLoaded,
         SystemKind::SetFull,
+        SystemKind::DnsBypass,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -180,6 +185,7 @@ impl SystemKind {
             SystemKind::DnsUpstreamUp => "dns_upstream_up",
             SystemKind::CatalogLoaded => "catalog_loaded",
             SystemKind::SetFull => "set_full",
+            SystemKind::DnsBypass => "dns_bypass",
         }
     }
 
@@ -201,6 +207,7 @@ impl SystemKind {
             | SystemKind::StoreOk
             | SystemKind::DnsUpstreamUp
             | SystemKind::CatalogLoaded => Severity::Info,
+            SystemKind::DnsBypass => Severity::Low,
         }
     }
 }

@@ -674,8 +674,9 @@ fn notes(i: &Inputs<'_>, week: &Week) -> Notes {
                 | S::DnsUpstreamUp
                 | S::SetFull,
             ) => c.incidents.push(sys_row(n, tz)),
-            // Retention and break glass have their own figures elsewhere (or none).
-            EventKind::System(S::Retention | S::BreakGlass) => {}
+            // Retention and break glass have their own figures elsewhere (or none); bypass
+            // lookups are not in the report yet.
+            EventKind::System(S::Retention | S::BreakGlass | S::DnsBypass) => {}
             EventKind::Portal(PortalKind::CoachAck) => out.justifications.push(justification(i, n)),
             EventKind::Portal(PortalKind::GrantExpired) => out.grants_expired += 1,
             EventKind::Portal(PortalKind::View) => out.portal_views += 1,

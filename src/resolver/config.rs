@@ -40,6 +40,14 @@ pub struct DnsConf {
     /// Queries waiting on an upstream at once at most (past it: SERVFAIL, counted).
     #[serde(default = "default_max_inflight")]
     pub max_inflight: usize,
+    /// Answer the browsers' and operating systems' bypass names here, never forwarding them
+    /// (`use-application-dns.net`, iCloud Private Relay, `_dns.resolver.arpa`: `bypass.rs`).
+    #[serde(default = "yes")]
+    pub block_bypass: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

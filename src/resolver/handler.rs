@@ -17,6 +17,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use ipnet::IpNet;
 
 use super::answer::{self, Plan};
+use super::bypass;
 use super::cache::{Cache, Key};
 use super::config::DnsConf;
 use super::events;
@@ -41,6 +42,32 @@ pub struct Shared {
     pub fwd: Forwarder,
     pub limiter: Limiter,
     pub metrics: DnsMetrics,
+    /// Bypass lookups recorded lately (one event per client and name an hour).
+    pub bypass_seen: bypass::Seen,
+}
+
+impl Shared {
+    /// A bypass name: answered here, never forwarded; recorded once an hour per client.
+    fn bypass(&self, ip: IpAddr, name: &str, what: &'static str) {
+        self.metrics.count(QueryResult::Bypass);
+        if !self.bypass_seen.record(ip, what) {
+            return;
+        }
+        let j = &self.ctx.judge;
+        let mut e = crate::record::Event::system(
+            crate::record::SystemKind::DnsBypass,
+            crate::time::now_ns(),
+            j.sensor(),
+            &format!("{ip} looked up {name} ({what}): answered here, not forwarded"),
+            serde_json::json!({ "client": ip.to_string(), "name": name, "what": what }),
+        );
+        e.client_ip = ip.to_string();
+        if let Some(d) = j.devices().and_then(|d| d.lookup(ip)) {
+            e.client_mac = d.mac.as_ref().map(crate::flow::observation::mac_string);
+            e.client_hostname = d.hostname;
+        }
+        j.record_event(e);
+    }
 }
 
 /// An IPv4-mapped IPv6 source (a dual-stack socket) as the IPv4 address it is.
@@ -135,6 +162,15 @@ impl RequestHandler for Handler {
         }
         let name = policy_name(&qname);
         let tcp = req.protocol() == Protocol::Tcp;
+        if let Some((a, what)) = bypass::answer(&name).filter(|_| s.conf.block_bypass) {
+            s.bypass(ip, &name, what);
+            let plan = match a {
+                bypass::Answer::Nxdomain => Plan::Nxdomain,
+                bypass::Answer::Nodata => Plan::Nodata,
+            };
+            let sy = answer::synthesize(plan, &qname, qtype, None, s.conf.portal_ttl_s);
+            return respond(req, rh, sy.rcode, &sy.answers, &sy.authorities).await;
+        }
 
         // The policy decides on questions of class IN.
         let mut obs = None;

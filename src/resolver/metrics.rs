@@ -22,10 +22,12 @@ pub enum QueryResult {
     Ratelimited,
     /// No upstream answered (or too many queries waited on one).
     Servfail,
+    /// A bypass name (`[dns] block_bypass`) answered here.
+    Bypass,
 }
 
 impl QueryResult {
-    pub const ALL: [QueryResult; 8] = [
+    pub const ALL: [QueryResult; 9] = [
         QueryResult::Forwarded,
         QueryResult::Cached,
         QueryResult::Portal,
@@ -34,6 +36,7 @@ impl QueryResult {
         QueryResult::Refused,
         QueryResult::Ratelimited,
         QueryResult::Servfail,
+        QueryResult::Bypass,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +49,7 @@ impl QueryResult {
             QueryResult::Refused => "refused",
             QueryResult::Ratelimited => "ratelimited",
             QueryResult::Servfail => "servfail",
+            QueryResult::Bypass => "bypass",
         }
     }
 }

@@ -12,6 +12,7 @@
 //! is one event through the judge (`detail`: `dns_answer`, `enforcement`).
 
 pub mod answer;
+pub mod bypass;
 pub mod cache;
 pub mod config;
 pub mod events;
@@ -150,6 +151,7 @@ pub async fn serve(
             metrics.clone(),
         ),
         limiter: limit::Limiter::new(conf.rate_per_client),
+        bypass_seen: bypass::Seen::default(),
         metrics,
         portal,
         ctx,

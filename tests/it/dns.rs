@@ -799,3 +799,87 @@ async fn servfail_and_unhealthy_when_no_upstream_answers() {
     assert!(m.answers.is_empty(), "no [portal]: no data");
     h.shutdown().await;
 }
+
+/// Issue 23 part 3: the browsers' and operating systems' own bypasses are answered by the
+/// resolver and never forwarded: the Firefox DNS-over-HTTPS canary and iCloud Private Relay get
+/// NXDOMAIN (every type), RFC 9462 discovery gets NOERROR without data; each device's lookup is
+/// one `dns_bypass` system event an hour; `block_bypass = false` forwards them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bypass_names_are_answered_here_and_never_forwarded() {
+    let rig = Rig::new("bypass", &policies(), "").await;
+    for (name, t, rcode) in [
+        (
+            "use-application-dns.net.",
+            RecordType::A,
+            ResponseCode::NXDomain,
+        ),
+        (
+            "use-application-dns.net.",
+            RecordType::AAAA,
+            ResponseCode::NXDomain,
+        ),
+        ("mask.icloud.com.", RecordType::A, ResponseCode::NXDomain),
+        (
+            "mask-h2.icloud.com.",
+            RecordType::HTTPS,
+            ResponseCode::NXDomain,
+        ),
+        (
+            "_dns.resolver.arpa.",
+            RecordType::SVCB,
+            ResponseCode::NoError,
+        ),
+    ] {
+        let m = ask(rig.server, "127.0.0.7", name, t).await;
+        assert_eq!(m.metadata.response_code, rcode, "{name} {t:?}");
+        assert!(m.answers.is_empty(), "{name}: {m:?}");
+    }
+    // Asked again: answered again, recorded once.
+    let m = ask(
+        rig.server,
+        "127.0.0.7",
+        "use-application-dns.net.",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    for n in [
+        "use-application-dns.net.",
+        "mask.icloud.com.",
+        "mask-h2.icloud.com.",
+        "_dns.resolver.arpa.",
+    ] {
+        for t in ["udp", "tcp"] {
+            assert_eq!(
+                seen(&rig.seen, n, t),
+                0,
+                "{n} reached the upstream over {t}"
+            );
+        }
+    }
+    assert_eq!(rig.count(QueryResult::Bypass), 6);
+    let events = rig.finish().await;
+    let bypass: Vec<_> = events.iter().filter(|e| e.kind == "dns_bypass").collect();
+    assert_eq!(bypass.len(), 3, "one per device and name: {bypass:#?}");
+    assert!(
+        bypass.iter().all(|e| e.client_ip == "127.0.0.7"),
+        "{bypass:#?}"
+    );
+    assert!(bypass.iter().any(|e| e
+        .detail
+        .as_deref()
+        .unwrap_or("")
+        .contains("icloud_private_relay")));
+
+    // Off: forwarded like any name.
+    let rig = Rig::new("bypass-off", &policies(), "block_bypass = false").await;
+    let _ = ask(
+        rig.server,
+        "127.0.0.7",
+        "use-application-dns.net.",
+        RecordType::A,
+    )
+    .await;
+    assert_eq!(seen(&rig.seen, "use-application-dns.net.", "udp"), 1);
+    rig.finish().await;
+}
