@@ -284,7 +284,6 @@ fn load_leases_from_files() {
 /// sensor's observation carries the MAC and host name, and the device table learns them.
 #[test]
 fn learns_from_observations() {
-    use shadowgate::capture::Frame;
     let mac = SYNTH_CLIENT_MAC;
     let frames = [
         dhcp(mac, Some("Exam-Room-2"), None),
@@ -301,19 +300,7 @@ fn learns_from_observations() {
         ),
     ];
     let mut sensor = shadowgate::flow::Sensor::new(Default::default());
-    let mut out = Vec::new();
-    for (i, f) in frames.iter().enumerate() {
-        sensor.process(
-            &Frame {
-                ts_ns: i as u64,
-                linktype: 1,
-                data: f,
-                orig_len: f.len() as u32,
-                offset: 0,
-            },
-            &mut out,
-        );
-    }
+    let out = crate::common::sensor::feed(&mut sensor, 1, &frames);
     assert_eq!(out.len(), 1, "{out:?}");
     let d = Devices::new();
     learn_from_observation(&d, &out[0]);

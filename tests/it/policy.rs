@@ -604,7 +604,6 @@ fn replay_with_policy_gives_the_expected_decisions_for_the_ai_captures() {
 
 #[test]
 fn dhcp_host_names_select_policy_groups() {
-    use shadowgate::capture::Frame;
     let mac = SYNTH_CLIENT_MAC;
     let frames = [
         dhcp(mac, Some("AI-Pilot-03"), None),
@@ -621,19 +620,7 @@ fn dhcp_host_names_select_policy_groups() {
         ),
     ];
     let mut sensor = shadowgate::flow::Sensor::new(Default::default());
-    let mut out = Vec::new();
-    for (i, f) in frames.iter().enumerate() {
-        sensor.process(
-            &Frame {
-                ts_ns: i as u64,
-                linktype: 1,
-                data: f,
-                orig_len: f.len() as u32,
-                offset: 0,
-            },
-            &mut out,
-        );
-    }
+    let out = crate::common::sensor::feed(&mut sensor, 1, &frames);
     assert_eq!(out.len(), 1, "{out:?}");
     assert_eq!(out[0].client.hostname.as_deref(), Some("ai-pilot-03"));
     let d = bundled().decide_observation(&out[0]).unwrap();
