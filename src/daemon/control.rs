@@ -139,6 +139,7 @@ impl Duties {
         let report = shared.health.report();
         let status = report.status;
         shared.metrics.health_status.set(match status {
+            Status::Starting => 3,
             Status::Ok => 0,
             Status::Degraded => 1,
             Status::Failing => 2,

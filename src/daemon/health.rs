@@ -26,6 +26,9 @@ pub type Check = Box<dyn Fn() -> bool + Send + Sync>;
 /// The overall state `/healthz` and `systemctl status` show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// Not every configured part is up yet (the metrics listener answers first; DNS, the
+    /// portal and the capture threads follow): HTTP 503, so a check never passes early.
+    Starting,
     /// Everything configured works.
     Ok,
     /// The daemon works, but a dependency does not (upstream DNS, a full store): decisions,
@@ -39,6 +42,7 @@ pub enum Status {
 impl Status {
     pub fn as_str(self) -> &'static str {
         match self {
+            Status::Starting => "starting",
             Status::Ok => "ok",
             Status::Degraded => "degraded",
             Status::Failing => "failing",
@@ -89,6 +93,21 @@ pub struct Health {
     /// When a client last reached its quota of stop entries or QUIC drops (ns; 0: never):
     /// degraded for a minute after.
     pub quota_full_ns: Arc<AtomicU64>,
+    /// Every configured part started (set once, after the listeners and capture threads).
+    pub started: AtomicBool,
+    /// DNS mode and the portal are configured (`starting` until their check is set).
+    pub dns_configured: bool,
+    pub portal_configured: bool,
+}
+
+/// A listener's word in `/healthz`.
+fn part(check: Option<bool>, configured: bool) -> &'static str {
+    match (check, configured) {
+        (None, false) => "off",
+        (None, true) => "starting",
+        (Some(true), _) => "ok",
+        (Some(false), _) => "failing",
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -112,6 +131,19 @@ impl Health {
         h.main_beat.0.store(now, Ordering::Relaxed);
         h.runtime_beat.0.store(now, Ordering::Relaxed);
         h
+    }
+
+    /// DNS mode and the portal are configured: `/healthz` says `starting` for each until its
+    /// listener is up.
+    pub fn with_listeners(mut self, dns: bool, portal: bool) -> Health {
+        self.dns_configured = dns;
+        self.portal_configured = portal;
+        self
+    }
+
+    /// Every configured part is up: `/healthz` leaves `starting`.
+    pub fn mark_started(&self) {
+        self.started.store(true, Ordering::Relaxed);
     }
 
     pub fn beat(&self, thread: usize) {
@@ -207,7 +239,10 @@ impl Health {
                     .to_string(),
             );
         }
-        let status = if !failing.is_empty() {
+        let started = self.started.load(Ordering::Relaxed);
+        let status = if !started {
+            Status::Starting
+        } else if !failing.is_empty() {
             Status::Failing
         } else if !degraded.is_empty() {
             Status::Degraded
@@ -221,14 +256,14 @@ impl Health {
             .map(|(n, b)| json!({"thread": n, "last_beat_ns": b.last_ns()}))
             .collect();
         let body = json!({
-            "ok": status != Status::Failing,
+            "ok": matches!(status, Status::Ok | Status::Degraded),
             "status": status.as_str(),
             "failing": failing,
             "degraded": degraded,
             "capture": if self.capture_names.is_empty() { "off" } else if capture { "ok" } else { "stalled" },
             "capture_threads": threads,
-            "dns": match dns { None => "off", Some(true) => "ok", Some(false) => "failing" },
-            "portal": match portal { None => "off", Some(true) => "ok", Some(false) => "failing" },
+            "dns": part(dns, self.dns_configured),
+            "portal": part(portal, self.portal_configured),
             "enforcement": enforcement,
             "nft_error": nft_error,
             "store": store_warning.as_deref().unwrap_or("ok"),
@@ -290,6 +325,7 @@ mod tests {
     #[test]
     fn a_dependency_degrades_a_stuck_thread_fails() {
         let h = Health::new(vec!["lan0/0".into()], false);
+        h.mark_started();
         assert_eq!(h.report().status, Status::Ok);
         assert!(h.alive().is_ok());
         *lock(&h.dns) = Some(Box::new(|| false));
@@ -309,6 +345,26 @@ mod tests {
     }
 
     #[test]
+    fn nothing_is_ok_until_every_configured_part_started() {
+        let h = Health::new(vec!["lan0/0".into()], false).with_listeners(true, true);
+        let r = h.report();
+        assert_eq!(r.status, Status::Starting);
+        assert!(r.body.contains("\"ok\":false"), "{}", r.body);
+        assert!(r.body.contains("\"portal\":\"starting\""), "{}", r.body);
+        assert!(r.body.contains("\"dns\":\"starting\""), "{}", r.body);
+        *lock(&h.portal) = Some(Box::new(|| true));
+        *lock(&h.dns) = Some(Box::new(|| true));
+        assert_eq!(h.report().status, Status::Starting);
+        h.mark_started();
+        let r = h.report();
+        assert_eq!(r.status, Status::Ok);
+        assert!(r.body.contains("\"portal\":\"ok\""), "{}", r.body);
+        // Not configured: off, from the start.
+        let h = Health::new(vec![], false);
+        assert!(h.report().body.contains("\"portal\":\"off\""));
+    }
+
+    #[test]
     fn runtime_and_main_loop_are_watched() {
         let h = Health::new(vec![], false);
         h.runtime.store(true, Ordering::Relaxed);
@@ -323,6 +379,7 @@ mod tests {
     #[test]
     fn store_warning_degrades() {
         let h = Health::new(vec![], false);
+        h.mark_started();
         *lock(&h.store_warning) = Some("full: at max_mb".into());
         let r = h.report();
         assert_eq!(r.status, Status::Degraded);
@@ -332,6 +389,7 @@ mod tests {
     #[test]
     fn a_reached_quota_degrades_for_a_minute() {
         let h = Health::new(vec![], false);
+        h.mark_started();
         assert_eq!(h.report().status, Status::Ok);
         h.quota_full_ns
             .store(crate::time::now_ns(), Ordering::Relaxed);

@@ -195,7 +195,7 @@ impl Metrics {
             health_status: gauge(
                 &r,
                 "shadowgate_health_status",
-                "0 ok, 1 degraded (a dependency such as upstream DNS is down), 2 failing (a part of the daemon is)",
+                "0 ok, 1 degraded (a dependency such as upstream DNS is down), 2 failing (a part of the daemon is), 3 starting",
             ),
             registry: r,
         }
@@ -406,7 +406,10 @@ async fn handle(
             let (status, text) = (report.status, report.body);
             // Degraded still answers 200: the daemon works, a dependency does not (the body and
             // `shadowgate_health_status` say which); 503 only when a part of it fails.
-            let st = if status == super::health::Status::Failing {
+            let st = if matches!(
+                status,
+                super::health::Status::Failing | super::health::Status::Starting
+            ) {
                 StatusCode::SERVICE_UNAVAILABLE
             } else {
                 StatusCode::OK

@@ -148,7 +148,10 @@ pub(super) fn shared_state(
         break_glass: econf.break_glass_file.exists(),
     };
     let enforcing = Arc::new(AtomicBool::new(mode.enforce && !mode.break_glass));
-    let health = Arc::new(Health::new(capture_thread_names(&config), mode.enforce));
+    let health = Arc::new(
+        Health::new(capture_thread_names(&config), mode.enforce)
+            .with_listeners(config.dns.is_some(), config.portal.is_some()),
+    );
     health
         .enforcing
         .store(enforcing.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -633,6 +636,8 @@ impl Running {
     /// Tell systemd the daemon is ready, run the main loop until a stop signal, and say it is
     /// stopping. Returns how the loop ended.
     pub(super) fn serve(&self) -> &'static str {
+        // Everything configured is up: `/healthz` leaves `starting` as systemd hears READY.
+        self.shared.health.mark_started();
         let _ = super::sdnotify::ready();
         // Without a portal, grants (if any) still expire on record here.
         let expiry = self.listeners.portal.is_none().then(|| self.judge.clone());
