@@ -78,6 +78,8 @@ pub struct Metrics {
     pub dns_upstream_up: IntGauge,
     /// 0 ok, 1 degraded (a dependency is down), 2 failing (a part of the daemon is).
     pub health_status: IntGauge,
+    /// Observations from a frame whose MAC contradicts the gateway's binding of its address.
+    pub spoofed: IntCounter,
 }
 
 impl Metrics {
@@ -196,6 +198,11 @@ impl Metrics {
                 &r,
                 "shadowgate_health_status",
                 "0 ok, 1 degraded (a dependency such as upstream DNS is down), 2 failing (a part of the daemon is), 3 starting",
+            ),
+            spoofed: counter(
+                &r,
+                "shadowgate_spoofed_total",
+                "Observations from a frame whose MAC contradicts the gateway's own binding of its source address (leases file, neighbour table): recorded as unverified, never acted on",
             ),
             registry: r,
         }

@@ -20,7 +20,7 @@ use crate::config::{Config, EnforceMode, StoreConf};
 use crate::devices::{Devices, Refresher};
 use crate::enforce::enforcer::{EnforceMetrics, Enforcer};
 use crate::enforce::grants::Grants;
-use crate::enforce::nft::{Nft, TableSpec};
+use crate::enforce::nft::{GuardMode, GuardTarget, Nft, TableSpec};
 use crate::enforce::reset::Resetter;
 use crate::pipeline::Judge;
 use crate::pipeline::Pipeline;
@@ -30,6 +30,7 @@ use crate::portal::PortalHandle;
 use crate::record::queue::{self, EventTx, RecorderThread};
 use crate::record::system::SystemLog;
 use crate::record::Store;
+use crate::resolver::config::SourceGuard;
 use crate::resolver::DnsHandle;
 
 /// How the daemon started: enforce or monitor mode, and whether the break-glass file existed.
@@ -238,6 +239,12 @@ fn table_spec(c: &Config) -> TableSpec {
             _ => Vec::new(),
         },
         max_elements: e.map(|e| e.set_size).unwrap_or(0),
+        guard: match c.dns.as_ref().map(|d| d.source_guard) {
+            Some(SourceGuard::Log) => GuardMode::Log,
+            Some(SourceGuard::Drop) => GuardMode::Drop,
+            Some(SourceGuard::Off) | None => GuardMode::Off,
+        },
+        guard_targets: Vec::new(),
     }
 }
 
@@ -381,13 +388,29 @@ fn resolver(
         enforcing: Arc::clone(&shared.enforcing),
         registry: shared.metrics.registry.clone(),
     };
+    // The guard needs the daemon's table (enforce mode); in monitor mode only the capture
+    // reports spoofed queries, and no guard socket is bound.
+    let mut dc = dc.clone();
+    if shared.nft.is_none() {
+        dc.source_guard = SourceGuard::Off;
+    }
     let h = rt
         .block_on(crate::resolver::serve(
-            dc.clone(),
+            dc,
             shared.config.portal.clone(),
             ctx,
         ))
         .map_err(RunError::Config)?;
+    // The source guard's rules point at the guard sockets the resolver just bound.
+    if let (Some(nft), false) = (&shared.nft, h.guards().is_empty()) {
+        let targets = h
+            .guards()
+            .iter()
+            .map(|&(listen, guard)| GuardTarget { listen, guard })
+            .collect();
+        nft.set_guard_targets(targets)
+            .map_err(|e| runtime_err(format!("nftables (DNS source guard): {e:#}")))?;
+    }
     Ok(Some(watched(h, DnsHandle::healthy, &shared.health.dns)))
 }
 
@@ -411,10 +434,14 @@ pub(super) fn spawn_captures(
     );
     let enforce_metrics = EnforceMetrics::new(&shared.metrics.registry)
         .map_err(|e| runtime_err(format!("metrics: {e}")))?;
+    let spoofs = Arc::new(outputs::Spoofs::new(
+        judge.clone(),
+        shared.metrics.spoofed.clone(),
+    ));
     let mut threads = Vec::new();
     for (i, cap) in sockets.into_iter().enumerate() {
         let enforcer = enforcer(shared, judge, mode, enforce_metrics.clone())?;
-        let p = pipeline(shared, judge, flow_cfg.clone()).with_output(Box::new(enforcer));
+        let p = pipeline(shared, judge, &spoofs, flow_cfg.clone()).with_output(Box::new(enforcer));
         let p = p.with_output(Box::new(CountOutput(shared.metrics.clone())));
         let ctx = capture::CaptureCtx {
             index: i,
@@ -502,10 +529,18 @@ pub(super) fn judge(shared: &Shared, events: &EventTx) -> Judge {
 
 /// A capture thread's pipeline up to its actions: it learns devices from frames, decides through
 /// the judge, and leaves traffic the resolver and the portal claimed to them.
-fn pipeline(shared: &Shared, judge: &Judge, flow_cfg: crate::flow::Config) -> Pipeline {
+fn pipeline(
+    shared: &Shared,
+    judge: &Judge,
+    spoofs: &Arc<outputs::Spoofs>,
+    flow_cfg: crate::flow::Config,
+) -> Pipeline {
     Pipeline::new(flow_cfg)
         .with_judge(judge.clone())
-        .with_enrich(outputs::enricher(Arc::clone(&shared.devices)))
+        .with_enrich(outputs::enricher(
+            Arc::clone(&shared.devices),
+            Some(Arc::clone(spoofs)),
+        ))
 }
 
 /// SIEM delivery from the store, each sink on its own thread (none without sinks).
@@ -532,10 +567,31 @@ pub(super) fn spawn_feed(shared: &Shared) -> Result<Option<JoinHandle<()>>, RunE
 
 /// Device attribution: neighbour table and leases file, refreshed on their own thread.
 pub(super) fn spawn_device_refresh(shared: &Shared) -> Refresher {
-    crate::devices::spawn_refresh_metered(
+    // The DNS source guard's table follows the gateway's own bindings (only when they change).
+    let guard = shared
+        .config
+        .dns
+        .as_ref()
+        .is_some_and(|d| d.source_guard != SourceGuard::Off);
+    let after = match (&shared.nft, guard) {
+        (Some(nft), true) => {
+            let nft = nft.clone();
+            let mut last: Vec<(std::net::IpAddr, [u8; 6])> = Vec::new();
+            Some(Box::new(move |d: &Devices| {
+                let mut now = d.bindings();
+                now.sort_unstable();
+                if now != last && nft.set_bindings(now.clone()) {
+                    last = now;
+                }
+            }) as crate::devices::AfterRefresh)
+        }
+        _ => None,
+    };
+    crate::devices::spawn_refresh_then(
         shared.config.devices.clone().unwrap_or_default(),
         Arc::clone(&shared.devices),
         crate::devices::DeviceMetrics::register(&shared.metrics.registry).ok(),
+        after,
     )
 }
 

@@ -37,7 +37,11 @@ pub fn load_leases(path: &Path, devices: &Devices) -> Result<LeaseStats, String>
     let (entries, stats) =
         read_leases(r, now_unix()).map_err(|e| format!("leases file {}: {e}", path.display()))?;
     for e in &entries {
-        devices.learn(e.ip, e.mac, e.hostname.as_deref());
+        // The DHCP server's own lease binds the address to the MAC.
+        match e.mac {
+            Some(m) => devices.bind(e.ip, m, e.hostname.as_deref()),
+            None => devices.learn(e.ip, e.mac, e.hostname.as_deref()),
+        }
     }
     Ok(stats)
 }

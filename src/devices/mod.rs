@@ -44,6 +44,12 @@ struct Entry {
 }
 
 #[derive(Debug)]
+struct Bound {
+    mac: [u8; 6],
+    seen: AtomicU64,
+}
+
+#[derive(Debug)]
 struct Named {
     hostname: String,
     seen: AtomicU64,
@@ -58,6 +64,10 @@ fn now_ms() -> u64 {
 #[derive(Debug, Default)]
 struct Inner {
     by_ip: HashMap<IpAddr, Entry>,
+    /// The address's MAC as the gateway itself knows it (the DHCP server's leases file, the
+    /// kernel's neighbour table), never from a frame's claim: attribution and the DNS source
+    /// guard trust this over what a frame says.
+    bound: HashMap<IpAddr, Bound>,
     /// A device's host name by its MAC: an IPv6 address whose neighbour entry gives only the
     /// MAC is named by the DHCPv4 lease of the same MAC.
     by_mac: HashMap<[u8; 6], Named>,
@@ -78,16 +88,65 @@ impl Devices {
     /// What is known of `ip`: its MAC, and its host name (by address, else by that MAC).
     pub fn lookup(&self, ip: IpAddr) -> Option<Device> {
         let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let bound = g.bound.get(&ip).map(|b| b.mac);
         let e = g.by_ip.get(&ip)?;
-        let hostname = e.hostname.clone().or_else(|| {
-            e.mac
-                .and_then(|m| g.by_mac.get(&m))
+        // The gateway's own binding names the device; a frame's claim only where it has none.
+        let mac = bound.or(e.mac);
+        let entry_ok = e.mac.is_none() || e.mac == mac;
+        let hostname = e.hostname.clone().filter(|_| entry_ok).or_else(|| {
+            mac.and_then(|m| g.by_mac.get(&m))
                 .map(|n| n.hostname.clone())
         });
-        Some(Device {
-            mac: e.mac,
-            hostname,
-        })
+        Some(Device { mac, hostname })
+    }
+
+    /// The MAC the gateway itself binds to `ip` (leases file or neighbour table), if any.
+    pub fn bound_mac(&self, ip: IpAddr) -> Option<[u8; 6]> {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        g.bound.get(&ip).map(|b| b.mac)
+    }
+
+    /// Does a frame from `mac` claiming `ip` contradict the gateway's own binding of `ip`?
+    pub fn contradicts(&self, ip: IpAddr, mac: [u8; 6]) -> bool {
+        self.bound_mac(ip).is_some_and(|b| b != mac)
+    }
+
+    /// Every binding the gateway knows (for the DNS source guard's table).
+    pub fn bindings(&self) -> Vec<(IpAddr, [u8; 6])> {
+        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        g.bound.iter().map(|(ip, b)| (*ip, b.mac)).collect()
+    }
+
+    /// Bind `ip` to `mac` as the gateway knows it (a lease of its DHCP server, its neighbour
+    /// table), and learn it like [`Devices::learn`]. A later binding replaces an earlier one.
+    pub fn bind(&self, ip: IpAddr, mac: [u8; 6], hostname: Option<&str>) {
+        if !usable_mac(&mac) || ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
+            return;
+        }
+        {
+            let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+            let now = now_ms();
+            let full = g.bound.len() >= MAX_DEVICES;
+            match g.bound.get_mut(&ip) {
+                Some(b) => {
+                    b.mac = mac;
+                    b.seen.store(now, Ordering::Relaxed);
+                }
+                None if full => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                }
+                None => {
+                    g.bound.insert(
+                        ip,
+                        Bound {
+                            mac,
+                            seen: AtomicU64::new(now),
+                        },
+                    );
+                }
+            }
+        }
+        self.learn(ip, Some(mac), hostname);
     }
 
     /// The host name last bound to a MAC address (DHCP on the wire or a lease).
@@ -200,6 +259,7 @@ impl Devices {
         g.by_ip.retain(|_, e| e.seen.load(Ordering::Relaxed) >= cut);
         g.by_mac
             .retain(|_, n| n.seen.load(Ordering::Relaxed) >= cut);
+        g.bound.retain(|_, b| b.seen.load(Ordering::Relaxed) >= cut);
         before - g.by_ip.len() - g.by_mac.len()
     }
 
@@ -249,6 +309,10 @@ fn clean_hostname(h: &str) -> Option<String> {
 pub fn learn_from_observation(devices: &Devices, o: &Observation) {
     let c = &o.client;
     if c.mac.is_none() && c.hostname.is_none() {
+        return;
+    }
+    // A frame whose MAC contradicts the gateway's own binding of its address teaches nothing.
+    if c.mac.is_some_and(|m| devices.contradicts(c.ip, m)) {
         return;
     }
     devices.learn(c.ip, c.mac, c.hostname.as_deref());
@@ -348,6 +412,19 @@ pub fn spawn_refresh_metered(
     devices: Arc<Devices>,
     metrics: Option<DeviceMetrics>,
 ) -> Refresher {
+    spawn_refresh_then(conf, devices, metrics, None)
+}
+
+/// What runs after each refresh (the DNS source guard copies the bindings to its table).
+pub type AfterRefresh = Box<dyn FnMut(&Devices) + Send>;
+
+/// [`spawn_refresh_metered`] that also calls `after` after every refresh.
+pub fn spawn_refresh_then(
+    conf: DevicesConf,
+    devices: Arc<Devices>,
+    metrics: Option<DeviceMetrics>,
+    mut after: Option<AfterRefresh>,
+) -> Refresher {
     let stop = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
     let rounds = Arc::new(AtomicU64::new(0));
     let failing = Arc::new(AtomicBool::new(false));
@@ -361,6 +438,9 @@ pub fn spawn_refresh_metered(
                 let rep = refresh_once(&conf, &devices);
                 if let Some(m) = &metrics {
                     m.observe(&devices, &rep);
+                }
+                if let Some(f) = after.as_mut() {
+                    f(&devices);
                 }
                 let mut errs = Vec::new();
                 if let Some(Err(e)) = &rep.neighbours {
@@ -425,6 +505,24 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(d.forget_older_than(Duration::from_millis(10)), 3);
         assert!(d.is_empty());
+    }
+
+    #[test]
+    fn the_gateways_binding_names_the_device_not_a_frames_claim() {
+        let d = Devices::new();
+        let ip: IpAddr = "10.0.0.7".parse().unwrap();
+        let (nurse, attacker) = ([2, 0, 0, 0, 0, 7], [2, 0, 0, 0, 0, 0x66]);
+        d.bind(ip, nurse, Some("nurse-pc"));
+        assert!(d.contradicts(ip, attacker));
+        assert!(!d.contradicts(ip, nurse));
+        assert!(!d.contradicts("10.0.0.8".parse().unwrap(), attacker));
+        // A frame from another MAC claiming the address: learnt as the frame says, but the
+        // device the address names is still the bound one.
+        d.learn(ip, Some(attacker), Some("ai-pilot-x"));
+        let dev = d.lookup(ip).unwrap();
+        assert_eq!(dev.mac, Some(nurse));
+        assert_eq!(dev.hostname.as_deref(), Some("nurse-pc"));
+        assert_eq!(d.bindings(), vec![(ip, nurse)]);
     }
 
     #[test]

@@ -67,7 +67,7 @@ pub fn refresh_neighbours(devices: &Devices) -> Result<NeighbourStats, String> {
         },
     };
     for n in &list {
-        devices.learn(n.ip, Some(n.mac), None);
+        devices.bind(n.ip, n.mac, None);
     }
     Ok(NeighbourStats {
         source,

@@ -363,6 +363,10 @@ impl Enforcer {
     pub fn act(&mut self, o: &Observation, d: Option<&Decision>) -> Option<Enforced> {
         let client = o.client.ip;
         let how = match o.kind {
+            Kind::DnsQuery if o.flags.contains(&Flag::UnverifiedSource) => {
+                // A lookup in another device's name: its answer acts on nothing.
+                return None;
+            }
             Kind::DnsQuery => {
                 if let (Some(d), Some(name)) = (d, o.name.as_ref()) {
                     self.remember_query(client, name, d);

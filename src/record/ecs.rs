@@ -50,6 +50,7 @@ fn system_category(kind: SystemKind) -> (&'static str, &'static str, &'static st
         | K::DnsUpstreamUp
         | K::SetFull => ("host", "info"),
         K::DnsBypass => ("network", "denied"),
+        K::Spoofed => ("intrusion_detection", "info"),
     };
     let outcome = match kind {
         K::PolicyRejected
@@ -58,7 +59,8 @@ fn system_category(kind: SystemKind) -> (&'static str, &'static str, &'static st
         | K::KernelDrops
         | K::DnsUpstreamDown
         | K::StoreFull
-        | K::SetFull => "failure",
+        | K::SetFull
+        | K::Spoofed => "failure",
         K::SensorStart
         | K::SensorStop
         | K::PolicyReload

@@ -144,10 +144,15 @@ pub enum SystemKind {
     /// Private Relay, designated resolvers), answered by the resolver (once an hour per client
     /// and name).
     DnsBypass,
+    /// A frame whose source address the gateway binds to another MAC (its DHCP server's lease,
+    /// its neighbour table): a device speaking in another's name. Decided and recorded as
+    /// `unverified_source`, never acted on; the event names the MAC that sent it (once a minute
+    /// per address and MAC).
+    Spoofed,
 }
 
 impl SystemKind {
-    pub const ALL: [SystemKind; 17] = [
+    pub const ALL: [SystemKind; 18] = [
         SystemKind::SensorStart,
         SystemKind::SensorStop,
         SystemKind::PolicyReload,
@@ -165,6 +170,7 @@ impl SystemKind {
         SystemKind::CatalogLoaded,
         SystemKind::SetFull,
         SystemKind::DnsBypass,
+        SystemKind::Spoofed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -186,6 +192,7 @@ impl SystemKind {
             SystemKind::CatalogLoaded => "catalog_loaded",
             SystemKind::SetFull => "set_full",
             SystemKind::DnsBypass => "dns_bypass",
+            SystemKind::Spoofed => "spoofed",
         }
     }
 
@@ -197,7 +204,8 @@ impl SystemKind {
             | SystemKind::SinkDown
             | SystemKind::DnsUpstreamDown
             | SystemKind::StoreFull
-            | SystemKind::BreakGlass => Severity::High,
+            | SystemKind::BreakGlass
+            | SystemKind::Spoofed => Severity::High,
             SystemKind::KernelDrops | SystemKind::SetFull => Severity::Medium,
             SystemKind::SensorStart
             | SystemKind::SensorStop

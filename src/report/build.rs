@@ -672,7 +672,8 @@ fn notes(i: &Inputs<'_>, week: &Week) -> Notes {
                 | S::StoreOk
                 | S::DnsUpstreamDown
                 | S::DnsUpstreamUp
-                | S::SetFull,
+                | S::SetFull
+                | S::Spoofed,
             ) => c.incidents.push(sys_row(n, tz)),
             // Retention and break glass have their own figures elsewhere (or none); bypass
             // lookups are not in the report yet.

@@ -44,6 +44,22 @@ pub struct DnsConf {
     /// (`use-application-dns.net`, iCloud Private Relay, `_dns.resolver.arpa`: `bypass.rs`).
     #[serde(default = "yes")]
     pub block_bypass: bool,
+    /// A query from an address the gateway binds to another MAC (its DHCP server's lease, its
+    /// neighbour table): `off`, `log` (answered through a guard socket: rate-limited with every
+    /// other such query, never recorded in the address's name, reported as `spoofed` by the
+    /// capture) or `drop` (dropped in the nftables table). `log` and `drop` act in enforce mode,
+    /// where the daemon has its table; the capture reports `spoofed` frames in every mode.
+    #[serde(default)]
+    pub source_guard: SourceGuard,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceGuard {
+    Off,
+    #[default]
+    Log,
+    Drop,
 }
 
 fn yes() -> bool {

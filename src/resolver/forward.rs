@@ -2,7 +2,7 @@
 //! port with a random id (TCP when truncated), failover on timeout, identical questions coalesced.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -45,12 +45,34 @@ pub struct Forwarder {
     preferred: AtomicUsize,
     inflight: Mutex<HashMap<Key, watch::Receiver<Shared>>>,
     slots: Semaphore,
+    /// Slots each client holds now (a client may hold at most `share` of them: one host, or a
+    /// flood in one address's name, cannot take every slot).
+    held: Mutex<HashMap<IpAddr, usize>>,
+    share: usize,
     metrics: DnsMetrics,
     epoch: Instant,
     attempted: AtomicBool,
     /// Milliseconds since `epoch` (+1) of the last upstream answer and the last failure (0: never).
     last_ok: AtomicU64,
     last_err: AtomicU64,
+}
+
+/// A client's hold on a forwarder slot, given back when dropped.
+struct Held<'a> {
+    f: &'a Forwarder,
+    client: IpAddr,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut h = self.f.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = h.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                h.remove(&self.client);
+            }
+        }
+    }
 }
 
 /// Removes a question from the in-flight table when its leader finishes or is dropped.
@@ -84,6 +106,8 @@ impl Forwarder {
             preferred: AtomicUsize::new(0),
             inflight: Mutex::new(HashMap::new()),
             slots: Semaphore::new(max_inflight.max(1)),
+            held: Mutex::new(HashMap::new()),
+            share: fair_share(max_inflight),
             metrics,
             epoch: Instant::now(),
             attempted: AtomicBool::new(false),
@@ -113,10 +137,22 @@ impl Forwarder {
         }
     }
 
-    /// Ask the upstreams `name`/`qtype`/`qclass`; a question already on its way is waited for
-    /// instead of being asked again.
+    /// Take one of `client`'s share of the slots; none when it holds its share already.
+    fn hold(&self, client: IpAddr) -> Option<Held<'_>> {
+        let mut h = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let n = h.entry(client).or_insert(0);
+        if *n >= self.share {
+            return None;
+        }
+        *n += 1;
+        Some(Held { f: self, client })
+    }
+
+    /// Ask the upstreams `name`/`qtype`/`qclass` for `client`; a question already on its way is
+    /// waited for instead of being asked again.
     pub async fn resolve(
         &self,
+        client: IpAddr,
         key: &Key,
         name: &Name,
         qtype: RecordType,
@@ -152,9 +188,15 @@ impl Forwarder {
             f: self,
             key: Some(key.clone()),
         };
-        let r = match self.slots.try_acquire() {
-            Ok(_permit) => self.exchange_any(name, qtype, qclass).await.map(Arc::new),
-            Err(_) => Err(FwdError::Overloaded),
+        let r = match (self.hold(client), self.slots.try_acquire()) {
+            (Some(_held), Ok(_permit)) => {
+                self.exchange_any(name, qtype, qclass).await.map(Arc::new)
+            }
+            (None, _) => {
+                self.metrics.fair_share.inc();
+                Err(FwdError::Overloaded)
+            }
+            (_, Err(_)) => Err(FwdError::Overloaded),
         };
         let _ = tx.send(Some(r.clone()));
         r
@@ -240,6 +282,12 @@ impl Forwarder {
             .await
             .map_err(|_| "timeout")?
     }
+}
+
+/// The slots one client may hold: an eighth of them, at least 8 (a busy NAT'd subnet behind one
+/// address still resolves; one host cannot take the rest).
+fn fair_share(max_inflight: usize) -> usize {
+    (max_inflight / 8).max(8)
 }
 
 /// The query sent upstream: recursion desired, EDNS with a 1232-byte buffer.

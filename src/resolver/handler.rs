@@ -90,7 +90,14 @@ impl Shared {
 pub struct Handler {
     pub shared: Arc<Shared>,
     pub listen: SocketAddr,
+    /// The source guard's socket for `listen`: every query here came from an address the
+    /// gateway binds to another MAC (`[dns] source_guard = "log"`).
+    pub guard: bool,
 }
+
+/// The one key under which queries the guard caught share a rate limit and forwarder slots:
+/// a flood in many addresses' names can use up only its own budget.
+const GUARDED: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
 
 /// A header-only answer (REFUSED, FORMERR, SERVFAIL, NOTIMP) echoing the question.
 async fn reply_code<R: ResponseHandler>(
@@ -140,7 +147,15 @@ impl RequestHandler for Handler {
             s.metrics.count(QueryResult::Refused);
             return reply_code(req, rh, ResponseCode::Refused).await;
         }
-        if !s.limiter.allow(ip) {
+        // Whose budget the query spends: its own, or for a query in another device's name the
+        // one shared by all such queries.
+        let who = if self.guard {
+            s.metrics.spoofed.inc();
+            GUARDED
+        } else {
+            ip
+        };
+        if !s.limiter.allow(who) {
             s.metrics.count(QueryResult::Ratelimited);
             return reply_code(req, rh, ResponseCode::Refused).await;
         }
@@ -163,7 +178,11 @@ impl RequestHandler for Handler {
         let name = policy_name(&qname);
         let tcp = req.protocol() == Protocol::Tcp;
         if let Some((a, what)) = bypass::answer(&name).filter(|_| s.conf.block_bypass) {
-            s.bypass(ip, &name, what);
+            if self.guard {
+                s.metrics.count(QueryResult::Bypass);
+            } else {
+                s.bypass(ip, &name, what);
+            }
             let plan = match a {
                 bypass::Answer::Nxdomain => Plan::Nxdomain,
                 bypass::Answer::Nodata => Plan::Nodata,
@@ -210,7 +229,7 @@ impl RequestHandler for Handler {
                 let now = Instant::now();
                 let (rcode, mut ans, mut auth, result) = match s.cache.get(&key, now) {
                     Some(a) => (a.rcode, a.answers, a.authorities, QueryResult::Cached),
-                    None => match s.fwd.resolve(&key, &qname, qtype, qclass).await {
+                    None => match s.fwd.resolve(who, &key, &qname, qtype, qclass).await {
                         Ok(u) => {
                             if s.cache.insert(key, &u.msg, u.wire_len, now) {
                                 s.metrics.cache_entries.set(s.cache.len() as i64);
@@ -252,6 +271,9 @@ impl RequestHandler for Handler {
         };
         s.metrics.count(result);
 
+        // A guarded query is answered as asked but recorded in nobody's name: the capture
+        // reports the frame that carried it (`spoofed`, naming the MAC that sent it).
+        let obs = obs.filter(|_| !self.guard);
         if let (Some(mut o), Some(d), Some(outcome)) = (obs, decision.as_ref(), outcome) {
             events::set_answer(&mut o, rcode, &answers);
             let enforced = Enforced::Lookup {

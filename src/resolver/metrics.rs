@@ -64,6 +64,10 @@ pub struct DnsMetrics {
     pub upstream_errors: IntCounterVec,
     pub cache_entries: IntGauge,
     pub tcp_refused: IntCounterVec,
+    /// Queries the source guard sent to a guard socket (their address bound to another MAC).
+    pub spoofed: prometheus::IntCounter,
+    /// Questions refused a forwarder slot because their client held its share.
+    pub fair_share: prometheus::IntCounter,
 }
 
 impl DnsMetrics {
@@ -108,8 +112,20 @@ impl DnsMetrics {
             &["reason"],
         )
         .map_err(|e| e.to_string())?;
+        let spoofed = prometheus::IntCounter::new(
+            "shadowgate_dns_spoofed_total",
+            "Queries from an address the gateway binds to another MAC ([dns] source_guard = \"log\"): answered, rate-limited together, recorded in nobody's name",
+        )
+        .map_err(|e| e.to_string())?;
+        let fair_share = prometheus::IntCounter::new(
+            "shadowgate_dns_fair_share_total",
+            "Questions answered SERVFAIL because their client already held its share of the forwarder's slots",
+        )
+        .map_err(|e| e.to_string())?;
         for c in [
             Box::new(queries.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(spoofed.clone()),
+            Box::new(fair_share.clone()),
             Box::new(upstream_seconds.clone()),
             Box::new(upstream_errors.clone()),
             Box::new(cache_entries.clone()),
@@ -133,6 +149,8 @@ impl DnsMetrics {
             upstream_errors,
             cache_entries,
             tcp_refused,
+            spoofed,
+            fair_share,
         })
     }
 

@@ -57,6 +57,7 @@ pub struct DnsHandle {
     tcp: Vec<JoinHandle<()>>,
     shared: Arc<handler::Shared>,
     addrs: Vec<SocketAddr>,
+    guards: Vec<(SocketAddr, SocketAddr)>,
 }
 
 impl DnsHandle {
@@ -79,6 +80,12 @@ impl DnsHandle {
     /// The addresses bound (as `listen`, with the port the system chose for port 0).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// `[dns] source_guard = "log"`: each listen address with its guard socket (the nftables
+    /// table sends a query there when its address is bound to another MAC).
+    pub fn guards(&self) -> &[(SocketAddr, SocketAddr)] {
+        &self.guards
     }
 
     pub fn metrics(&self) -> &DnsMetrics {
@@ -182,16 +189,44 @@ pub async fn serve(
     let mut servers = Vec::new();
     let mut tasks = Vec::new();
     let mut addrs = Vec::new();
+    let mut guards = Vec::new();
     for (local, udp, tcpl) in bound {
         let h = handler::Handler {
             shared: Arc::clone(&shared),
             listen: local,
+            guard: false,
         };
         let mut server = hickory_server::Server::new(h.clone());
         server.register_socket(udp);
         servers.push(server);
         tasks.push(tokio::spawn(tcp::serve(tcpl, h, limits, stop_rx.clone())));
         addrs.push(local);
+        // The source guard's socket beside it (a wildcard listen address has no one address
+        // to send guarded queries to: the capture still reports them).
+        if shared.conf.source_guard == config::SourceGuard::Log && !local.ip().is_unspecified() {
+            let g = std::net::UdpSocket::bind(SocketAddr::new(local.ip(), 0))
+                .and_then(|g| g.set_nonblocking(true).map(|_| g))
+                .and_then(|g| {
+                    grow_buffers(&g);
+                    UdpSocket::from_std(g)
+                })
+                .map_err(|e| {
+                    format!(
+                        "cannot bind the DNS source guard's socket on {}: {e}",
+                        local.ip()
+                    )
+                })?;
+            let gaddr = g.local_addr().map_err(|e| e.to_string())?;
+            let gh = handler::Handler {
+                shared: Arc::clone(&shared),
+                listen: local,
+                guard: true,
+            };
+            let mut server = hickory_server::Server::new(gh);
+            server.register_socket(g);
+            servers.push(server);
+            guards.push((local, gaddr));
+        }
     }
     // DNS to these sockets is the resolver's to decide: capture must not decide it again.
     shared
@@ -204,5 +239,6 @@ pub async fn serve(
         tcp: tasks,
         shared,
         addrs,
+        guards,
     })
 }

@@ -772,3 +772,164 @@ fn one_client_reaches_its_quota_and_others_are_still_stopped() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// DNS mode with `[dns] source_guard = MODE` and a device table refreshed every second.
+fn guard_config(dir: &Path, policy: &Path, mode: &str) -> PathBuf {
+    enforce_config(
+        dir,
+        policy,
+        &format!(
+            "\n[devices]\nrefresh_s = 1\n\n[dns]\nlisten = [\"{GW_LAN}:53\"]\n\
+             upstreams = [\"{UPSTREAM_DNS}:53\"]\nclients = [\"10.20.1.2/31\"]\n\
+             rate_per_client = 20\nsource_guard = \"{mode}\"\n\n[portal]\naddress = \"{GW_LAN}\"\n"
+        ),
+    )
+}
+
+/// The attacker's MAC: another device on the client's segment.
+const ATTACKER_MAC: [u8; 6] = [0x02, 0x66, 0x66, 0x66, 0x66, 0x66];
+
+/// The gateway's LAN MAC (the destination of frames the attacker sends it).
+fn gw_mac(tb: &Testbed) -> [u8; 6] {
+    let o = tb.exec(&tb.gw, &["cat", "/sys/class/net/lan0/address"]);
+    let v: Vec<u8> = String::from_utf8_lossy(&o.stdout)
+        .trim()
+        .split(':')
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect();
+    v.try_into().unwrap()
+}
+
+/// DNS queries for `name` from CLIENT's address to the gateway's resolver, in frames from
+/// [`ATTACKER_MAC`], one per source port in `ports`.
+fn spoofed_queries(gw: [u8; 6], name: &str, ports: std::ops::Range<u16>) -> Vec<Vec<u8>> {
+    ports
+        .map(|p| {
+            let mut f = crate::common::synth::udp(
+                CLIENT.octets(),
+                GW_LAN.octets(),
+                p,
+                53,
+                &crate::common::synth::dns(p, name, None),
+            );
+            f[..6].copy_from_slice(&gw);
+            f[6..12].copy_from_slice(&ATTACKER_MAC);
+            f
+        })
+        .collect()
+}
+
+/// One run under `mode`: the victim looks a name up (the gateway learns its MAC); then three
+/// rounds of 1,000 lookups of chatgpt.com in its name from another MAC, each followed at once by
+/// the victim's own lookup. Returns how many of the victim's three were answered and the
+/// chatgpt.com events recorded in its name.
+fn spoofed_burst(mode: &str) -> (usize, usize, String, PathBuf) {
+    let tag = format!("sgspf{}", &mode[..1]);
+    let tb = Testbed::new(&tag);
+    let dir = tmpdir("daemon", &format!("spoof-{mode}"));
+    let policy = test_policy(&dir);
+    let cfg = guard_config(&dir, &policy, mode);
+    let _srv = internet(&tb);
+    let d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    assert_eq!(
+        dns_from(&tb, CLIENT, GW_LAN, "example.org"),
+        Ok(vec![SERVER2]),
+        "{}",
+        d.log()
+    );
+    // The neighbour table binds CLIENT to its own MAC; the guard's table follows it.
+    let bound = wait_until(Duration::from_secs(10), || {
+        let o = tb.exec(
+            &tb.gw,
+            &["nft", "list", "set", "inet", "shadowgate", "dnsbind4"],
+        );
+        String::from_utf8_lossy(&o.stdout).contains("10.20.1.2")
+    });
+    assert!(
+        bound || mode == "off",
+        "no binding for the client: {}",
+        d.log()
+    );
+    let gw = gw_mac(&tb);
+    let mut answered = 0;
+    for round in 0..3u16 {
+        let start = 20_000 + round * 1000;
+        let frames = spoofed_queries(gw, "chatgpt.com", start..start + 1000);
+        let sent = tb
+            .in_ns(&tb.client, move || send_frames("eth0", &frames))
+            .join()
+            .unwrap();
+        assert_eq!(sent, 1000);
+        // At once: the client's own lookup queues behind the spoofed ones.
+        if dns_from(&tb, CLIENT, GW_LAN, "example.org") == Ok(vec![SERVER2]) {
+            answered += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let in_its_name = events(&dir)
+        .into_iter()
+        .filter(|e| e.name == "chatgpt.com" && e.client_ip == "10.20.1.2")
+        .count();
+    let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+    (answered, in_its_name, m, dir)
+}
+
+fn wait_until(limit: Duration, f: impl Fn() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+/// Issue 22: lookups spoofed in a client's name from another MAC. Without the guard (the
+/// control) the burst uses up the client's rate limit (its own lookup is REFUSED) and every
+/// spoofed lookup is an event in its name. With `source_guard = "log"` they are answered through
+/// the guard socket on a budget of their own, the client is still answered, nothing is recorded
+/// in its name, and the capture reports the MAC that sent them (`spoofed`); with `"drop"` the
+/// table drops them before the resolver.
+#[test]
+fn spoofed_dns_in_a_clients_name_spends_nothing_of_its_own() {
+    need_root!();
+    let _serial = serial();
+    // The control: the attack works without the guard.
+    let (answered, recorded, _, dir) = spoofed_burst("off");
+    assert!(
+        answered <= 1,
+        "control: the flood should use up the client's limit; {answered} of 3 answered"
+    );
+    assert!(
+        recorded >= 20,
+        "control: {recorded} spoofed lookups on record in the client's name"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    for mode in ["log", "drop"] {
+        let (answered, recorded, m, dir) = spoofed_burst(mode);
+        assert_eq!(answered, 3, "{mode}: the client is still answered");
+        assert_eq!(
+            recorded,
+            0,
+            "{mode}: nothing in the client's name: {:#?}",
+            events(&dir)
+        );
+        // The capture names the device that sent them.
+        let e = wait_event(&dir, |e| e.kind == "spoofed");
+        assert_eq!(e.client_mac.as_deref(), Some("02:66:66:66:66:66"), "{e:?}");
+        assert_ne!(e.client_ip, "10.20.1.2", "{e:?}");
+        let detail = e.detail.clone().unwrap_or_default();
+        assert!(detail.contains("\"claimed_ip\":\"10.20.1.2\""), "{detail}");
+        assert!(metric(&m, "shadowgate_spoofed_total", "") >= 1.0, "{m}");
+        if mode == "log" {
+            assert!(metric(&m, "shadowgate_dns_spoofed_total", "") >= 1.0, "{m}");
+        } else {
+            assert_eq!(metric(&m, "shadowgate_dns_spoofed_total", ""), 0.0, "{m}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

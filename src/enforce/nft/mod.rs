@@ -28,7 +28,10 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use msgs::{ElemOp, ElemsMsg, FlushChain, TableMsg, TableOp};
 use netlink::NlSocket;
-pub use table::{flow_key, pair_key, Fam, SetKind, TableSpec, FILTER_CHAIN, NAT_CHAIN, TABLE};
+pub use table::{
+    flow_key, pair_key, Fam, GuardMode, GuardTarget, SetKind, TableSpec, FILTER_CHAIN, GUARD_CHAIN,
+    NAT_CHAIN, TABLE,
+};
 
 /// Operations waiting for the nft thread at most (past it an operation is dropped and counted
 /// as an error: capture never waits).
@@ -73,6 +76,10 @@ struct ElemReq {
 
 enum Req {
     Elem(ElemReq),
+    /// Replace every binding of the DNS source guard (one transaction).
+    Bindings(Vec<(IpAddr, [u8; 6])>),
+    /// The resolver's guard sockets: the guard's rules point there from now on.
+    Guard(Vec<GuardTarget>, mpsc::Sender<Result<()>>),
     Enforcing(bool, mpsc::Sender<Result<()>>),
     Sync(mpsc::Sender<()>),
     Close(mpsc::Sender<Result<()>>),
@@ -216,6 +223,29 @@ impl Nft {
             }
         }
         ok
+    }
+
+    /// The gateway's bindings of addresses to MACs (leases file, neighbour table) for the DNS
+    /// source guard, replacing the previous ones in one transaction. Queued; false if the queue
+    /// was full.
+    pub fn set_bindings(&self, bindings: Vec<(IpAddr, [u8; 6])>) -> bool {
+        match self.tx.try_send(Req::Bindings(bindings)) {
+            Ok(()) => true,
+            Err(_) => {
+                self.inner.metrics.errors.inc();
+                false
+            }
+        }
+    }
+
+    /// Point the DNS source guard (`Log`) at the resolver's guard sockets. Waits for the kernel.
+    pub fn set_guard_targets(&self, targets: Vec<GuardTarget>) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(Req::Guard(targets, tx))
+            .map_err(|_| anyhow!("the nftables thread has stopped"))?;
+        rx.recv()
+            .map_err(|_| anyhow!("the nftables thread has stopped"))?
     }
 
     /// Break glass (`false`): flush the stop and QUIC sets and remove every rule (filter and
@@ -420,6 +450,25 @@ impl Owner {
     fn control(&mut self, r: Req) -> bool {
         match r {
             Req::Elem(_) => false,
+            Req::Bindings(list) => {
+                match self.replace_bindings(&list) {
+                    Ok(()) => self.metrics.ops.with_label_values(&["bindings"]).inc(),
+                    Err(e) => {
+                        self.metrics.errors.inc();
+                        eprintln!("shadowgate: nftables: DNS source guard bindings: {e:#}");
+                    }
+                }
+                false
+            }
+            Req::Guard(targets, tx) => {
+                self.spec.guard_targets = targets;
+                let r = self.reload_guard();
+                if r.is_err() {
+                    self.metrics.errors.inc();
+                }
+                let _ = tx.send(r);
+                false
+            }
             Req::Sync(tx) => {
                 let _ = tx.send(());
                 false
@@ -443,6 +492,75 @@ impl Owner {
                 let _ = tx.send(r);
                 true
             }
+        }
+    }
+
+    /// Flush the guard's address sets and fill them with `list`, in one transaction.
+    fn replace_bindings(&mut self, list: &[(IpAddr, [u8; 6])]) -> Result<()> {
+        let mut known: [Vec<(Vec<u8>, u64)>; 2] = [Vec::new(), Vec::new()];
+        let mut bind: [Vec<(Vec<u8>, u64)>; 2] = [Vec::new(), Vec::new()];
+        for (ip, mac) in list {
+            let (f, k) = table::addr_key(*ip);
+            let i = (f == Fam::V6) as usize;
+            known[i].push((k, 0));
+            bind[i].push((table::bind_key(*ip, *mac).1, 0));
+        }
+        let mut b = Batch::new();
+        for (kind, lists) in [(SetKind::Known, &known), (SetKind::Bind, &bind)] {
+            for (i, fam) in [Fam::V4, Fam::V6].into_iter().enumerate() {
+                let set = kind.name(fam);
+                b.add(
+                    &ElemsMsg {
+                        table: &self.table,
+                        family: table::inet(),
+                        set: &set,
+                        op: ElemOp::Flush,
+                        elems: &[],
+                    },
+                    MsgType::Del,
+                );
+                for chunk in lists[i].chunks(256) {
+                    b.add(
+                        &ElemsMsg {
+                            table: &self.table,
+                            family: table::inet(),
+                            set: &set,
+                            op: ElemOp::Add,
+                            elems: chunk,
+                        },
+                        MsgType::Add,
+                    );
+                }
+            }
+        }
+        match self.run(b)? {
+            Ok(()) => Ok(()),
+            Err(e) => bail!("the kernel refused the bindings: {}", errno_text(e)),
+        }
+    }
+
+    /// Put the guard chain's rules back from the spec (new guard targets).
+    fn reload_guard(&mut self) -> Result<()> {
+        if self.spec.guard == GuardMode::Off || !self.enforcing {
+            return Ok(());
+        }
+        let chain = CString::new(GUARD_CHAIN).unwrap_or_default();
+        let mut b = Batch::new();
+        b.add(
+            &FlushChain {
+                table: &self.table,
+                family: table::inet(),
+                chain: &chain,
+            },
+            MsgType::Del,
+        );
+        table::guard_rules(&mut b, &self.spec);
+        match self.run(b)? {
+            Ok(()) => Ok(()),
+            Err(e) => bail!(
+                "the kernel refused the DNS source guard's rules: {}",
+                errno_text(e)
+            ),
         }
     }
 
@@ -491,6 +609,17 @@ impl Owner {
                         table: &self.table,
                         family: table::inet(),
                         chain: &nat,
+                    },
+                    MsgType::Del,
+                );
+            }
+            if self.spec.guard != GuardMode::Off {
+                let guard = CString::new(GUARD_CHAIN).unwrap_or_default();
+                b.add(
+                    &FlushChain {
+                        table: &self.table,
+                        family: table::inet(),
+                        chain: &guard,
                     },
                     MsgType::Del,
                 );

@@ -29,6 +29,7 @@ pub const NFT_SET_TIMEOUT: u32 = 0x10;
 pub const TYPE_IPV4: u32 = 7;
 pub const TYPE_IPV6: u32 = 8;
 pub const TYPE_INET_SERVICE: u32 = 13;
+pub const TYPE_ETHERADDR: u32 = 9;
 
 /// The type id of a concatenation, as nft computes it (6 bits per member).
 pub fn concat_type(members: &[u32]) -> u32 {
@@ -268,6 +269,7 @@ pub struct Load {
     pub dreg: u32,
 }
 
+pub const BASE_LL: u32 = libc::NFT_PAYLOAD_LL_HEADER as u32;
 pub const BASE_NETWORK: u32 = libc::NFT_PAYLOAD_NETWORK_HEADER as u32;
 pub const BASE_TRANSPORT: u32 = libc::NFT_PAYLOAD_TRANSPORT_HEADER as u32;
 /// First 32-bit register (NFT_REG32_00); concatenations fill consecutive ones.
@@ -389,11 +391,12 @@ impl Expression for Mask {
     }
 }
 
-/// `lookup` of a register (and the ones after it) in a named set.
+/// `lookup` of a register (and the ones after it) in a named set (`inv`: match when absent).
 pub struct LookupNamed {
     pub sreg: u32,
     pub set: CString,
     pub set_id: u32,
+    pub inv: bool,
 }
 
 impl Expression for LookupNamed {
@@ -407,6 +410,13 @@ impl Expression for LookupNamed {
             sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_LOOKUP_SREG as u16, self.sreg);
             sys::nftnl_expr_set_str(p, sys::NFTNL_EXPR_LOOKUP_SET as u16, self.set.as_ptr());
             sys::nftnl_expr_set_u32(p, sys::NFTNL_EXPR_LOOKUP_SET_ID as u16, self.set_id);
+            if self.inv {
+                sys::nftnl_expr_set_u32(
+                    p,
+                    sys::NFTNL_EXPR_LOOKUP_FLAGS as u16,
+                    libc::NFT_LOOKUP_F_INV as u32,
+                );
+            }
         }
         e
     }

@@ -13,6 +13,29 @@ use super::msgs::*;
 pub const TABLE: &str = "shadowgate";
 pub const FILTER_CHAIN: &str = "forward";
 pub const NAT_CHAIN: &str = "dns_intercept";
+pub const GUARD_CHAIN: &str = "dns_guard";
+
+/// What the DNS source guard does with a query whose (address, MAC) pair contradicts the
+/// gateway's own binding of the address (`[dns] source_guard`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GuardMode {
+    #[default]
+    Off,
+    /// Send it to the resolver's guard socket: answered, never recorded in the address's name,
+    /// rate-limited with every other such query.
+    Log,
+    /// Drop it before it reaches any resolver.
+    Drop,
+}
+
+/// Where `Log` sends a contradicted query: the resolver's guard socket for one listen address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardTarget {
+    /// The listen address the query was sent to.
+    pub listen: SocketAddr,
+    /// The resolver's guard socket on the same address.
+    pub guard: SocketAddr,
+}
 
 /// What the table enforces besides the sets (fixed for the daemon's life).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,6 +53,10 @@ pub struct TableSpec {
     pub intercept: Vec<SocketAddr>,
     /// Most elements per set (default 65,536 when 0).
     pub max_elements: u32,
+    /// The DNS source guard (its chain exists unless `Off`).
+    pub guard: GuardMode,
+    /// `Log`: the resolver's guard sockets (given once the resolver has bound them).
+    pub guard_targets: Vec<GuardTarget>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -83,7 +110,7 @@ impl Fam {
     }
 }
 
-/// The three kinds of set, one of each per family.
+/// The kinds of set, one of each per family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SetKind {
     /// client addr . client port . server addr . server port (TCP flows stopped)
@@ -92,15 +119,27 @@ pub enum SetKind {
     Quic,
     /// client addr . server addr (coach grants, accepted first)
     Allow,
+    /// addr (addresses the gateway binds to a MAC: the DNS source guard checks these)
+    Known,
+    /// addr . ether addr (the bindings themselves)
+    Bind,
 }
 
 impl SetKind {
-    pub const ALL: [SetKind; 3] = [SetKind::Stop, SetKind::Quic, SetKind::Allow];
+    pub const ALL: [SetKind; 5] = [
+        SetKind::Stop,
+        SetKind::Quic,
+        SetKind::Allow,
+        SetKind::Known,
+        SetKind::Bind,
+    ];
     fn base(self) -> &'static str {
         match self {
             SetKind::Stop => "stop",
             SetKind::Quic => "quic",
             SetKind::Allow => "allow",
+            SetKind::Known => "dnsknown",
+            SetKind::Bind => "dnsbind",
         }
     }
     pub fn name(self, f: Fam) -> CString {
@@ -135,6 +174,19 @@ pub fn flow_key(client: SocketAddr, server: SocketAddr) -> Option<(Fam, Vec<u8>)
     k.extend(ip_bytes(&server.ip()));
     k.extend_from_slice(&port_field(server.port()));
     Some((f, k))
+}
+
+/// The key of a binding (address . MAC, the MAC padded to two 32-bit registers).
+pub fn bind_key(ip: IpAddr, mac: [u8; 6]) -> (Fam, Vec<u8>) {
+    let mut k = ip_bytes(&ip);
+    k.extend_from_slice(&mac);
+    k.extend_from_slice(&[0, 0]);
+    (Fam::of(&ip), k)
+}
+
+/// The key of an address alone.
+pub fn addr_key(ip: IpAddr) -> (Fam, Vec<u8>) {
+    (Fam::of(&ip), ip_bytes(&ip))
 }
 
 /// The key of a (client, server address) pair.
@@ -181,6 +233,24 @@ pub fn build(batch: &mut Batch, spec: &TableSpec) {
     if !spec.intercept.is_empty() {
         batch.add(&nat, MsgType::Add);
     }
+    // The DNS source guard: a filter chain that drops before anything else sees the query, or
+    // a NAT chain ahead of the intercept that sends it to the resolver's guard socket.
+    let mut guard = Chain::new(CString::new(GUARD_CHAIN).unwrap_or_default(), &t);
+    match spec.guard {
+        GuardMode::Off => {}
+        GuardMode::Drop => {
+            guard.set_hook(Hook::PreRouting, -150);
+            guard.set_type(ChainType::Filter);
+            guard.set_policy(Policy::Accept);
+            batch.add(&guard, MsgType::Add);
+        }
+        GuardMode::Log => {
+            guard.set_hook(Hook::PreRouting, -110);
+            guard.set_type(ChainType::Nat);
+            guard.set_policy(Policy::Accept);
+            batch.add(&guard, MsgType::Add);
+        }
+    }
     let size = if spec.max_elements == 0 {
         65_536
     } else {
@@ -198,6 +268,8 @@ pub fn build(batch: &mut Batch, spec: &TableSpec) {
                     ]),
                     2 * f.alen() + 8,
                 ),
+                SetKind::Known => (f.addr_type(), f.alen()),
+                SetKind::Bind => (concat_type(&[f.addr_type(), TYPE_ETHERADDR]), f.alen() + 8),
                 _ => (concat_type(&[f.addr_type(), f.addr_type()]), 2 * f.alen()),
             };
             batch.add(
@@ -303,6 +375,113 @@ pub fn add_rules(batch: &mut Batch, spec: &TableSpec) {
                 r.add_expr(&ImmData {
                     dreg: REG_2,
                     data: target.port().to_be_bytes().to_vec(),
+                });
+                r.add_expr(&Dnat {
+                    family: f.nfproto() as u32,
+                    addr_reg: REG_1,
+                    port_reg: REG_2,
+                });
+                batch.add(&r, MsgType::Add);
+            }
+        }
+    }
+    guard_rules(batch, spec);
+}
+
+/// The DNS source guard's rules: UDP DNS from an address the gateway binds to a MAC, in a frame
+/// from another MAC, is dropped (`Drop`) or sent to the resolver's guard socket (`Log`).
+pub fn guard_rules(batch: &mut Batch, spec: &TableSpec) {
+    let t = Table::new(table_name(), ProtoFamily::Inet);
+    let chain = Chain::new(CString::new(GUARD_CHAIN).unwrap_or_default(), &t);
+    let contradicted = |r: &mut Rule, f: Fam, port: u16| {
+        nfproto(r, f);
+        l4proto(r, libc::IPPROTO_UDP as u8);
+        dport(r, port);
+        // ip saddr @dnsknown
+        r.add_expr(&Load {
+            base: BASE_NETWORK,
+            offset: f.saddr_off(),
+            len: f.alen(),
+            dreg: REG32_00,
+        });
+        lookup(r, SetKind::Known, f);
+        // ip saddr . ether saddr != @dnsbind
+        r.add_expr(&Load {
+            base: BASE_LL,
+            offset: 6,
+            len: 6,
+            dreg: REG32_00 + f.alen() / 4,
+        });
+        r.add_expr(&LookupNamed {
+            sreg: REG32_00,
+            set: SetKind::Bind.name(f),
+            set_id: SetKind::Bind.id(f),
+            inv: true,
+        });
+        r.add_expr(&Counter);
+    };
+    match spec.guard {
+        GuardMode::Off => {}
+        GuardMode::Drop => {
+            for f in [Fam::V4, Fam::V6] {
+                let mut r = Rule::new(&chain);
+                contradicted(&mut r, f, 53);
+                r.add_expr(&Verdict::Drop);
+                batch.add(&r, MsgType::Add);
+            }
+        }
+        GuardMode::Log => {
+            // With the intercept on, DNS to any resolver ends at ours: catch it on port 53 to
+            // any address; otherwise what is sent to the listen address itself.
+            let intercept = intercept_targets(spec);
+            for g in &spec.guard_targets {
+                let f = Fam::of(&g.listen.ip());
+                if Fam::of(&g.guard.ip()) != f || g.listen.ip().is_unspecified() {
+                    continue;
+                }
+                // Sent straight to the guard socket (not by this chain): dropped, so a device
+                // cannot use it to go unrecorded.
+                let mut r = Rule::new(&chain);
+                nfproto(&mut r, f);
+                l4proto(&mut r, libc::IPPROTO_UDP as u8);
+                dport(&mut r, g.guard.port());
+                r.add_expr(&Load {
+                    base: BASE_NETWORK,
+                    offset: f.daddr_off(),
+                    len: f.alen(),
+                    dreg: REG_1,
+                });
+                r.add_expr(&Cmp {
+                    sreg: REG_1,
+                    eq: true,
+                    data: ip_bytes(&g.guard.ip()),
+                });
+                r.add_expr(&Counter);
+                r.add_expr(&Verdict::Drop);
+                batch.add(&r, MsgType::Add);
+                let mut r = Rule::new(&chain);
+                let any = intercept.contains(&g.listen);
+                contradicted(&mut r, f, if any { 53 } else { g.listen.port() });
+                if !any {
+                    r.add_expr(&Load {
+                        base: BASE_NETWORK,
+                        offset: f.daddr_off(),
+                        len: f.alen(),
+                        dreg: REG_1,
+                    });
+                    r.add_expr(&Cmp {
+                        sreg: REG_1,
+                        eq: true,
+                        data: ip_bytes(&g.listen.ip()),
+                    });
+                }
+                r.add_expr(&ImmData {
+                    dreg: REG_1,
+                    data: ip_bytes(&g.guard.ip()),
+                });
+                r.add_expr(&ImmData {
+                    dreg: REG_2,
+                    data: g.guard.port().to_be_bytes().to_vec(),
                 });
                 r.add_expr(&Dnat {
                     family: f.nfproto() as u32,
@@ -480,6 +659,7 @@ fn lookup(r: &mut Rule, k: SetKind, f: Fam) {
         sreg: REG32_00,
         set: k.name(f),
         set_id: k.id(f),
+        inv: false,
     });
 }
 
@@ -516,6 +696,16 @@ mod tests {
     }
 
     #[test]
+    fn binding_keys_pad_the_mac_to_two_registers() {
+        let (f, k) = bind_key("10.0.0.5".parse().unwrap(), [2, 0, 0, 0, 0, 5]);
+        assert_eq!(f, Fam::V4);
+        assert_eq!(k, vec![10, 0, 0, 5, 2, 0, 0, 0, 0, 5, 0, 0]);
+        let (f, k) = bind_key("fd00::5".parse().unwrap(), [2, 0, 0, 0, 0, 5]);
+        assert_eq!(f, Fam::V6);
+        assert_eq!(k.len(), 16 + 8);
+    }
+
+    #[test]
     fn set_ids_are_distinct() {
         let mut ids: Vec<u32> = SetKind::ALL
             .iter()
@@ -523,6 +713,6 @@ mod tests {
             .collect();
         ids.sort();
         ids.dedup();
-        assert_eq!(ids.len(), 6);
+        assert_eq!(ids.len(), 2 * SetKind::ALL.len());
     }
 }
