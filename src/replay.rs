@@ -302,18 +302,35 @@ fn read_rounds<'a>(
     }
 }
 
-/// Merge the shards' outputs of one round into capture order (ties: shard by shard).
+/// Where an observation a sweep emitted goes among the others of that sweep: what fragments
+/// completed first (shard by shard), then QUIC hellos whose server never answered, by capture
+/// time, as one sensor reports them.
+fn sweep_rank(o: &Observation) -> (u8, u64, u64) {
+    if o.unanswered {
+        (1, o.ts, o.frame)
+    } else {
+        (0, 0, 0)
+    }
+}
+
+/// The merge's order: the frame (and sweep or frame), then [`sweep_rank`].
+type MergeKey = ((u64, u8), (u8, u64, u64));
+
+/// Merge the shards' outputs of one round into capture order (ties: shard by shard, except as
+/// [`sweep_rank`] says).
 fn merge<T>(parts: Vec<Done<T>>, on_obs: &mut impl FnMut(&Observation, T, &[u8])) {
     let mut its: Vec<_> = parts
         .into_iter()
         .map(|d| (d.obs.into_iter().peekable(), d.bytes))
         .collect();
     loop {
-        let mut best: Option<((u64, u8), usize)> = None;
+        let mut best: Option<(MergeKey, usize)> = None;
         for (i, (it, _)) in its.iter_mut().enumerate() {
-            if let Some((tag, _, _)) = it.peek() {
-                if best.is_none_or(|(b, _)| *tag < b) {
-                    best = Some((*tag, i));
+            if let Some((tag, o, _)) = it.peek() {
+                let rank = if tag.1 == 0 { sweep_rank(o) } else { (0, 0, 0) };
+                let key = (*tag, rank);
+                if best.is_none_or(|(b, _)| key < b) {
+                    best = Some((key, i));
                 }
             }
         }
@@ -373,7 +390,13 @@ fn shard_worker<P: Prepare>(
 
 /// [`finish`] for the sensors of a sharded replay, shard by shard.
 pub fn finish_sharded(sensors: &mut [Sensor], mut on_obs: impl FnMut(&Observation)) {
+    let mut all = Vec::new();
     for s in sensors {
-        finish(s, &mut on_obs);
+        s.finish(&mut all);
+    }
+    // As one sensor ends: completed fragments shard by shard, then unanswered hellos by time.
+    all.sort_by_key(sweep_rank);
+    for o in &all {
+        on_obs(o);
     }
 }

@@ -235,7 +235,7 @@ impl Health {
         let quota_full = full != 0 && crate::time::now_ns().saturating_sub(full) < 60_000_000_000;
         if quota_full {
             degraded.push(
-                "enforcement: a client reached its quota of stop entries or QUIC drops (set_full)"
+                "enforcement: a client reached its quota of stop entries or QUIC drops, or nftables refused an entry (set_full)"
                     .to_string(),
             );
         }

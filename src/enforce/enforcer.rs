@@ -17,7 +17,7 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
 use super::config::{EnforceConf, EnforceMode};
 use super::grants::{Grant, Grants};
-use super::nft::Nft;
+use super::nft::{flow_key, pair_key, Nft, SetKind};
 use super::reset::Resetter;
 use crate::flow::observation::Transport;
 use crate::flow::{Flag, Kind, Observation};
@@ -92,7 +92,7 @@ impl EnforceMetrics {
         let quota_full = IntCounterVec::new(
             Opts::new(
                 "shadowgate_enforce_quota_full_total",
-                "Stop entries and QUIC drops not added because the client held its quota, by set",
+                "Stop entries and QUIC drops not in force, by set: stop and quic (the client held its quota), refused (nftables refused the entry after 3 tries)",
             ),
             &["set"],
         )?;
@@ -361,6 +361,7 @@ impl Enforcer {
     /// Act on one observation and its decision; what became of the decision (none for an
     /// observation without one, an allow or alert decision, and a DNS query: its answer acts).
     pub fn act(&mut self, o: &Observation, d: Option<&Decision>) -> Option<Enforced> {
+        self.forget_refused();
         let client = o.client.ip;
         let how = match o.kind {
             Kind::DnsQuery if o.flags.contains(&Flag::UnverifiedSource) => {
@@ -387,8 +388,10 @@ impl Enforcer {
             None => return None,
         };
         // Never on a source that may be forged: a TCP flow whose handshake the sensor did not
-        // see (another device can send hellos in anyone's name), or an address outside the LAN.
+        // see (another device can send hellos in anyone's name), a QUIC hello its server never
+        // answered, a frame from a MAC the address is not bound to, or an address outside the LAN.
         let forged = o.flags.contains(&Flag::UnverifiedSource)
+            || (o.kind == Kind::QuicInitial && o.unanswered)
             || (o.kind == Kind::DnsAnswer && o.flags.contains(&Flag::Unmatched))
             || (!self.lan.is_empty() && !self.lan.iter().any(|n| n.contains(&client)));
         if forged && matches!(verdict, Verdict::Stop(_)) {
@@ -545,6 +548,81 @@ impl Enforcer {
                 "{client} holds its quota of {max} {what} entries: further ones are not added"
             ),
             serde_json::json!({ "set": what, "client": client.to_string(), "quota": max }),
+        ));
+    }
+
+    /// Entries the kernel refused (after their retries) are not in force: forget them, so the
+    /// next flow adds them again, and report them (`set_full`, health, at most once a minute).
+    fn forget_refused(&mut self) {
+        let Some(nft) = &self.nft else { return };
+        let refused = nft.take_refused();
+        if refused.is_empty() {
+            return;
+        }
+        {
+            let mut f = self.flows.lock().unwrap_or_else(|e| e.into_inner());
+            let gone: Vec<_> = f
+                .stopped
+                .keys()
+                .filter(|(c, s)| {
+                    flow_key(*c, *s).is_some_and(|(fam, k)| {
+                        refused
+                            .iter()
+                            .any(|r| r.kind == SetKind::Stop && r.fam == fam && r.key == k)
+                    })
+                })
+                .copied()
+                .collect();
+            for k in gone {
+                f.stopped.remove(&k);
+            }
+        }
+        {
+            let mut q = self.quic.lock().unwrap_or_else(|e| e.into_inner());
+            q.drops.retain(|(c, a), _| {
+                !pair_key(*c, *a).is_some_and(|(fam, k)| {
+                    refused
+                        .iter()
+                        .any(|r| r.kind == SetKind::Quic && r.fam == fam && r.key == k)
+                })
+            });
+        }
+        self.metrics
+            .quota_full
+            .with_label_values(&["refused"])
+            .inc_by(refused.len() as u64);
+        if let Some(f) = &self.full_at {
+            f.store(crate::time::now_ns(), Ordering::Relaxed);
+        }
+        let Some(tx) = &self.events else { return };
+        let mut last = self.last_full.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if last
+            .get("refused")
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60))
+        {
+            return;
+        }
+        last.insert("refused", now);
+        let sets: std::collections::BTreeSet<String> = refused
+            .iter()
+            .map(|r| r.kind.name(r.fam).to_string_lossy().into_owned())
+            .collect();
+        let why = refused[0].why.clone();
+        tx.send(crate::record::Event::system(
+            crate::record::SystemKind::SetFull,
+            crate::time::now_ns(),
+            &self.sensor,
+            &format!(
+                "nftables refused {} entries after 3 tries ({why}): they are not in force",
+                refused.len()
+            ),
+            serde_json::json!({
+                "set": "table",
+                "sets": sets,
+                "refused": refused.len(),
+                "why": why,
+            }),
         ));
     }
 
@@ -911,8 +989,9 @@ mod tests {
         assert!(quota.take(a, later, STOPS_PER_CLIENT));
     }
 
-    /// A hello whose handshake the sensor did not see is never acted on, nor a client outside
-    /// the LAN, nor an answer to a query nobody saw.
+    /// A hello whose handshake the sensor did not see is never acted on, nor a QUIC hello its
+    /// server never answered, nor a client outside the LAN, nor an answer to a query nobody saw
+    /// or one sent in another device's name.
     #[test]
     fn forged_sources_are_not_acted_on() {
         let (e, _) = enforcer(true);
@@ -936,6 +1015,16 @@ mod tests {
             e.act(&answer, Some(&steer)),
             flow_of(Outcome::NotActed, None)
         );
+        // A QUIC hello its server never answered.
+        let mut quic = obs(Kind::QuicInitial, "claude.example", Transport::Udp);
+        quic.unanswered = true;
+        assert_eq!(e.act(&quic, Some(&steer)), flow_of(Outcome::NotActed, None));
+        // A lookup in another device's name: its answer acts on nothing.
+        let mut q = obs(Kind::DnsQuery, "claude.example", Transport::Udp);
+        q.flags.push(Flag::UnverifiedSource);
+        assert_eq!(e.act(&q, Some(&steer)), None);
+        let answer = obs(Kind::DnsAnswer, "claude.example", Transport::Udp);
+        assert_eq!(e.act(&answer, None), None);
         let inside = obs(Kind::TlsClientHello, "claude.example", Transport::Tcp);
         assert_eq!(
             e.act(&inside, Some(&steer)),

@@ -79,6 +79,7 @@ impl Seg {
             http: None,
             proxy: None,
             tcp: None,
+            unanswered: false,
             frame: self.cx.frame,
         }
     }

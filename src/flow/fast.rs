@@ -67,7 +67,8 @@ impl Sensor {
         f.last_ns = f.last_ns.max(frame.ts_ns);
         match f.state {
             State::Done => true,
-            _ if udp => f.state == State::Quic && f.client_a != Some(src_a),
+            // A client datagram after the hello, or a server one while no hello waits for it.
+            _ if udp => f.state == State::Quic && (f.client_a != Some(src_a)) != f.awaiting,
             _ => p.payload_len == 0 || p.tcp_flags & TCP_RST != 0 || !wants_data(f, src_a),
         }
     }

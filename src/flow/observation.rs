@@ -280,6 +280,11 @@ pub struct Observation {
     /// enforcer needs to reset the flow exactly; not part of the JSON schema).
     #[serde(skip)]
     pub tcp: Option<TcpSeq>,
+    /// QUIC: the server never answered within the wait (a hello from a source that may be
+    /// forged, or to a server that is gone): decided and recorded, never acted on (not part of
+    /// the JSON schema).
+    #[serde(skip)]
+    pub unanswered: bool,
 }
 
 impl Observation {
@@ -317,6 +322,7 @@ impl Observation {
             proxy: None,
             frame: 0,
             tcp: None,
+            unanswered: false,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! QUIC: walk a client datagram's long-header packets, decrypt the Initials and gather their
-//! CRYPTO frames until the ClientHello inside is complete, then report it.
+//! CRYPTO frames until the ClientHello inside is complete, then hand it back: the sensor holds
+//! it until the server answers (a source that may be forged is never acted on).
 
 use crate::decode::{quic, tls};
 
@@ -9,48 +10,72 @@ use super::observation::*;
 use super::reassembly::{Insert, SparseBuf};
 use super::state::{Flow, QuicConn};
 
+/// What a client Initial gave.
+enum Step {
+    /// More CRYPTO data needed.
+    More,
+    /// The flow has nothing more to give (over budget, malformed).
+    Done,
+    /// The ClientHello, complete.
+    Hello(Box<Observation>),
+}
+
 /// Client datagram of a QUIC flow: walk coalesced long-header packets, decrypt Initials, gather
-/// CRYPTO data until the ClientHello is complete.
-pub(super) fn quic_datagram(flow: &mut Flow, seg: &Seg, payload: &[u8], sinks: &mut Sinks<'_>) {
+/// CRYPTO data until the ClientHello is complete, and return its observation (the caller holds it
+/// until the server answers). The flow's keys and buffers are freed once it has given it.
+pub(super) fn quic_datagram(
+    flow: &mut Flow,
+    seg: &Seg,
+    payload: &[u8],
+    sinks: &mut Sinks<'_>,
+) -> Option<Box<Observation>> {
     let mut rest = payload;
     for _ in 0..8 {
         if rest.len() < 7 || rest[0] & 0x80 == 0 {
-            return;
+            return None;
         }
         let hdr = match quic::parse_long_header(rest) {
             Ok(h) => h,
             Err(quic::QuicError::UnknownVersion(_)) => {
                 sinks.stats.quic.unsupported_version += 1;
-                return;
+                return None;
             }
             Err(_) => {
                 sinks.stats.malformed.quic += 1;
-                return;
+                return None;
             }
         };
         if hdr.ptype == quic::PacketType::Retry {
-            return;
+            return None;
         }
         let plen = hdr.packet_len();
         if hdr.ptype == quic::PacketType::Initial {
             sinks.stats.quic.initials += 1;
-            if quic_initial(flow, seg, &rest[..plen], &hdr, sinks) {
-                flow.finish();
-                return;
+            match quic_initial(flow, seg, &rest[..plen], &hdr, sinks) {
+                Step::More => {}
+                Step::Done => {
+                    flow.finish();
+                    return None;
+                }
+                Step::Hello(o) => {
+                    flow.quic = None;
+                    return Some(o);
+                }
             }
         }
         rest = &rest[plen..];
     }
+    None
 }
 
-/// One client Initial packet. Returns true once the flow has yielded its ClientHello.
+/// One client Initial packet.
 fn quic_initial(
     flow: &mut Flow,
     seg: &Seg,
     pkt: &[u8],
     hdr: &quic::LongHeader<'_>,
     sinks: &mut Sinks<'_>,
-) -> bool {
+) -> Step {
     // Later client Initials keep the keys of the first DCID; a new DCID after a Retry brings new keys.
     let mut plain = None;
     if let Some(c) = flow.quic.as_ref().filter(|c| c.version == hdr.version) {
@@ -58,7 +83,7 @@ fn quic_initial(
     }
     if plain.is_none() {
         let Some(keys) = quic::InitialKeys::client(hdr.version, hdr.dcid) else {
-            return false;
+            return Step::More;
         };
         match keys.decrypt(pkt, hdr) {
             Ok(p) => {
@@ -73,23 +98,23 @@ fn quic_initial(
             }
             Err(_) => {
                 sinks.stats.quic.decrypt_failed += 1;
-                return false;
+                return Step::More;
             }
         }
     }
     let (Some(plain), Some(conn)) = (plain, flow.quic.as_mut()) else {
-        return false;
+        return Step::More;
     };
     sinks.stats.quic.decrypted += 1;
     let frames = match quic::crypto_frames(&plain) {
         Ok(f) => f,
         Err(_) => {
             sinks.stats.malformed.quic += 1;
-            return false;
+            return Step::More;
         }
     };
     if frames.is_empty() {
-        return false;
+        return Step::More;
     }
     conn.packets = conn.packets.saturating_add(1);
     for (off, data) in frames {
@@ -98,20 +123,20 @@ fn quic_initial(
             Insert::Overflow => sinks.stats.flows.reassembly_overflow += 1,
             Insert::OverBudget => {
                 sinks.stats.flows.reassembly_budget_exceeded += 1;
-                return true;
+                return Step::Done;
             }
         }
     }
     let hs = conn.crypto.contiguous();
     let Some(need) = tls::handshake_len(hs) else {
-        return false;
+        return Step::More;
     };
     if need > tls::MAX_HELLO + 4 {
         sinks.stats.malformed.quic += 1;
-        return true;
+        return Step::Done;
     }
     if hs.len() < need {
-        return false;
+        return Step::More;
     }
     match tls::parse_handshake(&hs[..need]) {
         Ok(ch) => {
@@ -129,9 +154,11 @@ fn quic_initial(
                 versions: ch.versions.iter().map(|v| tls::version_name(*v)).collect(),
                 alpn: ch.alpn,
             });
-            sinks.emit(o);
+            Step::Hello(Box::new(o))
         }
-        Err(_) => sinks.stats.malformed.tls += 1,
+        Err(_) => {
+            sinks.stats.malformed.tls += 1;
+            Step::Done
+        }
     }
-    true
 }

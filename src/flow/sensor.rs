@@ -1,6 +1,7 @@
 //! The sensor's core: frames in, observations out; all state bounded (see [`Config`]) and swept of
 //! idle entries once a second of capture time. Each layer's handling lives in its own file.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use etherparse::LinkSlice;
@@ -18,6 +19,7 @@ use super::names::NameCache;
 use super::observation::*;
 use super::public_names::PublicNames;
 use super::reassembly::Budget;
+use super::state::FlowKey;
 pub use super::stats::{DnsStats, FlowStats, KindCounts, Malformed, NameStats, QuicStats, Stats};
 
 const SEC: u64 = 1_000_000_000;
@@ -59,7 +61,15 @@ pub struct Sensor {
     shard: (u32, u32),
     /// Processing a frame of another shard for the state all shards keep: open no flow.
     pub(super) shadow: bool,
+    /// QUIC ClientHellos waiting for their server's first answer (by flow), each with the
+    /// capture time after which it is reported unanswered.
+    pub(super) held: HashMap<FlowKey, (u64, Box<Observation>)>,
 }
+
+/// QUIC ClientHellos held at once at most (past it one is reported unanswered at once).
+pub(super) const MAX_HELD: usize = 4096;
+/// How long a QUIC ClientHello waits for its server (capture time).
+pub(super) const HOLD_NS: u64 = 2 * SEC;
 
 impl Sensor {
     pub fn new(cfg: Config) -> Sensor {
@@ -86,6 +96,7 @@ impl Sensor {
             fast: true,
             shard: (0, 1),
             shadow: false,
+            held: HashMap::new(),
         }
     }
 
@@ -245,12 +256,53 @@ impl Sensor {
         self.incomplete_datagrams(incomplete, out);
         self.names.expire(now);
         self.queries.expire(now);
+        if !self.held.is_empty() {
+            let keys: Vec<FlowKey> = self
+                .held
+                .iter()
+                .filter(|(_, (at, _))| *at <= now)
+                .map(|(k, _)| *k)
+                .collect();
+            let due = keys.iter().filter_map(|k| self.held.remove(k)).collect();
+            self.unanswered(due, out);
+        }
     }
 
-    /// End of input: datagrams still waiting for fragments are decoded from what arrived.
+    /// QUIC ClientHellos whose server never answered: reported (in capture order) and marked
+    /// `unanswered`, so nothing acts on them. (Not `unverified_source`: a capture of one
+    /// direction shows no answers either, and its hellos still count as visits.)
+    fn unanswered(&mut self, mut due: Vec<(u64, Box<Observation>)>, out: &mut Vec<Observation>) {
+        due.sort_by_key(|(_, o)| o.ts);
+        for (_, mut o) in due {
+            self.stats.quic.unanswered += 1;
+            o.unanswered = true;
+            self.report(*o, out);
+        }
+    }
+
+    /// Report an observation held back (its host name as known now, counted by kind).
+    pub(super) fn report(&mut self, o: Observation, out: &mut Vec<Observation>) {
+        let mut sinks = super::emit::Sinks {
+            budget: &self.budget,
+            hosts: &self.hosts,
+            names: &mut self.names,
+            queries: &mut self.queries,
+            public: &mut self.public,
+            cache_answers: self.cfg.cache_answers_per_message,
+            stats: &mut self.stats,
+            out,
+            report: !self.shadow,
+        };
+        sinks.emit(o);
+    }
+
+    /// End of input: datagrams still waiting for fragments are decoded from what arrived; QUIC
+    /// ClientHellos still waiting for their server are reported unanswered.
     pub fn finish(&mut self, out: &mut Vec<Observation>) {
         let incomplete = self.defrag.drain();
         self.incomplete_datagrams(incomplete, out);
+        let held: Vec<_> = self.held.drain().map(|(_, v)| v).collect();
+        self.unanswered(held, out);
     }
 }
 

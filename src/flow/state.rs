@@ -106,6 +106,8 @@ pub(super) struct Flow {
     pub(super) last_host: u64,
     /// The stream passed through a SOCKS handshake: what follows is proxied.
     pub(super) proxied: bool,
+    /// QUIC: the ClientHello is held until the server answers (`Sensor::held`).
+    pub(super) awaiting: bool,
 }
 
 impl Aged for Flow {
@@ -128,11 +130,13 @@ impl Flow {
             quic: None,
             last_host: 0,
             proxied: false,
+            awaiting: false,
         }
     }
 
     pub(super) fn finish(&mut self) {
         self.state = State::Done;
+        self.awaiting = false;
         self.streams = [None, None];
         self.quic = None;
     }

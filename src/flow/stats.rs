@@ -44,6 +44,10 @@ pub struct QuicStats {
     pub decrypted: u64,
     pub decrypt_failed: u64,
     pub unsupported_version: u64,
+    /// ClientHellos whose server never answered (or too many waited at once): reported as
+    /// `unverified_source`, never acted on.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unanswered: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -158,6 +162,7 @@ impl Stats {
             q.decrypted += r.decrypted;
             q.decrypt_failed += r.decrypt_failed;
             q.unsupported_version += r.unsupported_version;
+            q.unanswered += r.unanswered;
             let (d, e) = (&mut t.dns, &s.dns);
             d.multi_question += e.multi_question;
             d.no_question += e.no_question;

@@ -9,7 +9,7 @@ use super::emit::{Ctx, Seg, Sinks};
 use super::observation::*;
 use super::ports::is_dns_port;
 use super::quic::quic_datagram;
-use super::sensor::Sensor;
+use super::sensor::{Sensor, HOLD_NS, MAX_HELD};
 use super::state::{Flow, FlowKey, State};
 
 /// NetBIOS name service uses the DNS wire format with encoded names; it is not DNS.
@@ -107,7 +107,31 @@ impl Sensor {
         match flow.state {
             State::DnsUdp => sinks.dns(&seg, payload, &[Flag::OffPort]),
             State::Quic if flow.client_a == Some(src_a) => {
-                quic_datagram(flow, &seg, payload, &mut sinks)
+                if flow.awaiting {
+                    return;
+                }
+                let Some(o) = quic_datagram(flow, &seg, payload, &mut sinks) else {
+                    return;
+                };
+                // Held until the server answers: a hello in another's name gets no answer
+                // the sender can see, and is never acted on.
+                flow.awaiting = true;
+                if self.held.len() >= MAX_HELD {
+                    flow.finish();
+                    self.stats.quic.unanswered += 1;
+                    let mut o = *o;
+                    o.unanswered = true;
+                    self.report(o, out);
+                    return;
+                }
+                self.held.insert(key, (cx.ts.saturating_add(HOLD_NS), o));
+            }
+            State::Quic if flow.awaiting => {
+                // The server answered: the hello is reported as verified.
+                flow.finish();
+                if let Some((_, o)) = self.held.remove(&key) {
+                    sinks.emit(*o);
+                }
             }
             _ => {}
         }

@@ -278,6 +278,49 @@ fn table_is_created_replaced_and_deleted() {
     assert!(bed.table_json().is_none(), "table deleted on close");
 }
 
+/// Issue 22: an addition the kernel refuses (here: a set at its size) is tried again a second
+/// later, up to three times, then handed over as never in force, with the kernel's reason; what
+/// fitted is in force.
+#[test]
+fn refused_additions_are_retried_then_reported_never_in_force() {
+    need_root!(nft_bed::unavailable());
+    let bed = Bed::new();
+    let reg = Registry::new();
+    let spec = TableSpec {
+        max_elements: 2,
+        ..spec()
+    };
+    let nft = in_ns(&bed.gw, move || Nft::open(&spec, &reg).unwrap())
+        .join()
+        .unwrap();
+    let s: std::net::SocketAddr = "10.77.2.2:443".parse().unwrap();
+    for port in 40_001..40_005u16 {
+        let c = std::net::SocketAddr::new("10.77.1.2".parse().unwrap(), port);
+        assert!(nft.stop_flow(c, s, Duration::from_secs(60)));
+    }
+    nft.sync();
+    assert!(nft.take_refused().is_empty(), "not before their tries");
+    let t = std::time::Instant::now();
+    let mut refused = Vec::new();
+    while refused.len() < 2 && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(200));
+        refused.extend(nft.take_refused());
+    }
+    assert_eq!(refused.len(), 2, "{refused:?} {}", bed.set_text("stop4"));
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "tried again a second apart"
+    );
+    assert!(
+        refused.iter().all(|r| r.why.contains("errno")),
+        "{refused:?}"
+    );
+    assert!(nft.take_refused().is_empty(), "handed over once");
+    let set = bed.set_text("stop4");
+    assert_eq!(set.matches("10.77.1.2").count(), 2, "{set}");
+    nft.close().unwrap();
+}
+
 /// The table's owner for the `kill -9` test: this test binary run again as a child, running
 /// only `enforce::table_owner_child` (examples are test harnesses under
 /// `cargo test --all-targets`, so `examples/enforce_demo` cannot be relied on).
@@ -515,8 +558,15 @@ fn quic_is_dropped_per_client_and_address_until_a_grant() {
             datagram_len: 1250,
         },
     );
-    quic_echoes(&bed.c1, C1, initial);
-    std::thread::sleep(Duration::from_millis(100));
+    // The echo is the server's answer: the sensor reports the hello then, and the enforcer
+    // acts (a hello no server answered is never acted on).
+    assert!(quic_echoes(&bed.c1, C1, initial), "the server answers");
+    let t = std::time::Instant::now();
+    while gw.metric("shadowgate_flows_stopped_total", Some("quic")) < 1.0
+        && t.elapsed() < Duration::from_secs(5)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     gw.nft.sync();
     assert_eq!(
         gw.metric("shadowgate_flows_stopped_total", Some("quic")),

@@ -311,3 +311,90 @@ fn flood_of_half_sent_hellos_stays_within_the_reassembly_budget() {
     // Dropping the sensor's flows gives the bytes back.
     drop(sensor);
 }
+
+/// Issue 22: a QUIC ClientHello is held until its server answers. Answered, it is reported at
+/// the answer and may be acted on; never answered (a hello in another's name gets its answer
+/// nowhere the sender can see), it is reported at the end (or after two seconds of capture
+/// time) marked `unanswered`, which the enforcer never acts on. The JSON schema is unchanged.
+#[test]
+fn a_quic_hello_waits_for_its_servers_answer() {
+    use crate::common::frames::{quic_hello, InitialShape};
+    use crate::common::sensor::feed_at;
+    let initial = |sni: &str| {
+        quic_hello(
+            sni,
+            &InitialShape {
+                dcid: &[1, 2, 3, 4, 5, 6, 7, 8],
+                scid: &[9; 8],
+                hello_size: 300,
+                datagram_len: 1250,
+            },
+        )
+    };
+    let (c, s) = ([10, 0, 0, 2], [104, 18, 0, 9]);
+    let ms = 1_000_000u64;
+    // Answered: nothing at the Initial, the hello at the server's first datagram.
+    let mut sensor = Sensor::new(Config::default());
+    let mut out = Vec::new();
+    for (ts, f) in [
+        (ms, synth::udp(c, s, 50_000, 443, &initial("claude.ai"))),
+        (2 * ms, synth::udp(s, c, 443, 50_000, b"\xc0server initial")),
+    ] {
+        let fr = shadowgate::capture::Frame {
+            ts_ns: ts,
+            linktype: 1,
+            data: &f,
+            orig_len: f.len() as u32,
+            offset: 0,
+        };
+        let n = out.len();
+        sensor.process(&fr, &mut out);
+        if ts == ms {
+            assert_eq!(out.len(), n, "held until the server answers");
+        }
+    }
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].kind, Kind::QuicInitial);
+    assert_eq!(out[0].name.as_deref(), Some("claude.ai"));
+    assert_eq!(out[0].ts, ms, "the hello's own time");
+    assert!(!out[0].unanswered);
+    assert!(!out[0].flags.contains(&Flag::UnverifiedSource));
+    // Never answered: reported at the end, unanswered, counted; the same JSON.
+    let mut sensor = Sensor::new(Config::default());
+    let obs = feed_at(
+        &mut sensor,
+        1,
+        &[(ms, synth::udp(c, s, 50_001, 443, &initial("chatgpt.com")))],
+    );
+    assert_eq!(obs.len(), 1);
+    assert!(obs[0].unanswered);
+    assert!(!obs[0].flags.contains(&Flag::UnverifiedSource));
+    assert_eq!(sensor.stats().quic.unanswered, 1);
+    assert!(!serde_json::to_string(&obs[0])
+        .unwrap()
+        .contains("unanswered"));
+    // ... or once two seconds of capture time have passed without an answer (before the end).
+    let mut sensor = Sensor::new(Config::default());
+    let mut obs = Vec::new();
+    for (ts, f) in [
+        (
+            ms,
+            synth::udp(c, s, 50_002, 443, &initial("gemini.google.com")),
+        ),
+        (
+            4_000 * ms,
+            synth::udp([10, 0, 0, 3], [10, 0, 0, 1], 5, 6, b"x"),
+        ),
+    ] {
+        let fr = shadowgate::capture::Frame {
+            ts_ns: ts,
+            linktype: 1,
+            data: &f,
+            orig_len: f.len() as u32,
+            offset: 0,
+        };
+        sensor.process(&fr, &mut obs);
+    }
+    assert_eq!(obs.len(), 1);
+    assert!(obs[0].unanswered);
+}

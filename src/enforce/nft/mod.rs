@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use nftnl::{Batch, MsgType};
@@ -29,8 +29,8 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use msgs::{ElemOp, ElemsMsg, FlushChain, TableMsg, TableOp};
 use netlink::NlSocket;
 pub use table::{
-    flow_key, pair_key, Fam, GuardMode, GuardTarget, SetKind, TableSpec, FILTER_CHAIN, GUARD_CHAIN,
-    NAT_CHAIN, TABLE,
+    addr_key, bind_key, flow_key, pair_key, Fam, GuardMode, GuardTarget, SetKind, TableSpec,
+    FILTER_CHAIN, GUARD_CHAIN, NAT_CHAIN, TABLE,
 };
 
 /// Operations waiting for the nft thread at most (past it an operation is dropped and counted
@@ -65,6 +65,7 @@ impl NftMetrics {
     }
 }
 
+#[derive(Clone)]
 struct ElemReq {
     kind: SetKind,
     fam: Fam,
@@ -89,7 +90,31 @@ struct Inner {
     metrics: NftMetrics,
     thread: Mutex<Option<JoinHandle<()>>>,
     enforcing: AtomicBool,
+    refused: Arc<Refused>,
 }
+
+/// Additions the kernel refused after their retries: never in force. The enforcer takes them
+/// (`Nft::take_refused`) to forget them, so a later flow adds them again, and reports them.
+#[derive(Default)]
+struct Refused {
+    list: Mutex<Vec<RefusedOp>>,
+    any: AtomicBool,
+}
+
+/// One addition the kernel refused for good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedOp {
+    pub kind: SetKind,
+    pub fam: Fam,
+    pub key: Vec<u8>,
+    /// The kernel's reason (`errno` text).
+    pub why: String,
+}
+
+/// Refused additions kept for the enforcer at most (older ones are counted only).
+const MAX_REFUSED: usize = 1024;
+/// Tries of an addition the kernel refused, a second apart.
+const TRIES: u8 = 3;
 
 /// A handle on the table (cheap to clone; every clone talks to the same owner thread).
 #[derive(Clone)]
@@ -115,10 +140,12 @@ impl Nft {
         let (ready_tx, ready_rx) = mpsc::channel();
         let spec2 = spec.clone();
         let m2 = metrics.clone();
+        let refused = Arc::new(Refused::default());
+        let r2 = Arc::clone(&refused);
         let thread = std::thread::Builder::new()
             .name("shadowgate-nft".into())
             .spawn(move || {
-                let mut owner = match Owner::start(spec2, m2) {
+                let mut owner = match Owner::start(spec2, m2, r2) {
                     Ok(o) => {
                         let _ = ready_tx.send(Ok(()));
                         o
@@ -146,6 +173,7 @@ impl Nft {
                 metrics,
                 thread: Mutex::new(Some(thread)),
                 enforcing: AtomicBool::new(true),
+                refused,
             }),
         })
     }
@@ -302,6 +330,15 @@ impl Nft {
     pub fn metrics(&self) -> &NftMetrics {
         &self.inner.metrics
     }
+
+    /// Additions the kernel refused after their retries since the last call (never in force).
+    pub fn take_refused(&self) -> Vec<RefusedOp> {
+        let r = &self.inner.refused;
+        if !r.any.swap(false, Ordering::Relaxed) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *r.list.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 fn ms(d: Duration) -> u64 {
@@ -347,10 +384,15 @@ struct Owner {
     metrics: NftMetrics,
     enforcing: bool,
     table: CString,
+    refused: Arc<Refused>,
+    /// Additions the kernel refused, with their next try and tries so far.
+    retry: Vec<(Instant, u8, ElemReq, i32)>,
+    /// When the journal last heard of a refusal (at most once a minute).
+    said: Option<Instant>,
 }
 
 impl Owner {
-    fn start(spec: TableSpec, metrics: NftMetrics) -> Result<Owner> {
+    fn start(spec: TableSpec, metrics: NftMetrics, refused: Arc<Refused>) -> Result<Owner> {
         let sock = NlSocket::open()
             .context("cannot open a netfilter netlink socket (the daemon needs CAP_NET_ADMIN)")?;
         let mut o = Owner {
@@ -359,6 +401,9 @@ impl Owner {
             metrics,
             enforcing: true,
             table: table::table_name(),
+            refused,
+            retry: Vec::new(),
+            said: None,
         };
         // A stale table (a crash of a version without the owner flag, or a hand-made one).
         let mut b = Batch::new();
@@ -422,7 +467,23 @@ impl Owner {
 
     fn serve(&mut self, rx: Receiver<Req>) {
         let mut pending: Vec<ElemReq> = Vec::new();
-        while let Ok(first) = rx.recv() {
+        loop {
+            // Wake at least once a second while refused additions wait for another try.
+            let first = if self.retry.is_empty() {
+                match rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            } else {
+                match rx.recv_timeout(Duration::from_secs(1)) {
+                    Ok(r) => r,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        self.retry_due();
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            };
             let mut next = Some(first);
             while let Some(r) = next.take() {
                 match r {
@@ -441,6 +502,7 @@ impl Owner {
                 }
             }
             self.apply(&mut pending);
+            self.retry_due();
         }
         // Every handle dropped without close: delete the table (closing the socket would too).
         let _ = self.delete_table();
@@ -673,13 +735,18 @@ impl Owner {
                     let one = vec![e];
                     match self.send_elems(&one) {
                         Ok(Ok(())) => self.count(&one),
-                        _ => self.metrics.errors.inc(),
+                        Ok(Err(errno)) => self.refused_now(one, errno, 0),
+                        Err(_) => self.refused_now(one, libc::EIO, 0),
                     }
                 }
                 false
             }
-            _ => {
-                self.metrics.errors.inc_by(pending.len() as u64);
+            Ok(Err(errno)) => {
+                self.refused_now(std::mem::take(pending), errno, 0);
+                false
+            }
+            Err(_) => {
+                self.refused_now(std::mem::take(pending), libc::EIO, 0);
                 false
             }
         };
@@ -687,6 +754,65 @@ impl Owner {
             self.count(pending);
         }
         pending.clear();
+    }
+
+    /// Operations the kernel refused: additions are tried again a second later, up to
+    /// [`TRIES`] times, then handed to the enforcer as never in force; removals are counted.
+    fn refused_now(&mut self, ops: Vec<ElemReq>, errno: i32, tries: u8) {
+        let next = Instant::now() + Duration::from_secs(1);
+        for e in ops {
+            self.metrics.errors.inc();
+            if e.op == ElemOp::Add && tries + 1 < TRIES {
+                self.retry.push((next, tries + 1, e, errno));
+                continue;
+            }
+            if e.op != ElemOp::Add {
+                continue;
+            }
+            let why = errno_text(errno);
+            if self
+                .said
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+            {
+                self.said = Some(Instant::now());
+                eprintln!(
+                    "shadowgate: nftables refused an addition to {} {TRIES} times ({why}): it is not in force \
+                     (a full set? see [enforce] set_size and shadowgate_nft_errors_total)",
+                    e.kind.name(e.fam).to_string_lossy()
+                );
+            }
+            let mut l = self.refused.list.lock().unwrap_or_else(|e| e.into_inner());
+            if l.len() < MAX_REFUSED {
+                l.push(RefusedOp {
+                    kind: e.kind,
+                    fam: e.fam,
+                    key: e.key,
+                    why,
+                });
+            }
+            self.refused.any.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Try again the refused additions whose second has passed (one at a time).
+    fn retry_due(&mut self) {
+        if self.retry.is_empty() || !self.enforcing {
+            self.retry.clear();
+            return;
+        }
+        let now = Instant::now();
+        let (due, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retry)
+            .into_iter()
+            .partition(|(at, ..)| *at <= now);
+        self.retry = wait;
+        for (_, tries, e, _) in due {
+            let one = vec![e];
+            match self.send_elems(&one) {
+                Ok(Ok(())) => self.count(&one),
+                Ok(Err(errno)) => self.refused_now(one, errno, tries),
+                Err(_) => self.refused_now(one, libc::EIO, tries),
+            }
+        }
     }
 
     fn count(&self, done: &[ElemReq]) {
@@ -728,5 +854,9 @@ impl Owner {
 }
 
 fn errno_text(e: i32) -> String {
+    if e == libc::ENFILE {
+        // What nf_tables says for a set at its size.
+        return format!("the set is full (ENFILE, errno {e})");
+    }
     format!("{} (errno {e})", std::io::Error::from_raw_os_error(e))
 }

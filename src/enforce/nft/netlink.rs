@@ -132,6 +132,20 @@ impl NlSocket {
         let mut pending = seqs.len();
         let mut errors = Vec::new();
         while pending > 0 {
+            // An aborted transaction does not acknowledge every message: once the kernel has
+            // said why, what else it has to say arrives at once; do not wait out the timeout
+            // (that would hold every later operation for seconds).
+            if !errors.is_empty() {
+                let mut pfd = libc::pollfd {
+                    fd: self.fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd for the duration of the call.
+                if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
+                    break;
+                }
+            }
             // SAFETY: buf is valid for its length.
             let n = unsafe {
                 libc::recv(

@@ -301,6 +301,7 @@ fn observation_of(r: &mut Rng, i: usize, strs: &[String]) -> Observation {
             server_next: 2,
             has_ack: true,
         }),
+        unanswered: false,
     }
 }
 
@@ -372,6 +373,7 @@ fn smallest_and_largest_values_render_as_serde_json_does() {
         proxy: None,
         frame: 0,
         tcp: None,
+        unanswered: false,
     };
     let d = Decision {
         service: None,
