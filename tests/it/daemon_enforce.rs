@@ -935,3 +935,83 @@ fn spoofed_dns_in_a_clients_name_spends_nothing_of_its_own() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Issue 22's proof at full scale (by hand: `cargo test --profile ci --test it
+/// daemon_enforce::full_scale -- --ignored --nocapture`; CI runs the small versions above):
+/// 90,000 hellos forged from 150 made-up LAN hosts and 1,000 real stopped connections from one
+/// client change nothing for another client (its claude.ai still stopped, with its own entry);
+/// nothing forged is acted on; the one client's quota is reached and reported.
+#[test]
+#[ignore = "full-scale flood, minutes: run by hand"]
+fn full_scale_floods_change_nothing_for_other_clients() {
+    need_root!();
+    let _serial = serial();
+    let tb = Testbed::new("sgflood");
+    let dir = tmpdir("daemon", "flood");
+    let policy = test_policy(&dir);
+    let cfg = enforce_config(&dir, &policy, "");
+    let (ai, _approved, _api) = internet(&tb);
+    let d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    let t = Instant::now();
+    let mut forged = 0;
+    for host in 100..250u8 {
+        let src = std::net::Ipv4Addr::new(10, 20, 1, host);
+        forged += forge_hellos(&tb, src, SERVER, "claude.ai", 40_000..40_600);
+    }
+    assert_eq!(forged, 90_000);
+    eprintln!("90,000 forged hellos sent in {:?}", t.elapsed());
+    let t = Instant::now();
+    for i in 0..1000 {
+        let got = tls_from(&tb, CLIENT, SERVER, "claude.ai");
+        assert!(got.is_err(), "real connection {i} got through: {got:?}");
+    }
+    eprintln!("1,000 real stopped connections in {:?}", t.elapsed());
+    assert!(ai.wait(1000).iter().all(|c| c.app_bytes == 0));
+    std::thread::sleep(Duration::from_secs(2));
+    // Another client: stopped as before, with its own entry.
+    assert!(tls_from(&tb, CLIENT2, SERVER, "claude.ai").is_err());
+    std::thread::sleep(Duration::from_millis(300));
+    let stop = tb.exec(
+        &tb.gw,
+        &["nft", "list", "set", "inet", "shadowgate", "stop4"],
+    );
+    let stop = String::from_utf8_lossy(&stop.stdout).to_string();
+    assert!(stop.contains("10.20.1.3 "), "{stop}");
+    assert!(
+        !(100..250).any(|h| stop.contains(&format!("10.20.1.{h} "))),
+        "a forged hello was acted on"
+    );
+    let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+    let table = metric(&m, "shadowgate_flows_stopped_total", "how=\"tcp_table\"");
+    let resets = metric(&m, "shadowgate_flows_stopped_total", "how=\"tcp_reset\"");
+    let full = metric(&m, "shadowgate_enforce_quota_full_total", "set=\"stop\"");
+    eprintln!("table entries {table}, resets {resets}, past the quota {full}");
+    assert_eq!(table, 257.0, "256 for the one client, 1 for the other: {m}");
+    assert!(resets >= 1000.0, "{m}");
+    assert!(full >= 700.0, "{m}");
+    let (_, h) = http_get(&tb, METRICS.parse().unwrap(), "/healthz").unwrap();
+    assert!(h.contains("\"quota\":\"full\""), "{h}");
+    let evs = events(&dir);
+    let unverified = evs
+        .iter()
+        .filter(|e| {
+            e.detail
+                .as_deref()
+                .is_some_and(|d| d.contains("\"unverified_source\":true"))
+        })
+        .count();
+    let set_full = evs.iter().filter(|e| e.kind == "set_full").count();
+    eprintln!(
+        "events: {} in all, {unverified} unverified, {set_full} set_full; daemon RSS {}",
+        evs.len(),
+        std::fs::read_to_string(format!("/proc/{}/status", d.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmHWM"))
+            .unwrap_or("")
+            .to_string()
+    );
+    assert!(set_full >= 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
