@@ -76,7 +76,16 @@ struct Outputs {
     lookups: lookups::Lookups,
     expired: Vec<lookups::Held>,
     unmatched: lookups::UnmatchedLimit,
+    /// Events of observations whose source may be forged: one per client and name a minute,
+    /// and at most [`UNVERIFIED_PER_S`] a second in all, so a flood of forged hellos cannot
+    /// crowd real events out of the store (the writer still gets every decision).
+    unverified: lookups::UnmatchedLimit,
+    unverified_rate: (f64, u64),
+    unverified_over_rate: u64,
 }
+
+/// Events of unverified observations recorded per second of capture time at most (burst: 4x).
+const UNVERIFIED_PER_S: f64 = 50.0;
 
 /// Who decides: the policy, except for traffic another source (shadowgate's own resolver and
 /// portal) decides itself (shared by the merge and, in a sharded replay, by every shard).
@@ -266,6 +275,27 @@ impl Outputs {
         enforced
     }
 
+    /// May the event of this unverified observation be stored? Once per client and name a
+    /// minute, and within the overall rate (capture time).
+    fn may_store(&mut self, o: &Observation) -> bool {
+        if !self.unverified.allow(o) {
+            return false;
+        }
+        let (tokens, last) = &mut self.unverified_rate;
+        let dt = o.ts.saturating_sub(*last) as f64 / 1e9;
+        if o.ts > *last {
+            *last = o.ts;
+        }
+        *tokens = (*tokens + dt * UNVERIFIED_PER_S).min(4.0 * UNVERIFIED_PER_S);
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            self.unverified_over_rate += 1;
+            false
+        }
+    }
+
     /// The recorder and the stdout writer: every observation, a DNS lookup's decision once,
     /// with what enforcement did about it.
     fn deliver(
@@ -278,10 +308,15 @@ impl Outputs {
         if d.is_some() {
             self.decisions += 1;
         }
-        if let (Some(j), Some(d)) = (self.judge.as_ref(), d) {
+        // What the daemon records: an event whose source may be forged only within its limits.
+        let record = d.is_some()
+            && self.judge.is_some()
+            && (!o.flags.contains(&Flag::UnverifiedSource) || self.may_store(o));
+        if let (Some(j), Some(d), true) = (self.judge.as_ref(), d, record) {
             // A full queue is counted by the queue and stored as a coverage gap.
             j.record(o.kind.into(), o, d, enforced, None);
         }
+        // A capture file replayed into a store keeps every event: the limits are the daemon's.
         if let (Some(rec), Some(d)) = (self.recorder.as_mut(), d) {
             if self.store_err.is_none() {
                 if let Err(e) = rec.record(o, d) {
@@ -319,6 +354,9 @@ pub struct Counts {
     /// Decisions on answers to no seen query left out: the same client and name had one in the
     /// last minute.
     pub unmatched_suppressed: u64,
+    /// Events of observations whose source may be forged not stored: the same client and name
+    /// had one in the last minute, or past the overall rate.
+    pub unverified_suppressed: u64,
 }
 
 /// Completes an observation before it is decided (the daemon adds what the device table knows
@@ -359,6 +397,9 @@ impl Pipeline {
                 lookups,
                 expired: Vec::new(),
                 unmatched: lookups::UnmatchedLimit::new(16_384, 60),
+                unverified: lookups::UnmatchedLimit::new(16_384, 60),
+                unverified_rate: (4.0 * UNVERIFIED_PER_S, 0),
+                unverified_over_rate: 0,
             },
             buf: Vec::with_capacity(16),
             enrich: None,
@@ -531,6 +572,7 @@ impl Pipeline {
             decisions: self.outs.decisions,
             pending_lookups: self.outs.lookups.len() as u64,
             unmatched_suppressed: self.outs.unmatched.suppressed,
+            unverified_suppressed: self.outs.unverified.suppressed + self.outs.unverified_over_rate,
         }
     }
 
