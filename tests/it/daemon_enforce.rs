@@ -1018,15 +1018,14 @@ fn full_scale_floods_change_nothing_for_other_clients() {
         })
         .count();
     let set_full = evs.iter().filter(|e| e.kind == "set_full").count();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).unwrap_or_default();
+    let peak = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("");
     eprintln!(
-        "events: {} in all, {unverified} unverified, {set_full} set_full; daemon RSS {}",
-        evs.len(),
-        std::fs::read_to_string(format!("/proc/{}/status", d.pid()))
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.starts_with("VmHWM"))
-            .unwrap_or("")
-            .to_string()
+        "events: {} in all, {unverified} unverified, {set_full} set_full; daemon {peak}",
+        evs.len()
     );
     assert!(set_full >= 1);
     let _ = std::fs::remove_dir_all(&dir);
