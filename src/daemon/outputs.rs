@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::devices::Devices;
-use crate::flow::observation::mac_string;
+use crate::flow::observation::{mac_string, Transport};
 use crate::flow::{Flag, Observation};
 use crate::pipeline::Judge;
 use crate::record::{Event, SystemKind};
@@ -83,7 +83,12 @@ impl Spoofs {
 /// MAC it came from.
 pub fn enricher(devices: Arc<Devices>, spoofs: Option<Arc<Spoofs>>) -> crate::pipeline::Enrich {
     Box::new(move |o: &mut Observation| {
-        if let Some(mac) = o.client.mac {
+        // A TCP connection whose handshake the sensor verified came from whoever receives the
+        // address's traffic: a device that changed its MAC, not a forger. It is acted on as
+        // usual (a new MAC must not escape a stop) and named by the MAC it came from.
+        let verified_tcp =
+            o.transport == Transport::Tcp && !o.flags.contains(&Flag::UnverifiedSource);
+        if let Some(mac) = o.client.mac.filter(|_| !verified_tcp) {
             if let Some(bound) = devices.bound_mac(o.client.ip).filter(|b| *b != mac) {
                 if !o.flags.contains(&Flag::UnverifiedSource) {
                     o.flags.push(Flag::UnverifiedSource);
@@ -110,4 +115,50 @@ pub fn enricher(devices: Arc<Devices>, spoofs: Option<Arc<Spoofs>>) -> crate::pi
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flow::Kind;
+
+    fn obs(kind: Kind, transport: Transport, mac: [u8; 6]) -> Observation {
+        let mut o = Observation::between(
+            1,
+            kind,
+            Some("claude.ai".into()),
+            transport,
+            "10.0.0.7:50000".parse().unwrap(),
+            "104.18.0.1:443".parse().unwrap(),
+        );
+        o.client.mac = Some(mac);
+        o
+    }
+
+    #[test]
+    fn a_frame_in_anothers_name_is_unverified_a_verified_connection_is_not() {
+        let devices = Arc::new(Devices::new());
+        let (nurse, other) = ([2, 0, 0, 0, 0, 7], [2, 0, 0, 0, 0, 0x66]);
+        devices.bind("10.0.0.7".parse().unwrap(), nurse, Some("nurse-pc"));
+        let mut enrich = enricher(Arc::clone(&devices), None);
+        // A lookup (or QUIC hello) from another MAC: unverified, teaches nothing.
+        let mut q = obs(Kind::DnsQuery, Transport::Udp, other);
+        enrich(&mut q);
+        assert!(q.flags.contains(&Flag::UnverifiedSource));
+        assert_eq!(q.client.mac, Some(other));
+        assert_eq!(
+            devices.lookup("10.0.0.7".parse().unwrap()).unwrap().mac,
+            Some(nurse)
+        );
+        // A TCP connection with a verified handshake from a new MAC: the device changed its
+        // MAC; it is not flagged (and so is stopped like any other).
+        let mut hello = obs(Kind::TlsClientHello, Transport::Tcp, other);
+        enrich(&mut hello);
+        assert!(!hello.flags.contains(&Flag::UnverifiedSource));
+        // The bound MAC: nothing to say.
+        let mut own = obs(Kind::DnsQuery, Transport::Udp, nurse);
+        enrich(&mut own);
+        assert!(!own.flags.contains(&Flag::UnverifiedSource));
+        assert_eq!(own.client.hostname.as_deref(), Some("nurse-pc"));
+    }
 }
