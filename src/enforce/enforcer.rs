@@ -525,16 +525,9 @@ impl Enforcer {
         if let Some(f) = &self.full_at {
             f.store(crate::time::now_ns(), Ordering::Relaxed);
         }
-        let Some(tx) = &self.events else { return };
-        let mut last = self.last_full.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if last
-            .get(what)
-            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60))
-        {
+        let Some(tx) = self.events.as_ref().filter(|_| self.once_a_minute(what)) else {
             return;
-        }
-        last.insert(what, now);
+        };
         let max = if what == "stop" {
             STOPS_PER_CLIENT
         } else {
@@ -549,6 +542,20 @@ impl Enforcer {
             ),
             serde_json::json!({ "set": what, "client": client.to_string(), "quota": max }),
         ));
+    }
+
+    /// Has no `set_full` event of this kind gone out in the last minute? (Notes one now if so.)
+    fn once_a_minute(&self, what: &'static str) -> bool {
+        let mut last = self.last_full.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if last
+            .get(what)
+            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60))
+        {
+            return false;
+        }
+        last.insert(what, now);
+        true
     }
 
     /// Entries the kernel refused (after their retries) are not in force: forget them, so the
@@ -594,16 +601,13 @@ impl Enforcer {
         if let Some(f) = &self.full_at {
             f.store(crate::time::now_ns(), Ordering::Relaxed);
         }
-        let Some(tx) = &self.events else { return };
-        let mut last = self.last_full.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if last
-            .get("refused")
-            .is_some_and(|t| now.duration_since(*t) < Duration::from_secs(60))
-        {
+        let Some(tx) = self
+            .events
+            .as_ref()
+            .filter(|_| self.once_a_minute("refused"))
+        else {
             return;
-        }
-        last.insert("refused", now);
+        };
         let sets: std::collections::BTreeSet<String> = refused
             .iter()
             .map(|r| r.kind.name(r.fam).to_string_lossy().into_owned())

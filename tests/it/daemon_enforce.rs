@@ -127,6 +127,12 @@ fn enforce_config(dir: &Path, policy: &Path, extra: &str) -> PathBuf {
     )
 }
 
+/// `nft list set inet shadowgate NAME` on the gateway.
+fn nft_set(tb: &Testbed, name: &str) -> String {
+    let o = tb.exec(&tb.gw, &["nft", "list", "set", "inet", "shadowgate", name]);
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
 fn nft_tables(tb: &Testbed) -> String {
     let o = tb.exec(&tb.gw, &["nft", "list", "tables"]);
     String::from_utf8_lossy(&o.stdout).to_string()
@@ -653,11 +659,7 @@ fn forged_hellos_in_a_clients_name_stop_nothing() {
         0.0,
         "nothing acted on forged hellos: {m}"
     );
-    let stop = tb.exec(
-        &tb.gw,
-        &["nft", "list", "set", "inet", "shadowgate", "stop4"],
-    );
-    let stop = String::from_utf8_lossy(&stop.stdout).to_string();
+    let stop = nft_set(&tb, "stop4");
     assert!(!stop.contains("10.20.1.2"), "{stop}");
     // The client's own connections to the ordinary site: 3 of 3 work.
     for i in 0..3 {
@@ -772,11 +774,7 @@ fn one_client_reaches_its_quota_and_others_are_still_stopped() {
     // Another client is stopped as before, and gets its own stop entry.
     assert!(tls_from(&tb, CLIENT2, SERVER, "claude.ai").is_err());
     std::thread::sleep(Duration::from_millis(200));
-    let stop = tb.exec(
-        &tb.gw,
-        &["nft", "list", "set", "inet", "shadowgate", "stop4"],
-    );
-    let stop = String::from_utf8_lossy(&stop.stdout).to_string();
+    let stop = nft_set(&tb, "stop4");
     assert!(stop.contains("10.20.1.3"), "{stop}");
     assert_eq!(
         events(&dir).iter().filter(|e| e.kind == "set_full").count(),
@@ -853,11 +851,7 @@ fn spoofed_burst(mode: &str) -> (usize, usize, String, PathBuf) {
     );
     // The neighbour table binds CLIENT to its own MAC; the guard's table follows it.
     let bound = wait_until(Duration::from_secs(10), || {
-        let o = tb.exec(
-            &tb.gw,
-            &["nft", "list", "set", "inet", "shadowgate", "dnsbind4"],
-        );
-        String::from_utf8_lossy(&o.stdout).contains("10.20.1.2")
+        nft_set(&tb, "dnsbind4").contains("10.20.1.2")
     });
     assert!(
         bound || mode == "off",
@@ -983,11 +977,7 @@ fn full_scale_floods_change_nothing_for_other_clients() {
     // Another client: stopped as before, with its own entry.
     assert!(tls_from(&tb, CLIENT2, SERVER, "claude.ai").is_err());
     std::thread::sleep(Duration::from_millis(300));
-    let stop = tb.exec(
-        &tb.gw,
-        &["nft", "list", "set", "inet", "shadowgate", "stop4"],
-    );
-    let stop = String::from_utf8_lossy(&stop.stdout).to_string();
+    let stop = nft_set(&tb, "stop4");
     assert!(stop.contains("10.20.1.3 "), "{stop}");
     assert!(
         !(100..250).any(|h| stop.contains(&format!("10.20.1.{h} "))),

@@ -312,6 +312,18 @@ fn flood_of_half_sent_hellos_stays_within_the_reassembly_budget() {
     drop(sensor);
 }
 
+/// One Ethernet frame at capture time `ts`, without finishing the sensor.
+fn process_at(sensor: &mut Sensor, ts: u64, f: &[u8], out: &mut Vec<Observation>) {
+    let fr = shadowgate::capture::Frame {
+        ts_ns: ts,
+        linktype: 1,
+        data: f,
+        orig_len: f.len() as u32,
+        offset: 0,
+    };
+    sensor.process(&fr, out);
+}
+
 /// Issue 22: a QUIC ClientHello is held until its server answers. Answered, it is reported at
 /// the answer and may be acted on; never answered (a hello in another's name gets its answer
 /// nowhere the sender can see), it is reported at the end (or after two seconds of capture
@@ -340,15 +352,8 @@ fn a_quic_hello_waits_for_its_servers_answer() {
         (ms, synth::udp(c, s, 50_000, 443, &initial("claude.ai"))),
         (2 * ms, synth::udp(s, c, 443, 50_000, b"\xc0server initial")),
     ] {
-        let fr = shadowgate::capture::Frame {
-            ts_ns: ts,
-            linktype: 1,
-            data: &f,
-            orig_len: f.len() as u32,
-            offset: 0,
-        };
         let n = out.len();
-        sensor.process(&fr, &mut out);
+        process_at(&mut sensor, ts, &f, &mut out);
         if ts == ms {
             assert_eq!(out.len(), n, "held until the server answers");
         }
@@ -386,14 +391,7 @@ fn a_quic_hello_waits_for_its_servers_answer() {
             synth::udp([10, 0, 0, 3], [10, 0, 0, 1], 5, 6, b"x"),
         ),
     ] {
-        let fr = shadowgate::capture::Frame {
-            ts_ns: ts,
-            linktype: 1,
-            data: &f,
-            orig_len: f.len() as u32,
-            offset: 0,
-        };
-        sensor.process(&fr, &mut obs);
+        process_at(&mut sensor, ts, &f, &mut obs);
     }
     assert_eq!(obs.len(), 1);
     assert!(obs[0].unanswered);

@@ -445,17 +445,7 @@ pub fn guard_rules(batch: &mut Batch, spec: &TableSpec) {
                 nfproto(&mut r, f);
                 l4proto(&mut r, libc::IPPROTO_UDP as u8);
                 dport(&mut r, g.guard.port());
-                r.add_expr(&Load {
-                    base: BASE_NETWORK,
-                    offset: f.daddr_off(),
-                    len: f.alen(),
-                    dreg: REG_1,
-                });
-                r.add_expr(&Cmp {
-                    sreg: REG_1,
-                    eq: true,
-                    data: ip_bytes(&g.guard.ip()),
-                });
+                daddr_is(&mut r, f, g.guard.ip());
                 r.add_expr(&Counter);
                 r.add_expr(&Verdict::Drop);
                 batch.add(&r, MsgType::Add);
@@ -463,17 +453,7 @@ pub fn guard_rules(batch: &mut Batch, spec: &TableSpec) {
                 let any = intercept.contains(&g.listen);
                 contradicted(&mut r, f, if any { 53 } else { g.listen.port() });
                 if !any {
-                    r.add_expr(&Load {
-                        base: BASE_NETWORK,
-                        offset: f.daddr_off(),
-                        len: f.alen(),
-                        dreg: REG_1,
-                    });
-                    r.add_expr(&Cmp {
-                        sreg: REG_1,
-                        eq: true,
-                        data: ip_bytes(&g.listen.ip()),
-                    });
+                    daddr_is(&mut r, f, g.listen.ip());
                 }
                 r.add_expr(&ImmData {
                     dreg: REG_1,
@@ -492,6 +472,21 @@ pub fn guard_rules(batch: &mut Batch, spec: &TableSpec) {
             }
         }
     }
+}
+
+/// `ip daddr ADDR` (or `ip6`).
+fn daddr_is(r: &mut Rule, f: Fam, addr: IpAddr) {
+    r.add_expr(&Load {
+        base: BASE_NETWORK,
+        offset: f.daddr_off(),
+        len: f.alen(),
+        dreg: REG_1,
+    });
+    r.add_expr(&Cmp {
+        sreg: REG_1,
+        eq: true,
+        data: ip_bytes(&addr),
+    });
 }
 
 /// The first intercept address of each family.
