@@ -245,6 +245,7 @@ fn table_spec(c: &Config) -> TableSpec {
             Some(SourceGuard::Off) | None => GuardMode::Off,
         },
         guard_targets: Vec::new(),
+        plain_deletes: false,
     }
 }
 

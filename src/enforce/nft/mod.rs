@@ -6,7 +6,8 @@
 //! daemon leaves no stop rules and no DNS redirect behind (fail-open). Only the owner may change
 //! an owned table, which is why every operation goes through the one thread (a bounded queue:
 //! the capture thread never waits for the kernel). Element deletes use DESTROYSETELEM (Linux >=
-//! 6.3). Sets are named, keyed by concatenations and carry per-element timeouts, so the kernel
+//! 6.3); on older kernels (Debian 12 has 6.1), found out when the table is made, each delete goes
+//! alone as DELSETELEM and an absent element counts as deleted. Sets are named, keyed by concatenations and carry per-element timeouts, so the kernel
 //! expires stopped flows, QUIC drops and grants alone; `nftnl` cannot build those, `msgs` does
 //! through `nftnl-sys`.
 
@@ -389,6 +390,9 @@ struct Owner {
     retry: Vec<(Instant, u8, ElemReq, i32)>,
     /// When the journal last heard of a refusal (at most once a minute).
     said: Option<Instant>,
+    /// The kernel has DESTROYSETELEM (Linux >= 6.3); older ones delete one element at a time
+    /// with DELSETELEM, an absent element being no error.
+    destroy_ok: bool,
 }
 
 impl Owner {
@@ -404,6 +408,7 @@ impl Owner {
             refused,
             retry: Vec::new(),
             said: None,
+            destroy_ok: true,
         };
         // A stale table (a crash of a version without the owner flag, or a hand-made one).
         let mut b = Batch::new();
@@ -452,6 +457,16 @@ impl Owner {
                 errno_text(e)
             );
         }
+        // Does this kernel destroy elements (delete if present)? Ask for an absent one.
+        let probe = ElemReq {
+            kind: SetKind::Quic,
+            fam: Fam::V4,
+            op: ElemOp::Destroy,
+            key: vec![0; 8],
+            timeout_ms: 0,
+            name: "probe",
+        };
+        o.destroy_ok = !o.spec.plain_deletes && matches!(o.send_elems(&[probe]), Ok(Ok(())));
         Ok(o)
     }
 
@@ -726,6 +741,24 @@ impl Owner {
             // Break glass: nothing is added (removals are moot, the sets were flushed).
             pending.clear();
             return;
+        }
+        if !self.destroy_ok && pending.iter().any(|e| e.op == ElemOp::Destroy) {
+            // Linux < 6.3: each removal alone, as a plain delete; absent is done.
+            let (del, rest): (Vec<_>, Vec<_>) = std::mem::take(pending)
+                .into_iter()
+                .partition(|e| e.op == ElemOp::Destroy);
+            *pending = rest;
+            for mut e in del {
+                e.op = ElemOp::Delete;
+                let one = vec![e];
+                match self.send_elems(&one) {
+                    Ok(Ok(())) | Ok(Err(libc::ENOENT)) => self.count(&one),
+                    _ => self.metrics.errors.inc(),
+                }
+            }
+            if pending.is_empty() {
+                return;
+            }
         }
         let ok = match self.send_elems(pending) {
             Ok(Ok(())) => true,

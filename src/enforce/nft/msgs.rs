@@ -153,8 +153,10 @@ pub enum ElemOp {
     /// Add (adding an element already present is no error; to extend its timeout the enforcer
     /// destroys and adds it again in one transaction).
     Add,
-    /// Delete if present (DESTROYSETELEM).
+    /// Delete if present (DESTROYSETELEM, Linux >= 6.3).
     Destroy,
+    /// Delete (DELSETELEM with elements: ENOENT when absent; Linux < 6.3).
+    Delete,
     /// Delete every element (DELSETELEM without elements).
     Flush,
 }
@@ -179,6 +181,7 @@ unsafe impl NlMsg for ElemsMsg<'_> {
         let (ty, fl) = match self.op {
             ElemOp::Add => (NFT_MSG_NEWSETELEM, libc::NLM_F_CREATE as u16),
             ElemOp::Destroy => (NFT_MSG_DESTROYSETELEM, 0),
+            ElemOp::Delete => (NFT_MSG_DELSETELEM, 0),
             ElemOp::Flush => (NFT_MSG_DELSETELEM, 0),
         };
         // SAFETY: the nftnl object is allocated here, checked for null (abort: nothing sane follows

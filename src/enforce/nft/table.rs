@@ -57,6 +57,9 @@ pub struct TableSpec {
     pub guard: GuardMode,
     /// `Log`: the resolver's guard sockets (given once the resolver has bound them).
     pub guard_targets: Vec<GuardTarget>,
+    /// Remove elements one at a time with a plain delete, as on Linux < 6.3 (which has no
+    /// DESTROYSETELEM; found out at open). Set to test that path on a newer kernel.
+    pub plain_deletes: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
