@@ -335,7 +335,9 @@ impl Nft {
     /// Additions the kernel refused after their retries since the last call (never in force).
     pub fn take_refused(&self) -> Vec<RefusedOp> {
         let r = &self.inner.refused;
-        if !r.any.swap(false, Ordering::Relaxed) {
+        // A plain load first: every observation asks, and a write would bounce the cache line
+        // between capture threads.
+        if !r.any.load(Ordering::Relaxed) || !r.any.swap(false, Ordering::Relaxed) {
             return Vec::new();
         }
         std::mem::take(&mut *r.list.lock().unwrap_or_else(|e| e.into_inner()))
