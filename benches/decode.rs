@@ -18,6 +18,7 @@ fn frame(data: &[u8], ts: u64) -> Frame<'_> {
         data,
         orig_len: data.len() as u32,
         offset: 0,
+        csum: Default::default(),
     }
 }
 

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let parts = 1 + (sel >> 6) as usize;
     let chunk = rest.len().div_ceil(parts).max(1);
     for (i, f) in rest.chunks(chunk).enumerate() {
-        let frame = Frame { ts_ns: i as u64 * 1_000_000_000, linktype, data: f, orig_len: f.len() as u32, offset: 0 };
+        let frame = Frame { ts_ns: i as u64 * 1_000_000_000, linktype, data: f, orig_len: f.len() as u32, offset: 0, csum: Default::default() };
         sensor.process(&frame, &mut out);
         // The same bytes again: retransmission / duplicate paths.
         sensor.process(&frame, &mut out);

@@ -25,6 +25,22 @@ pub struct Frame<'a> {
     pub orig_len: u32,
     /// Byte offset of the record in the file.
     pub offset: u64,
+    /// What the capturing kernel said of the transport checksum (nothing, for a file).
+    pub csum: Csum,
+}
+
+/// What the capture says of a frame's TCP/UDP checksum: whether the bytes as captured can be
+/// checked (a fake segment with a bad checksum reaches the sensor but never the server).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Csum {
+    /// Nothing said (a capture file): the checksum is as on the wire, check it.
+    #[default]
+    Unknown,
+    /// The kernel or the card checked it and found it good (`TP_STATUS_CSUM_VALID`).
+    Valid,
+    /// Not filled in (`TP_STATUS_CSUMNOTREADY`: a packet sent by this host with checksum
+    /// offload, or one a virtual device passed on unchecked): it cannot be checked.
+    NotReady,
 }
 
 /// Why a capture file could not be read (further).
@@ -335,6 +351,7 @@ impl<'a> Frames<'a> {
             data,
             orig_len: origlen,
             offset,
+            csum: Default::default(),
         }))
     }
 
@@ -401,6 +418,7 @@ impl<'a> Frames<'a> {
                         data: epb.data,
                         orig_len: epb.origlen,
                         offset,
+                        csum: Default::default(),
                     })
                 }
                 Block::SimplePacket(spb) => {
@@ -415,6 +433,7 @@ impl<'a> Frames<'a> {
                         data: spb.data,
                         orig_len: spb.origlen,
                         offset,
+                        csum: Default::default(),
                     })
                 }
                 _ => None,

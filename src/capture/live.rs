@@ -10,7 +10,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{fence, AtomicU32, Ordering};
 
-use super::Frame;
+use super::{Csum, Frame};
 
 const LINKTYPE_ETHERNET: u32 = 1;
 const LINKTYPE_RAW: u32 = 101;
@@ -18,6 +18,19 @@ const TP_STATUS_KERNEL: u32 = 0;
 const TP_STATUS_USER: u32 = 1;
 const TP_STATUS_VLAN_VALID: u32 = 0x10;
 const TP_STATUS_VLAN_TPID_VALID: u32 = 0x40;
+const TP_STATUS_CSUMNOTREADY: u32 = 0x08;
+const TP_STATUS_CSUM_VALID: u32 = 0x80;
+
+/// What the ring's status says of a frame's transport checksum.
+fn csum_of(status: u32) -> Csum {
+    if status & TP_STATUS_CSUMNOTREADY != 0 {
+        Csum::NotReady
+    } else if status & TP_STATUS_CSUM_VALID != 0 {
+        Csum::Valid
+    } else {
+        Csum::Unknown
+    }
+}
 
 /// How a live capture socket is set up.
 #[derive(Debug, Clone)]
@@ -473,6 +486,7 @@ impl LiveCapture {
                         data: &self.scratch,
                         orig_len: len + 4,
                         offset: 0,
+                        csum: csum_of(status),
                     };
                     f(&fr);
                 } else {
@@ -482,6 +496,7 @@ impl LiveCapture {
                         data,
                         orig_len: len,
                         offset: 0,
+                        csum: csum_of(status),
                     });
                 }
                 done += 1;

@@ -7,4 +7,4 @@ pub mod config;
 pub mod file;
 pub mod live;
 
-pub use file::{CaptureError, CaptureFile, Frame, Frames};
+pub use file::{CaptureError, CaptureFile, Csum, Frame, Frames};

@@ -43,10 +43,21 @@ pub enum HttpParse {
     Request(Request),
 }
 
+/// Empty-line bytes skipped before a request line at most (RFC 9112 §2.2: a server ignores
+/// empty lines there, so a bypass tool puts some before the method to hide the request).
+const MAX_LEADING_EOL: usize = 8;
+
 /// Cheap test: does the stream start with a method token (upper-case letters, `_` or `-`)
-/// followed by a space? `httparse` then checks the rest of the request line.
+/// followed by a space, after up to [`MAX_LEADING_EOL`] bytes of empty lines? `httparse` then
+/// checks the rest of the request line (it skips the same empty lines).
 #[inline]
 pub fn looks_like_request(b: &[u8]) -> bool {
+    let lead = b
+        .iter()
+        .take(MAX_LEADING_EOL)
+        .take_while(|c| matches!(c, b'\r' | b'\n'))
+        .count();
+    let b = &b[lead..];
     if b.len() < 4 || !b[0].is_ascii_uppercase() {
         return false;
     }
@@ -80,7 +91,10 @@ fn parse_with<'h, 'b: 'h>(
     headers: &'h mut [httparse::Header<'b>],
 ) -> Result<HttpParse, httparse::Error> {
     let mut req = httparse::Request::new(headers);
-    let status = req.parse(b)?;
+    // Servers take several spaces between the request line's parts; so must the reader.
+    let status = httparse::ParserConfig::default()
+        .allow_multiple_spaces_in_request_line_delimiters(true)
+        .parse_request(&mut req, b)?;
     let hosts: Vec<String> = req
         .headers
         .iter()
@@ -175,6 +189,32 @@ fn host_name_idna(host: &str) -> (String, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The request-line and Host tricks of SNI/Host bypass tools (zapret's tpws and nfqws,
+    /// GoodbyeDPI) still give the name.
+    #[test]
+    fn bypass_tool_host_tricks() {
+        let pad = format!("X-Pad: {}\r\n", "a".repeat(2000));
+        let cases: Vec<(&str, String)> = vec![
+            ("hostcase", "GET / HTTP/1.1\r\nhost: claude.ai\r\n\r\n".into()),
+            ("hostspell", "GET / HTTP/1.1\r\nHoSt: claude.ai\r\n\r\n".into()),
+            ("hostdot", "GET / HTTP/1.1\r\nHost: claude.ai.\r\n\r\n".into()),
+            ("hosttab", "GET / HTTP/1.1\r\nHost: claude.ai\t\r\n\r\n".into()),
+            ("hostnospace", "GET / HTTP/1.1\r\nHost:claude.ai\r\n\r\n".into()),
+            ("domcase", "GET / HTTP/1.1\r\nHost: ClAuDe.Ai\r\n\r\n".into()),
+            ("hostpad", format!("GET / HTTP/1.1\r\n{pad}Host: claude.ai\r\n\r\n")),
+            ("methodspace", "GET  / HTTP/1.1\r\nHost: claude.ai\r\n\r\n".into()),
+            ("methodeol", "\nGET / HTTP/1.1\r\nHost: claude.ai\r\n\r\n".into()),
+            ("methodeol-crlf", "\r\n\r\nGET / HTTP/1.1\r\nHost: claude.ai\r\n\r\n".into()),
+        ];
+        for (mode, req) in cases {
+            assert!(looks_like_request(req.as_bytes()), "{mode}");
+            let HttpParse::Request(r) = parse_request(req.as_bytes()) else {
+                panic!("{mode}: not read");
+            };
+            assert_eq!(r.name.as_deref(), Some("claude.ai"), "{mode}");
+        }
+    }
 
     #[test]
     fn host_header() {

@@ -24,6 +24,9 @@ pub(super) struct Ctx {
     pub(super) dst_mac: Option<[u8; 6]>,
     pub(super) tunneled: bool,
     pub(super) fragmented: bool,
+    /// The transport checksum can be checked: the capture said nothing of it (a file; a ring
+    /// frame neither offloaded nor checked by the kernel) and the packet is whole.
+    pub(super) check: bool,
 }
 
 /// Ports, transport and context of one segment or datagram.

@@ -67,8 +67,16 @@ impl Sensor {
         f.last_ns = f.last_ns.max(frame.ts_ns);
         match f.state {
             State::Done => true,
-            // A client datagram after the hello, or a server one while no hello waits for it.
-            _ if udp => f.state == State::Quic && (f.client_a != Some(src_a)) != f.awaiting,
+            // QUIC: a client datagram without a long header (no Initial: after the handshake),
+            // or a server one while no hello waits for it.
+            _ if udp => {
+                f.state == State::Quic
+                    && if f.client_a == Some(src_a) {
+                        p.first & 0x80 == 0
+                    } else {
+                        !f.awaiting
+                    }
+            }
             _ => p.payload_len == 0 || p.tcp_flags & TCP_RST != 0 || !wants_data(f, src_a),
         }
     }
@@ -246,6 +254,7 @@ mod tests {
             data: &frames[n],
             orig_len: frames[n].len() as u32,
             offset: 0,
+            csum: Default::default(),
         };
         for n in 0..frames.len() {
             if ahead > 0 && n + ahead < frames.len() {

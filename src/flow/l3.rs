@@ -44,6 +44,7 @@ impl Sensor {
                 dst_mac: None,
                 tunneled: false,
                 fragmented: true,
+                check: false,
             };
             let before = out.len();
             // A datagram cut short is not followed into a tunnel (`None`).
@@ -132,6 +133,9 @@ impl Sensor {
                 self.reassembled(proto, &whole, cx, nest, out);
             }
             return;
+        }
+        if p.ip_payload().is_none_or(|pl| pl.incomplete) {
+            cx.check = false;
         }
         match &p.transport {
             Some(TransportSlice::Tcp(t)) => self.tcp(cx, t, out),

@@ -17,6 +17,8 @@ mod stats;
 // udp (UDP tunnels, DHCP, DNS); stream classifies TCP streams and quic handles QUIC Initials.
 // Imports run one way: udp -> quic -> hello, tcp -> stream -> hello; ports (well-known ports)
 // and hello (a ClientHello's flags, TLS or QUIC) import none of the layers.
+mod checksum;
+mod desync;
 mod hello;
 mod l3;
 mod ports;

@@ -123,6 +123,10 @@ pub enum Flag {
     /// segment does not acknowledge the server's SYN-ACK, or no SYN-ACK was seen), so the source
     /// address may be forged. Decided and recorded, never acted on.
     UnverifiedSource,
+    /// TCP: decided on another version of the client's first flight than an earlier decision
+    /// of the same connection (a fake then the real hello; `anomaly` too). QUIC: another
+    /// ClientHello on the same 4-tuple (a new DCID, or different CRYPTO bytes).
+    Desync,
 }
 
 impl Flag {
@@ -143,6 +147,7 @@ impl Flag {
             Flag::Proxied => "proxied",
             Flag::Anomaly => "anomaly",
             Flag::UnverifiedSource => "unverified_source",
+            Flag::Desync => "desync",
         }
     }
 }

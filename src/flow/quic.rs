@@ -1,34 +1,51 @@
 //! QUIC: walk a client datagram's long-header packets, decrypt the Initials and gather their
 //! CRYPTO frames until the ClientHello inside is complete, then hand it back: the sensor holds
-//! it until the server answers (a source that may be forged is never acted on).
+//! it until the server answers (a source that may be forged is never acted on). Every version
+//! of the hello on a 4-tuple (a fake Initial for another name first) is judged, up to
+//! [`MAX_HELLOS`].
 
 use crate::decode::{quic, tls};
 
+use super::desync::WATCH_NS;
 use super::emit::{Seg, Sinks};
 use super::hello::hello_flags;
 use super::observation::*;
-use super::reassembly::{Insert, SparseBuf};
+use super::reassembly::{Cmp, Insert, SparseBuf};
 use super::state::{Flow, QuicConn};
 
 /// What a client Initial gave.
 enum Step {
-    /// More CRYPTO data needed.
+    /// More CRYPTO data needed, or nothing new (a retransmission, an ACK).
     More,
-    /// The flow has nothing more to give (over budget, malformed).
+    /// The flow has nothing more to give (over budget, past its versions).
     Done,
-    /// The ClientHello, complete.
+    /// A ClientHello, complete.
     Hello(Box<Observation>),
 }
 
+/// ClientHellos judged on one 4-tuple at most; past it the flow is given up (what was decided
+/// stands) and counted.
+pub(super) const MAX_HELLOS: u8 = 8;
+
 /// Client datagram of a QUIC flow: walk coalesced long-header packets, decrypt Initials, gather
-/// CRYPTO data until the ClientHello is complete, and return its observation (the caller holds it
-/// until the server answers). The flow's keys and buffers are freed once it has given it.
+/// CRYPTO data until a ClientHello is complete, and return its observation (the caller holds it
+/// until the server answers). The flow keeps the hello's bytes for the watch window: a later
+/// Initial with a new DCID or different CRYPTO bytes is another version, judged too.
 pub(super) fn quic_datagram(
     flow: &mut Flow,
     seg: &Seg,
     payload: &[u8],
     sinks: &mut Sinks<'_>,
 ) -> Option<Box<Observation>> {
+    if flow
+        .quic
+        .as_ref()
+        .is_some_and(|c| c.until != 0 && seg.cx.ts > c.until)
+    {
+        // The watch is over.
+        flow.finish();
+        return None;
+    }
     let mut rest = payload;
     for _ in 0..8 {
         if rest.len() < 7 || rest[0] & 0x80 == 0 {
@@ -57,15 +74,19 @@ pub(super) fn quic_datagram(
                     flow.finish();
                     return None;
                 }
-                Step::Hello(o) => {
-                    flow.quic = None;
-                    return Some(o);
-                }
+                Step::Hello(o) => return Some(o),
             }
         }
         rest = &rest[plen..];
     }
     None
+}
+
+/// Do CRYPTO frames agree with the bytes a version holds (a retransmission, or new offsets)?
+fn agrees(crypto: &SparseBuf, frames: &[(u64, &[u8])]) -> bool {
+    frames.iter().all(|(off, data)| {
+        usize::try_from(*off).is_ok_and(|o| crypto.compare(o, data) != Cmp::Conflict)
+    })
 }
 
 /// One client Initial packet.
@@ -76,8 +97,11 @@ fn quic_initial(
     hdr: &quic::LongHeader<'_>,
     sinks: &mut Sinks<'_>,
 ) -> Step {
-    // Later client Initials keep the keys of the first DCID; a new DCID after a Retry brings new keys.
+    // The connection's keys first (after the server's first answer the client addresses it by
+    // the server's connection ID under the same keys); else the keys of the packet's own DCID:
+    // a first Initial, one after a Retry, or another version of the hello.
     let mut plain = None;
+    let mut fresh = None;
     if let Some(c) = flow.quic.as_ref().filter(|c| c.version == hdr.version) {
         plain = c.keys.decrypt(pkt, hdr).ok();
     }
@@ -88,13 +112,7 @@ fn quic_initial(
         match keys.decrypt(pkt, hdr) {
             Ok(p) => {
                 plain = Some(p);
-                flow.quic = Some(Box::new(QuicConn {
-                    dcid: hdr.dcid.to_vec(),
-                    version: hdr.version,
-                    keys,
-                    crypto: SparseBuf::with_budget(tls::MAX_HELLO + 4, sinks.budget),
-                    packets: 0,
-                }));
+                fresh = Some(keys);
             }
             Err(_) => {
                 sinks.stats.quic.decrypt_failed += 1;
@@ -102,7 +120,7 @@ fn quic_initial(
             }
         }
     }
-    let (Some(plain), Some(conn)) = (plain, flow.quic.as_mut()) else {
+    let Some(plain) = plain else {
         return Step::More;
     };
     sinks.stats.quic.decrypted += 1;
@@ -112,6 +130,68 @@ fn quic_initial(
             sinks.stats.malformed.quic += 1;
             return Step::More;
         }
+    };
+    let new_conn = |keys| {
+        Box::new(QuicConn {
+            dcid: hdr.dcid.to_vec(),
+            version: hdr.version,
+            keys,
+            crypto: SparseBuf::with_budget(tls::MAX_HELLO + 4, sinks.budget),
+            packets: 0,
+            judged: false,
+            hellos: 0,
+            until: 0,
+            first: None,
+        })
+    };
+    match (flow.quic.as_mut(), fresh) {
+        (None, Some(keys)) => flow.quic = Some(new_conn(keys)),
+        (Some(c), fresh) => {
+            let same = !frames.is_empty() && agrees(&c.crypto, &frames);
+            if c.judged && (frames.is_empty() || same) {
+                // The judged hello again (a retransmission, or under new keys after a Retry),
+                // or an Initial without CRYPTO data: nothing new.
+                if let Some(keys) = fresh {
+                    c.keys = keys;
+                    c.dcid = hdr.dcid.to_vec();
+                    c.version = hdr.version;
+                }
+                return Step::More;
+            }
+            if fresh.is_some() || !same {
+                if frames.is_empty() {
+                    return Step::More;
+                }
+                // Another version: a new DCID, or different CRYPTO bytes.
+                if c.hellos >= MAX_HELLOS {
+                    sinks.stats.flows.desync_versions_full += 1;
+                    return Step::Done;
+                }
+                let (hellos, until, first) = (c.hellos, c.until, c.first.take());
+                let dcid = if fresh.is_some() {
+                    hdr.dcid.to_vec()
+                } else {
+                    c.dcid.clone()
+                };
+                let keys = match fresh {
+                    Some(k) => k,
+                    None => match quic::InitialKeys::client(c.version, &c.dcid) {
+                        Some(k) => k,
+                        None => return Step::More,
+                    },
+                };
+                let mut n = new_conn(keys);
+                n.dcid = dcid;
+                n.hellos = hellos;
+                n.until = until;
+                n.first = first;
+                flow.quic = Some(n);
+            }
+        }
+        (None, None) => return Step::More,
+    }
+    let Some(conn) = flow.quic.as_mut() else {
+        return Step::More;
     };
     if frames.is_empty() {
         return Step::More;
@@ -133,13 +213,28 @@ fn quic_initial(
     };
     if need > tls::MAX_HELLO + 4 {
         sinks.stats.malformed.quic += 1;
-        return Step::Done;
+        judged(conn, seg);
+        return Step::More;
     }
     if hs.len() < need {
         return Step::More;
     }
-    match tls::parse_handshake(&hs[..need]) {
+    let parsed = tls::parse_handshake(&hs[..need]);
+    judged(conn, seg);
+    match parsed {
         Ok(ch) => {
+            // What the policy decides on: the names and whether they are hidden.
+            let names = (ch.sni.clone(), ch.other_snis.clone(), ch.ech || ch.esni);
+            let later = match &conn.first {
+                None => {
+                    conn.first = Some(Box::new(names));
+                    false
+                }
+                // A restart with the same names (a new random after a Retry or a version
+                // negotiation): decided already.
+                Some(f) if **f == names => return Step::More,
+                Some(_) => true,
+            };
             let mut o = seg.observation(Kind::QuicInitial, true, ch.sni.clone());
             if conn.packets > 1 {
                 o.flags.push(Flag::MultiPacket);
@@ -148,6 +243,14 @@ fn quic_initial(
                 o.flags.push(Flag::OffPort);
             }
             hello_flags(&mut o, &ch, sinks);
+            if later {
+                // Another name on the same 4-tuple: a fake Initial, then the real one.
+                sinks.stats.flows.desync += 1;
+                o.flags.push(Flag::Desync);
+                if !o.flags.contains(&Flag::Anomaly) {
+                    o.flags.push(Flag::Anomaly);
+                }
+            }
             o.quic = Some(QuicInfo {
                 version: quic::version_name(conn.version),
                 dcid: conn.dcid.iter().map(|b| format!("{b:02x}")).collect(),
@@ -157,8 +260,18 @@ fn quic_initial(
             Step::Hello(Box::new(o))
         }
         Err(_) => {
+            // A malformed hello (a fake, perhaps): judged, and the flow still watched.
             sinks.stats.malformed.tls += 1;
-            Step::Done
+            Step::More
         }
+    }
+}
+
+/// A version's hello was judged: count it, and start the watch window at the first.
+fn judged(conn: &mut QuicConn, seg: &Seg) {
+    conn.judged = true;
+    conn.hellos = conn.hellos.saturating_add(1);
+    if conn.until == 0 {
+        conn.until = seg.cx.ts.saturating_add(WATCH_NS).max(1);
     }
 }

@@ -66,6 +66,17 @@ impl Drop for SparseBuf {
     }
 }
 
+/// How a segment compares with a buffer ([`SparseBuf::compare`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    /// Every byte is held already, equal.
+    Same,
+    /// Equal where held; some bytes are new.
+    Extends,
+    /// Some held byte differs.
+    Conflict,
+}
+
 /// Most out-of-order holes tracked before new fragments are refused.
 const MAX_RANGES: usize = 64;
 
@@ -147,6 +158,48 @@ impl SparseBuf {
         } else {
             Insert::Stored
         }
+    }
+
+    /// How `bytes` at `offset` compare with what the buffer holds there: the same bytes, the
+    /// same where they overlap with some new, or different somewhere (a conflicting version).
+    pub fn compare(&self, offset: usize, bytes: &[u8]) -> Cmp {
+        let end = offset.saturating_add(bytes.len());
+        let mut covered = 0;
+        for &(s, e) in &self.ranges {
+            let (a, b) = (s.max(offset), e.min(end));
+            if a >= b {
+                continue;
+            }
+            if self.data[a..b] != bytes[a - offset..b - offset] {
+                return Cmp::Conflict;
+            }
+            covered += b - a;
+        }
+        if covered == bytes.len() {
+            Cmp::Same
+        } else {
+            Cmp::Extends
+        }
+    }
+
+    /// A copy drawing on the same budget, or `None` when the budget cannot hold it.
+    pub fn try_clone(&self) -> Option<SparseBuf> {
+        if let Some(b) = &self.budget {
+            if !b.try_charge(self.data.len()) {
+                return None;
+            }
+        }
+        Some(SparseBuf {
+            data: self.data.clone(),
+            ranges: self.ranges.clone(),
+            cap: self.cap,
+            budget: self.budget.clone(),
+        })
+    }
+
+    /// Bytes held (the budget this buffer draws).
+    pub fn held(&self) -> usize {
+        self.data.len()
     }
 
     /// The bytes available from offset 0 without a gap.
@@ -236,6 +289,27 @@ mod tests {
         assert_eq!(budget.used(), 40);
         b.clear();
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn compare_tells_retransmissions_new_bytes_and_conflicts() {
+        let budget = Budget::new(100);
+        let mut b = SparseBuf::with_budget(50, &budget);
+        b.insert(0, b"hello");
+        b.insert(10, b"world");
+        assert_eq!(b.compare(0, b"hell"), Cmp::Same);
+        assert_eq!(b.compare(3, b"lo"), Cmp::Same);
+        assert_eq!(b.compare(3, b"lo---"), Cmp::Extends);
+        assert_eq!(b.compare(20, b"later"), Cmp::Extends);
+        assert_eq!(b.compare(0, b"jello"), Cmp::Conflict);
+        assert_eq!(b.compare(4, b"o_____Xorld"), Cmp::Conflict);
+        let c = b.try_clone().unwrap();
+        assert_eq!(budget.used(), 30);
+        assert_eq!(c.contiguous(), b"hello");
+        let small = Budget::new(20);
+        let mut d = SparseBuf::with_budget(50, &small);
+        d.insert(0, &[1; 15]);
+        assert!(d.try_clone().is_none());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use etherparse::LinkSlice;
 
-use crate::capture::Frame;
+use crate::capture::{Csum, Frame};
 use crate::decode::{link, Nesting};
 
 pub use super::config::Config;
@@ -63,10 +63,10 @@ pub struct Sensor {
     pub(super) shadow: bool,
     /// QUIC ClientHellos waiting for their server's first answer (by flow), each with the
     /// capture time after which it is reported unanswered.
-    pub(super) held: HashMap<FlowKey, (u64, Box<Observation>)>,
+    pub(super) held: HashMap<FlowKey, (u64, Vec<Observation>)>,
 }
 
-/// QUIC ClientHellos held at once at most (past it one is reported unanswered at once).
+/// QUIC flows with ClientHellos held at once at most (each up to `quic::MAX_HELLOS` hellos) (past it one is reported unanswered at once).
 pub(super) const MAX_HELD: usize = 4096;
 /// How long a QUIC ClientHello waits for its server (capture time).
 pub(super) const HOLD_NS: u64 = 2 * SEC;
@@ -236,6 +236,8 @@ impl Sensor {
                     dst_mac,
                     tunneled: false,
                     fragmented: false,
+                    check: frame.csum == Csum::Unknown
+                        && frame.orig_len as usize == frame.data.len(),
                 };
                 self.ip_packet(&p, cx, Some(nest), out);
             }
@@ -271,12 +273,13 @@ impl Sensor {
     /// QUIC ClientHellos whose server never answered: reported (in capture order) and marked
     /// `unanswered`, so nothing acts on them. (Not `unverified_source`: a capture of one
     /// direction shows no answers either, and its hellos still count as visits.)
-    fn unanswered(&mut self, mut due: Vec<(u64, Box<Observation>)>, out: &mut Vec<Observation>) {
-        due.sort_by_key(|(_, o)| o.ts);
-        for (_, mut o) in due {
+    fn unanswered(&mut self, due: Vec<(u64, Vec<Observation>)>, out: &mut Vec<Observation>) {
+        let mut due: Vec<Observation> = due.into_iter().flat_map(|(_, l)| l).collect();
+        due.sort_by_key(|o| o.ts);
+        for mut o in due {
             self.stats.quic.unanswered += 1;
             o.unanswered = true;
-            self.report(*o, out);
+            self.report(o, out);
         }
     }
 

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use crate::decode::quic;
 
+use super::desync::Watch;
 use super::reassembly::SparseBuf;
 use super::table::Aged;
 
@@ -17,6 +18,8 @@ pub(super) enum State {
     DnsUdp,
     Quic,
     Socks,
+    /// Judged; the client's first flight is watched for a conflicting re-send ([`super::desync`]).
+    Watch,
     Done,
 }
 
@@ -86,7 +89,20 @@ pub(super) struct QuicConn {
     pub(super) keys: quic::InitialKeys,
     pub(super) crypto: SparseBuf,
     pub(super) packets: u8,
+    /// The hello in `crypto` was judged (reported, or malformed): later Initials are compared
+    /// with it, and one with other bytes or a new DCID is another version.
+    pub(super) judged: bool,
+    /// Hellos judged on this 4-tuple.
+    pub(super) hellos: u8,
+    /// Capture time the watch of the 4-tuple ends (0 before the first hello).
+    pub(super) until: u64,
+    /// The first hello's names (SNI, further SNIs, hidden by ECH/ESNI): a later version with
+    /// the same is a restart, not news.
+    pub(super) first: Option<Box<FirstNames>>,
 }
+
+/// SNI, further SNI names, and whether ECH or ESNI hides the name.
+pub(super) type FirstNames = (Option<String>, Vec<String>, bool);
 
 pub(super) struct Flow {
     /// Latest capture time of a packet of the flow (never moved back by a stray timestamp).
@@ -108,6 +124,8 @@ pub(super) struct Flow {
     pub(super) proxied: bool,
     /// QUIC: the ClientHello is held until the server answers (`Sensor::held`).
     pub(super) awaiting: bool,
+    /// The versions of the client's first flight, watched for a while after it was judged.
+    pub(super) watch: Option<Box<Watch>>,
 }
 
 impl Aged for Flow {
@@ -131,12 +149,14 @@ impl Flow {
             last_host: 0,
             proxied: false,
             awaiting: false,
+            watch: None,
         }
     }
 
     pub(super) fn finish(&mut self) {
         self.state = State::Done;
         self.awaiting = false;
+        self.watch = None;
         self.streams = [None, None];
         self.quic = None;
     }

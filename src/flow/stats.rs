@@ -36,6 +36,16 @@ pub struct FlowStats {
     pub reassembly_budget_exceeded: u64,
     /// Bytes held in reassembly buffers now.
     pub reassembly_bytes: u64,
+    /// Desync: a segment (or QUIC Initial) whose bytes differ from every version of its first
+    /// flight seen so far: another version, judged apart.
+    pub desync: u64,
+    /// Desync: a flow past its versions (8 per connection, 16 judged): the newest is
+    /// overwritten, or the watch ends; what was decided stands.
+    pub desync_versions_full: u64,
+    /// TCP segments and UDP datagrams with data whose checksum was wrong where it could be
+    /// checked (a capture file, or a ring frame the kernel had not checked): decided on, but
+    /// never counted towards the end of a watch.
+    pub bad_checksum: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]

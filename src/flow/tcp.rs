@@ -5,23 +5,27 @@ use etherparse::TcpSlice;
 
 use crate::decode::http;
 
+use super::checksum;
+use super::desync::{self, Watched};
 use super::emit::{Ctx, Seg, Sinks};
 use super::observation::*;
-use super::reassembly::{Insert, SparseBuf};
+use super::reassembly::{Cmp, Insert, SparseBuf};
 use super::sensor::Sensor;
 use super::state::{Flow, FlowKey, State, Stream};
 use super::stream::{http_observation, on_stream};
 
 /// Where a segment's data goes: its direction, its sequence number and the buffer cap.
 #[derive(Clone, Copy)]
-struct Place {
+pub(super) struct Place {
     /// Index into the flow's per-direction state: 0 when the source is endpoint `a`.
-    dir: usize,
-    src_a: bool,
+    pub(super) dir: usize,
+    pub(super) src_a: bool,
     /// Sequence number of the segment's first data byte.
-    seq: u32,
+    pub(super) seq: u32,
     /// Largest buffer for this direction (DNS over TCP takes whole messages).
-    cap: usize,
+    pub(super) cap: usize,
+    /// The checksum is right (or could not be checked).
+    pub(super) trusted: bool,
 }
 
 impl Sensor {
@@ -106,6 +110,10 @@ impl Sensor {
         if payload.is_empty() || t.rst() || !wants_data(flow, src_a) {
             return;
         }
+        let trusted = checksum::tcp_ok(&cx, t);
+        if !trusted {
+            self.stats.flows.bad_checksum += 1;
+        }
         let seg = Seg {
             cx,
             sp,
@@ -123,21 +131,33 @@ impl Sensor {
             out,
             report: !self.shadow,
         };
+        let at = Place {
+            dir,
+            src_a,
+            seq,
+            cap: match flow.state {
+                State::DnsTcp => 65_537,
+                _ => self.cfg.stream_cap,
+            },
+            trusted,
+        };
+        // A judged first flight: this segment may be another version of it.
+        if flow.watch.is_some() && flow.client_a == Some(src_a) {
+            match desync::segment(flow, at, payload, &seg, &mut sinks) {
+                Watched::Taken => return,
+                Watched::Ended if flow.state != State::Http => return,
+                _ => {}
+            }
+        }
+        if flow.state == State::Watch {
+            desync::later_hello(flow, at, payload, &seg, &mut sinks);
+            return;
+        }
         // HTTP after the first request: each later request head is read from its own segment.
         if flow.state == State::Http && flow.last_host != 0 {
             later_http_request(flow, &seg, payload, &mut sinks);
             return;
         }
-        let cap = match flow.state {
-            State::DnsTcp => 65_537,
-            _ => self.cfg.stream_cap,
-        };
-        let at = Place {
-            dir,
-            src_a,
-            seq,
-            cap,
-        };
         if flow.streams[dir].is_none() && start_stream(flow, at, payload, &seg, &mut sinks) {
             return;
         }
@@ -168,7 +188,7 @@ fn note_syn(flow: &mut Flow, t: &TcpSlice<'_>, dir: usize, src_a: bool) -> u32 {
 pub(super) fn wants_data(flow: &Flow, src_a: bool) -> bool {
     let from_client = flow.client_a.map(|c| c == src_a);
     match flow.state {
-        State::New | State::Tls | State::Http if from_client == Some(false) => false,
+        State::New | State::Tls | State::Http | State::Watch if from_client == Some(false) => false,
         State::Done | State::Quic | State::DnsUdp => false,
         _ => true,
     }
@@ -197,6 +217,10 @@ fn start_stream(
     if base == at.seq {
         let (used, more) = on_stream(flow, at.dir, at.src_a, payload, false, seg, sinks);
         if !more {
+            // Judged in place: keep the bytes, and watch for another version of them.
+            if desync::watchable(flow, at.src_a, true) {
+                desync::begin_with(flow, at.seq, payload, sinks, at.cap, seg.cx.ts);
+            }
             return true;
         }
         let mut buf = SparseBuf::with_budget(at.cap, sinks.budget);
@@ -226,6 +250,15 @@ fn start_stream(
 /// the contiguous start again.
 fn buffered_segment(flow: &mut Flow, at: Place, payload: &[u8], seg: &Seg, sinks: &mut Sinks<'_>) {
     let isn_known = flow.isn[at.dir].is_some();
+    // Bytes that differ from those buffered for the same range: versions from here on.
+    let conflict = flow.streams[at.dir].as_ref().is_some_and(|st| {
+        let rel = at.seq.wrapping_sub(st.base) as i32;
+        !st.consumed && rel >= 0 && st.buf.compare(rel as usize, payload) == Cmp::Conflict
+    });
+    if conflict && desync::watchable(flow, at.src_a, false) {
+        desync::conflict(flow, at, payload, seg, sinks);
+        return;
+    }
     let Some(st) = flow.streams[at.dir].as_mut() else {
         return;
     };
@@ -284,6 +317,10 @@ fn reclassify(
     seg: &Seg,
     sinks: &mut Sinks<'_>,
 ) {
+    let start = flow.streams[at.dir]
+        .as_ref()
+        .filter(|st| !st.consumed)
+        .map(|st| st.base);
     let (used, more) = on_stream(
         flow,
         at.dir,
@@ -293,6 +330,12 @@ fn reclassify(
         seg,
         sinks,
     );
+    if let Some(start) = start.filter(|_| !more && desync::watchable(flow, at.src_a, true)) {
+        // Judged from the buffer: it is the first version; watch for another.
+        flow.streams[at.dir] = None;
+        desync::begin(flow, start, prefix, true, seg.cx.ts);
+        return;
+    }
     if let Some(st) = flow.streams[at.dir].as_mut() {
         st.buf = prefix;
         if used > 0 {

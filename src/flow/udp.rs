@@ -5,6 +5,7 @@ use etherparse::UdpSlice;
 
 use crate::decode::{dhcp, dns, quic, tunnel, Nesting};
 
+use super::checksum;
 use super::emit::{Ctx, Seg, Sinks};
 use super::observation::*;
 use super::ports::is_dns_port;
@@ -107,15 +108,20 @@ impl Sensor {
         match flow.state {
             State::DnsUdp => sinks.dns(&seg, payload, &[Flag::OffPort]),
             State::Quic if flow.client_a == Some(src_a) => {
-                if flow.awaiting {
-                    return;
+                if !checksum::udp_ok(&cx, u) {
+                    sinks.stats.flows.bad_checksum += 1;
                 }
                 let Some(o) = quic_datagram(flow, &seg, payload, &mut sinks) else {
                     return;
                 };
                 // Held until the server answers: a hello in another's name gets no answer
-                // the sender can see, and is never acted on.
+                // the sender can see, and is never acted on. Each version of the hello on
+                // the 4-tuple waits for an answer after it.
                 flow.awaiting = true;
+                if let Some((_, list)) = self.held.get_mut(&key) {
+                    list.push(*o);
+                    return;
+                }
                 if self.held.len() >= MAX_HELD {
                     flow.finish();
                     self.stats.quic.unanswered += 1;
@@ -124,13 +130,20 @@ impl Sensor {
                     self.report(o, out);
                     return;
                 }
-                self.held.insert(key, (cx.ts.saturating_add(HOLD_NS), o));
+                self.held
+                    .insert(key, (cx.ts.saturating_add(HOLD_NS), vec![*o]));
             }
             State::Quic if flow.awaiting => {
-                // The server answered: the hello is reported as verified.
-                flow.finish();
-                if let Some((_, o)) = self.held.remove(&key) {
-                    sinks.emit(*o);
+                // The server answered: the hellos are reported as verified; the 4-tuple stays
+                // watched for another version until its window ends.
+                flow.awaiting = false;
+                if flow.quic.is_none() {
+                    flow.finish();
+                }
+                if let Some((_, list)) = self.held.remove(&key) {
+                    for o in list {
+                        sinks.emit(o);
+                    }
                 }
             }
             _ => {}

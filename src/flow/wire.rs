@@ -23,6 +23,8 @@ pub struct Packet {
     pub payload_len: usize,
     /// TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, ...); 0 for UDP.
     pub tcp_flags: u8,
+    /// The payload's first byte (0 when empty): a QUIC long header has bit 0x80 set.
+    pub first: u8,
 }
 
 pub const TCP_SYN: u8 = 0x02;
@@ -109,13 +111,13 @@ pub fn packet(linktype: u32, data: &[u8]) -> Option<Packet> {
     };
     let sp = be16(l4, 0)?;
     let dp = be16(l4, 2)?;
-    let (payload_len, tcp_flags) = match proto {
+    let (payload_len, tcp_flags, at) = match proto {
         6 => {
             let off = (*l4.get(12)? >> 4) as usize * 4;
             if off < 20 || off > l4.len() {
                 return None;
             }
-            (l4.len() - off, *l4.get(13)?)
+            (l4.len() - off, *l4.get(13)?, off)
         }
         17 => {
             // The UDP length must be exactly the IP payload's (else the slow path decides).
@@ -123,10 +125,11 @@ pub fn packet(linktype: u32, data: &[u8]) -> Option<Packet> {
             if len < 8 || len != l4.len() {
                 return None;
             }
-            (len - 8, 0)
+            (len - 8, 0, 8)
         }
         _ => return None,
     };
+    let first = l4.get(at).copied().unwrap_or(0);
     Some(Packet {
         src,
         dst,
@@ -135,6 +138,7 @@ pub fn packet(linktype: u32, data: &[u8]) -> Option<Packet> {
         proto,
         payload_len,
         tcp_flags,
+        first,
     })
 }
 

@@ -81,6 +81,7 @@ fn run_with(cfg: Config, frames: &[(u64, Vec<u8>)]) -> Run {
             data: f,
             orig_len: f.len() as u32,
             offset: 0,
+            csum: Default::default(),
         });
     }
     p.finish();
@@ -507,6 +508,7 @@ fn one_decision_per_lookup() {
             data: &f,
             orig_len: f.len() as u32,
             offset: 0,
+            csum: Default::default(),
         });
     }
     p.finish();

@@ -20,6 +20,7 @@ mod daemon_enforce;
 mod decision_path;
 mod delivery;
 mod deploy;
+mod desync;
 mod devices;
 mod dns;
 mod enforce;

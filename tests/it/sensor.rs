@@ -320,6 +320,7 @@ fn process_at(sensor: &mut Sensor, ts: u64, f: &[u8], out: &mut Vec<Observation>
         data: f,
         orig_len: f.len() as u32,
         offset: 0,
+        csum: Default::default(),
     };
     sensor.process(&fr, out);
 }

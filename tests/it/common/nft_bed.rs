@@ -289,6 +289,7 @@ pub fn capture_loop(
                     data: &buf[..n as usize],
                     orig_len: n as u32,
                     offset: 0,
+                    csum: Default::default(),
                 });
             }
         }

@@ -33,6 +33,7 @@ pub fn feed_at(sensor: &mut Sensor, linktype: u32, frames: &[(u64, Vec<u8>)]) ->
             data: f,
             orig_len: f.len() as u32,
             offset: 0,
+            csum: Default::default(),
         };
         sensor.process(&fr, &mut out);
     }
