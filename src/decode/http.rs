@@ -196,16 +196,46 @@ mod tests {
     fn bypass_tool_host_tricks() {
         let pad = format!("X-Pad: {}\r\n", "a".repeat(2000));
         let cases: Vec<(&str, String)> = vec![
-            ("hostcase", "GET / HTTP/1.1\r\nhost: claude.ai\r\n\r\n".into()),
-            ("hostspell", "GET / HTTP/1.1\r\nHoSt: claude.ai\r\n\r\n".into()),
-            ("hostdot", "GET / HTTP/1.1\r\nHost: claude.ai.\r\n\r\n".into()),
-            ("hosttab", "GET / HTTP/1.1\r\nHost: claude.ai\t\r\n\r\n".into()),
-            ("hostnospace", "GET / HTTP/1.1\r\nHost:claude.ai\r\n\r\n".into()),
-            ("domcase", "GET / HTTP/1.1\r\nHost: ClAuDe.Ai\r\n\r\n".into()),
-            ("hostpad", format!("GET / HTTP/1.1\r\n{pad}Host: claude.ai\r\n\r\n")),
-            ("methodspace", "GET  / HTTP/1.1\r\nHost: claude.ai\r\n\r\n".into()),
-            ("methodeol", "\nGET / HTTP/1.1\r\nHost: claude.ai\r\n\r\n".into()),
-            ("methodeol-crlf", "\r\n\r\nGET / HTTP/1.1\r\nHost: claude.ai\r\n\r\n".into()),
+            (
+                "hostcase",
+                "GET / HTTP/1.1\r\nhost: claude.ai\r\n\r\n".into(),
+            ),
+            (
+                "hostspell",
+                "GET / HTTP/1.1\r\nHoSt: claude.ai\r\n\r\n".into(),
+            ),
+            (
+                "hostdot",
+                "GET / HTTP/1.1\r\nHost: claude.ai.\r\n\r\n".into(),
+            ),
+            (
+                "hosttab",
+                "GET / HTTP/1.1\r\nHost: claude.ai\t\r\n\r\n".into(),
+            ),
+            (
+                "hostnospace",
+                "GET / HTTP/1.1\r\nHost:claude.ai\r\n\r\n".into(),
+            ),
+            (
+                "domcase",
+                "GET / HTTP/1.1\r\nHost: ClAuDe.Ai\r\n\r\n".into(),
+            ),
+            (
+                "hostpad",
+                format!("GET / HTTP/1.1\r\n{pad}Host: claude.ai\r\n\r\n"),
+            ),
+            (
+                "methodspace",
+                "GET  / HTTP/1.1\r\nHost: claude.ai\r\n\r\n".into(),
+            ),
+            (
+                "methodeol",
+                "\nGET / HTTP/1.1\r\nHost: claude.ai\r\n\r\n".into(),
+            ),
+            (
+                "methodeol-crlf",
+                "\r\n\r\nGET / HTTP/1.1\r\nHost: claude.ai\r\n\r\n".into(),
+            ),
         ];
         for (mode, req) in cases {
             assert!(looks_like_request(req.as_bytes()), "{mode}");

@@ -292,7 +292,13 @@ pub(super) fn conflict(
 /// A segment after a judged TLS first flight that starts another ClientHello (the second hello
 /// after a HelloRetryRequest, whose name a server may not compare with the first): judged from
 /// this segment alone, within the watch window.
-pub(super) fn later_hello(flow: &Flow, at: Place, payload: &[u8], seg: &Seg, sinks: &mut Sinks<'_>) {
+pub(super) fn later_hello(
+    flow: &Flow,
+    at: Place,
+    payload: &[u8],
+    seg: &Seg,
+    sinks: &mut Sinks<'_>,
+) {
     if payload.len() < 6 || payload[0] != 0x16 || payload[5] != 0x01 {
         return;
     }

@@ -240,6 +240,11 @@ impl Event {
             // The source may be forged: not acted on, and no visit in the report.
             detail.insert("unverified_source".into(), true.into());
         }
+        if o.flags.contains(&crate::flow::Flag::Desync) {
+            // Decided on another version of the connection's first flight (a bypass tool's fake
+            // came first): the SIEM sees the attempt.
+            detail.insert("desync".into(), true.into());
+        }
         detail.extend(extra.unwrap_or_default());
         Event {
             id: ulid::Ulid::from_datetime(crate::time::ns_to_system(o.ts)).to_string(),

@@ -1020,3 +1020,192 @@ fn full_scale_floods_change_nothing_for_other_clients() {
     assert!(set_full >= 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The fake a desync tool sends before the real hello (issue 23).
+#[derive(Clone, Copy, Debug)]
+enum Fake {
+    /// TTL 1: it expires at the gateway and never reaches the server.
+    Ttl1,
+    /// A wrong TCP checksum: the server's stack drops it.
+    BadSum,
+    /// 10,000 bytes before the window, acknowledgement 66,000 back: the server drops it.
+    BadSeq,
+}
+
+/// The connection's next sequence numbers to send and to receive (`TCP_REPAIR`, as CRIU reads
+/// them; needs CAP_NET_ADMIN, and sends nothing).
+fn seq_numbers(s: &std::net::TcpStream) -> (u32, u32) {
+    use std::os::fd::AsRawFd;
+    let fd = s.as_raw_fd();
+    let set = |opt: libc::c_int, v: libc::c_int| {
+        // SAFETY: setsockopt on a socket we own with a valid int.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                opt,
+                &v as *const _ as *const libc::c_void,
+                4,
+            )
+        };
+        assert_eq!(
+            r,
+            0,
+            "setsockopt {opt}: {}",
+            std::io::Error::last_os_error()
+        );
+    };
+    let get = || {
+        let mut v: u32 = 0;
+        let mut len: libc::socklen_t = 4;
+        // SAFETY: getsockopt into a u32 of the length given.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::IPPROTO_TCP,
+                21, // TCP_QUEUE_SEQ
+                &mut v as *mut _ as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0, "TCP_QUEUE_SEQ: {}", std::io::Error::last_os_error());
+        v
+    };
+    set(libc::TCP_REPAIR, 1);
+    set(libc::TCP_REPAIR_QUEUE, 2); // TCP_SEND_QUEUE
+    let snd = get();
+    set(libc::TCP_REPAIR_QUEUE, 1); // TCP_RECV_QUEUE
+    let rcv = get();
+    set(libc::TCP_REPAIR, -1); // TCP_REPAIR_OFF_NO_WP: no window probe
+    (snd, rcv)
+}
+
+/// In the client namespace: connect to `dst`:443, send a raw-socket fake ClientHello for
+/// www.example.com on the connection (`fake`), then run a real TLS client (SNI claude.ai) over
+/// it: what the client got (Err: the handshake or the request failed).
+fn fake_then_real_tls(
+    tb: &Testbed,
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    fake: Fake,
+) -> Result<String, String> {
+    tb.in_ns(&tb.client, move || {
+        let s =
+            crate::common::servers::socket2_connect(src.into(), SocketAddr::new(dst.into(), 443))
+                .map_err(|e| e.to_string())?;
+        let port = s.local_addr().unwrap().port();
+        let (mut seq, mut ack) = seq_numbers(&s);
+        if let Fake::BadSeq = fake {
+            seq = seq.wrapping_sub(10_000);
+            ack = ack.wrapping_sub(66_000);
+        }
+        let ttl = if let Fake::Ttl1 = fake { 1 } else { 64 };
+        let mut pkt = Vec::new();
+        etherparse::PacketBuilder::ipv4(src.octets(), dst.octets(), ttl)
+            .tcp(port, 443, seq, 64240)
+            .ack(ack)
+            .psh()
+            .write(
+                &mut pkt,
+                &crate::common::synth::client_hello("www.example.com", 517),
+            )
+            .unwrap();
+        if let Fake::BadSum = fake {
+            pkt[20 + 16] ^= 0x5a;
+        }
+        // SAFETY: a raw IPv4 socket (IP_HDRINCL implied by IPPROTO_RAW) we close below; the
+        // address and buffer are valid for the lengths given.
+        unsafe {
+            let raw = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW);
+            assert!(raw >= 0, "raw socket: {}", std::io::Error::last_os_error());
+            let sa = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(dst).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let n = libc::sendto(
+                raw,
+                pkt.as_ptr() as *const libc::c_void,
+                pkt.len(),
+                0,
+                &sa as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            libc::close(raw);
+            assert_eq!(
+                n as usize,
+                pkt.len(),
+                "sendto: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        crate::common::servers::tls_over(s, "claude.ai")
+    })
+    .join()
+    .unwrap()
+}
+
+/// Issue 23: live, a fake hello for another name on the connection (TTL 1, a bad checksum, a
+/// sequence number outside the window) and then a real TLS client's hello for claude.ai: in 50
+/// of 50 tries of each, the handshake does not complete and the server gets no application byte.
+#[test]
+fn a_fake_hello_first_does_not_let_the_real_one_through() {
+    need_root!();
+    let _serial = serial();
+    let tb = Testbed::new("sgdsync");
+    let dir = tmpdir("daemon", "desync");
+    let policy = test_policy(&dir);
+    let cfg = enforce_config(&dir, &policy, "");
+    let (ai, _approved, _api) = internet(&tb);
+    let d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    let mut total = 0;
+    for fake in [Fake::Ttl1, Fake::BadSum, Fake::BadSeq] {
+        for i in 0..50 {
+            let got = fake_then_real_tls(&tb, CLIENT, SERVER, fake);
+            // Stopped by the gateway's resets (not a timeout, not a refusal).
+            let err = got.expect_err(&format!(
+                "{fake:?} try {i}: the handshake completed\n{}",
+                d.log()
+            ));
+            assert!(err.contains("reset"), "{fake:?} try {i}: {err}");
+        }
+        total += 50;
+        // The server's side of each connection ends at the reset (one reset before the server
+        // accepted it is never seen by the server: a few may be missing).
+        let mut conns = ai.wait(total);
+        for _ in 0..2 {
+            if conns.len() < total {
+                conns = ai.wait(total);
+            }
+        }
+        assert!(
+            conns.len() + 5 >= total,
+            "{fake:?}: {} of {total} connections seen by the server",
+            conns.len()
+        );
+        let through: Vec<_> = conns
+            .iter()
+            .filter(|c| c.handshake_done || c.app_bytes > 0)
+            .collect();
+        assert!(
+            through.is_empty(),
+            "{fake:?}: {} of 50 got through: {through:?}",
+            through.len()
+        );
+    }
+    let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+    assert!(
+        metric(&m, "shadowgate_flows_stopped_total", "how=\"tcp_reset\"") >= 150.0,
+        "{m}"
+    );
+    // The real hello's decision says it was another version of the first flight.
+    let e = wait_event(&dir, |e| {
+        e.name == "claude.ai" && e.detail.as_deref().is_some_and(|d| d.contains("desync"))
+    });
+    assert!(e.detail.unwrap().contains("\"stopped\""));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -144,7 +144,9 @@ fn parts(data: &[u8], cuts: &[usize]) -> Vec<(u32, Vec<u8>)> {
 /// Where the SNI's name starts in [`real`]'s record (the tools split there: `split=sni`).
 fn sni_at() -> usize {
     let r = real();
-    r.windows(REAL.len()).position(|w| w == REAL.as_bytes()).unwrap()
+    r.windows(REAL.len())
+        .position(|w| w == REAL.as_bytes())
+        .unwrap()
 }
 
 /// One mode: its name (also its capture's), what it sends, and whether the real name's decision
@@ -224,7 +226,11 @@ fn quic_fake_initial(port: u16) -> Vec<Vec<u8>> {
     answer.extend_from_slice(&[0xc1; 8]);
     answer.extend_from_slice(&[8; 9]);
     answer.resize(200, 0);
-    vec![dg(&fake, 1, true), dg(&real, 64, true), dg(&answer, 58, false)]
+    vec![
+        dg(&fake, 1, true),
+        dg(&real, 64, true),
+        dg(&answer, 58, false),
+    ]
 }
 
 fn http(host: &str) -> Vec<u8> {
@@ -447,7 +453,11 @@ fn modes() -> Vec<Mode> {
     add(
         "real-then-fake",
         "the real hello, then a fake at the same numbers (TTL 1)",
-        tcp_mode(next(), vec![(0, r.clone(), plain), (0, f.clone(), FAKED)], &[]),
+        tcp_mode(
+            next(),
+            vec![(0, r.clone(), plain), (0, f.clone(), FAKED)],
+            &[],
+        ),
         false,
     );
     add(
@@ -510,9 +520,16 @@ fn every_desync_mode_still_gives_the_real_name() {
             "{:<20} {:<8} {:?}",
             m.name,
             if real.is_empty() { "MISSED" } else { "held" },
-            got.iter().map(|(n, f)| (n.clone(), f.clone())).collect::<Vec<_>>()
+            got.iter()
+                .map(|(n, f)| (n.clone(), f.clone()))
+                .collect::<Vec<_>>()
         ));
-        assert!(!real.is_empty(), "{}: {}: no decision on {REAL}: {got:?}", m.name, m.what);
+        assert!(
+            !real.is_empty(),
+            "{}: {}: no decision on {REAL}: {got:?}",
+            m.name,
+            m.what
+        );
         if m.desync {
             assert!(
                 real.iter()
@@ -520,10 +537,17 @@ fn every_desync_mode_still_gives_the_real_name() {
                 "{}: the real name's decision is not flagged desync: {got:?}",
                 m.name
             );
-            assert!(s.stats().flows.desync >= 1, "{}: desync not counted", m.name);
+            assert!(
+                s.stats().flows.desync >= 1,
+                "{}: desync not counted",
+                m.name
+            );
         }
         for o in obs.iter().filter(|o| o.client.port == port) {
-            assert!(matches!(o.kind, Kind::TlsClientHello | Kind::QuicInitial | Kind::HttpRequest));
+            assert!(matches!(
+                o.kind,
+                Kind::TlsClientHello | Kind::QuicInitial | Kind::HttpRequest
+            ));
         }
     }
     eprintln!("{}", table.join("\n"));
@@ -535,18 +559,38 @@ fn every_desync_mode_still_gives_the_real_name() {
 fn http_tricks_and_fake_requests_give_the_real_host() {
     let pad = format!("X-Pad: {}\r\n", "a".repeat(2000));
     let reqs: Vec<(&str, Vec<u8>)> = vec![
-        ("hostcase", b"GET / HTTP/1.1\r\nhost: claude.ai\r\n\r\n".to_vec()),
-        ("hostdot", b"GET / HTTP/1.1\r\nHost: claude.ai.\r\n\r\n".to_vec()),
-        ("hostpad", format!("GET / HTTP/1.1\r\n{pad}Host: claude.ai\r\n\r\n").into_bytes()),
-        ("methodeol", b"\nGET / HTTP/1.1\r\nHost: claude.ai\r\n\r\n".to_vec()),
-        ("methodspace", b"GET  / HTTP/1.1\r\nHost: claude.ai\r\n\r\n".to_vec()),
+        (
+            "hostcase",
+            b"GET / HTTP/1.1\r\nhost: claude.ai\r\n\r\n".to_vec(),
+        ),
+        (
+            "hostdot",
+            b"GET / HTTP/1.1\r\nHost: claude.ai.\r\n\r\n".to_vec(),
+        ),
+        (
+            "hostpad",
+            format!("GET / HTTP/1.1\r\n{pad}Host: claude.ai\r\n\r\n").into_bytes(),
+        ),
+        (
+            "methodeol",
+            b"\nGET / HTTP/1.1\r\nHost: claude.ai\r\n\r\n".to_vec(),
+        ),
+        (
+            "methodspace",
+            b"GET  / HTTP/1.1\r\nHost: claude.ai\r\n\r\n".to_vec(),
+        ),
     ];
     let mut port = 51_000;
     for (mode, req) in reqs {
         port += 1;
         let mut frames = handshake(port, &[]);
         // The hostpad head is longer than one segment: send it in 1,400-byte parts.
-        for (o, d) in parts(&req, &(1..req.len().div_ceil(1400)).map(|i| i * 1400).collect::<Vec<_>>()) {
+        for (o, d) in parts(
+            &req,
+            &(1..req.len().div_ceil(1400))
+                .map(|i| i * 1400)
+                .collect::<Vec<_>>(),
+        ) {
             frames.push(client_seg(port, o, &d, How::default()));
         }
         let mut s = Sensor::new(Config::default());
@@ -596,8 +640,15 @@ fn versions_are_bounded_and_counted() {
     let obs = feed(&mut s, 1, &frames);
     let st = s.stats();
     assert!(st.flows.desync_versions_full >= 1, "{st:?}");
-    assert!(on_port(&obs, port).len() <= 17, "{}", on_port(&obs, port).len());
-    assert_eq!(st.flows.reassembly_bytes, 0, "versions still held after the flow ended");
+    assert!(
+        on_port(&obs, port).len() <= 17,
+        "{}",
+        on_port(&obs, port).len()
+    );
+    assert_eq!(
+        st.flows.reassembly_bytes, 0,
+        "versions still held after the flow ended"
+    );
 }
 
 /// A bad-checksum segment is counted and never ends the watch; a re-send of the same hello
@@ -611,7 +662,14 @@ fn bad_checksums_are_counted_and_retransmissions_are_not_versions() {
         vec![
             (0, r.clone(), How::default()),
             (0, r.clone(), How::default()),
-            (0, r.clone(), How { badsum: true, ..Default::default() }),
+            (
+                0,
+                r.clone(),
+                How {
+                    badsum: true,
+                    ..Default::default()
+                },
+            ),
         ],
         &[],
     );
@@ -664,11 +722,16 @@ fn replay_decides_the_real_name_on_every_capture() {
             root().join("policies").to_str().unwrap(),
             path.to_str().unwrap(),
         ]);
-        assert!(out.status.success(), "{}: {}", m.name, String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            m.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
-        let decided = crate::common::events::json_lines(&text).into_iter().any(|v| {
-            v["name"] == REAL && v["decision"]["service"] == "claude"
-        });
+        let decided = crate::common::events::json_lines(&text)
+            .into_iter()
+            .any(|v| v["name"] == REAL && v["decision"]["service"] == "claude");
         assert!(decided, "{}: {REAL} not decided:\n{text}", m.name);
     }
 }

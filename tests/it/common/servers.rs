@@ -188,6 +188,17 @@ pub fn tls_get(
     addr: SocketAddr,
     name: &str,
 ) -> Result<String, String> {
+    let s = match bind {
+        Some(ip) => socket2_connect(ip, addr).map_err(|e| e.to_string())?,
+        None => {
+            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?
+        }
+    };
+    tls_over(s, name)
+}
+
+/// Over the connected `s`: the TLS handshake with SNI `name`, a request, the answer.
+pub fn tls_over(mut s: TcpStream, name: &str) -> Result<String, String> {
     let cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -199,12 +210,6 @@ pub fn tls_get(
         ServerName::try_from(name.to_string()).unwrap(),
     )
     .unwrap();
-    let mut s = match bind {
-        Some(ip) => socket2_connect(ip, addr).map_err(|e| e.to_string())?,
-        None => {
-            TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map_err(|e| e.to_string())?
-        }
-    };
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut stream = rustls::Stream::new(&mut tls, &mut s);
     stream
@@ -219,7 +224,7 @@ pub fn tls_get(
 }
 
 /// A TCP connection from a chosen local address.
-fn socket2_connect(ip: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
+pub fn socket2_connect(ip: std::net::IpAddr, addr: SocketAddr) -> std::io::Result<TcpStream> {
     use std::os::fd::FromRawFd;
     let fam = if ip.is_ipv4() {
         libc::AF_INET
