@@ -4,6 +4,7 @@
 pub mod dhcp;
 pub mod dns;
 pub mod ech;
+pub mod h2;
 pub mod http;
 pub mod link;
 pub mod quic;

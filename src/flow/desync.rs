@@ -72,7 +72,12 @@ pub(super) fn begin(flow: &mut Flow, start: u32, first: SparseBuf, judged: bool,
         segments_left: WATCH_SEGMENTS,
         judged: 0,
     }));
-    if judged && matches!(flow.state, State::New | State::Tls | State::Done) {
+    if judged
+        && matches!(
+            flow.state,
+            State::New | State::Tls | State::H2c | State::Done
+        )
+    {
         flow.state = State::Watch;
     }
 }
@@ -105,7 +110,7 @@ pub(super) fn watchable(flow: &Flow, src_a: bool, judged: bool) -> bool {
     flow.client_a == Some(src_a)
         && !flow.proxied
         && match flow.state {
-            State::New | State::Tls | State::Done => true,
+            State::New | State::Tls | State::H2c | State::Done => true,
             State::Http => !judged || flow.last_host != 0,
             _ => false,
         }

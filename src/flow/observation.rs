@@ -127,6 +127,9 @@ pub enum Flag {
     /// of the same connection (a fake then the real hello; `anomaly` too). QUIC: another
     /// ClientHello on the same 4-tuple (a new DCID, or different CRYPTO bytes).
     Desync,
+    /// HTTP/2 over cleartext TCP (h2c): the request, or a DNS query sent in one (DNS over
+    /// HTTPS without TLS).
+    H2c,
 }
 
 impl Flag {
@@ -148,6 +151,7 @@ impl Flag {
             Flag::Anomaly => "anomaly",
             Flag::UnverifiedSource => "unverified_source",
             Flag::Desync => "desync",
+            Flag::H2c => "h2c",
         }
     }
 }

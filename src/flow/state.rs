@@ -18,6 +18,8 @@ pub(super) enum State {
     DnsUdp,
     Quic,
     Socks,
+    /// HTTP/2 over cleartext TCP (prior knowledge): the first request's headers.
+    H2c,
     /// Judged; the client's first flight is watched for a conflicting re-send ([`super::desync`]).
     Watch,
     Done,

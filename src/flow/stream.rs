@@ -1,7 +1,7 @@
 //! Classifying a TCP stream by its first bytes (TLS, HTTP, SOCKS, DNS over TCP) and turning a
 //! ClientHello, HTTP request head or proxy request (SOCKS, CONNECT) into an observation.
 
-use crate::decode::{dns, http, socks, tls};
+use crate::decode::{dns, h2, http, socks, tls};
 
 use super::emit::{Seg, Sinks};
 use super::hello::hello_flags;
@@ -30,6 +30,8 @@ pub(super) fn on_stream(
         }
         if tls::looks_like_tls(data) {
             flow.state = State::Tls;
+        } else if h2::looks_like_preface(data) {
+            flow.state = State::H2c;
         } else if http::looks_like_request(data) {
             flow.state = State::Http;
         } else if !flow.proxied && socks::looks_like_socks(data) {
@@ -111,6 +113,14 @@ pub(super) fn on_stream(
                     (data.len(), false)
                 }
             },
+        },
+        State::H2c => match h2::parse(data) {
+            h2::Parse::NeedMore => (0, true),
+            h2::Parse::NotH2 => (0, false),
+            h2::Parse::Request(r) => {
+                h2c_request(flow, seg, r, segmented, sinks);
+                (data.len(), false)
+            }
         },
         State::Socks => match socks::parse(data) {
             socks::SocksParse::NeedMore => (0, true),
@@ -202,4 +212,34 @@ pub(super) fn http_observation(
         host: r.host,
     });
     sinks.emit(o);
+}
+
+/// The first request of an h2c connection, flagged `h2c`; a DNS-over-HTTPS query in it is read
+/// as DNS (flagged `h2c` too).
+fn h2c_request(flow: &Flow, seg: &Seg, r: h2::Request, segmented: bool, sinks: &mut Sinks<'_>) {
+    let mut o = seg.observation(Kind::HttpRequest, true, r.name.clone());
+    o.flags.push(Flag::H2c);
+    if r.idna {
+        o.flags.push(Flag::Anomaly);
+    }
+    if flow.proxied {
+        o.flags.push(Flag::Proxied);
+    }
+    if segmented {
+        o.flags.push(Flag::Segmented);
+    }
+    if seg.dp != 80 && seg.dp != 8080 {
+        o.flags.push(Flag::OffPort);
+    }
+    if r.name.is_none() {
+        sinks.infer(&mut o);
+    }
+    o.http = Some(HttpInfo {
+        method: r.method,
+        host: r.authority,
+    });
+    sinks.emit(o);
+    if let Some(msg) = r.dns {
+        sinks.dns(seg, &msg, &[Flag::H2c]);
+    }
 }

@@ -188,7 +188,11 @@ fn note_syn(flow: &mut Flow, t: &TcpSlice<'_>, dir: usize, src_a: bool) -> u32 {
 pub(super) fn wants_data(flow: &Flow, src_a: bool) -> bool {
     let from_client = flow.client_a.map(|c| c == src_a);
     match flow.state {
-        State::New | State::Tls | State::Http | State::Watch if from_client == Some(false) => false,
+        State::New | State::Tls | State::Http | State::H2c | State::Watch
+            if from_client == Some(false) =>
+        {
+            false
+        }
         State::Done | State::Quic | State::DnsUdp => false,
         _ => true,
     }
