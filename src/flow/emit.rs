@@ -106,6 +106,16 @@ impl Sinks<'_> {
         if let Some(h) = self.hosts.lookup(&o.client.ip, o.client.mac) {
             o.client.hostname = Some(h.to_string());
         }
+        if let Some(kind) = super::blind::of_observation(&o, |n| self.public.contains(n)) {
+            self.blind_spot(BlindSpot {
+                ts: o.ts,
+                kind,
+                transport: o.transport,
+                client: o.client.clone(),
+                server: o.server.clone(),
+                frame: o.frame,
+            });
+        }
         let c = &mut self.stats.observations;
         match o.kind {
             Kind::DnsQuery => c.dns_query += 1,
@@ -116,6 +126,20 @@ impl Sinks<'_> {
             Kind::ProxyConnect => c.proxy_connect += 1,
         }
         self.out.push(o);
+    }
+
+    /// Count a blind spot and hand it on (with the client's DHCP host name); nothing while a
+    /// shard reads another's frame.
+    pub(super) fn blind_spot(&mut self, mut b: BlindSpot) {
+        if !self.report {
+            return;
+        }
+        if b.client.hostname.is_none() {
+            if let Some(h) = self.hosts.lookup(&b.client.ip, b.client.mac) {
+                b.client.hostname = Some(h.to_string());
+            }
+        }
+        self.stats.blind_spot(b);
     }
 
     /// Names that resolved to `server` (when the wire shows none, or only an ECH public name),
