@@ -219,9 +219,19 @@ impl Sinks<'_> {
             o.flags.push(Flag::Partial);
         }
         // mDNS may ask several questions (RFC 6762); unicast DNS and LLMNR may not.
-        if m.multi_question && !(seg.sp == 5353 || seg.dp == 5353) {
+        let mdns = seg.sp == 5353 || seg.dp == 5353;
+        if m.multi_question && !mdns {
             self.stats.dns.multi_question += 1;
             o.flags.push(Flag::Anomaly);
+        }
+        if m.multi_question && mdns {
+            // Every question of an mDNS message is reported: the first as the name, the
+            // others (distinct) as further wire names.
+            for q in m.questions.iter().skip(1) {
+                if o.name.as_deref() != Some(q.name.as_str()) && !o.wire_names.contains(&q.name) {
+                    o.wire_names.push(q.name.clone());
+                }
+            }
         }
         if q.is_none() {
             self.stats.dns.no_question += 1;
