@@ -24,20 +24,36 @@ pub fn is_private_relay(name: &str) -> bool {
         .any(|n| n.eq_ignore_ascii_case(name.trim_end_matches('.')))
 }
 
-/// What a VPN handshake shows: its kind and its initiator as the client.
+/// What a VPN handshake shows: its kind, and its initiator as the client.
 pub(super) fn vpn_spot(h: Handshake, seg: &Seg) -> BlindSpot {
-    let o = seg.observation(Kind::QuicInitial, h.from_initiator, None);
+    let src = Endpoint {
+        ip: seg.cx.src,
+        port: seg.sp,
+        mac: seg.cx.src_mac,
+        hostname: None,
+    };
+    let dst = Endpoint {
+        ip: seg.cx.dst,
+        port: seg.dp,
+        mac: seg.cx.dst_mac,
+        hostname: None,
+    };
+    let (client, server) = if h.from_initiator {
+        (src, dst)
+    } else {
+        (dst, src)
+    };
     BlindSpot {
-        ts: o.ts,
+        ts: seg.cx.ts,
         kind: match h.vpn {
             Vpn::WireGuard => Blind::Wireguard,
             Vpn::OpenVpn => Blind::Openvpn,
             Vpn::Ike => Blind::Ike,
         },
-        transport: o.transport,
-        client: o.client,
-        server: o.server,
-        frame: o.frame,
+        transport: seg.transport,
+        client,
+        server,
+        frame: seg.cx.frame,
     }
 }
 
