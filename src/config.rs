@@ -58,6 +58,30 @@ pub struct SensorConf {
     /// Resolvers that look names up for the clients (e.g. a domain controller that forwards).
     #[serde(default)]
     pub internal_resolvers: Vec<std::net::IpAddr>,
+    /// The clinic's own VPN endpoints (addresses or CIDRs): VPN handshakes to or from them are
+    /// not counted as blind spots.
+    #[serde(default, deserialize_with = "known_tunnels")]
+    pub known_tunnels: Vec<ipnet::IpNet>,
+}
+
+/// `[sensor] known_tunnels`: each entry an address (`203.0.113.10`, a host) or a CIDR
+/// (`198.51.100.0/28`); anything else is an error that says so.
+fn known_tunnels<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    let items = Vec::<String>::deserialize(d)?;
+    items
+        .iter()
+        .map(|s| {
+            let t = s.trim();
+            t.parse::<ipnet::IpNet>()
+                .map(|n| n.trunc())
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "known_tunnels: `{s}` is not an IP address or CIDR; list the clinic's own VPN endpoints as addresses or networks, e.g. [\"203.0.113.10\", \"198.51.100.0/28\"]"
+                    ))
+                })
+        })
+        .collect()
 }
 
 impl Default for SensorConf {
@@ -66,6 +90,7 @@ impl Default for SensorConf {
             id: default_sensor(),
             ech_public_names: default_ech_public_names(),
             internal_resolvers: Vec::new(),
+            known_tunnels: Vec::new(),
         }
     }
 }
@@ -75,6 +100,7 @@ impl SensorConf {
     pub fn apply(&self, cfg: &mut crate::flow::Config) {
         cfg.ech_public_names = self.ech_public_names.clone();
         cfg.internal_resolvers = self.internal_resolvers.clone();
+        cfg.known_tunnels = self.known_tunnels.clone();
     }
 }
 
@@ -284,6 +310,22 @@ mod tests {
         std::fs::write(&p, "[sensor]\ninternal_resolvers = [\"10.0.0.300\"]\n").unwrap();
         let e = Config::load(&p).unwrap_err().to_string();
         assert!(e.contains("shadowgate.toml:2:"), "{e}");
+        // The clinic's own VPN endpoints: addresses and CIDRs; anything else says what to do.
+        std::fs::write(
+            &p,
+            "[sensor]\nknown_tunnels = [\"203.0.113.10\", \"198.51.100.7/28\", \"2001:db8::/64\"]\n",
+        )
+        .unwrap();
+        let mut f = crate::flow::Config::default();
+        Config::load(&p).unwrap().sensor.apply(&mut f);
+        assert!(f.is_known_tunnel("203.0.113.10".parse().unwrap()));
+        assert!(!f.is_known_tunnel("203.0.113.11".parse().unwrap()));
+        assert!(f.is_known_tunnel("198.51.100.1".parse().unwrap()));
+        assert!(f.is_known_tunnel("2001:db8::9".parse().unwrap()));
+        std::fs::write(&p, "[sensor]\nknown_tunnels = [\"vpn.clinic.example\"]\n").unwrap();
+        let e = Config::load(&p).unwrap_err().to_string();
+        assert!(e.contains("shadowgate.toml:2:"), "{e}");
+        assert!(e.contains("not an IP address or CIDR"), "{e}");
         let _ = std::fs::remove_dir_all(&d);
     }
 }

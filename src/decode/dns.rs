@@ -49,12 +49,15 @@ pub struct Message {
     pub opcode: u8,
     pub rcode: u8,
     pub truncated_flag: bool,
-    /// The first question (none when QDCOUNT is 0, e.g. a DNS cookie exchange).
+    /// The questions: the first (none when QDCOUNT is 0, e.g. a DNS cookie exchange), then,
+    /// when QDCOUNT is above 1 (mDNS asks several at once, RFC 6762 §5.3), the further ones
+    /// that could be read, [`MAX_QUESTIONS`] in all at most.
     pub questions: Vec<Question>,
     pub answers: Vec<Record>,
     /// Some of the declared answers could not be read.
     pub partial: bool,
-    /// QDCOUNT was above 1 (RFC 9619: malformed): only the first question was read, no answers.
+    /// QDCOUNT was above 1 (RFC 9619: malformed, but mDNS does it): no answers were read; the
+    /// questions after the first only as far as they decode.
     pub multi_question: bool,
     /// Answers beyond [`MAX_ANSWERS`], not read.
     pub skipped_answers: usize,
@@ -62,6 +65,9 @@ pub struct Message {
 
 /// Answer records read from one message; the rest are counted in `skipped_answers`.
 pub const MAX_ANSWERS: usize = 128;
+
+/// Questions read from one message, at most (mDNS service discovery asks a dozen or two).
+pub const MAX_QUESTIONS: usize = 32;
 
 impl Message {
     /// Does any HTTPS/SVCB answer carry an ECH config?
@@ -132,7 +138,17 @@ pub fn parse(msg: &[u8]) -> Result<Message, DnsError> {
         skipped_answers: 0,
     };
     if m.multi_question {
-        // The answers follow questions we do not read: a malformed message feeds nothing.
+        // The further questions, as far as they decode (the first one decides whether the
+        // message is DNS at all). The answers are not read: such a message feeds nothing.
+        for _ in 1..qdcount.min(MAX_QUESTIONS) {
+            let Ok(q) = HMessage::read_queries(&mut d, 1) else {
+                break;
+            };
+            m.questions.extend(q.iter().map(|q| Question {
+                name: name_string(&q.name),
+                qtype: u16::from(q.query_type),
+            }));
+        }
         return Ok(m);
     }
     let declared = header.counts.answers as usize;
@@ -362,7 +378,7 @@ pub(crate) mod tests {
 
     #[test]
     fn only_the_first_question_is_read() {
-        // QDCOUNT 2: the first question, flagged, and no answers (they follow the second).
+        // QDCOUNT 2: both questions, flagged, and no answers (they follow the second).
         let mut m = message(9, true, "claude.ai", 1, &[([1, 2, 3, 4], 60)]);
         m[5] = 2;
         let at = 12 + "claude.ai".len() + 2 + 4;
@@ -374,9 +390,14 @@ pub(crate) mod tests {
         );
         let a = parse(&m).unwrap();
         assert!(a.multi_question);
-        assert_eq!(a.questions.len(), 1);
+        assert_eq!(a.questions.len(), 2);
         assert_eq!(a.questions[0].name, "claude.ai");
+        assert_eq!(a.questions[1].name, "chatgpt.com");
         assert!(a.answers.is_empty());
+        // QDCOUNT 9 with only two questions (and one answer) there: what decodes, no error.
+        m[5] = 9;
+        let a = parse(&m).unwrap();
+        assert!((2..=9).contains(&a.questions.len()));
         // QDCOUNT 0 (a DNS cookie refresh): no question at all.
         let mut m = message(9, false, "claude.ai", 1, &[]);
         m[5] = 0;

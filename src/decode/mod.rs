@@ -11,6 +11,7 @@ pub mod quic;
 pub mod socks;
 pub mod tls;
 pub mod tunnel;
+pub mod vpn;
 
 /// Encapsulations one frame may be unwrapped through, link layers and tunnels together (VLAN
 /// tags beyond the two `etherparse` reads, PPPoE, MPLS, pseudowire, GRE, VXLAN, Teredo, GTP-U,

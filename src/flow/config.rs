@@ -34,6 +34,16 @@ pub struct Config {
     pub ech_public_names: Vec<String>,
     /// Resolvers that look up names for clients (their lookups are `resolver_lookup` evidence).
     pub internal_resolvers: Vec<IpAddr>,
+    /// The clinic's own VPN endpoints (`[sensor] known_tunnels`): VPN handshakes to or from
+    /// them are not blind spots (counted as `blind.known_tunnel` only).
+    pub known_tunnels: Vec<ipnet::IpNet>,
+}
+
+impl Config {
+    /// Is `ip` one of the clinic's own VPN endpoints (`known_tunnels`)?
+    pub fn is_known_tunnel(&self, ip: IpAddr) -> bool {
+        !self.known_tunnels.is_empty() && self.known_tunnels.iter().any(|n| n.contains(&ip))
+    }
 }
 
 impl Default for Config {
@@ -57,6 +67,7 @@ impl Default for Config {
                 .map(|s| s.to_string())
                 .collect(),
             internal_resolvers: Vec::new(),
+            known_tunnels: Vec::new(),
         }
     }
 }

@@ -109,6 +109,16 @@ impl Sinks<'_> {
         if let Some(h) = self.hosts.lookup(&o.client.ip, o.client.mac) {
             o.client.hostname = Some(h.to_string());
         }
+        if let Some(kind) = super::blind::of_observation(&o, |n| self.public.contains(n)) {
+            self.blind_spot(BlindSpot {
+                ts: o.ts,
+                kind,
+                transport: o.transport,
+                client: o.client.clone(),
+                server: o.server.clone(),
+                frame: o.frame,
+            });
+        }
         let c = &mut self.stats.observations;
         match o.kind {
             Kind::DnsQuery => c.dns_query += 1,
@@ -119,6 +129,20 @@ impl Sinks<'_> {
             Kind::ProxyConnect => c.proxy_connect += 1,
         }
         self.out.push(o);
+    }
+
+    /// Count a blind spot and hand it on (with the client's DHCP host name); nothing while a
+    /// shard reads another's frame.
+    pub(super) fn blind_spot(&mut self, mut b: BlindSpot) {
+        if !self.report {
+            return;
+        }
+        if b.client.hostname.is_none() {
+            if let Some(h) = self.hosts.lookup(&b.client.ip, b.client.mac) {
+                b.client.hostname = Some(h.to_string());
+            }
+        }
+        self.stats.blind_spot(b);
     }
 
     /// Names that resolved to `server` (when the wire shows none, or only an ECH public name),
@@ -198,9 +222,19 @@ impl Sinks<'_> {
             o.flags.push(Flag::Partial);
         }
         // mDNS may ask several questions (RFC 6762); unicast DNS and LLMNR may not.
-        if m.multi_question && !(seg.sp == 5353 || seg.dp == 5353) {
+        let mdns = seg.sp == 5353 || seg.dp == 5353;
+        if m.multi_question && !mdns {
             self.stats.dns.multi_question += 1;
             o.flags.push(Flag::Anomaly);
+        }
+        if m.multi_question && mdns {
+            // Every question of an mDNS message is reported: the first as the name, the
+            // others (distinct) as further wire names.
+            for q in m.questions.iter().skip(1) {
+                if o.name.as_deref() != Some(q.name.as_str()) && !o.wire_names.contains(&q.name) {
+                    o.wire_names.push(q.name.clone());
+                }
+            }
         }
         if q.is_none() {
             self.stats.dns.no_question += 1;

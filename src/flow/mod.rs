@@ -17,6 +17,7 @@ mod stats;
 // udp (UDP tunnels, DHCP, DNS); stream classifies TCP streams and quic handles QUIC Initials.
 // Imports run one way: udp -> quic -> hello, tcp -> stream -> hello; ports (well-known ports)
 // and hello (a ClientHello's flags, TLS or QUIC) import none of the layers.
+mod blind;
 mod checksum;
 mod desync;
 mod hello;
@@ -37,6 +38,7 @@ pub mod reassembly;
 pub mod table;
 pub mod wire;
 
+pub use blind::{is_private_relay, PRIVATE_RELAY_NAMES};
 pub use lookups::LookupKey;
-pub use observation::{Evidence, Flag, Kind, Observation, ProxyInfo, TcpSeq};
+pub use observation::{Blind, BlindSpot, Evidence, Flag, Kind, Observation, ProxyInfo, TcpSeq};
 pub use sensor::{Config, Sensor, Stats};

@@ -336,6 +336,68 @@ impl Observation {
     }
 }
 
+/// Traffic the gateway cannot name: a tunnel or relay that hides where a device goes (README,
+/// "Blind spots"). Not an observation: the sensor counts it (`Stats::blind`) and hands it to
+/// the pipeline, which records a `blind_spot` system event per device and kind at most once a
+/// minute of capture time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blind {
+    /// A WireGuard handshake (initiation or response).
+    Wireguard,
+    /// An OpenVPN client's hard reset over UDP.
+    Openvpn,
+    /// An IKEv1 or IKEv2 message on UDP 500 or 4500 (IPsec).
+    Ike,
+    /// Apple iCloud Private Relay: a hello to, or a lookup of, its ingress names.
+    PrivateRelay,
+    /// A TLS or QUIC ClientHello with Encrypted Client Hello and no name from DNS for its server.
+    EchNoDns,
+}
+
+impl Blind {
+    pub const ALL: [Blind; 5] = [
+        Blind::Wireguard,
+        Blind::Openvpn,
+        Blind::Ike,
+        Blind::PrivateRelay,
+        Blind::EchNoDns,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Blind::Wireguard => "wireguard",
+            Blind::Openvpn => "openvpn",
+            Blind::Ike => "ike",
+            Blind::PrivateRelay => "private_relay",
+            Blind::EchNoDns => "ech_no_dns",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Blind> {
+        Blind::ALL.into_iter().find(|b| b.as_str() == s)
+    }
+
+    /// Is it a VPN handshake (not counted for `[sensor] known_tunnels`)?
+    pub fn is_vpn(self) -> bool {
+        matches!(self, Blind::Wireguard | Blind::Openvpn | Blind::Ike)
+    }
+}
+
+/// One sighting of traffic the gateway cannot name: when, what, and between whom (the client is
+/// the device that starts the tunnel or sends the hello or lookup).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BlindSpot {
+    #[serde(serialize_with = "ser_ts")]
+    pub ts: u64,
+    pub kind: Blind,
+    pub transport: Transport,
+    pub client: Endpoint,
+    pub server: Endpoint,
+    /// 1-based frame number in the capture (0 for live capture).
+    pub frame: u64,
+}
+
 /// Where a TCP flow stood when the client segment that completed a message was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpSeq {

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::defrag::DefragStats;
+use super::observation::{Blind, BlindSpot};
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Malformed {
@@ -105,6 +106,60 @@ pub struct KindCounts {
     pub proxy_connect: u64,
 }
 
+/// Traffic the gateway cannot name (README, "Blind spots"): sightings per kind (a VPN flow
+/// counts once per flow, a hello or lookup once each), VPN handshakes to or from `[sensor]
+/// known_tunnels` (not counted as blind), and sightings not handed on because too many waited.
+/// Shown when not all zero.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct BlindStats {
+    pub wireguard: u64,
+    pub openvpn: u64,
+    pub ike: u64,
+    pub private_relay: u64,
+    pub ech_no_dns: u64,
+    pub known_tunnel: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropped: u64,
+}
+
+impl BlindStats {
+    pub fn is_zero(&self) -> bool {
+        self.wireguard
+            + self.openvpn
+            + self.ike
+            + self.private_relay
+            + self.ech_no_dns
+            + self.known_tunnel
+            + self.dropped
+            == 0
+    }
+
+    /// The counter of `kind`.
+    pub fn get(&self, kind: Blind) -> u64 {
+        match kind {
+            Blind::Wireguard => self.wireguard,
+            Blind::Openvpn => self.openvpn,
+            Blind::Ike => self.ike,
+            Blind::PrivateRelay => self.private_relay,
+            Blind::EchNoDns => self.ech_no_dns,
+        }
+    }
+
+    fn slot(&mut self, kind: Blind) -> &mut u64 {
+        match kind {
+            Blind::Wireguard => &mut self.wireguard,
+            Blind::Openvpn => &mut self.openvpn,
+            Blind::Ike => &mut self.ike,
+            Blind::PrivateRelay => &mut self.private_relay,
+            Blind::EchNoDns => &mut self.ech_no_dns,
+        }
+    }
+}
+
+/// Blind-spot sightings waiting for the pipeline, at most (past it they are counted as
+/// `blind.dropped`). The pipeline takes them after every frame (live) or file (replay).
+pub const MAX_BLIND_PENDING: usize = 1024;
+
 /// Counters: what was seen, skipped, malformed and evicted.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Stats {
@@ -120,6 +175,36 @@ pub struct Stats {
     pub names: NameStats,
     pub dns: DnsStats,
     pub observations: KindCounts,
+    #[serde(skip_serializing_if = "BlindStats::is_zero")]
+    pub blind: BlindStats,
+    /// Blind-spot sightings not yet taken by the pipeline ([`Stats::blind_spot`]); one per
+    /// client, kind and minute of capture time. Not a counter.
+    #[serde(skip)]
+    pub blind_pending: Vec<BlindSpot>,
+}
+
+/// Minute of capture time (for one pending sighting per client, kind and minute).
+const MINUTE: u64 = 60_000_000_000;
+
+impl Stats {
+    /// Count a blind-spot sighting and keep it for the pipeline, unless one of the same client
+    /// and kind in the same minute already waits (or [`MAX_BLIND_PENDING`] wait).
+    pub(super) fn blind_spot(&mut self, b: BlindSpot) {
+        *self.blind.slot(b.kind) += 1;
+        let minute = b.ts / MINUTE;
+        if self
+            .blind_pending
+            .iter()
+            .any(|p| p.kind == b.kind && p.client.ip == b.client.ip && p.ts / MINUTE == minute)
+        {
+            return;
+        }
+        if self.blind_pending.len() >= MAX_BLIND_PENDING {
+            self.blind.dropped += 1;
+            return;
+        }
+        self.blind_pending.push(b);
+    }
 }
 
 impl Stats {
@@ -188,6 +273,14 @@ impl Stats {
             k.quic_initial += l.quic_initial;
             k.http_request += l.http_request;
             k.proxy_connect += l.proxy_connect;
+            let (b, c) = (&mut t.blind, &s.blind);
+            b.wireguard += c.wireguard;
+            b.openvpn += c.openvpn;
+            b.ike += c.ike;
+            b.private_relay += c.private_relay;
+            b.ech_no_dns += c.ech_no_dns;
+            b.known_tunnel += c.known_tunnel;
+            b.dropped += c.dropped;
         }
         t
     }

@@ -3,7 +3,7 @@
 
 use etherparse::UdpSlice;
 
-use crate::decode::{dhcp, dns, quic, tunnel, Nesting};
+use crate::decode::{dhcp, dns, quic, tunnel, vpn, Nesting};
 
 use super::checksum;
 use super::emit::{Ctx, Seg, Sinks};
@@ -89,6 +89,17 @@ impl Sensor {
         };
         flow.last_ns = flow.last_ns.max(cx.ts);
         if flow.state == State::New {
+            // A VPN handshake: a blind spot (unless it is the clinic's own VPN), nothing more
+            // to learn from the flow.
+            if let Some(h) = vpn::classify(sp, dp, payload) {
+                flow.finish();
+                if self.cfg.is_known_tunnel(cx.src) || self.cfg.is_known_tunnel(cx.dst) {
+                    sinks.stats.blind.known_tunnel += 1;
+                } else {
+                    sinks.blind_spot(super::blind::vpn_spot(h, &seg));
+                }
+                return;
+            }
             if quic::looks_like_quic_long(payload) {
                 flow.state = State::Quic;
                 flow.client_a = Some(src_a);

@@ -28,6 +28,8 @@ pub struct Judge {
     events: Option<EventTx>,
     devices: Option<Arc<Devices>>,
     claims: Arc<ArcSwap<Claims>>,
+    /// The once-a-minute limit of `blind_spot` events, shared by every pipeline of this judge.
+    blind: super::blind::SharedBlindLimit,
 }
 
 /// Traffic another source decides itself: captured packets to these are not decided again.
@@ -62,7 +64,13 @@ impl Judge {
             events: None,
             devices: None,
             claims: Arc::default(),
+            blind: Arc::default(),
         }
+    }
+
+    /// The `blind_spot` event limit every pipeline of this judge shares.
+    pub fn blind_limit(&self) -> super::blind::SharedBlindLimit {
+        Arc::clone(&self.blind)
     }
 
     /// A source (the resolver, the portal) says which traffic it decides itself.

@@ -11,6 +11,7 @@
 //! decision as the query passes; the writer and the recorder get it once, on the answer that
 //! completes the query (or on the query itself if no answer comes within `dns_timeout_s`).
 
+pub mod blind;
 pub mod json;
 pub mod judge;
 mod lookups;
@@ -21,11 +22,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::capture::{CaptureError, Frame};
-use crate::flow::{Config, Flag, Kind, LookupKey, Observation, Sensor, Stats};
+use crate::flow::{BlindSpot, Config, Flag, Kind, LookupKey, Observation, Sensor, Stats};
 use crate::policy::reload::PolicyHandle;
 use crate::policy::Decision;
 use crate::record::recorder::Recorder;
-use crate::record::Enforced;
+use crate::record::{Enforced, Event};
 use crate::replay::{self, FileSummary};
 
 pub use judge::{Claims, Judge};
@@ -82,6 +83,9 @@ struct Outputs {
     unverified: lookups::UnmatchedLimit,
     unverified_rate: (f64, u64),
     unverified_over_rate: u64,
+    /// `blind_spot` events: at most one per device and kind a minute (shared with the judge's
+    /// other pipelines).
+    blind: blind::SharedBlindLimit,
 }
 
 /// Events of unverified observations recorded per second of capture time at most (burst: 4x).
@@ -160,6 +164,38 @@ struct Rendered<'a> {
 }
 
 impl Outputs {
+    /// A blind spot the sensor saw: a `blind_spot` event for the daemon's recorder queue or the
+    /// replay's store, within the once-a-minute limit (the device's MAC and host name from the
+    /// device table when the frame did not carry them).
+    fn blind_spot(&mut self, mut b: BlindSpot) {
+        if self.judge.is_none() && self.recorder.is_none() {
+            return;
+        }
+        let allowed = self
+            .blind
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allow(&b);
+        if !allowed {
+            return;
+        }
+        if let Some(j) = self.judge.as_ref() {
+            if let Some(d) = j.devices().and_then(|d| d.lookup(b.client.ip)) {
+                b.client.mac = b.client.mac.or(d.mac);
+                b.client.hostname = b.client.hostname.take().or(d.hostname);
+            }
+            j.record_event(Event::blind_spot(&b, j.sensor()));
+        }
+        if let Some(rec) = self.recorder.as_mut() {
+            if self.store_err.is_none() {
+                let e = Event::blind_spot(&b, rec.sensor());
+                if let Err(e) = rec.record_event(e) {
+                    self.store_err = Some(e.to_string());
+                }
+            }
+        }
+    }
+
     fn handle(&mut self, o: &Observation) {
         let d = self.decider.decide(o);
         self.handle_decided(o, d, None);
@@ -400,6 +436,7 @@ impl Pipeline {
                 unverified: lookups::UnmatchedLimit::new(16_384, 60),
                 unverified_rate: (4.0 * UNVERIFIED_PER_S, 0),
                 unverified_over_rate: 0,
+                blind: Default::default(),
             },
             buf: Vec::with_capacity(16),
             enrich: None,
@@ -443,6 +480,7 @@ impl Pipeline {
     pub fn with_judge(mut self, judge: Judge) -> Self {
         self.outs.decider.policy = Some(Arc::clone(judge.policy()));
         self.outs.decider.claims = Some(judge.claims());
+        self.outs.blind = judge.blind_limit();
         self.outs.judge = Some(judge);
         self
     }
@@ -468,6 +506,21 @@ impl Pipeline {
             }
             self.outs.handle(&o);
         }
+        for b in self.sensor.take_blind_spots() {
+            self.outs.blind_spot(b);
+        }
+    }
+
+    /// Blind spots the sensors saw and the pipeline has not taken yet.
+    fn take_blind_spots(&mut self) {
+        let mut all = self.sensor.take_blind_spots();
+        for s in &mut self.shards {
+            all.extend(s.take_blind_spots());
+        }
+        all.sort_by_key(|b| b.ts);
+        for b in all {
+            self.outs.blind_spot(b);
+        }
     }
 
     /// One capture file from start to end (or to its first damaged record, returned with the
@@ -483,7 +536,7 @@ impl Pipeline {
                 decider: outs.decider.clone(),
                 json: outs.writer.as_ref().is_some_and(|(w, _)| w.is_json()),
             };
-            return replay::replay_file_sharded(
+            let res = replay::replay_file_sharded(
                 path,
                 &mut self.shards,
                 &prepare,
@@ -496,8 +549,12 @@ impl Pipeline {
                 },
                 progress,
             );
+            self.take_blind_spots();
+            return res;
         }
-        replay::replay_file(path, &mut self.sensor, |o| outs.handle(o), progress)
+        let res = replay::replay_file(path, &mut self.sensor, |o| outs.handle(o), progress);
+        self.take_blind_spots();
+        res
     }
 
     /// End of input: flush what the sensor still holds (incomplete fragments), commit the
@@ -507,6 +564,7 @@ impl Pipeline {
         let outs = &mut self.outs;
         replay::finish(&mut self.sensor, |o| outs.handle(o));
         replay::finish_sharded(&mut self.shards, |o| outs.handle(o));
+        self.take_blind_spots();
         self.outs.expire(u64::MAX);
         if let Some((w, _)) = self.outs.writer.as_mut() {
             if let Err(e) = w.flush() {

@@ -51,6 +51,8 @@ fn system_category(kind: SystemKind) -> (&'static str, &'static str, &'static st
         | K::SetFull => ("host", "info"),
         K::DnsBypass => ("network", "denied"),
         K::Spoofed => ("intrusion_detection", "info"),
+        // Traffic the gateway cannot name (VPN, relay, ECH without DNS).
+        K::BlindSpot => ("network", "info"),
     };
     let outcome = match kind {
         K::PolicyRejected
@@ -71,6 +73,7 @@ fn system_category(kind: SystemKind) -> (&'static str, &'static str, &'static st
         | K::DnsUpstreamUp
         | K::CatalogLoaded
         | K::DnsBypass => "success",
+        K::BlindSpot => "unknown",
     };
     (category, typ, outcome)
 }

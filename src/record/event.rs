@@ -149,10 +149,14 @@ pub enum SystemKind {
     /// `unverified_source`, never acted on; the event names the MAC that sent it (once a minute
     /// per address and MAC).
     Spoofed,
+    /// Traffic from a device the gateway cannot name: a VPN handshake (WireGuard, OpenVPN,
+    /// IKE), iCloud Private Relay, or an ECH hello with no name from DNS (once a minute of
+    /// capture time per device and kind; the clinic's `known_tunnels` are not counted).
+    BlindSpot,
 }
 
 impl SystemKind {
-    pub const ALL: [SystemKind; 18] = [
+    pub const ALL: [SystemKind; 19] = [
         SystemKind::SensorStart,
         SystemKind::SensorStop,
         SystemKind::PolicyReload,
@@ -171,6 +175,7 @@ impl SystemKind {
         SystemKind::SetFull,
         SystemKind::DnsBypass,
         SystemKind::Spoofed,
+        SystemKind::BlindSpot,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -193,6 +198,7 @@ impl SystemKind {
             SystemKind::SetFull => "set_full",
             SystemKind::DnsBypass => "dns_bypass",
             SystemKind::Spoofed => "spoofed",
+            SystemKind::BlindSpot => "blind_spot",
         }
     }
 
@@ -215,7 +221,7 @@ impl SystemKind {
             | SystemKind::StoreOk
             | SystemKind::DnsUpstreamUp
             | SystemKind::CatalogLoaded => Severity::Info,
-            SystemKind::DnsBypass => Severity::Low,
+            SystemKind::DnsBypass | SystemKind::BlindSpot => Severity::Low,
         }
     }
 }
@@ -355,6 +361,43 @@ impl Event {
             repeat_count: 1,
             detail: Some(detail.to_string()),
         }
+    }
+
+    /// A `blind_spot` system event: the device (address, MAC, DHCP host name), the server and
+    /// its port, and the kind in `detail`.
+    pub fn blind_spot(b: &crate::flow::BlindSpot, sensor: &str) -> Event {
+        let (kind, client, server) = (b.kind.as_str(), b.client.ip, b.server.ip);
+        let what = match b.kind {
+            crate::flow::Blind::Wireguard => "a WireGuard handshake",
+            crate::flow::Blind::Openvpn => "an OpenVPN handshake",
+            crate::flow::Blind::Ike => "an IKE (IPsec) handshake",
+            crate::flow::Blind::PrivateRelay => "iCloud Private Relay",
+            crate::flow::Blind::EchNoDns => "an Encrypted Client Hello with no name from DNS",
+        };
+        let mut e = Event::system(
+            SystemKind::BlindSpot,
+            b.ts,
+            sensor,
+            &format!(
+                "{client} used {what} to {server} port {}: where it goes is not visible",
+                b.server.port
+            ),
+            serde_json::json!({
+                "client": client.to_string(),
+                "kind": kind,
+                "server": server.to_string(),
+                "server_port": b.server.port,
+                "transport": b.transport.as_str(),
+            }),
+        );
+        e.client_ip = client.to_string();
+        e.client_port = b.client.port;
+        e.client_mac = b.client.mac.as_ref().map(mac_string);
+        e.client_hostname = b.client.hostname.clone();
+        e.server_ip = server.to_string();
+        e.server_port = b.server.port;
+        e.transport = Some(b.transport);
+        e
     }
 
     /// The columns of `shadowgate events --format csv`: every field, in the struct's order

@@ -42,6 +42,20 @@ impl Recorder {
         Ok(())
     }
 
+    /// The sensor id its events carry.
+    pub fn sensor(&self) -> &str {
+        &self.sensor
+    }
+
+    /// Record an event made elsewhere (a `blind_spot` system event of the capture).
+    pub fn record_event(&mut self, e: Event) -> Result<(), StoreError> {
+        self.buf.push(e);
+        if self.buf.len() >= self.batch {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
     pub fn commit(&mut self) -> Result<(), StoreError> {
         if self.buf.is_empty() {
             return Ok(());

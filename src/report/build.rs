@@ -244,6 +244,7 @@ pub fn build(i: &Inputs<'_>) -> Report {
         portal_views: notes.portal_views,
         grants_expired: notes.grants_expired,
         dns_bypass: svc.dns_bypass,
+        dns_bypass_tries: notes.bypass_tries,
         policy: notes.policy,
         coverage: notes.coverage,
         rows,
@@ -614,6 +615,7 @@ fn device_info(
 
 struct Notes {
     justifications: Vec<Justification>,
+    bypass_tries: Vec<BypassTry>,
     portal_views: u64,
     grants_expired: u64,
     policy: PolicyChanges,
@@ -641,12 +643,15 @@ fn notes(i: &Inputs<'_>, week: &Week) -> Notes {
     let tz = i.tz;
     let mut out = Notes {
         justifications: Vec::new(),
+        bypass_tries: Vec::new(),
         portal_views: 0,
         grants_expired: 0,
         policy: PolicyChanges::default(),
         coverage: Coverage::default(),
     };
     let mut life = Lifecycle::before(i.scan, week);
+    let mut bypass_tries = ByDevice::default();
+    let mut blind = ByDevice::default();
     out.coverage.lifecycle_known = i.scan.lifecycle_before.is_some();
     for n in &i.scan.notes {
         let c = &mut out.coverage;
@@ -677,7 +682,9 @@ fn notes(i: &Inputs<'_>, week: &Week) -> Notes {
             ) => c.incidents.push(sys_row(n, tz)),
             // Retention and break glass have their own figures elsewhere (or none); bypass
             // lookups are not in the report yet.
-            EventKind::System(S::Retention | S::BreakGlass | S::DnsBypass) => {}
+            EventKind::System(S::Retention | S::BreakGlass) => {}
+            EventKind::System(S::DnsBypass) => bypass_tries.add(n, "what"),
+            EventKind::System(S::BlindSpot) => blind.add(n, "kind"),
             EventKind::Portal(PortalKind::CoachAck) => out.justifications.push(justification(i, n)),
             EventKind::Portal(PortalKind::GrantExpired) => out.grants_expired += 1,
             EventKind::Portal(PortalKind::View) => out.portal_views += 1,
@@ -685,7 +692,96 @@ fn notes(i: &Inputs<'_>, week: &Week) -> Notes {
         }
     }
     life.finish(&mut out.coverage, week.end_ns, i.now_ns, tz);
+    out.bypass_tries = bypass_tries.tries(i);
+    out.coverage.blind = blind.blind_rows(i);
     out
+}
+
+/// System events that name a device, counted per device and kind (a `detail` field).
+#[derive(Default)]
+struct ByDevice {
+    seen: BTreeMap<(u32, String), Seen>,
+}
+
+/// One device's events of one kind: how many, when, and what names they carried.
+#[derive(Default)]
+struct Seen {
+    events: u64,
+    first: u64,
+    last: u64,
+    minutes: HashSet<u64>,
+    hours: HashSet<u64>,
+    names: std::collections::BTreeSet<String>,
+}
+
+impl ByDevice {
+    /// An event of device `n.dev`, of the kind its detail's `field` says.
+    fn add(&mut self, n: &Note, field: &str) {
+        let Some(dev) = n.dev else {
+            return;
+        };
+        let kind = n
+            .detail
+            .get(field)
+            .and_then(|v| v.as_str())
+            .unwrap_or("unknown")
+            .to_string();
+        let s = self.seen.entry((dev, kind)).or_default();
+        if s.events == 0 {
+            s.first = n.ts;
+        }
+        s.events += 1;
+        s.first = s.first.min(n.ts);
+        s.last = s.last.max(n.ts);
+        s.minutes.insert(n.ts / (60 * crate::time::SEC));
+        s.hours.insert(n.ts / (3600 * crate::time::SEC));
+        if let Some(name) = n.detail.get("name").and_then(|v| v.as_str()) {
+            if s.names.len() < 16 {
+                s.names.insert(name.to_string());
+            }
+        }
+    }
+
+    /// `dns_bypass` tries: by kind, most events first, then by device.
+    fn tries(self, i: &Inputs<'_>) -> Vec<BypassTry> {
+        let mut v: Vec<BypassTry> = self
+            .seen
+            .into_iter()
+            .map(|((dev, what), s)| BypassTry {
+                what,
+                info: i.device(dev),
+                names: s.names.into_iter().collect(),
+                events: s.events,
+                first: local(s.first, i.tz),
+                last: local(s.last, i.tz),
+            })
+            .collect();
+        v.sort_by(|a, b| {
+            a.what
+                .cmp(&b.what)
+                .then(b.events.cmp(&a.events))
+                .then(a.info.device.cmp(&b.info.device))
+        });
+        v
+    }
+
+    /// Blind devices: by device, then kind.
+    fn blind_rows(self, i: &Inputs<'_>) -> Vec<BlindRow> {
+        let mut v: Vec<BlindRow> = self
+            .seen
+            .into_iter()
+            .map(|((dev, kind), s)| BlindRow {
+                info: i.device(dev),
+                kind,
+                minutes: s.minutes.len() as u64,
+                hours: s.hours.len() as u64,
+                first: local(s.first, i.tz),
+                last: local(s.last, i.tz),
+            })
+            .collect();
+        v.sort_by(|a, b| a.info.device.cmp(&b.info.device).then(a.kind.cmp(&b.kind)));
+        v
+    }
 }
 
 /// Whether the sensor is running, and since when it has been down, as the week's starts and

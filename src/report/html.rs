@@ -1,6 +1,7 @@
 //! `report.html`: one self-contained page (inline CSS and SVG charts, no scripts, no external
 //! files) with a print stylesheet for A4, rendered from the report's figures.
 
+use std::collections::HashSet;
 use std::fmt::Write;
 
 use super::model::*;
@@ -447,7 +448,70 @@ fn dns_bypass(h: &mut String, r: &Report) {
             },
         );
     }
+    bypass_tries(h, r);
     h.push_str("</section>\n");
+}
+
+/// The device cell of a table: its name, with MAC and addresses below.
+fn device_cell(d: &DeviceInfo) -> String {
+    format!(
+        "{}<br><span class=\"sub mac\">{} {}</span>",
+        esc(&d.device),
+        opt(&d.mac),
+        esc(&d.ips.join(" "))
+    )
+}
+
+/// DNS mode's bypass names (`dns_bypass` events): which devices tried each kind, and how often.
+fn bypass_tries(h: &mut String, r: &Report) {
+    h.push_str("<h3>Bypass names looked up (DNS mode answered them itself)</h3>");
+    if r.dns_bypass_tries.is_empty() {
+        h.push_str("<p class=\"empty\">No device looked up a bypass name (Firefox's DoH canary, iCloud Private Relay, designated resolvers), or DNS mode did not run.</p>");
+        return;
+    }
+    let mut kinds: Vec<(&str, u64, u64)> = Vec::new();
+    for t in &r.dns_bypass_tries {
+        match kinds.last_mut() {
+            Some((w, d, e)) if *w == t.what => {
+                *d += 1;
+                *e += t.events;
+            }
+            _ => kinds.push((&t.what, 1, t.events)),
+        }
+    }
+    let summary = kinds
+        .iter()
+        .map(|(w, d, e)| {
+            format!(
+                "{}: {d} device{}, {e} lookup{}",
+                esc(w),
+                if *d == 1 { "" } else { "s" },
+                if *e == 1 { "" } else { "s" }
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let _ = write!(
+        h,
+        "<p class=\"note\">{summary} (at most one recorded an hour per device and name).</p>"
+    );
+    table(
+        h,
+        "<th>bypass</th><th>device</th><th>names</th><th class=\"n\">lookups</th><th>first</th><th>last</th>",
+        &r.dns_bypass_tries,
+        |h, t| {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&t.what),
+                device_cell(&t.info),
+                esc(&t.names.join(", ")),
+                t.events,
+                esc(&t.first),
+                esc(&t.last)
+            );
+        },
+    );
 }
 
 /// Policy reloads accepted this week, and any rejected (the previous policy stayed in force).
@@ -500,7 +564,58 @@ fn coverage(h: &mut String, r: &Report) {
     if !cv.incidents.is_empty() {
         sys_table(h, &cv.incidents, "");
     }
+    blind(h, cv);
     h.push_str("</section>\n");
+}
+
+/// Devices whose traffic the gateway could not name (VPN handshakes, iCloud Private Relay, ECH
+/// with no name from DNS): what they used, and for how long.
+fn blind(h: &mut String, cv: &Coverage) {
+    h.push_str("<h3>Blind spots</h3>");
+    if cv.blind.is_empty() {
+        h.push_str("<p class=\"empty\">No device used a VPN (other than the clinic's own), iCloud Private Relay or an encrypted hello the sensor could not name.</p>");
+        return;
+    }
+    let devices = cv
+        .blind
+        .iter()
+        .map(|b| &b.info.device)
+        .collect::<HashSet<_>>()
+        .len();
+    let _ = write!(
+        h,
+        "<p class=\"note warn\">{devices} device{} sent traffic the gateway cannot name: where it went, AI services included, is not in the figures above.</p>",
+        if devices == 1 { "" } else { "s" }
+    );
+    table(
+        h,
+        "<th>device</th><th>kind</th><th class=\"n\">minutes</th><th class=\"n\">hours</th><th>first</th><th>last</th>",
+        &cv.blind,
+        |h, b| {
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+                device_cell(&b.info),
+                esc(blind_label(&b.kind)),
+                b.minutes,
+                b.hours,
+                esc(&b.first),
+                esc(&b.last)
+            );
+        },
+    );
+}
+
+/// A blind-spot kind as the report says it.
+fn blind_label(kind: &str) -> &str {
+    match kind {
+        "wireguard" => "WireGuard VPN",
+        "openvpn" => "OpenVPN",
+        "ike" => "IPsec VPN (IKE)",
+        "private_relay" => "iCloud Private Relay",
+        "ech_no_dns" => "encrypted hello, no name from DNS",
+        other => other,
+    }
 }
 
 /// The coverage counts: sensor starts and stops, unclean restarts, downtime, capture gaps, kernel

@@ -178,6 +178,37 @@ pub struct Bypass {
     pub devices: u64,
 }
 
+/// A device that looked up a bypass name the resolver answers itself (DNS mode's `dns_bypass`
+/// events), per kind of bypass.
+#[derive(Debug, Clone, Serialize)]
+pub struct BypassTry {
+    /// `firefox_doh_canary`, `icloud_private_relay` or `designated_resolver_discovery`.
+    pub what: String,
+    #[serde(flatten)]
+    pub info: DeviceInfo,
+    /// The names it looked up.
+    pub names: Vec<String>,
+    /// `dns_bypass` events (at most one an hour per device and name).
+    pub events: u64,
+    pub first: String,
+    pub last: String,
+}
+
+/// A device whose traffic the gateway could not name this week (`blind_spot` events), per kind.
+#[derive(Debug, Clone, Serialize)]
+pub struct BlindRow {
+    #[serde(flatten)]
+    pub info: DeviceInfo,
+    /// `wireguard`, `openvpn`, `ike`, `private_relay` or `ech_no_dns`.
+    pub kind: String,
+    /// Minutes with such traffic (one event per device, kind and minute).
+    pub minutes: u64,
+    /// Hours (of the clock) with such traffic.
+    pub hours: u64,
+    pub first: String,
+    pub last: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SysRow {
     pub time: String,
@@ -219,6 +250,9 @@ pub struct Coverage {
     pub portal_uncertifiable: Option<u64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub portal_uncertifiable_names: Vec<String>,
+    /// Devices with traffic the gateway cannot name (VPN handshakes, iCloud Private Relay, ECH
+    /// with no name from DNS), per kind: by device, then kind.
+    pub blind: Vec<BlindRow>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -322,6 +356,8 @@ pub struct Report {
     pub portal_views: u64,
     pub grants_expired: u64,
     pub dns_bypass: Vec<Bypass>,
+    /// Devices that looked up bypass names DNS mode answers itself, by kind, most events first.
+    pub dns_bypass_tries: Vec<BypassTry>,
     pub policy: PolicyChanges,
     pub coverage: Coverage,
     pub rows: Vec<Row>,

@@ -14,6 +14,7 @@
 mod common;
 
 mod adversarial;
+mod blind_spots;
 mod cli;
 mod daemon;
 mod daemon_enforce;

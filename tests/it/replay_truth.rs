@@ -18,10 +18,6 @@ const MISSING_OK: &[(&str, &str, &str, &str)] = &[
     ("zeek/dns-invalid-names.pcap", "dns", "<name contains a pointer that loops>", "compression loop; counted as malformed DNS"),
     ("suricata-verify/dns-over-http2-get.pcap", "dns", "*", "DNS inside cleartext HTTP/2 (h2c DoH) is not decoded; DoH in practice runs over TLS and is seen by its resolver SNI"),
     ("suricata-verify/dns-over-http2-post.pcap", "dns", "*", "DNS inside cleartext HTTP/2 (h2c DoH) is not decoded; see above"),
-    ("arkime/v6-http.pcap", "dns", "linux.local", "mDNS message with several questions: only the first question is read (one decision per message; mDNS never feeds the name cache)"),
-    ("ndpi/iphone.pcap", "dns", "*", "mDNS service discovery asks many questions per message: only the first is read (see above)"),
-    ("suricata-verify/ipv6-malformed-fragments-9.pcap", "dns", "92e80812._sub._apple-mobdev2._tcp.local", "mDNS with several questions: first only (see above)"),
-    ("suricata-verify/ipv6-malformed-fragments-9.pcap", "dns", "_apple-pairable._tcp.local", "mDNS with several questions: first only (see above)"),
 ];
 
 /// (file suffix, category, name, reason): names shadowgate reports that tshark does not.
@@ -118,6 +114,10 @@ fn check_truth(threads: usize) {
             };
             if let Some(n) = &o.name {
                 got[i].insert(n.clone());
+            }
+            // An mDNS message's further questions are its wire names (issue 23, part 6).
+            if i == 2 {
+                got[i].extend(o.wire_names.iter().cloned());
             }
         };
         if shards.is_empty() {

@@ -739,3 +739,149 @@ fn formula_host_names_are_text_in_every_csv() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A system event of device `d` (as the capture records `blind_spot` and DNS mode `dns_bypass`).
+fn device_event(ts: u64, d: fixtures::Dev, kind: &str, detail: Value) -> shadowgate::record::Event {
+    let mut e = fixtures::system(ts, kind, &format!("{kind} of {}", d.ip), detail);
+    e.client_ip = d.ip.to_string();
+    e.client_mac = d.mac.map(str::to_string);
+    e.client_hostname = d.host.map(str::to_string);
+    e
+}
+
+/// Issue 23: the coverage section lists the devices whose traffic the gateway could not name
+/// (by kind, minutes and hours, first and last), and the DNS-bypass section the devices that
+/// looked up each bypass name DNS mode answered itself, and how often.
+#[test]
+fn blind_devices_and_dns_bypass_tries() {
+    use fixtures::{ny, A, B};
+    let dir = tmpdir("report", "blind-spots");
+    let db = dir.join("events.db");
+    let blind = |t: &str, d, kind: &str| {
+        device_event(
+            ny(t),
+            d,
+            "blind_spot",
+            serde_json::json!({"kind": kind, "client": d.ip}),
+        )
+    };
+    let bypass = |t: &str, d, what: &str, name: &str| {
+        device_event(
+            ny(t),
+            d,
+            "dns_bypass",
+            serde_json::json!({"what": what, "name": name, "client": d.ip}),
+        )
+    };
+    let mut evs = vec![
+        fixtures::system(
+            ny("2026-11-16T00:00"),
+            "sensor_start",
+            "started",
+            serde_json::json!({}),
+        ),
+        // A: WireGuard in three minutes of two hours on two days; B: ECH without DNS once.
+        blind("2026-11-17T10:00", A, "wireguard"),
+        blind("2026-11-17T10:01", A, "wireguard"),
+        blind("2026-11-18T15:30", A, "wireguard"),
+        blind("2026-11-19T09:00", B, "ech_no_dns"),
+        // Outside the week: not counted.
+        blind("2026-11-24T09:00", B, "ech_no_dns"),
+        // DNS bypass names: A twice (two names), B once.
+        bypass(
+            "2026-11-17T08:00",
+            A,
+            "icloud_private_relay",
+            "mask.icloud.com",
+        ),
+        bypass(
+            "2026-11-17T09:30",
+            A,
+            "icloud_private_relay",
+            "mask-h2.icloud.com",
+        ),
+        bypass(
+            "2026-11-18T08:00",
+            B,
+            "firefox_doh_canary",
+            "use-application-dns.net",
+        ),
+    ];
+    shadowgate::record::Store::open(&db)
+        .unwrap()
+        .append(&mut evs)
+        .unwrap();
+    let out = dir.join("out");
+    let o = bin()
+        .args([
+            "report",
+            "--week",
+            "2026-W47",
+            "--timezone",
+            fixtures::TZ,
+            "--store",
+        ])
+        .arg(&db)
+        .arg("--policy")
+        .arg(policies())
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+
+    let rows = j["coverage"]["blind"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["device"], "ws-01");
+    assert_eq!(rows[0]["mac"], "02:00:00:00:00:aa");
+    assert_eq!(rows[0]["kind"], "wireguard");
+    assert_eq!(rows[0]["minutes"], 3);
+    assert_eq!(rows[0]["hours"], 2);
+    assert!(
+        rows[0]["first"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-17 10:00"),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[0]["last"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-18 15:30"),
+        "{}",
+        rows[0]
+    );
+    assert_eq!(rows[1]["device"], "ws-02");
+    assert_eq!(rows[1]["kind"], "ech_no_dns");
+    assert_eq!(rows[1]["minutes"], 1);
+
+    let tries = j["dns_bypass_tries"].as_array().unwrap();
+    assert_eq!(tries.len(), 2, "{tries:?}");
+    assert_eq!(tries[0]["what"], "firefox_doh_canary");
+    assert_eq!(tries[0]["device"], "ws-02");
+    assert_eq!(tries[0]["events"], 1);
+    assert_eq!(tries[1]["what"], "icloud_private_relay");
+    assert_eq!(tries[1]["device"], "ws-01");
+    assert_eq!(tries[1]["events"], 2);
+    assert_eq!(
+        tries[1]["names"],
+        serde_json::json!(["mask-h2.icloud.com", "mask.icloud.com"])
+    );
+
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("<h3>Blind spots</h3>"),
+        "no blind spots section"
+    );
+    assert!(html.contains("WireGuard VPN") && html.contains("ws-01"));
+    assert!(html.contains("2 devices sent traffic the gateway cannot name"));
+    assert!(
+        html.contains("icloud_private_relay: 1 device, 2 lookups"),
+        "bypass summary"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

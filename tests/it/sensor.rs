@@ -397,3 +397,59 @@ fn a_quic_hello_waits_for_its_servers_answer() {
     assert_eq!(obs.len(), 1);
     assert!(obs[0].unanswered);
 }
+
+/// An mDNS query (RFC 6762 §5.3 lets it ask several questions at once) asking for `names`.
+fn mdns_query(names: &[&str]) -> Vec<u8> {
+    let mut m = vec![0, 0, 0, 0, 0, names.len() as u8, 0, 0, 0, 0, 0, 0];
+    for n in names {
+        for label in n.split('.') {
+            m.push(label.len() as u8);
+            m.extend_from_slice(label.as_bytes());
+        }
+        // End of name, QTYPE PTR, QCLASS IN.
+        m.extend_from_slice(&[0, 0, 12, 0, 1]);
+    }
+    m
+}
+
+/// Issue 23, part 6: every question of a multi-question mDNS query is reported, the first as
+/// the name and the others as wire names (not an anomaly: mDNS may ask several); a unicast
+/// query with two questions stays a flagged anomaly.
+#[test]
+fn every_question_of_an_mdns_query_is_reported() {
+    let names = [
+        "_airplay._tcp.local",
+        "_raop._tcp.local",
+        "_googlecast._tcp.local",
+        "_raop._tcp.local",
+    ];
+    let frames = vec![
+        synth::udp(
+            [10, 0, 0, 7],
+            [224, 0, 0, 251],
+            5353,
+            5353,
+            &mdns_query(&names),
+        ),
+        synth::udp(
+            [10, 0, 0, 7],
+            [10, 0, 0, 53],
+            40_000,
+            53,
+            &mdns_query(&["claude.ai", "chatgpt.com"]),
+        ),
+    ];
+    let obs = feed(&mut Sensor::new(Config::default()), 1, &frames);
+    assert_eq!(obs.len(), 2, "{obs:?}");
+    let m = &obs[0];
+    assert_eq!(m.kind, Kind::DnsQuery);
+    assert_eq!(m.name.as_deref(), Some("_airplay._tcp.local"));
+    assert_eq!(m.wire_names, ["_raop._tcp.local", "_googlecast._tcp.local"]);
+    assert!(!m.flags.contains(&Flag::Anomaly), "{m:?}");
+    let u = &obs[1];
+    assert_eq!(u.name.as_deref(), Some("claude.ai"));
+    assert!(
+        u.wire_names.is_empty() && u.flags.contains(&Flag::Anomaly),
+        "{u:?}"
+    );
+}
