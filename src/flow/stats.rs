@@ -246,6 +246,9 @@ impl Stats {
             f.reassembly_overflow += g.reassembly_overflow;
             f.reassembly_budget_exceeded += g.reassembly_budget_exceeded;
             f.reassembly_bytes += g.reassembly_bytes;
+            f.desync += g.desync;
+            f.desync_versions_full += g.desync_versions_full;
+            f.bad_checksum += g.bad_checksum;
             let (f, g) = (&mut t.fragments, &s.fragments);
             f.fragments += g.fragments;
             f.reassembled += g.reassembled;

@@ -164,6 +164,8 @@ fn benign_public_captures_decide_only_on_catalogued_names() {
         ("dns.nextdns.io", "nextdns"),
         ("dns10.quad9.net", "quad9"),
         ("doh.libredns.gr", "libredns"),
+        // DNS over HTTPS in cleartext HTTP/2 (h2c) to Mozilla's resolver (suricata-verify).
+        ("mozilla.cloudflare-dns.com", "mozilla-trr"),
     ];
     let unexpected: std::collections::BTreeSet<String> = seen
         .iter()

@@ -98,7 +98,12 @@ fn check_truth(threads: usize) {
             list("sni").iter().map(|s| norm(s)).collect(),
             list("quic_sni").iter().map(|s| norm(s)).collect(),
             list("dns_queries").iter().map(|s| norm(s)).collect(),
-            list("http_hosts").iter().map(|s| host(s)).collect(),
+            // HTTP/1.x Host and, for h2c requests, HTTP/2's :authority.
+            list("http_hosts")
+                .iter()
+                .chain(list("http2_authority").iter())
+                .map(|s| host(s))
+                .collect(),
         ];
         let mut got: [BTreeSet<String>; 4] = Default::default();
         let mut sensor = Sensor::new(Config::default());
