@@ -119,6 +119,8 @@ fn list(dir: &Path, category: Option<&str>, format: Format) -> ExitCode {
                     "baa_source": s.baa_source,
                     "source_date": s.source_date,
                     "domains": s.patterns.len(),
+                    "addresses": s.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "ports": s.ports,
                     "file": s.file.display().to_string(),
                 })).collect::<Vec<_>>(),
             });

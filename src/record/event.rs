@@ -240,6 +240,11 @@ impl Event {
             // The source may be forged: not acted on, and no visit in the report.
             detail.insert("unverified_source".into(), true.into());
         }
+        if !d.matched_by.is_name() {
+            // Matched by the server's address or port, or the clinic's own resolver: `name` is
+            // then the server address.
+            detail.insert("matched_by".into(), d.matched_by.as_str().into());
+        }
         detail.extend(extra.unwrap_or_default());
         Event {
             id: ulid::Ulid::from_datetime(crate::time::ns_to_system(o.ts)).to_string(),
