@@ -22,6 +22,7 @@ mod delivery;
 mod deploy;
 mod devices;
 mod dns;
+mod encrypted_dns;
 mod enforce;
 mod evidence;
 mod evidence_policy;
