@@ -1020,3 +1020,92 @@ fn full_scale_floods_change_nothing_for_other_clients() {
     assert!(set_full >= 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Encrypted DNS only to the clinic (issue 23): a DoT connection to a server on TCP 853 that no
+/// name decides is stopped (the bundled catalogue's port-853 entry, a block rule for
+/// `dns_resolver`), while DoT to the `[dns] upstreams` address passes untouched (rule
+/// `upstream`): one decision path, no nftables rule written for the upstream.
+#[test]
+fn dot_is_stopped_except_to_the_configured_upstream() {
+    need_root!();
+    let _serial = serial();
+    let tb = Testbed::new("sgdot");
+    let dir = tmpdir("daemon", "dot");
+    let rules = format!(
+        "{POLICY}\n[[rule]]\nid = \"T-410-encrypted-dns\"\ncategories = [\"dns_resolver\"]\naction = \"block\"\nseverity = \"high\"\n"
+    );
+    let policy = with_rules(&dir.join("policies"), &rules);
+    let cfg = dns_config(&dir, &policy, "");
+    let _srv = internet(&tb);
+    let (public, upstream) = tb
+        .in_ns(&tb.inet, || {
+            let d = Duration::from_millis(20);
+            (
+                TlsServer::start(SocketAddr::new(SERVER2.into(), 853), &["dot.example"], d),
+                TlsServer::start(
+                    SocketAddr::new(UPSTREAM_DNS.into(), 853),
+                    &["dot.example"],
+                    d,
+                ),
+            )
+        })
+        .join()
+        .unwrap();
+    let d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    let dot = |dst: std::net::Ipv4Addr| {
+        tb.in_ns(&tb.client, move || {
+            crate::common::servers::tls_get(
+                Some(CLIENT.into()),
+                SocketAddr::new(dst.into(), 853),
+                "dot.example",
+            )
+        })
+        .join()
+        .unwrap()
+    };
+    let got = dot(SERVER2);
+    assert!(got.is_err(), "{got:?}\n{}", d.log());
+    let conns = public.wait(1);
+    assert!(
+        !conns.is_empty() && conns.iter().all(|c| c.app_bytes == 0),
+        "{conns:?}"
+    );
+    let e = wait_event(&dir, |e| {
+        e.kind == "tls_client_hello" && e.server_ip == SERVER2.to_string()
+    });
+    assert_eq!(
+        (e.action.as_str(), e.rule_id.as_str(), e.service.as_deref()),
+        ("block", "T-410-encrypted-dns", Some("encrypted-dns-port")),
+        "{e:?}"
+    );
+    let detail = e.detail.clone().unwrap_or_default();
+    assert!(
+        detail.contains("\"stopped\"") && detail.contains("\"matched_by\":\"port\""),
+        "{e:?}"
+    );
+
+    let ok = dot(UPSTREAM_DNS);
+    assert!(
+        ok.as_deref().unwrap_or("").contains("ok"),
+        "{ok:?}\n{}",
+        d.log()
+    );
+    assert!(upstream.wait(1).iter().all(|c| c.app_bytes > 0));
+    let e = wait_event(&dir, |e| {
+        e.kind == "tls_client_hello" && e.server_ip == UPSTREAM_DNS.to_string()
+    });
+    assert_eq!(
+        (e.action.as_str(), e.rule_id.as_str()),
+        ("allow", "upstream"),
+        "{e:?}"
+    );
+    assert!(
+        e.detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("\"matched_by\":\"upstream\""),
+        "{e:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
