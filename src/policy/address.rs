@@ -29,9 +29,11 @@ struct Entry {
     service: usize,
 }
 
-/// The catalogue's addresses (longest prefix first) and port-only services.
+/// The catalogue's addresses (single addresses in a hash map, one lookup per hello; prefixes
+/// longest first) and port-only services.
 #[derive(Debug, Clone, Default)]
 pub(super) struct AddrMatcher {
+    hosts: HashMap<IpAddr, Entry>,
     entries: Vec<Entry>,
     ports: HashMap<u16, usize>,
 }
@@ -39,9 +41,10 @@ pub(super) struct AddrMatcher {
 impl AddrMatcher {
     /// The service that owns exactly `net`, if any (a prefix belongs to one service).
     pub(super) fn owner(&self, net: &IpNet) -> Option<usize> {
-        self.entries
-            .iter()
-            .find(|e| e.net == *net)
+        self.hosts
+            .get(&net.addr())
+            .filter(|e| e.net == *net)
+            .or_else(|| self.entries.iter().find(|e| e.net == *net))
             .map(|e| e.service)
     }
 
@@ -51,6 +54,15 @@ impl AddrMatcher {
     }
 
     pub(super) fn insert(&mut self, net: IpNet, ports: &[u16], service: usize) {
+        if net.prefix_len() == net.max_prefix_len() {
+            let e = Entry {
+                net,
+                ports: ports.to_vec(),
+                service,
+            };
+            self.hosts.insert(net.addr(), e);
+            return;
+        }
         let at = self
             .entries
             .partition_point(|e| e.net.prefix_len() >= net.prefix_len());
@@ -69,7 +81,7 @@ impl AddrMatcher {
     }
 
     pub(super) fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.ports.is_empty()
+        self.hosts.is_empty() && self.entries.is_empty() && self.ports.is_empty()
     }
 
     /// The service a connection to `ip`:`port` matches: the most specific listed prefix that
@@ -77,9 +89,11 @@ impl AddrMatcher {
     /// service of the port.
     pub(super) fn lookup(&self, ip: IpAddr, port: u16) -> Option<(usize, Hit)> {
         let ip = canonical(ip);
-        self.entries
-            .iter()
-            .find(|e| e.net.contains(&ip) && (e.ports.is_empty() || e.ports.contains(&port)))
+        let fits = |e: &&Entry| e.ports.is_empty() || e.ports.contains(&port);
+        self.hosts
+            .get(&ip)
+            .filter(fits)
+            .or_else(|| self.entries.iter().find(|e| e.net.contains(&ip) && fits(e)))
             .map(|e| (e.service, Hit::Address(e.net)))
             .or_else(|| self.ports.get(&port).map(|&s| (s, Hit::Port(port))))
     }
