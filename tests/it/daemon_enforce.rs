@@ -1108,5 +1108,67 @@ fn dot_is_stopped_except_to_the_configured_upstream() {
             .contains("\"matched_by\":\"upstream\""),
         "{e:?}"
     );
+
+    // DNS over QUIC (UDP 853): once the server answered the Initial, the client's later
+    // datagrams to that address are dropped; to the upstream they pass.
+    let (doq_public, doq_upstream) = tb
+        .in_ns(&tb.inet, || {
+            let bind = |a: std::net::Ipv4Addr| {
+                let s = UdpSocket::bind(SocketAddr::new(a.into(), 853)).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(300)))
+                    .unwrap();
+                s
+            };
+            (bind(SERVER3), bind(UPSTREAM_DNS))
+        })
+        .join()
+        .unwrap();
+    let initial = quic_hello(
+        "doq.example",
+        &InitialShape {
+            dcid: &[0x85, 0x30, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08],
+            scid: &[1, 2, 3, 4],
+            hello_size: 0,
+            datagram_len: 1200,
+        },
+    );
+    let send = |dst: std::net::Ipv4Addr, payload: Vec<u8>| {
+        tb.in_ns(&tb.client, move || {
+            let s = UdpSocket::bind(SocketAddr::new(CLIENT.into(), 0)).unwrap();
+            s.send_to(&payload, SocketAddr::new(dst.into(), 853))
+                .unwrap();
+        })
+        .join()
+        .unwrap()
+    };
+    let mut buf = [0u8; 2048];
+    for (server, rx) in [(SERVER3, &doq_public), (UPSTREAM_DNS, &doq_upstream)] {
+        send(server, initial.clone());
+        let (_, from) = rx.recv_from(&mut buf).expect("the first Initial passes");
+        rx.send_to(b"server initial", from).unwrap();
+        wait_event(&dir, |e| {
+            e.kind == "quic_initial" && e.server_ip == server.to_string()
+        });
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    send(SERVER3, b"retry".to_vec());
+    assert!(
+        doq_public.recv_from(&mut buf).is_err(),
+        "DoQ to a public resolver must be dropped\n{}",
+        nft_set(&tb, "quic4")
+    );
+    send(UPSTREAM_DNS, b"retry".to_vec());
+    let (n, _) = doq_upstream
+        .recv_from(&mut buf)
+        .expect("DoQ to the upstream passes");
+    assert_eq!(&buf[..n], b"retry");
+    let e = wait_event(&dir, |e| {
+        e.kind == "quic_initial" && e.server_ip == SERVER3.to_string()
+    });
+    assert_eq!(
+        (e.action.as_str(), e.service.as_deref()),
+        ("block", Some("encrypted-dns-port")),
+        "{e:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
