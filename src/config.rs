@@ -124,6 +124,21 @@ pub struct PolicyConf {
 }
 
 impl Config {
+    /// The clinic's own resolvers: the addresses of `[dns] upstreams` and of `[sensor]
+    /// internal_resolvers`. The policy never stops a DNS resolver service reached there
+    /// (`PolicyHandle::load_with`).
+    pub fn clinic_resolvers(&self) -> Vec<std::net::IpAddr> {
+        let mut v: Vec<std::net::IpAddr> = self
+            .dns
+            .iter()
+            .flat_map(|d| d.upstreams.iter().map(|a| a.ip()))
+            .chain(self.sensor.internal_resolvers.iter().copied())
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     pub fn load(path: &Path) -> Result<Config, PolicyError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| PolicyError::new(path, format!("cannot read: {e}")))?;

@@ -119,6 +119,8 @@ fn list(dir: &Path, category: Option<&str>, format: Format) -> ExitCode {
                     "baa_source": s.baa_source,
                     "source_date": s.source_date,
                     "domains": s.patterns.len(),
+                    "addresses": s.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "ports": s.ports,
                     "file": s.file.display().to_string(),
                 })).collect::<Vec<_>>(),
             });
@@ -184,6 +186,18 @@ struct Changed<'a> {
     category: Option<(Category, Category)>,
     added: Vec<&'a str>,
     removed: Vec<&'a str>,
+    /// `addresses` and `ports` (as `port N`) added and removed.
+    addr_added: Vec<String>,
+    addr_removed: Vec<String>,
+}
+
+/// A service's `addresses` and `ports` as words (`1.1.1.1/32`, `port 853`).
+fn addr_words(s: &Service) -> BTreeSet<String> {
+    s.addresses
+        .iter()
+        .map(|a| a.to_string())
+        .chain(s.ports.iter().map(|p| format!("port {p}")))
+        .collect()
 }
 
 fn diff(a: &Path, b: &Path, format: Format) -> ExitCode {
@@ -215,19 +229,27 @@ fn diff(a: &Path, b: &Path, format: Format) -> ExitCode {
         let (x, y) = (&ca.services[i], &cb.services[j]);
         let px: BTreeSet<&str> = x.patterns.iter().map(String::as_str).collect();
         let py: BTreeSet<&str> = y.patterns.iter().map(String::as_str).collect();
+        let (ax, ay) = (addr_words(x), addr_words(y));
         let c = Changed {
             id,
             category: (x.category != y.category).then_some((x.category, y.category)),
             added: py.difference(&px).copied().collect(),
             removed: px.difference(&py).copied().collect(),
+            addr_added: ay.difference(&ax).cloned().collect(),
+            addr_removed: ax.difference(&ay).cloned().collect(),
         };
-        if c.category.is_some() || !c.added.is_empty() || !c.removed.is_empty() {
+        if c.category.is_some()
+            || !c.added.is_empty()
+            || !c.removed.is_empty()
+            || !c.addr_added.is_empty()
+            || !c.addr_removed.is_empty()
+        {
             changed.push(c);
         }
     }
     let r = super::out::print_with(|w| match format {
         Format::Json => {
-            let svc = |s: &&Service| json!({"id": s.id, "category": s.category, "vendor": s.vendor, "domains": s.patterns});
+            let svc = |s: &&Service| json!({"id": s.id, "category": s.category, "vendor": s.vendor, "domains": s.patterns, "addresses": addr_words(s)});
             let v = json!({
                 "a": {"dir": ca.dir.display().to_string(), "version": versions(&ca), "services": ca.services.len()},
                 "b": {"dir": cb.dir.display().to_string(), "version": versions(&cb), "services": cb.services.len()},
@@ -238,6 +260,8 @@ fn diff(a: &Path, b: &Path, format: Format) -> ExitCode {
                     "category": c.category.map(|(x, y)| json!({"from": x, "to": y})),
                     "domains_added": c.added,
                     "domains_removed": c.removed,
+                    "addresses_added": c.addr_added,
+                    "addresses_removed": c.addr_removed,
                 })).collect::<Vec<_>>(),
             });
             serde_json::to_writer_pretty(&mut *w, &v)?;
@@ -259,9 +283,18 @@ fn diff(a: &Path, b: &Path, format: Format) -> ExitCode {
                 versions(&cb)
             )?;
             for s in &added {
+                let addrs = addr_words(s);
+                let addrs = if addrs.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "; addresses: {}",
+                        addrs.into_iter().collect::<Vec<_>>().join(" ")
+                    )
+                };
                 writeln!(
                     w,
-                    "+ {} ({}, {} domains: {})",
+                    "+ {} ({}, {} domains: {}{addrs})",
                     s.id,
                     s.category.as_str(),
                     s.patterns.len(),
@@ -281,6 +314,12 @@ fn diff(a: &Path, b: &Path, format: Format) -> ExitCode {
                 }
                 if !c.removed.is_empty() {
                     parts.push(format!("domains removed: {}", c.removed.join(" ")));
+                }
+                if !c.addr_added.is_empty() {
+                    parts.push(format!("addresses added: {}", c.addr_added.join(" ")));
+                }
+                if !c.addr_removed.is_empty() {
+                    parts.push(format!("addresses removed: {}", c.addr_removed.join(" ")));
                 }
                 writeln!(w, "~ {}: {}", c.id, parts.join("; "))?;
             }

@@ -17,7 +17,8 @@ pub enum Args {
     },
     /// Show the service a name matches, the rule that fires for a client, the action, and why.
     Explain {
-        /// Host name (SNI, DNS question or HTTP Host).
+        /// Host name (SNI, DNS question or HTTP Host), or a server address (IP or IP:PORT, 443 by
+        /// default) for a connection no name decided, matched by the catalogue's addresses and ports.
         name: String,
         /// Client IP address (selects client groups).
         #[arg(long)]
@@ -123,7 +124,17 @@ fn explain(
         mac,
         hostname,
     };
-    let text = p.explain_on(name, &c, crate::time::now_ns(), evidence);
+    // An address (`1.1.1.1`, `1.1.1.1:853`, `[2606:4700:4700::1111]:853`): a connection that no
+    // name decided, matched by the catalogue's `addresses` and `ports` (443 when no port is given).
+    let server = name.parse::<std::net::SocketAddr>().ok().or_else(|| {
+        name.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| std::net::SocketAddr::new(ip, 443))
+    });
+    let text = match server {
+        Some(a) => p.explain_address(a, &c, crate::time::now_ns()),
+        None => p.explain_on(name, &c, crate::time::now_ns(), evidence),
+    };
     super::out::exit(
         super::out::print_with(|w| w.write_all(text.as_bytes())),
         ExitCode::SUCCESS,

@@ -87,7 +87,16 @@ pub fn run(a: Args) -> ExitCode {
         conf.as_ref()
             .and_then(|c| c.policy.as_ref().map(|p| p.dir.clone()))
     });
-    let handle = match policy_dir.as_deref().map(PolicyHandle::load).transpose() {
+    // With a configuration, its resolvers are the clinic's own, as in the daemon.
+    let resolvers = conf
+        .as_ref()
+        .map(|c| c.clinic_resolvers())
+        .unwrap_or_default();
+    let handle = match policy_dir
+        .as_deref()
+        .map(|d| PolicyHandle::load_with(d, &resolvers))
+        .transpose()
+    {
         Ok(h) => h,
         Err(e) => {
             eprintln!("{e}\nshadowgate: the policy is not valid, nothing replayed");

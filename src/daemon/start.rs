@@ -125,7 +125,8 @@ pub(super) fn open_policy_and_store(
     config: &Config,
 ) -> Result<(Arc<PolicyHandle>, Option<Arc<SystemLog>>), RunError> {
     let policy_dir = &config.policy.as_ref().expect("validated").dir;
-    let policy = PolicyHandle::load(policy_dir).map_err(config_err)?;
+    let policy =
+        PolicyHandle::load_with(policy_dir, &config.clinic_resolvers()).map_err(config_err)?;
     let store = config.store.as_ref().expect("validated");
     Store::open(&store.path).map_err(store_err)?;
     let system = Some(SystemLog::open(&store.path, &config.sensor.id).map_err(store_err)?);

@@ -807,6 +807,7 @@ mod tests {
             pattern: String::new(),
             via: Via::Tls,
             evidence: Evidence::Wire,
+            matched_by: Default::default(),
             rule_id: "r".into(),
             action,
             severity: Severity::Medium,

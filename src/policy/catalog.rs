@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::address::{self, AddrMatcher};
 use super::config::{self, Category};
 use super::error::{read, toml_error};
 use super::matcher::{normalize, DomainTrie};
@@ -30,6 +31,8 @@ pub(super) struct Catalog {
     pub(super) vendors: Vec<Vendor>,
     pub(super) versions: Vec<CatalogVersion>,
     pub(super) overrides: Vec<Override>,
+    /// Services' `addresses` and port-only services.
+    pub(super) addrs: AddrMatcher,
 }
 
 /// The clinic's file inside the catalogue directory (the rest of it is vendor data).
@@ -407,16 +410,109 @@ impl Loader {
             return;
         }
         let names = service_names(src, &s, errs);
-        if names.is_empty() && s.category != Category::ApprovedRoute {
-            errs.push(src.error_at(format!("service {:?} has no domains", s.id), span.start));
+        if names.is_empty()
+            && s.addresses.is_empty()
+            && s.ports.is_empty()
+            && s.category != Category::ApprovedRoute
+        {
+            errs.push(
+                src.error_at(format!("service {:?} has no domains", s.id), span.start)
+                    .hint("give it domains, or addresses (its own dedicated addresses) or ports"),
+            );
         }
         check_source_date(src, &s, errs);
         let idx = self.cat.services.len();
         let (patterns, tenant_hosts) = self.claim_names(src, &s.id, idx, names, errs);
+        let (addresses, ports) = self.claim_addresses(src, &s, idx, errs);
         self.cat.ids.insert(s.id.clone(), idx);
-        self.cat
-            .services
-            .push(new_service(s, src.path, patterns, tenant_hosts));
+        let mut svc = new_service(s, src.path, patterns, tenant_hosts);
+        svc.addresses = addresses;
+        svc.ports = ports;
+        self.cat.services.push(svc);
+    }
+
+    /// Service `idx`'s `addresses` and `ports`, validated and entered in the address matcher:
+    /// each prefix belongs to one service, a port-only port to one service, and `ports` without
+    /// `addresses` is a port-only service (no names).
+    fn claim_addresses(
+        &mut self,
+        src: Source<'_>,
+        s: &config::ServiceDef,
+        idx: usize,
+        errs: &mut Vec<PolicyError>,
+    ) -> (Vec<ipnet::IpNet>, Vec<u16>) {
+        let mut ports = Vec::new();
+        for p in &s.ports {
+            let port = *p.get_ref();
+            if port == 0 {
+                errs.push(
+                    src.error_at(
+                        format!("port 0 of service {:?} is no port", s.id),
+                        p.span().start,
+                    )
+                    .hint("list TCP/UDP server ports (1-65535), such as 853"),
+                );
+            } else if !ports.contains(&port) {
+                ports.push(port);
+            }
+        }
+        let mut nets = Vec::new();
+        for a in &s.addresses {
+            let net = match address::parse(a.get_ref()) {
+                Ok(n) => n,
+                Err((m, hint)) => {
+                    errs.push(src.error_at(m, a.span().start).hint(hint));
+                    continue;
+                }
+            };
+            if let Some(other) = self.cat.addrs.owner(&net) {
+                if other != idx {
+                    errs.push(
+                        src.error_at(
+                            format!(
+                                "address {} of service {:?} is already listed by service {:?}",
+                                address::show(&net),
+                                s.id,
+                                self.cat.services[other].id
+                            ),
+                            a.span().start,
+                        )
+                        .hint(format!("an address belongs to one service; remove it from one of them (other: {}); a clinic entry replaces a vendor service by using its id", self.cat.services[other].file.display())),
+                    );
+                }
+                continue;
+            }
+            self.cat.addrs.insert(net, &ports, idx);
+            nets.push(net);
+        }
+        let named = !(s.domains.is_empty() && s.tenant_hosts.is_empty() && s.templates.is_empty());
+        if s.addresses.is_empty() && !ports.is_empty() {
+            if named {
+                let at = s.ports.first().map_or(0, |p| p.span().start);
+                errs.push(
+                    src.error_at(format!("service {:?} has ports but no addresses", s.id), at)
+                        .hint("ports narrow `addresses`; a service with `ports` alone (no domains) matches any server on them: put such an entry in a service of its own"),
+                );
+            } else {
+                for p in s.ports.iter().filter(|p| *p.get_ref() != 0) {
+                    let port = *p.get_ref();
+                    match self.cat.addrs.port_owner(port) {
+                        Some(other) if other != idx => errs.push(
+                            src.error_at(
+                                format!(
+                                    "port {port} of service {:?} is already the port of service {:?}",
+                                    s.id, self.cat.services[other].id
+                                ),
+                                p.span().start,
+                            )
+                            .hint("a port-only entry matches every server on the port: one service per port"),
+                        ),
+                        _ => self.cat.addrs.insert_port(port, idx),
+                    }
+                }
+            }
+        }
+        (nets, ports)
     }
 
     /// A service id already defined (ids are unique across both layers): an error pointing at
@@ -656,6 +752,8 @@ fn new_service(
         shared_tenant: s.shared_tenant,
         file: file.to_path_buf(),
         patterns,
+        addresses: Vec::new(),
+        ports: Vec::new(),
     }
 }
 

@@ -27,6 +27,7 @@ impl Policy {
             vendors,
             versions,
             overrides,
+            addrs,
         } = catalog::load(dir, &mut errs);
 
         let pfile = dir.join("policy.toml");
@@ -45,6 +46,8 @@ impl Policy {
             default_severity: Severity::Medium,
             tz: jiff::tz::TimeZone::system(),
             approved: None,
+            addrs,
+            clinic_resolvers: Vec::new(),
         };
         match read(&pfile) {
             Err(e) => errs.push(e),
@@ -88,6 +91,13 @@ impl Policy {
                     PolicyError::new(f, format!("rule id {:?} is used twice", r.id))
                         .at(text, span.start)
                         .hint("rule ids are the audit trail's key: keep them unique and stable"),
+                );
+            }
+            if r.id == super::UPSTREAM_RULE || r.id == "default" {
+                errs.push(
+                    PolicyError::new(f, format!("rule id {:?} is reserved", r.id))
+                        .at(text, span.start)
+                        .hint("decisions without a rule use it (`default`: no rule selected the service; `upstream`: the clinic's own resolver); choose another id"),
                 );
             }
             let rule = self.compile_rule(&cx, span.start, r, errs);

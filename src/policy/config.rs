@@ -132,6 +132,16 @@ pub struct ServiceDef {
     /// Set when business/enterprise tenants use the same host names as personal accounts.
     #[serde(default)]
     pub shared_tenant: Option<String>,
+    /// The service's own dedicated addresses (IPs, or CIDR prefixes of at least /16 for IPv4 and
+    /// /32 for IPv6), such as a public resolver's anycast addresses; never CDN or cloud ranges.
+    /// A TLS or QUIC connection to one matches the service even when it carries no name.
+    #[serde(default)]
+    pub addresses: Vec<Spanned<String>>,
+    /// Server ports (TCP or UDP). With `addresses`, only connections to these ports match by
+    /// address. Alone (no domains, tenant hosts, templates or addresses), any server on these ports
+    /// matches (for a port assigned to one protocol only, such as 853 for DNS over TLS and QUIC).
+    #[serde(default)]
+    pub ports: Vec<Spanned<u16>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,9 +3,10 @@
 
 use std::fmt::Write;
 
+use super::address::{self, Hit};
 use super::matcher::normalize;
 use super::model::Rule;
-use super::{Action, CatalogMatch, Client, Policy};
+use super::{Action, CatalogMatch, Category, Client, Policy};
 use crate::flow::Evidence;
 
 /// Each rule that selected the name, in order, and why it did not fire (`Ok` if it fired).
@@ -56,6 +57,73 @@ impl Policy {
                     "action:    none (not a catalogued service and no rule names it)"
                 );
             }
+        }
+        s
+    }
+
+    /// A human explanation of the decision for a TLS or QUIC connection to `server` that no name
+    /// decided (no SNI, an IP-literal SNI, or an uncatalogued one): the catalogue entry whose
+    /// `addresses` or `ports` match, the client, the rules skipped, then the decision.
+    pub fn explain_address(
+        &self,
+        server: std::net::SocketAddr,
+        client: &Client<'_>,
+        ts_ns: u64,
+    ) -> String {
+        let mut s = String::new();
+        let ip = address::canonical(server.ip());
+        let _ = writeln!(
+            s,
+            "server:    {ip} port {}   (a TLS or QUIC connection no name decided: matched by address or port)",
+            server.port()
+        );
+        let Some((index, hit)) = self.addrs.lookup(ip, server.port()) else {
+            let _ = writeln!(
+                s,
+                "service:   none: no catalogue entry lists this address, or this port alone"
+            );
+            let _ = writeln!(
+                s,
+                "action:    none (a name on the wire or from DNS may still decide it)"
+            );
+            return s;
+        };
+        let sv = &self.services[index];
+        let what = match hit {
+            Hit::Address(n) => format!("address {}", address::show(&n)),
+            Hit::Port(p) => format!("port {p} (a port-only entry: any server on it)"),
+        };
+        let _ = writeln!(
+            s,
+            "service:   {} ({}; vendor {})",
+            sv.id, sv.name, sv.vendor
+        );
+        let _ = writeln!(s, "category:  {} / {}", sv.category.as_str(), sv.kind);
+        let _ = writeln!(
+            s,
+            "matched:   {what} of the catalogue entry in {} (matched_by {}; a name match wins when there is one)",
+            sv.file.display(),
+            match hit {
+                Hit::Address(_) => "address",
+                Hit::Port(_) => "port",
+            }
+        );
+        let _ = writeln!(s, "BAA:       {}", sv.baa);
+        let cat = CatalogMatch {
+            service: sv,
+            index,
+            pattern: "",
+        };
+        let (groups, trail) = self.evaluate_match(Some(cat), None, client, ts_ns, Evidence::Wire);
+        self.explain_client(&mut s, client, &groups);
+        let _ = writeln!(s, "evidence:  wire   (the server address is in the packet)");
+        if sv.category == Category::DnsResolver {
+            let _ = writeln!(s, "upstream:  the daemon allows this instead if {ip} is one of its own resolvers ([dns] upstreams, [sensor] internal_resolvers)");
+        }
+        self.explain_skipped(&mut s, &trail);
+        match trail.last() {
+            Some((i, Ok(()))) => explain_rule(&mut s, &self.rules[*i]),
+            _ => self.explain_default(&mut s),
         }
         s
     }
@@ -123,6 +191,14 @@ fn explain_service(s: &mut String, c: CatalogMatch<'_>) {
         c.pattern,
         sv.file.display()
     );
+    if !sv.addresses.is_empty() {
+        let a: Vec<String> = sv.addresses.iter().map(address::show).collect();
+        let _ = writeln!(s, "addresses: {}", a.join(" "));
+    }
+    if !sv.ports.is_empty() {
+        let p: Vec<String> = sv.ports.iter().map(u16::to_string).collect();
+        let _ = writeln!(s, "ports:     {}", p.join(" "));
+    }
     let _ = writeln!(s, "BAA:       {}", sv.baa);
     let _ = writeln!(s, "source:    {}", sv.baa_source);
     if let Some(t) = &sv.shared_tenant {

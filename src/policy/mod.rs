@@ -4,6 +4,7 @@
 //! client wins; a catalogued service no rule selects gets the default action. [`scope`] says
 //! what the steering portal's CA may certify under the policy.
 
+mod address;
 mod catalog;
 pub mod change;
 mod client;
@@ -28,8 +29,8 @@ pub use error::{PolicyError, PolicyErrors};
 use matcher::DomainTrie;
 use model::Rule;
 pub use model::{
-    Action, CatalogMatch, CatalogVersion, Decision, Override, OverrideKind, Service, Severity,
-    Vendor, Via,
+    Action, CatalogMatch, CatalogVersion, Decision, MatchedBy, Override, OverrideKind, Service,
+    Severity, Vendor, Via, UPSTREAM_RULE,
 };
 pub use scope::{Overreach, PortalScope, ScopeWarning};
 
@@ -50,6 +51,11 @@ pub struct Policy {
     default_severity: Severity,
     tz: jiff::tz::TimeZone,
     approved: Option<SteerDef>,
+    /// Catalogue `addresses` and port-only services.
+    addrs: address::AddrMatcher,
+    /// The clinic's own resolvers (`[dns] upstreams`, `[sensor] internal_resolvers`): a DNS
+    /// resolver service reached there is allowed. None in replay without a configuration.
+    clinic_resolvers: Vec<std::net::IpAddr>,
 }
 
 impl Policy {
@@ -79,6 +85,21 @@ impl Policy {
             .zip(&self.pattern_services)
             .filter_map(|(p, &s)| Some((p.as_str(), self.services.get(s)?)))
             .collect()
+    }
+
+    /// This policy with the clinic's own resolvers (the addresses of `[dns] upstreams` and
+    /// `[sensor] internal_resolvers`): a connection to one that would be decided as a DNS
+    /// resolver service is decided `allow` (rule `upstream`, `matched_by` `upstream`).
+    pub fn with_clinic_resolvers(mut self, resolvers: &[std::net::IpAddr]) -> Policy {
+        self.clinic_resolvers = resolvers.iter().map(|&a| address::canonical(a)).collect();
+        self.clinic_resolvers.sort_unstable();
+        self.clinic_resolvers.dedup();
+        self
+    }
+
+    /// The clinic's own resolvers this policy excepts (see [`Policy::with_clinic_resolvers`]).
+    pub fn clinic_resolvers(&self) -> &[std::net::IpAddr] {
+        &self.clinic_resolvers
     }
 
     pub fn rule_count(&self) -> usize {

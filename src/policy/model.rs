@@ -112,6 +112,11 @@ pub struct Service {
     /// The service's catalogue patterns, normalised (`claude.ai`, `*.claude.ai`; templates
     /// expanded over their regions).
     pub patterns: Vec<String>,
+    /// The service's own addresses (`addresses` in the catalogue): a connection to one matches
+    /// the service when no name decided it.
+    pub addresses: Vec<ipnet::IpNet>,
+    /// Server ports (`ports`): narrow `addresses`, or alone match any server on the port.
+    pub ports: Vec<u16>,
 }
 
 /// A vendor of the catalogue and the registrable domains it owns.
@@ -260,6 +265,40 @@ impl Via {
     }
 }
 
+/// What made a decision's service match (see [`Decision::matched_by`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchedBy {
+    /// A name: on the wire, or inferred from DNS.
+    #[default]
+    Name,
+    /// The server address is one of the service's `addresses` (and the port in its `ports`).
+    Address,
+    /// The server port is a port-only service's (853).
+    Port,
+    /// The server is one of the clinic's own configured resolvers (`[dns] upstreams`,
+    /// `[sensor] internal_resolvers`): a DNS resolver service there is allowed.
+    Upstream,
+}
+
+impl MatchedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchedBy::Name => "name",
+            MatchedBy::Address => "address",
+            MatchedBy::Port => "port",
+            MatchedBy::Upstream => "upstream",
+        }
+    }
+
+    pub fn is_name(&self) -> bool {
+        *self == MatchedBy::Name
+    }
+}
+
+/// The rule id of a decision made by the clinic's-resolver exception (no rule of policy.toml).
+pub const UPSTREAM_RULE: &str = "upstream";
+
 /// A policy decision about one name for one client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
@@ -278,6 +317,12 @@ pub struct Decision {
     pub via: Via,
     /// How strongly the traffic shows the name (`wire`, `own_lookup`, ...; see [`Evidence`]).
     pub evidence: Evidence,
+    /// What matched: a name (the default, not written), or, for a connection no name decided,
+    /// the server's `address` or `port` (then `matched_name` is the server address and `pattern`
+    /// the catalogue entry: `1.1.1.1`, `port 853`); `upstream` when the server is one of the
+    /// clinic's configured resolvers (decided `allow` by rule `upstream`).
+    #[serde(skip_serializing_if = "MatchedBy::is_name")]
+    pub matched_by: MatchedBy,
     /// Rule id, or `default` when no rule selected a catalogued service.
     pub rule_id: String,
     pub action: Action,

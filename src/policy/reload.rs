@@ -31,6 +31,9 @@ pub type ReloadHook = Box<dyn Fn(&ReloadOutcome) + Send + Sync>;
 
 pub struct PolicyHandle {
     dir: PathBuf,
+    /// The clinic's own resolvers, given to every policy loaded (see
+    /// [`Policy::with_clinic_resolvers`]).
+    clinic_resolvers: Vec<std::net::IpAddr>,
     current: ArcSwap<Policy>,
     digest: Mutex<String>,
     pub reloads: AtomicU64,
@@ -42,9 +45,19 @@ pub struct PolicyHandle {
 impl PolicyHandle {
     /// Load the policy once; fails if the first load is invalid (there is nothing to keep running).
     pub fn load(dir: &Path) -> Result<Arc<PolicyHandle>, PolicyErrors> {
-        let p = Policy::load(dir)?;
+        PolicyHandle::load_with(dir, &[])
+    }
+
+    /// [`PolicyHandle::load`] with the clinic's own resolvers (the daemon's `[dns] upstreams`
+    /// and `[sensor] internal_resolvers`), excepted by this policy and every one reloaded.
+    pub fn load_with(
+        dir: &Path,
+        clinic_resolvers: &[std::net::IpAddr],
+    ) -> Result<Arc<PolicyHandle>, PolicyErrors> {
+        let p = Policy::load(dir)?.with_clinic_resolvers(clinic_resolvers);
         Ok(Arc::new(PolicyHandle {
             dir: dir.into(),
+            clinic_resolvers: clinic_resolvers.to_vec(),
             current: ArcSwap::from_pointee(p),
             digest: Mutex::new(change::digest(dir)),
             reloads: AtomicU64::new(0),
@@ -89,7 +102,7 @@ impl PolicyHandle {
         // The digest is taken before loading: a file changed during the load gives another
         // reload (the watcher sees the change), never a digest of files that were not loaded.
         let new_digest = change::digest(&self.dir);
-        match Policy::load(&self.dir) {
+        match Policy::load(&self.dir).map(|p| p.with_clinic_resolvers(&self.clinic_resolvers)) {
             Ok(p) => {
                 let changes = Changes::between(&self.current(), &p);
                 self.current.store(Arc::new(p));

@@ -251,6 +251,11 @@ impl Event {
             // came first): the SIEM sees the attempt.
             detail.insert("desync".into(), true.into());
         }
+        if !d.matched_by.is_name() {
+            // Matched by the server's address or port, or the clinic's own resolver: `name` is
+            // then the server address.
+            detail.insert("matched_by".into(), d.matched_by.as_str().into());
+        }
         detail.extend(extra.unwrap_or_default());
         Event {
             id: ulid::Ulid::from_datetime(crate::time::ns_to_system(o.ts)).to_string(),

@@ -377,13 +377,17 @@ impl Builder {
         let Some(action) = parse_action(word)? else {
             return Ok(());
         };
-        let groups = self.groups(r)?;
-        // A connection whose source may be forged (no handshake seen) is no visit.
-        let unverified = r
+        let detail = r
             .get_ref(13)
             .ok()
-            .and_then(|v| v.as_str_or_null().ok().flatten())
-            .is_some_and(|d| d.contains("\"unverified_source\":true"));
+            .and_then(|v| v.as_str_or_null().ok().flatten());
+        // The clinic's own resolver (`[dns] upstreams`) is no DNS bypass and no use of a service.
+        if detail.is_some_and(|d| d.contains("\"matched_by\":\"upstream\"")) {
+            return Ok(());
+        }
+        let groups = self.groups(r)?;
+        // A connection whose source may be forged (no handshake seen) is no visit.
+        let unverified = detail.is_some_and(|d| d.contains("\"unverified_source\":true"));
         let conn = is_connection(kind) && !unverified;
         let dot = conn && r.get::<_, i64>(5).unwrap_or(0) == 853;
         let o = self

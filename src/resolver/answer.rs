@@ -234,6 +234,7 @@ mod tests {
             pattern: "claude.ai".into(),
             via: Via::Dns,
             evidence: Evidence::Wire,
+            matched_by: Default::default(),
             rule_id: "R".into(),
             action,
             severity: Severity::Medium,

@@ -497,7 +497,8 @@ fn grown_catalogue_is_steered_on_reload_and_names_outside_the_ca_are_reported() 
     let first = wait_event(&dir, |e| e.kind == "catalog_loaded");
     let detail: serde_json::Value = serde_json::from_str(first.detail.as_deref().unwrap()).unwrap();
     assert_eq!(detail["portal_uncertifiable"], 0, "{detail}");
-    assert_eq!(detail["version"], "2026.12.1", "{detail}");
+    // The files' distinct versions (dns-resolvers.toml and vendors.toml are at 2026.12.2).
+    assert_eq!(detail["version"], "2026.12.1, 2026.12.2", "{detail}");
     assert!(detail["services"].as_u64().unwrap() >= 200, "{detail}");
     assert!(
         detail["patterns_per_category"]["consumer_ai"]
@@ -1207,5 +1208,156 @@ fn a_fake_hello_first_does_not_let_the_real_one_through() {
         e.name == "claude.ai" && e.detail.as_deref().is_some_and(|d| d.contains("desync"))
     });
     assert!(e.detail.unwrap().contains("\"stopped\""));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Encrypted DNS only to the clinic (issue 23): a DoT connection to a server on TCP 853 that no
+/// name decides is stopped (the bundled catalogue's port-853 entry, a block rule for
+/// `dns_resolver`), while DoT to the `[dns] upstreams` address passes untouched (rule
+/// `upstream`): one decision path, no nftables rule written for the upstream.
+#[test]
+fn dot_is_stopped_except_to_the_configured_upstream() {
+    need_root!();
+    let _serial = serial();
+    let tb = Testbed::new("sgdot");
+    let dir = tmpdir("daemon", "dot");
+    let rules = format!(
+        "{POLICY}\n[[rule]]\nid = \"T-410-encrypted-dns\"\ncategories = [\"dns_resolver\"]\naction = \"block\"\nseverity = \"high\"\n"
+    );
+    let policy = with_rules(&dir.join("policies"), &rules);
+    let cfg = dns_config(&dir, &policy, "");
+    let _srv = internet(&tb);
+    let (public, upstream) = tb
+        .in_ns(&tb.inet, || {
+            let d = Duration::from_millis(20);
+            (
+                TlsServer::start(SocketAddr::new(SERVER2.into(), 853), &["dot.example"], d),
+                TlsServer::start(
+                    SocketAddr::new(UPSTREAM_DNS.into(), 853),
+                    &["dot.example"],
+                    d,
+                ),
+            )
+        })
+        .join()
+        .unwrap();
+    let d = Daemon::start(&tb, &cfg);
+    wait_healthy(&tb, &d);
+    let dot = |dst: std::net::Ipv4Addr| {
+        tb.in_ns(&tb.client, move || {
+            crate::common::servers::tls_get(
+                Some(CLIENT.into()),
+                SocketAddr::new(dst.into(), 853),
+                "dot.example",
+            )
+        })
+        .join()
+        .unwrap()
+    };
+    let got = dot(SERVER2);
+    assert!(got.is_err(), "{got:?}\n{}", d.log());
+    let conns = public.wait(1);
+    assert!(
+        !conns.is_empty() && conns.iter().all(|c| c.app_bytes == 0),
+        "{conns:?}"
+    );
+    let e = wait_event(&dir, |e| {
+        e.kind == "tls_client_hello" && e.server_ip == SERVER2.to_string()
+    });
+    assert_eq!(
+        (e.action.as_str(), e.rule_id.as_str(), e.service.as_deref()),
+        ("block", "T-410-encrypted-dns", Some("encrypted-dns-port")),
+        "{e:?}"
+    );
+    let detail = e.detail.clone().unwrap_or_default();
+    assert!(
+        detail.contains("\"stopped\"") && detail.contains("\"matched_by\":\"port\""),
+        "{e:?}"
+    );
+
+    let ok = dot(UPSTREAM_DNS);
+    assert!(
+        ok.as_deref().unwrap_or("").contains("ok"),
+        "{ok:?}\n{}",
+        d.log()
+    );
+    assert!(upstream.wait(1).iter().all(|c| c.app_bytes > 0));
+    let e = wait_event(&dir, |e| {
+        e.kind == "tls_client_hello" && e.server_ip == UPSTREAM_DNS.to_string()
+    });
+    assert_eq!(
+        (e.action.as_str(), e.rule_id.as_str()),
+        ("allow", "upstream"),
+        "{e:?}"
+    );
+    assert!(
+        e.detail
+            .as_deref()
+            .unwrap_or("")
+            .contains("\"matched_by\":\"upstream\""),
+        "{e:?}"
+    );
+
+    // DNS over QUIC (UDP 853): once the server answered the Initial, the client's later
+    // datagrams to that address are dropped; to the upstream they pass.
+    let (doq_public, doq_upstream) = tb
+        .in_ns(&tb.inet, || {
+            let bind = |a: std::net::Ipv4Addr| {
+                let s = UdpSocket::bind(SocketAddr::new(a.into(), 853)).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(300)))
+                    .unwrap();
+                s
+            };
+            (bind(SERVER3), bind(UPSTREAM_DNS))
+        })
+        .join()
+        .unwrap();
+    let initial = quic_hello(
+        "doq.example",
+        &InitialShape {
+            dcid: &[0x85, 0x30, 0xc8, 0xf0, 0x3e, 0x51, 0x57, 0x08],
+            scid: &[1, 2, 3, 4],
+            hello_size: 0,
+            datagram_len: 1200,
+        },
+    );
+    let send = |dst: std::net::Ipv4Addr, payload: Vec<u8>| {
+        tb.in_ns(&tb.client, move || {
+            let s = UdpSocket::bind(SocketAddr::new(CLIENT.into(), 0)).unwrap();
+            s.send_to(&payload, SocketAddr::new(dst.into(), 853))
+                .unwrap();
+        })
+        .join()
+        .unwrap()
+    };
+    let mut buf = [0u8; 2048];
+    for (server, rx) in [(SERVER3, &doq_public), (UPSTREAM_DNS, &doq_upstream)] {
+        send(server, initial.clone());
+        let (_, from) = rx.recv_from(&mut buf).expect("the first Initial passes");
+        rx.send_to(b"server initial", from).unwrap();
+        wait_event(&dir, |e| {
+            e.kind == "quic_initial" && e.server_ip == server.to_string()
+        });
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    send(SERVER3, b"retry".to_vec());
+    assert!(
+        doq_public.recv_from(&mut buf).is_err(),
+        "DoQ to a public resolver must be dropped\n{}",
+        nft_set(&tb, "quic4")
+    );
+    send(UPSTREAM_DNS, b"retry".to_vec());
+    let (n, _) = doq_upstream
+        .recv_from(&mut buf)
+        .expect("DoQ to the upstream passes");
+    assert_eq!(&buf[..n], b"retry");
+    let e = wait_event(&dir, |e| {
+        e.kind == "quic_initial" && e.server_ip == SERVER3.to_string()
+    });
+    assert_eq!(
+        (e.action.as_str(), e.service.as_deref()),
+        ("block", Some("encrypted-dns-port")),
+        "{e:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -24,6 +24,7 @@ mod deploy;
 mod desync;
 mod devices;
 mod dns;
+mod encrypted_dns;
 mod enforce;
 mod evidence;
 mod evidence_policy;

@@ -207,7 +207,7 @@ fn shared_tenant_service_is_allowed_only_for_the_enrolled_group() {
         .decide("api.openai.com", &claimed_mac, 0, Via::Tls)
         .unwrap();
     assert_eq!(d.rule_id, "SG-200-enterprise-api", "{d:?}");
-    // Approved route and the clinic's Bedrock account: allowed; DoH resolvers: alert.
+    // Approved route and the clinic's Bedrock account: allowed.
     assert_eq!(
         p.decide("ai.clinic.example", &client("10.20.1.2"), 0, Via::Tls)
             .unwrap()
@@ -225,8 +225,16 @@ fn shared_tenant_service_is_allowed_only_for_the_enrolled_group() {
         .action,
         Action::Allow
     );
+    // DoH resolvers: stopped outside IT (SG-410), alerted for IT (SG-400).
     let doh = p
         .decide("cloudflare-dns.com", &client("10.20.1.2"), 0, Via::Tls)
+        .unwrap();
+    assert_eq!(
+        (doh.action, doh.rule_id.as_str()),
+        (Action::Block, "SG-410-encrypted-dns-stop")
+    );
+    let doh = p
+        .decide("cloudflare-dns.com", &client("10.99.0.5"), 0, Via::Tls)
         .unwrap();
     assert_eq!(
         (doh.action, doh.rule_id.as_str()),

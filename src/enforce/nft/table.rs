@@ -293,6 +293,10 @@ pub fn build(batch: &mut Batch, spec: &TableSpec) {
 }
 
 /// The rules of both chains (what break glass flushes and re-enabling adds back).
+/// The UDP server ports the per-(client, address) QUIC drops cover: HTTP/3 (443) and DNS over
+/// QUIC (853, RFC 9250).
+pub const QUIC_PORTS: [u16; 2] = [443, 853];
+
 pub fn add_rules(batch: &mut Batch, spec: &TableSpec) {
     let t = Table::new(table_name(), ProtoFamily::Inet);
     let filter = Chain::new(CString::new(FILTER_CHAIN).unwrap_or_default(), &t);
@@ -322,16 +326,19 @@ pub fn add_rules(batch: &mut Batch, spec: &TableSpec) {
             }
             batch.add(&r, MsgType::Add);
         }
-        // (b) QUIC per (client, server address).
-        let mut r = Rule::new(&filter);
-        nfproto(&mut r, f);
-        l4proto(&mut r, libc::IPPROTO_UDP as u8);
-        dport(&mut r, 443);
-        load_pair(&mut r, f, false);
-        lookup(&mut r, SetKind::Quic, f);
-        r.add_expr(&Counter);
-        r.add_expr(&Verdict::Drop);
-        batch.add(&r, MsgType::Add);
+        // (b) QUIC per (client, server address): HTTP/3 on 443, and DNS over QUIC on 853 (a
+        // decision stops a DoQ resolver as it stops an HTTP/3 site).
+        for port in QUIC_PORTS {
+            let mut r = Rule::new(&filter);
+            nfproto(&mut r, f);
+            l4proto(&mut r, libc::IPPROTO_UDP as u8);
+            dport(&mut r, port);
+            load_pair(&mut r, f, false);
+            lookup(&mut r, SetKind::Quic, f);
+            r.add_expr(&Counter);
+            r.add_expr(&Verdict::Drop);
+            batch.add(&r, MsgType::Add);
+        }
     }
     // (c) all QUIC from the LAN.
     if spec.block_all_quic {

@@ -202,6 +202,10 @@ pub fn decision(d: &Decision, out: &mut Vec<u8>) {
     plain(out, d.via.as_str());
     out.extend_from_slice(b",\"evidence\":");
     plain(out, d.evidence.as_str());
+    if !d.matched_by.is_name() {
+        out.extend_from_slice(b",\"matched_by\":");
+        plain(out, d.matched_by.as_str());
+    }
     out.extend_from_slice(b",\"rule_id\":");
     string(out, &d.rule_id);
     out.extend_from_slice(b",\"action\":");

@@ -10,7 +10,7 @@ use crate::flow::observation::{DnsAnswer, Transport};
 use crate::flow::{Config, Evidence, Flag, Kind, TcpSeq};
 use crate::pipeline::{Output, Pipeline};
 use crate::policy::reload::PolicyHandle;
-use crate::policy::{Action, Category, Severity, SteerDef, Via};
+use crate::policy::{Action, Category, MatchedBy, Severity, SteerDef, Via};
 
 #[path = "../../../tests/it/common/captures.rs"]
 mod support;
@@ -188,6 +188,12 @@ const EVIDENCE: [Evidence; 5] = [
     Evidence::OtherClient,
     Evidence::UnmatchedAnswer,
 ];
+const MATCHED_BY: [MatchedBy; 4] = [
+    MatchedBy::Name,
+    MatchedBy::Address,
+    MatchedBy::Port,
+    MatchedBy::Upstream,
+];
 const VIAS: [Via; 7] = [
     Via::Dns,
     Via::Tls,
@@ -319,6 +325,7 @@ fn decision_of(r: &mut Rng, i: usize, strs: &[String]) -> Decision {
         pattern: r.pick(strs),
         via: VIAS[i % VIAS.len()],
         evidence: EVIDENCE[i % EVIDENCE.len()],
+        matched_by: MATCHED_BY[i % MATCHED_BY.len()],
         rule_id: r.pick(strs),
         action: ACTIONS[i % ACTIONS.len()],
         severity: SEVERITIES[(i / 5) % SEVERITIES.len()],
@@ -384,6 +391,7 @@ fn smallest_and_largest_values_render_as_serde_json_does() {
         pattern: String::new(),
         via: Via::Manual,
         evidence: Evidence::Wire,
+        matched_by: MatchedBy::Name,
         rule_id: String::new(),
         action: Action::Allow,
         severity: Severity::Info,

@@ -255,6 +255,20 @@ pub fn events() -> Vec<Event> {
             "alert",
             853,
         ),
+        // B: DoT to the clinic's own upstream (allowed by rule `upstream`): no bypass, no visit.
+        {
+            let mut e = event(
+                ny("2026-11-18T12:02"),
+                B,
+                "tls_client_hello",
+                "quad9",
+                "allow",
+                853,
+            );
+            e.rule_id = "upstream".into();
+            e.detail = Some(r#"{"enforcement":"allowed","matched_by":"upstream"}"#.into());
+            e
+        },
         // C: starts Sunday 23:50 of W47, goes on past midnight into W48: one W47 visit.
         tls(ny("2026-11-22T23:50"), C, "anthropic-api", "alert"),
         tls(ny("2026-11-23T00:10"), C, "anthropic-api", "alert"),
