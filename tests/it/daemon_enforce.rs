@@ -1087,14 +1087,24 @@ fn seq_numbers(s: &std::net::TcpStream) -> (u32, u32) {
 fn fake_then_real_tls(
     tb: &Testbed,
     src: std::net::Ipv4Addr,
+    port: u16,
     dst: std::net::Ipv4Addr,
     fake: Fake,
 ) -> Result<String, String> {
     tb.in_ns(&tb.client, move || {
-        let s =
-            crate::common::servers::socket2_connect(src.into(), SocketAddr::new(dst.into(), 443))
-                .map_err(|e| e.to_string())?;
-        let port = s.local_addr().unwrap().port();
+        // Each try from its own port: a stopped flow's 4-tuple stays in the stop set (a reused
+        // ephemeral port would meet it as a refusal).
+        let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .map_err(|e| e.to_string())?;
+        sock.set_reuse_address(true).map_err(|e| e.to_string())?;
+        sock.bind(&SocketAddr::new(src.into(), port).into())
+            .map_err(|e| e.to_string())?;
+        sock.connect_timeout(
+            &SocketAddr::new(dst.into(), 443).into(),
+            Duration::from_secs(2),
+        )
+        .map_err(|e| e.to_string())?;
+        let s: std::net::TcpStream = sock.into();
         let (mut seq, mut ack) = seq_numbers(&s);
         if let Fake::BadSeq = fake {
             seq = seq.wrapping_sub(10_000);
@@ -1164,9 +1174,13 @@ fn a_fake_hello_first_does_not_let_the_real_one_through() {
     let d = Daemon::start(&tb, &cfg);
     wait_healthy(&tb, &d);
     let mut total = 0;
-    for fake in [Fake::Ttl1, Fake::BadSum, Fake::BadSeq] {
+    for (k, fake) in [Fake::Ttl1, Fake::BadSum, Fake::BadSeq]
+        .into_iter()
+        .enumerate()
+    {
         for i in 0..50 {
-            let got = fake_then_real_tls(&tb, CLIENT, SERVER, fake);
+            let port = 43_000 + 100 * k as u16 + i;
+            let got = fake_then_real_tls(&tb, CLIENT, port, SERVER, fake);
             // Stopped by the gateway's resets (not a timeout, not a refusal).
             let err = got.expect_err(&format!(
                 "{fake:?} try {i}: the handshake completed\n{}",
