@@ -56,12 +56,18 @@ pub fn client_hello(sni: &str, size: usize) -> Vec<u8> {
     if size > base + 4 {
         push(&mut exts, 21, &vec![0u8; size - base - 4]);
     }
+    hello_record(&exts)
+}
+
+/// A TLS record carrying a TLS 1.3 ClientHello (one cipher suite, null compression) with the
+/// extension block `exts`.
+pub fn hello_record(exts: &[u8]) -> Vec<u8> {
     let mut body = vec![3, 3];
     body.extend_from_slice(&[0x42; 32]);
     body.push(0);
     body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
     body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-    body.extend_from_slice(&exts);
+    body.extend_from_slice(exts);
     let mut hs = vec![1];
     hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
     hs.extend_from_slice(&body);

@@ -190,9 +190,28 @@ pub(super) fn http_observation(
         return;
     }
     flow.last_host = hv;
-    let mut o = seg.observation(Kind::HttpRequest, true, r.name.clone());
+    let mut o = request(flow, seg, r.name, r.conflict || r.idna, segmented);
     o.wire_names = r.other_names;
-    if r.conflict || r.idna {
+    o.http = Some(HttpInfo {
+        method: r.method,
+        host: r.host,
+    });
+    if o.name.is_none() {
+        sinks.infer(&mut o);
+    }
+    sinks.emit(o);
+}
+
+/// An HTTP request's observation (HTTP/1.x or h2c) with the flags of its connection.
+fn request(
+    flow: &Flow,
+    seg: &Seg,
+    name: Option<String>,
+    anomaly: bool,
+    segmented: bool,
+) -> Observation {
+    let mut o = seg.observation(Kind::HttpRequest, true, name);
+    if anomaly {
         o.flags.push(Flag::Anomaly);
     }
     if flow.proxied {
@@ -204,40 +223,21 @@ pub(super) fn http_observation(
     if seg.dp != 80 && seg.dp != 8080 {
         o.flags.push(Flag::OffPort);
     }
-    if r.name.is_none() {
-        sinks.infer(&mut o);
-    }
-    o.http = Some(HttpInfo {
-        method: r.method,
-        host: r.host,
-    });
-    sinks.emit(o);
+    o
 }
 
 /// The first request of an h2c connection, flagged `h2c`; a DNS-over-HTTPS query in it is read
 /// as DNS (flagged `h2c` too).
 fn h2c_request(flow: &Flow, seg: &Seg, r: h2::Request, segmented: bool, sinks: &mut Sinks<'_>) {
-    let mut o = seg.observation(Kind::HttpRequest, true, r.name.clone());
+    let mut o = request(flow, seg, r.name, r.idna, segmented);
     o.flags.push(Flag::H2c);
-    if r.idna {
-        o.flags.push(Flag::Anomaly);
-    }
-    if flow.proxied {
-        o.flags.push(Flag::Proxied);
-    }
-    if segmented {
-        o.flags.push(Flag::Segmented);
-    }
-    if seg.dp != 80 && seg.dp != 8080 {
-        o.flags.push(Flag::OffPort);
-    }
-    if r.name.is_none() {
-        sinks.infer(&mut o);
-    }
     o.http = Some(HttpInfo {
         method: r.method,
         host: r.authority,
     });
+    if o.name.is_none() {
+        sinks.infer(&mut o);
+    }
     sinks.emit(o);
     if let Some(msg) = r.dns {
         sinks.dns(seg, &msg, &[Flag::H2c]);

@@ -141,6 +141,18 @@ fn parts(data: &[u8], cuts: &[usize]) -> Vec<(u32, Vec<u8>)> {
     out
 }
 
+/// `data` cut at `cuts`, each part sent plainly, last part first with `reversed`.
+fn in_parts(data: &[u8], cuts: &[usize], reversed: bool) -> Vec<(u32, Vec<u8>, How)> {
+    let mut p: Vec<_> = parts(data, cuts)
+        .into_iter()
+        .map(|(o, d)| (o, d, How::default()))
+        .collect();
+    if reversed {
+        p.reverse();
+    }
+    p
+}
+
 /// Where the SNI's name starts in [`real`]'s record (the tools split there: `split=sni`).
 fn sni_at() -> usize {
     let r = real();
@@ -324,68 +336,31 @@ fn modes() -> Vec<Mode> {
     add(
         "split",
         "the real hello in two segments cut at byte 2",
-        tcp_mode(
-            next(),
-            parts(&r, &[2])
-                .into_iter()
-                .map(|(o, d)| (o, d, plain))
-                .collect(),
-            &[],
-        ),
+        tcp_mode(next(), in_parts(&r, &[2], false), &[]),
         false,
     );
     add(
         "split-sni",
         "the real hello in two segments cut inside the SNI",
-        tcp_mode(
-            next(),
-            parts(&r, &[n])
-                .into_iter()
-                .map(|(o, d)| (o, d, plain))
-                .collect(),
-            &[],
-        ),
+        tcp_mode(next(), in_parts(&r, &[n], false), &[]),
         false,
     );
     add(
         "disorder",
         "the real hello cut inside the SNI, the second part sent first",
-        tcp_mode(
-            next(),
-            parts(&r, &[n])
-                .into_iter()
-                .rev()
-                .map(|(o, d)| (o, d, plain))
-                .collect(),
-            &[],
-        ),
+        tcp_mode(next(), in_parts(&r, &[n], true), &[]),
         false,
     );
     add(
         "multisplit",
         "the real hello in four segments in order",
-        tcp_mode(
-            next(),
-            parts(&r, &[1, sni, n])
-                .into_iter()
-                .map(|(o, d)| (o, d, plain))
-                .collect(),
-            &[],
-        ),
+        tcp_mode(next(), in_parts(&r, &[1, sni, n], false), &[]),
         false,
     );
     add(
         "multidisorder",
         "the real hello in four segments, last first",
-        tcp_mode(
-            next(),
-            parts(&r, &[1, sni, n])
-                .into_iter()
-                .rev()
-                .map(|(o, d)| (o, d, plain))
-                .collect(),
-            &[],
-        ),
+        tcp_mode(next(), in_parts(&r, &[1, sni, n], true), &[]),
         false,
     );
     // fakedsplit: for each part, the fake's bytes for it (TTL 1), the real part, the fake again.

@@ -29,19 +29,7 @@ fn hello_without_sni() -> Vec<u8> {
     push(16, &[0, 4, 3, b'd', b'o', b't']);
     push(43, &[4, 3, 4, 3, 3]);
     push(10, &[0, 6, 0x11, 0xec, 0, 0x1d, 0, 0x17]);
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[0x42; 32]);
-    body.push(0);
-    body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
-    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-    body.extend_from_slice(&exts);
-    let mut hs = vec![1];
-    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    hs.extend_from_slice(&body);
-    let mut rec = vec![0x16, 3, 1];
-    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-    rec.extend_from_slice(&hs);
-    rec
+    synth::hello_record(&exts)
 }
 
 /// A TCP connection from `client`:`sport` to `server`:`port` (handshake, then `hello`).
