@@ -83,7 +83,8 @@ pub(super) fn begin(flow: &mut Flow, start: u32, first: SparseBuf, judged: bool,
 }
 
 /// The watch of a judged first flight, from the bytes judged in place (`first`, at the
-/// stream's start `start`); over budget it is given up (the flow ends as it did before).
+/// stream's start `start`); past the watch budget it is skipped (counted; the flow ends as it
+/// did before).
 pub(super) fn begin_with(
     flow: &mut Flow,
     start: u32,
@@ -92,9 +93,9 @@ pub(super) fn begin_with(
     cap: usize,
     now: u64,
 ) {
-    let mut buf = SparseBuf::with_budget(cap, sinks.budget);
+    let mut buf = SparseBuf::with_budget(cap, sinks.watch_budget);
     if buf.insert(0, first) == Insert::OverBudget {
-        sinks.stats.flows.reassembly_budget_exceeded += 1;
+        sinks.stats.flows.watch_skipped += 1;
         flow.finish();
         return;
     }
@@ -269,6 +270,27 @@ fn judge(
     true
 }
 
+/// The sweep: end the flow's watch (TCP) or QUIC watch if its window is over.
+pub(super) fn end_if_due(flow: &mut Flow, now: u64) {
+    if flow.watch.as_ref().is_some_and(|w| w.until <= now) {
+        end(flow);
+    }
+    if flow.state == State::Quic
+        && !flow.awaiting
+        && flow
+            .quic
+            .as_ref()
+            .is_some_and(|c| c.until != 0 && c.until <= now)
+    {
+        flow.finish();
+    }
+}
+
+/// When the flow's watch ends (capture time), if it has one.
+pub(super) fn until(flow: &Flow) -> Option<u64> {
+    flow.watch.as_ref().map(|w| w.until)
+}
+
 /// The window is over: a flow judged but for its watch is done; HTTP keeps reading requests.
 fn end(flow: &mut Flow) {
     flow.watch = None;
@@ -289,7 +311,12 @@ pub(super) fn conflict(
     let Some(st) = flow.streams[at.dir].take() else {
         return;
     };
-    let st = *st;
+    let mut st = *st;
+    if !st.buf.rebudget(sinks.watch_budget) {
+        sinks.stats.flows.watch_skipped += 1;
+        flow.finish();
+        return;
+    }
     begin(flow, st.base, st.buf, false, seg.cx.ts);
     segment(flow, at, payload, seg, sinks);
 }

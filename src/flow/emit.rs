@@ -91,6 +91,9 @@ impl Seg {
 /// The mutable parts one segment handler needs besides its flow (split borrows).
 pub(super) struct Sinks<'a> {
     pub(super) budget: &'a Budget,
+    /// What the versions of watched first flights may hold together (apart from `budget`, so
+    /// watches never starve reassembly).
+    pub(super) watch_budget: &'a Budget,
     pub(super) hosts: &'a HostNames,
     pub(super) names: &'a mut NameCache,
     pub(super) queries: &'a mut PendingQueries,

@@ -197,6 +197,19 @@ impl SparseBuf {
         })
     }
 
+    /// Draw on `to` instead of the budget this buffer draws now; false (nothing changed) when
+    /// `to` cannot hold it.
+    pub fn rebudget(&mut self, to: &Budget) -> bool {
+        if !to.try_charge(self.data.len()) {
+            return false;
+        }
+        if let Some(b) = &self.budget {
+            b.release(self.data.len());
+        }
+        self.budget = Some(to.clone());
+        true
+    }
+
     /// Bytes held (the budget this buffer draws).
     pub fn held(&self) -> usize {
         self.data.len()

@@ -1,7 +1,7 @@
 //! The sensor's core: frames in, observations out; all state bounded (see [`Config`]) and swept of
 //! idle entries once a second of capture time. Each layer's handling lives in its own file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use etherparse::LinkSlice;
@@ -64,7 +64,14 @@ pub struct Sensor {
     /// QUIC ClientHellos waiting for their server's first answer (by flow), each with the
     /// capture time after which it is reported unanswered.
     pub(super) held: HashMap<FlowKey, (u64, Vec<Observation>)>,
+    /// Flows whose first flight is watched, with the capture time the watch ends (in order):
+    /// the sweep ends each watch on time even when its flow sends nothing more.
+    pub(super) watches: VecDeque<(u64, FlowKey)>,
+    pub(super) watch_budget: Budget,
 }
+
+/// Bytes the versions of watched first flights may hold together (per sensor).
+pub(super) const WATCH_BUDGET: usize = 32 << 20;
 
 /// QUIC flows with ClientHellos held at once at most (each up to `quic::MAX_HELLOS` hellos) (past it one is reported unanswered at once).
 pub(super) const MAX_HELD: usize = 4096;
@@ -97,6 +104,8 @@ impl Sensor {
             shard: (0, 1),
             shadow: false,
             held: HashMap::new(),
+            watches: VecDeque::new(),
+            watch_budget: Budget::new(WATCH_BUDGET),
         }
     }
 
@@ -128,6 +137,7 @@ impl Sensor {
         let mut s = self.stats.clone();
         s.flows.active = self.flows.len() as u64;
         s.flows.reassembly_bytes = self.budget.used() as u64;
+        s.flows.watch_bytes = self.watch_budget.used() as u64;
         s.fragments = self.defrag.stats;
         s.names.inserted = self.names.inserted;
         s.names.evicted = self.names.evicted;
@@ -258,6 +268,7 @@ impl Sensor {
         self.incomplete_datagrams(incomplete, out);
         self.names.expire(now);
         self.queries.expire(now);
+        self.end_watches(now);
         if !self.held.is_empty() {
             let keys: Vec<FlowKey> = self
                 .held
@@ -268,6 +279,28 @@ impl Sensor {
             let due = keys.iter().filter_map(|k| self.held.remove(k)).collect();
             self.unanswered(due, out);
         }
+    }
+
+    /// End the watches whose window is over (their flows may send nothing more).
+    fn end_watches(&mut self, now: u64) {
+        while let Some(&(until, key)) = self.watches.front() {
+            if until > now {
+                break;
+            }
+            self.watches.pop_front();
+            if let Some(f) = self.flows.get_mut(&key) {
+                super::desync::end_if_due(f, now);
+            }
+        }
+    }
+
+    /// Note a flow whose watch began (ended by [`Sensor::end_watches`] when it is due).
+    pub(super) fn watched(&mut self, key: FlowKey, until: u64) {
+        if self.watches.len() >= self.cfg.max_flows.max(1) {
+            // Past one entry per flow the oldest goes (its watch then ends at its next packet).
+            self.watches.pop_front();
+        }
+        self.watches.push_back((until, key));
     }
 
     /// QUIC ClientHellos whose server never answered: reported (in capture order) and marked
@@ -287,6 +320,7 @@ impl Sensor {
     pub(super) fn report(&mut self, o: Observation, out: &mut Vec<Observation>) {
         let mut sinks = super::emit::Sinks {
             budget: &self.budget,
+            watch_budget: &self.watch_budget,
             hosts: &self.hosts,
             names: &mut self.names,
             queries: &mut self.queries,

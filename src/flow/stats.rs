@@ -47,6 +47,10 @@ pub struct FlowStats {
     /// checked (a capture file, or a ring frame the kernel had not checked): decided on, but
     /// never counted towards the end of a watch.
     pub bad_checksum: u64,
+    /// Judged first flights not watched: the watch budget (32 MiB per sensor) was spent.
+    pub watch_skipped: u64,
+    /// Bytes held now by the versions of watched first flights.
+    pub watch_bytes: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -249,6 +253,8 @@ impl Stats {
             f.desync += g.desync;
             f.desync_versions_full += g.desync_versions_full;
             f.bad_checksum += g.bad_checksum;
+            f.watch_skipped += g.watch_skipped;
+            f.watch_bytes += g.watch_bytes;
             let (f, g) = (&mut t.fragments, &s.fragments);
             f.fragments += g.fragments;
             f.reassembled += g.reassembled;

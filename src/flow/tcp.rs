@@ -33,7 +33,9 @@ impl Sensor {
     /// classifier, in place when it starts the stream, else through the direction's buffer.
     pub(super) fn tcp(&mut self, cx: Ctx, t: &TcpSlice<'_>, out: &mut Vec<Observation>) {
         let before = out.len();
-        self.tcp_segment(cx, t, out);
+        if let Some((key, until)) = self.tcp_segment(cx, t, out) {
+            self.watched(key, until);
+        }
         if out.len() > before {
             let verified = self.handshake_verified(cx, t);
             // The observations this segment completed: note where the flow stood.
@@ -79,7 +81,34 @@ impl Sensor {
             && f.synack_ok
     }
 
-    fn tcp_segment(&mut self, cx: Ctx, t: &TcpSlice<'_>, out: &mut Vec<Observation>) {
+    /// A segment through [`Sensor::tcp_data`]; the flow and when its watch ends, if the
+    /// segment began one.
+    fn tcp_segment(
+        &mut self,
+        cx: Ctx,
+        t: &TcpSlice<'_>,
+        out: &mut Vec<Observation>,
+    ) -> Option<(FlowKey, u64)> {
+        if self.shadow || t.payload().is_empty() {
+            self.tcp_data(cx, t, out);
+            return None;
+        }
+        let (key, _) = FlowKey::new(cx.src, t.source_port(), cx.dst, t.destination_port(), 6);
+        let before = self
+            .flows
+            .get_mut(&key)
+            .is_some_and(|f| desync::until(f).is_some());
+        self.tcp_data(cx, t, out);
+        if before {
+            return None;
+        }
+        self.flows
+            .get_mut(&key)
+            .and_then(|f| desync::until(f))
+            .map(|until| (key, until))
+    }
+
+    fn tcp_data(&mut self, cx: Ctx, t: &TcpSlice<'_>, out: &mut Vec<Observation>) {
         if self.shadow {
             return; // another shard's flow (sharded replay)
         }
@@ -122,6 +151,7 @@ impl Sensor {
         };
         let mut sinks = Sinks {
             budget: &self.budget,
+            watch_budget: &self.watch_budget,
             hosts: &self.hosts,
             names: &mut self.names,
             queries: &mut self.queries,
@@ -337,7 +367,13 @@ fn reclassify(
     if let Some(start) = start.filter(|_| !more && desync::watchable(flow, at.src_a, true)) {
         // Judged from the buffer: it is the first version; watch for another.
         flow.streams[at.dir] = None;
-        desync::begin(flow, start, prefix, true, seg.cx.ts);
+        let mut prefix = prefix;
+        if prefix.rebudget(sinks.watch_budget) {
+            desync::begin(flow, start, prefix, true, seg.cx.ts);
+        } else {
+            sinks.stats.flows.watch_skipped += 1;
+            flow.finish();
+        }
         return;
     }
     if let Some(st) = flow.streams[at.dir].as_mut() {

@@ -58,6 +58,7 @@ impl Sensor {
         };
         let mut sinks = Sinks {
             budget: &self.budget,
+            watch_budget: &self.watch_budget,
             hosts: &self.hosts,
             names: &mut self.names,
             queries: &mut self.queries,
@@ -122,7 +123,17 @@ impl Sensor {
                 if !checksum::udp_ok(&cx, u) {
                     sinks.stats.flows.bad_checksum += 1;
                 }
-                let Some(o) = quic_datagram(flow, &seg, payload, &mut sinks) else {
+                let watched = flow.quic.as_ref().is_some_and(|c| c.until != 0);
+                let o = quic_datagram(flow, &seg, payload, &mut sinks);
+                let until = flow.quic.as_ref().map_or(0, |c| c.until);
+                if !watched && until != 0 {
+                    // (the flow table and the watch list are separate fields)
+                    if self.watches.len() >= self.cfg.max_flows.max(1) {
+                        self.watches.pop_front();
+                    }
+                    self.watches.push_back((until, key));
+                }
+                let Some(o) = o else {
                     return;
                 };
                 // Held until the server answers: a hello in another's name gets no answer

@@ -64,8 +64,9 @@ fn be16(d: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([b[0], b[1]]))
 }
 
-/// The view of a plain TCP/UDP packet (see [`Packet`]), or `None`.
-#[inline]
+/// The view of a plain TCP/UDP packet (see [`Packet`]), or `None`. Always inlined: it is the
+/// fast path's whole decoding.
+#[inline(always)]
 pub fn packet(linktype: u32, data: &[u8]) -> Option<Packet> {
     let (at, want) = ip_start(linktype, data)?;
     let ip = data.get(at..)?;

@@ -624,6 +624,41 @@ fn versions_are_bounded_and_counted() {
         st.flows.reassembly_bytes, 0,
         "versions still held after the flow ended"
     );
+    assert_eq!(
+        st.flows.watch_bytes, 0,
+        "versions still held after the flow ended"
+    );
+}
+
+/// A watch ends on time even when its connection sends nothing more (a download: the client
+/// only acknowledges): the sweep frees its bytes; before, they are counted.
+#[test]
+fn watches_end_on_time_without_more_traffic() {
+    use crate::common::sensor::{feed_at, T0};
+    let port = 52_200;
+    let frames = tcp_mode(port, vec![(0, real(), How::default())], &[]);
+    let mut timed: Vec<(u64, Vec<u8>)> = frames
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (T0 + i as u64 * 1_000_000, f.clone()))
+        .collect();
+    let mut s = Sensor::new(Config::default());
+    feed_at(&mut s, 1, &timed);
+    assert!(s.stats().flows.watch_bytes > 0, "{:?}", s.stats().flows);
+    // Five seconds later, another host's DNS query: the sweep ends the watch.
+    timed.push((
+        T0 + 5_000_000_000,
+        synth::udp(
+            [10, 20, 1, 99],
+            [10, 20, 0, 53],
+            5353,
+            53,
+            &synth::dns(7, "example.org", None),
+        ),
+    ));
+    let mut s = Sensor::new(Config::default());
+    feed_at(&mut s, 1, &timed);
+    assert_eq!(s.stats().flows.watch_bytes, 0, "{:?}", s.stats().flows);
 }
 
 /// A bad-checksum segment is counted and never ends the watch; a re-send of the same hello
