@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Golden outputs of `replay --policy policies` over every bundled capture (JSON and table, with
+# Golden outputs of `replay --policy ${POLICY_DIR:-policies}` over every bundled capture (JSON and table, with
 # --stats and the summary line, and the exit code), saved once and diffed against later builds.
 #
 #   bench/golden.sh save  BIN DIR     write BIN's outputs into DIR (one set of files per capture)
 #   bench/golden.sh check BIN DIR     run BIN again and diff against DIR; exit 1 on any difference
 #
-# EXTRA="--threads 2" adds arguments to every replay (e.g. to compare a sharded run).
+# EXTRA="--threads 2" adds arguments to every replay (e.g. to compare a sharded run); POLICY_DIR
+# replays with another policy directory (e.g. an older one, to compare builds across a policy change).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?usage: bench/golden.sh save|check BIN DIR}
@@ -16,10 +17,10 @@ extra=${EXTRA:-}
 run() { # capture, output prefix
   local f=$1 p=$2
   # shellcheck disable=SC2086
-  "$bin" replay --policy policies --stats $extra "$f" > "$p.json" 2> "$p.json.err"
+  "$bin" replay --policy ${POLICY_DIR:-policies} --stats $extra "$f" > "$p.json" 2> "$p.json.err"
   echo "rc=$?" >> "$p.json.err"
   # shellcheck disable=SC2086
-  "$bin" replay --policy policies --stats --format table $extra "$f" > "$p.table" 2> "$p.table.err"
+  "$bin" replay --policy ${POLICY_DIR:-policies} --stats --format table $extra "$f" > "$p.table" 2> "$p.table.err"
   echo "rc=$?" >> "$p.table.err"
 }
 mkdir -p "$dir"
