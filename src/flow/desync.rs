@@ -141,6 +141,15 @@ pub(super) fn segment(
         return Watched::Ended;
     }
     let rel = seq.wrapping_sub(w.start) as i32;
+    if flow.isn[dir] == Some(seq) && seq != w.start && (rel < 0 || rel as usize >= at.cap) {
+        // The first byte after a newer SYN, far from the watched flight: a new connection on
+        // the same 4-tuple (a reused port). Its first flight is read afresh.
+        flow.watch = None;
+        flow.state = State::New;
+        flow.streams = [None, None];
+        flow.last_host = 0;
+        return Watched::After;
+    }
     let (off, data) = if rel >= 0 {
         (rel as usize, payload)
     } else {

@@ -70,6 +70,9 @@ pub struct Sensor {
     pub(super) watch_budget: Budget,
 }
 
+/// Watches ended by one sweep at most.
+const WATCHES_PER_SWEEP: usize = 2048;
+
 /// Bytes the versions of watched first flights may hold together (per sensor).
 pub(super) const WATCH_BUDGET: usize = 32 << 20;
 
@@ -281,9 +284,15 @@ impl Sensor {
         }
     }
 
-    /// End the watches whose window is over (their flows may send nothing more).
+    /// End the watches whose window is over (their flows may send nothing more), at most
+    /// [`WATCHES_PER_SWEEP`] a sweep: a flood's watches end over several seconds instead of
+    /// stalling one sweep (and the decisions behind it). A watch due but not yet ended ends at
+    /// its flow's next segment all the same.
     fn end_watches(&mut self, now: u64) {
-        while let Some(&(until, key)) = self.watches.front() {
+        for _ in 0..WATCHES_PER_SWEEP {
+            let Some(&(until, key)) = self.watches.front() else {
+                break;
+            };
             if until > now {
                 break;
             }

@@ -117,6 +117,15 @@ impl Sensor {
         let dir = if src_a { 0 } else { 1 };
         let flow = match self.flows.get_mut(&key) {
             Some(f) => {
+                if f.state == State::Done
+                    && t.syn()
+                    && !t.ack()
+                    && f.isn[dir] != Some(t.sequence_number().wrapping_add(1))
+                {
+                    // A new connection on a finished flow's 4-tuple (a reused port): its own.
+                    *f = Flow::new(cx.ts, false);
+                    self.stats.flows.created += 1;
+                }
                 f.last_ns = f.last_ns.max(cx.ts);
                 if f.state == State::Done {
                     return;

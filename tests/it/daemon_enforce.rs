@@ -699,9 +699,30 @@ fn forged_hellos_in_a_clients_name_stop_nothing() {
         .count();
     assert_eq!(unverified, 1);
     // The client's own connection to claude.ai (a real handshake) is stopped as before.
-    assert!(tls_from(&tb, CLIENT, SERVER, "claude.ai").is_err());
+    let own = tls_from(&tb, CLIENT, SERVER, "claude.ai");
+    assert!(
+        own.is_err(),
+        "{own:?}\n{}\n{:?}",
+        d.log(),
+        events(&dir)
+            .iter()
+            .rev()
+            .take(5)
+            .map(|e| (&e.name, &e.client_port, &e.detail))
+            .collect::<Vec<_>>()
+    );
     let own = ai.wait(1);
-    assert!(own.iter().all(|c| c.app_bytes == 0), "{own:?}");
+    assert!(
+        own.iter().all(|c| c.app_bytes == 0),
+        "{own:?}\n{}\n{:?}",
+        d.log(),
+        events(&dir)
+            .iter()
+            .rev()
+            .take(5)
+            .map(|e| (&e.name, &e.client_port, &e.detail))
+            .collect::<Vec<_>>()
+    );
     let e = wait_event(&dir, |e| {
         e.name == "claude.ai"
             && e.detail

@@ -745,3 +745,49 @@ fn replay_decides_the_real_name_on_every_capture() {
         assert!(decided, "{}: {REAL} not decided:\n{text}", m.name);
     }
 }
+
+/// A new connection on a 4-tuple the sensor already judged (a reused client port): its first
+/// flight is read afresh, within the watch window and after it.
+#[test]
+fn a_reused_port_is_a_new_connection() {
+    use crate::common::sensor::{feed_at, T0};
+    for gap_ns in [1_000_000_000u64, 10_000_000_000] {
+        let port = 52_300;
+        let mut frames = tcp_mode(port, vec![(0, fake(), How::default())], &[]);
+        // The same 4-tuple again with another initial sequence number and the real hello.
+        let isn2 = CISN.wrapping_add(0x0777_0000);
+        let mut syn = Vec::new();
+        PacketBuilder::ethernet2(CMAC, GWMAC)
+            .ipv4(CLIENT, SERVER, 64)
+            .tcp(port, 443, isn2, 64240)
+            .syn()
+            .write(&mut syn, &[])
+            .unwrap();
+        let mut hello = Vec::new();
+        PacketBuilder::ethernet2(CMAC, GWMAC)
+            .ipv4(CLIENT, SERVER, 64)
+            .tcp(port, 443, isn2.wrapping_add(1), 64240)
+            .ack(SISN.wrapping_add(1))
+            .psh()
+            .write(&mut hello, &real())
+            .unwrap();
+        let first = frames.len();
+        frames.push(syn);
+        frames.push(hello);
+        let timed: Vec<(u64, Vec<u8>)> = frames
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let later = if i >= first { gap_ns } else { 0 };
+                (T0 + i as u64 * 1_000_000 + later, f)
+            })
+            .collect();
+        let mut s = Sensor::new(Config::default());
+        let obs = feed_at(&mut s, 1, &timed);
+        let got = on_port(&obs, port);
+        assert!(
+            got.iter().any(|(n, _)| n.as_deref() == Some(REAL)),
+            "gap {gap_ns}: {got:?}"
+        );
+    }
+}

@@ -574,9 +574,12 @@ fn quic_is_dropped_per_client_and_address_until_a_grant() {
     let gw = Gw::start(&bed, "enforce");
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = stop.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let echo = in_ns(&bed.s, move || {
         let s = UdpSocket::bind((SERVER, 443)).unwrap();
         s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        // Bound before the client sends (on a loaded machine the thread can start late).
+        ready_tx.send(()).unwrap();
         let mut b = [0u8; 2048];
         while !s2.load(Ordering::Relaxed) {
             if let Ok((n, from)) = s.recv_from(&mut b) {
@@ -584,6 +587,7 @@ fn quic_is_dropped_per_client_and_address_until_a_grant() {
             }
         }
     });
+    ready_rx.recv().unwrap();
     // The first Initial passes (the sensor only sees it) and makes the decision.
     let initial = quic_hello(
         "claude.ai",

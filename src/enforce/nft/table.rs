@@ -292,11 +292,11 @@ pub fn build(batch: &mut Batch, spec: &TableSpec) {
     add_rules(batch, spec);
 }
 
-/// The rules of both chains (what break glass flushes and re-enabling adds back).
 /// The UDP server ports the per-(client, address) QUIC drops cover: HTTP/3 (443) and DNS over
 /// QUIC (853, RFC 9250).
 pub const QUIC_PORTS: [u16; 2] = [443, 853];
 
+/// The rules of both chains (what break glass flushes and re-enabling adds back).
 pub fn add_rules(batch: &mut Batch, spec: &TableSpec) {
     let t = Table::new(table_name(), ProtoFamily::Inet);
     let filter = Chain::new(CString::new(FILTER_CHAIN).unwrap_or_default(), &t);
