@@ -117,7 +117,7 @@ impl Sensor {
         let dir = if src_a { 0 } else { 1 };
         let flow = match self.flows.get_mut(&key) {
             Some(f) => {
-                if f.state == State::Done
+                if (f.state == State::Done || desync::until(f).is_some_and(|u| u < cx.ts))
                     && t.syn()
                     && !t.ack()
                     && f.isn[dir] != Some(t.sequence_number().wrapping_add(1))
@@ -210,6 +210,13 @@ fn note_syn(flow: &mut Flow, t: &TcpSlice<'_>, dir: usize, src_a: bool) -> u32 {
     let mut seq = t.sequence_number();
     if t.syn() {
         seq = seq.wrapping_add(1);
+        if !t.ack() && flow.synack_ok && flow.isn[dir].is_some_and(|i| i != seq) {
+            // Another SYN on a connection whose handshake was seen: a server never takes it
+            // (a fake, perhaps TTL-limited, to move where the sensor reads the stream from).
+            // A real new connection on the 4-tuple comes after this one finished (TIME_WAIT),
+            // when the flow is started afresh.
+            return seq;
+        }
         // A SYN-ACK answers the other side's SYN: it must acknowledge that SYN's number.
         if t.ack() {
             flow.synack_ok = flow.isn[1 - dir] == Some(t.acknowledgment_number());

@@ -746,12 +746,43 @@ fn replay_decides_the_real_name_on_every_capture() {
     }
 }
 
-/// A new connection on a 4-tuple the sensor already judged (a reused client port): its first
-/// flight is read afresh, within the watch window and after it.
+/// A new connection on a 4-tuple the sensor already judged (a reused client port, after the
+/// watch window: TIME_WAIT keeps a real client from reusing it sooner): its first flight is read
+/// afresh. Within the window, another SYN moves nothing (a fake SYN, then a fake hello at its
+/// numbers, then the real hello at the connection's: the real one is still judged).
 #[test]
 fn a_reused_port_is_a_new_connection() {
     use crate::common::sensor::{feed_at, T0};
-    for gap_ns in [1_000_000_000u64, 10_000_000_000] {
+    // Within the window: a fake SYN and a fake hello at its numbers, then the real hello.
+    let port = 52_310;
+    let isn2 = CISN.wrapping_add(0x0777_0000);
+    let mut frames = handshake(port, &[]);
+    let mut syn = Vec::new();
+    PacketBuilder::ethernet2(CMAC, GWMAC)
+        .ipv4(CLIENT, SERVER, 1)
+        .tcp(port, 443, isn2, 64240)
+        .syn()
+        .write(&mut syn, &[])
+        .unwrap();
+    frames.push(syn);
+    let mut fake_at = Vec::new();
+    PacketBuilder::ethernet2(CMAC, GWMAC)
+        .ipv4(CLIENT, SERVER, 1)
+        .tcp(port, 443, isn2.wrapping_add(1), 64240)
+        .ack(SISN.wrapping_add(1))
+        .psh()
+        .write(&mut fake_at, &fake())
+        .unwrap();
+    frames.push(fake_at);
+    frames.push(client_seg(port, 0, &real(), How::default()));
+    let mut s = Sensor::new(Config::default());
+    let obs = feed(&mut s, 1, &frames);
+    let got = on_port(&obs, port);
+    assert!(
+        got.iter().any(|(n, _)| n.as_deref() == Some(REAL)),
+        "fake SYN then fake hello: {got:?}"
+    );
+    for gap_ns in [10_000_000_000u64] {
         let port = 52_300;
         let mut frames = tcp_mode(port, vec![(0, fake(), How::default())], &[]);
         // The same 4-tuple again with another initial sequence number and the real hello.
