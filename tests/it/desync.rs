@@ -782,7 +782,8 @@ fn a_reused_port_is_a_new_connection() {
         got.iter().any(|(n, _)| n.as_deref() == Some(REAL)),
         "fake SYN then fake hello: {got:?}"
     );
-    for gap_ns in [10_000_000_000u64] {
+    {
+        let gap_ns = 10_000_000_000u64;
         let port = 52_300;
         let mut frames = tcp_mode(port, vec![(0, fake(), How::default())], &[]);
         // The same 4-tuple again with another initial sequence number and the real hello.
