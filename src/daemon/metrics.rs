@@ -74,6 +74,8 @@ pub struct Metrics {
     pub sink_queue_depth: IntGaugeVec,
     pub capture_up: IntGaugeVec,
     pub enforcing: IntGauge,
+    /// 1 while break-glass holds enforcement off in enforce mode (0: enforcing, or monitor mode).
+    pub break_glass: IntGauge,
     /// 1 while an upstream resolver answers DNS mode's questions, 0 during an outage.
     pub dns_upstream_up: IntGauge,
     /// 0 ok, 1 degraded (a dependency is down), 2 failing (a part of the daemon is).
@@ -188,6 +190,11 @@ impl Metrics {
                 &r,
                 "shadowgate_enforcing",
                 "1 when enforcement is on (0: monitor mode or break-glass)",
+            ),
+            break_glass: gauge(
+                &r,
+                "shadowgate_break_glass",
+                "1 while break-glass holds enforcement off in enforce mode (`shadowgate break-glass off` ends it; 0 in monitor mode)",
             ),
             dns_upstream_up: gauge(
                 &r,
@@ -384,8 +391,10 @@ impl Scrape {
                 }
             }
         }
-        m.enforcing
-            .set(self.health.enforcing.load(Ordering::Relaxed) as i64);
+        let enforcing = self.health.enforcing.load(Ordering::Relaxed);
+        m.enforcing.set(enforcing as i64);
+        m.break_glass
+            .set((self.health.enforce_mode && !enforcing) as i64);
     }
 
     pub fn render(&self) -> String {
