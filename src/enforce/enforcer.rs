@@ -96,6 +96,11 @@ impl EnforceMetrics {
             ),
             &["set"],
         )?;
+        // Every set at 0 from the start: a dashboard or an alert on it has a series before the
+        // first client reaches its quota.
+        for set in ["stop", "quic", "refused"] {
+            quota_full.with_label_values(&[set]);
+        }
         reg.register(Box::new(quota_full.clone()))?;
         reg.register(Box::new(stopped.clone()))?;
         reg.register(Box::new(would_stop.clone()))?;

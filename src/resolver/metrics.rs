@@ -142,6 +142,9 @@ impl DnsMetrics {
         for k in ["timeout", "io", "bad_response", "servfail"] {
             upstream_errors.with_label_values(&[k]);
         }
+        for r in ["total", "per_client"] {
+            tcp_refused.with_label_values(&[r]);
+        }
         Ok(DnsMetrics {
             queries,
             by_result,
