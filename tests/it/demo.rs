@@ -35,8 +35,14 @@ fn demo_script_steers_the_browser_and_cleans_up() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     eprintln!("demo.sh took {:?}", t.elapsed());
-    let namespaces = String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout)
-        .to_string();
+    let namespaces = String::from_utf8_lossy(
+        &Command::new("ip")
+            .args(["netns", "list"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .to_string();
     // Whatever happened: nothing of the demo is left running.
     assert!(
         !namespaces.contains(&tag),
@@ -87,7 +93,10 @@ fn demo_script_steers_the_browser_and_cleans_up() {
         "stopped by the gateway (TCP reset)",
         "\"action\": \"steer\"",
     ] {
-        assert!(stdout.contains(said), "the narration lacks {said:?}:\n{stdout}");
+        assert!(
+            stdout.contains(said),
+            "the narration lacks {said:?}:\n{stdout}"
+        );
     }
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -107,7 +107,9 @@ fn alerts(tb: &Testbed) -> Vec<(String, String, String)> {
 }
 
 fn firing(tb: &Testbed, name: &str) -> bool {
-    alerts(tb).iter().any(|(n, s, _)| n == name && s == "firing")
+    alerts(tb)
+        .iter()
+        .any(|(n, s, _)| n == name && s == "firing")
 }
 
 /// Every panel's expressions in the dashboard, with Grafana's variables given values a query
@@ -185,7 +187,11 @@ fn dashboard_and_alerts_against_a_real_prometheus() {
             let d = Duration::from_millis(5);
             (
                 TlsServer::start(SocketAddr::new(SERVER.into(), 443), &["chatgpt.com"], d),
-                TlsServer::start(SocketAddr::new(SERVER2.into(), 443), &["www.example.org"], d),
+                TlsServer::start(
+                    SocketAddr::new(SERVER2.into(), 443),
+                    &["www.example.org"],
+                    d,
+                ),
             )
         })
         .join()
@@ -290,7 +296,10 @@ ca_key = "{key}"
                 "--config.file={}",
                 dir.join("prometheus.yml").display()
             ))
-            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address={PROM}"))
             .arg("--storage.tsdb.retention.time=1h")
             .stdin(Stdio::null())
@@ -365,22 +374,30 @@ ca_key = "{key}"
         d.log()
     );
     let o = bin()
-        .args(["break-glass", "on", "--reason", "prometheus test", "--config"])
+        .args([
+            "break-glass",
+            "on",
+            "--reason",
+            "prometheus test",
+            "--config",
+        ])
         .arg(&cfg)
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let t_glass = Instant::now();
     assert!(
-        until(Duration::from_secs(20), Duration::from_millis(250), || firing(
-            &tb,
-            "ShadowgateBreakGlass"
-        )),
+        until(Duration::from_secs(20), Duration::from_millis(250), || {
+            firing(&tb, "ShadowgateBreakGlass")
+        }),
         "ShadowgateBreakGlass not firing: {:?}\n{}",
         alerts(&tb),
         d.log()
     );
-    eprintln!("ShadowgateBreakGlass firing {:?} after break-glass on", t_glass.elapsed());
+    eprintln!(
+        "ShadowgateBreakGlass firing {:?} after break-glass on",
+        t_glass.elapsed()
+    );
     let sev = alerts(&tb);
     assert!(
         sev.iter()
@@ -392,10 +409,9 @@ ca_key = "{key}"
     drop(d);
     let t_down = Instant::now();
     assert!(
-        until(Duration::from_secs(20), Duration::from_millis(250), || firing(
-            &tb,
-            "ShadowgateDown"
-        )),
+        until(Duration::from_secs(20), Duration::from_millis(250), || {
+            firing(&tb, "ShadowgateDown")
+        }),
         "ShadowgateDown not firing: {:?}\n{}",
         alerts(&tb),
         prom_log()
