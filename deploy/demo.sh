@@ -81,12 +81,15 @@ POLICIES=$REPO/policies
 
 # A demo left running by --keep (or a crashed one) is replaced.
 teardown
-if [[ $MODE == run ]]; then
-  trap teardown EXIT
+# Everything goes on failure; --keep disarms this once the demo runs.
+trap teardown EXIT
+if [[ -d $OUT && ! -e $OUT/.shadowgate-demo && -n $(ls -A "$OUT") ]]; then
+  die "$OUT exists and is no demo folder: set SHADOWGATE_DEMO_DIR to an empty or new folder"
 fi
 rm -rf "$OUT"
 mkdir -p "$OUT"
 chmod 700 "$OUT"
+touch "$OUT/.shadowgate-demo"
 
 say "1. The network: client -> gateway -> internet (namespaces $NS_C, $NS_G, $NS_I)"
 for ns in "$NS_C" "$NS_G" "$NS_I"; do
@@ -336,6 +339,7 @@ cat <<EOF
 EOF
 
 if [[ $MODE == keep ]]; then
+  trap - EXIT
   say "Left running (--keep)"
   cat <<EOF
   Explore (as root):
