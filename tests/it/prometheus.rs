@@ -289,7 +289,7 @@ ca_key = "{key}"
     .unwrap();
     promtool(&["check", "config", "prometheus.yml"], &dir);
     let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let _prom = Prometheus(
+    let prom = Prometheus(
         Command::new("ip")
             .args(["netns", "exec", &tb.gw, "prometheus"])
             .arg(format!(
@@ -421,4 +421,6 @@ ca_key = "{key}"
         t_down.elapsed(),
         t0.elapsed()
     );
+    drop(prom);
+    let _ = std::fs::remove_dir_all(&dir);
 }
