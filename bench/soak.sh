@@ -9,7 +9,8 @@
 #
 # Run as root. Namespaces `sgsoak-{c,g,i}-PID`, a tmpfs for the store, rsyslogd, the daemon and the
 # generator are made here and removed on exit (also on Ctrl-C). SHADOWGATE=path and
-# SOAK_LOAD=path use given binaries; otherwise target/ci's are used, built if missing.
+# SOAK_LOAD=path use given binaries; otherwise target/ci's are used, built if missing. KEEP=1
+# keeps the work folder (the store copied into it) for a look after the run.
 # Needs iproute2, rsyslog + rsyslog-relp, python3, curl. Output: bench-out/soak/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,9 +56,10 @@ cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for ns in "$C" "$G" "$I"; do ip netns del "$ns" 2>/dev/null || true; done
+  [ -n "${KEEP:-}" ] && cp -f "$STORE/events.db" "$WORK/events.db" 2>/dev/null
   umount "$STORE" 2>/dev/null || true
-  cp -f "$WORK"/{daemon.log,timeline,load.log.tail,rsyslogd.log} "$OUT/" 2>/dev/null || true
-  rm -rf "$WORK"
+  cp -f "$WORK"/{daemon.log,timeline,load.out,rsyslogd.log} "$OUT/" 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then echo "soak.sh: work folder kept: $WORK (store copied to events.db)" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -335,7 +337,7 @@ cat "$WORK/load.out"
 # --- drain: every stored event delivered to both sinks, then SIGTERM ---
 for _ in $(seq 120); do
   behind=$(ip netns exec "$G" curl -s --max-time 2 "http://$METRICS/metrics" |
-    awk '$1 ~ /^shadowgate_sink_queue_depth/ {s += $2} END {print s + 0}')
+    awk '$1 ~ /^shadowgate_sink_queue_depth/ {s += $2; n++} END {print n ? s : "unknown"}')
   [ "$behind" = 0 ] && break
   sleep 1
 done
@@ -343,7 +345,6 @@ mark drained "$behind"
 kill -TERM "$DPID"; wait "$DPID" 2>/dev/null || true
 DPID=
 sleep 1
-tail -c 20000 "$WORK/load.log" > "$WORK/load.log.tail" 2>/dev/null || true
 
 # --- the weekly report over the soak's store ---
 WEEK=$(date -u +%G-W%V)
