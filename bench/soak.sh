@@ -58,7 +58,7 @@ cleanup() {
   for ns in "$C" "$G" "$I"; do ip netns del "$ns" 2>/dev/null || true; done
   [ -n "${KEEP:-}" ] && cp -f "$STORE/events.db" "$WORK/events.db" 2>/dev/null
   umount "$STORE" 2>/dev/null || true
-  cp -f "$WORK"/{daemon.log,timeline,load.out,rsyslogd.log} "$OUT/" 2>/dev/null || true
+  cp -f "$WORK"/{daemon.log,timeline,load.out,rsyslogd.log} "$WORK"/stacks.* "$OUT/" 2>/dev/null || true
   if [ -n "${KEEP:-}" ]; then echo "soak.sh: work folder kept: $WORK (store copied to events.db)" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -244,6 +244,11 @@ start_daemon
 try: print(json.load(sys.stdin)["status"])
 except Exception: print("none")')
     echo "$(now) sample $p $rss $cpu ${m:-0 0 0} $h" >> "$TL"
+    # A stuck daemon: its threads' stacks, once per process, for the report (needs gdb).
+    if [ "$h" = failing ] && [ ! -e "$WORK/stacks.$p" ] && command -v gdb >/dev/null; then
+      healthz > "$WORK/stacks.$p"
+      timeout 60 gdb -p "$p" -batch -ex "thread apply all bt 12" >> "$WORK/stacks.$p" 2>&1 || true
+    fi
   done
 ) &
 PIDS+=($!)

@@ -13,7 +13,6 @@
 //! - `tls NS CLIENT[:PORT] SERVER NAME`: one hello; prints `reset`, `refused` or `open`;
 //! - `coach NS CLIENT GW NAME`: the coach page, then its form (token, ack): prints `granted` or why not.
 
-#[allow(dead_code)]
 #[path = "../benches/synth.rs"]
 mod synth;
 
@@ -36,7 +35,11 @@ const NAMES: &[(&str, [u8; 4], bool)] = &[
     ("chat.deepseek.com", [10, 99, 2, 3], true),
     ("gemini.google.com", [10, 99, 2, 4], true),
     ("api.openai.com", [10, 99, 2, 5], true),
-    ("bedrock-runtime.us-east-1.amazonaws.com", [10, 99, 2, 6], true),
+    (
+        "bedrock-runtime.us-east-1.amazonaws.com",
+        [10, 99, 2, 6],
+        true,
+    ),
     ("example.org", [10, 99, 2, 7], false),
     ("www.epic.com", [10, 99, 2, 7], false),
     ("cdn.jsdelivr.net", [10, 99, 2, 8], false),
@@ -112,7 +115,9 @@ fn main() {
 async fn sinks(addrs: Vec<Ipv4Addr>) {
     for a in addrs {
         for port in [443u16, 80] {
-            let l = TcpListener::bind(SocketAddr::new(a.into(), port)).await.unwrap();
+            let l = TcpListener::bind(SocketAddr::new(a.into(), port))
+                .await
+                .unwrap();
             tokio::spawn(async move {
                 loop {
                     let Ok((mut s, _)) = l.accept().await else {
@@ -132,7 +137,9 @@ async fn sinks(addrs: Vec<Ipv4Addr>) {
                 }
             });
         }
-        let u = UdpSocket::bind(SocketAddr::new(a.into(), 443)).await.unwrap();
+        let u = UdpSocket::bind(SocketAddr::new(a.into(), 443))
+            .await
+            .unwrap();
         tokio::spawn(async move {
             let mut buf = [0u8; 2048];
             loop {
@@ -216,7 +223,12 @@ async fn tls_once(src: Ipv4Addr, port: u16, dst: Ipv4Addr, name: &str) -> (Strin
     stream_once(src, port, SocketAddr::new(dst.into(), 443), &hello).await
 }
 
-async fn stream_once(src: Ipv4Addr, port: u16, dst: SocketAddr, first: &[u8]) -> (String, u16, u64) {
+async fn stream_once(
+    src: Ipv4Addr,
+    port: u16,
+    dst: SocketAddr,
+    first: &[u8],
+) -> (String, u16, u64) {
     let Ok(s) = TcpSocket::new_v4() else {
         return ("err".into(), 0, 0);
     };
@@ -259,7 +271,10 @@ async fn quic_once(src: Ipv4Addr, dst: Ipv4Addr, name: &str, dcid: [u8; 8]) -> (
         return ("bind_err".into(), 0);
     };
     let port = u.local_addr().map(|a| a.port()).unwrap_or(0);
-    if u.send_to(&pkt, SocketAddr::new(dst.into(), 443)).await.is_err() {
+    if u.send_to(&pkt, SocketAddr::new(dst.into(), 443))
+        .await
+        .is_err()
+    {
         return ("err".into(), port);
     }
     let mut buf = [0u8; 256];
@@ -403,14 +418,22 @@ async fn load(seconds: u64, rate: u64, qrate: u64, log: &str, gw: Ipv4Addr) {
                         ("tls", tls_once(src, 0, server, name).await)
                     } else if pick < 85 {
                         c.http.fetch_add(1, Ordering::Relaxed);
-                        let req = format!("GET /soak HTTP/1.1\r\nHost: {name}\r\nUser-Agent: soak\r\n\r\n");
-                        ("http", stream_once(src, 0, SocketAddr::new(server.into(), 80), req.as_bytes()).await)
+                        let req = format!(
+                            "GET /soak HTTP/1.1\r\nHost: {name}\r\nUser-Agent: soak\r\n\r\n"
+                        );
+                        (
+                            "http",
+                            stream_once(src, 0, SocketAddr::new(server.into(), 80), req.as_bytes())
+                                .await,
+                        )
                     } else {
                         c.quic.fetch_add(1, Ordering::Relaxed);
                         let (o, p) = quic_once(src, server, name, dcid).await;
                         ("quic", (o, p, 0))
                     };
-                    let _ = tx.send(format!("{ms}\t{proto}\t{src}\t{port}\t{server}\t{name}\t{out}\t{us}\n"));
+                    let _ = tx.send(format!(
+                        "{ms}\t{proto}\t{src}\t{port}\t{server}\t{name}\t{out}\t{us}\n"
+                    ));
                 });
             } else if q_due >= 1.0 {
                 q_due -= 1.0;
@@ -419,14 +442,20 @@ async fn load(seconds: u64, rate: u64, qrate: u64, log: &str, gw: Ipv4Addr) {
                 let qname = if rng.below(2) == 0 {
                     name.to_string()
                 } else {
-                    format!("w{}.soak-site{}.example.net", rng.below(100_000), rng.below(50))
+                    format!(
+                        "w{}.soak-site{}.example.net",
+                        rng.below(100_000),
+                        rng.below(50)
+                    )
                 };
                 let qid = id;
                 tokio::spawn(async move {
                     let _p = permit;
                     c.dns.fetch_add(1, Ordering::Relaxed);
                     let (out, port) = dns_once(src, gw, &qname, qid).await;
-                    let _ = tx.send(format!("{ms}\tdns\t{src}\t{port}\t{gw}\t{qname}\t{out}\t0\n"));
+                    let _ = tx.send(format!(
+                        "{ms}\tdns\t{src}\t{port}\t{gw}\t{qname}\t{out}\t0\n"
+                    ));
                 });
             } else {
                 p_due -= 1.0;
@@ -443,7 +472,14 @@ async fn load(seconds: u64, rate: u64, qrate: u64, log: &str, gw: Ipv4Addr) {
                     } else {
                         coach(src, gw, "gemini.google.com").await
                     };
-                    let _ = tx.send(format!("{ms}\tportal\t{src}\t0\t{gw}\t{}\t{out}\t0\n", if view { "claude.ai" } else { "gemini.google.com" }));
+                    let _ = tx.send(format!(
+                        "{ms}\tportal\t{src}\t0\t{gw}\t{}\t{out}\t0\n",
+                        if view {
+                            "claude.ai"
+                        } else {
+                            "gemini.google.com"
+                        }
+                    ));
                 });
             }
         }
@@ -482,7 +518,12 @@ async fn flood(seconds: u64, gw: Ipv4Addr) {
                 let src = [10, 20, 1, 220 + rng.below(30) as u8];
                 let mut v = Vec::with_capacity(64);
                 etherparse::PacketBuilder::ipv4(src, FLOOD_TARGET, 64)
-                    .tcp(1024 + rng.below(60000) as u16, 443, rng.next() as u32, 64240)
+                    .tcp(
+                        1024 + rng.below(60000) as u16,
+                        443,
+                        rng.next() as u32,
+                        64240,
+                    )
                     .syn()
                     .write(&mut v, &[])
                     .unwrap();
@@ -533,7 +574,10 @@ async fn flood(seconds: u64, gw: Ipv4Addr) {
                 let hello = synth::client_hello("half.flood.example.com", 1200);
                 let s = TcpSocket::new_v4().ok()?;
                 s.bind(SocketAddr::new(src.into(), 0)).ok()?;
-                let mut c = s.connect(SocketAddr::new(Ipv4Addr::from(server).into(), 443)).await.ok()?;
+                let mut c = s
+                    .connect(SocketAddr::new(Ipv4Addr::from(server).into(), 443))
+                    .await
+                    .ok()?;
                 c.write_all(&hello[..hello.len() / 2]).await.ok()?;
                 tokio::time::sleep(Duration::from_secs(5)).await;
                 Some(())

@@ -251,7 +251,9 @@ fn write(
             stats.lost_full.fetch_add(1, Ordering::Relaxed);
         }
     }
-    stats.held.store(hold.events.len() as u64, Ordering::Relaxed);
+    stats
+        .held
+        .store(hold.events.len() as u64, Ordering::Relaxed);
     if !now && hold.last_try.is_some_and(|t| t.elapsed() < RETRY_EVERY) {
         return;
     }
@@ -263,7 +265,9 @@ fn write(
             for e in chunk.into_iter().rev() {
                 hold.events.push_front(e);
             }
-            stats.held.store(hold.events.len() as u64, Ordering::Relaxed);
+            stats
+                .held
+                .store(hold.events.len() as u64, Ordering::Relaxed);
             return;
         }
     }
@@ -411,7 +415,15 @@ mod tests {
             v
         };
         // Works: 10 events written.
-        write(&mut store, &mut batch(10), &mut hold, 10, &stats, Some(&system), false);
+        write(
+            &mut store,
+            &mut batch(10),
+            &mut hold,
+            10,
+            &stats,
+            Some(&system),
+            false,
+        );
         assert_eq!(stats.written.load(Ordering::Relaxed), 10);
         // The file may not grow any more: the next writes fail once its free room is used.
         let size = store.size().unwrap();
@@ -419,7 +431,15 @@ mod tests {
         store.cap_pages(pages).unwrap();
         let mut sent = 10u64;
         while hold.failing_since.is_none() {
-            write(&mut store, &mut batch(10), &mut hold, 10, &stats, Some(&system), false);
+            write(
+                &mut store,
+                &mut batch(10),
+                &mut hold,
+                10,
+                &stats,
+                Some(&system),
+                false,
+            );
             sent += 10;
             assert!(sent < 10_000, "a capped store never failed");
         }
@@ -428,14 +448,30 @@ mod tests {
         assert_eq!(held, 10, "the failed batch is held");
         // 60 more while it fails: 40 fit the hold of 50, 20 are lost; retries still fail.
         for _ in 0..6 {
-            write(&mut store, &mut batch(10), &mut hold, 10, &stats, Some(&system), true);
+            write(
+                &mut store,
+                &mut batch(10),
+                &mut hold,
+                10,
+                &stats,
+                Some(&system),
+                true,
+            );
         }
         assert_eq!(hold.events.len(), 50);
         assert_eq!(stats.lost_full.load(Ordering::Relaxed), 20);
         assert_eq!(stats.held.load(Ordering::Relaxed), 50);
         // Room again: the held events are written in order, then one store_full event.
         store.cap_pages(1 << 30).unwrap();
-        write(&mut store, &mut Vec::new(), &mut hold, 10, &stats, Some(&system), true);
+        write(
+            &mut store,
+            &mut Vec::new(),
+            &mut hold,
+            10,
+            &stats,
+            Some(&system),
+            true,
+        );
         assert!(hold.failing_since.is_none() && hold.events.is_empty());
         assert_eq!(stats.written.load(Ordering::Relaxed), written_before + 50);
         let all = store.after(0, 100_000).unwrap();
@@ -448,7 +484,10 @@ mod tests {
             .filter(|i| *i < written_before + 50)
             .map(|i| format!("e{i}"))
             .collect();
-        assert_eq!(summaries, expect, "held events written in order, the lost ones are the last");
+        assert_eq!(
+            summaries, expect,
+            "held events written in order, the lost ones are the last"
+        );
         let full: Vec<_> = all
             .iter()
             .filter(|e| e.kind == SystemKind::StoreFull.into())
