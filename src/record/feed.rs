@@ -174,15 +174,18 @@ pub fn follow(
         let d = deliverer(&store, sc, sensor).map_err(|e| format!("sink {}: {e}", sc.name))?;
         ds.push((store, d));
     }
+    // One failed store stops the whole feed (it is the same store for all sinks), never the
+    // caller's `stop`: in the daemon that flag ends capture too.
+    let failed = AtomicBool::new(false);
+    let failed = &failed;
     std::thread::scope(|s| {
         let handles: Vec<_> = ds
             .into_iter()
             .map(|(mut store, mut d)| {
                 s.spawn(move || -> Result<(), String> {
-                    while !stop.load(Ordering::Relaxed) {
+                    while !stop.load(Ordering::Relaxed) && !failed.load(Ordering::Relaxed) {
                         let step = d.step(&mut store, false).map_err(|e| {
-                            // One failed store stops the whole feed: it is the same store for all.
-                            stop.store(true, Ordering::Relaxed);
+                            failed.store(true, Ordering::Relaxed);
                             e.to_string()
                         })?;
                         match step {
