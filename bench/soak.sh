@@ -340,6 +340,7 @@ mark load_end
 cat "$WORK/load.out"
 
 # --- drain: every stored event delivered to both sinks, then SIGTERM ---
+sleep 6   # QUIC hellos still waiting for their server's answer are decided
 for _ in $(seq 120); do
   behind=$(ip netns exec "$G" curl -s --max-time 2 "http://$METRICS/metrics" |
     awk '$1 ~ /^shadowgate_sink_queue_depth/ {s += $2; n++} END {print n ? s : "unknown"}')
@@ -349,7 +350,9 @@ done
 mark drained "$behind"
 kill -TERM "$DPID"; wait "$DPID" 2>/dev/null || true
 DPID=
-sleep 1
+# What the daemon recorded as it stopped (sensor_stop, the last decisions) goes out as the next
+# start would send it.
+ip netns exec "$G" "$SG" deliver --timeout 30 --config "$WORK/shadowgate.toml" >> "$WORK/daemon.log" 2>&1 || mark deliver_failed
 
 # --- the weekly report over the soak's store ---
 WEEK=$(date -u +%G-W%V)

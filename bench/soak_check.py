@@ -75,16 +75,19 @@ counted = [c for c in sent if not is_blind(c[0]) and not (c[1] == "quic" and any
 quic_waiting = sum(1 for c in sent if not is_blind(c[0]) and c[1] == "quic" and any(a <= c[0] <= b for a, b in quic_blind))
 # A client port can come back within the run (the kernel picks it again): compare counts per
 # (kind, name, client, port), the generator's against the store's.
-gen = {}
+gen, every = {}, {}
 for c in counted:
     gen.setdefault((KIND[c[1]], c[5], c[2], c[3]), []).append(c)
+for c in conns:  # duplicates: against every connection on that port, seen or not
+    k = (KIND[c[1]], c[5], c[2], c[3])
+    every[k] = every.get(k, 0) + 1
 missing, dup = [], 0
 for k, cs in gen.items():
     n = len(decided.get(k, []))
     if n < len(cs):
         missing.extend(cs[n:])
-    elif n > len(cs):
-        dup += n - len(cs)
+    elif n > every[k]:
+        dup += n - every[k]
 in_disk = [c for c in missing if disk[0] and disk[0] - MARGIN <= c[0] <= disk[1] + 30000]
 lost_reported = 0
 for r in system("store_full"):
