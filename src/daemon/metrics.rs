@@ -67,6 +67,8 @@ pub struct Metrics {
     pub policy_reloads: IntCounterVec,
     pub events_written: IntGauge,
     pub events_dropped: IntGauge,
+    pub events_lost_store_full: IntGauge,
+    pub events_held: IntGauge,
     pub event_queue_depth: IntGauge,
     pub store_commits: IntGauge,
     pub store_commit_us_sum: IntGauge,
@@ -157,6 +159,16 @@ impl Metrics {
                 &r,
                 "shadowgate_events_dropped_total",
                 "Events dropped because the recorder was behind (stored as capture gaps)",
+            ),
+            events_lost_store_full: gauge(
+                &r,
+                "shadowgate_events_lost_store_full_total",
+                "Events lost because the store could not be written and the in-memory hold was full (a store_full event says when)",
+            ),
+            events_held: gauge(
+                &r,
+                "shadowgate_events_held",
+                "Events held in memory while the store cannot be written (disk full), written once it can",
             ),
             event_queue_depth: gauge(
                 &r,
@@ -374,6 +386,9 @@ impl Scrape {
             .set(q.dropped.load(Ordering::Relaxed) as i64);
         m.event_queue_depth
             .set(q.depth.load(Ordering::Relaxed) as i64);
+        m.events_lost_store_full
+            .set(q.lost_full.load(Ordering::Relaxed) as i64);
+        m.events_held.set(q.held.load(Ordering::Relaxed) as i64);
         m.store_commits
             .set(q.commits.load(Ordering::Relaxed) as i64);
         m.store_commit_us_sum

@@ -559,8 +559,16 @@ pub(super) fn spawn_feed(shared: &Shared) -> Result<Option<JoinHandle<()>>, RunE
     std::thread::Builder::new()
         .name("sg-feed".into())
         .spawn(move || {
-            if let Err(e) = crate::record::feed::follow(&path, &sinks, &stop, &id) {
-                eprintln!("shadowgate: SIEM delivery stopped: {e}");
+            // A store error (a full disk) stops delivery for a while, never for good: the
+            // cursors say where each sink resumes.
+            while let Err(e) = crate::record::feed::follow(&path, &sinks, &stop, &id) {
+                eprintln!("shadowgate: SIEM delivery stopped: {e}; resuming in 5 s");
+                for _ in 0..50 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
             }
         })
         .map(Some)

@@ -174,15 +174,18 @@ pub fn follow(
         let d = deliverer(&store, sc, sensor).map_err(|e| format!("sink {}: {e}", sc.name))?;
         ds.push((store, d));
     }
+    // One failed store stops the whole feed (it is the same store for all sinks), never the
+    // caller's `stop`: in the daemon that flag ends capture too.
+    let failed = AtomicBool::new(false);
+    let failed = &failed;
     std::thread::scope(|s| {
         let handles: Vec<_> = ds
             .into_iter()
             .map(|(mut store, mut d)| {
                 s.spawn(move || -> Result<(), String> {
-                    while !stop.load(Ordering::Relaxed) {
+                    while !stop.load(Ordering::Relaxed) && !failed.load(Ordering::Relaxed) {
                         let step = d.step(&mut store, false).map_err(|e| {
-                            // One failed store stops the whole feed: it is the same store for all.
-                            stop.store(true, Ordering::Relaxed);
+                            failed.store(true, Ordering::Relaxed);
                             e.to_string()
                         })?;
                         match step {
@@ -209,4 +212,47 @@ pub fn follow(
         }
         first_err
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store that fails under the feed ends the feed with an error, and leaves the caller's
+    /// `stop` alone (the daemon's flag: setting it ended every capture thread).
+    #[test]
+    fn a_failing_store_ends_the_feed_not_the_callers_stop() {
+        let dir = std::env::temp_dir().join(format!("sg-feed-fail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.db");
+        drop(Store::open(&path).unwrap());
+        let sinks: Vec<SinkConf> =
+            toml::from_str::<std::collections::HashMap<String, Vec<SinkConf>>>(&format!(
+                "[[sink]]\nname = \"file\"\ntype = \"jsonl\"\npath = \"{}\"\n",
+                dir.join("out.jsonl").display()
+            ))
+            .unwrap()
+            .remove("sink")
+            .unwrap();
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let h = s.spawn(|| follow(&path, &sinks, &stop, "test"));
+            std::thread::sleep(Duration::from_millis(300));
+            // Break the store under the running feed.
+            let c = rusqlite::Connection::open(&path).unwrap();
+            c.execute_batch("DROP TABLE events").unwrap();
+            let t = std::time::Instant::now();
+            while !h.is_finished() && t.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(h.is_finished(), "the feed went on over a broken store");
+            assert!(h.join().unwrap().is_err());
+        });
+        assert!(
+            !stop.load(Ordering::Relaxed),
+            "the caller's stop flag was set"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -1,7 +1,12 @@
 //! The daemon's recorder: a bounded queue in front of the store, written by its own thread, so
 //! that capture, DNS and the portal never wait on the disk. Full queue: the event is dropped,
 //! counted, and the count is stored as a `capture_gap` system event (never an unbounded queue).
+//! A store that cannot be written (disk full, `SQLITE_FULL`, I/O error): the events are held in
+//! memory, at most [`HOLD_MAX`], and written in order once it can be again (tried every second);
+//! past that bound they are lost and counted (`lost_full`), and when writing works again one
+//! `store_full` system event says for how long it failed, why, and how many events were lost.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -28,6 +33,42 @@ pub struct QueueStats {
     pub commits: AtomicU64,
     /// Latest commit latency (microseconds).
     pub last_commit_us: AtomicU64,
+    /// Events lost because the store could not be written and the hold was full.
+    pub lost_full: AtomicU64,
+    /// Events held now, waiting for the store to be writable again.
+    pub held: AtomicU64,
+}
+
+/// Events held in memory while the store cannot be written (about 1 KiB each: 20 MiB at most).
+pub const HOLD_MAX: usize = 20_000;
+/// How often a store that failed is tried again.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// The events waiting for a store that failed, and what the failure has cost so far.
+struct Hold {
+    events: VecDeque<Event>,
+    /// At most this many held ([`HOLD_MAX`]).
+    max: usize,
+    /// Since when writes fail (None: the store works).
+    failing_since: Option<Instant>,
+    last_try: Option<Instant>,
+    /// Events lost in this outage.
+    lost: u64,
+    /// The first error of this outage.
+    error: String,
+}
+
+impl Hold {
+    fn new(max: usize) -> Hold {
+        Hold {
+            events: VecDeque::new(),
+            max,
+            failing_since: None,
+            last_try: None,
+            lost: 0,
+            error: String::new(),
+        }
+    }
 }
 
 /// The sending side: cheap to clone, never blocks.
@@ -125,8 +166,10 @@ fn run(
     system: Option<Arc<SystemLog>>,
 ) {
     let mut buf: Vec<Event> = Vec::with_capacity(batch);
+    let mut hold = Hold::new(HOLD_MAX);
     let mut reported_drops = 0u64;
     let mut last_gap = Instant::now();
+    let sys = system.as_deref();
     loop {
         let stopping = stop.load(Ordering::SeqCst);
         match rx.recv_timeout(Duration::from_millis(100)) {
@@ -141,14 +184,15 @@ fn run(
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                commit(&mut store, &mut buf, &stats);
-                report_drops(&stats, &mut reported_drops, system.as_deref());
+                write(&mut store, &mut buf, &mut hold, batch, &stats, sys, true);
+                give_up(&mut hold, &stats);
+                report_drops(&stats, &mut reported_drops, sys);
                 return;
             }
         }
-        commit(&mut store, &mut buf, &stats);
+        write(&mut store, &mut buf, &mut hold, batch, &stats, sys, false);
         if last_gap.elapsed() >= GAP_EVERY || stopping {
-            report_drops(&stats, &mut reported_drops, system.as_deref());
+            report_drops(&stats, &mut reported_drops, sys);
             last_gap = Instant::now();
         }
         if stopping {
@@ -156,42 +200,144 @@ fn run(
             while let Ok(e) = rx.try_recv() {
                 buf.push(e);
                 if buf.len() >= batch {
-                    commit(&mut store, &mut buf, &stats);
+                    write(&mut store, &mut buf, &mut hold, batch, &stats, sys, false);
                 }
             }
-            commit(&mut store, &mut buf, &stats);
-            report_drops(&stats, &mut reported_drops, system.as_deref());
+            write(&mut store, &mut buf, &mut hold, batch, &stats, sys, true);
+            give_up(&mut hold, &stats);
+            report_drops(&stats, &mut reported_drops, sys);
             return;
         }
     }
 }
 
-fn commit(store: &mut Store, buf: &mut Vec<Event>, stats: &QueueStats) {
-    if buf.is_empty() {
-        return;
-    }
+/// Write `buf` (taken from the queue), after what is held from a failed store. While the store
+/// fails, `buf` joins the hold (bounded; the rest is lost and counted) and the hold is tried
+/// again every [`RETRY_EVERY`] (`now`: at once). When it works again, one `store_full` event.
+fn write(
+    store: &mut Store,
+    buf: &mut Vec<Event>,
+    hold: &mut Hold,
+    batch: usize,
+    stats: &QueueStats,
+    system: Option<&SystemLog>,
+    now: bool,
+) {
     let n = buf.len() as u64;
-    let t = Instant::now();
-    match store.append(buf) {
-        Ok(_) => {
-            stats.written.fetch_add(n, Ordering::Relaxed);
-        }
-        Err(e) => {
-            // The events are lost: count them as dropped so the gap is on record.
-            stats.write_errors.fetch_add(1, Ordering::Relaxed);
-            stats.dropped.fetch_add(n, Ordering::Relaxed);
-            eprintln!("shadowgate: cannot write {n} events to the store: {e}");
-        }
-    }
-    let us = t.elapsed().as_micros() as u64;
-    stats.commit_us_sum.fetch_add(us, Ordering::Relaxed);
-    stats.commits.fetch_add(1, Ordering::Relaxed);
-    stats.last_commit_us.store(us, Ordering::Relaxed);
     stats.depth.fetch_sub(
         n.min(stats.depth.load(Ordering::Relaxed)),
         Ordering::Relaxed,
     );
-    buf.clear();
+    if hold.failing_since.is_none() {
+        match commit(store, buf, stats) {
+            Ok(()) => return,
+            Err(e) => {
+                eprintln!(
+                    "shadowgate: cannot write {n} events to the store: {e}; holding up to {} events in memory and trying again every second",
+                    hold.max
+                );
+                hold.failing_since = Some(Instant::now());
+                hold.last_try = Some(Instant::now());
+                hold.error = e;
+            }
+        }
+    }
+    // The store fails: hold what came, bounded.
+    for e in buf.drain(..) {
+        if hold.events.len() < hold.max {
+            hold.events.push_back(e);
+        } else {
+            hold.lost += 1;
+            stats.lost_full.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    stats
+        .held
+        .store(hold.events.len() as u64, Ordering::Relaxed);
+    if !now && hold.last_try.is_some_and(|t| t.elapsed() < RETRY_EVERY) {
+        return;
+    }
+    hold.last_try = Some(Instant::now());
+    while !hold.events.is_empty() {
+        let k = hold.events.len().min(batch.max(1));
+        let mut chunk: Vec<Event> = hold.events.drain(..k).collect();
+        if commit(store, &mut chunk, stats).is_err() {
+            for e in chunk.into_iter().rev() {
+                hold.events.push_front(e);
+            }
+            stats
+                .held
+                .store(hold.events.len() as u64, Ordering::Relaxed);
+            return;
+        }
+    }
+    stats.held.store(0, Ordering::Relaxed);
+    // Give the hold's memory back.
+    hold.events = VecDeque::new();
+    // Writable again: say what the outage cost.
+    let secs = hold
+        .failing_since
+        .take()
+        .map(|t| t.elapsed().as_secs())
+        .unwrap_or(0);
+    let lost = std::mem::take(&mut hold.lost);
+    let error = std::mem::take(&mut hold.error);
+    eprintln!("shadowgate: the store is writable again after {secs} s; {lost} events were lost");
+    if let Some(s) = system {
+        let _ = s.record(
+            SystemKind::StoreFull,
+            &format!(
+                "event store could not be written for {secs} s ({error}): {lost} events lost; free disk space (`df` on the store's file system)"
+            ),
+            json!({
+                "reason": "write_failed",
+                "error": error,
+                "seconds": secs,
+                "events_lost": lost,
+                "hold_max": hold.max,
+                "total_lost": stats.lost_full.load(Ordering::Relaxed),
+            }),
+        );
+    }
+}
+
+/// The store still fails as the recorder ends: what is held is lost (counted and said).
+fn give_up(hold: &mut Hold, stats: &QueueStats) {
+    let n = hold.events.len() as u64;
+    if n > 0 {
+        stats.lost_full.fetch_add(n, Ordering::Relaxed);
+        stats.held.store(0, Ordering::Relaxed);
+        hold.events.clear();
+        eprintln!(
+            "shadowgate: {n} held events lost: the store still cannot be written ({})",
+            hold.error
+        );
+    }
+}
+
+/// One transaction of `buf` (cleared when written; kept on error).
+fn commit(store: &mut Store, buf: &mut Vec<Event>, stats: &QueueStats) -> Result<(), String> {
+    if buf.is_empty() {
+        return Ok(());
+    }
+    let n = buf.len() as u64;
+    let t = Instant::now();
+    let r = store.append(buf);
+    let us = t.elapsed().as_micros() as u64;
+    stats.commit_us_sum.fetch_add(us, Ordering::Relaxed);
+    stats.commits.fetch_add(1, Ordering::Relaxed);
+    stats.last_commit_us.store(us, Ordering::Relaxed);
+    match r {
+        Ok(_) => {
+            stats.written.fetch_add(n, Ordering::Relaxed);
+            buf.clear();
+            Ok(())
+        }
+        Err(e) => {
+            stats.write_errors.fetch_add(1, Ordering::Relaxed);
+            Err(e.to_string())
+        }
+    }
 }
 
 fn report_drops(stats: &QueueStats, reported: &mut u64, system: Option<&SystemLog>) {
@@ -249,6 +395,107 @@ mod tests {
             .as_deref()
             .unwrap()
             .contains(&format!("\"events_dropped\":{dropped}")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_full_store_holds_events_bounded_then_writes_them_and_says_what_was_lost() {
+        let dir = std::env::temp_dir().join(format!("sg-queue-full-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("events.db");
+        let mut store = Store::open(&path).unwrap();
+        let system = SystemLog::open(&path, "test").unwrap();
+        let stats = QueueStats::default();
+        let mut hold = Hold::new(50);
+        let mut next = 0u64;
+        let mut batch = |n: u64| -> Vec<Event> {
+            let v = (next..next + n).map(ev).collect();
+            next += n;
+            v
+        };
+        // Works: 10 events written.
+        write(
+            &mut store,
+            &mut batch(10),
+            &mut hold,
+            10,
+            &stats,
+            Some(&system),
+            false,
+        );
+        assert_eq!(stats.written.load(Ordering::Relaxed), 10);
+        // The file may not grow any more: the next writes fail once its free room is used.
+        let size = store.size().unwrap();
+        let pages = size.pages;
+        store.cap_pages(pages).unwrap();
+        let mut sent = 10u64;
+        while hold.failing_since.is_none() {
+            write(
+                &mut store,
+                &mut batch(10),
+                &mut hold,
+                10,
+                &stats,
+                Some(&system),
+                false,
+            );
+            sent += 10;
+            assert!(sent < 10_000, "a capped store never failed");
+        }
+        let written_before = stats.written.load(Ordering::Relaxed);
+        let held = hold.events.len() as u64;
+        assert_eq!(held, 10, "the failed batch is held");
+        // 60 more while it fails: 40 fit the hold of 50, 20 are lost; retries still fail.
+        for _ in 0..6 {
+            write(
+                &mut store,
+                &mut batch(10),
+                &mut hold,
+                10,
+                &stats,
+                Some(&system),
+                true,
+            );
+        }
+        assert_eq!(hold.events.len(), 50);
+        assert_eq!(stats.lost_full.load(Ordering::Relaxed), 20);
+        assert_eq!(stats.held.load(Ordering::Relaxed), 50);
+        // Room again: the held events are written in order, then one store_full event.
+        store.cap_pages(1 << 30).unwrap();
+        write(
+            &mut store,
+            &mut Vec::new(),
+            &mut hold,
+            10,
+            &stats,
+            Some(&system),
+            true,
+        );
+        assert!(hold.failing_since.is_none() && hold.events.is_empty());
+        assert_eq!(stats.written.load(Ordering::Relaxed), written_before + 50);
+        let all = store.after(0, 100_000).unwrap();
+        let summaries: Vec<String> = all
+            .iter()
+            .filter(|e| e.kind == SystemKind::SensorStart.into())
+            .map(|e| e.name.clone())
+            .collect();
+        let expect: Vec<String> = (0..next)
+            .filter(|i| *i < written_before + 50)
+            .map(|i| format!("e{i}"))
+            .collect();
+        assert_eq!(
+            summaries, expect,
+            "held events written in order, the lost ones are the last"
+        );
+        let full: Vec<_> = all
+            .iter()
+            .filter(|e| e.kind == SystemKind::StoreFull.into())
+            .collect();
+        assert_eq!(full.len(), 1, "{full:?}");
+        let d = full[0].detail.as_deref().unwrap();
+        assert!(d.contains("\"events_lost\":20"), "{d}");
+        assert!(d.contains("\"reason\":\"write_failed\""), "{d}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -222,6 +222,17 @@ impl Store {
         Ok(())
     }
 
+    /// Cap this connection's file at `pages` database pages (SQLite `max_page_count`): writes
+    /// that need more fail with `SQLITE_FULL`, as on a full disk. Returns the cap in force.
+    pub fn cap_pages(&self, pages: u64) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(|e| self.sql(e))
+    }
+
     pub fn schema_version(&self) -> i64 {
         self.conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""The soak's assertions (bench/soak.sh): reads the run's work folder, prints the table and the
+last line `soak: ...`; exits 0 only when every assertion holds.
+
+    soak_check.py WORK SECONDS RATE QRATE OUTAGE_S
+"""
+import json
+import os
+import re
+import sqlite3
+import sys
+
+work, dur, rate, qrate, outage = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+CATALOGUED = {"claude.ai", "chatgpt.com", "chat.deepseek.com", "gemini.google.com", "api.openai.com",
+              "bedrock-runtime.us-east-1.amazonaws.com"}
+KIND = {"tls": "tls_client_hello", "http": "http_request", "quic": "quic_initial"}
+MARGIN = 1500  # ms around a window where the daemon cannot see (kill -9 to healthy, link down)
+
+# --- timeline ---
+tl = []
+for line in open(os.path.join(work, "timeline")):
+    p = line.split()
+    if len(p) >= 2:
+        tl.append((int(p[0]), p[1], p[2:]))
+t0 = next(t for t, w, _ in tl if w == "load_start")
+first = lambda w: next((t for t, x, _ in tl if x == w), None)
+marks = lambda w: [(t, a) for t, x, a in tl if x == w]
+
+blind = []  # (from, to) ms since epoch
+kills = [t for t, _ in marks("kill9")]
+healthy = [t for t, _ in marks("healthy")]
+# A QUIC hello waits for its server's answer (a few seconds) before it is decided: the ones
+# still waiting at a kill -9 die with the process (counted apart, not against the daemon).
+QUIC_WAIT = 5000
+quic_blind = []
+for k in kills:
+    h = min((x for x in healthy if x > k), default=k + 60000)
+    blind.append((k - MARGIN, h + MARGIN))
+    quic_blind.append((k - QUIC_WAIT, k))
+if first("iface_down"):
+    blind.append((first("iface_down") - MARGIN, first("iface_up") + 2 * MARGIN))
+flood = (first("flood_start"), first("flood_end"))
+disk = (first("disk_full"), first("disk_freed"))
+is_blind = lambda t: any(a <= t <= b for a, b in blind)
+
+# --- the generator's connections ---
+conns, dns_q, portal = [], [], []
+for line in open(os.path.join(work, "load.log")):
+    p = line.rstrip("\n").split("\t")
+    if len(p) < 8:
+        continue
+    ms, proto, src, port, srv, name, out, us = p
+    t = t0 + int(ms)
+    if proto in KIND:
+        conns.append((t, proto, src, int(port), srv, name, out, int(us)))
+    elif proto == "dns":
+        dns_q.append((t, name, out))
+    else:
+        portal.append((t, name, out))
+load_out = open(os.path.join(work, "load.out")).read().strip()
+span = max(1, dur)
+
+# --- the store ---
+db = sqlite3.connect(f"file:{os.path.join(work, 'store', 'events.db')}?mode=ro", uri=True)
+ev = db.execute("SELECT seq, id, ts, kind, name, client_ip, client_port, action, detail FROM events").fetchall()
+store_ids = {r[1] for r in ev}
+decided = {}
+for seq, eid, ts, kind, name, cip, cport, action, detail in ev:
+    decided.setdefault((kind, name, cip, cport), []).append(seq)
+system = lambda k: [r for r in ev if r[3] == k]
+
+# --- assertion 1: one stored event per connection to a catalogued name ---
+sent = [c for c in conns if c[5] in CATALOGUED and (c[1] == "quic" or c[6] in ("reset", "open", "closed"))]
+counted = [c for c in sent if not is_blind(c[0]) and not (c[1] == "quic" and any(a <= c[0] <= b for a, b in quic_blind))]
+quic_waiting = sum(1 for c in sent if not is_blind(c[0]) and c[1] == "quic" and any(a <= c[0] <= b for a, b in quic_blind))
+# A client port can come back within the run (the kernel picks it again): compare counts per
+# (kind, name, client, port), the generator's against the store's.
+gen, every = {}, {}
+for c in counted:
+    gen.setdefault((KIND[c[1]], c[5], c[2], c[3]), []).append(c)
+for c in conns:  # duplicates: against every connection on that port, seen or not
+    k = (KIND[c[1]], c[5], c[2], c[3])
+    every[k] = every.get(k, 0) + 1
+missing, dup = [], 0
+for k, cs in gen.items():
+    n = len(decided.get(k, []))
+    if n < len(cs):
+        missing.extend(cs[n:])
+    elif n > every[k]:
+        dup += n - every[k]
+in_disk = [c for c in missing if disk[0] and disk[0] - MARGIN <= c[0] <= disk[1] + 30000]
+lost_reported = 0
+for r in system("store_full"):
+    try:
+        d = json.loads(r[8] or "{}")
+    except ValueError:
+        d = {}
+    if d.get("reason") == "write_failed":
+        lost_reported += int(d.get("events_lost", 0))
+rows = []
+
+
+def row(name, ok, figure):
+    rows.append((name, "ok" if ok else "FAIL", figure))
+
+
+def where(t):
+    """The latest fault mark before time t, and how long before."""
+    prev = [(m, w) for m, w, _ in tl if m <= t and w not in ("sample",)]
+    return f"{prev[-1][1]}+{(t - prev[-1][0]) / 1000:.0f}s" if prev else "start"
+
+
+why = {}
+for c in missing:
+    k = f"{c[1]}/{c[6]}@{where(c[0])}"
+    why[k] = why.get(k, 0) + 1
+row("one event per catalogued connection", not [c for c in missing if c not in in_disk] and len(in_disk) <= lost_reported and dup == 0,
+    f"{len(counted)} connections checked ({len(sent) - len(counted) - quic_waiting} while the daemon could not see: kill -9 to healthy, link down; {quic_waiting} QUIC hellos sent in the 5 s before a kill -9); "
+    f"{len(missing)} without an event ({len(in_disk)} in the disk-full window, {lost_reported} counted lost by store_full); {dup} events more than connections"
+    + ("; missing by proto/outcome@last mark: " + ", ".join(f"{k} {v}" for k, v in sorted(why.items(), key=lambda x: -x[1])[:8]) if why else ""))
+
+# --- assertion 2: RELP receiver and file sink ---
+received = {}
+try:
+    for line in open(os.path.join(work, "received.log"), errors="replace"):
+        m = re.search(r"externalId=(\S+)", line)
+        if m:
+            received[m.group(1)] = received.get(m.group(1), 0) + 1
+except OSError:
+    pass
+relp_missing = store_ids - set(received)
+relp_dups = sum(n - 1 for n in received.values())
+row("every stored event reached RELP", not relp_missing,
+    f"{len(store_ids)} stored, {len(store_ids) - len(relp_missing)} received, {len(relp_missing)} missing, {relp_dups} repeated (resends after the receiver's kill)")
+file_ids = {}
+try:
+    for line in open(os.path.join(work, "events.jsonl"), errors="replace"):
+        try:
+            j = json.loads(line)
+        except ValueError:
+            continue
+        i = (j.get("event") or {}).get("id")
+        if i:
+            file_ids[i] = file_ids.get(i, 0) + 1
+except OSError:
+    pass
+row("file sink equals the store", set(file_ids) == store_ids,
+    f"{len(file_ids)} distinct in the file, {len(store_ids)} in the store, {len(store_ids - set(file_ids))} missing, {len(set(file_ids) - store_ids)} extra, {sum(n - 1 for n in file_ids.values())} repeated")
+
+# --- samples ---
+samples = []  # (t, pid, rss kB, cpu ticks, drops, lost, dropped, health)
+for t, w, a in tl:
+    if w == "sample" and len(a) >= 7:
+        samples.append((t, a[0], int(a[1]), int(a[2]), int(a[3]), int(a[4]), int(a[5]), a[6]))
+
+# --- assertion 3: memory flat per daemon instance (warm-up 10 % of the run, at least 10 s) ---
+warm = max(10000, dur * 100)
+by_pid = {}
+for s in samples:
+    by_pid.setdefault(s[1], []).append(s)
+growths = []
+for pid, ss in by_pid.items():
+    start = ss[0][0]
+    base = [s for s in ss if s[0] >= start + warm and not (flood[0] and flood[0] <= s[0] <= flood[1] + 10000)]
+    if len(base) < 5 or base[-1][0] - base[0][0] < 20000:
+        continue
+    b0 = base[0][2]
+    last = base[-1][2]
+    peak = max(s[2] for s in ss)
+    growths.append((pid, b0, last, peak, (last - b0) / b0 * 100))
+worst = max((g[4] for g in growths), default=0.0)
+row("memory flat after warm-up (< 5 %)", bool(growths) and worst < 5.0,
+    "; ".join(f"pid {p}: {b / 1024:.0f} -> {l / 1024:.0f} MiB ({g:+.1f} %), peak {pk / 1024:.0f} MiB" for p, b, l, pk, g in growths) or "no instance lived long enough")
+
+# --- assertion 4: restarts keep stops and grants ---
+before = {a[0]: dict(x.split("=", 1) for x in a[1:]) for _, a in marks("probe_before")}
+after = {a[0]: dict(x.split("=", 1) for x in a[1:]) for _, a in marks("probe_after")}
+STOPPED = ("reset", "refused", "connect_timeout")
+stop_ok = grant_ok = 0
+details = []
+for k in sorted(after):
+    b, a = before.get(k, {}), after[k]
+    s = a.get("again") in STOPPED
+    g = a.get("grant") == "open" and a.get("control") in STOPPED
+    stop_ok += s
+    grant_ok += g
+    details.append(f"port {k}: before hello={b.get('hello')} again={b.get('again')} grant={b.get('grant')}; after again={a.get('again')} grant={a.get('grant')} control={a.get('control')}")
+coach = [a for _, a in marks("coach")]
+row("after each restart a stopped 4-tuple is still stopped", len(after) == 3 and stop_ok == 3, f"{stop_ok}/{len(after)}: " + " | ".join(details))
+row("after each restart a coach grant still holds", len(after) == 3 and grant_ok == 3, f"{grant_ok}/{len(after)} (grant made: {' '.join(coach[0]) if coach else 'none'})")
+
+# --- assertion 5: upstream outage: no restart, degraded then recovered ---
+down, up = first("dns_down"), first("dns_up")
+unexpected = [l for l in open(os.path.join(work, "daemon.log"), errors="replace") if "panicked" in l]
+starts = len(marks("start"))
+deg = [s for s in samples if down and down <= s[0] <= up and s[7] == "degraded"]
+rec = [s for s in samples if up and s[0] > up + 5000 and s[7] == "ok"]
+row("upstream outage: no restart, degraded then ok", starts == 1 + len(kills) and bool(deg) and bool(rec) and not unexpected,
+    f"outage {outage} s; {len(deg)} degraded samples during it, {len(rec)} ok after; {starts} starts for {len(kills)} kills; {len(unexpected)} panics")
+
+# --- assertion 6: kernel drops outside the flood; reset latency; CPU per connection ---
+drops_out = drops_in = 0
+prev = {}
+for s in samples:
+    p, v = s[1], s[4]
+    d = v - prev.get(p, 0) if v >= prev.get(p, 0) else v
+    prev[p] = v
+    if flood[0] and flood[0] <= s[0] <= flood[1] + 5000:
+        drops_in += d
+    else:
+        drops_out += d
+row("kernel drops 0 outside the flood", drops_out == 0, f"{drops_out} outside, {drops_in} during the flood")
+lat = sorted(c[7] for c in conns if c[6] == "reset" and c[7] > 0 and c[1] == "tls")
+pc = lambda q: lat[min(len(lat) - 1, int(len(lat) * q))] / 1000 if lat else float("nan")
+cpu = sum(max(s[3] for s in ss) for ss in by_pid.values())  # clock ticks (100/s)
+hz = os.sysconf("SC_CLK_TCK")
+row("decision-to-reset latency (reported)", True, f"p50 {pc(0.5):.2f} ms, p99 {pc(0.99):.2f} ms over {len(lat)} resets (hello written -> ECONNRESET)")
+row("CPU per connection (reported)", True,
+    f"{cpu / hz:.1f} s daemon CPU / {len(conns) + len(dns_q)} connections and queries = {cpu / hz * 1e6 / max(1, len(conns) + len(dns_q)):.0f} us each")
+
+# --- assertion 7: policy reloads ---
+ok_rel = len(system("policy_reload"))
+rej = len(system("policy_rejected"))
+row("policy reloads (broken one refused)", rej >= 1 and ok_rel >= 1,
+    f"{len(marks('reload_good'))} good and {len(marks('reload_broken'))} broken SIGHUPs: {ok_rel} policy_reload, {rej} policy_rejected events")
+
+# --- assertion 8: the weekly report ---
+rc = open(os.path.join(work, "report.rc")).read().strip()
+rep_ok, fig = False, f"exit {rc}"
+try:
+    r = json.load(open(os.path.join(work, "report", "report.json")))
+    nums = r["headline"]["this_week"]
+    cnt = lambda k: db.execute("SELECT COUNT(*) FROM events WHERE kind = ?", (k,)).fetchone()[0]
+    pairs = [("portal views", r.get("portal_views"), cnt("portal_view")),
+             ("policy reloads", len(r["policy"]["reloads"]), cnt("policy_reload")),
+             ("policy rejected", len(r["policy"]["rejected"]), cnt("policy_rejected")),
+             ("coach justifications", len(r.get("justifications", [])), cnt("coach_ack"))]
+    devices_sql = db.execute("SELECT COUNT(DISTINCT client_ip) FROM events WHERE kind IN ('tls_client_hello','quic_initial','http_request','dns_query') AND service IS NOT NULL").fetchone()[0]
+    rep_ok = rc == "0" and all(a == b for _, a, b in pairs)
+    fig = f"exit {rc}; " + ", ".join(f"{n} {a} (store {b})" for n, a, b in pairs) + \
+        f"; devices {nums.get('devices')} (store: {devices_sql} clients with a catalogued event), services {nums.get('services')}, visits {nums.get('visits')}, lookups {nums.get('lookups')}"
+except (OSError, ValueError) as e:
+    fig += f"; no report.json ({e}): " + open(os.path.join(work, "report.out")).read()[-300:]
+row("weekly report builds and matches the store", rep_ok, fig)
+
+# --- rates ---
+conn_rate = len(conns) / span
+q_rate = len(dns_q) / span
+dns_ans = sum(1 for d in dns_q if d[2] != "timeout")
+row("connection rate (floor 500/s)", conn_rate >= 500, f"{conn_rate:.0f}/s of {rate}/s asked ({len(conns)} connections; {len(portal)} portal exchanges)")
+row("query rate (reported)", True, f"{q_rate:.0f}/s of {qrate}/s asked ({len(dns_q)} queries, {dns_ans} answered)")
+
+w = max(len(r[0]) for r in rows)
+print(f"soak: {dur} s, {os.cpu_count()} cores; {load_out}")
+for name, st, figure in rows:
+    print(f"{name.ljust(w)} | {st:4} | {figure}")
+failed = [r[0] for r in rows if r[1] != "ok"]
+print(f"soak: {'PASS' if not failed else 'FAIL'}: {len(rows) - len(failed)}/{len(rows)} hold" + (f"; failed: {', '.join(failed)}" if failed else ""))
+sys.exit(1 if failed else 0)
