@@ -21,6 +21,7 @@ mod daemon_enforce;
 mod decision_path;
 mod delivery;
 mod deploy;
+mod docs;
 mod desync;
 mod devices;
 mod dns;
