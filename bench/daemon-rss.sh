@@ -8,7 +8,7 @@
 # Namespaces `sgrss-s-PID` / `sgrss-g-PID` (veth `rss0` / `rsg0`, no addresses) are made here
 # and deleted on exit. Prints, before and after the replay: shadowgate_flows_active, VmRSS,
 # VmHWM and its parts RssAnon (the daemon's own memory), RssFile (mostly the TPACKET_V3 ring,
-# RING_MIB per capture thread, mapped and populated at start) and RssShmem; frames sent,
+# RING_MIB per interface, split over its capture threads, mapped and populated at start) and RssShmem; frames sent,
 # counted and dropped by the kernel (a valid run has no loss). Target: VmHWM < 128 MiB.
 # Needs root, iproute2, ethtool, tcpreplay, curl. Results: bench-out/daemon-rss/results.txt.
 set -euo pipefail
@@ -96,7 +96,7 @@ done
 kill -0 "$PID" 2>/dev/null || { echo "daemon-rss.sh: the daemon did not start:" >&2; cat "$WORK/err" >&2; exit 1; }
 sleep 1
 {
-  echo "daemon-rss: $FLOWS flows, threads $THREADS, ring $RING_MIB MiB/thread, $PPS pps; $(nproc) cores, $(uname -r)"
+  echo "daemon-rss: $FLOWS flows, threads $THREADS, ring $RING_MIB MiB/interface, $PPS pps; $(nproc) cores, $(uname -r)"
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "idle:  flows_active $(metric shadowgate_flows_active)  $(mem)"
 } | tee "$OUT/results.txt"

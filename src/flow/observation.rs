@@ -1,5 +1,5 @@
 //! What the sensor reports: one observation per DNS question/answer, TLS or QUIC ClientHello, HTTP
-//! request and proxy request. `kind` and `name` are the stable fields scripts rely on (README).
+//! request and proxy request. `kind` and `name` are the stable fields scripts rely on (docs/src/decoding.md).
 
 use std::net::IpAddr;
 
@@ -336,7 +336,7 @@ impl Observation {
     }
 }
 
-/// Traffic the gateway cannot name: a tunnel or relay that hides where a device goes (README,
+/// Traffic the gateway cannot name: a tunnel or relay that hides where a device goes (docs/src/decoding.md,
 /// "Blind spots"). Not an observation: the sensor counts it (`Stats::blind`) and hands it to
 /// the pipeline, which records a `blind_spot` system event per device and kind at most once a
 /// minute of capture time.

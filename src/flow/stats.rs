@@ -110,7 +110,7 @@ pub struct KindCounts {
     pub proxy_connect: u64,
 }
 
-/// Traffic the gateway cannot name (README, "Blind spots"): sightings per kind (a VPN flow
+/// Traffic the gateway cannot name (docs/src/decoding.md, "Blind spots"): sightings per kind (a VPN flow
 /// counts once per flow, a hello or lookup once each), VPN handshakes to or from `[sensor]
 /// known_tunnels` (not counted as blind), and sightings not handed on because too many waited.
 /// Shown when not all zero.

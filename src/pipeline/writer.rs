@@ -1,5 +1,5 @@
 //! The stdout output: observations (with their decisions) as JSON lines (stable schema, see
-//! README) or as a table for people.
+//! docs/src/decoding.md) or as a table for people.
 
 use std::io::{self, Write};
 

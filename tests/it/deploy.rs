@@ -134,12 +134,12 @@ fn unit_verifies_and_does_not_restart_on_a_config_error() {
     assert_eq!(
         shadowgate::daemon::EXIT_CONFIG,
         78,
-        "documented in OPERATIONS.md"
+        "documented in docs/src/operations.md"
     );
-    let ops = std::fs::read_to_string(deploy("OPERATIONS.md")).unwrap();
+    let ops = std::fs::read_to_string(root().join("docs/src/operations.md")).unwrap();
     assert!(
         ops.contains("exit status 78"),
-        "OPERATIONS.md documents the status"
+        "docs/src/operations.md documents the status"
     );
     let analyze = std::process::Command::new("systemd-analyze")
         .arg("--version")

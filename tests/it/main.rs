@@ -25,6 +25,7 @@ mod deploy;
 mod desync;
 mod devices;
 mod dns;
+mod docs;
 mod encrypted_dns;
 mod enforce;
 mod evidence;
