@@ -43,5 +43,8 @@ fn packaged(unit: &str) -> String {
         "# Installed by the shadowgate package (override with `systemctl edit shadowgate`).",
     )
     .replace("/usr/local/bin/shadowgate", "/usr/bin/shadowgate")
-    .replace("/usr/local/share/doc/shadowgate/", "/usr/share/doc/shadowgate/")
+    .replace(
+        "/usr/local/share/doc/shadowgate/",
+        "/usr/share/doc/shadowgate/",
+    )
 }

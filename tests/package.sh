@@ -20,7 +20,7 @@ work=$(mktemp -d /tmp/sg-package.XXXXXX)
 failures=0
 started=$(date +%s)
 
-note() { printf '== %s\n' "$*"; }
+note() { printf '== [%3ss] %s\n' "$(($(date +%s) - started))" "$*"; }
 fail() {
     printf 'FAIL: %s\n' "$*" >&2
     failures=$((failures + 1))
@@ -77,7 +77,7 @@ note "$deb: $(stat -c %s "$deb") bytes, version $version (built in ${build_s}s)"
 
 # The upgrade: the same build under a higher version, its example configuration and a vendor
 # catalogue file changed as a later release would change them.
-check "second build" cargo deb --profile "$PROFILE" --no-build --no-dbgsym --fast --deb-version "${version%-*}+upgrade" --output "$work/up/"
+check "second build" cargo deb --profile "$PROFILE" --no-build --no-dbgsym --strip --fast --deb-version "${version%-*}+upgrade" --output "$work/up/"
 up_deb=$(ls "$work"/up/shadowgate_*.deb 2>/dev/null)
 if [ -n "$up_deb" ]; then
     dpkg-deb -R "$up_deb" "$work/up/tree"
@@ -85,7 +85,7 @@ if [ -n "$up_deb" ]; then
     echo '# vendor update' >>"$work/up/tree/usr/share/shadowgate/catalog/vendors.toml"
     (cd "$work/up/tree" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' |
         xargs -0 md5sum >DEBIAN/md5sums)
-    check "repack the upgrade" dpkg-deb --root-owner-group -b "$work/up/tree" "$work/upgrade.deb"
+    check "repack the upgrade" dpkg-deb --root-owner-group -Zgzip -z1 -b "$work/up/tree" "$work/upgrade.deb"
 fi
 
 # --- install -------------------------------------------------------------------------------
@@ -94,6 +94,7 @@ if ! apt-get install -y -q "$deb" </dev/null >"$work/install.log" 2>&1; then
     cat "$work/install.log" >&2
     die "apt-get install failed"
 fi
+sed -n '/^shadowgate:/,$p' "$work/install.log" | grep -v '^Processing\|^Setting up\|^Selecting\|^Preparing\|^Unpacking\|^(Reading' || true
 grep -q 'not started' "$work/install.log" ||
     fail "postinst did not say the daemon was left stopped: $(cat "$work/install.log")"
 grep -q 'systemctl enable --now shadowgate' "$work/install.log" ||
@@ -101,6 +102,7 @@ grep -q 'systemctl enable --now shadowgate' "$work/install.log" ||
 
 note "dpkg -L shadowgate"
 dpkg -L shadowgate | sort >"$work/listed"
+sed 's/^/  /' "$work/listed"
 expected=(
     /usr/bin/shadowgate
     /usr/lib/systemd/system/shadowgate.service
@@ -257,6 +259,7 @@ note "purge"
 apt-get purge -y -q shadowgate </dev/null >"$work/purge.log" 2>&1 || fail "purge failed: $(cat "$work/purge.log")"
 [ -e /etc/shadowgate ] && fail "purge left /etc/shadowgate: $(find /etc/shadowgate)"
 [ -s /var/lib/shadowgate/events.db ] || fail "purge removed the event store"
+grep -A4 '^shadowgate: kept' "$work/purge.log"
 grep -q SHADOWGATE_PURGE_STORE=yes "$work/purge.log" || fail "purge did not say how to remove the store"
 [ -e /usr/bin/shadowgate ] && fail "purge left /usr/bin/shadowgate"
 

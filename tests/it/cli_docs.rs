@@ -46,12 +46,23 @@ fn packaged_pages_and_completions_are_current() {
     }
     // A page per subcommand, nested ones included; the hidden `docs` has none.
     let man = files(&out.0.join("man"));
-    for page in ["shadowgate.1", "shadowgate-run.1", "shadowgate-policy-check.1"] {
+    for page in [
+        "shadowgate.1",
+        "shadowgate-run.1",
+        "shadowgate-policy-check.1",
+    ] {
         assert!(man.contains_key(page), "{page} missing: {:?}", man.keys());
     }
     assert!(!man.contains_key("shadowgate-docs.1"));
-    assert!(man["shadowgate-run.1"].contains("\\-\\-config"), "{}", man["shadowgate-run.1"]);
+    assert!(
+        man["shadowgate-run.1"].contains("\\-\\-config"),
+        "{}",
+        man["shadowgate-run.1"]
+    );
     let bash = &files(&out.0.join("completions"))["shadowgate.bash"];
     assert!(bash.contains("complete -F _shadowgate"), "{bash}");
-    assert!(bash.contains("break-glass") && !bash.contains(" docs "), "{bash}");
+    assert!(
+        bash.contains("break-glass") && !bash.contains(" docs "),
+        "{bash}"
+    );
 }
