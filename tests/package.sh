@@ -5,6 +5,7 @@
 # (the event store stays unless asked). Run as root on Debian (CI: .ci/run runs it):
 #
 #     tests/package.sh                 # builds with the `ci` profile; PROFILE=release for release
+#     PACKAGE_PREBUILT=1 tests/package.sh   # packages target/ci/shadowgate as built (no cargo build)
 #
 # Every check runs even after one failed; the script exits 1 if any did. Whatever happens, it
 # leaves the machine as it found it: the package purged, the account and the folders it created
@@ -69,7 +70,11 @@ command -v cargo-deb >/dev/null || die "cargo-deb missing: cargo install cargo-d
 note "cargo deb --profile $PROFILE --fast"
 t0=$(date +%s)
 # --fast (lighter compression) and no -dbgsym package: the test installs the .deb alone.
-cargo deb --profile "$PROFILE" --fast --no-dbgsym --strip --output "$work/" || die "cargo deb failed"
+# PACKAGE_PREBUILT=1 packages target/$PROFILE/shadowgate as it is (.ci/run: the tests just built
+# it; `cargo build` without the dev-dependencies' features would compile much of it again).
+prebuilt=()
+[ "${PACKAGE_PREBUILT:-}" = 1 ] && prebuilt=(--no-build)
+cargo deb --profile "$PROFILE" "${prebuilt[@]}" --fast --no-dbgsym --strip --output "$work/" || die "cargo deb failed"
 deb=$(ls "$work"/shadowgate_*.deb) || die "no .deb in $work"
 version=$(dpkg-deb -f "$deb" Version)
 build_s=$(($(date +%s) - t0))
