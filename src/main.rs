@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use shadowgate::cmd;
 
 #[derive(Parser)]
@@ -47,6 +47,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cmd::portal::Args,
     },
+    /// Write the manual pages and shell completions (what the Debian package ships).
+    #[command(hide = true)]
+    Docs(cmd::docs::Args),
 }
 
 fn main() -> ExitCode {
@@ -66,5 +69,6 @@ fn main() -> ExitCode {
         Cmd::Run(a) => cmd::run::run(a),
         Cmd::BreakGlass(a) => cmd::breakglass::run(a),
         Cmd::Portal { cmd } => cmd::portal::run(cmd),
+        Cmd::Docs(a) => cmd::docs::run(a, Cli::command()),
     }
 }

@@ -4,6 +4,7 @@
 pub mod breakglass;
 pub mod catalog;
 pub mod deliver;
+pub mod docs;
 pub mod events;
 mod out;
 pub mod policy;

@@ -16,6 +16,7 @@ mod common;
 mod adversarial;
 mod blind_spots;
 mod cli;
+mod cli_docs;
 mod daemon;
 mod daemon_enforce;
 mod decision_path;
