@@ -185,7 +185,7 @@ mod tests {
         q.extend_from_slice(b"\x07example\x03org\x00\x00\x01\x00\x01\xc0\x0c\x00\x1c\x00\x01");
         assert!(!handler::question_points_into_header(&q));
         let mut one = vec![0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        one.extend_from_slice(b"\x17use-application-dns\x03net\x00\x00\x01\x00\x01");
+        one.extend_from_slice(b"\x13use-application-dns\x03net\x00\x00\x01\x00\x01");
         assert!(!handler::question_points_into_header(&one));
         let out = ask(&handler(), &one, "10.9.0.20:5300").expect("an answer");
         let m = Message::from_bytes(&out).unwrap();
