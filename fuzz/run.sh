@@ -5,7 +5,15 @@
 #   fuzz/run.sh --runs N [SECONDS]   each target for N executions (stops at SECONDS too, if given)
 #   TARGETS="frame file" fuzz/run.sh ...           only these targets
 #   RUNS_frame=100000 SECS_file=600 fuzz/run.sh    per-target execution count / time
+#   PROFILE=smoke fuzz/run.sh --runs 2000          a quicker build (opt-level 1; CI's smoke run)
+#   SANITIZER=address fuzz/run.sh ...              with AddressSanitizer (slower; default none:
+#                                                   the library's unsafe is FFI and syscalls only)
 #
+# Builds the targets the way `cargo fuzz build` does (libFuzzer, sanitizer coverage, debug
+# assertions and overflow checks, `--cfg fuzzing`) with plain cargo, so cargo-fuzz need not be
+# installed: binaries in fuzz/target/<host triple>/<profile>/<target>.
+#
+# CARGO_TARGET_DIR is honoured; LOGDIR=DIR keeps the logs there instead of fuzz/.
 # Seed corpora: fuzz/seed.sh fills fuzz/corpus/<target> from pcaps/ (not committed; CORPUS=DIR
 # for another folder under fuzz/). Full logs
 # are kept in fuzz/fuzz-<target>.log, crash inputs in fuzz/artifacts/<target>/.
@@ -34,23 +42,48 @@ max_len() {
   esac
 }
 CORPUS=${CORPUS:-corpus}
+ALL="frame file dns tls quic name relp portal dnsq"
+TRIPLE=$(rustc -vV | sed -n 's/^host: //p')
+flags="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4"
+flags+=" -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table"
+flags+=" -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
+flags+=" -Cforce-frame-pointers"
+case "${SANITIZER:-none}" in
+  none) ;;
+  address) flags+=" -Zsanitizer=address" ;;
+  *) echo "run.sh: SANITIZER is none or address, not ${SANITIZER}" >&2; exit 2 ;;
+esac
+bins=()
+for t in ${TARGETS:-$ALL}; do bins+=(--bin "$t"); done
+start=$(date +%s)
+PROFILE=${PROFILE:-release}
+TDIR=${CARGO_TARGET_DIR:-target}
+LOGDIR=${LOGDIR:-.}
+mkdir -p "$LOGDIR"
+if ! RUSTC_BOOTSTRAP=1 RUSTFLAGS="$flags" cargo build --profile "$PROFILE" --target "$TRIPLE" "${bins[@]}" > "$LOGDIR/fuzz-build.log" 2>&1; then
+  tail -30 "$LOGDIR/fuzz-build.log"
+  echo "== build FAILED (full log: fuzz/fuzz-build.log)"
+  exit 1
+fi
+echo "== build: $(($(date +%s) - start)) s"
 status=0
-for t in ${TARGETS:-frame file dns tls quic name relp}; do
+for t in ${TARGETS:-$ALL}; do
   mkdir -p "$CORPUS/$t" "artifacts/$t"
   eval "runs=\${RUNS_$t:-$RUNS}; secs=\${SECS_$t:-$SECS}"
   args=(-max_len="$(max_len "$t")" -rss_limit_mb=2048 -artifact_prefix="artifacts/$t/")
   [ -n "$runs" ] && args+=(-runs="$runs")
   [ -n "$secs" ] && args+=(-max_total_time="$secs")
-  RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "$CORPUS/$t" -- "${args[@]}" > "fuzz-$t.log" 2>&1
+  "$TDIR/$TRIPLE/$PROFILE/$t" "${args[@]}" "$CORPUS/$t" > "$LOGDIR/fuzz-$t.log" 2>&1
   rc=$?
-  done_line=$(grep -E 'Done [0-9]+ runs' "fuzz-$t.log" | tail -1)
-  [ -z "$done_line" ] && done_line=$(grep -E '^#[0-9]+' "fuzz-$t.log" | tail -1 | cut -c1-100)
-  crash=$(grep -m1 -E 'panicked at|ERROR: (libFuzzer|AddressSanitizer)[^\n]*' "fuzz-$t.log" | cut -c1-160)
+  done_line=$(grep -E 'Done [0-9]+ runs' "$LOGDIR/fuzz-$t.log" | tail -1)
+  [ -z "$done_line" ] && done_line=$(grep -E '^#[0-9]+' "$LOGDIR/fuzz-$t.log" | tail -1 | cut -c1-100)
+  crash=$(grep -m1 -E 'panicked at|ERROR: (libFuzzer|AddressSanitizer)[^\n]*' "$LOGDIR/fuzz-$t.log" | cut -c1-160)
   if [ $rc -ne 0 ] || [ -n "$crash" ]; then
     status=1
-    echo "== $t: FAILED (exit $rc) after ${done_line:-?}: ${crash:-see fuzz/fuzz-$t.log}; input: $(ls -t "artifacts/$t" | head -1)"
+    echo "== $t: FAILED (exit $rc) after ${done_line:-?}: ${crash:-see $LOGDIR/fuzz-$t.log}; input: $(ls -t "artifacts/$t" | head -1)"
   else
-    echo "== $t: $done_line, corpus $(ls "$CORPUS/$t" | wc -l) inputs, 0 crashes"
+    cov=$(grep -E '^#[0-9]+' "$LOGDIR/fuzz-$t.log" | tail -1 | grep -oE 'cov: [0-9]+ ft: [0-9]+')
+    echo "== $t: $done_line, $cov, corpus $(ls "$CORPUS/$t" | wc -l) inputs ($(du -sb "$CORPUS/$t" | cut -f1) bytes), 0 crashes"
   fi
 done
 exit $status

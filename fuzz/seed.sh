@@ -9,6 +9,11 @@
 #          greetings (the tls target parses all three)
 #   quic   QUIC long-header client datagrams
 #   name   names from the truth files and the policy catalogue
+#   portal HTTP requests to the portal as the tests send them (views, sub-resources, the coach
+#          form POST with an @TOKEN@ the target replaces by a valid token, bad Hosts, pipelining),
+#          behind the target's selector byte (client, HTTP or HTTPS with an SNI)
+#   dnsq   DNS queries (UDP payloads with QR clear) behind the target's selector byte (client,
+#          guard socket, monitor mode, TCP), plus queries for bypass and steered names
 # SKIP_HELD=1 leaves out the captures kept as *.held (they crash today's sensor at once);
 # CORPUS=DIR writes elsewhere than fuzz/corpus (run.sh reads CORPUS too).
 # Needs python3 and tshark (Debian: apt-get install tshark). Idempotent: seeds are named by hash.
@@ -99,6 +104,9 @@ for path in caps:
         continue  # tshark gives up on these; their frames are in the frame corpus already
     for b in tshark(path, "dns && udp", "udp.payload"):
         put("dns", b)
+        if len(b) >= 12 and not b[2] & 0x80:
+            for sel in (0, 16):
+                put("dnsq", bytes([sel]) + b)
     for b in tshark(path, "dns && tcp", "tcp.reassembled.data", "tcp.payload"):
         put("dns", b[2:] if len(b) > 2 else b)
     for b in tshark(path, "tls.handshake.type == 1 && !quic", "tcp.reassembled.data", "tcp.payload"):
@@ -119,7 +127,51 @@ names.update(["ｃｌａｕｄｅ.ai", "bücher.example", "chatgpt．com", "xn--
 for n in sorted(names):
     put("name", n.encode("utf-8", "surrogateescape"))
 
-for t in ["frame", "file", "dns", "tls", "quic", "name"]:
+def query(name, qtype=1, qid=0x1234, edns=False):
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 1 if edns else 0)
+    q += b"".join(bytes([len(l)]) + l.encode() for l in name.split(".") if l) + b"\0"
+    q += struct.pack(">HH", qtype, 1)
+    if edns:
+        q += b"\0" + struct.pack(">HHIH", 41, 1232, 0, 0)
+    return q
+
+for n in ["use-application-dns.net", "mask.icloud.com", "mask-h2.icloud.com", "_dns.resolver.arpa",
+          "chatgpt.com", "claude.ai", "sora.com", "www.example.org", "nx.example.org", "localhost"]:
+    for qtype, edns in ((1, False), (28, True), (65, True)):
+        for sel in (0, 2, 4, 8, 16):
+            put("dnsq", bytes([sel]) + query(n, qtype, edns=edns))
+
+def get(host, path="/", dest="document", extra=""):
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\nSec-Fetch-Dest: {dest}\r\n{extra}\r\n"
+
+def post(host, body, origin=True, scheme="http"):
+    o = f"Origin: {scheme}://{host}\r\nSec-Fetch-Site: same-origin\r\n" if origin else ""
+    return (f"POST /.shadowgate/continue HTTP/1.1\r\nHost: {host}\r\n{o}"
+            f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n\r\n{body}")
+
+good = "token=@TOKEN@&ack=yes&justification=Drafting+a+poster"
+reqs = [
+    get("sora.com"), get("chatgpt.com"), get("www.example.org"), get("sora.com", "/favicon.ico", "image"),
+    get("chatgpt.com", "/api?q=1&x=%zz", "empty"), get("ChatGPT.com:80", "/?a=b"), get("claude.ai."),
+    get("sora.com", "/", "document", "Sec-Purpose: prefetch\r\n"),
+    "GET / HTTP/1.1\r\nHost: sora.com\r\nAccept: text/html\r\nConnection: close\r\n\r\n",
+    "HEAD / HTTP/1.1\r\nHost: sora.com\r\nAccept: text/html\r\n\r\n",
+    "GET http://sora.com/ HTTP/1.1\r\nHost: sora.com\r\nSec-Fetch-Dest: document\r\n\r\n",
+    "GET / HTTP/1.0\r\n\r\n", "GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", "GET / HTTP/1.1\r\nHost: a<b\r\n\r\n",
+    "DELETE / HTTP/1.1\r\nHost: sora.com\r\n\r\n",
+    post("sora.com", good), post("sora.com", good, scheme="https"), post("sora.com", good, origin=False),
+    post("sora.com", "token=@TOKEN@&ack=no&justification="), post("sora.com", "token=" + "ab" * 56 + "&ack=yes&justification=x"),
+    post("chatgpt.com", good), post("sora.com", good) + post("sora.com", good),
+    post("sora.com", "token=@TOKEN@&ack=yes&justification=" + "x" * 60),
+    get("sora.com") + post("sora.com", good) + get("sora.com"),
+    "POST /.shadowgate/continue HTTP/1.1\r\nHost: sora.com\r\nOrigin: http://sora.com\r\nContent-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n5\r\ntoken\r\n0\r\n\r\n",
+    "POST /.shadowgate/continue HTTP/1.1\r\nHost: sora.com\r\nOrigin: http://sora.com\r\nContent-Type: application/x-www-form-urlencoded\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
+]
+for r in reqs:
+    for sel in (0, 1, 4, 4 | 8):
+        put("portal", bytes([sel]) + r.encode())
+
+for t in ["frame", "file", "dns", "tls", "quic", "name", "portal", "dnsq"]:
     d = os.path.join(CORPUS, t)
     total = len(os.listdir(d)) if os.path.isdir(d) else 0
     print(f"{t:6} {total:6} inputs ({counts.get(t, 0)} new)")

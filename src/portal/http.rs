@@ -70,11 +70,14 @@ impl Conn {
     }
 }
 
+/// Serve one connection. `half_close`: a client that closes its sending side still gets the
+/// answers to what it sent (in-memory exchanges, `offline`); real connections close at once.
 pub(super) async fn serve_conn<S>(
     io: S,
     conn: Conn,
     st: Arc<State>,
     mut stop: watch::Receiver<bool>,
+    half_close: bool,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -87,7 +90,8 @@ pub(super) async fn serve_conn<S>(
     let mut b = hyper::server::conn::http1::Builder::new();
     b.timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(15))
-        .max_buf_size(16 * 1024);
+        .max_buf_size(16 * 1024)
+        .half_close(half_close);
     let c = b.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(c);
     tokio::select! {

@@ -10,6 +10,7 @@ pub mod csrf;
 pub mod events;
 mod http;
 mod metrics;
+pub mod offline;
 pub mod page;
 pub mod rate;
 mod tls;
@@ -104,6 +105,28 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// The state every connection shares (registers the portal's metrics in `ctx.registry`).
+    fn new(
+        conf: PortalConf,
+        ctx: PortalCtx,
+        ca: Option<ca::PortalCa>,
+        scope: PortalScope,
+    ) -> Result<State, String> {
+        let m = metrics::Metrics::register(&ctx.registry)?;
+        Ok(State {
+            look: page::Look::from_conf(&conf),
+            csrf: csrf::Csrf::new(FORM_TTL)?,
+            rate: rate::RateLimit::new(conf.rate_per_client),
+            tls_rate: rate::RateLimit::new(conf.rate_per_client),
+            conns: crate::slots::ConnLimit::new(CONNECTIONS_PER_CLIENT, MAX_CONNECTIONS),
+            ca,
+            scope: arc_swap::ArcSwap::from_pointee(scope),
+            m,
+            conf,
+            ctx,
+        })
+    }
+
     /// The grant length (`grant_seconds` for tests, else `grant_minutes`).
     pub fn grant_ttl(&self) -> Duration {
         match self.conf.grant_seconds {
@@ -236,19 +259,7 @@ pub async fn serve(conf: PortalConf, ctx: PortalCtx) -> Result<PortalHandle, Str
         );
     }
     // Registered once everything is bound (a failed start leaves the registry untouched).
-    let m = metrics::Metrics::register(&ctx.registry)?;
-    let state = Arc::new(State {
-        look: page::Look::from_conf(&conf),
-        csrf: csrf::Csrf::new(FORM_TTL)?,
-        rate: rate::RateLimit::new(conf.rate_per_client),
-        tls_rate: rate::RateLimit::new(conf.rate_per_client),
-        conns: crate::slots::ConnLimit::new(CONNECTIONS_PER_CLIENT, MAX_CONNECTIONS),
-        ca,
-        scope: arc_swap::ArcSwap::from_pointee(scope),
-        m,
-        conf,
-        ctx,
-    });
+    let state = Arc::new(State::new(conf, ctx, ca, scope)?);
     report_uncertifiable(&state, "at start");
     watch_scope(&state);
     let (stop, stop_rx) = watch::channel(false);
@@ -395,7 +406,7 @@ async fn accept_loop(
                 if tls {
                     tls::serve_tls(sock, peer, server, st, stop2).await;
                 } else {
-                    http::serve_conn(sock, http::Conn::plain(peer, server), st, stop2).await;
+                    http::serve_conn(sock, http::Conn::plain(peer, server), st, stop2, false).await;
                 }
             };
             // A connection ends when it is done, when its lifetime is up, or when a fairer

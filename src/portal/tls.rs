@@ -98,5 +98,5 @@ pub(super) async fn serve_tls(
         // A client that does not trust the portal CA ends here (certificate alert).
         _ => return,
     };
-    http::serve_conn(tls, http::Conn::tls(peer, server, name), st, stop).await;
+    http::serve_conn(tls, http::Conn::tls(peer, server, name), st, stop, false).await;
 }

@@ -12,8 +12,9 @@ use hickory_server::proto::op::{
     Edns, Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
 use hickory_server::proto::rr::{DNSClass, Record, RecordType};
+use hickory_server::proto::serialize::binary::BinDecoder;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use ipnet::IpNet;
 
 use super::answer::{self, Plan};
@@ -31,7 +32,7 @@ use crate::portal::config::PortalConf;
 use crate::record::{DnsAnswer, Enforced};
 
 /// Largest UDP answer sent, whatever the client advertises.
-const MAX_UDP_PAYLOAD: u16 = 4096;
+pub(crate) const MAX_UDP_PAYLOAD: u16 = 4096;
 
 /// State shared by every listener of one `serve`.
 pub struct Shared {
@@ -115,6 +116,60 @@ async fn reply_code<R: ResponseHandler>(
     }
 }
 
+/// FORMERR without the question: for a question that cannot be echoed as received.
+async fn formerr_bare<R: ResponseHandler>(req: &Request, mut rh: R) -> ResponseInfo {
+    let mut md = Metadata::response_from_request(&req.metadata);
+    md.recursion_available = true;
+    md.response_code = ResponseCode::FormErr;
+    let Ok(none) = Queries::read(&mut BinDecoder::new(&[]), 0) else {
+        return failed(&md);
+    };
+    let b = MessageResponseBuilder::new(&none, None);
+    match rh.send_response(b.build_no_records(md)).await {
+        Ok(i) => i,
+        Err(_) => failed(&md),
+    }
+}
+
+/// Does a question name point (DNS name compression) into the 12-byte header? Answers echo the
+/// question section byte for byte, behind a header that differs from the query's: such a pointer
+/// would then name something else, or nothing parseable. RFC 1035 lets a pointer name only a
+/// prior occurrence of a name, and the header holds none. (Found by fuzzing: `fuzz/` `dnsq`.)
+pub fn question_points_into_header(raw: &[u8]) -> bool {
+    let Some(qd) = raw.get(4..6).map(|b| u16::from_be_bytes([b[0], b[1]])) else {
+        return false;
+    };
+    let mut i = 12;
+    for _ in 0..qd {
+        loop {
+            let Some(&l) = raw.get(i) else {
+                return false;
+            };
+            match l & 0xc0 {
+                0 if l == 0 => {
+                    i += 1;
+                    break;
+                }
+                0 => i += 1 + l as usize,
+                0xc0 => {
+                    let Some(&lo) = raw.get(i + 1) else {
+                        return false;
+                    };
+                    if ((usize::from(l & 0x3f)) << 8 | usize::from(lo)) < 12 {
+                        return true;
+                    }
+                    i += 2;
+                    break;
+                }
+                // Extended label types: hickory refused the message already.
+                _ => return false,
+            }
+        }
+        i += 4;
+    }
+    false
+}
+
 fn failed(md: &Metadata) -> ResponseInfo {
     let mut md = *md;
     md.response_code = ResponseCode::ServFail;
@@ -143,6 +198,10 @@ impl RequestHandler for Handler {
     ) -> ResponseInfo {
         let s = &*self.shared;
         let ip = canonical(req.src().ip());
+        if question_points_into_header(req.as_slice()) {
+            s.metrics.count(QueryResult::Refused);
+            return formerr_bare(req, rh).await;
+        }
         if !s.client_allowed(ip) {
             s.metrics.count(QueryResult::Refused);
             return reply_code(req, rh, ResponseCode::Refused).await;

@@ -21,6 +21,7 @@ pub mod handler;
 pub mod limit;
 pub mod metrics;
 pub mod tcp;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;

@@ -4,16 +4,9 @@
 //! at most [`LIFETIME`].
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::net::NetError;
-use hickory_server::proto::rr::Record;
-use hickory_server::proto::serialize::binary::BinEncoder;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -31,32 +24,6 @@ pub struct Limits {
     pub total: usize,
     pub per_client: usize,
     pub idle: Duration,
-}
-
-/// Collects the one response of a request (the connection writes it).
-#[derive(Clone, Default)]
-struct Slot(Arc<Mutex<Option<Vec<u8>>>>);
-
-#[async_trait::async_trait]
-impl ResponseHandler for Slot {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let mut buf = Vec::with_capacity(512);
-        let mut enc = BinEncoder::new(&mut buf);
-        enc.set_max_size(u16::MAX);
-        let info = response.destructive_emit(&mut enc)?;
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(buf);
-        Ok(info)
-    }
 }
 
 /// Accept and serve connections until `stop` turns true; open connections end with it.
@@ -133,20 +100,8 @@ async fn connection(mut s: TcpStream, src: SocketAddr, h: Handler, idle: Duratio
         let Ok(Some(buf)) = tokio::time::timeout(idle, read).await else {
             return;
         };
-        let out = match Request::from_bytes(buf.clone(), src, Protocol::Tcp) {
-            Ok(req) => {
-                if req.metadata.message_type != hickory_server::proto::op::MessageType::Query {
-                    return;
-                }
-                let slot = Slot::default();
-                h.handle_request::<_, TokioTime>(&req, slot.clone()).await;
-                let r = slot.0.lock().unwrap_or_else(|e| e.into_inner()).take();
-                match r {
-                    Some(b) => b,
-                    None => return,
-                }
-            }
-            Err(_) => formerr(&buf),
+        let Some(out) = super::wire::answer(&h, buf, src, Protocol::Tcp).await else {
+            return;
         };
         let mut framed = Vec::with_capacity(out.len() + 2);
         framed.extend_from_slice(&(out.len().min(u16::MAX as usize) as u16).to_be_bytes());
@@ -156,15 +111,4 @@ async fn connection(mut s: TcpStream, src: SocketAddr, h: Handler, idle: Duratio
             _ => return,
         }
     }
-}
-
-/// FORMERR for a message whose header could be read but not the rest (id and opcode echoed).
-fn formerr(q: &[u8]) -> Vec<u8> {
-    let mut r = vec![0u8; 12];
-    r[0] = q[0];
-    r[1] = q[1];
-    // QR, the query's opcode and RD; RA; rcode 1.
-    r[2] = 0x80 | (q[2] & 0x79);
-    r[3] = 0x80 | 1;
-    r
 }
