@@ -261,7 +261,10 @@ impl Book {
     }
 
     /// Write the file every [`WRITE_EVERY`] while it changes, until `stop`, then once more.
-    pub fn spawn_writer(self: &Arc<Self>, stop: Arc<AtomicBool>) -> std::io::Result<JoinHandle<()>> {
+    pub fn spawn_writer(
+        self: &Arc<Self>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<JoinHandle<()>> {
         let book = Arc::clone(self);
         std::thread::Builder::new()
             .name("sg-state".into())
@@ -531,7 +534,10 @@ mod tests {
         assert_eq!(l.entries.len(), 4);
         for e in &all {
             let (_, left) = l.entries.iter().find(|(x, _)| x == e).expect("read back");
-            assert!(*left <= hour && *left > hour - Duration::from_secs(60), "{left:?}");
+            assert!(
+                *left <= hour && *left > hour - Duration::from_secs(60),
+                "{left:?}"
+            );
         }
         // No file: nothing.
         assert_eq!(Book::load(&dir.join("none")).unwrap(), Loaded::default());
@@ -559,7 +565,10 @@ mod tests {
         assert_eq!(l.entries[0].1, Duration::from_millis(1000));
         assert_eq!(l.entries[1].1, Duration::from_millis(5000));
         // Another version's file is read as nothing.
-        let other = decode("shadowgate-enforce-state 2\nstop 10.0.0.1:1 192.0.2.1:443 2000 1000\n", 0);
+        let other = decode(
+            "shadowgate-enforce-state 2\nstop 10.0.0.1:1 192.0.2.1:443 2000 1000\n",
+            0,
+        );
         assert!(other.entries.is_empty());
         // Bytes that are not text do not panic.
         let junk = decode(&String::from_utf8_lossy(&[0xff, 0, 0x0a, 0x20, 0x80]), 0);

@@ -276,9 +276,7 @@ impl Store {
             .mode(0o600)
             .open(&bak)
             .map_err(|e| StoreError::Io(bak.clone(), e))?;
-        let r = self
-            .conn
-            .execute("VACUUM INTO ?1", [bak.to_string_lossy()]);
+        let r = self.conn.execute("VACUUM INTO ?1", [bak.to_string_lossy()]);
         if let Err(e) = r {
             let _ = std::fs::remove_file(&bak);
             return Err(StoreError::Backup(self.path.clone(), e));
@@ -670,12 +668,16 @@ mod tests {
         let s = Store::open(&path).unwrap();
         assert_eq!(s.schema_version(), MIGRATIONS.len() as i64);
         let bak = backup_path(&path, MIGRATIONS.len());
-        assert!(bak.to_string_lossy().ends_with(&format!(".pre-v{}.bak", MIGRATIONS.len())));
+        assert!(bak
+            .to_string_lossy()
+            .ends_with(&format!(".pre-v{}.bak", MIGRATIONS.len())));
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&bak).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "{mode:o}");
         let c = Connection::open(&bak).unwrap();
-        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, older as i64);
         let name: String = c
             .query_row("SELECT name FROM events", [], |r| r.get(0))

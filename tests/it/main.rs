@@ -36,7 +36,7 @@ mod portal_rules;
 mod record;
 mod relp;
 mod replay_truth;
-mod restart;
 mod report;
+mod restart;
 mod sensor;
 mod sharded;
