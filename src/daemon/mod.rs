@@ -172,6 +172,8 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     // Metrics, health, the enforcing flag and (enforce mode) the nftables table: the state
     // every later part shares.
     let (shared, mode) = start::shared_state(config, policy, system)?;
+    // Stopped flows and grants of the last run, with the time they have left.
+    start::restore_state(&shared)?;
     // The recorder before anything that decides: every later step may record an event.
     let (events, recorder) = start::recorder(&shared)?;
     // One decision path for capture, the resolver and the portal.

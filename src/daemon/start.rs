@@ -250,6 +250,59 @@ fn table_spec(c: &Config) -> TableSpec {
     }
 }
 
+/// Put back the stop entries and grants the last run left in the state file (next to the store),
+/// with the time each has left, and keep them from now on (a writer thread, every half second
+/// while they change). Before the listeners and capture: the first answer and the first frame
+/// already see them.
+pub(super) fn restore_state(shared: &Shared) -> Result<(), RunError> {
+    use crate::enforce::persist::{self, Book};
+    let path = Book::path_for_store(&store_conf(shared).path);
+    let loaded = Book::load(&path).map_err(|e| {
+        runtime_err(format!(
+            "{}: cannot read the enforcement state ({e}); move it aside to start without it",
+            path.display()
+        ))
+    })?;
+    let book = Arc::new(Book::new(&path));
+    let r = persist::restore(&loaded, &book, shared.nft.as_ref(), &shared.grants);
+    if let Ok(c) = prometheus::IntCounterVec::new(
+        prometheus::Opts::new(
+            "shadowgate_restored_total",
+            "Entries put back from the state file at start, by kind (stop, quic, allow, grant)",
+        ),
+        &["kind"],
+    ) {
+        for (k, n) in [
+            ("stop", r.stop),
+            ("quic", r.quic),
+            ("allow", r.allow),
+            ("grant", r.grant),
+        ] {
+            c.with_label_values(&[k]).inc_by(n as u64);
+        }
+        let _ = shared.metrics.registry.register(Box::new(c));
+    }
+    if !loaded.entries.is_empty() || loaded.ended + loaded.unreadable > 0 {
+        eprintln!(
+            "shadowgate: restored from {}: {} stopped flows, {} QUIC drops, {} allow entries, {} grants ({} had ended, {} unreadable)",
+            path.display(),
+            r.stop,
+            r.quic,
+            r.allow,
+            r.grant,
+            loaded.ended,
+            loaded.unreadable
+        );
+    }
+    if let Some(n) = &shared.nft {
+        n.keep_in(Arc::clone(&book));
+    }
+    shared.grants.keep_in(Arc::clone(&book));
+    book.spawn_writer(Arc::clone(&shared.stop))
+        .map_err(|e| runtime_err(format!("state writer thread: {e}")))?;
+    Ok(())
+}
+
 /// The recorder: a bounded queue in front of the store.
 pub(super) fn recorder(shared: &Shared) -> Result<(EventTx, RecorderThread), RunError> {
     let sc = store_conf(shared);
@@ -750,6 +803,12 @@ impl Running {
         }
         if let Some(r) = report {
             r.stop();
+        }
+        // The last state (stopped flows, grants) for the next start.
+        if let Some(b) = shared.grants.book() {
+            if let Err(e) = b.write_now() {
+                eprintln!("shadowgate: {}: {e}", b.path().display());
+            }
         }
         // Remove the table (closing its socket would too).
         if let Some(n) = &shared.nft {

@@ -18,6 +18,7 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use super::config::{EnforceConf, EnforceMode};
 use super::grants::{Grant, Grants};
 use super::nft::{flow_key, pair_key, Nft, SetKind};
+use super::persist::Entry;
 use super::reset::Resetter;
 use crate::flow::observation::Transport;
 use crate::flow::{Flag, Kind, Observation};
@@ -328,11 +329,38 @@ impl Enforcer {
             full_at: None,
         };
         if let Some(nft) = e.nft.clone() {
+            if let Some(b) = nft.book() {
+                e.seed(b.take_seed());
+            }
             let quic = e.quic.clone();
             let flows = e.flows.clone();
             grants.on_grant(Box::new(move |g: &Grant| lift(&nft, &quic, &flows, g)));
         }
         e
+    }
+
+    /// Hold the stop entries and QUIC drops put back after a restart as this enforcer's own
+    /// (already in the table): a repeat is not added again, a grant lifts the drops.
+    fn seed(&self, entries: Vec<(Entry, Instant)>) {
+        let mut f = self.flows.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self.quic.lock().unwrap_or_else(|e| e.into_inner());
+        for (e, until) in entries {
+            match e {
+                Entry::Stop { client, server } => {
+                    if f.quota.take(client.ip(), until, STOPS_PER_CLIENT) {
+                        f.stopped.insert((client, server), until);
+                    }
+                }
+                Entry::Quic {
+                    client,
+                    server,
+                    service,
+                } => {
+                    q.put(client, server, &service, until);
+                }
+                Entry::Allow { .. } | Entry::Grant { .. } => {}
+            }
+        }
     }
 
     /// Act only on clients inside these networks (the daemon passes `[enforce] lan`, or the
@@ -519,6 +547,16 @@ impl Enforcer {
                 self.full("quic", client);
                 return;
             }
+        }
+        if let Some(b) = nft.book() {
+            b.put(
+                Entry::Quic {
+                    client,
+                    server: addr,
+                    service: service.to_string(),
+                },
+                ttl,
+            );
         }
         self.metrics.stopped.with_label_values(&[how]).inc();
     }

@@ -3,8 +3,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use super::persist::{Book, Entry};
 
 /// At most this many grants at once (a LAN cannot need more; past it the oldest goes first).
 pub const MAX_GRANTS: usize = 65_536;
@@ -27,6 +29,8 @@ pub type GrantHook = Box<dyn Fn(&Grant) + Send + Sync>;
 pub struct Grants {
     inner: Mutex<HashMap<(IpAddr, String), Instant>>,
     hooks: Mutex<Vec<GrantHook>>,
+    /// Where grants are kept across a restart (see `persist`).
+    book: OnceLock<Arc<Book>>,
 }
 
 impl std::fmt::Debug for Grants {
@@ -62,6 +66,15 @@ impl Grants {
         }
         m.insert(key, expires);
         drop(m);
+        if let Some(b) = self.book.get() {
+            b.put(
+                Entry::Grant {
+                    client,
+                    service: service.to_string(),
+                },
+                ttl,
+            );
+        }
         let g = Grant {
             client,
             service: service.to_string(),
@@ -71,6 +84,25 @@ impl Grants {
             h(&g);
         }
         Some(g)
+    }
+
+    /// A grant given before a restart, with the time it has left: in force at once, without the
+    /// hooks (the enforcer's allow entries are restored on their own).
+    pub fn restore(&self, client: IpAddr, service: &str, left: Duration) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() < MAX_GRANTS {
+            m.insert((client, service.to_string()), Instant::now() + left);
+        }
+    }
+
+    /// Keep every grant from now on in `book` (once; later calls do nothing).
+    pub fn keep_in(&self, book: Arc<Book>) {
+        let _ = self.book.set(book);
+    }
+
+    /// The book grants are kept in, if any.
+    pub fn book(&self) -> Option<&Arc<Book>> {
+        self.book.get()
     }
 
     /// Run `hook` on every grant from now on.
@@ -95,6 +127,12 @@ impl Grants {
 
     /// Withdraw a grant (break glass, tests).
     pub fn revoke(&self, client: IpAddr, service: &str) -> bool {
+        if let Some(b) = self.book.get() {
+            b.remove(&Entry::Grant {
+                client,
+                service: service.to_string(),
+            });
+        }
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         m.remove(&(client, service.to_string())).is_some()
     }

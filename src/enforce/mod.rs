@@ -5,10 +5,12 @@
 //! - [`nft`]: the `inet shadowgate` table and its sets, spoken over netlink (libnftnl).
 //! - [`reset`]: RST segments with the flow's exact sequence numbers, on a raw socket.
 //! - [`grants`]: coach acknowledgements every enforcement point (DNS, nftables, portal) consults.
+//! - [`persist`]: stop entries and grants kept across a restart (the state file).
 //! - [`config`]: the `[enforce]` section.
 
 pub mod config;
 pub mod enforcer;
 pub mod grants;
 pub mod nft;
+pub mod persist;
 pub mod reset;

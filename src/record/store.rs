@@ -61,6 +61,40 @@ pub enum StoreError {
     Io(PathBuf, std::io::Error),
     Sql(PathBuf, rusqlite::Error),
     TooNew(PathBuf, i64),
+    /// The copy taken before a schema upgrade could not be made (the store is unchanged).
+    Backup(PathBuf, rusqlite::Error),
+}
+
+/// The copy of a store at schema version `from` taken before it is upgraded to `to`:
+/// `<path>.pre-v<to>.bak` (a VACUUM INTO copy, mode 0600).
+pub fn backup_path(path: &Path, to: usize) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(format!(".pre-v{to}.bak"));
+    PathBuf::from(p)
+}
+
+/// What an older shadowgate says of a store a newer one upgraded: the two ways back.
+fn too_new(p: &Path, v: i64) -> String {
+    let known = MIGRATIONS.len();
+    let bak = backup_path(p, v.max(0) as usize);
+    let restore = if bak.exists() {
+        format!(
+            "or go back to the copy taken before that upgrade, {bak} (the events recorded since are lost): \
+             `systemctl stop shadowgate`, `mv {bak} {store}`, `rm -f {store}-wal {store}-shm`, `systemctl start shadowgate`",
+            bak = bak.display(),
+            store = p.display()
+        )
+    } else {
+        format!(
+            "or, if a copy taken before that upgrade is there ({}), stop shadowgate, move it into place over the store (removing {store}-wal and {store}-shm), and start it",
+            bak.display(),
+            store = p.display()
+        )
+    };
+    format!(
+        "{}: schema version {v} is newer than this shadowgate knows ({known}): a newer shadowgate wrote it. Install the newer shadowgate again, {restore}",
+        p.display()
+    )
 }
 
 impl std::fmt::Display for StoreError {
@@ -68,7 +102,8 @@ impl std::fmt::Display for StoreError {
         match self {
             StoreError::Io(p, e) => write!(f, "{}: {e}", p.display()),
             StoreError::Sql(p, e) => write!(f, "{}: event store error: {e} (is the disk full, or the file damaged? `sqlite3 FILE 'PRAGMA integrity_check'` tells)", p.display()),
-            StoreError::TooNew(p, v) => write!(f, "{}: schema version {v} is newer than this shadowgate knows ({}); upgrade shadowgate", p.display(), MIGRATIONS.len()),
+            StoreError::TooNew(p, v) => write!(f, "{}", too_new(p, *v)),
+            StoreError::Backup(p, e) => write!(f, "{}: cannot back the store up before upgrading its schema ({e}); nothing was changed: free disk space next to it (the copy is about as large as the store), then start again", p.display()),
         }
     }
 }
@@ -207,6 +242,9 @@ impl Store {
         if v as usize > MIGRATIONS.len() {
             return Err(StoreError::TooNew(self.path.clone(), v));
         }
+        if v > 0 && (v as usize) < MIGRATIONS.len() {
+            self.backup(MIGRATIONS.len())?;
+        }
         for (i, m) in MIGRATIONS.iter().enumerate().skip(v as usize) {
             let tx = self
                 .conn
@@ -231,6 +269,35 @@ impl Store {
             })
             .map(|n| n as u64)
             .map_err(|e| self.sql(e))
+    }
+
+    /// Before a schema upgrade to version `to`: a whole copy of the store as it is
+    /// (`VACUUM INTO`, [`backup_path`], mode 0600). A copy already there is kept (an upgrade that
+    /// stopped halfway left it, and it is the older one).
+    fn backup(&self, to: usize) -> Result<(), StoreError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let bak = backup_path(&self.path, to);
+        if bak.exists() {
+            return Ok(());
+        }
+        // Created empty with mode 0600 first: VACUUM INTO writes into an empty file.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&bak)
+            .map_err(|e| StoreError::Io(bak.clone(), e))?;
+        let r = self.conn.execute("VACUUM INTO ?1", [bak.to_string_lossy()]);
+        if let Err(e) = r {
+            let _ = std::fs::remove_file(&bak);
+            return Err(StoreError::Backup(self.path.clone(), e));
+        }
+        eprintln!(
+            "shadowgate: {}: schema upgrade to v{to}; the store as it was is in {}",
+            self.path.display(),
+            bak.display()
+        );
+        Ok(())
     }
 
     pub fn schema_version(&self) -> i64 {
@@ -575,5 +642,101 @@ impl StoreSize {
     /// Bytes on disk: the database file and its WAL.
     pub fn file_bytes(&self) -> u64 {
         self.pages * self.page_size + self.wal_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("sg-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d.join("events.db")
+    }
+
+    /// A store at an older schema version (the first `v` migrations, one row) is copied whole
+    /// before it is upgraded; the copy keeps the old version and the row, and only its owner
+    /// reads it.
+    #[test]
+    fn an_upgrade_backs_the_store_up_first() {
+        let path = scratch("upgrade");
+        let older = MIGRATIONS.len() - 1;
+        {
+            let c = Connection::open(&path).unwrap();
+            for m in &MIGRATIONS[..older] {
+                c.execute_batch(m).unwrap();
+            }
+            c.pragma_update(None, "user_version", older as i64).unwrap();
+            c.execute(
+                "INSERT INTO events (id, ts, sensor, client_ip, client_port, client_groups, server_ip, server_port, transport, kind, name, seen_via, action, severity, rule_id, shared_tenant, repeat_count) \
+                 VALUES ('x', 1, 's', '10.0.0.1', 1, '', '192.0.2.1', 443, 'tcp', 'tls_client_hello', 'old.example', 'tls', 'alert', 'low', 'r', 0, 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.schema_version(), MIGRATIONS.len() as i64);
+        let bak = backup_path(&path, MIGRATIONS.len());
+        assert!(bak
+            .to_string_lossy()
+            .ends_with(&format!(".pre-v{}.bak", MIGRATIONS.len())));
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&bak).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        let c = Connection::open(&bak).unwrap();
+        let v: i64 = c
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, older as i64);
+        let name: String = c
+            .query_row("SELECT name FROM events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(name, "old.example");
+        // Opening again changes nothing: no new copy, the one there is kept.
+        drop(s);
+        let before = std::fs::metadata(&bak).unwrap().modified().unwrap();
+        Store::open(&path).unwrap();
+        assert_eq!(std::fs::metadata(&bak).unwrap().modified().unwrap(), before);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    /// A new store needs no copy.
+    #[test]
+    fn a_new_store_is_not_backed_up() {
+        let path = scratch("fresh");
+        Store::open(&path).unwrap();
+        let dir = path.parent().unwrap();
+        let baks: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".bak"))
+            .collect();
+        assert!(baks.is_empty(), "{baks:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// A store a newer shadowgate wrote: refused, with both ways back in the message.
+    #[test]
+    fn a_newer_store_is_refused_with_the_way_back() {
+        let path = scratch("newer");
+        Store::open(&path).unwrap();
+        let newer = MIGRATIONS.len() + 1;
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", newer as i64)
+            .unwrap();
+        std::fs::write(backup_path(&path, newer), b"").unwrap();
+        let e = Store::open(&path).err().expect("refused").to_string();
+        let bak = backup_path(&path, newer);
+        for want in [
+            "Install the newer shadowgate again".to_string(),
+            format!("mv {} {}", bak.display(), path.display()),
+            "systemctl stop shadowgate".to_string(),
+        ] {
+            assert!(e.contains(&want), "{want:?} not in {e}");
+        }
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

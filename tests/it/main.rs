@@ -41,5 +41,6 @@ mod record;
 mod relp;
 mod replay_truth;
 mod report;
+mod restart;
 mod sensor;
 mod sharded;

@@ -19,7 +19,7 @@ use std::ffi::CString;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use nftnl::{Batch, MsgType};
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
+use super::persist::{Book, Entry};
 use msgs::{ElemOp, ElemsMsg, FlushChain, TableMsg, TableOp};
 use netlink::NlSocket;
 pub use table::{
@@ -92,6 +93,8 @@ struct Inner {
     thread: Mutex<Option<JoinHandle<()>>>,
     enforcing: AtomicBool,
     refused: Arc<Refused>,
+    /// Where the stop, QUIC and allow entries are kept across a restart (see `persist`).
+    book: OnceLock<Arc<Book>>,
 }
 
 /// Additions the kernel refused after their retries: never in force. The enforcer takes them
@@ -175,6 +178,7 @@ impl Nft {
                 thread: Mutex::new(Some(thread)),
                 enforcing: AtomicBool::new(true),
                 refused,
+                book: OnceLock::new(),
             }),
         })
     }
@@ -195,6 +199,9 @@ impl Nft {
         let Some((fam, key)) = flow_key(client, server) else {
             return false;
         };
+        if let Some(b) = self.book() {
+            b.put(Entry::Stop { client, server }, ttl);
+        }
         self.queue(ElemReq {
             kind: SetKind::Stop,
             fam,
@@ -226,6 +233,9 @@ impl Nft {
         let Some((fam, key)) = pair_key(client, server) else {
             return false;
         };
+        if let Some(b) = self.book() {
+            b.put(Entry::Allow { client, server }, ttl);
+        }
         self.queue(ElemReq {
             kind: SetKind::Allow,
             fam,
@@ -238,6 +248,9 @@ impl Nft {
 
     /// Lift the QUIC drops of `client` towards these addresses.
     pub fn remove_quic_for(&self, client: IpAddr, servers: &[IpAddr]) -> bool {
+        if let Some(b) = self.book() {
+            b.remove_quic(client, servers);
+        }
         let mut ok = true;
         for s in servers {
             if let Some((fam, key)) = pair_key(client, *s) {
@@ -289,8 +302,25 @@ impl Nft {
             .map_err(|_| anyhow!("the nftables thread has stopped"))?;
         if r.is_ok() {
             self.inner.enforcing.store(on, Ordering::SeqCst);
+            if !on {
+                // The stop and QUIC sets were flushed: a restart must not bring them back.
+                if let Some(b) = self.book() {
+                    b.clear_stops();
+                }
+            }
         }
         r
+    }
+
+    /// Keep every stop and allow entry from now on in `book` (once; later calls do nothing).
+    /// QUIC drops are kept by the enforcer, which knows their service.
+    pub fn keep_in(&self, book: Arc<Book>) {
+        let _ = self.inner.book.set(book);
+    }
+
+    /// The book entries are kept in, if any.
+    pub fn book(&self) -> Option<&Arc<Book>> {
+        self.inner.book.get()
     }
 
     /// Whether the rules are in force (false after break glass).
