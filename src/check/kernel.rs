@@ -5,7 +5,9 @@ use super::Finding;
 use crate::config::{Config, EnforceMode};
 
 fn enforce_mode(c: &Config) -> bool {
-    c.enforce.as_ref().is_some_and(|e| e.mode == EnforceMode::Enforce)
+    c.enforce
+        .as_ref()
+        .is_some_and(|e| e.mode == EnforceMode::Enforce)
 }
 
 /// `uname -r`.
@@ -190,15 +192,26 @@ fn needed(c: &Config) -> Vec<(u32, &'static str, &'static str)> {
         v.push((CAP_NET_RAW, "CAP_NET_RAW", "capture and resets"));
     }
     if enforce_mode(c) {
-        v.push((CAP_NET_ADMIN, "CAP_NET_ADMIN", "the nftables table of enforce mode"));
+        v.push((
+            CAP_NET_ADMIN,
+            "CAP_NET_ADMIN",
+            "the nftables table of enforce mode",
+        ));
     }
-    let low = c.dns.as_ref().is_some_and(|d| d.listen.iter().any(|a| a.port() < 1024))
+    let low = c
+        .dns
+        .as_ref()
+        .is_some_and(|d| d.listen.iter().any(|a| a.port() < 1024))
         || c.portal.as_ref().is_some_and(|p| {
             p.http.is_none_or(|a| a.port() < 1024) || p.https.is_none_or(|a| a.port() < 1024)
         })
         || c.metrics.as_ref().is_some_and(|m| m.listen.port() < 1024);
     if low {
-        v.push((CAP_NET_BIND_SERVICE, "CAP_NET_BIND_SERVICE", "listening on ports below 1024"));
+        v.push((
+            CAP_NET_BIND_SERVICE,
+            "CAP_NET_BIND_SERVICE",
+            "listening on ports below 1024",
+        ));
     }
     v
 }

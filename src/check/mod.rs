@@ -6,8 +6,8 @@
 //! scratch table of its own, the store is read, never opened for writing.
 
 mod kernel;
-mod ports;
 mod portal;
+mod ports;
 mod reach;
 mod store;
 
@@ -57,7 +57,11 @@ impl Finding {
         }
     }
 
-    pub fn warn(check: &'static str, message: impl Into<String>, fix: impl Into<String>) -> Finding {
+    pub fn warn(
+        check: &'static str,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
         Finding {
             check,
             severity: Severity::Warn,
@@ -159,7 +163,10 @@ fn daemon_needs(c: &Config, path: &Path) -> Vec<Finding> {
             "add [capture] interfaces = [\"lan0\"] and/or a [dns] section",
         ));
     }
-    if c.capture.as_ref().is_some_and(|cap| cap.interfaces.is_empty()) {
+    if c.capture
+        .as_ref()
+        .is_some_and(|cap| cap.interfaces.is_empty())
+    {
         out.push(Finding::error(
             "config",
             format!("{p}: [capture] interfaces is empty"),
@@ -196,10 +203,7 @@ fn load_policy(c: &Config, out: &mut Vec<Finding>) -> Option<Policy> {
                 out.push(Finding::warn(
                     "policy",
                     w.to_string(),
-                    format!(
-                        "read it with `shadowgate policy check {}`",
-                        dir.display()
-                    ),
+                    format!("read it with `shadowgate policy check {}`", dir.display()),
                 ));
             }
             Some(p)
@@ -236,7 +240,13 @@ pub fn table(findings: &[Finding], quiet: bool) -> String {
             if quiet && f.severity == Severity::Ok {
                 continue;
             }
-            let _ = writeln!(s, "{:<5}  {:<15}  {}", f.severity.name(), f.check, one_line(&f.message));
+            let _ = writeln!(
+                s,
+                "{:<5}  {:<15}  {}",
+                f.severity.name(),
+                f.check,
+                one_line(&f.message)
+            );
             if !f.fix.is_empty() {
                 let _ = writeln!(s, "{:<5}  {:<15}  fix: {}", "", "", one_line(&f.fix));
             }

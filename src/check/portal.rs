@@ -33,7 +33,11 @@ pub fn check(c: &Config, policy: Option<&Policy>) -> Vec<Finding> {
             )]
         }
     };
-    let policy_dir = c.policy.as_ref().map(|p| p.dir.as_path()).unwrap_or(Path::new("/etc/shadowgate/policies"));
+    let policy_dir = c
+        .policy
+        .as_ref()
+        .map(|p| p.dir.as_path())
+        .unwrap_or(Path::new("/etc/shadowgate/policies"));
     let remake = ca::new_ca_command(policy_dir, cert, key, &p.clinic_name);
     let loaded = PortalCa::load(cert, key, Duration::from_secs(3600), 1);
     let ca = match loaded {

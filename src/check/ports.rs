@@ -184,12 +184,17 @@ mod tests {
     fn a_port_in_use_names_its_holder() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
-        let c: Config = toml::from_str(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+        let c: Config =
+            toml::from_str(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
         let f = check(&c);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].severity, super::super::Severity::Error);
         assert!(f[0].message.contains("in use"), "{f:?}");
-        assert!(f[0].message.contains(&format!("pid {}", std::process::id())), "{f:?}");
+        assert!(
+            f[0].message
+                .contains(&format!("pid {}", std::process::id())),
+            "{f:?}"
+        );
         drop(l);
         assert_eq!(check(&c)[0].severity, super::super::Severity::Ok);
     }

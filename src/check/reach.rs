@@ -36,14 +36,23 @@ pub fn start(c: &Config) -> Pending {
             });
     };
     if let Some(d) = &c.dns {
-        let wait = Duration::from_millis(d.upstream_timeout_ms.clamp(100, TIMEOUT.as_millis() as u64));
+        let wait =
+            Duration::from_millis(d.upstream_timeout_ms.clamp(100, TIMEOUT.as_millis() as u64));
         for &u in &d.upstreams {
-            spawn("upstream", format!("upstream {u}"), Box::new(move || upstream(u, wait)));
+            spawn(
+                "upstream",
+                format!("upstream {u}"),
+                Box::new(move || upstream(u, wait)),
+            );
         }
     }
     for s in &c.sink {
         let (name, kind) = (s.name.clone(), s.kind.clone());
-        spawn("sink", format!("sink {name:?}"), Box::new(move || sink(&name, &kind)));
+        spawn(
+            "sink",
+            format!("sink {name:?}"),
+            Box::new(move || sink(&name, &kind)),
+        );
     }
     Pending {
         rx,
@@ -70,7 +79,10 @@ impl Pending {
                 f.unwrap_or_else(|| {
                     Finding::warn(
                         check,
-                        format!("{what}: no result within {} ms (a name lookup that hangs?)", TIMEOUT.as_millis() + 500),
+                        format!(
+                            "{what}: no result within {} ms (a name lookup that hangs?)",
+                            TIMEOUT.as_millis() + 500
+                        ),
                         "check the machine's resolver (/etc/resolv.conf) and the address",
                     )
                 })
@@ -98,8 +110,11 @@ fn upstream(u: SocketAddr, wait: Duration) -> Finding {
         "check that {u} is a resolver this gateway may ask (UDP and TCP port {}, firewall, routing); the daemon tries the other upstreams and answers from cache meanwhile",
         u.port()
     );
-    let bind: SocketAddr = if u.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
-    let id = (std::process::id() as u16) ^ (Instant::now().elapsed().subsec_nanos() as u16) ^ 0x5347;
+    let bind: SocketAddr = if u.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .expect("literal");
+    let id =
+        (std::process::id() as u16) ^ (Instant::now().elapsed().subsec_nanos() as u16) ^ 0x5347;
     let asked = Instant::now();
     let r = UdpSocket::bind(bind).and_then(|s| {
         s.set_read_timeout(Some(wait))?;
@@ -118,13 +133,14 @@ fn upstream(u: SocketAddr, wait: Duration) -> Finding {
         }
     });
     match r {
-        Ok(0) => Finding::ok(
+        // NOERROR or NXDOMAIN: it resolves; SERVFAIL, REFUSED and the rest: it does not for us.
+        Ok(0 | 3) => Finding::ok(
             "upstream",
             format!("{u}: answers ({} ms)", asked.elapsed().as_millis()),
         ),
         Ok(rc) => Finding::warn(
             "upstream",
-            format!("{u}: answers the root NS query with response code {rc} (not NOERROR)"),
+            format!("{u}: answers the root NS query with response code {rc} (SERVFAIL 2, REFUSED 5: it does not resolve for this gateway)"),
             fix,
         ),
         Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
@@ -173,7 +189,11 @@ fn url_host_port(url: &str) -> Option<String> {
     } else {
         auth.contains(':')
     };
-    Some(if has_port { auth.to_string() } else { format!("{auth}:{port}") })
+    Some(if has_port {
+        auth.to_string()
+    } else {
+        format!("{auth}:{port}")
+    })
 }
 
 fn sink(name: &str, kind: &SinkKind) -> Finding {
@@ -183,22 +203,36 @@ fn sink(name: &str, kind: &SinkKind) -> Finding {
         Err(e) => Finding::warn("sink", format!("{name}: {what}: {e}"), spool),
     };
     match kind {
-        SinkKind::Syslog { address, transport: SyslogTransport::Udp, .. } => {
-            match address.to_socket_addrs().map(|mut a| a.next()) {
-                Ok(Some(a)) => Finding::ok("sink", format!("{name}: syslog over UDP to {a} (UDP cannot tell whether it is heard)")),
-                Ok(None) | Err(_) => Finding::warn("sink", format!("{name}: cannot resolve {address}"), spool),
+        SinkKind::Syslog {
+            address,
+            transport: SyslogTransport::Udp,
+            ..
+        } => match address.to_socket_addrs().map(|mut a| a.next()) {
+            Ok(Some(a)) => Finding::ok(
+                "sink",
+                format!("{name}: syslog over UDP to {a} (UDP cannot tell whether it is heard)"),
+            ),
+            Ok(None) | Err(_) => {
+                Finding::warn("sink", format!("{name}: cannot resolve {address}"), spool)
             }
-        }
-        SinkKind::Syslog { address, transport, .. } => {
+        },
+        SinkKind::Syslog {
+            address, transport, ..
+        } => {
             let what = match transport {
                 SyslogTransport::Relp | SyslogTransport::RelpTls => "RELP receiver",
                 _ => "syslog receiver",
             };
             tcp(address, what)
         }
-        SinkKind::Jsonl { address: Some(a), .. } => tcp(a, "JSON-lines receiver"),
+        SinkKind::Jsonl {
+            address: Some(a), ..
+        } => tcp(a, "JSON-lines receiver"),
         SinkKind::Jsonl { path: Some(p), .. } => {
-            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            let dir = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
             if dir.is_dir() {
                 Finding::ok("sink", format!("{name}: writes {}", p.display()))
             } else {
@@ -209,7 +243,11 @@ fn sink(name: &str, kind: &SinkKind) -> Finding {
                 )
             }
         }
-        SinkKind::Jsonl { .. } => Finding::error("sink", format!("{name}: give exactly one of path or address"), "fix the [[sink]]"),
+        SinkKind::Jsonl { .. } => Finding::error(
+            "sink",
+            format!("{name}: give exactly one of path or address"),
+            "fix the [[sink]]",
+        ),
         SinkKind::Webhook { url, .. } => match url_host_port(url) {
             Some(hp) => tcp(&hp, "webhook"),
             None => Finding::error(
@@ -241,10 +279,22 @@ mod tests {
 
     #[test]
     fn webhook_urls() {
-        assert_eq!(url_host_port("https://siem.example/hook").as_deref(), Some("siem.example:443"));
-        assert_eq!(url_host_port("http://10.0.0.5:8080/x?y").as_deref(), Some("10.0.0.5:8080"));
-        assert_eq!(url_host_port("https://u:p@[2001:db8::1]/").as_deref(), Some("[2001:db8::1]:443"));
-        assert_eq!(url_host_port("https://[2001:db8::1]:9/").as_deref(), Some("[2001:db8::1]:9"));
+        assert_eq!(
+            url_host_port("https://siem.example/hook").as_deref(),
+            Some("siem.example:443")
+        );
+        assert_eq!(
+            url_host_port("http://10.0.0.5:8080/x?y").as_deref(),
+            Some("10.0.0.5:8080")
+        );
+        assert_eq!(
+            url_host_port("https://u:p@[2001:db8::1]/").as_deref(),
+            Some("[2001:db8::1]:443")
+        );
+        assert_eq!(
+            url_host_port("https://[2001:db8::1]:9/").as_deref(),
+            Some("[2001:db8::1]:9")
+        );
         assert_eq!(url_host_port("ftp://x/"), None);
         assert_eq!(url_host_port("https:///x"), None);
     }
@@ -254,14 +304,17 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let a = l.local_addr().unwrap();
         drop(l);
-        let f = sink("siem", &SinkKind::Syslog {
-            address: a.to_string(),
-            transport: SyslogTransport::Tcp,
-            ca_file: None,
-            server_name: None,
-            cert_file: None,
-            key_file: None,
-        });
+        let f = sink(
+            "siem",
+            &SinkKind::Syslog {
+                address: a.to_string(),
+                transport: SyslogTransport::Tcp,
+                ca_file: None,
+                server_name: None,
+                cert_file: None,
+                key_file: None,
+            },
+        );
         assert_eq!(f.severity, super::super::Severity::Warn, "{f:?}");
         assert!(f.fix.contains("store"), "{f:?}");
     }

@@ -38,7 +38,10 @@ pub fn check(c: &Config) -> Vec<Finding> {
     };
     let path = &s.path;
     let mut out = Vec::new();
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     match std::fs::metadata(dir) {
         Err(e) => out.push(Finding::error(
             "store",
@@ -72,7 +75,10 @@ pub fn check(c: &Config) -> Vec<Finding> {
     if !path.exists() {
         out.push(Finding::ok(
             "store",
-            format!("{}: not there yet; the daemon creates it (mode 0600)", path.display()),
+            format!(
+                "{}: not there yet; the daemon creates it (mode 0600)",
+                path.display()
+            ),
         ));
         return out;
     }
@@ -128,7 +134,11 @@ pub fn check(c: &Config) -> Vec<Finding> {
                 format!(
                     "{}: mode {mode:04o}: {} can read the events (they name staff devices)",
                     p.display(),
-                    if mode & 0o007 != 0 { "every user" } else { "the group" }
+                    if mode & 0o007 != 0 {
+                        "every user"
+                    } else {
+                        "the group"
+                    }
                 ),
                 format!("`chmod 0600 {}`", p.display()),
             ));
@@ -158,7 +168,10 @@ mod tests {
         h[60] = 1;
         assert_eq!(header_version(&h), Some(0x0100_0004));
         assert_eq!(header_version(b""), Some(0));
-        assert_eq!(header_version(b"not sqlite at all, just some text here that is long enough ok"), None);
+        assert_eq!(
+            header_version(b"not sqlite at all, just some text here that is long enough ok"),
+            None
+        );
         assert_eq!(header_version(&h[..20]), None);
     }
 
@@ -173,7 +186,16 @@ mod tests {
         let c: Config = toml::from_str(&format!("[store]\npath = \"{}\"\n", p.display())).unwrap();
         let f = check(&c);
         let _ = std::fs::remove_dir_all(&d);
-        assert!(f.iter().all(|f| f.severity == super::super::Severity::Ok), "{f:?}");
-        assert!(f.iter().any(|f| f.message.ends_with(&format!("schema version {}", crate::record::store::SCHEMA_VERSION))), "{f:?}");
+        assert!(
+            f.iter().all(|f| f.severity == super::super::Severity::Ok),
+            "{f:?}"
+        );
+        assert!(
+            f.iter().any(|f| f.message.ends_with(&format!(
+                "schema version {}",
+                crate::record::store::SCHEMA_VERSION
+            ))),
+            "{f:?}"
+        );
     }
 }

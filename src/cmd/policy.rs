@@ -251,8 +251,14 @@ mod tests {
         let (p, _) = default_dir(&d.join("nowhere"), &d.join("none.toml"), read);
         assert_eq!(p, PathBuf::from(SYSTEM_POLICIES));
         // An explicit --dir wins, --config reads [policy] dir.
-        assert_eq!(policy_dir(Some("x".into()), None).unwrap(), PathBuf::from("x"));
-        assert_eq!(policy_dir(None, Some(&cfg)).unwrap(), PathBuf::from("/srv/clinic/policies"));
+        assert_eq!(
+            policy_dir(Some("x".into()), None).unwrap(),
+            PathBuf::from("x")
+        );
+        assert_eq!(
+            policy_dir(None, Some(&cfg)).unwrap(),
+            PathBuf::from("/srv/clinic/policies")
+        );
         std::fs::write(&cfg, "[sensor]\nid = \"x\"\n").unwrap();
         assert!(policy_dir(None, Some(&cfg)).unwrap_err().contains("--dir"));
         let _ = std::fs::remove_dir_all(&d);

@@ -209,8 +209,8 @@ fn count_reloads(policy: &PolicyHandle, metrics: &Metrics) {
 fn nft_table(config: &Config, metrics: &Metrics, mode: Mode) -> Result<Nft, RunError> {
     let mut spec = table_spec(config);
     spec.plain_deletes = plain_deletes_forced();
-    let n = Nft::open(&spec, &metrics.registry)
-        .map_err(|e| runtime_err(format!("nftables: {e:#}")))?;
+    let n =
+        Nft::open(&spec, &metrics.registry).map_err(|e| runtime_err(format!("nftables: {e:#}")))?;
     said_element_destroy(&n, &metrics.registry, spec.plain_deletes);
     if mode.break_glass {
         n.set_enforcing(false)

@@ -39,8 +39,8 @@ fn scratch_name() -> CString {
 
 /// Probe nf_tables (needs CAP_NET_ADMIN). `Err`: no netfilter netlink socket at all.
 pub fn probe() -> Result<KernelNft> {
-    let mut sock = NlSocket::open()
-        .context("cannot open a netfilter netlink socket (needs CAP_NET_ADMIN)")?;
+    let mut sock =
+        NlSocket::open().context("cannot open a netfilter netlink socket (needs CAP_NET_ADMIN)")?;
     let name = scratch_name();
     let set = CString::new("probe").unwrap_or_default();
     let run = |sock: &mut NlSocket, b: Batch| -> Result<std::result::Result<(), i32>> {
