@@ -289,7 +289,7 @@ mod tests {
         let warn = Finding::warn("upstream", "no answer", "check it");
         let err = Finding::error("port", "in use", "stop it");
         assert_eq!(exit_status(&[]), 0);
-        assert_eq!(exit_status(&[ok.clone()]), 0);
+        assert_eq!(exit_status(std::slice::from_ref(&ok)), 0);
         assert_eq!(exit_status(&[ok.clone(), warn.clone()]), 1);
         assert_eq!(exit_status(&[warn, err, ok]), 2);
     }

@@ -3,7 +3,7 @@
 //! Each namespace test has a namespace of its own with `lan0` (10.31.0.1/24, a veth whose peer is up), a DNS
 //! upstream and a syslog receiver inside it.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
