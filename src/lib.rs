@@ -11,6 +11,7 @@
 //! maps the rooms and the rules on what may import what.
 
 pub mod capture;
+pub mod check;
 pub mod cmd;
 pub mod config;
 pub mod csv_out;

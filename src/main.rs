@@ -38,6 +38,9 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cmd::catalog::Args,
     },
+    /// Check the whole setup before going live (config, policy, ports, interfaces, kernel,
+    /// capabilities, store, portal CA, upstreams, sinks); exit 0 ok, 1 warnings, 2 errors.
+    Check(cmd::check::Args),
     /// Run the gateway daemon: capture live, decide, record, enforce, answer DNS.
     Run(cmd::run::Args),
     /// Turn enforcement off at once (on), back on (off), or show it (status).
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Cmd::Report(a) => cmd::report::run(a),
         Cmd::Policy { cmd } => cmd::policy::run(cmd),
         Cmd::Catalog { cmd } => cmd::catalog::run(cmd),
+        Cmd::Check(a) => cmd::check::run(a),
         Cmd::Run(a) => cmd::run::run(a),
         Cmd::BreakGlass(a) => cmd::breakglass::run(a),
         Cmd::Portal { cmd } => cmd::portal::run(cmd),

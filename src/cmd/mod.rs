@@ -3,6 +3,7 @@
 
 pub mod breakglass;
 pub mod catalog;
+pub mod check;
 pub mod deliver;
 pub mod docs;
 pub mod events;

@@ -1,7 +1,7 @@
 //! `shadowgate policy check|explain`: validate a policy directory, or show for one name and
 //! client which service matches, which rule fires, the action and why.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use crate::flow::Evidence;
@@ -11,9 +11,12 @@ use crate::policy::{Client, Policy};
 pub enum Args {
     /// Check the catalogue and the policy (exit 0 if valid, 1 with file:line:column errors if not).
     Check {
-        /// Policy directory.
-        #[arg(default_value = "policies")]
-        dir: PathBuf,
+        /// Policy directory (default: ./policies if there, else [policy] dir of
+        /// /etc/shadowgate/shadowgate.toml, else /etc/shadowgate/policies).
+        dir: Option<PathBuf>,
+        /// Take the policy directory from this configuration's [policy] dir.
+        #[arg(long, value_name = "FILE", conflicts_with = "dir")]
+        config: Option<PathBuf>,
     },
     /// Show the service a name matches, the rule that fires for a client, the action, and why.
     Explain {
@@ -33,15 +36,25 @@ pub enum Args {
         #[arg(long, default_value = "wire",
               value_parser = clap::builder::PossibleValuesParser::new(Evidence::NAMES))]
         evidence: String,
-        /// Policy directory.
-        #[arg(long, default_value = "policies")]
-        dir: PathBuf,
+        /// Policy directory (default: ./policies if there, else [policy] dir of
+        /// /etc/shadowgate/shadowgate.toml, else /etc/shadowgate/policies).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Take the policy directory from this configuration's [policy] dir.
+        #[arg(long, value_name = "FILE", conflicts_with = "dir")]
+        config: Option<PathBuf>,
     },
 }
 
 pub fn run(a: Args) -> ExitCode {
     match a {
-        Args::Check { dir } => check(&dir),
+        Args::Check { dir, config } => match policy_dir(dir, config.as_deref()) {
+            Ok(dir) => check(&dir),
+            Err(e) => {
+                eprintln!("shadowgate: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Args::Explain {
             name,
             client,
@@ -49,12 +62,79 @@ pub fn run(a: Args) -> ExitCode {
             hostname,
             evidence,
             dir,
+            config,
         } => {
+            let dir = match policy_dir(dir, config.as_deref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("shadowgate: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let c = (client, mac.as_deref(), hostname.as_deref());
             let ev = Evidence::parse(&evidence).unwrap_or(Evidence::Wire);
             explain(&name, c, ev, &dir)
         }
     }
+}
+
+/// The installed configuration, whose [policy] dir is the default outside a source tree.
+const SYSTEM_CONFIG: &str = "/etc/shadowgate/shadowgate.toml";
+/// The installed policy directory, when the installed configuration names none.
+const SYSTEM_POLICIES: &str = "/etc/shadowgate/policies";
+
+/// The policy directory: `--dir`; else `--config`'s [policy] dir; else ./policies if it
+/// exists (a source tree); else [policy] dir of the installed configuration; else the installed
+/// policy directory. Unless given with `--dir`, stderr says which was used and why.
+fn policy_dir(dir: Option<PathBuf>, config: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(d) = dir {
+        return Ok(d);
+    }
+    let from_config = |c: &Path| -> Result<PathBuf, String> {
+        crate::config::Config::load(c)
+            .map_err(|e| e.to_string())?
+            .policy
+            .map(|p| p.dir)
+            .ok_or_else(|| {
+                format!(
+                    "{}: no [policy] section; give the directory with --dir DIR",
+                    c.display()
+                )
+            })
+    };
+    let (d, why) = match config {
+        Some(c) => (from_config(c)?, format!("[policy] dir of {}", c.display())),
+        None => default_dir(Path::new("policies"), Path::new(SYSTEM_CONFIG), from_config),
+    };
+    eprintln!("shadowgate: policy directory {} ({why})", d.display());
+    Ok(d)
+}
+
+/// The default policy directory and why: `local` if it exists, else [policy] dir of `system`
+/// (read by `from_config`) if that loads, else [`SYSTEM_POLICIES`].
+fn default_dir(
+    local: &Path,
+    system: &Path,
+    from_config: impl Fn(&Path) -> Result<PathBuf, String>,
+) -> (PathBuf, String) {
+    if local.is_dir() {
+        return (local.to_path_buf(), "./policies, the default".into());
+    }
+    if system.exists() {
+        if let Ok(d) = from_config(system) {
+            return (
+                d,
+                format!(
+                    "no ./policies here: [policy] dir of {}; --dir DIR or --config FILE to choose",
+                    system.display()
+                ),
+            );
+        }
+    }
+    (
+        PathBuf::from(SYSTEM_POLICIES),
+        "no ./policies here and no readable installed configuration; --dir DIR to choose".into(),
+    )
 }
 
 fn check(dir: &std::path::Path) -> ExitCode {
@@ -139,4 +219,48 @@ fn explain(
         super::out::print_with(|w| w.write_all(text.as_bytes())),
         ExitCode::SUCCESS,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_directory_falls_back_to_the_installed_configuration() {
+        let d = std::env::temp_dir().join(format!("sg-policy-dir-unit-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("policies")).unwrap();
+        let cfg = d.join("shadowgate.toml");
+        std::fs::write(&cfg, "[policy]\ndir = \"/srv/clinic/policies\"\n").unwrap();
+        let read = |c: &Path| -> Result<PathBuf, String> {
+            crate::config::Config::load(c)
+                .map_err(|e| e.to_string())?
+                .policy
+                .map(|p| p.dir)
+                .ok_or_else(|| "none".to_string())
+        };
+        // A source tree: ./policies.
+        let (p, why) = default_dir(&d.join("policies"), &cfg, read);
+        assert_eq!(p, d.join("policies"));
+        assert!(why.contains("default"), "{why}");
+        // Elsewhere: the installed configuration's [policy] dir.
+        let (p, why) = default_dir(&d.join("nowhere"), &cfg, read);
+        assert_eq!(p, PathBuf::from("/srv/clinic/policies"));
+        assert!(why.contains(&cfg.display().to_string()), "{why}");
+        // No configuration either: the installed directory.
+        let (p, _) = default_dir(&d.join("nowhere"), &d.join("none.toml"), read);
+        assert_eq!(p, PathBuf::from(SYSTEM_POLICIES));
+        // An explicit --dir wins, --config reads [policy] dir.
+        assert_eq!(
+            policy_dir(Some("x".into()), None).unwrap(),
+            PathBuf::from("x")
+        );
+        assert_eq!(
+            policy_dir(None, Some(&cfg)).unwrap(),
+            PathBuf::from("/srv/clinic/policies")
+        );
+        std::fs::write(&cfg, "[sensor]\nid = \"x\"\n").unwrap();
+        assert!(policy_dir(None, Some(&cfg)).unwrap_err().contains("--dir"));
+        let _ = std::fs::remove_dir_all(&d);
+    }
 }

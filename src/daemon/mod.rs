@@ -27,6 +27,7 @@ use health::Health;
 use metrics::Metrics;
 
 pub use control::Watchdog;
+pub use start::PLAIN_DELETES_ENV;
 
 /// Exit status of a configuration error (sysexits' `EX_CONFIG`). The unit does not restart on
 /// it (`RestartPreventExitStatus=78`): a restart cannot fix a broken file or a port another

@@ -207,13 +207,48 @@ fn count_reloads(policy: &PolicyHandle, metrics: &Metrics) {
 /// Enforce mode: the daemon's own nftables table (owned by its netlink socket, so it goes with
 /// the process however it ends), switched off at once if break-glass is on.
 fn nft_table(config: &Config, metrics: &Metrics, mode: Mode) -> Result<Nft, RunError> {
-    let n = Nft::open(&table_spec(config), &metrics.registry)
-        .map_err(|e| runtime_err(format!("nftables: {e:#}")))?;
+    let mut spec = table_spec(config);
+    spec.plain_deletes = plain_deletes_forced();
+    let n =
+        Nft::open(&spec, &metrics.registry).map_err(|e| runtime_err(format!("nftables: {e:#}")))?;
+    said_element_destroy(&n, &metrics.registry, spec.plain_deletes);
     if mode.break_glass {
         n.set_enforcing(false)
             .map_err(|e| runtime_err(format!("nftables (break-glass at start): {e:#}")))?;
     }
     Ok(n)
+}
+
+/// For tests only: `SHADOWGATE_NFT_PLAIN_DELETES=1` makes the table remove elements one at a
+/// time with plain deletes, as on Linux < 6.3 (Debian 12's 6.1), on a kernel that has
+/// DESTROYSETELEM.
+pub const PLAIN_DELETES_ENV: &str = "SHADOWGATE_NFT_PLAIN_DELETES";
+
+fn plain_deletes_forced() -> bool {
+    std::env::var(PLAIN_DELETES_ENV).is_ok_and(|v| v == "1")
+}
+
+/// Say how the table removes elements: a journal line when it falls back to plain deletes, and
+/// the gauge `shadowgate_nft_element_destroy` (1: DESTROYSETELEM, 0: one plain delete at a time).
+fn said_element_destroy(n: &Nft, registry: &prometheus::Registry, forced: bool) {
+    let destroy = n.element_destroy();
+    if !destroy {
+        eprintln!(
+            "shadowgate: nftables: {}: element removals fall back to one plain delete at a time (slower on bursts of grants, same result); Linux >= 6.3 removes them in one batch",
+            if forced {
+                format!("plain deletes forced by {PLAIN_DELETES_ENV}=1 (for tests)")
+            } else {
+                "this kernel has no DESTROYSETELEM (Linux < 6.3)".to_string()
+            }
+        );
+    }
+    if let Ok(g) = prometheus::IntGauge::new(
+        "shadowgate_nft_element_destroy",
+        "1 when nftables element removals use DESTROYSETELEM (Linux >= 6.3), 0 when they fall back to one plain delete at a time",
+    ) {
+        g.set(i64::from(destroy));
+        let _ = registry.register(Box::new(g));
+    }
 }
 
 /// The daemon's table from its configuration: `[capture] interfaces`, `[enforce] lan`,

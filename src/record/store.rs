@@ -12,6 +12,9 @@ use super::words::{self, Word};
 use crate::policy::Action;
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how far a file is.
+/// The newest schema version this binary reads and writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 const MIGRATIONS: &[&str] = &[
     // 1: events and sink cursors.
     "CREATE TABLE events (

@@ -1396,3 +1396,45 @@ fn dot_is_stopped_except_to_the_configured_upstream() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Linux < 6.3 (Debian 12's 6.1) has no DESTROYSETELEM; `SHADOWGATE_NFT_PLAIN_DELETES=1` makes
+/// the daemon take that path here: it says so in the journal and in
+/// `shadowgate_nft_element_destroy 0`, and a stop is still in force, expires, and is made again.
+#[test]
+fn forced_plain_deletes_are_said_and_enforcement_still_works() {
+    need_root!();
+    let _serial = serial();
+    let tb = Testbed::new("sgplain");
+    let dir = tmpdir("daemon", "plaindel");
+    let policy = test_policy(&dir);
+    let cfg = enforce_config(&dir, &policy, "flow_timeout_s = 2\n");
+    let (_ai, _approved, _api) = internet(&tb);
+    let d = Daemon::start_with_env(&tb, &cfg, &[("SHADOWGATE_NFT_PLAIN_DELETES", "1")]);
+    wait_healthy(&tb, &d);
+    assert!(
+        d.log()
+            .contains("element removals fall back to one plain delete at a time"),
+        "{}",
+        d.log()
+    );
+    let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+    assert_eq!(metric(&m, "shadowgate_nft_element_destroy", ""), 0.0, "{m}");
+    assert!(m.contains("shadowgate_nft_element_destroy 0"), "{m}");
+
+    // A stop: in the set, then gone when its timeout ends, then made again for a new try.
+    assert!(tls_from(&tb, CLIENT, SERVER, "claude.ai").is_err());
+    let stop = nft_set(&tb, "stop4");
+    assert!(stop.contains("10.20.1.2"), "{stop}");
+    assert!(
+        wait_until(Duration::from_secs(6), || !nft_set(&tb, "stop4")
+            .contains("10.20.1.2")),
+        "the stop did not expire: {}",
+        nft_set(&tb, "stop4")
+    );
+    assert!(tls_from(&tb, CLIENT, SERVER, "claude.ai").is_err());
+    assert!(nft_set(&tb, "stop4").contains("10.20.1.2"));
+    let (_, m) = http_get(&tb, METRICS.parse().unwrap(), "/metrics").unwrap();
+    assert_eq!(metric(&m, "shadowgate_nft_errors_total", ""), 0.0, "{m}");
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -15,6 +15,7 @@ mod common;
 
 mod adversarial;
 mod blind_spots;
+mod check;
 mod cli;
 mod cli_docs;
 mod daemon;

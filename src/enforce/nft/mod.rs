@@ -13,6 +13,7 @@
 
 mod msgs;
 mod netlink;
+mod probe;
 mod table;
 
 use std::ffi::CString;
@@ -30,6 +31,7 @@ use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 use super::persist::{Book, Entry};
 use msgs::{ElemOp, ElemsMsg, FlushChain, TableMsg, TableOp};
 use netlink::NlSocket;
+pub use probe::{probe, KernelNft};
 pub use table::{
     addr_key, bind_key, flow_key, pair_key, Fam, GuardMode, GuardTarget, SetKind, TableSpec,
     FILTER_CHAIN, GUARD_CHAIN, NAT_CHAIN, TABLE,
@@ -95,6 +97,8 @@ struct Inner {
     refused: Arc<Refused>,
     /// Where the stop, QUIC and allow entries are kept across a restart (see `persist`).
     book: OnceLock<Arc<Book>>,
+    /// Element removals use DESTROYSETELEM (false: one plain delete at a time).
+    destroy_ok: bool,
 }
 
 /// Additions the kernel refused after their retries: never in force. The enforcer takes them
@@ -151,7 +155,7 @@ impl Nft {
             .spawn(move || {
                 let mut owner = match Owner::start(spec2, m2, r2) {
                     Ok(o) => {
-                        let _ = ready_tx.send(Ok(()));
+                        let _ = ready_tx.send(Ok(o.destroy_ok));
                         o
                     }
                     Err(e) => {
@@ -162,14 +166,14 @@ impl Nft {
                 owner.serve(rx);
             })
             .context("cannot start the nftables thread")?;
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
+        let destroy_ok = match ready_rx.recv() {
+            Ok(Ok(d)) => d,
             Ok(Err(e)) => {
                 let _ = thread.join();
                 return Err(e);
             }
             Err(_) => bail!("the nftables thread ended before creating the table"),
-        }
+        };
         metrics.ops.with_label_values(&["open"]).inc();
         Ok(Nft {
             tx,
@@ -179,6 +183,7 @@ impl Nft {
                 enforcing: AtomicBool::new(true),
                 refused,
                 book: OnceLock::new(),
+                destroy_ok,
             }),
         })
     }
@@ -356,6 +361,13 @@ impl Nft {
             let _ = t.join();
         }
         r
+    }
+
+    /// Does the table remove elements with DESTROYSETELEM (delete if present, Linux >= 6.3)?
+    /// False: the kernel lacks it (or [`TableSpec::plain_deletes`] asked so) and each removal
+    /// goes alone as a plain delete.
+    pub fn element_destroy(&self) -> bool {
+        self.inner.destroy_ok
     }
 
     pub fn metrics(&self) -> &NftMetrics {
