@@ -22,6 +22,9 @@ _shadowgate() {
             shadowgate,catalog)
                 cmd="shadowgate__subcmd__catalog"
                 ;;
+            shadowgate,check)
+                cmd="shadowgate__subcmd__check"
+                ;;
             shadowgate,deliver)
                 cmd="shadowgate__subcmd__deliver"
                 ;;
@@ -72,6 +75,9 @@ _shadowgate() {
                 ;;
             shadowgate__subcmd__help,catalog)
                 cmd="shadowgate__subcmd__help__subcmd__catalog"
+                ;;
+            shadowgate__subcmd__help,check)
+                cmd="shadowgate__subcmd__help__subcmd__check"
                 ;;
             shadowgate__subcmd__help,deliver)
                 cmd="shadowgate__subcmd__help__subcmd__deliver"
@@ -161,7 +167,7 @@ _shadowgate() {
 
     case "${cmd}" in
         shadowgate)
-            opts="-h -V --help --version replay events deliver report policy catalog run break-glass portal docs help"
+            opts="-h -V --help --version replay events deliver report policy catalog check run break-glass portal docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -306,6 +312,32 @@ _shadowgate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        shadowgate__subcmd__check)
+            opts="-q -h --config --format --fail-on --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --fail-on)
+                    COMPREPLY=($(compgen -W "warn error" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         shadowgate__subcmd__deliver)
             opts="-h --config --follow --timeout --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -397,7 +429,7 @@ _shadowgate() {
             return 0
             ;;
         shadowgate__subcmd__help)
-            opts="replay events deliver report policy catalog run break-glass portal docs help"
+            opts="replay events deliver report policy catalog check run break-glass portal docs help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -455,6 +487,20 @@ _shadowgate() {
         shadowgate__subcmd__help__subcmd__catalog__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        shadowgate__subcmd__help__subcmd__check)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -663,12 +709,16 @@ _shadowgate() {
             return 0
             ;;
         shadowgate__subcmd__policy__subcmd__check)
-            opts="-h --help"
+            opts="-h --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -677,7 +727,7 @@ _shadowgate() {
             return 0
             ;;
         shadowgate__subcmd__policy__subcmd__explain)
-            opts="-h --client --mac --hostname --evidence --dir --help"
+            opts="-h --client --mac --hostname --evidence --dir --config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -700,6 +750,10 @@ _shadowgate() {
                     return 0
                     ;;
                 --dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

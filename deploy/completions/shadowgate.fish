@@ -32,6 +32,7 @@ complete -c shadowgate -n "__fish_shadowgate_needs_command" -f -a "deliver" -d '
 complete -c shadowgate -n "__fish_shadowgate_needs_command" -f -a "report" -d 'Write one ISO week\'s shadow-AI report (HTML with charts, CSV, JSON) from the event store'
 complete -c shadowgate -n "__fish_shadowgate_needs_command" -f -a "policy" -d 'Validate or query a policy directory'
 complete -c shadowgate -n "__fish_shadowgate_needs_command" -f -a "catalog" -d 'The service catalogue: list its services, compare two catalogues'
+complete -c shadowgate -n "__fish_shadowgate_needs_command" -f -a "check" -d 'Check the whole setup before going live (config, policy, ports, interfaces, kernel, capabilities, store, portal CA, upstreams, sinks); exit 0 ok, 1 warnings, 2 errors'
 complete -c shadowgate -n "__fish_shadowgate_needs_command" -f -a "run" -d 'Run the gateway daemon: capture live, decide, record, enforce, answer DNS'
 complete -c shadowgate -n "__fish_shadowgate_needs_command" -f -a "break-glass" -d 'Turn enforcement off at once (on), back on (off), or show it (status)'
 complete -c shadowgate -n "__fish_shadowgate_needs_command" -f -a "portal" -d 'The steering portal: make its name-constrained CA, show a CA\'s constraints'
@@ -84,6 +85,7 @@ complete -c shadowgate -n "__fish_shadowgate_using_subcommand policy; and not __
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand policy; and not __fish_seen_subcommand_from check explain help" -f -a "check" -d 'Check the catalogue and the policy (exit 0 if valid, 1 with file:line:column errors if not)'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand policy; and not __fish_seen_subcommand_from check explain help" -f -a "explain" -d 'Show the service a name matches, the rule that fires for a client, the action, and why'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand policy; and not __fish_seen_subcommand_from check explain help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand policy; and __fish_seen_subcommand_from check" -l config -d 'Take the policy directory from this configuration\'s [policy] dir' -r -F
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand policy; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand policy; and __fish_seen_subcommand_from explain" -l client -d 'Client IP address (selects client groups)' -r
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand policy; and __fish_seen_subcommand_from explain" -l mac -d 'Client MAC address' -r
@@ -93,7 +95,8 @@ own_lookup\t''
 resolver_lookup\t''
 other_client\t''
 unmatched_answer\t''"
-complete -c shadowgate -n "__fish_shadowgate_using_subcommand policy; and __fish_seen_subcommand_from explain" -l dir -d 'Policy directory' -r -F
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand policy; and __fish_seen_subcommand_from explain" -l dir -d 'Policy directory (default: ./policies if there, else [policy] dir of /etc/shadowgate/shadowgate.toml, else /etc/shadowgate/policies)' -r -F
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand policy; and __fish_seen_subcommand_from explain" -l config -d 'Take the policy directory from this configuration\'s [policy] dir' -r -F
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand policy; and __fish_seen_subcommand_from explain" -s h -l help -d 'Print help'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "check" -d 'Check the catalogue and the policy (exit 0 if valid, 1 with file:line:column errors if not)'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand policy; and __fish_seen_subcommand_from help" -f -a "explain" -d 'Show the service a name matches, the rule that fires for a client, the action, and why'
@@ -120,6 +123,13 @@ complete -c shadowgate -n "__fish_shadowgate_using_subcommand catalog; and __fis
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand catalog; and __fish_seen_subcommand_from help" -f -a "list" -d 'List the catalogued services: id, category, vendor, BAA summary, domain count'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand catalog; and __fish_seen_subcommand_from help" -f -a "diff" -d 'What changed from catalogue A to catalogue B: services added, removed, and those whose category or domains changed (exit 0 whatever the differences)'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand catalog; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand check" -l config -d 'Configuration file to check' -r -F
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand check" -l format -d 'Output: one line per finding grouped by check, or a JSON array of {check, severity, message, fix}' -r -f -a "table\t''
+json\t''"
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand check" -l fail-on -d 'Which findings make the exit status non-zero' -r -f -a "warn\t'Exit 1 on warnings, 2 on errors'
+error\t'Exit 0 on warnings, 2 on errors (what the unit\'s ExecStartPre= uses)'"
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand check" -s q -l quiet -d 'Table output: leave out the findings that are ok'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand run" -l config -d 'Configuration file (see deploy/shadowgate.toml)' -r -F
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand run" -s h -l help -d 'Print help'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand break-glass" -l config -d 'Configuration file (its [enforce] break_glass_file is used)' -r -F
@@ -143,17 +153,18 @@ complete -c shadowgate -n "__fish_shadowgate_using_subcommand portal; and __fish
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand portal; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand docs" -l out -d 'Folder to write `man/*.1` and `completions/` into (created if missing)' -r -F
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand docs" -s h -l help -d 'Print help'
-complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog run break-glass portal docs help" -f -a "replay" -d 'Replay pcap/pcapng files and print one observation per DNS question, TLS/QUIC ClientHello and HTTP request'
-complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog run break-glass portal docs help" -f -a "events" -d 'Query the event store'
-complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog run break-glass portal docs help" -f -a "deliver" -d 'Deliver stored events to the configured SIEM sinks (until caught up, or forever with --follow)'
-complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog run break-glass portal docs help" -f -a "report" -d 'Write one ISO week\'s shadow-AI report (HTML with charts, CSV, JSON) from the event store'
-complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog run break-glass portal docs help" -f -a "policy" -d 'Validate or query a policy directory'
-complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog run break-glass portal docs help" -f -a "catalog" -d 'The service catalogue: list its services, compare two catalogues'
-complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog run break-glass portal docs help" -f -a "run" -d 'Run the gateway daemon: capture live, decide, record, enforce, answer DNS'
-complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog run break-glass portal docs help" -f -a "break-glass" -d 'Turn enforcement off at once (on), back on (off), or show it (status)'
-complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog run break-glass portal docs help" -f -a "portal" -d 'The steering portal: make its name-constrained CA, show a CA\'s constraints'
-complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog run break-glass portal docs help" -f -a "docs" -d 'Write the manual pages and shell completions (what the Debian package ships)'
-complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog run break-glass portal docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog check run break-glass portal docs help" -f -a "replay" -d 'Replay pcap/pcapng files and print one observation per DNS question, TLS/QUIC ClientHello and HTTP request'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog check run break-glass portal docs help" -f -a "events" -d 'Query the event store'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog check run break-glass portal docs help" -f -a "deliver" -d 'Deliver stored events to the configured SIEM sinks (until caught up, or forever with --follow)'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog check run break-glass portal docs help" -f -a "report" -d 'Write one ISO week\'s shadow-AI report (HTML with charts, CSV, JSON) from the event store'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog check run break-glass portal docs help" -f -a "policy" -d 'Validate or query a policy directory'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog check run break-glass portal docs help" -f -a "catalog" -d 'The service catalogue: list its services, compare two catalogues'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog check run break-glass portal docs help" -f -a "check" -d 'Check the whole setup before going live (config, policy, ports, interfaces, kernel, capabilities, store, portal CA, upstreams, sinks); exit 0 ok, 1 warnings, 2 errors'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog check run break-glass portal docs help" -f -a "run" -d 'Run the gateway daemon: capture live, decide, record, enforce, answer DNS'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog check run break-glass portal docs help" -f -a "break-glass" -d 'Turn enforcement off at once (on), back on (off), or show it (status)'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog check run break-glass portal docs help" -f -a "portal" -d 'The steering portal: make its name-constrained CA, show a CA\'s constraints'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog check run break-glass portal docs help" -f -a "docs" -d 'Write the manual pages and shell completions (what the Debian package ships)'
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and not __fish_seen_subcommand_from replay events deliver report policy catalog check run break-glass portal docs help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "check" -d 'Check the catalogue and the policy (exit 0 if valid, 1 with file:line:column errors if not)'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and __fish_seen_subcommand_from policy" -f -a "explain" -d 'Show the service a name matches, the rule that fires for a client, the action, and why'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand help; and __fish_seen_subcommand_from catalog" -f -a "list" -d 'List the catalogued services: id, category, vendor, BAA summary, domain count'
