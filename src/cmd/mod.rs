@@ -22,7 +22,10 @@ pub(crate) fn load_config(path: Option<&Path>) -> Result<Option<crate::config::C
 }
 
 /// The path of the event store named by `--store`, or by `[store]` of `--config`; it must exist.
-pub(crate) fn store_path(store: Option<PathBuf>, config: Option<PathBuf>) -> Result<PathBuf, String> {
+pub(crate) fn store_path(
+    store: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<PathBuf, String> {
     let path = match (store, config) {
         (Some(p), _) => p,
         (None, Some(c)) => crate::config::Config::load(&c)

@@ -407,7 +407,9 @@ impl Store {
         let rows = st
             .query_map(rusqlite::params_from_iter(args), row)
             .map_err(|e| self.sql(e))?;
-        let mut out = rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))?;
+        let mut out = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sql(e))?;
         if newest {
             out.reverse();
         }

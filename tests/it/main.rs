@@ -30,6 +30,7 @@ mod evidence;
 mod evidence_policy;
 mod hardening;
 mod names;
+mod notify;
 mod policy;
 mod portal;
 mod portal_rules;
