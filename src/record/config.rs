@@ -275,7 +275,7 @@ impl SinkConf {
                 let (from, to) = notify::mail::mailboxes(from, to, &section)?;
                 Box::new(Notifier::new(
                     &self.name,
-                    Channel::Mail {
+                    Channel::Mail(Box::new(notify::MailTo {
                         server: notify::mail::SmtpServer {
                             host: host.clone(),
                             port: *port,
@@ -287,7 +287,7 @@ impl SinkConf {
                         from,
                         to,
                         transport: None,
-                    },
+                    })),
                     rules.max_per_minute,
                     rules.link_url.clone(),
                 ))

@@ -73,8 +73,9 @@ impl Hook {
             listener.local_addr().unwrap().port()
         );
         let got = Arc::new(Mutex::new(Vec::new()));
-        let (g, mut script) = (Arc::clone(&got), statuses.to_vec().into_iter());
+        let (g, script) = (Arc::clone(&got), statuses.to_vec());
         std::thread::spawn(move || {
+            let mut script = script.into_iter();
             for s in listener.incoming().flatten() {
                 let mut r = BufReader::new(s);
                 loop {
@@ -216,10 +217,9 @@ fn check_teams(v: &Value) -> Result<(), String> {
                     "horizontalAlignment",
                     "fontType",
                 ])?;
-                if !o
-                    .get("text")
+                if o.get("text")
                     .and_then(Value::as_str)
-                    .is_some_and(|t| !t.is_empty())
+                    .is_none_or(str::is_empty)
                 {
                     return Err("TextBlock without text".into());
                 }
@@ -301,10 +301,9 @@ fn check_teams(v: &Value) -> Result<(), String> {
 /// most 2000) or context (at most 10 elements), text objects of a known type.
 fn check_slack(v: &Value) -> Result<(), String> {
     let o = v.as_object().ok_or("payload is not an object")?;
-    if !o
-        .get("text")
+    if o.get("text")
         .and_then(Value::as_str)
-        .is_some_and(|t| !t.is_empty())
+        .is_none_or(str::is_empty)
     {
         return Err("no text fallback".into());
     }

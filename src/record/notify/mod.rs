@@ -28,19 +28,18 @@ use message::Message;
 
 /// Where a notifier posts.
 pub enum Channel {
-    Teams {
-        url: String,
-    },
-    Slack {
-        url: String,
-    },
-    Mail {
-        server: mail::SmtpServer,
-        from: Mailbox,
-        to: Vec<Mailbox>,
-        /// Built at the first message (it reads the password file).
-        transport: Option<lettre::SmtpTransport>,
-    },
+    Teams { url: String },
+    Slack { url: String },
+    Mail(Box<MailTo>),
+}
+
+/// Where a mail notifier submits, and to whom.
+pub struct MailTo {
+    pub server: mail::SmtpServer,
+    pub from: Mailbox,
+    pub to: Vec<Mailbox>,
+    /// Built at the first message (it reads the password file).
+    pub transport: Option<lettre::SmtpTransport>,
 }
 
 /// The messages of one batch, and how many of them the channel has accepted: a retry of the same
@@ -118,12 +117,13 @@ impl Notifier {
                 let url = url.clone();
                 self.post(&url, &slack::payload(m))
             }
-            Channel::Mail {
-                server,
-                from,
-                to,
-                transport,
-            } => {
+            Channel::Mail(m2) => {
+                let MailTo {
+                    server,
+                    from,
+                    to,
+                    transport,
+                } = &mut **m2;
                 if transport.is_none() {
                     *transport = Some(mail::transport(server, &format!("sink {:?}:", self.name))?);
                 }
