@@ -186,6 +186,15 @@ impl Config {
                         fix(p);
                     }
                 }
+                SinkKind::Mail {
+                    ca_file,
+                    password_file,
+                    ..
+                } => {
+                    for p in [ca_file, password_file].into_iter().flatten() {
+                        fix(p);
+                    }
+                }
                 _ => {}
             }
         }

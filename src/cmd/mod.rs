@@ -16,8 +16,6 @@ pub mod run;
 
 use std::path::{Path, PathBuf};
 
-use crate::record::Store;
-
 /// Load the configuration file, if one was given.
 pub(crate) fn load_config(path: Option<&Path>) -> Result<Option<crate::config::Config>, String> {
     path.map(crate::config::Config::load)
@@ -25,11 +23,11 @@ pub(crate) fn load_config(path: Option<&Path>) -> Result<Option<crate::config::C
         .map_err(|e| e.to_string())
 }
 
-/// The event store named by `--store`, or by `[store]` of `--config`; it must exist.
-pub(crate) fn open_existing_store(
+/// The path of the event store named by `--store`, or by `[store]` of `--config`; it must exist.
+pub(crate) fn store_path(
     store: Option<PathBuf>,
     config: Option<PathBuf>,
-) -> Result<Store, String> {
+) -> Result<PathBuf, String> {
     let path = match (store, config) {
         (Some(p), _) => p,
         (None, Some(c)) => crate::config::Config::load(&c)
@@ -42,5 +40,5 @@ pub(crate) fn open_existing_store(
     if !path.exists() {
         return Err(format!("{}: no such event store", path.display()));
     }
-    Store::open(&path).map_err(|e| e.to_string())
+    Ok(path)
 }

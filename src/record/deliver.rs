@@ -25,7 +25,53 @@ pub struct Aggregator {
 struct Open {
     ev: Event,
     count: u32,
+    /// Event time of the last event folded in (`ev.ts` is the first's).
+    last_ts: u64,
     opened: Instant,
+}
+
+/// Alerts ready to deliver, in order: each event (a folded one carries its first event's fields
+/// and the count) and the time of the last event folded into it.
+#[derive(Debug, Default)]
+pub struct Ready {
+    pub events: Vec<Event>,
+    pub last_ts: Vec<u64>,
+}
+
+impl Ready {
+    pub fn push(&mut self, e: Event, last_ts: u64) {
+        self.events.push(e);
+        self.last_ts.push(last_ts);
+    }
+
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.events.clear();
+        self.last_ts.clear();
+    }
+}
+
+/// Which events a sink takes (a notifier: those at or above a severity, of some actions); the
+/// others are passed over (its cursor moves past them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    pub min_severity: crate::policy::Severity,
+    /// `None`: every action; `Some(None)` in the list: the system's own events (`info`).
+    pub actions: Option<Vec<Option<Action>>>,
+}
+
+impl Filter {
+    pub fn keeps(&self, e: &Event) -> bool {
+        e.severity >= self.min_severity
+            && self.actions.as_ref().is_none_or(|a| a.contains(&e.action))
+    }
 }
 
 impl Aggregator {
@@ -45,15 +91,19 @@ impl Aggregator {
     }
 
     /// Add an event; alerts whose window ended before it are appended to `out`.
-    pub fn push(&mut self, e: Event, out: &mut Vec<Event>) {
+    pub fn push(&mut self, e: Event, out: &mut Ready) {
         self.close(|o, w| o.ev.ts.saturating_add(w) <= e.ts, out);
         if e.is_system() {
             // The system's own events are never folded: each outage or reload counts.
-            out.push(e);
+            let ts = e.ts;
+            out.push(e, ts);
             return;
         }
         match self.open.get_mut(&Self::key(&e)) {
-            Some(o) => o.count = o.count.saturating_add(e.repeat_count),
+            Some(o) => {
+                o.count = o.count.saturating_add(e.repeat_count);
+                o.last_ts = o.last_ts.max(e.ts);
+            }
             None => {
                 if self.open.len() >= MAX_OPEN_WINDOWS {
                     // Many distinct keys (spoofed sources): close the oldest window early
@@ -67,12 +117,13 @@ impl Aggregator {
                         out,
                     );
                 }
-                let count = e.repeat_count;
+                let (count, last_ts) = (e.repeat_count, e.ts);
                 self.open.insert(
                     Self::key(&e),
                     Open {
                         ev: e,
                         count,
+                        last_ts,
                         opened: Instant::now(),
                     },
                 );
@@ -83,22 +134,22 @@ impl Aggregator {
     /// Close windows from the oldest while `done` says so. Windows are kept in the order they
     /// opened (store order), so this is linear in what it closes, not in what is open; a window
     /// behind a younger one that is not yet done waits for it (its count stays right).
-    fn close(&mut self, mut done: impl FnMut(&Open, u64) -> bool, out: &mut Vec<Event>) {
+    fn close(&mut self, mut done: impl FnMut(&Open, u64) -> bool, out: &mut Ready) {
         let w = self.window_ns;
         let n = self.open.values().take_while(|o| done(o, w)).count();
         for (_, mut o) in self.open.drain(..n) {
             o.ev.repeat_count = o.count;
-            out.push(o.ev);
+            out.push(o.ev, o.last_ts);
         }
     }
 
     /// Close windows open longer than the window in wall-clock time (a quiet live feed).
-    pub fn flush_idle(&mut self, out: &mut Vec<Event>) {
+    pub fn flush_idle(&mut self, out: &mut Ready) {
         let w = Duration::from_nanos(self.window_ns);
         self.close(|o, _| o.opened.elapsed() >= w, out);
     }
 
-    pub fn flush_all(&mut self, out: &mut Vec<Event>) {
+    pub fn flush_all(&mut self, out: &mut Ready) {
         self.close(|_, _| true, out);
     }
 
@@ -125,10 +176,11 @@ pub enum Step {
 pub struct Deliverer {
     sink: Box<dyn Sink>,
     agg: Option<Aggregator>,
+    filter: Option<Filter>,
     batch: usize,
     /// Last sequence pulled from the store (into `pending` or the aggregator).
     fetched: i64,
-    pending: Vec<Event>,
+    pending: Ready,
     /// Cursor to record once `pending` is delivered.
     pending_cursor: i64,
     backoff: Duration,
@@ -166,9 +218,10 @@ impl Deliverer {
         Ok(Deliverer {
             sink,
             agg: aggregate.filter(|w| !w.is_zero()).map(Aggregator::new),
+            filter: None,
             batch: batch.max(1),
             fetched: cursor,
-            pending: Vec::new(),
+            pending: Ready::default(),
             pending_cursor: cursor,
             backoff: MIN_BACKOFF,
             max_backoff: Duration::from_secs(30),
@@ -187,6 +240,12 @@ impl Deliverer {
     /// The sensor id that the sink's outage and recovery events carry.
     pub fn with_sensor(mut self, sensor: &str) -> Self {
         self.sensor = sensor.to_string();
+        self
+    }
+
+    /// Take only the events `filter` keeps (the others count as delivered).
+    pub fn with_filter(mut self, filter: Option<Filter>) -> Self {
+        self.filter = filter;
         self
     }
 
@@ -270,9 +329,15 @@ impl Deliverer {
             let got = events.len();
             for e in events {
                 self.fetched = e.seq;
+                if self.filter.as_ref().is_some_and(|f| !f.keeps(&e)) {
+                    continue;
+                }
                 match &mut self.agg {
                     Some(a) => a.push(e, &mut self.pending),
-                    None => self.pending.push(e),
+                    None => {
+                        let ts = e.ts;
+                        self.pending.push(e, ts)
+                    }
                 }
             }
             if let Some(a) = &mut self.agg {
@@ -290,10 +355,14 @@ impl Deliverer {
                 return Ok(Step::Idle);
             }
         }
-        if Instant::now() < self.next_try {
+        let now = Instant::now();
+        if now < self.next_try || self.sink.hold_until().is_some_and(|t| now < t) {
             return Ok(Step::Waiting);
         }
-        match self.sink.deliver(&self.pending) {
+        match self
+            .sink
+            .deliver_folded(&self.pending.events, &self.pending.last_ts)
+        {
             Ok(()) => {
                 let n = self.pending.len();
                 self.pending.clear();
@@ -371,7 +440,7 @@ mod tests {
     #[test]
     fn folds_repeats_within_the_window() {
         let mut a = Aggregator::new(Duration::from_secs(60));
-        let mut out = Vec::new();
+        let mut out = Ready::default();
         for (i, t) in [0u64, 10, 20, 59].iter().enumerate() {
             a.push(ev(i as i64 + 1, *t, "10.0.0.1", "claude"), &mut out);
         }
@@ -381,10 +450,18 @@ mod tests {
         // An event a window later closes the first window.
         a.push(ev(6, 61, "10.0.0.1", "claude"), &mut out);
         assert_eq!(out.len(), 1);
-        assert_eq!((out[0].seq, out[0].repeat_count), (1, 4));
+        assert_eq!((out.events[0].seq, out.events[0].repeat_count), (1, 4));
+        assert_eq!(
+            out.last_ts[0],
+            59 * 1_000_000_000,
+            "the last folded event's time"
+        );
         a.flush_all(&mut out);
         assert_eq!(
-            out.iter().map(|e| e.repeat_count).collect::<Vec<_>>(),
+            out.events
+                .iter()
+                .map(|e| e.repeat_count)
+                .collect::<Vec<_>>(),
             [4, 1, 1]
         );
         assert!(a.is_empty());
@@ -392,7 +469,7 @@ mod tests {
     #[test]
     fn many_distinct_keys_cannot_grow_the_open_windows_without_bound() {
         let mut a = Aggregator::new(Duration::from_secs(3600));
-        let mut out = Vec::new();
+        let mut out = Ready::default();
         let n = MAX_OPEN_WINDOWS + 5;
         for i in 0..n {
             a.push(
@@ -406,7 +483,7 @@ mod tests {
             );
         }
         assert_eq!(out.len(), 5, "the oldest windows closed early");
-        assert_eq!(out[0].seq, 1);
+        assert_eq!(out.events[0].seq, 1);
         assert_eq!(a.min_open_seq(), Some(6));
         a.flush_all(&mut out);
         assert_eq!(out.len(), n, "nothing lost");

@@ -35,7 +35,7 @@ pub struct SinkReport {
 fn deliverer(store: &Store, sc: &SinkConf, sensor: &str) -> Result<Deliverer, String> {
     let sink = sc.build()?;
     Deliverer::new(sink, store, sc.batch, sc.aggregate())
-        .map(|d| d.with_sensor(sensor))
+        .map(|d| d.with_sensor(sensor).with_filter(sc.filter()))
         .map_err(|e| e.to_string())
 }
 

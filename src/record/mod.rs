@@ -6,6 +6,7 @@ pub mod deliver;
 pub mod ecs;
 pub mod event;
 pub mod feed;
+pub mod notify;
 pub mod queue;
 pub mod recorder;
 pub mod relp;

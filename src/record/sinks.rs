@@ -21,6 +21,19 @@ pub trait Sink: Send {
     fn name(&self) -> &str;
     /// Deliver all of `batch` (in order) or return why not.
     fn deliver(&mut self, batch: &[Event]) -> Result<(), String>;
+
+    /// Deliver folded alerts: `last_ts[i]` is the event time of the last event folded into
+    /// `batch[i]` (whose `ts` is the first's). Sinks that only count repeats take [`Sink::deliver`].
+    fn deliver_folded(&mut self, batch: &[Event], last_ts: &[u64]) -> Result<(), String> {
+        let _ = last_ts;
+        self.deliver(batch)
+    }
+
+    /// Not before this instant (a notifier that spent its messages for the minute): the batch
+    /// waits in the store, which is not a failure.
+    fn hold_until(&self) -> Option<std::time::Instant> {
+        None
+    }
 }
 
 const TIMEOUT: Duration = Duration::from_secs(10);

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::event::{Event, INFO};
 use super::words::{self, Word};
-use crate::policy::Action;
+use crate::policy::{Action, Severity};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how far a file is.
 /// The newest schema version this binary reads and writes (`PRAGMA user_version`).
@@ -123,6 +123,15 @@ pub struct Query {
     /// Events with this action (`Some(None)`: `info`, the system's own events).
     pub action: Option<Option<Action>>,
     pub limit: Option<usize>,
+    /// Events whose client is in this group (one of `client_groups`).
+    pub group: Option<String>,
+    /// Events at or above this severity.
+    pub min_severity: Option<Severity>,
+    /// Events after this sequence number, and up to this one (a follower's window).
+    pub after_seq: Option<i64>,
+    pub upto_seq: Option<i64>,
+    /// With `limit`: the newest `limit` events (still returned oldest first), as `tail` does.
+    pub newest: bool,
 }
 
 pub struct Store {
@@ -230,6 +239,41 @@ impl Store {
             conn,
         };
         s.migrate()?;
+        Ok(s)
+    }
+
+    /// Open an existing store for reading only (`shadowgate events --follow` beside the daemon):
+    /// no migration, no pragma that writes; in WAL mode readers never block the writer.
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        use rusqlite::OpenFlags;
+        let sql = |e| StoreError::Sql(path.into(), e);
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(sql)?;
+        let s = Store {
+            path: path.into(),
+            conn,
+        };
+        let v = s
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| s.sql(e))?;
+        if v as usize > MIGRATIONS.len() {
+            return Err(StoreError::TooNew(path.into(), v));
+        }
+        if (v as usize) < MIGRATIONS.len() {
+            return Err(StoreError::Io(
+                path.into(),
+                std::io::Error::other(format!(
+                    "schema version {v} is older than this shadowgate's ({}): open it once with the daemon or `shadowgate events` (without --follow) to upgrade it",
+                    MIGRATIONS.len()
+                )),
+            ));
+        }
         Ok(s)
     }
 
@@ -403,7 +447,40 @@ impl Store {
             sql += " AND action = ?";
             args.push(words::or_word(a, INFO).to_string().into());
         }
-        sql += " ORDER BY seq";
+        if let Some(g) = &q.group {
+            // A whole element of the comma-separated list (no LIKE: a group name may hold `%`).
+            sql += " AND instr(',' || client_groups || ',', ',' || ? || ',') > 0";
+            args.push(g.clone().into());
+        }
+        if let Some(min) = q.min_severity {
+            let words: Vec<&str> = [
+                Severity::Info,
+                Severity::Low,
+                Severity::Medium,
+                Severity::High,
+                Severity::Critical,
+            ]
+            .into_iter()
+            .filter(|s| *s >= min)
+            .map(Word::word)
+            .collect();
+            sql += &format!(" AND severity IN ({})", vec!["?"; words.len()].join(", "));
+            args.extend(words.into_iter().map(|w| w.to_string().into()));
+        }
+        if let Some(s) = q.after_seq {
+            sql += " AND seq > ?";
+            args.push(s.into());
+        }
+        if let Some(s) = q.upto_seq {
+            sql += " AND seq <= ?";
+            args.push(s.into());
+        }
+        let newest = q.newest && q.limit.is_some();
+        sql += if newest {
+            " ORDER BY seq DESC"
+        } else {
+            " ORDER BY seq"
+        };
         if let Some(l) = q.limit {
             sql += &format!(" LIMIT {l}");
         }
@@ -411,7 +488,13 @@ impl Store {
         let rows = st
             .query_map(rusqlite::params_from_iter(args), row)
             .map_err(|e| self.sql(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.sql(e))
+        let mut out = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sql(e))?;
+        if newest {
+            out.reverse();
+        }
+        Ok(out)
     }
 
     pub fn count(&self) -> Result<i64, StoreError> {

@@ -2,13 +2,10 @@
 //! login, the headline in the text body and the HTML (plus CSV and JSON) attached.
 
 use std::path::Path;
-use std::time::Duration;
 
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::{Message, SmtpTransport, Transport};
+use lettre::{Message, Transport};
 
 use super::config::SmtpConf;
 use super::model::Report;
@@ -97,42 +94,19 @@ pub fn message(conf: &SmtpConf, w: &Written) -> Result<Message, String> {
         .map_err(|e| format!("building the report e-mail: {e}"))
 }
 
-/// Send a written report as `[report.smtp]` says.
+/// Send a written report as `[report.smtp]` says (the SMTP transport is the notifiers').
 pub fn send(conf: &SmtpConf, w: &Written) -> Result<(), String> {
     let msg = message(conf, w)?;
-    let tls = if conf.starttls {
-        let mut p = TlsParameters::builder(conf.host.clone());
-        if let Some(ca) = &conf.ca_file {
-            let pem = read(ca)?;
-            p = p.add_root_certificate(
-                Certificate::from_pem(&pem)
-                    .map_err(|e| format!("[report.smtp] ca_file {}: {e}", ca.display()))?,
-            );
-        }
-        Tls::Required(
-            p.build_rustls()
-                .map_err(|e| format!("[report.smtp] TLS: {e}"))?,
-        )
-    } else {
-        Tls::None
+    let server = crate::record::notify::mail::SmtpServer {
+        host: conf.host.clone(),
+        port: conf.port,
+        starttls: conf.starttls,
+        ca_file: conf.ca_file.clone(),
+        username: conf.username.clone(),
+        password_file: conf.password_file.clone(),
     };
-    let mut t = SmtpTransport::builder_dangerous(conf.host.as_str())
-        .port(conf.port)
-        .tls(tls)
-        .timeout(Some(Duration::from_secs(60)));
-    if let Some(user) = &conf.username {
-        let pf = conf.password_file.as_ref().ok_or_else(|| {
-            "[report.smtp] username needs password_file (a 0600 file holding the password)"
-                .to_string()
-        })?;
-        let pw = String::from_utf8(read(pf)?)
-            .map_err(|_| format!("{}: the password is not UTF-8", pf.display()))?;
-        t = t.credentials(Credentials::new(
-            user.clone(),
-            pw.trim_end_matches(['\n', '\r']).to_string(),
-        ));
-    }
-    t.build().send(&msg).map_err(|e| {
+    let t = crate::record::notify::mail::transport(&server, "[report.smtp]")?;
+    t.send(&msg).map_err(|e| {
         format!(
             "mailing the report via {}:{}: {e} (check [report.smtp] host, port, starttls and ca_file; the report files are written either way)",
             conf.host, conf.port

@@ -70,7 +70,15 @@ fn example_sinks_load_when_uncommented() {
     let names: Vec<&str> = c.sink.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
-        ["ecs-file", "siem-syslog", "rsyslog-relp", "webhook"]
+        [
+            "ecs-file",
+            "siem-syslog",
+            "rsyslog-relp",
+            "webhook",
+            "teams-manager",
+            "slack-it",
+            "mail-manager"
+        ]
     );
     assert!(matches!(c.sink[2].kind, SinkKind::Syslog { .. }));
     let _ = std::fs::remove_dir_all(&dir);

@@ -34,6 +34,7 @@ mod evidence;
 mod evidence_policy;
 mod hardening;
 mod names;
+mod notify;
 mod policy;
 mod portal;
 mod portal_rules;

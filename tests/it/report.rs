@@ -3,7 +3,7 @@
 //! Chromium (screenshot, element counts, A4 width, PDF), e-mail to a local STARTTLS SMTP server,
 //! and the daemon's schedule.
 
-mod browser;
+pub(crate) mod browser;
 mod fixtures;
 use crate::common::cli::bin;
 use crate::common::files::{policies, root, tmpdir};
