@@ -59,12 +59,16 @@ complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -l config 
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -l since -d 'From this time (RFC 3339, or an age such as 7d, 24h)' -r
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -l until -d 'Until this time (RFC 3339, or an age)' -r
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -l service -r
-complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -l client -d 'Client IP, MAC or host name' -r
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -l client -l device -d 'Client IP, MAC or host name (`--device` is the same)' -r
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -l action -r
-complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -l limit -r
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -l group -d 'Events of clients in this group (the policy\'s client groups)' -r
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -l severity -d 'Events at or above this severity: info, low, medium, high, critical' -r
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -l limit -d 'At most this many events (with --follow: the newest this many before following)' -r
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -l format -r -f -a "table\t''
 json\t''
 csv\t''"
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -l poll-ms -d 'With --follow: how often to look for new events, in milliseconds' -r
+complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -s f -l follow -d 'Keep printing new events as they are stored, until Ctrl-C. Without --since it starts with the newest 10 matching events (or --limit), as `tail -f` does'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand events" -s h -l help -d 'Print help'
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand deliver" -l config -r -F
 complete -c shadowgate -n "__fish_shadowgate_using_subcommand deliver" -l timeout -d 'Give up after this many seconds when not following' -r

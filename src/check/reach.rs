@@ -256,6 +256,22 @@ fn sink(name: &str, kind: &SinkKind) -> Finding {
                 "give url = \"https://host/path\"",
             ),
         },
+        SinkKind::Teams { url, .. } | SinkKind::Slack { url, .. } => {
+            let what = if matches!(kind, SinkKind::Teams { .. }) {
+                "Teams webhook"
+            } else {
+                "Slack webhook"
+            };
+            match url_host_port(url) {
+                Some(hp) => tcp(&hp, what),
+                None => Finding::error(
+                    "sink",
+                    format!("{name}: {what} url is not an http(s) URL"),
+                    "give url = \"https://host/path\" (the URL the workflow or app shows)",
+                ),
+            }
+        }
+        SinkKind::Mail { host, port, .. } => tcp(&format!("{host}:{port}"), "mail server"),
     }
 }
 
