@@ -259,7 +259,11 @@ def wire_latencies(path):
         sp, dp = struct.unpack(">HH", pkt[tcp:tcp + 4])
         flags = pkt[tcp + 13]
         if dp == 443 and not flags & 0x04:
-            hello.setdefault((src, sp, dst), t)
+            # The first hello of a connection (a retransmission keeps it); a 4-tuple whose hello
+            # got no reset (allowed, not catalogued) and comes back later starts again.
+            k = (src, sp, dst)
+            if k not in hello or t - hello[k] > 3_000_000:
+                hello[k] = t
         elif sp == 443 and flags & 0x04:
             h = hello.pop((dst, dp, src), None)
             if h is not None:
