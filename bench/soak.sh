@@ -65,9 +65,9 @@ TL=$WORK/timeline   # "ms-since-epoch what ..." lines: the faults and the sample
 
 cleanup() {
   trap - EXIT INT TERM
-  [ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null
-  [ -n "$RSPID" ] && kill -9 "$RSPID" 2>/dev/null
-  [ -n "$DNSPID" ] && kill "$DNSPID" 2>/dev/null
+  [ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null || true
+  [ -n "$RSPID" ] && kill -9 "$RSPID" 2>/dev/null || true
+  [ -n "$DNSPID" ] && kill "$DNSPID" 2>/dev/null || true
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for ns in "$C" "$G" "$I"; do ip netns del "$ns" 2>/dev/null || true; done
@@ -296,7 +296,8 @@ probe_after() {
 kill_daemon() { # $1: round
   probe_before $((40000 + $1))
   mark kill9 "$DPID"
-  kill -9 "$DPID"; wait "$DPID" 2>/dev/null || true
+  # A daemon that died by itself is restarted all the same (the log and the samples show it).
+  kill -9 "$DPID" 2>/dev/null || mark died_before_kill "$DPID"; wait "$DPID" 2>/dev/null || true
   start_daemon
   sleep 1
   probe_after $((40000 + $1))
@@ -358,9 +359,9 @@ mark coach "$("$LOAD" coach "$C" $GRANT_CLIENT $GW gemini.google.com)"
 PIDS+=($!)
 
 at $(pct 12); kill_daemon 1
-at $(pct 20); mark dns_down; kill "$DNSPID"; wait "$DNSPID" 2>/dev/null || true
+at $(pct 20); mark dns_down; kill "$DNSPID" || true; wait "$DNSPID" 2>/dev/null || true
 DNS_UP_AT=$(( $(pct 20) + OUTAGE ))
-at $(pct 25); mark relp_kill; kill -9 "$RSPID"; wait "$RSPID" 2>/dev/null || true
+at $(pct 25); mark relp_kill; kill -9 "$RSPID" || true; wait "$RSPID" 2>/dev/null || true
 at $(pct 35); mark relp_start; start_rsyslog
 at $(pct 40); mark disk_full
 dd if=/dev/zero of="$STORE/fill" bs=1M 2>/dev/null || true
