@@ -11,7 +11,8 @@
 # generator are made here and removed on exit (also on Ctrl-C). SHADOWGATE=path and
 # SOAK_LOAD=path use given binaries; otherwise target/ci's are used, built if missing. KEEP=1
 # keeps the work folder (the store copied into it) for a look after the run.
-# Needs iproute2, rsyslog + rsyslog-relp, python3, curl. Output: bench-out/soak/.
+# Needs iproute2, rsyslog + rsyslog-relp, python3, curl (dumpcap for the reset latency).
+# Output: bench-out/soak/ (the table, the daemon log, the timeline, gauges.log: state and memory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MIN=2 RATE=2000 QRATE=1000
@@ -35,6 +36,20 @@ LOAD=${SOAK_LOAD:-$T/ci/examples/soak_load}
 SG=$(realpath "$SG"); LOAD=$(realpath "$LOAD")
 
 D=$((MIN * 60))
+# State lifetimes. The daemon's state is bounded by its limits and by how long an entry lives
+# (TCP flows 300 s idle, UDP 60 s, names the DNS TTL + 120 s, stopped flows 120 s): it reaches its
+# steady state (and its memory its plateau) only after the longest lifetime. A run shorter than
+# an hour scales them down to LIFE = D/12 (at least 10 s; names: TTL and grace LIFE/2 each) so
+# that the steady state comes within the warm-up and a flood's state is gone before the next
+# kill; from an hour on the daemon runs its defaults. WARM: the memory row's warm-up, the longest
+# lifetime plus 10 s, at least 10 % of the run.
+LIFE=$(( D / 12 < 10 ? 10 : D / 12 ))
+if [ "$LIFE" -ge 300 ]; then TCP_IDLE=300 UDP_IDLE=60 TTL=60 GRACE=120 FLOW_S=120
+else TCP_IDLE=$LIFE UDP_IDLE=$(( LIFE < 60 ? LIFE : 60 )) TTL=$(( LIFE / 2 < 60 ? LIFE / 2 : 60 ))
+  GRACE=$(( LIFE / 2 < 120 ? LIFE / 2 : 120 )) FLOW_S=$(( LIFE < 120 ? LIFE : 120 )); fi
+LONGEST=$(( TCP_IDLE > TTL + GRACE ? TCP_IDLE : TTL + GRACE ))
+LONGEST=$(( FLOW_S > LONGEST ? FLOW_S : LONGEST ))
+WARM=$(( LONGEST + 10 > D / 10 ? LONGEST + 10 : D / 10 ))
 OUT=bench-out/soak
 mkdir -p "$OUT"
 OUT=$(realpath "$OUT")
@@ -50,15 +65,15 @@ TL=$WORK/timeline   # "ms-since-epoch what ..." lines: the faults and the sample
 
 cleanup() {
   trap - EXIT INT TERM
-  [ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null
-  [ -n "$RSPID" ] && kill -9 "$RSPID" 2>/dev/null
-  [ -n "$DNSPID" ] && kill "$DNSPID" 2>/dev/null
+  [ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null || true
+  [ -n "$RSPID" ] && kill -9 "$RSPID" 2>/dev/null || true
+  [ -n "$DNSPID" ] && kill "$DNSPID" 2>/dev/null || true
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   for ns in "$C" "$G" "$I"; do ip netns del "$ns" 2>/dev/null || true; done
   [ -n "${KEEP:-}" ] && cp -f "$STORE/events.db" "$WORK/events.db" 2>/dev/null
   umount "$STORE" 2>/dev/null || true
-  cp -f "$WORK"/{daemon.log,timeline,load.out,rsyslogd.log} "$WORK"/stacks.* "$OUT/" 2>/dev/null || true
+  cp -f "$WORK"/{daemon.log,timeline,load.out,rsyslogd.log,gauges.log} "$WORK"/stacks.* "$OUT/" 2>/dev/null || true
   if [ -n "${KEEP:-}" ]; then echo "soak.sh: work folder kept: $WORK (store copied to events.db)" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -97,7 +112,7 @@ done
 ip netns exec "$I" sysctl -qw net.core.somaxconn=8192 net.ipv4.tcp_max_syn_backlog=8192
 "$LOAD" sinks "$I" 10.99.2.2 10.99.2.3 10.99.2.4 10.99.2.5 10.99.2.6 10.99.2.7 10.99.2.8 10.99.2.9 > "$WORK/sinks.log" 2>&1 &
 PIDS+=($!)
-start_dns() { "$LOAD" dns "$I" $UPSTREAM:53 20 >> "$WORK/dns.log" 2>&1 & DNSPID=$!; }
+start_dns() { "$LOAD" dns "$I" $UPSTREAM:53 20 "$TTL" >> "$WORK/dns.log" 2>&1 & DNSPID=$!; }
 start_dns
 
 # --- the store on a small file system of its own (filled and freed later) ---
@@ -173,6 +188,9 @@ write_policy "soak policy 0"
 cat > "$WORK/shadowgate.toml" <<EOF
 [sensor]
 id = "soak-gw"
+tcp_idle_s = $TCP_IDLE
+udp_idle_s = $UDP_IDLE
+name_grace_s = $GRACE
 
 [policy]
 dir = "$WORK/policies"
@@ -198,6 +216,7 @@ stats_interval_s = 1
 
 [enforce]
 mode = "enforce"
+flow_timeout_s = $FLOW_S
 break_glass_file = "$WORK/glass"
 
 [dns]
@@ -234,12 +253,19 @@ start_daemon
 (
   while sleep 2; do
     p=$DPID
-    [ -r "/proc/$p/status" ] || p=$(pgrep -n -f "shadowgate run --config $WORK/shadowgate.toml" || true)
+    [ -r "/proc/$p/status" ] || p=$(pgrep -n -f " run --config $WORK/shadowgate.toml" || true)
     [ -n "$p" ] || continue
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
     cpu=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
-    m=$(ip netns exec "$G" curl -s --max-time 2 "http://$METRICS/metrics" 2>/dev/null |
+    all=$(ip netns exec "$G" curl -s --max-time 2 "http://$METRICS/metrics" 2>/dev/null || true)
+    m=$(echo "$all" |
       awk '$1 ~ /^shadowgate_kernel_drops_total/ {d += $2} $1 == "shadowgate_events_lost_store_full_total" {l = $2} $1 == "shadowgate_events_dropped_total" {q = $2} END {printf "%d %d %d", d, l, q}')
+    # What the memory is made of, for the memory row's explanation: the state gauges and
+    # /proc/PID/smaps_rollup, one line a sample in gauges.log.
+    { printf '%s %s' "$(now)" "$p"
+      echo "$all" | awk '$1 ~ /^shadowgate_(flows_active|dns_cache_entries|event_queue_depth|events_held|sink_queue_depth|devices_known|devices_neighbours|portal_grants_active|flows_stopped_total|flows_created_total|flow_evictions_total)/ {sub(/^shadowgate_/, "", $1); printf " %s=%s", $1, $2}'
+      awk '/^(Rss|Anonymous|Shared_Clean|Private_Dirty):/ {printf " %s=%s", $1, $2}' "/proc/$p/smaps_rollup" 2>/dev/null
+      echo; } >> "$WORK/gauges.log"
     h=$(healthz | python3 -c 'import json,sys
 try: print(json.load(sys.stdin)["status"])
 except Exception: print("none")')
@@ -270,7 +296,8 @@ probe_after() {
 kill_daemon() { # $1: round
   probe_before $((40000 + $1))
   mark kill9 "$DPID"
-  kill -9 "$DPID"; wait "$DPID" 2>/dev/null || true
+  # A daemon that died by itself is restarted all the same (the log and the samples show it).
+  kill -9 "$DPID" 2>/dev/null || mark died_before_kill "$DPID"; wait "$DPID" 2>/dev/null || true
   start_daemon
   sleep 1
   probe_after $((40000 + $1))
@@ -287,6 +314,17 @@ OUTAGE=$(( D / 10 > 180 ? 180 : (D / 10 < 65 ? 65 : D / 10) ))   # "degraded" ne
 DISKFULL=$(( D * 6 / 100 < 10 ? 10 : D * 6 / 100 ))
 FLOOD=$(( D / 10 < 12 ? 12 : (D / 10 > 60 ? 60 : D / 10) ))
 RELOAD_EVERY=$(( D / 8 > 60 ? 60 : D / 8 ))
+
+# The daemon's own decision-to-reset time, free of the generator's scheduling: the hellos to
+# port 443 and the resets toward the clients as lan0 sees them (kernel timestamps), paired by
+# 4-tuple in the checker. Needs dumpcap (tshark); without it the row says so.
+if command -v dumpcap >/dev/null; then
+  ip netns exec "$G" dumpcap -q -P -i lan0 -s 80 -B 64 -w "$WORK/resets.pcap" \
+    -f 'tcp and ((dst port 443 and tcp[tcpflags] & tcp-push != 0) or (src port 443 and tcp[tcpflags] & tcp-rst != 0))' \
+    > "$WORK/dumpcap.log" 2>&1 &
+  DCPID=$!
+  PIDS+=($DCPID)
+fi
 
 LOAD_T0=$(now)
 mark load_start
@@ -308,22 +346,22 @@ mark coach "$("$LOAD" coach "$C" $GRANT_CLIENT $GW gemini.google.com)"
       cp "$WORK/policies/policy.toml" "$WORK/policy.good"
       printf '[[rule]]\nid = "S-999-broken"\naction = "explode"\n' >> "$WORK/policies/policy.toml"
       mark reload_broken
-      pkill -HUP -f "shadowgate run --config $WORK/shadowgate.toml" || true
+      pkill -HUP -f " run --config $WORK/shadowgate.toml" || true
       sleep 2
       mv "$WORK/policy.good" "$WORK/policies/policy.toml"
     else
       write_policy "soak policy $n"
       mark reload_good
-      pkill -HUP -f "shadowgate run --config $WORK/shadowgate.toml" || true
+      pkill -HUP -f " run --config $WORK/shadowgate.toml" || true
     fi
   done
 ) &
 PIDS+=($!)
 
 at $(pct 12); kill_daemon 1
-at $(pct 20); mark dns_down; kill "$DNSPID"; wait "$DNSPID" 2>/dev/null || true
+at $(pct 20); mark dns_down; kill "$DNSPID" || true; wait "$DNSPID" 2>/dev/null || true
 DNS_UP_AT=$(( $(pct 20) + OUTAGE ))
-at $(pct 25); mark relp_kill; kill -9 "$RSPID"; wait "$RSPID" 2>/dev/null || true
+at $(pct 25); mark relp_kill; kill -9 "$RSPID" || true; wait "$RSPID" 2>/dev/null || true
 at $(pct 35); mark relp_start; start_rsyslog
 at $(pct 40); mark disk_full
 dd if=/dev/zero of="$STORE/fill" bs=1M 2>/dev/null || true
@@ -337,6 +375,7 @@ at $(pct 80); kill_daemon 2
 at $(pct 90); kill_daemon 3
 wait "$LPID" || true
 mark load_end
+[ -n "${DCPID:-}" ] && { kill -INT "$DCPID" 2>/dev/null; wait "$DCPID" 2>/dev/null || true; }
 cat "$WORK/load.out"
 
 # --- drain: every stored event delivered to both sinks, then SIGTERM ---
@@ -362,6 +401,7 @@ set +e
 echo $? > "$WORK/report.rc"
 set -e
 
+echo "$TCP_IDLE $UDP_IDLE $TTL $GRACE $FLOW_S $WARM" > "$WORK/lifetimes"
 python3 bench/soak_check.py "$WORK" "$D" "$RATE" "$QRATE" "$OUTAGE" | tee "$OUT/table.txt"
 rc=${PIPESTATUS[0]}
 exit "$rc"

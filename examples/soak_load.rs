@@ -3,8 +3,9 @@
 //!
 //! - `sinks NS ADDR...`: TCP sinks on ADDR:443 and ADDR:80 (accept, read to the end), a UDP sink
 //!   on ADDR:443 that answers every datagram (a QUIC server answering an Initial);
-//! - `dns NS ADDR DELAY_MS`: the upstream DNS server: A records for the soak's names (others get
-//!   the uncatalogued server's address), each answer sent DELAY_MS late (distance);
+//! - `dns NS ADDR DELAY_MS [TTL_S]`: the upstream DNS server: A records for the soak's names
+//!   (others get the uncatalogued server's address) with a TTL of TTL_S (default 60), each answer
+//!   sent DELAY_MS late (distance);
 //! - `load NS SECONDS CONN_RATE QUERY_RATE LOG GW`: TLS hellos, plain HTTP requests, QUIC Initials
 //!   from 200 client addresses to the sinks, DNS queries to GW:53, portal views and coach clicks
 //!   at GW:80; one line per connection in LOG (tab-separated: ms since start, proto, client ip,
@@ -84,7 +85,11 @@ fn main() {
     let r = rt();
     match a[0].as_str() {
         "sinks" => r.block_on(sinks(a[2..].iter().map(|s| s.parse().unwrap()).collect())),
-        "dns" => r.block_on(dns(a[2].parse().unwrap(), a[3].parse().unwrap())),
+        "dns" => r.block_on(dns(
+            a[2].parse().unwrap(),
+            a[3].parse().unwrap(),
+            a.get(4).map_or(60, |t| t.parse().unwrap()),
+        )),
         "load" => r.block_on(load(
             a[2].parse().unwrap(),
             a[3].parse().unwrap(),
@@ -153,7 +158,7 @@ async fn sinks(addrs: Vec<Ipv4Addr>) {
     std::future::pending::<()>().await;
 }
 
-async fn dns(addr: SocketAddr, delay_ms: u64) {
+async fn dns(addr: SocketAddr, delay_ms: u64, ttl: u32) {
     use hickory_proto::op::{Message, MessageType, ResponseCode};
     use hickory_proto::rr::{rdata::A, RData, Record, RecordType};
     let sock = Arc::new(UdpSocket::bind(addr).await.unwrap());
@@ -180,7 +185,7 @@ async fn dns(addr: SocketAddr, delay_ms: u64) {
                 let ip = zone.get(name.as_str()).copied().unwrap_or(OTHER);
                 r.add_answer(Record::from_rdata(
                     question.name().clone(),
-                    60,
+                    ttl,
                     RData::A(A(ip.into())),
                 ));
             }

@@ -62,6 +62,15 @@ pub struct SensorConf {
     /// not counted as blind spots.
     #[serde(default, deserialize_with = "known_tunnels")]
     pub known_tunnels: Vec<ipnet::IpNet>,
+    /// Seconds a TCP flow (UDP flow) stays in the flow table after its last packet (default 300
+    /// and 60); a test bed that wants its steady state sooner makes them shorter.
+    #[serde(default)]
+    pub tcp_idle_s: Option<u64>,
+    #[serde(default)]
+    pub udp_idle_s: Option<u64>,
+    /// Seconds a name learnt from DNS outlives its TTL (default 120).
+    #[serde(default)]
+    pub name_grace_s: Option<u64>,
 }
 
 /// `[sensor] known_tunnels`: each entry an address (`203.0.113.10`, a host) or a CIDR
@@ -91,6 +100,9 @@ impl Default for SensorConf {
             ech_public_names: default_ech_public_names(),
             internal_resolvers: Vec::new(),
             known_tunnels: Vec::new(),
+            tcp_idle_s: None,
+            udp_idle_s: None,
+            name_grace_s: None,
         }
     }
 }
@@ -101,6 +113,9 @@ impl SensorConf {
         cfg.ech_public_names = self.ech_public_names.clone();
         cfg.internal_resolvers = self.internal_resolvers.clone();
         cfg.known_tunnels = self.known_tunnels.clone();
+        cfg.tcp_idle_s = self.tcp_idle_s.map_or(cfg.tcp_idle_s, |s| s.max(1));
+        cfg.udp_idle_s = self.udp_idle_s.map_or(cfg.udp_idle_s, |s| s.max(1));
+        cfg.name_grace_s = self.name_grace_s.unwrap_or(cfg.name_grace_s);
     }
 }
 
@@ -304,6 +319,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&d);
     }
 
+    fn p_with(p: &Path, body: &str) -> PathBuf {
+        std::fs::write(p, body).unwrap();
+        p.to_path_buf()
+    }
+
     #[test]
     fn sensor_trust_settings() {
         let d = dir("sensor");
@@ -350,6 +370,19 @@ mod tests {
         let e = Config::load(&p).unwrap_err().to_string();
         assert!(e.contains("shadowgate.toml:2:"), "{e}");
         assert!(e.contains("not an IP address or CIDR"), "{e}");
+        // State lifetimes: the defaults unless given (a soak shortens them).
+        let mut f = crate::flow::Config::default();
+        Config::load(&p_with(&p, "[sensor]\nid = \"gw\"\n"))
+            .unwrap()
+            .sensor
+            .apply(&mut f);
+        assert_eq!((f.tcp_idle_s, f.udp_idle_s, f.name_grace_s), (300, 60, 120));
+        let body = "[sensor]\ntcp_idle_s = 15\nudp_idle_s = 0\nname_grace_s = 5\n";
+        Config::load(&p_with(&p, body))
+            .unwrap()
+            .sensor
+            .apply(&mut f);
+        assert_eq!((f.tcp_idle_s, f.udp_idle_s, f.name_grace_s), (15, 1, 5));
         let _ = std::fs::remove_dir_all(&d);
     }
 }

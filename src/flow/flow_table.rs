@@ -43,6 +43,22 @@ pub(super) struct FlowTable {
     idle: (u64, u64),
 }
 
+/// Tables below this many entries never shrink (their room costs little).
+const SHRINK_MIN: usize = 4096;
+
+/// Return the allocator's free pages to the kernel (glibc keeps freed memory in its arenas).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_freed_memory() {
+    // SAFETY: malloc_trim takes no pointer and touches only glibc's own free lists (under its
+    // arena locks); it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_freed_memory() {}
+
 impl FlowTable {
     pub(super) fn new(cap: usize, tcp_idle_ns: u64, udp_idle_ns: u64) -> FlowTable {
         FlowTable {
@@ -347,7 +363,25 @@ impl FlowTable {
         if self.holes > self.live.max(1024) {
             self.compact();
         }
+        if self.entries.capacity() > 4 * self.live.max(SHRINK_MIN) {
+            self.shrink();
+        }
         n
+    }
+
+    /// Give a flood's room back once its flows have gone (a quarter of it in use): the entries,
+    /// the index and the queue shrink to about twice what is left (order kept), and the freed
+    /// pages go back to the kernel. Without it the table's memory stays at its high-water mark
+    /// (up to `max_flows` entries) for the life of the process.
+    fn shrink(&mut self) {
+        self.entries.retain(|e| e.is_some());
+        self.holes = 0;
+        let room = (2 * self.live).max(SHRINK_MIN);
+        self.entries.shrink_to(room);
+        let slots = (2 * room).next_power_of_two().min(self.index.len());
+        self.rebuild_index(slots);
+        self.requeue_all();
+        release_freed_memory();
     }
 
     /// Keys in table order (tests compare it with `BoundedMap`'s).
@@ -431,6 +465,43 @@ mod tests {
             assert!(old.keys().copied().eq(new.keys()));
             assert!(expired > 1000 && evicted > 1000, "{expired} {evicted}");
         }
+    }
+
+    /// After a flood the table gives its room back once the flood's flows expire, keeps the
+    /// flows that are left (found, in order, expiring on time) and grows again when needed.
+    #[test]
+    fn room_given_back_after_a_flood() {
+        let mut t = FlowTable::new(1 << 20, 100, 100);
+        for i in 0..100_000 {
+            t.insert(key(i).0, Flow::new(0, key(i).1));
+        }
+        let (room, slots) = (t.entries.capacity(), t.index.len());
+        assert!(room >= 100_000 && slots >= 200_000, "{room} {slots}");
+        // 1,000 flows stay busy; the flood's 99,000 expire.
+        for i in 0..1000 {
+            t.get_mut(&key(i * 100).0).unwrap().last_ns = 150;
+        }
+        assert_eq!(t.expire(200, 100, 100), 99_000);
+        assert_eq!(t.len(), 1000);
+        assert!(
+            t.entries.capacity() <= 2 * SHRINK_MIN,
+            "{}",
+            t.entries.capacity()
+        );
+        assert!(t.index.len() <= 4 * SHRINK_MIN, "{}", t.index.len());
+        assert!(t.due.len() <= 1000 + 1, "{}", t.due.len());
+        let kept: Vec<FlowKey> = (0..1000).map(|i| key(i * 100).0).collect();
+        assert!(t.keys() == kept, "the kept flows, in their order");
+        assert!(kept.iter().all(|k| t.get_mut(k).is_some()));
+        // Room grows again, and the kept flows still expire on time.
+        for i in 200_000..230_000 {
+            t.insert(key(i).0, Flow::new(300, key(i).1));
+        }
+        assert_eq!(t.len(), 31_000);
+        assert!(t.get_mut(&key(500).0).is_some() && t.get_mut(&key(229_999).0).is_some());
+        assert_eq!(t.expire(251, 100, 100), 1000);
+        assert_eq!(t.expire(401, 100, 100), 30_000);
+        assert_eq!(t.len(), 0);
     }
 
     /// Changed idle limits take effect at the next sweep, and a sweep far in the future
