@@ -66,7 +66,11 @@ impl Sensor {
         };
         f.last_ns = f.last_ns.max(frame.ts_ns);
         match f.state {
-            State::Done => true,
+            // A QUIC 4-tuple that is done still looks at its client's long-header datagrams: one
+            // may open a new connection (`quic::new_connection`).
+            State::Done => {
+                !(udp && f.quic_dcid != 0 && f.client_a == Some(src_a) && p.first & 0x80 != 0)
+            }
             // QUIC: a client datagram without a long header (no Initial: after the handshake),
             // or a server one while no hello waits for it.
             _ if udp => {

@@ -46,19 +46,6 @@ pub(super) struct FlowTable {
 /// Tables below this many entries never shrink (their room costs little).
 const SHRINK_MIN: usize = 4096;
 
-/// Return the allocator's free pages to the kernel (glibc keeps freed memory in its arenas).
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_freed_memory() {
-    // SAFETY: malloc_trim takes no pointer and touches only glibc's own free lists (under its
-    // arena locks); it is safe to call from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_freed_memory() {}
-
 impl FlowTable {
     pub(super) fn new(cap: usize, tcp_idle_ns: u64, udp_idle_ns: u64) -> FlowTable {
         FlowTable {
@@ -381,7 +368,7 @@ impl FlowTable {
         let slots = (2 * room).next_power_of_two().min(self.index.len());
         self.rebuild_index(slots);
         self.requeue_all();
-        release_freed_memory();
+        crate::mem::release_freed_memory();
     }
 
     /// Keys in table order (tests compare it with `BoundedMap`'s).

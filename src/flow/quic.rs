@@ -42,9 +42,12 @@ pub(super) fn quic_datagram(
         .as_ref()
         .is_some_and(|c| c.until != 0 && seg.cx.ts > c.until)
     {
-        // The watch is over.
+        // The watch is over: only a new connection on the 4-tuple is news.
         flow.finish();
-        return None;
+        if !new_connection(flow, payload, sinks) {
+            return None;
+        }
+        flow.restart_quic();
     }
     let mut rest = payload;
     for _ in 0..8 {
@@ -80,6 +83,48 @@ pub(super) fn quic_datagram(
         rest = &rest[plen..];
     }
     None
+}
+
+/// A hash of a Destination Connection ID (never 0, which means none).
+pub(super) fn dcid_hash(dcid: &[u8]) -> u64 {
+    // FNV-1a: a DCID is at most 20 bytes, and a collision only costs one missed re-judging.
+    let h = dcid.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    h.max(1)
+}
+
+/// A client datagram on a QUIC 4-tuple that is done (its hello judged and its watch over, or
+/// given up on): does it open a new connection? A client may start another connection from the
+/// same port to the same server address (the kernel hands the port out again; a CDN address
+/// serves many names), and one that did so on purpose after a connection to an allowed name
+/// would otherwise pass unjudged. A new connection is an Initial under a Destination Connection
+/// ID the flow has not seen that decrypts with that DCID's keys (RFC 9001 §5.2); a late
+/// Initial of the old connection (addressed to the server's chosen ID, under the old keys) does
+/// not. Each new DCID is tried once.
+pub(super) fn new_connection(flow: &mut Flow, payload: &[u8], sinks: &mut Sinks<'_>) -> bool {
+    if flow.quic_dcid == 0 || payload.len() < 7 || payload[0] & 0x80 == 0 {
+        return false;
+    }
+    let Ok(hdr) = quic::parse_long_header(payload) else {
+        return false;
+    };
+    if hdr.ptype != quic::PacketType::Initial || hdr.dcid.len() < 8 {
+        return false;
+    }
+    let h = dcid_hash(hdr.dcid);
+    if h == flow.quic_dcid {
+        return false;
+    }
+    flow.quic_dcid = h;
+    let Some(keys) = quic::InitialKeys::client(hdr.version, hdr.dcid) else {
+        return false;
+    };
+    if keys.decrypt(&payload[..hdr.packet_len()], &hdr).is_err() {
+        return false;
+    }
+    sinks.stats.quic.reused_tuple += 1;
+    true
 }
 
 /// Do CRYPTO frames agree with the bytes a version holds (a retransmission, or new offsets)?
@@ -144,6 +189,9 @@ fn quic_initial(
             first: None,
         })
     };
+    if fresh.is_some() {
+        flow.quic_dcid = dcid_hash(hdr.dcid);
+    }
     match (flow.quic.as_mut(), fresh) {
         (None, Some(keys)) => flow.quic = Some(new_conn(keys)),
         (Some(c), fresh) => {

@@ -128,6 +128,10 @@ pub(super) struct Flow {
     pub(super) awaiting: bool,
     /// The versions of the client's first flight, watched for a while after it was judged.
     pub(super) watch: Option<Box<Watch>>,
+    /// QUIC: a hash of the Destination Connection ID of the client's last connection on the
+    /// 4-tuple (0: none). Once the flow is done, an Initial under another DCID that decrypts is
+    /// a new connection on the same 4-tuple, judged afresh ([`super::quic::new_connection`]).
+    pub(super) quic_dcid: u64,
 }
 
 impl Aged for Flow {
@@ -152,6 +156,7 @@ impl Flow {
             proxied: false,
             awaiting: false,
             watch: None,
+            quic_dcid: 0,
         }
     }
 
@@ -161,6 +166,16 @@ impl Flow {
         self.watch = None;
         self.streams = [None, None];
         self.quic = None;
+    }
+
+    /// A new QUIC connection on this 4-tuple ([`super::quic::new_connection`]): the flow starts
+    /// over as a QUIC flow of the same client, as a new flow would.
+    pub(super) fn restart_quic(&mut self) {
+        let (last_ns, client_a, dcid) = (self.last_ns, self.client_a, self.quic_dcid);
+        *self = Flow::new(last_ns, true);
+        self.state = State::Quic;
+        self.client_a = client_a;
+        self.quic_dcid = dcid;
     }
 
     /// After a stream parser says "no more": DNS over TCP and HTTP keep going, others are done.

@@ -63,6 +63,10 @@ pub struct QuicStats {
     /// `unverified_source`, never acted on.
     #[serde(skip_serializing_if = "is_zero")]
     pub unanswered: u64,
+    /// New connections on a QUIC 4-tuple whose earlier connection was done (an Initial under a
+    /// new Destination Connection ID): judged afresh.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reused_tuple: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -267,6 +271,7 @@ impl Stats {
             q.decrypt_failed += r.decrypt_failed;
             q.unsupported_version += r.unsupported_version;
             q.unanswered += r.unanswered;
+            q.reused_tuple += r.reused_tuple;
             let (d, e) = (&mut t.dns, &s.dns);
             d.multi_question += e.multi_question;
             d.no_question += e.no_question;

@@ -89,6 +89,12 @@ impl Sensor {
             }
         };
         flow.last_ns = flow.last_ns.max(cx.ts);
+        if flow.state == State::Done
+            && flow.client_a == Some(src_a)
+            && super::quic::new_connection(flow, payload, &mut sinks)
+        {
+            flow.restart_quic();
+        }
         if flow.state == State::New {
             // A VPN handshake: a blind spot (unless it is the clinic's own VPN), nothing more
             // to learn from the flow.

@@ -203,6 +203,35 @@ fn two_records() -> Vec<u8> {
     out
 }
 
+/// A UDP datagram between CLIENT:`port` and SERVER:443 (`to_server`: the client's).
+fn quic_dg(port: u16, payload: &[u8], ttl: u8, to_server: bool) -> Vec<u8> {
+    let mut v = Vec::new();
+    let (b, sp, dp) = if to_server {
+        (
+            PacketBuilder::ethernet2(CMAC, GWMAC).ipv4(CLIENT, SERVER, ttl),
+            port,
+            443,
+        )
+    } else {
+        (
+            PacketBuilder::ethernet2(GWMAC, CMAC).ipv4(SERVER, CLIENT, ttl),
+            443,
+            port,
+        )
+    };
+    b.udp(sp, dp).write(&mut v, payload).unwrap();
+    v
+}
+
+/// A server's long-header answer (its content does not matter to the sensor).
+fn quic_answer() -> Vec<u8> {
+    let mut answer = vec![0xc0, 0, 0, 0, 1, 8];
+    answer.extend_from_slice(&[0xc1; 8]);
+    answer.extend_from_slice(&[8; 9]);
+    answer.resize(200, 0);
+    answer
+}
+
 /// A QUIC connection: a fake Initial (another DCID, another name, TTL 1), the real Initial, and
 /// the server's first datagram.
 fn quic_fake_initial(port: u16) -> Vec<Vec<u8>> {
@@ -822,4 +851,60 @@ fn a_reused_port_is_a_new_connection() {
             "gap {gap_ns}: {got:?}"
         );
     }
+}
+
+/// A new QUIC connection on a 4-tuple whose earlier connection was judged and whose watch is
+/// over (the kernel gave the client port out again, or a client reused it on purpose after a
+/// connection to an allowed name; one CDN address serves many names): the new Initial (another
+/// Destination Connection ID) is judged afresh, as a new connection and not as a desync. A late
+/// Initial of the first connection (its own DCID) is nothing new.
+#[test]
+fn a_reused_quic_tuple_is_a_new_connection() {
+    use crate::common::frames::{quic_hello, InitialShape};
+    use crate::common::sensor::{feed_at, T0};
+    let port = 52_320;
+    let shape = |dcid: &'static [u8]| InitialShape {
+        dcid,
+        scid: &[0xc1; 8],
+        hello_size: 600,
+        datagram_len: 1200,
+    };
+    let first = quic_hello(FAKE, &shape(&[0x1f; 8]));
+    let again = quic_hello(REAL, &shape(&[0x2e; 8]));
+    let s1 = 1_000_000_000u64;
+    let timed = vec![
+        (T0, quic_dg(port, &first, 64, true)),
+        (T0 + 20_000_000, quic_dg(port, &quic_answer(), 58, false)),
+        // After the 3 s watch: the first connection's Initial once more (same DCID), then a new
+        // connection's, and the server's answer to it.
+        (T0 + 4 * s1, quic_dg(port, &first, 64, true)),
+        (T0 + 5 * s1, quic_dg(port, &again, 64, true)),
+        (
+            T0 + 5 * s1 + 20_000_000,
+            quic_dg(port, &quic_answer(), 58, false),
+        ),
+    ];
+    let mut s = Sensor::new(Config::default());
+    let obs = feed_at(&mut s, 1, &timed);
+    let got = on_port(&obs, port);
+    assert_eq!(
+        got.iter().map(|(n, _)| n.as_deref()).collect::<Vec<_>>(),
+        vec![Some(FAKE), Some(REAL)],
+        "{got:?}"
+    );
+    assert!(
+        !got[1].1.contains(&Flag::Desync),
+        "a new connection, not a desync: {got:?}"
+    );
+    let st = s.stats();
+    assert_eq!(st.quic.reused_tuple, 1, "{:?}", st.quic);
+    assert_eq!(st.flows.desync, 0, "{:?}", st.flows);
+    let verified = obs
+        .iter()
+        .filter(|o| o.client.port == port && o.name.as_deref() == Some(REAL))
+        .all(|o| !o.unanswered);
+    assert!(
+        verified,
+        "the new connection's hello waits for its answer like any other"
+    );
 }
