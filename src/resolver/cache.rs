@@ -1,9 +1,11 @@
 //! The resolver's answer cache: upstream answers kept for their TTL (at most a day), negative
 //! answers for the SOA minimum (RFC 2308), TTLs counted down on hits, bounded in entries and bytes.
+//! Expired answers are swept out every few seconds, so the cache holds what is live rather than
+//! its high-water mark of names (clients asking for ever new names would otherwise keep it full).
 
 use std::num::NonZeroUsize;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{RData, Record, RecordType};
@@ -17,6 +19,8 @@ pub const MAX_NEGATIVE_TTL: u32 = 10_800;
 pub const MAX_ENTRY_BYTES: usize = 4_096;
 /// Records per cached answer at most.
 pub const MAX_ENTRY_RECORDS: usize = 64;
+/// How often an insert sweeps the expired answers out (one pass over the cache).
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// Question: lower-case name (with trailing dot), type, class.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -49,6 +53,38 @@ pub struct Cache {
 struct Inner {
     lru: LruCache<Key, Entry>,
     bytes: usize,
+    /// When the expired answers were last swept out.
+    swept: Option<Instant>,
+}
+
+impl Entry {
+    fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.stored).as_secs() >= self.ttl as u64
+    }
+}
+
+impl Inner {
+    /// Remove every expired answer (at most once per [`SWEEP_EVERY`]).
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .swept
+            .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY)
+        {
+            return;
+        }
+        self.swept = Some(now);
+        let expired: Vec<Key> = self
+            .lru
+            .iter()
+            .filter(|(_, e)| e.expired(now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in expired {
+            if let Some(e) = self.lru.pop(&k) {
+                self.bytes -= e.bytes;
+            }
+        }
+    }
 }
 
 /// How long an upstream answer may be cached (seconds), or `None` when it must not be: positive
@@ -81,6 +117,7 @@ impl Cache {
             inner: Mutex::new(Inner {
                 lru: LruCache::new(NonZeroUsize::new(entries).unwrap_or(NonZeroUsize::MIN)),
                 bytes: 0,
+                swept: None,
             }),
             max_bytes: entries.saturating_mul(1024).max(MAX_ENTRY_BYTES),
         }
@@ -91,7 +128,7 @@ impl Cache {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let e = g.lru.get(key)?;
         let age = now.saturating_duration_since(e.stored).as_secs();
-        if age >= e.ttl as u64 {
+        if e.expired(now) {
             if let Some(e) = g.lru.pop(key) {
                 g.bytes -= e.bytes;
             }
@@ -142,6 +179,7 @@ impl Cache {
             bytes,
         };
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.sweep(now);
         if let Some((_, old)) = g.lru.push(key, entry) {
             g.bytes -= old.bytes;
         }
@@ -204,6 +242,34 @@ mod tests {
             RData::SOA(SOA::new(n.clone(), n, 1, 7200, 900, 86400, minimum)),
         ));
         m
+    }
+
+    #[test]
+    fn expired_answers_are_swept_out() {
+        let c = Cache::new(1000);
+        let t0 = Instant::now();
+        for i in 0..500 {
+            assert!(c.insert(key(&format!("n{i}.example.org."), 1), &answer(2), 60, t0));
+        }
+        assert!(c.insert(key("long.example.org.", 1), &answer(3600), 60, t0));
+        assert_eq!(c.len(), 501);
+        // Expired, but the sweep waits for its interval.
+        let t1 = t0 + Duration::from_secs(3);
+        assert!(c.insert(key("a.example.org.", 1), &answer(60), 60, t1));
+        assert_eq!(c.len(), 502);
+        let t2 = t0 + SWEEP_EVERY + Duration::from_secs(1);
+        assert!(c.insert(key("b.example.org.", 1), &answer(60), 60, t2));
+        assert_eq!(
+            c.len(),
+            3,
+            "the 500 expired answers are gone, the live ones kept"
+        );
+        assert!(c.get(&key("long.example.org.", 1), t2).is_some());
+        assert!(c.get(&key("a.example.org.", 1), t2).is_some());
+        assert_eq!(
+            c.inner.lock().unwrap().bytes,
+            3 * (60 + 64) + "long.example.org.a.example.org.b.example.org.".len()
+        );
     }
 
     #[test]
