@@ -21,10 +21,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("csv_out", &[]),
     ("html", &[]),
     ("slots", &[]),
-    ("flow", &["capture", "decode", "time"]),
+    ("mem", &[]),
+    ("flow", &["capture", "decode", "mem", "time"]),
     ("replay", &["capture", "flow"]),
     ("policy", &["flow"]),
-    ("record", &["csv_out", "flow", "policy", "time"]),
+    ("record", &["csv_out", "flow", "mem", "policy", "time"]),
     ("devices", &["decode", "flow", "policy"]),
     (
         "pipeline",
@@ -59,8 +60,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "daemon",
         &[
-            "capture", "config", "devices", "enforce", "flow", "pipeline", "policy", "portal",
-            "record", "report", "resolver", "time",
+            "capture", "config", "devices", "enforce", "flow", "mem", "pipeline", "policy",
+            "portal", "record", "report", "resolver", "time",
         ],
     ),
     (

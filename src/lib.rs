@@ -22,6 +22,7 @@ pub mod enforce;
 pub mod flow;
 pub mod html;
 mod layers; // test-only (`#![cfg(test)]`): the import rules of ARCHITECTURE.md
+pub mod mem;
 pub mod pipeline;
 pub mod policy;
 pub mod portal;

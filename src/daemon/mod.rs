@@ -168,6 +168,10 @@ pub fn run(config_path: &Path) -> Result<(), RunError> {
     let config = start::load_config(config_path)?;
     // Capabilities are per thread: keep only what the daemon needs before any thread starts.
     start::drop_privileges(&config)?;
+    // The allocator's purging thread, the first thread, started without the dropped privileges.
+    if let Err(e) = crate::mem::start_background_purge() {
+        eprintln!("shadowgate: {e}");
+    }
     // A policy that does not load or a store that cannot open makes starting pointless.
     let (policy, system) = start::open_policy_and_store(&config)?;
     // Metrics, health, the enforcing flag and (enforce mode) the nftables table: the state

@@ -276,7 +276,7 @@ fn write(
     // (glibc keeps freed memory in its arenas: in the soak a 6,600-event hold left about 7 MiB
     // in the daemon's memory after it was written).
     hold.events = VecDeque::new();
-    release_freed_memory();
+    crate::mem::release_freed_memory();
     // Writable again: say what the outage cost.
     let secs = hold
         .failing_since
@@ -303,19 +303,6 @@ fn write(
         );
     }
 }
-
-/// Return the allocator's free pages to the kernel.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn release_freed_memory() {
-    // SAFETY: malloc_trim takes no pointer and touches only glibc's own free lists (under its
-    // arena locks); it is safe to call from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn release_freed_memory() {}
 
 /// The store still fails as the recorder ends: what is held is lost (counted and said).
 fn give_up(hold: &mut Hold, stats: &QueueStats) {

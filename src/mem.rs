@@ -1,0 +1,165 @@
+//! The process's memory allocator, and giving freed memory back to the kernel.
+//!
+//! With the default `jemalloc` feature the whole program (the daemon, the commands, the tests)
+//! allocates with jemalloc, as Vector and TiKV do: a gateway daemon lives for months through
+//! floods and outages that fill its queues and tables for a while, and glibc's malloc keeps the
+//! high-water mark of those bursts (its per-thread arenas fragment; `malloc_trim` only returns
+//! whole free pages). Measured in the soak (`bench/soak.sh`, docs/src/soak.md): with glibc the
+//! daemon's RSS after a RELP outage, a disk-full hold and a LAN flood stayed about 10 % above its
+//! warm-up level; with jemalloc, which purges unused dirty pages after a second ([`MALLOC_CONF`],
+//! [`start_background_purge`]), it comes back. Without the feature (the fuzz targets, built with
+//! sanitizer coverage) the system allocator is used and [`release_freed_memory`] asks glibc to
+//! trim.
+
+/// jemalloc's options, read once as it starts: dirty pages unused for a second
+/// (`dirty_decay_ms`) are returned straight away (`muzzy_decay_ms:0`: no lazy MADV_FREE stage, so
+/// RSS drops when the memory is returned), and at most 4 arenas (the daemon's threads are few and
+/// long-lived; more arenas only hold more idle pages). The daemon adds a background thread that
+/// does the purging on time ([`start_background_purge`]); without it jemalloc purges as the
+/// program allocates.
+#[cfg(feature = "jemalloc")]
+pub const MALLOC_CONF: &str = "dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:4";
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// [`MALLOC_CONF`] as the C string jemalloc reads at start-up (its prefixed `malloc_conf`).
+#[cfg(feature = "jemalloc")]
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: Option<&'static std::ffi::c_char> = Some(
+    // The const's bytes with a NUL, checked at compile time below.
+    &CONF_C[0],
+);
+
+#[cfg(feature = "jemalloc")]
+const CONF_C: [std::ffi::c_char; MALLOC_CONF.len() + 1] = {
+    let mut out = [0 as std::ffi::c_char; MALLOC_CONF.len() + 1];
+    let b = MALLOC_CONF.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        assert!(b[i] != 0);
+        out[i] = b[i] as std::ffi::c_char;
+        i += 1;
+    }
+    out
+};
+
+/// Return the allocator's unused pages to the kernel now, after a table or a queue has given
+/// back the room a burst took (the flow table after a flood, the store's hold after a full disk).
+#[cfg(feature = "jemalloc")]
+pub fn release_freed_memory() {
+    // "arena.<MALLCTL_ARENAS_ALL>.purge": every arena's unused dirty and muzzy pages.
+    const PURGE_ALL: &std::ffi::CStr = c"arena.4096.purge";
+    // SAFETY: the name is a NUL-terminated string; a purge reads and writes no value, so the
+    // old/new pointers are null with zero lengths, as mallctl's contract allows for void controls.
+    unsafe {
+        tikv_jemalloc_sys::mallctl(
+            PURGE_ALL.as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            0,
+        );
+    }
+}
+
+/// Start jemalloc's background thread, which returns unused pages on time even while the daemon
+/// is idle. The daemon calls it after dropping its privileges: capabilities are per thread and a
+/// thread started before the drop would keep them (so it is not in [`MALLOC_CONF`], which would
+/// start it with the process).
+#[cfg(feature = "jemalloc")]
+pub fn start_background_purge() -> Result<(), String> {
+    let mut on = true;
+    // SAFETY: the name is NUL-terminated; the new value points to a bool that lives across the
+    // call, with its size, as the `background_thread` control takes; no old value is read.
+    let rc = unsafe {
+        tikv_jemalloc_sys::mallctl(
+            c"background_thread".as_ptr(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            (&mut on as *mut bool).cast(),
+            std::mem::size_of::<bool>(),
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(format!("jemalloc background thread not started (error {rc}): freed memory is still returned as the daemon allocates"))
+    }
+}
+
+/// Without jemalloc there is no purging thread to start.
+#[cfg(not(feature = "jemalloc"))]
+pub fn start_background_purge() -> Result<(), String> {
+    Ok(())
+}
+
+/// Return the allocator's free pages to the kernel (glibc keeps freed memory in its arenas).
+#[cfg(all(not(feature = "jemalloc"), target_os = "linux", target_env = "gnu"))]
+pub fn release_freed_memory() {
+    // SAFETY: malloc_trim takes no pointer and touches only glibc's own free lists (under its
+    // arena locks); it is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(all(
+    not(feature = "jemalloc"),
+    not(all(target_os = "linux", target_env = "gnu"))
+))]
+pub fn release_freed_memory() {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn release_after_a_burst_does_not_disturb_live_memory() {
+        let keep: Vec<Vec<u8>> = (0..64).map(|i| vec![i as u8; 1000]).collect();
+        let burst: Vec<Vec<u8>> = (0..10_000).map(|i| vec![i as u8; 4096]).collect();
+        drop(burst);
+        super::release_freed_memory();
+        assert!(keep
+            .iter()
+            .enumerate()
+            .all(|(i, v)| v.iter().all(|&b| b == i as u8)));
+    }
+
+    #[cfg(feature = "jemalloc")]
+    #[test]
+    fn jemalloc_reads_the_configuration() {
+        // opt.dirty_decay_ms reflects MALLOC_CONF only if jemalloc read _rjem_malloc_conf.
+        let mut v: isize = 0;
+        let mut len = std::mem::size_of::<isize>();
+        // SAFETY: a NUL-terminated name; `v` is an ssize_t-sized out value whose size is `len`.
+        let rc = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                c"opt.dirty_decay_ms".as_ptr(),
+                (&mut v as *mut isize).cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert_eq!(v, 1000);
+        let mut bg = false;
+        let mut len = std::mem::size_of::<bool>();
+        // SAFETY: as above, with a bool-sized out value.
+        let rc = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                c"opt.background_thread".as_ptr(),
+                (&mut bg as *mut bool).cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        assert_eq!(rc, 0);
+        assert!(
+            !bg,
+            "the background thread starts only when the daemon asks, after its privilege drop"
+        );
+    }
+}
