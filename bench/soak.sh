@@ -395,6 +395,7 @@ ip netns exec "$G" "$SG" deliver --timeout 30 --config "$WORK/shadowgate.toml" >
 
 # --- the weekly report over the soak's store ---
 WEEK=$(date -u +%G-W%V)
+echo "$WEEK" > "$WORK/week"
 set +e
 "$SG" report --store "$STORE/events.db" --policy "$WORK/policies" --week "$WEEK" --timezone UTC \
   --out "$WORK/report" > "$WORK/report.out" 2>&1
