@@ -132,6 +132,11 @@ pub(super) struct Flow {
     /// 4-tuple (0: none). Once the flow is done, an Initial under another DCID that decrypts is
     /// a new connection on the same 4-tuple, judged afresh ([`super::quic::new_connection`]).
     pub(super) quic_dcid: u64,
+    /// TCP: the first data sequence number (ISN + 1) of the latest SYN with another ISN on a
+    /// connection whose handshake was seen. Ignored as a fake unless the server accepts it: its
+    /// SYN-ACK acknowledging that SYN means a new connection on the reused 4-tuple (an HTTP flow
+    /// is never done, so only the server's answer tells a reuse from a desync SYN).
+    pub(super) pending_syn: Option<u32>,
 }
 
 impl Aged for Flow {
@@ -157,6 +162,7 @@ impl Flow {
             awaiting: false,
             watch: None,
             quic_dcid: 0,
+            pending_syn: None,
         }
     }
 

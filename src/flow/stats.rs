@@ -51,6 +51,10 @@ pub struct FlowStats {
     pub watch_skipped: u64,
     /// Bytes held now by the versions of watched first flights.
     pub watch_bytes: u64,
+    /// New TCP connections on a 4-tuple whose flow was still open (a reused client port, told
+    /// from a desync SYN by the server's SYN-ACK to it): read afresh.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub reused_tuple: u64,
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
@@ -259,6 +263,7 @@ impl Stats {
             f.bad_checksum += g.bad_checksum;
             f.watch_skipped += g.watch_skipped;
             f.watch_bytes += g.watch_bytes;
+            f.reused_tuple += g.reused_tuple;
             let (f, g) = (&mut t.fragments, &s.fragments);
             f.fragments += g.fragments;
             f.reassembled += g.reassembled;

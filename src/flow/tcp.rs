@@ -125,6 +125,20 @@ impl Sensor {
                     // A new connection on a finished flow's 4-tuple (a reused port): its own.
                     *f = Flow::new(cx.ts, false);
                     self.stats.flows.created += 1;
+                } else if t.syn()
+                    && t.ack()
+                    && f.client_a == Some(!src_a)
+                    && f.pending_syn == Some(t.acknowledgment_number())
+                {
+                    // The server accepted the client's new SYN on a flow still open to the
+                    // sensor (HTTP, DNS over TCP): a new connection on the reused 4-tuple. A
+                    // server answers a SYN inside a live connection with an ACK, never this.
+                    let client_a = f.client_a;
+                    *f = Flow::new(cx.ts, false);
+                    f.client_a = client_a;
+                    f.isn[1 - dir] = Some(t.acknowledgment_number());
+                    self.stats.flows.created += 1;
+                    self.stats.flows.reused_tuple += 1;
                 }
                 f.last_ns = f.last_ns.max(cx.ts);
                 if f.state == State::Done {
@@ -214,7 +228,8 @@ fn note_syn(flow: &mut Flow, t: &TcpSlice<'_>, dir: usize, src_a: bool) -> u32 {
             // Another SYN on a connection whose handshake was seen: a server never takes it
             // (a fake, perhaps TTL-limited, to move where the sensor reads the stream from).
             // A real new connection on the 4-tuple comes after this one finished (TIME_WAIT),
-            // when the flow is started afresh.
+            // when the flow is started afresh, or the server's SYN-ACK to it says so.
+            flow.pending_syn = Some(seq);
             return seq;
         }
         // A SYN-ACK answers the other side's SYN: it must acknowledge that SYN's number.

@@ -223,6 +223,16 @@ fn quic_dg(port: u16, payload: &[u8], ttl: u8, to_server: bool) -> Vec<u8> {
     v
 }
 
+/// The client Initials' shape here: a 600-byte hello in a 1,200-byte datagram, under `dcid`.
+fn quic_shape(dcid: &'static [u8]) -> crate::common::frames::InitialShape<'static> {
+    crate::common::frames::InitialShape {
+        dcid,
+        scid: &[0xc1; 8],
+        hello_size: 600,
+        datagram_len: 1200,
+    }
+}
+
 /// A server's long-header answer (its content does not matter to the sensor).
 fn quic_answer() -> Vec<u8> {
     let mut answer = vec![0xc0, 0, 0, 0, 1, 8];
@@ -235,42 +245,13 @@ fn quic_answer() -> Vec<u8> {
 /// A QUIC connection: a fake Initial (another DCID, another name, TTL 1), the real Initial, and
 /// the server's first datagram.
 fn quic_fake_initial(port: u16) -> Vec<Vec<u8>> {
-    use crate::common::frames::{quic_hello, InitialShape};
-    let dg = |payload: &[u8], ttl: u8, to_server: bool| {
-        let mut v = Vec::new();
-        let (b, sp, dp) = if to_server {
-            (
-                PacketBuilder::ethernet2(CMAC, GWMAC).ipv4(CLIENT, SERVER, ttl),
-                port,
-                443,
-            )
-        } else {
-            (
-                PacketBuilder::ethernet2(GWMAC, CMAC).ipv4(SERVER, CLIENT, ttl),
-                443,
-                port,
-            )
-        };
-        b.udp(sp, dp).write(&mut v, payload).unwrap();
-        v
-    };
-    let shape = |dcid: &'static [u8]| InitialShape {
-        dcid,
-        scid: &[0xc1; 8],
-        hello_size: 600,
-        datagram_len: 1200,
-    };
-    let fake = quic_hello(FAKE, &shape(&[0xfa; 8]));
-    let real = quic_hello(REAL, &shape(&[0x4e; 8]));
-    // A server's long-header answer (its content does not matter to the sensor).
-    let mut answer = vec![0xc0, 0, 0, 0, 1, 8];
-    answer.extend_from_slice(&[0xc1; 8]);
-    answer.extend_from_slice(&[8; 9]);
-    answer.resize(200, 0);
+    use crate::common::frames::quic_hello;
+    let fake = quic_hello(FAKE, &quic_shape(&[0xfa; 8]));
+    let real = quic_hello(REAL, &quic_shape(&[0x4e; 8]));
     vec![
-        dg(&fake, 1, true),
-        dg(&real, 64, true),
-        dg(&answer, 58, false),
+        quic_dg(port, &fake, 1, true),
+        quic_dg(port, &real, 64, true),
+        quic_dg(port, &quic_answer(), 58, false),
     ]
 }
 
@@ -860,17 +841,11 @@ fn a_reused_port_is_a_new_connection() {
 /// Initial of the first connection (its own DCID) is nothing new.
 #[test]
 fn a_reused_quic_tuple_is_a_new_connection() {
-    use crate::common::frames::{quic_hello, InitialShape};
+    use crate::common::frames::quic_hello;
     use crate::common::sensor::{feed_at, T0};
     let port = 52_320;
-    let shape = |dcid: &'static [u8]| InitialShape {
-        dcid,
-        scid: &[0xc1; 8],
-        hello_size: 600,
-        datagram_len: 1200,
-    };
-    let first = quic_hello(FAKE, &shape(&[0x1f; 8]));
-    let again = quic_hello(REAL, &shape(&[0x2e; 8]));
+    let first = quic_hello(FAKE, &quic_shape(&[0x1f; 8]));
+    let again = quic_hello(REAL, &quic_shape(&[0x2e; 8]));
     let s1 = 1_000_000_000u64;
     let timed = vec![
         (T0, quic_dg(port, &first, 64, true)),
@@ -906,5 +881,106 @@ fn a_reused_quic_tuple_is_a_new_connection() {
     assert!(
         verified,
         "the new connection's hello waits for its answer like any other"
+    );
+}
+
+/// An HTTP connection's client port used again within the flow's idle time (HTTP flows stay
+/// open to the sensor, which reads every request): once the server's SYN-ACK acknowledges the new
+/// SYN, the new connection's requests are read. A SYN with another ISN that the server never
+/// accepts (a fake, TTL 1) starts nothing.
+#[test]
+fn a_reused_http_port_is_a_new_connection_once_the_server_accepts_it() {
+    use crate::common::sensor::{feed_at, T0};
+    let port = 52_330;
+    let isn2 = CISN.wrapping_add(0x0555_0000);
+    let sisn2 = SISN.wrapping_add(0x0333_0000);
+    let seg = |from_client: bool, seq: u32, ack: Option<u32>, syn: bool, ttl: u8, data: &[u8]| {
+        let (b, sp, dp) = if from_client {
+            (
+                PacketBuilder::ethernet2(CMAC, GWMAC).ipv4(CLIENT, SERVER, ttl),
+                port,
+                443,
+            )
+        } else {
+            (
+                PacketBuilder::ethernet2(GWMAC, CMAC).ipv4(SERVER, CLIENT, ttl),
+                443,
+                port,
+            )
+        };
+        let mut b = b.tcp(sp, dp, seq, 64240);
+        if syn {
+            b = b.syn();
+        }
+        if let Some(a) = ack {
+            b = b.ack(a);
+        }
+        if !data.is_empty() {
+            b = b.psh();
+        }
+        let mut v = Vec::new();
+        b.write(&mut v, data).unwrap();
+        v
+    };
+    // The same host on both connections: an open HTTP flow reports each new host once, so
+    // without the new connection its request would be taken for a repeat.
+    let first = http(REAL);
+    let again = http(REAL);
+    let fake_isn = CISN.wrapping_add(0x0777_0000);
+    let mut frames = handshake(port, &[]);
+    frames.push(client_seg(port, 0, &first, How::default()));
+    // A fake SYN (TTL 1, never answered) and a request at its numbers: nothing.
+    frames.push(seg(true, fake_isn, None, true, 1, &[]));
+    frames.push(seg(
+        true,
+        fake_isn.wrapping_add(1),
+        Some(SISN.wrapping_add(1)),
+        false,
+        1,
+        &http(REAL),
+    ));
+    // The real new connection: SYN, the server's SYN-ACK to it, ACK, a request.
+    frames.push(seg(true, isn2, None, true, 64, &[]));
+    frames.push(seg(false, sisn2, Some(isn2.wrapping_add(1)), true, 58, &[]));
+    frames.push(seg(
+        true,
+        isn2.wrapping_add(1),
+        Some(sisn2.wrapping_add(1)),
+        false,
+        64,
+        &[],
+    ));
+    frames.push(seg(
+        true,
+        isn2.wrapping_add(1),
+        Some(sisn2.wrapping_add(1)),
+        false,
+        64,
+        &again,
+    ));
+    let timed: Vec<(u64, Vec<u8>)> = frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (T0 + i as u64 * 100_000_000, f))
+        .collect();
+    let mut s = Sensor::new(Config::default());
+    let obs = feed_at(&mut s, 1, &timed);
+    let got = on_port(&obs, port);
+    assert_eq!(
+        got.iter().map(|(n, _)| n.as_deref()).collect::<Vec<_>>(),
+        vec![Some(REAL), Some(REAL)],
+        "one decision per connection: {got:?}"
+    );
+    // Only the SYN the server accepted started a new connection.
+    assert_eq!(s.stats().flows.reused_tuple, 1, "{:?}", s.stats().flows);
+    // The new connection's request is verified (its handshake was seen with matching numbers).
+    let real = obs
+        .iter()
+        .rfind(|o| o.client.port == port && o.name.as_deref() == Some(REAL))
+        .unwrap();
+    assert!(
+        !real.flags.contains(&Flag::UnverifiedSource),
+        "{:?}",
+        real.flags
     );
 }
