@@ -126,39 +126,34 @@ mod tests {
             .all(|(i, v)| v.iter().all(|&b| b == i as u8)));
     }
 
+    /// A jemalloc control's value; `T` must be the control's C type.
+    #[cfg(feature = "jemalloc")]
+    fn control<T: Copy + Default>(name: &std::ffi::CStr) -> T {
+        let mut v = T::default();
+        let mut len = std::mem::size_of::<T>();
+        // SAFETY: a NUL-terminated name; `v` is a live out value of `len` bytes, the size the
+        // control's type has (jemalloc checks it and fails with EINVAL otherwise).
+        let rc = unsafe {
+            tikv_jemalloc_sys::mallctl(
+                name.as_ptr(),
+                (&mut v as *mut T).cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        assert_eq!(rc, 0, "{name:?}");
+        v
+    }
+
     #[cfg(feature = "jemalloc")]
     #[test]
     fn jemalloc_reads_the_configuration() {
         // opt.dirty_decay_ms reflects MALLOC_CONF only if jemalloc read _rjem_malloc_conf.
-        let mut v: isize = 0;
-        let mut len = std::mem::size_of::<isize>();
-        // SAFETY: a NUL-terminated name; `v` is an ssize_t-sized out value whose size is `len`.
-        let rc = unsafe {
-            tikv_jemalloc_sys::mallctl(
-                c"opt.dirty_decay_ms".as_ptr(),
-                (&mut v as *mut isize).cast(),
-                &mut len,
-                std::ptr::null_mut(),
-                0,
-            )
-        };
-        assert_eq!(rc, 0);
-        assert_eq!(v, 1000);
-        let mut bg = false;
-        let mut len = std::mem::size_of::<bool>();
-        // SAFETY: as above, with a bool-sized out value.
-        let rc = unsafe {
-            tikv_jemalloc_sys::mallctl(
-                c"opt.background_thread".as_ptr(),
-                (&mut bg as *mut bool).cast(),
-                &mut len,
-                std::ptr::null_mut(),
-                0,
-            )
-        };
-        assert_eq!(rc, 0);
+        assert_eq!(control::<isize>(c"opt.dirty_decay_ms"), 1000);
+        assert_eq!(control::<isize>(c"opt.muzzy_decay_ms"), 0);
         assert!(
-            !bg,
+            !control::<bool>(c"opt.background_thread"),
             "the background thread starts only when the daemon asks, after its privilege drop"
         );
     }
