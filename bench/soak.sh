@@ -266,12 +266,14 @@ start_daemon
       echo "$all" | awk '$1 ~ /^shadowgate_(flows_active|dns_cache_entries|event_queue_depth|events_held|sink_queue_depth|devices_known|devices_neighbours|portal_grants_active|flows_stopped_total|flows_created_total|flow_evictions_total)/ {sub(/^shadowgate_/, "", $1); printf " %s=%s", $1, $2}'
       awk '/^(Rss|Anonymous|Shared_Clean|Private_Dirty):/ {printf " %s=%s", $1, $2}' "/proc/$p/smaps_rollup" 2>/dev/null
       echo; } >> "$WORK/gauges.log"
+    # Health: the status, then the upstream's part and the stop-entry quota's (what degrades).
     h=$(healthz | python3 -c 'import json,sys
-try: print(json.load(sys.stdin)["status"])
-except Exception: print("none")')
+try:
+    j = json.load(sys.stdin); print(j["status"], j.get("dns", "-"), j.get("quota", "-"))
+except Exception: print("none - -")')
     echo "$(now) sample $p $rss $cpu ${m:-0 0 0} $h" >> "$TL"
     # A stuck daemon: its threads' stacks, once per process, for the report (needs gdb).
-    if [ "$h" = failing ] && [ ! -e "$WORK/stacks.$p" ] && command -v gdb >/dev/null; then
+    if [ "${h%% *}" = failing ] && [ ! -e "$WORK/stacks.$p" ] && command -v gdb >/dev/null; then
       healthz > "$WORK/stacks.$p"
       timeout 60 gdb -p "$p" -batch -ex "thread apply all bt 12" >> "$WORK/stacks.$p" 2>&1 || true
     fi
@@ -360,17 +362,30 @@ PIDS+=($!)
 
 at $(pct 12); kill_daemon 1
 at $(pct 20); mark dns_down; kill "$DNSPID" || true; wait "$DNSPID" 2>/dev/null || true
+# The upstream comes back OUTAGE s later, whichever fault comes before that (in a 2-minute run
+# after the flood, in a 30-minute one before the RELP receiver's restart).
 DNS_UP_AT=$(( $(pct 20) + OUTAGE ))
+dns_up_by() { # bring the upstream back if it is due before second $1
+  if [ -z "${DNS_UP_DONE:-}" ] && [ "$DNS_UP_AT" -le "$1" ]; then
+    at "$DNS_UP_AT"; start_dns; mark dns_up; DNS_UP_DONE=1
+  fi
+  return 0
+}
 at $(pct 25); mark relp_kill; kill -9 "$RSPID" || true; wait "$RSPID" 2>/dev/null || true
+dns_up_by "$(pct 35)"
 at $(pct 35); mark relp_start; start_rsyslog
+dns_up_by "$(pct 40)"
 at $(pct 40); mark disk_full
 dd if=/dev/zero of="$STORE/fill" bs=1M 2>/dev/null || true
+dns_up_by "$(( $(pct 40) + DISKFULL ))"
 at $(( $(pct 40) + DISKFULL )); rm -f "$STORE/fill"; mark disk_freed
+dns_up_by "$(pct 50)"
 at $(pct 50); mark iface_down; ip -n "$G" link set lan0 down; sleep 3; ip -n "$G" link set lan0 up; mark iface_up
+dns_up_by "$(pct 55)"
 at $(pct 55); mark flood_start
 "$LOAD" flood "$C" "$FLOOD" $GW > "$WORK/flood.out" 2>&1 || true
 mark flood_end
-at $DNS_UP_AT; start_dns; mark dns_up
+dns_up_by "$D"
 at $(pct 80); kill_daemon 2
 at $(pct 90); kill_daemon 3
 wait "$LPID" || true
