@@ -203,10 +203,18 @@ fn two_records() -> Vec<u8> {
     out
 }
 
-/// A UDP datagram between CLIENT:`port` and SERVER:443 (`to_server`: the client's).
-fn quic_dg(port: u16, payload: &[u8], ttl: u8, to_server: bool) -> Vec<u8> {
-    let mut v = Vec::new();
-    let (b, sp, dp) = if to_server {
+/// The IP layer between CLIENT:`port` and SERVER:443 in one direction (`to_server`: the
+/// client's), with the source and destination ports.
+fn between(
+    port: u16,
+    ttl: u8,
+    to_server: bool,
+) -> (
+    etherparse::PacketBuilderStep<etherparse::IpHeaders>,
+    u16,
+    u16,
+) {
+    if to_server {
         (
             PacketBuilder::ethernet2(CMAC, GWMAC).ipv4(CLIENT, SERVER, ttl),
             port,
@@ -218,7 +226,13 @@ fn quic_dg(port: u16, payload: &[u8], ttl: u8, to_server: bool) -> Vec<u8> {
             443,
             port,
         )
-    };
+    }
+}
+
+/// A UDP datagram between CLIENT:`port` and SERVER:443 (`to_server`: the client's).
+fn quic_dg(port: u16, payload: &[u8], ttl: u8, to_server: bool) -> Vec<u8> {
+    let mut v = Vec::new();
+    let (b, sp, dp) = between(port, ttl, to_server);
     b.udp(sp, dp).write(&mut v, payload).unwrap();
     v
 }
@@ -895,19 +909,7 @@ fn a_reused_http_port_is_a_new_connection_once_the_server_accepts_it() {
     let isn2 = CISN.wrapping_add(0x0555_0000);
     let sisn2 = SISN.wrapping_add(0x0333_0000);
     let seg = |from_client: bool, seq: u32, ack: Option<u32>, syn: bool, ttl: u8, data: &[u8]| {
-        let (b, sp, dp) = if from_client {
-            (
-                PacketBuilder::ethernet2(CMAC, GWMAC).ipv4(CLIENT, SERVER, ttl),
-                port,
-                443,
-            )
-        } else {
-            (
-                PacketBuilder::ethernet2(GWMAC, CMAC).ipv4(SERVER, CLIENT, ttl),
-                443,
-                port,
-            )
-        };
+        let (b, sp, dp) = between(port, ttl, from_client);
         let mut b = b.tcp(sp, dp, seq, 64240);
         if syn {
             b = b.syn();
