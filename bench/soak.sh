@@ -263,7 +263,7 @@ start_daemon
     # What the memory is made of, for the memory row's explanation: the state gauges and
     # /proc/PID/smaps_rollup, one line a sample in gauges.log.
     { printf '%s %s' "$(now)" "$p"
-      echo "$all" | awk '$1 ~ /^shadowgate_(flows_active|dns_cache_entries|event_queue_depth|events_held|sink_queue_depth|devices_known|devices_neighbours|portal_grants_active|flows_stopped_total|flows_created_total|flow_evictions_total)/ {sub(/^shadowgate_/, "", $1); printf " %s=%s", $1, $2}'
+      echo "$all" | awk '$1 ~ /^shadowgate_(flows_active|dns_cache_entries|event_queue_depth|events_held|sink_queue_depth|devices_known|devices_neighbours|portal_grants_active|flows_stopped_total|flows_created_total|flow_evictions_total|heap_bytes)/ {sub(/^shadowgate_/, "", $1); printf " %s=%s", $1, $2}'
       awk '/^(Rss|Anonymous|Shared_Clean|Private_Dirty):/ {printf " %s=%s", $1, $2}' "/proc/$p/smaps_rollup" 2>/dev/null
       echo; } >> "$WORK/gauges.log"
     # Health: the status, then the upstream's part and the stop-entry quota's (what degrades).
@@ -386,8 +386,8 @@ at $(pct 55); mark flood_start
 "$LOAD" flood "$C" "$FLOOD" $GW > "$WORK/flood.out" 2>&1 || true
 mark flood_end
 dns_up_by "$D"
-at $(pct 80); kill_daemon 2
-at $(pct 90); kill_daemon 3
+at $(pct 85); kill_daemon 2
+at $(pct 94); kill_daemon 3
 wait "$LPID" || true
 mark load_end
 [ -n "${DCPID:-}" ] && { kill -INT "$DCPID" 2>/dev/null; wait "$DCPID" 2>/dev/null || true; }

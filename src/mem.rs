@@ -24,10 +24,11 @@ pub const MALLOC_CONF: &str = "dirty_decay_ms:1000,muzzy_decay_ms:0,narenas:4";
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// [`MALLOC_CONF`] as the C string jemalloc reads at start-up (its prefixed `malloc_conf`).
+/// [`MALLOC_CONF`] as the C string jemalloc reads at start-up (`malloc_conf`; jemalloc is built
+/// unprefixed, so it is the C libraries' `malloc` as well).
 #[cfg(feature = "jemalloc")]
 #[allow(non_upper_case_globals)]
-#[export_name = "_rjem_malloc_conf"]
+#[export_name = "malloc_conf"]
 pub static malloc_conf: Option<&'static std::ffi::c_char> = Some(
     // The const's bytes with a NUL, checked at compile time below.
     &CONF_C[0],
@@ -71,23 +72,40 @@ pub fn release_freed_memory() {
 /// start it with the process).
 #[cfg(feature = "jemalloc")]
 pub fn start_background_purge() -> Result<(), String> {
-    let mut on = true;
-    // SAFETY: the name is NUL-terminated; the new value points to a bool that lives across the
-    // call, with its size, as the `background_thread` control takes; no old value is read.
-    let rc = unsafe {
-        tikv_jemalloc_sys::mallctl(
-            c"background_thread".as_ptr(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            (&mut on as *mut bool).cast(),
-            std::mem::size_of::<bool>(),
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(format!("jemalloc background thread not started (error {rc}): freed memory is still returned as the daemon allocates"))
-    }
+    tikv_jemalloc_ctl::background_thread::write(true).map_err(|e| {
+        format!("jemalloc background thread not started ({e}): freed memory is still returned as the daemon allocates")
+    })
+}
+
+/// The heap's figures, for `/metrics` and the soak: what the daemon's live objects take, and
+/// what the allocator holds for them. RSS growth with flat `allocated` is the allocator's (idle
+/// pages, fragmentation); growth in `allocated` is the program's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heap {
+    /// Bytes in live allocations.
+    pub allocated: u64,
+    /// Bytes in pages the allocator has touched and not returned (its part of RSS).
+    pub resident: u64,
+    /// Bytes of address space returned to the kernel but kept mapped for reuse (not in RSS).
+    pub retained: u64,
+}
+
+/// The heap's figures now; `None` without jemalloc (glibc keeps no such totals).
+#[cfg(feature = "jemalloc")]
+pub fn heap() -> Option<Heap> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    // jemalloc's totals are a snapshot refreshed when the epoch advances.
+    epoch::advance().ok()?;
+    Some(Heap {
+        allocated: stats::allocated::read().ok()? as u64,
+        resident: stats::resident::read().ok()? as u64,
+        retained: stats::retained::read().ok()? as u64,
+    })
+}
+
+#[cfg(not(feature = "jemalloc"))]
+pub fn heap() -> Option<Heap> {
+    None
 }
 
 /// Without jemalloc there is no purging thread to start.
@@ -149,12 +167,33 @@ mod tests {
     #[cfg(feature = "jemalloc")]
     #[test]
     fn jemalloc_reads_the_configuration() {
-        // opt.dirty_decay_ms reflects MALLOC_CONF only if jemalloc read _rjem_malloc_conf.
+        // opt.dirty_decay_ms reflects MALLOC_CONF only if jemalloc read malloc_conf.
         assert_eq!(control::<isize>(c"opt.dirty_decay_ms"), 1000);
         assert_eq!(control::<isize>(c"opt.muzzy_decay_ms"), 0);
         assert!(
             !control::<bool>(c"opt.background_thread"),
             "the background thread starts only when the daemon asks, after its privilege drop"
+        );
+    }
+
+    #[cfg(feature = "jemalloc")]
+    #[test]
+    fn the_heap_figures_follow_allocations() {
+        let before = super::heap().expect("jemalloc keeps statistics");
+        assert!(before.allocated > 0 && before.resident >= before.allocated / 2);
+        // 64 MiB held: other tests allocate in parallel, but not that much at once.
+        let big: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i + 1; 1 << 20]).collect();
+        let during = super::heap().unwrap();
+        assert!(
+            during.allocated >= before.allocated + (48 << 20),
+            "{before:?} -> {during:?}"
+        );
+        assert!(during.resident >= 48 << 20, "{during:?}");
+        drop(big);
+        let after = super::heap().unwrap();
+        assert!(
+            after.allocated + (48 << 20) <= during.allocated,
+            "{during:?} -> {after:?}"
         );
     }
 }

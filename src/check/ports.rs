@@ -208,7 +208,11 @@ mod tests {
             if last[0].severity == super::super::Severity::Ok {
                 break;
             }
-            let p = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let p = TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
             last = free(p);
         }
         assert_eq!(last[0].severity, super::super::Severity::Ok, "{last:?}");

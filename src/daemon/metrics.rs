@@ -84,6 +84,8 @@ pub struct Metrics {
     pub health_status: IntGauge,
     /// Observations from a frame whose MAC contradicts the gateway's binding of its address.
     pub spoofed: IntCounter,
+    /// The allocator's figures (jemalloc): live bytes, resident bytes, retained address space.
+    pub heap: IntGaugeVec,
 }
 
 impl Metrics {
@@ -222,6 +224,12 @@ impl Metrics {
                 &r,
                 "shadowgate_spoofed_total",
                 "Observations from a frame whose MAC contradicts the gateway's own binding of its source address (leases file, neighbour table): recorded as unverified, never acted on",
+            ),
+            heap: gauge_vec(
+                &r,
+                "shadowgate_heap_bytes",
+                "The allocator's figures: kind=allocated (live objects), resident (pages it holds: its part of RSS), retained (returned to the kernel, kept mapped); absent without jemalloc",
+                &["kind"],
             ),
             registry: r,
         }
@@ -404,6 +412,15 @@ impl Scrape {
                         .with_label_values(&[s])
                         .set((last - c).max(0));
                 }
+            }
+        }
+        if let Some(h) = crate::mem::heap() {
+            for (kind, v) in [
+                ("allocated", h.allocated),
+                ("resident", h.resident),
+                ("retained", h.retained),
+            ] {
+                m.heap.with_label_values(&[kind]).set(v as i64);
             }
         }
         let enforcing = self.health.enforcing.load(Ordering::Relaxed);

@@ -30,6 +30,18 @@ use crate::record::{Enforced, How, Outcome};
 
 /// Entries of each state table at most (past it, expired ones go, then the oldest).
 pub const MAX_STATE: usize = 131_072;
+
+/// How often ended entries leave the state tables. Without it a table kept every entry it ever
+/// held until it reached [`MAX_STATE`]: bounded, but its memory grew for minutes after each
+/// start (the soak's memory row saw it) and stayed at the cap.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Give a table's room back once it is mostly empty (after a flood, or a sweep).
+fn shrink_sparse<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
+    if m.capacity() > 1024 && m.capacity() > 4 * m.len() {
+        m.shrink_to(2 * m.len());
+    }
+}
 /// Stop-set entries one client holds at most at once: past it, its flows are still reset but not
 /// added, so no client (or forger) can fill the set all clients share.
 pub const STOPS_PER_CLIENT: usize = 256;
@@ -58,6 +70,15 @@ impl Quota {
         }
         v.push(until);
         true
+    }
+
+    /// Forget the entries that have ended, and the clients that hold none.
+    fn sweep(&mut self, now: Instant) {
+        self.per_client.retain(|_, v| {
+            v.retain(|u| *u > now);
+            !v.is_empty()
+        });
+        shrink_sparse(&mut self.per_client);
     }
 }
 /// How long a decided DNS query waits for its answer.
@@ -193,6 +214,12 @@ impl QuicState {
         }
         addrs
     }
+
+    fn sweep(&mut self, now: Instant) {
+        self.drops.retain(|_, (_, e)| *e > now);
+        shrink_sparse(&mut self.drops);
+        self.quota.sweep(now);
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -235,6 +262,17 @@ impl FlowState {
         if v.len() < MAX_ANSWERED {
             v.push((addr, until));
         }
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        self.stopped.retain(|_, e| *e > now);
+        shrink_sparse(&mut self.stopped);
+        self.answered.retain(|_, v| {
+            v.retain(|(_, u)| *u > now);
+            !v.is_empty()
+        });
+        shrink_sparse(&mut self.answered);
+        self.quota.sweep(now);
     }
 
     /// What a grant to `client` for `service` opens: the addresses its own lookups of the
@@ -281,6 +319,8 @@ pub struct Enforcer {
     last_full: Mutex<HashMap<&'static str, Instant>>,
     /// Set to the time a client reached a quota (the daemon's health reads it).
     full_at: Option<Arc<AtomicU64>>,
+    /// When ended entries next leave the tables ([`SWEEP_EVERY`]).
+    next_sweep: Instant,
 }
 
 impl Enforcer {
@@ -327,6 +367,7 @@ impl Enforcer {
             sensor: String::new(),
             last_full: Mutex::default(),
             full_at: None,
+            next_sweep: Instant::now() + SWEEP_EVERY,
         };
         if let Some(nft) = e.nft.clone() {
             if let Some(b) = nft.book() {
@@ -395,6 +436,7 @@ impl Enforcer {
     /// observation without one, an allow or alert decision, and a DNS query: its answer acts).
     pub fn act(&mut self, o: &Observation, d: Option<&Decision>) -> Option<Enforced> {
         self.forget_refused();
+        self.sweep_if_due(Instant::now());
         let client = o.client.ip;
         let how = match o.kind {
             Kind::DnsQuery if o.flags.contains(&Flag::UnverifiedSource) => {
@@ -599,6 +641,25 @@ impl Enforcer {
         }
         last.insert(what, now);
         true
+    }
+
+    /// Every [`SWEEP_EVERY`]: ended stops, QUIC drops, answers, quota entries and unanswered
+    /// queries leave their tables (the kernel's sets expire the same entries by their timeout).
+    fn sweep_if_due(&mut self, now: Instant) {
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP_EVERY;
+        self.flows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sweep(now);
+        self.quic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .sweep(now);
+        self.queries.retain(|_, p| p.until > now);
+        shrink_sparse(&mut self.queries);
     }
 
     /// Entries the kernel refused (after their retries) are not in force: forget them, so the
@@ -1010,6 +1071,48 @@ mod tests {
             .grant_addresses("10.20.0.6".parse().unwrap(), "gemini")
             .is_empty());
         assert!(f.grant_addresses(client, "claude").is_empty());
+    }
+
+    /// Ended entries leave every table on the sweep, and the tables give their room back;
+    /// entries still in force stay.
+    #[test]
+    fn the_sweep_forgets_ended_entries_and_frees_the_room() {
+        let now = Instant::now();
+        let (ended, live) = (now - Duration::from_secs(1), now + Duration::from_secs(60));
+        let mut f = FlowState::default();
+        let mut q = QuicState::default();
+        for i in 0..20_000u32 {
+            let c = IpAddr::from((0x0a00_0000 + i % 200).to_be_bytes());
+            let s = SocketAddr::new(IpAddr::from((0xc000_0200 + i).to_be_bytes()), 443);
+            let until = if i < 100 { live } else { ended };
+            f.stopped
+                .insert((SocketAddr::new(c, 40_000 + (i / 200) as u16), s), until);
+            f.answered
+                .entry((c, format!("svc{i}")))
+                .or_default()
+                .push((s.ip(), until));
+            f.quota.per_client.entry(c).or_default().push(until);
+            q.drops.insert((c, s.ip()), ("svc".into(), until));
+            q.quota.per_client.entry(c).or_default().push(until);
+        }
+        let room = f.stopped.capacity();
+        f.sweep(now);
+        q.sweep(now);
+        assert_eq!(f.stopped.len(), 100);
+        assert_eq!(f.answered.len(), 100);
+        assert_eq!(q.drops.len(), 100);
+        assert!(
+            f.stopped.capacity() * 8 <= room,
+            "{} of {room}",
+            f.stopped.capacity()
+        );
+        // The first 100 entries went to 100 clients: each holds one entry in force.
+        assert_eq!(f.quota.per_client.len(), 100);
+        assert!(f.quota.per_client.values().all(|v| v.len() == 1));
+        assert_eq!(q.quota.per_client.len(), 100);
+        // Nothing ended is left to sweep.
+        f.sweep(now);
+        assert_eq!(f.stopped.len(), 100);
     }
 
     /// One client cannot fill what every client shares: its entries stop at its quota, another

@@ -224,14 +224,15 @@ impl Book {
     /// The file's text now: the entries still in force, in a stable order.
     pub fn encode(&self) -> String {
         let now = now_ms();
-        let mut lines: Vec<String> = self
-            .map
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|(_, u)| u.at_ms > now)
-            .map(|(e, u)| line(e, *u))
-            .collect();
+        let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        // Ended entries leave the book here (each write), not only when it is full.
+        m.retain(|_, u| u.at_ms > now);
+        let live = m.len();
+        if m.capacity() > 1024 && m.capacity() > 4 * live {
+            m.shrink_to(2 * live);
+        }
+        let mut lines: Vec<String> = m.iter().map(|(e, u)| line(e, *u)).collect();
+        drop(m);
         lines.sort_unstable();
         let mut s = String::with_capacity(HEADER.len() + 1 + lines.len() * 64);
         s.push_str(HEADER);
