@@ -20,6 +20,7 @@ use super::grants::{Grant, Grants};
 use super::nft::{flow_key, pair_key, Nft, SetKind};
 use super::persist::Entry;
 use super::reset::Resetter;
+use super::shrink_sparse;
 use crate::flow::observation::Transport;
 use crate::flow::{Flag, Kind, Observation};
 use crate::pipeline::Output;
@@ -36,12 +37,6 @@ pub const MAX_STATE: usize = 131_072;
 /// start (the soak's memory row saw it) and stayed at the cap.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
-/// Give a table's room back once it is mostly empty (after a flood, or a sweep).
-fn shrink_sparse<K: std::hash::Hash + Eq, V>(m: &mut HashMap<K, V>) {
-    if m.capacity() > 1024 && m.capacity() > 4 * m.len() {
-        m.shrink_to(2 * m.len());
-    }
-}
 /// Stop-set entries one client holds at most at once: past it, its flows are still reset but not
 /// added, so no client (or forger) can fill the set all clients share.
 pub const STOPS_PER_CLIENT: usize = 256;

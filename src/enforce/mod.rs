@@ -14,3 +14,11 @@ pub mod grants;
 pub mod nft;
 pub mod persist;
 pub mod reset;
+
+/// Give a state table's room back once it is mostly empty (after a flood, or a sweep of ended
+/// entries): the enforcer's tables and the stop book.
+pub(crate) fn shrink_sparse<K: std::hash::Hash + Eq, V>(m: &mut std::collections::HashMap<K, V>) {
+    if m.capacity() > 1024 && m.capacity() > 4 * m.len() {
+        m.shrink_to(2 * m.len());
+    }
+}

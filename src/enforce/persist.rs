@@ -227,10 +227,7 @@ impl Book {
         let mut m = self.map.lock().unwrap_or_else(|e| e.into_inner());
         // Ended entries leave the book here (each write), not only when it is full.
         m.retain(|_, u| u.at_ms > now);
-        let live = m.len();
-        if m.capacity() > 1024 && m.capacity() > 4 * live {
-            m.shrink_to(2 * live);
-        }
+        super::shrink_sparse(&mut m);
         let mut lines: Vec<String> = m.iter().map(|(e, u)| line(e, *u)).collect();
         drop(m);
         lines.sort_unstable();
