@@ -187,6 +187,7 @@ fn quic_initial(
             hellos: 0,
             until: 0,
             first: None,
+            visit: false,
         })
     };
     if fresh.is_some() {
@@ -215,6 +216,10 @@ fn quic_initial(
                     sinks.stats.flows.desync_versions_full += 1;
                     return Step::Done;
                 }
+                // A new DCID under the same version with another hello is a new connection
+                // (after a Retry the client sends the same hello; after a version negotiation,
+                // another version).
+                let visit = fresh.is_some() && hdr.version == c.version && c.judged;
                 let (hellos, until, first) = (c.hellos, c.until, c.first.take());
                 let dcid = if fresh.is_some() {
                     hdr.dcid.to_vec()
@@ -233,6 +238,7 @@ fn quic_initial(
                 n.hellos = hellos;
                 n.until = until;
                 n.first = first;
+                n.visit = visit;
                 flow.quic = Some(n);
             }
         }
@@ -278,9 +284,14 @@ fn quic_initial(
                     conn.first = Some(Box::new(names));
                     false
                 }
-                // A restart with the same names (a new random after a Retry or a version
-                // negotiation): decided already.
-                Some(f) if **f == names => return Step::More,
+                // Another version with the same names on the same connection (a version
+                // negotiation, or new bytes under the same DCID): decided already.
+                Some(f) if **f == names && !conn.visit => return Step::More,
+                // A new connection to the same names: a new visit, not a desync.
+                Some(f) if **f == names => {
+                    sinks.stats.quic.reused_tuple += 1;
+                    false
+                }
                 Some(_) => true,
             };
             let mut o = seg.observation(Kind::QuicInitial, true, ch.sni.clone());

@@ -101,6 +101,11 @@ pub(super) struct QuicConn {
     /// The first hello's names (SNI, further SNIs, hidden by ECH/ESNI): a later version with
     /// the same is a restart, not news.
     pub(super) first: Option<Box<FirstNames>>,
+    /// This version opened a new connection on the 4-tuple inside the watch (a new DCID under
+    /// the same QUIC version, with another hello: neither a Retry, whose client resends the
+    /// same hello, nor a version negotiation): its hello is a new visit, reported even with the
+    /// first's names.
+    pub(super) visit: bool,
 }
 
 /// SNI, further SNI names, and whether ECH or ESNI hides the name.

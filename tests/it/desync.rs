@@ -898,6 +898,66 @@ fn a_reused_quic_tuple_is_a_new_connection() {
     );
 }
 
+/// A new QUIC connection on a 4-tuple while the first connection's watch is still open (the
+/// client reopened the port to the same name 2.5 s later, as a soak run saw): it is a new visit
+/// and gets its own observation, not a desync. A Retry is not: the client answers the server's
+/// Retry with the same hello under the Retry's connection ID, which is nothing new.
+#[test]
+fn a_new_quic_connection_inside_the_watch_is_a_new_visit() {
+    use crate::common::frames::{quic_hello, InitialShape};
+    use crate::common::sensor::{feed_at, T0};
+    let port = 52_325;
+    let ms = 1_000_000u64;
+    let first = quic_hello(REAL, &quic_shape(&[0x1f; 8]));
+    // The server's Retry: type 3, to the client's SCID, from the ID the client must use next.
+    let mut retry = vec![0xf0, 0, 0, 0, 1, 8];
+    retry.extend_from_slice(&[0xc1; 8]);
+    retry.push(8);
+    retry.extend_from_slice(&[0x3a; 8]);
+    retry.extend_from_slice(&[0x77; 32]);
+    let after_retry = quic_hello(REAL, &quic_shape(&[0x3a; 8]));
+    // A new connection: a new DCID and another hello (another size, as a new random would be).
+    let again = quic_hello(
+        REAL,
+        &InitialShape {
+            dcid: &[0x2e; 8],
+            scid: &[0xc2; 8],
+            hello_size: 640,
+            datagram_len: 1200,
+        },
+    );
+    let timed = vec![
+        (T0, quic_dg(port, &first, 64, true)),
+        (T0 + 10 * ms, quic_dg(port, &retry, 58, false)),
+        (T0 + 20 * ms, quic_dg(port, &after_retry, 64, true)),
+        (T0 + 40 * ms, quic_dg(port, &quic_answer(), 58, false)),
+        // 2.5 s later, inside the 3 s watch: a new connection to the same name.
+        (T0 + 2_500 * ms, quic_dg(port, &again, 64, true)),
+        (T0 + 2_520 * ms, quic_dg(port, &quic_answer(), 58, false)),
+    ];
+    let mut s = Sensor::new(Config::default());
+    let obs = feed_at(&mut s, 1, &timed);
+    let got = on_port(&obs, port);
+    assert_eq!(
+        got.iter().map(|(n, _)| n.as_deref()).collect::<Vec<_>>(),
+        vec![Some(REAL), Some(REAL)],
+        "one observation per connection, none for the Retry's: {got:?}"
+    );
+    assert!(
+        got.iter().all(|(_, f)| !f.contains(&Flag::Desync)),
+        "new visits, not a desync: {got:?}"
+    );
+    let st = s.stats();
+    assert_eq!(st.quic.reused_tuple, 1, "{:?}", st.quic);
+    assert_eq!(st.flows.desync, 0, "{:?}", st.flows);
+    assert!(
+        obs.iter()
+            .filter(|o| o.client.port == port)
+            .all(|o| !o.unanswered),
+        "each hello waited for its answer"
+    );
+}
+
 /// An HTTP connection's client port used again within the flow's idle time (HTTP flows stay
 /// open to the sensor, which reads every request): once the server's SYN-ACK acknowledges the new
 /// SYN, the new connection's requests are read. A SYN with another ISN that the server never
