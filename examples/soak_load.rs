@@ -265,8 +265,19 @@ async fn stream_once(
     out
 }
 
-async fn quic_once(src: Ipv4Addr, dst: Ipv4Addr, name: &str, dcid: [u8; 8]) -> (String, u16) {
-    let hello = synth::client_hello(name, 0);
+/// One QUIC connection attempt: an Initial under `dcid` whose hello has its own `random`, as a
+/// real client's has (a hello resent byte for byte under a new DCID is a client's answer to a
+/// Retry, not a new connection), then up to 300 ms for the server's answer.
+async fn quic_once(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    name: &str,
+    dcid: [u8; 8],
+    random: [u8; 32],
+) -> (String, u16) {
+    let mut hello = synth::client_hello(name, 0);
+    // Record header (5), handshake header (4), legacy version (2), then the 32-byte random.
+    hello[11..43].copy_from_slice(&random);
     let hs = &hello[5..];
     let mut frames = vec![0x06, 0x00];
     frames.extend(synth::quic_varint(hs.len() as u64, 2));
@@ -416,6 +427,10 @@ async fn load(seconds: u64, rate: u64, qrate: u64, log: &str, gw: Ipv4Addr) {
                 conn_due -= 1.0;
                 let pick = rng.below(100);
                 let dcid = rng.next().to_be_bytes();
+                let mut random = [0u8; 32];
+                for part in random.chunks_mut(8) {
+                    part.copy_from_slice(&rng.next().to_be_bytes());
+                }
                 tokio::spawn(async move {
                     let _p = permit;
                     let (proto, (out, port, us)) = if pick < 70 {
@@ -433,7 +448,7 @@ async fn load(seconds: u64, rate: u64, qrate: u64, log: &str, gw: Ipv4Addr) {
                         )
                     } else {
                         c.quic.fetch_add(1, Ordering::Relaxed);
-                        let (o, p) = quic_once(src, server, name, dcid).await;
+                        let (o, p) = quic_once(src, server, name, dcid, random).await;
                         ("quic", (o, p, 0))
                     };
                     let _ = tx.send(format!(
