@@ -256,7 +256,9 @@ deg = [s for s in samples if down and down <= s[0] <= up and s[7] == "degraded" 
 after = [s for s in samples if up and s[0] > up + 5000 and s[7] != "none"]
 rec = [s for s in after if s[7] == "ok" or (s[7] == "degraded" and s[8] == "ok" and s[9] == "full")]
 other = [s for s in after if s[7] == "degraded" and s[9] == "full"]
-not_rec = [s for s in after if s[8] not in ("ok", "-") and s[0] > up + 30000]
+# A sample of an instance still starting after a kill -9 says "starting" for its DNS part: that
+# is the restart, not the upstream.
+not_rec = [s for s in after if s[8] not in ("ok", "-", "starting") and s[0] > up + 30000]
 ev_down = [r for r in system("dns_upstream_down") if down and r[2] // 1_000_000 >= down]
 ev_up = [r for r in system("dns_upstream_up") if up and r[2] // 1_000_000 >= up]
 died = marks("died_before_kill")  # a daemon already dead when the soak came to kill it
