@@ -251,6 +251,9 @@ start_daemon
 
 # --- samplers: RSS, CPU, metrics, health every 2 s ---
 (
+  # One unreadable /proc file (a killed daemon is a zombie until it is reaped) must not end the
+  # samples: the rows that read them would judge the run on the first instance alone.
+  set +e +o pipefail
   while sleep 2; do
     p=$DPID
     [ -r "/proc/$p/status" ] || p=$(pgrep -n -f " run --config $WORK/shadowgate.toml" || true)
@@ -264,7 +267,7 @@ start_daemon
     # /proc/PID/smaps_rollup, one line a sample in gauges.log.
     { printf '%s %s' "$(now)" "$p"
       echo "$all" | awk '$1 ~ /^shadowgate_(flows_active|dns_cache_entries|event_queue_depth|events_held|sink_queue_depth|devices_known|devices_neighbours|portal_grants_active|flows_stopped_total|flows_created_total|flow_evictions_total|heap_bytes)/ {sub(/^shadowgate_/, "", $1); printf " %s=%s", $1, $2}'
-      awk '/^(Rss|Anonymous|Shared_Clean|Private_Dirty):/ {printf " %s=%s", $1, $2}' "/proc/$p/smaps_rollup" 2>/dev/null
+      awk '/^(Rss|Anonymous|Shared_Clean|Private_Dirty):/ {printf " %s=%s", $1, $2}' "/proc/$p/smaps_rollup" 2>/dev/null || true
       echo; } >> "$WORK/gauges.log"
     # Health: the status, then the upstream's part and the stop-entry quota's (what degrades).
     h=$(healthz | python3 -c 'import json,sys

@@ -220,12 +220,22 @@ for pid, ss in by_pid.items():
     growths.append((pid, b0, last, peak, (last - b0) / b0 * 100,
                     heap_near(pid, base[1][0]), heap_near(pid, ss[-2][0])))
 worst = max((g[4] for g in growths), default=0.0)
-row("memory flat after warm-up (< 5 %)", bool(growths) and worst < 5.0,
+# The samples must cover the whole load (every 2 s): a sampler that stopped would leave the later
+# instances unmeasured here and in the CPU and outage rows.
+load_t = [t for t, w, _ in tl if w in ("load_start", "load_end")]
+ts = [s[0] for s in samples if len(load_t) == 2 and load_t[0] <= s[0] <= load_t[1]]
+gaps = [b - a for a, b in zip([load_t[0]] + ts, ts + [load_t[-1]])] if len(load_t) == 2 else [0]
+gap = max(gaps) if gaps else 0
+unsampled = [a[0] for _, a in marks("start") if a and a[0] not in by_pid]
+row("memory flat after warm-up (< 5 %)", bool(growths) and worst < 5.0 and gap <= 30000 and not unsampled,
     f"warm-up {warm_s} s (state lifetimes: TCP flows {tcp_idle} s idle, UDP {udp_idle} s, names DNS TTL {ttl} s + {grace} s, stops {flow_s} s"
     + (", shortened for this run" if tcp_idle < 300 else "") + f"; base outside the disk-full window and the flood + {longest + 5} s; end: the instance's last three; each level the median of three samples); "
     + ("; ".join(f"pid {p}: {b / 1024:.0f} -> {l / 1024:.0f} MiB ({g:+.1f} %), peak {pk / 1024:.0f} MiB"
                  + (f", live heap {hb / 2**20:.0f} -> {he / 2**20:.0f} MiB" if hb and he else "")
-                 for p, b, l, pk, g, hb, he in growths) or "no instance lived long enough"))
+                 for p, b, l, pk, g, hb, he in growths) or "no instance lived long enough")
+    + f"; longest gap between samples {gap / 1000:.0f} s"
+    + (f" (over 30 s: the samples stopped)" if gap > 30000 else "")
+    + (f"; instances never sampled: {' '.join(unsampled)}" if unsampled else ""))
 
 # --- assertion 4: restarts keep stops and grants ---
 before = {a[0]: dict(x.split("=", 1) for x in a[1:]) for _, a in marks("probe_before")}
